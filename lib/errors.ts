@@ -1,0 +1,91 @@
+/**
+ * The error classes every layer of DIM throws.
+ *
+ * One base class, {@linkcode DimError}, keeps the `cause`; each subclass is
+ * named for the failure so callers can branch with `instanceof`. Messages
+ * never contain key material, and decryption or signature failures use one
+ * uniform message so they leak nothing about which check failed.
+ *
+ * @example Branching on the failure
+ * ```ts
+ * import { DecryptionError, DimError } from "./errors.ts";
+ *
+ * const err = new DecryptionError();
+ * console.assert(err instanceof DimError);
+ * console.assert(err.name === "DecryptionError");
+ * ```
+ *
+ * @module
+ */
+
+/** The base class of every error DIM throws on purpose. */
+export class DimError extends Error {
+  /**
+   * Makes an error whose `name` is the subclass name.
+   *
+   * @param message What went wrong, in the form "Cannot <action>: <state>".
+   * @param options `cause`: the underlying error, if any.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A record failed validation: bad signature, wrong owner, expired, too large or malformed. */
+export class InvalidRecordError extends DimError {}
+
+/** A user ID or contact string is malformed or fails its checksum. */
+export class InvalidIdError extends DimError {}
+
+/** A sealed message could not be opened. The message is always the same. */
+export class DecryptionError extends DimError {
+  /**
+   * Makes the uniform decryption error.
+   *
+   * @param options `cause`: the underlying error, kept for debugging only.
+   */
+  constructor(options?: ErrorOptions) {
+    super("Cannot open message: it is not authentic or not addressed to this key", options);
+  }
+}
+
+/** Sealing a message failed (for example a body over the size limit). */
+export class EncryptionError extends DimError {}
+
+/** The encrypted keystore could not be read, unlocked or written. */
+export class KeystoreError extends DimError {
+  /** A stable machine-readable code for the failure. */
+  readonly code: KeystoreErrorCode;
+  /**
+   * Makes a keystore error.
+   *
+   * @param code Which failure it is.
+   * @param message The human-readable explanation.
+   * @param options `cause`: the underlying error, if any.
+   */
+  constructor(code: KeystoreErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** The reasons a keystore operation fails. */
+export type KeystoreErrorCode =
+  | "not-found"
+  | "exists"
+  | "wrong-passphrase"
+  | "corrupt"
+  | "truncated"
+  | "unsupported-version"
+  | "parameters-out-of-range"
+  | "io";
+
+/** A peer could not be found or reached. */
+export class PeerUnreachableError extends DimError {}
+
+/** A wire frame from a peer was malformed, oversized or out of protocol. */
+export class ProtocolError extends DimError {}
+
+/** Persistent storage (database or files) failed. */
+export class StorageError extends DimError {}
