@@ -32,6 +32,7 @@ import {
   randomSeed,
 } from "./_keys.ts";
 import { InvalidIdError } from "../errors.ts";
+import { sha256 } from "@noble/hashes/sha2.js";
 
 /** The prefix of every user ID. */
 export const USER_ID_PREFIX = "dim";
@@ -72,9 +73,31 @@ export interface IdentitySeeds {
   readonly encryption: Uint8Array;
 }
 
-async function checksum(publicKey: Uint8Array): Promise<Uint8Array> {
-  const digest = await crypto.subtle.digest("SHA-256", concat(utf8("DIM-v1-id\0"), publicKey));
-  return new Uint8Array(digest, 0, CHECKSUM_LENGTH);
+const ID_LABEL = utf8("DIM-v1-id\0");
+
+// A synchronous hash: a WebCrypto digest costs a round trip through the event
+// loop, which is most of the cost of deriving an ID for every opened envelope.
+function checksum(publicKey: Uint8Array): Uint8Array {
+  return sha256(concat(ID_LABEL, publicKey)).subarray(0, CHECKSUM_LENGTH);
+}
+
+// Imported verification keys by key bytes: a chat verifies the same few
+// senders' signatures over and over.
+const VERIFY_KEYS = new Map<string, Promise<CryptoKey>>();
+const VERIFY_KEY_CACHE_SIZE = 256;
+
+function verificationKey(raw: Uint8Array): Promise<CryptoKey> {
+  const id = toBase32(raw);
+  let key = VERIFY_KEYS.get(id);
+  if (key === undefined) {
+    if (VERIFY_KEYS.size >= VERIFY_KEY_CACHE_SIZE) {
+      VERIFY_KEYS.delete(VERIFY_KEYS.keys().next().value!);
+    }
+    key = importEd25519Public(raw);
+    key.catch(() => VERIFY_KEYS.delete(id));
+    VERIFY_KEYS.set(id, key);
+  }
+  return key;
 }
 
 /**
@@ -89,14 +112,14 @@ async function checksum(publicKey: Uint8Array): Promise<Uint8Array> {
  * ```ts
  * import { encodeUserId, Identity } from "./identity.ts";
  * const me = await Identity.generate();
- * console.assert((await encodeUserId(me.signingPublicKey)) === me.id);
+ * console.assert(encodeUserId(me.signingPublicKey) === me.id);
  * ```
  */
-export async function encodeUserId(signingPublicKey: Uint8Array): Promise<string> {
+export function encodeUserId(signingPublicKey: Uint8Array): string {
   if (signingPublicKey.length !== KEY_LENGTH) {
     throw new TypeError(`Cannot encode user ID: key must be ${KEY_LENGTH} bytes`);
   }
-  return USER_ID_PREFIX + toBase32(concat(signingPublicKey, await checksum(signingPublicKey)));
+  return USER_ID_PREFIX + toBase32(concat(signingPublicKey, checksum(signingPublicKey)));
 }
 
 /**
@@ -110,11 +133,11 @@ export async function encodeUserId(signingPublicKey: Uint8Array): Promise<string
  * ```ts
  * import { decodeUserId, Identity } from "./identity.ts";
  * const me = await Identity.generate();
- * const key = await decodeUserId(me.id.toUpperCase());
+ * const key = decodeUserId(me.id.toUpperCase());
  * console.assert(key.length === 32);
  * ```
  */
-export async function decodeUserId(id: string): Promise<Uint8Array<ArrayBuffer>> {
+export function decodeUserId(id: string): Uint8Array<ArrayBuffer> {
   const text = id.trim().toLowerCase();
   if (!text.startsWith(USER_ID_PREFIX)) {
     throw new InvalidIdError(`Cannot parse user ID: it must start with "${USER_ID_PREFIX}"`);
@@ -133,7 +156,7 @@ export async function decodeUserId(id: string): Promise<Uint8Array<ArrayBuffer>>
     });
   }
   const key = copy(raw.subarray(0, KEY_LENGTH));
-  if (!constantTimeEqual(raw.subarray(KEY_LENGTH), await checksum(key))) {
+  if (!constantTimeEqual(raw.subarray(KEY_LENGTH), checksum(key))) {
     throw new InvalidIdError("Cannot parse user ID: checksum mismatch (is it mistyped?)");
   }
   return key;
@@ -163,7 +186,7 @@ export async function verifySignature(
 ): Promise<boolean> {
   if (signature.length !== 64 || signingPublicKey.length !== KEY_LENGTH) return false;
   try {
-    const key = await importEd25519Public(signingPublicKey);
+    const key = await verificationKey(signingPublicKey);
     return await crypto.subtle.verify(
       "Ed25519",
       key,
@@ -241,7 +264,7 @@ export class Identity implements PublicIdentity {
       importEd25519Private(signing),
       importX25519Private(encryption),
     ]);
-    const id = await encodeUserId(signingExport.publicKey);
+    const id = encodeUserId(signingExport.publicKey);
     return new Identity(
       id,
       signingExport.publicKey,

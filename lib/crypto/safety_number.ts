@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { sha512 } from "@noble/hashes/sha2.js";
+import { sha256, sha512 } from "@noble/hashes/sha2.js";
 import { concat, constantTimeEqual, toHex, utf8 } from "./_bytes.ts";
 import { KEY_LENGTH } from "./_keys.ts";
 import { decodeUserId, type PublicIdentity } from "./identity.ts";
@@ -42,13 +42,13 @@ const CHUNK_BYTES = 5;
 const FINGERPRINT_LABEL = utf8("DIM-v1-fingerprint\0");
 const FINGERPRINT_BYTES = 10;
 
-async function checkParty(party: PublicIdentity, action: string): Promise<void> {
+function checkParty(party: PublicIdentity, action: string): void {
   if (
     party.signingPublicKey.length !== KEY_LENGTH || party.encryptionPublicKey.length !== KEY_LENGTH
   ) {
     throw new TypeError(`Cannot compute ${action}: each public key must be ${KEY_LENGTH} bytes`);
   }
-  const key = await decodeUserId(party.id);
+  const key = decodeUserId(party.id);
   if (!constantTimeEqual(key, party.signingPublicKey)) {
     throw new InvalidIdError(
       `Cannot compute ${action}: the user ID does not belong to the signing key`,
@@ -87,14 +87,14 @@ function partyDigits(party: PublicIdentity): string {
  *
  * const alice = await Identity.generate();
  * const bob = await Identity.generate();
- * const number = await safetyNumber(alice.public, bob.public);
+ * const number = safetyNumber(alice.public, bob.public);
  * console.assert(number.split(" ").length === 12);
- * console.assert(number === (await safetyNumber(bob.public, alice.public)));
+ * console.assert(number === safetyNumber(bob.public, alice.public));
  * ```
  */
-export async function safetyNumber(a: PublicIdentity, b: PublicIdentity): Promise<string> {
-  await checkParty(a, "safety number");
-  await checkParty(b, "safety number");
+export function safetyNumber(a: PublicIdentity, b: PublicIdentity): string {
+  checkParty(a, "safety number");
+  checkParty(b, "safety number");
   const halves = [partyDigits(a), partyDigits(b)].sort();
   return halves.join("").match(/\d{5}/g)!.join(" ");
 }
@@ -114,15 +114,14 @@ export async function safetyNumber(a: PublicIdentity, b: PublicIdentity): Promis
  * import { fingerprint } from "./safety_number.ts";
  *
  * const me = await Identity.generate();
- * const shown = await fingerprint(me.public);
- * console.assert(shown.length === 24 && shown === (await fingerprint(me.public)));
+ * const shown = fingerprint(me.public);
+ * console.assert(shown.length === 24 && shown === fingerprint(me.public));
  * ```
  */
-export async function fingerprint(party: PublicIdentity): Promise<string> {
-  await checkParty(party, "fingerprint");
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
+export function fingerprint(party: PublicIdentity): string {
+  checkParty(party, "fingerprint");
+  const digest = sha256(
     concat(FINGERPRINT_LABEL, party.signingPublicKey, party.encryptionPublicKey),
   );
-  return toHex(new Uint8Array(digest, 0, FINGERPRINT_BYTES)).match(/.{4}/g)!.join(" ");
+  return toHex(digest.subarray(0, FINGERPRINT_BYTES)).match(/.{4}/g)!.join(" ");
 }

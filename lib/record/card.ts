@@ -315,7 +315,7 @@ export async function openCard(
   options: OpenCardOptions = {},
 ): Promise<ContactCard> {
   const bytes = input instanceof Uint8Array ? input : input.bytes;
-  const key = options.key ?? (await decodeRecord(bytes)).key;
+  const key = options.key ?? decodeRecord(bytes).key;
   const record = await validateRecord(
     key,
     bytes,

@@ -24,7 +24,7 @@
  * });
  *
  * // Bob knows only Alice's user ID; the DHT returns what peers hold.
- * const key = await recordKey("card", alice.id);
+ * const key = recordKey("card", alice.id);
  * const found = [older.bytes, newer.bytes];
  * const card = await openCard(found[selectRecord(found)]!, { key });
  * console.assert(card.seq === 2 && card.addresses[0] === "/ip4/192.0.2.7/tcp/4001");

@@ -187,8 +187,8 @@ function parseRecord(bytes: Uint8Array): ParsedRecord {
   }
 }
 
-async function withKey(parsed: ParsedRecord): Promise<SignedRecord> {
-  const ownerId = await encodeUserId(parsed.owner);
+function withKey(parsed: ParsedRecord): SignedRecord {
+  const ownerId = encodeUserId(parsed.owner);
   return { ...parsed, ownerId, key: `/${RECORD_KEY_NAMESPACE}/${parsed.type}/${ownerId}` };
 }
 
@@ -208,15 +208,15 @@ async function withKey(parsed: ParsedRecord): Promise<SignedRecord> {
  * import { recordKey } from "./record.ts";
  *
  * const me = await Identity.generate();
- * const key = await recordKey("card", me.signingPublicKey);
+ * const key = recordKey("card", me.signingPublicKey);
  * console.assert(key === `/dim/card/${me.id}`);
- * console.assert((await recordKey("card", me.id.toUpperCase())) === key);
+ * console.assert(recordKey("card", me.id.toUpperCase()) === key);
  * ```
  */
-export async function recordKey(type: string, owner: Uint8Array | string): Promise<string> {
+export function recordKey(type: string, owner: Uint8Array | string): string {
   checkType(type);
-  const signingKey = typeof owner === "string" ? await decodeUserId(owner) : owner;
-  return `/${RECORD_KEY_NAMESPACE}/${type}/${await encodeUserId(signingKey)}`;
+  const signingKey = typeof owner === "string" ? decodeUserId(owner) : owner;
+  return `/${RECORD_KEY_NAMESPACE}/${type}/${encodeUserId(signingKey)}`;
 }
 
 /**
@@ -285,7 +285,7 @@ export async function signRecord(
     );
   }
   const signature = await identity.sign("record", unsigned);
-  return await withKey(parseRecord(concat(unsigned, signature)));
+  return withKey(parseRecord(concat(unsigned, signature)));
 }
 
 /**
@@ -305,12 +305,12 @@ export async function signRecord(
  *
  * const me = await Identity.generate();
  * const signed = await signRecord(me, { type: "note", seq: 1, payload: new Uint8Array() });
- * const decoded = await decodeRecord(signed.bytes);
+ * const decoded = decodeRecord(signed.bytes);
  * console.assert(decoded.ownerId === me.id && decoded.type === "note");
  * ```
  */
-export async function decodeRecord(bytes: Uint8Array): Promise<SignedRecord> {
-  return await withKey(parseRecord(bytes));
+export function decodeRecord(bytes: Uint8Array): SignedRecord {
+  return withKey(parseRecord(bytes));
 }
 
 function keyText(key: string | Uint8Array): string {
@@ -359,7 +359,7 @@ export async function validateRecord(
 ): Promise<SignedRecord> {
   const now = options.now ?? Date.now();
   const expectedKey = keyText(key);
-  const record = await withKey(parseRecord(bytes));
+  const record = withKey(parseRecord(bytes));
   if (expectedKey !== record.key) {
     throw new InvalidRecordError(
       "Cannot accept record: the key does not belong to the record's owner and type",

@@ -258,7 +258,7 @@ Deno.test("decodeRecord() rejects malformed encodings", async (t) => {
   for (const [what, [bytes, message]] of Object.entries(cases)) {
     await t.step(`decodeRecord() and validateRecord() reject ${what}`, async () => {
       const input = await bytes;
-      await assert.rejects(decodeRecord(input), invalid(message));
+      assert.throws(() => decodeRecord(input), invalid(message));
       await assert.rejects(
         validateRecord(`/dim/note/${alice.id}`, input, { now: NOW }),
         invalid(message),
@@ -295,13 +295,16 @@ Deno.test("signRecord() rejects bad inputs", async (t) => {
   }
 });
 
-Deno.test("recordKey() derives the same key from a signing key or a user ID", async () => {
+Deno.test("recordKey() derives the same key from a signing key or a user ID", () => {
   const expected = `/dim/card/${alice.id}`;
-  assert.equal(await recordKey("card", alice.signingPublicKey), expected);
-  assert.equal(await recordKey("card", ` ${alice.id.toUpperCase()} `), expected);
-  await assert.rejects(recordKey("Card", alice.id), { name: "TypeError" });
-  await assert.rejects(recordKey("card", alice.id.slice(0, -1) + "a"), { name: "InvalidIdError" });
-  await assert.rejects(recordKey("card", new Uint8Array(31)), { name: "TypeError" });
+  assert.equal(recordKey("card", alice.signingPublicKey), expected);
+  assert.equal(recordKey("card", ` ${alice.id.toUpperCase()} `), expected);
+  assert.throws(() => recordKey("Card", alice.id), { name: "TypeError" });
+  assert.throws(
+    () => recordKey("card", alice.id.slice(0, -1) + (alice.id.endsWith("a") ? "b" : "a")),
+    { name: "InvalidIdError" },
+  );
+  assert.throws(() => recordKey("card", new Uint8Array(31)), { name: "TypeError" });
 });
 
 Deno.test("selectRecord() prefers the higher sequence number", async () => {

@@ -1,0 +1,319 @@
+/**
+ * DIM's two wire protocols and their frames.
+ *
+ * Every frame on a stream is `length u32 | type u8 | body`, where `length`
+ * counts `type` and `body`. A reader checks `length` against the limit
+ * before it buffers a byte of the body, so an oversized frame costs the
+ * receiver four bytes. Frames are decoded strictly: unknown types, short
+ * bodies and trailing bytes are {@linkcode ProtocolError}s.
+ *
+ * - `/dim/msg/1.0.0` carries sealed envelopes between two online users:
+ *   `ENVELOPE` → `ACK` (signed by the recipient over the envelope's SHA-256)
+ *   or `NACK`; `RECEIPT` is an `ACK` the recipient sends on its own for an
+ *   envelope it fetched from its mailbox.
+ * - `/dim/mbox/1.0.0` keeps envelopes for offline users on the nodes closest
+ *   to the recipient's mailbox address: `STORE`, `FETCH`, `DELETE` (signed by
+ *   the mailbox owner).
+ *
+ * @example Encode and decode an acknowledgement
+ * ```ts
+ * import { decodeFrame, encodeFrame, FrameType } from "./wire.ts";
+ *
+ * const frame = encodeFrame({
+ *   type: FrameType.Ack,
+ *   envelopeHash: new Uint8Array(32),
+ *   signature: new Uint8Array(64),
+ * });
+ * const back = decodeFrame(frame.subarray(4));
+ * console.assert(back.type === FrameType.Ack);
+ * ```
+ *
+ * @module
+ */
+import { concat, Reader, u32, u64 } from "../crypto/_bytes.ts";
+import { MAX_ENVELOPE_LENGTH } from "../crypto/envelope.ts";
+import { ProtocolError } from "../errors.ts";
+
+/** Protocol ID of direct messages. */
+export const MESSAGE_PROTOCOL = "/dim/msg/1.0.0";
+/** Protocol ID of the offline mailbox. */
+export const MAILBOX_PROTOCOL = "/dim/mbox/1.0.0";
+/** The largest frame any DIM protocol accepts (one mailbox answer). */
+export const MAX_FRAME_LENGTH = 1024 * 1024;
+/** The most envelopes one FETCH answer carries. */
+export const MAX_FETCH_ITEMS = 64;
+/** The most hashes one DELETE names. */
+export const MAX_DELETE_ITEMS = 256;
+
+/** Frame type codes. */
+export const FrameType = {
+  Envelope: 0x01,
+  Ack: 0x02,
+  Nack: 0x03,
+  Receipt: 0x04,
+  Store: 0x10,
+  StoreResult: 0x11,
+  Fetch: 0x12,
+  Items: 0x13,
+  Delete: 0x14,
+  Deleted: 0x15,
+} as const;
+
+/** Why a recipient refused an envelope. */
+export const NackCode = { Unreadable: 1, RateLimited: 2, Busy: 3 } as const;
+/** The outcome of a mailbox STORE. */
+export const StoreStatus = { Stored: 0, Duplicate: 1, Full: 2, Invalid: 3 } as const;
+
+/** One decoded frame. */
+export type Frame =
+  | { readonly type: typeof FrameType.Envelope; readonly envelope: Uint8Array }
+  | {
+    readonly type: typeof FrameType.Ack | typeof FrameType.Receipt;
+    readonly envelopeHash: Uint8Array;
+    readonly signature: Uint8Array;
+  }
+  | { readonly type: typeof FrameType.Nack; readonly code: number }
+  | {
+    readonly type: typeof FrameType.Store;
+    readonly mailbox: Uint8Array;
+    readonly expiresAt: number;
+    readonly envelope: Uint8Array;
+  }
+  | { readonly type: typeof FrameType.StoreResult; readonly status: number }
+  | { readonly type: typeof FrameType.Fetch; readonly mailbox: Uint8Array }
+  | { readonly type: typeof FrameType.Items; readonly envelopes: readonly Uint8Array[] }
+  | {
+    readonly type: typeof FrameType.Delete;
+    readonly mailbox: Uint8Array;
+    readonly owner: Uint8Array;
+    readonly timestamp: number;
+    readonly hashes: readonly Uint8Array[];
+    readonly signature: Uint8Array;
+  }
+  | { readonly type: typeof FrameType.Deleted; readonly count: number };
+
+function u16(n: number): Uint8Array {
+  return new Uint8Array([(n >>> 8) & 0xff, n & 0xff]);
+}
+
+function checkEnvelopeLength(env: Uint8Array): void {
+  if (env.length === 0 || env.length > MAX_ENVELOPE_LENGTH) {
+    throw new ProtocolError("Cannot encode frame: envelope length out of range");
+  }
+}
+
+/**
+ * The signed part of a DELETE: what the mailbox owner signs.
+ *
+ * @param mailbox The mailbox address.
+ * @param timestamp The request time (ms).
+ * @param hashes The envelope hashes to delete.
+ * @returns The bytes to sign with the "mailbox" domain.
+ */
+export function deleteSignedBytes(
+  mailbox: Uint8Array,
+  timestamp: number,
+  hashes: readonly Uint8Array[],
+): Uint8Array {
+  return concat(mailbox, u64(timestamp), u16(hashes.length), ...hashes);
+}
+
+/**
+ * Encodes a frame with its length prefix.
+ *
+ * @param frame The frame.
+ * @returns `length u32 | type u8 | body`.
+ * @throws {ProtocolError} If a field is out of range.
+ */
+export function encodeFrame(frame: Frame): Uint8Array {
+  let body: Uint8Array;
+  switch (frame.type) {
+    case FrameType.Envelope:
+      checkEnvelopeLength(frame.envelope);
+      body = frame.envelope;
+      break;
+    case FrameType.Ack:
+    case FrameType.Receipt:
+      body = concat(frame.envelopeHash, frame.signature);
+      break;
+    case FrameType.Nack:
+      body = new Uint8Array([frame.code]);
+      break;
+    case FrameType.Store:
+      checkEnvelopeLength(frame.envelope);
+      body = concat(frame.mailbox, u64(frame.expiresAt), frame.envelope);
+      break;
+    case FrameType.StoreResult:
+      body = new Uint8Array([frame.status]);
+      break;
+    case FrameType.Fetch:
+      body = frame.mailbox;
+      break;
+    case FrameType.Items: {
+      if (frame.envelopes.length > MAX_FETCH_ITEMS) {
+        throw new ProtocolError("Cannot encode frame: too many items");
+      }
+      const parts: Uint8Array[] = [u16(frame.envelopes.length)];
+      for (const e of frame.envelopes) parts.push(u32(e.length), e);
+      body = concat(...parts);
+      break;
+    }
+    case FrameType.Delete:
+      if (frame.hashes.length > MAX_DELETE_ITEMS) {
+        throw new ProtocolError("Cannot encode frame: too many hashes");
+      }
+      body = concat(
+        frame.owner,
+        deleteSignedBytes(frame.mailbox, frame.timestamp, frame.hashes),
+        frame.signature,
+      );
+      break;
+    case FrameType.Deleted:
+      body = u16(frame.count);
+      break;
+  }
+  if (body.length + 1 > MAX_FRAME_LENGTH) {
+    throw new ProtocolError("Cannot encode frame: it is larger than the frame limit");
+  }
+  return concat(u32(body.length + 1), new Uint8Array([frame.type]), body);
+}
+
+function fixed(r: Reader, n: number): Uint8Array {
+  return r.bytes(n);
+}
+
+/**
+ * Decodes one frame (without its length prefix), strictly.
+ *
+ * @param bytes `type u8 | body`.
+ * @returns The frame.
+ * @throws {ProtocolError} On an unknown type, a wrong length or trailing bytes.
+ */
+export function decodeFrame(bytes: Uint8Array): Frame {
+  try {
+    const r = new Reader(bytes);
+    const type = r.u8();
+    let frame: Frame;
+    switch (type) {
+      case FrameType.Envelope: {
+        const envelope = r.bytes(r.remaining);
+        checkEnvelopeLength(envelope);
+        frame = { type, envelope };
+        break;
+      }
+      case FrameType.Ack:
+      case FrameType.Receipt:
+        frame = { type, envelopeHash: fixed(r, 32), signature: fixed(r, 64) };
+        break;
+      case FrameType.Nack:
+        frame = { type, code: r.u8() };
+        break;
+      case FrameType.Store: {
+        const mailbox = fixed(r, 32);
+        const expiresAt = r.u64();
+        const envelope = r.bytes(r.remaining);
+        checkEnvelopeLength(envelope);
+        frame = { type, mailbox, expiresAt, envelope };
+        break;
+      }
+      case FrameType.StoreResult:
+        frame = { type, status: r.u8() };
+        break;
+      case FrameType.Fetch:
+        frame = { type, mailbox: fixed(r, 32) };
+        break;
+      case FrameType.Items: {
+        const n = (r.u8() << 8) | r.u8();
+        if (n > MAX_FETCH_ITEMS) throw new SyntaxError("too many items");
+        const envelopes: Uint8Array[] = [];
+        for (let i = 0; i < n; i++) {
+          const len = r.u32();
+          if (len === 0 || len > MAX_ENVELOPE_LENGTH) throw new SyntaxError("bad item length");
+          envelopes.push(r.bytes(len));
+        }
+        frame = { type, envelopes };
+        break;
+      }
+      case FrameType.Delete: {
+        const owner = fixed(r, 32);
+        const mailbox = fixed(r, 32);
+        const timestamp = r.u64();
+        const n = (r.u8() << 8) | r.u8();
+        if (n > MAX_DELETE_ITEMS) throw new SyntaxError("too many hashes");
+        const hashes: Uint8Array[] = [];
+        for (let i = 0; i < n; i++) hashes.push(fixed(r, 32));
+        frame = { type, owner, mailbox, timestamp, hashes, signature: fixed(r, 64) };
+        break;
+      }
+      case FrameType.Deleted:
+        frame = { type, count: (r.u8() << 8) | r.u8() };
+        break;
+      default:
+        throw new SyntaxError(`unknown frame type ${type}`);
+    }
+    r.end();
+    return frame;
+  } catch (cause) {
+    if (cause instanceof ProtocolError) throw cause;
+    const why = cause instanceof Error ? cause.message : String(cause);
+    throw new ProtocolError(`Cannot decode frame: ${why}`, { cause });
+  }
+}
+
+/** A chunk as libp2p streams yield it: bytes, or a list with `subarray()`. */
+export type StreamChunk = Uint8Array | { subarray(): Uint8Array };
+
+/**
+ * Reads length-prefixed frames from a byte stream, refusing any frame over
+ * `maxLength` as soon as its length prefix arrives.
+ */
+export class FrameReader {
+  #iterator: AsyncIterator<StreamChunk>;
+  #buffer: Uint8Array = new Uint8Array(0);
+  #maxLength: number;
+
+  /**
+   * Wraps a stream's readable side.
+   *
+   * @param source The stream (async-iterable of chunks).
+   * @param options `maxLength`: the largest frame accepted (default {@linkcode MAX_FRAME_LENGTH}).
+   */
+  constructor(source: AsyncIterable<StreamChunk>, options: { readonly maxLength?: number } = {}) {
+    this.#iterator = source[Symbol.asyncIterator]();
+    this.#maxLength = options.maxLength ?? MAX_FRAME_LENGTH;
+  }
+
+  async #fill(n: number): Promise<boolean> {
+    while (this.#buffer.length < n) {
+      const { value, done } = await this.#iterator.next();
+      if (done) return false;
+      const chunk = value instanceof Uint8Array ? value : value.subarray();
+      this.#buffer = this.#buffer.length === 0 ? chunk : concat(this.#buffer, chunk);
+    }
+    return true;
+  }
+
+  /**
+   * Reads the next frame.
+   *
+   * @returns The decoded frame, or `undefined` at a clean end of stream.
+   * @throws {ProtocolError} On an oversized, truncated or malformed frame.
+   */
+  async next(): Promise<Frame | undefined> {
+    if (!(await this.#fill(4))) {
+      if (this.#buffer.length === 0) return undefined;
+      throw new ProtocolError("Cannot read frame: stream ended inside a length prefix");
+    }
+    const b = this.#buffer;
+    const length = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+    if (length === 0 || length > this.#maxLength) {
+      throw new ProtocolError(`Cannot read frame: length ${length} is out of range`);
+    }
+    if (!(await this.#fill(4 + length))) {
+      throw new ProtocolError("Cannot read frame: stream ended inside a frame");
+    }
+    const frame = this.#buffer.subarray(4, 4 + length);
+    this.#buffer = this.#buffer.subarray(4 + length);
+    return decodeFrame(frame);
+  }
+}
