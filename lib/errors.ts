@@ -8,11 +8,12 @@
  *
  * @example Branching on the failure
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DecryptionError, DimError } from "./errors.ts";
  *
  * const err = new DecryptionError();
- * console.assert(err instanceof DimError);
- * console.assert(err.name === "DecryptionError");
+ * assert(err instanceof DimError);
+ * assert(err.name === "DecryptionError");
  * ```
  *
  * @module

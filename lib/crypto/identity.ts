@@ -10,14 +10,15 @@
  *
  * @example Make an identity, sign and verify
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity, verifySignature } from "./identity.ts";
  *
  * const alice = await Identity.generate();
  * const msg = new TextEncoder().encode("hello");
  * const sig = await alice.sign("record", msg);
- * console.assert(await verifySignature("record", alice.signingPublicKey, msg, sig));
- * console.assert(!(await verifySignature("envelope", alice.signingPublicKey, msg, sig)));
- * console.assert(alice.id.startsWith("dim"));
+ * assert(await verifySignature("record", alice.signingPublicKey, msg, sig));
+ * assert(!(await verifySignature("envelope", alice.signingPublicKey, msg, sig)));
+ * assert(alice.id.startsWith("dim"));
  * ```
  *
  * @module
@@ -110,9 +111,10 @@ function verificationKey(raw: Uint8Array): Promise<CryptoKey> {
  * @throws {TypeError} If the key is not 32 bytes.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeUserId, Identity } from "./identity.ts";
  * const me = await Identity.generate();
- * console.assert(encodeUserId(me.signingPublicKey) === me.id);
+ * assert(encodeUserId(me.signingPublicKey) === me.id);
  * ```
  */
 export function encodeUserId(signingPublicKey: Uint8Array): string {
@@ -131,10 +133,11 @@ export function encodeUserId(signingPublicKey: Uint8Array): string {
  * @throws {InvalidIdError} If the ID is malformed or its checksum is wrong.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeUserId, Identity } from "./identity.ts";
  * const me = await Identity.generate();
  * const key = decodeUserId(me.id.toUpperCase());
- * console.assert(key.length === 32);
+ * assert(key.length === 32);
  * ```
  */
 export function decodeUserId(id: string): Uint8Array<ArrayBuffer> {
@@ -172,10 +175,11 @@ export function decodeUserId(id: string): Uint8Array<ArrayBuffer> {
  * @returns `true` only if the signature is valid for this domain, key and message.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity, verifySignature } from "./identity.ts";
  * const me = await Identity.generate();
  * const sig = await me.sign("ack", new Uint8Array([1]));
- * console.assert(await verifySignature("ack", me.signingPublicKey, new Uint8Array([1]), sig));
+ * assert(await verifySignature("ack", me.signingPublicKey, new Uint8Array([1]), sig));
  * ```
  */
 export async function verifySignature(
@@ -230,9 +234,10 @@ export class Identity implements PublicIdentity {
    * @returns The new identity.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Identity } from "./identity.ts";
    * const me = await Identity.generate();
-   * console.assert(me.signingPublicKey.length === 32);
+   * assert(me.signingPublicKey.length === 32);
    * ```
    */
   static generate(): Promise<Identity> {
@@ -247,10 +252,11 @@ export class Identity implements PublicIdentity {
    * @throws {TypeError} If a seed is not 32 bytes.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Identity } from "./identity.ts";
    * const a = await Identity.generate();
    * const b = await Identity.fromSeeds(a.exportSeeds());
-   * console.assert(a.id === b.id);
+   * assert(a.id === b.id);
    * ```
    */
   static async fromSeeds(seeds: IdentitySeeds): Promise<Identity> {

@@ -35,6 +35,7 @@
  *
  * @example Create, unlock and change the passphrase
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "./identity.ts";
  * import { changePassphrase, createKeystore, unlockKeystore } from "./keystore.ts";
  *
@@ -44,7 +45,7 @@
  * await createKeystore(path, me, "correct horse battery staple");
  * await changePassphrase(path, "correct horse battery staple", "a new passphrase");
  * const again = await unlockKeystore(path, "a new passphrase");
- * console.assert(again.id === me.id);
+ * assert(again.id === me.id);
  * await Deno.remove(dir, { recursive: true });
  * ```
  *
@@ -164,12 +165,13 @@ interface Decoded {
  *   bounds, `io` if the file cannot be written.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "./identity.ts";
  * import { createKeystore } from "./keystore.ts";
  *
  * const dir = await Deno.makeTempDir();
  * await createKeystore(`${dir}/identity.key`, await Identity.generate(), "hunter2 hunter2");
- * console.assert((await Deno.stat(`${dir}/identity.key`)).size === 127);
+ * assert((await Deno.stat(`${dir}/identity.key`)).size === 127);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -211,6 +213,7 @@ export async function createKeystore(
  *   (wrong passphrase or damaged file) or `io`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "./identity.ts";
  * import { KeystoreError } from "../errors.ts";
  * import { createKeystore, unlockKeystore } from "./keystore.ts";
@@ -218,12 +221,12 @@ export async function createKeystore(
  * const dir = await Deno.makeTempDir();
  * const me = await Identity.generate();
  * await createKeystore(`${dir}/identity.key`, me, "open sesame");
- * console.assert((await unlockKeystore(`${dir}/identity.key`, "open sesame")).id === me.id);
+ * assert((await unlockKeystore(`${dir}/identity.key`, "open sesame")).id === me.id);
  * try {
  *   await unlockKeystore(`${dir}/identity.key`, "open barley");
- *   console.assert(false);
+ *   assert(false);
  * } catch (err) {
- *   console.assert(err instanceof KeystoreError && err.code === "wrong-passphrase");
+ *   assert(err instanceof KeystoreError && err.code === "wrong-passphrase");
  * }
  * await Deno.remove(dir, { recursive: true });
  * ```
@@ -258,6 +261,7 @@ export async function unlockKeystore(
  *   `parameters-out-of-range` for bad `params`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "./identity.ts";
  * import { changePassphrase, createKeystore, unlockKeystore } from "./keystore.ts";
  *
@@ -266,7 +270,7 @@ export async function unlockKeystore(
  * const me = await Identity.generate();
  * await createKeystore(path, me, "old passphrase");
  * await changePassphrase(path, "old passphrase", "new passphrase");
- * console.assert((await unlockKeystore(path, "new passphrase")).id === me.id);
+ * assert((await unlockKeystore(path, "new passphrase")).id === me.id);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -300,13 +304,14 @@ export async function changePassphrase(
  *   `unsupported-version`, `parameters-out-of-range` or `io`.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "./identity.ts";
  * import { createKeystore, readKeystoreHeader } from "./keystore.ts";
  *
  * const dir = await Deno.makeTempDir();
  * await createKeystore(`${dir}/identity.key`, await Identity.generate(), "passphrase");
  * const header = await readKeystoreHeader(`${dir}/identity.key`);
- * console.assert(header.version === 1 && header.params.memoryKib === 19456);
+ * assert(header.version === 1 && header.params.memoryKib === 19456);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

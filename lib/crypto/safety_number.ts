@@ -13,6 +13,7 @@
  *
  * @example Compare safety numbers
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "./identity.ts";
  * import { fingerprint, safetyNumber } from "./safety_number.ts";
  *
@@ -20,9 +21,9 @@
  * const bob = await Identity.generate();
  * const onAlicesScreen = await safetyNumber(alice.public, bob.public);
  * const onBobsScreen = await safetyNumber(bob.public, alice.public);
- * console.assert(onAlicesScreen === onBobsScreen);
- * console.assert(/^(\d{5} ){11}\d{5}$/.test(onAlicesScreen));
- * console.assert(/^([0-9a-f]{4} ){4}[0-9a-f]{4}$/.test(await fingerprint(alice.public)));
+ * assert(onAlicesScreen === onBobsScreen);
+ * assert(/^(\d{5} ){11}\d{5}$/.test(onAlicesScreen));
+ * assert(/^([0-9a-f]{4} ){4}[0-9a-f]{4}$/.test(await fingerprint(alice.public)));
  * ```
  *
  * @module
@@ -82,14 +83,15 @@ function partyDigits(party: PublicIdentity): string {
  *   its signing key.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "./identity.ts";
  * import { safetyNumber } from "./safety_number.ts";
  *
  * const alice = await Identity.generate();
  * const bob = await Identity.generate();
  * const number = safetyNumber(alice.public, bob.public);
- * console.assert(number.split(" ").length === 12);
- * console.assert(number === safetyNumber(bob.public, alice.public));
+ * assert(number.split(" ").length === 12);
+ * assert(number === safetyNumber(bob.public, alice.public));
  * ```
  */
 export function safetyNumber(a: PublicIdentity, b: PublicIdentity): string {
@@ -110,12 +112,13 @@ export function safetyNumber(a: PublicIdentity, b: PublicIdentity): string {
  *   the signing key.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "./identity.ts";
  * import { fingerprint } from "./safety_number.ts";
  *
  * const me = await Identity.generate();
  * const shown = fingerprint(me.public);
- * console.assert(shown.length === 24 && shown === fingerprint(me.public));
+ * assert(shown.length === 24 && shown === fingerprint(me.public));
  * ```
  */
 export function fingerprint(party: PublicIdentity): string {

@@ -17,6 +17,7 @@
  *
  * @example Encode and decode an acknowledgement
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeFrame, encodeFrame, FrameType } from "./wire.ts";
  *
  * const frame = encodeFrame({
@@ -25,7 +26,7 @@
  *   signature: new Uint8Array(64),
  * });
  * const back = decodeFrame(frame.subarray(4));
- * console.assert(back.type === FrameType.Ack);
+ * assert(back.type === FrameType.Ack);
  * ```
  *
  * @module

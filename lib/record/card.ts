@@ -19,6 +19,7 @@
  *
  * @example Publish and open a card
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../crypto/identity.ts";
  * import { openCard, signCard } from "./card.ts";
  *
@@ -29,7 +30,7 @@
  *   addresses: ["/ip4/192.0.2.7/tcp/4001"],
  * });
  * const card = await openCard(record.bytes, { key: `/dim/card/${alice.id}` });
- * console.assert(card.id === alice.id && card.displayName === "Alice");
+ * assert(card.id === alice.id && card.displayName === "Alice");
  * ```
  *
  * @module
@@ -193,6 +194,7 @@ function encodePayload(
  *   addresses, or `seq`, `now` or `ttlMs` is out of range.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../crypto/identity.ts";
  * import { signCard } from "./card.ts";
  *
@@ -203,7 +205,7 @@ function encodePayload(
  *   addresses: [],
  *   now: 1_700_000_000_000,
  * });
- * console.assert(record.key === `/dim/card/${me.id}` && record.seq === 1_700_000_000_000);
+ * assert(record.key === `/dim/card/${me.id}` && record.seq === 1_700_000_000_000);
  * ```
  */
 export async function signCard(
@@ -297,6 +299,7 @@ function decodePayload(
  *   or it is not a card.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../crypto/identity.ts";
  * import { openCard, signCard } from "./card.ts";
  *
@@ -307,7 +310,7 @@ function decodePayload(
  *   addresses: ["/ip4/192.0.2.7/tcp/4001", "/ip6/2001:db8::7/tcp/4001"],
  * });
  * const card = await openCard(record);
- * console.assert(card.addresses.length === 2 && card.seq === record.seq);
+ * assert(card.addresses.length === 2 && card.seq === record.seq);
  * ```
  */
 export async function openCard(

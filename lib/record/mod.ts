@@ -10,6 +10,7 @@
  *
  * @example Publish a card and open it on the other side
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../crypto/identity.ts";
  * import { openCard, recordKey, selectRecord, signCard } from "./mod.ts";
  *
@@ -27,7 +28,7 @@
  * const key = recordKey("card", alice.id);
  * const found = [older.bytes, newer.bytes];
  * const card = await openCard(found[selectRecord(found)]!, { key });
- * console.assert(card.seq === 2 && card.addresses[0] === "/ip4/192.0.2.7/tcp/4001");
+ * assert(card.seq === 2 && card.addresses[0] === "/ip4/192.0.2.7/tcp/4001");
  * ```
  *
  * @module

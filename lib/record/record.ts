@@ -18,6 +18,7 @@
  *
  * @example Sign, validate and pick the newest record
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../crypto/identity.ts";
  * import { selectRecord, signRecord, validateRecord } from "./record.ts";
  *
@@ -27,8 +28,8 @@
  * const v2 = await signRecord(me, { type: "note", seq: 2, payload });
  *
  * const checked = await validateRecord(v2.key, v2.bytes);
- * console.assert(checked.seq === 2);
- * console.assert(selectRecord([v1.bytes, v2.bytes]) === 1);
+ * assert(checked.seq === 2);
+ * assert(selectRecord([v1.bytes, v2.bytes]) === 1);
  * ```
  *
  * @module
@@ -204,13 +205,14 @@ function withKey(parsed: ParsedRecord): SignedRecord {
  * @throws {InvalidIdError} If `owner` is a malformed user ID.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../crypto/identity.ts";
  * import { recordKey } from "./record.ts";
  *
  * const me = await Identity.generate();
  * const key = recordKey("card", me.signingPublicKey);
- * console.assert(key === `/dim/card/${me.id}`);
- * console.assert(recordKey("card", me.id.toUpperCase()) === key);
+ * assert(key === `/dim/card/${me.id}`);
+ * assert(recordKey("card", me.id.toUpperCase()) === key);
  * ```
  */
 export function recordKey(type: string, owner: Uint8Array | string): string {
@@ -231,6 +233,7 @@ export function recordKey(type: string, owner: Uint8Array | string): string {
  *   the encoding would exceed {@linkcode MAX_RECORD_SIZE}.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../crypto/identity.ts";
  * import { signRecord } from "./record.ts";
  *
@@ -241,8 +244,8 @@ export function recordKey(type: string, owner: Uint8Array | string): string {
  *   payload: new Uint8Array([1, 2, 3]),
  *   ttlMs: 60_000,
  * });
- * console.assert(record.key === `/dim/note/${me.id}`);
- * console.assert(record.expiresAt - record.issuedAt === 60_000);
+ * assert(record.key === `/dim/note/${me.id}`);
+ * assert(record.expiresAt - record.issuedAt === 60_000);
  * ```
  */
 export async function signRecord(
@@ -300,13 +303,14 @@ export async function signRecord(
  *   trailing bytes, or its validity period is empty or too long.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../crypto/identity.ts";
  * import { decodeRecord, signRecord } from "./record.ts";
  *
  * const me = await Identity.generate();
  * const signed = await signRecord(me, { type: "note", seq: 1, payload: new Uint8Array() });
  * const decoded = decodeRecord(signed.bytes);
- * console.assert(decoded.ownerId === me.id && decoded.type === "note");
+ * assert(decoded.ownerId === me.id && decoded.type === "note");
  * ```
  */
 export function decodeRecord(bytes: Uint8Array): SignedRecord {
@@ -336,6 +340,7 @@ function keyText(key: string | Uint8Array): string {
  * @throws {InvalidRecordError} If any check fails; the message names which.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../crypto/identity.ts";
  * import { InvalidRecordError } from "../errors.ts";
  * import { signRecord, validateRecord } from "./record.ts";
@@ -348,7 +353,7 @@ function keyText(key: string | Uint8Array): string {
  *   await validateRecord(aliceKey, forged.bytes);
  *   throw new Error("unreachable");
  * } catch (err) {
- *   console.assert(err instanceof InvalidRecordError);
+ *   assert(err instanceof InvalidRecordError);
  * }
  * ```
  */
@@ -397,6 +402,7 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
  *   supersedes `a`, and 0 only if their encodings are identical.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../crypto/identity.ts";
  * import { compareRecords, signRecord } from "./record.ts";
  *
@@ -404,7 +410,7 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
  * const payload = new Uint8Array();
  * const old = await signRecord(me, { type: "note", seq: 1, payload });
  * const fresh = await signRecord(me, { type: "note", seq: 2, payload });
- * console.assert(compareRecords(fresh, old) > 0);
+ * assert(compareRecords(fresh, old) > 0);
  * ```
  */
 export function compareRecords(a: RecordRank, b: RecordRank): number {
@@ -433,6 +439,7 @@ function tryParse(bytes: Uint8Array): ParsedRecord | undefined {
  *   (so an identical copy is not newer).
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../crypto/identity.ts";
  * import { isNewer, signRecord } from "./record.ts";
  *
@@ -440,9 +447,9 @@ function tryParse(bytes: Uint8Array): ParsedRecord | undefined {
  * const payload = new Uint8Array();
  * const v1 = await signRecord(me, { type: "note", seq: 1, payload });
  * const v2 = await signRecord(me, { type: "note", seq: 2, payload });
- * console.assert(isNewer(v2.bytes, v1.bytes));
- * console.assert(!isNewer(v1.bytes, v2.bytes));
- * console.assert(!isNewer(v2.bytes, v2.bytes));
+ * assert(isNewer(v2.bytes, v1.bytes));
+ * assert(!isNewer(v1.bytes, v2.bytes));
+ * assert(!isNewer(v2.bytes, v2.bytes));
  * ```
  */
 export function isNewer(candidate: Uint8Array, current: Uint8Array): boolean {
@@ -464,6 +471,7 @@ export function isNewer(candidate: Uint8Array, current: Uint8Array): boolean {
  * @throws {InvalidRecordError} If none of them decodes.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../crypto/identity.ts";
  * import { selectRecord, signRecord } from "./record.ts";
  *
@@ -471,7 +479,7 @@ export function isNewer(candidate: Uint8Array, current: Uint8Array): boolean {
  * const payload = new Uint8Array();
  * const v1 = await signRecord(me, { type: "note", seq: 1, payload });
  * const v2 = await signRecord(me, { type: "note", seq: 2, payload });
- * console.assert(selectRecord([v2.bytes, new Uint8Array([0]), v1.bytes]) === 0);
+ * assert(selectRecord([v2.bytes, new Uint8Array([0]), v1.bytes]) === 0);
  * ```
  */
 export function selectRecord(records: readonly Uint8Array[]): number {
@@ -505,6 +513,7 @@ export function selectRecord(records: readonly Uint8Array[]): number {
  * @throws {InvalidRecordError} If none of them decodes.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../crypto/identity.ts";
  * import { dimSelector, signRecord } from "./record.ts";
  *
@@ -513,7 +522,7 @@ export function selectRecord(records: readonly Uint8Array[]): number {
  * const v1 = await signRecord(me, { type: "note", seq: 1, payload });
  * const v2 = await signRecord(me, { type: "note", seq: 2, payload });
  * const key = new TextEncoder().encode(v1.key);
- * console.assert(dimSelector(key, [v1.bytes, v2.bytes]) === 1);
+ * assert(dimSelector(key, [v1.bytes, v2.bytes]) === 1);
  * ```
  */
 export function dimSelector(_key: Uint8Array, records: Uint8Array[]): number {

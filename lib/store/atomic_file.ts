@@ -10,6 +10,7 @@
  *
  * @example Replace a file and read it back
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readFileBounded, writeFileAtomic } from "./atomic_file.ts";
  *
  * const dir = await Deno.makeTempDir();
@@ -17,7 +18,7 @@
  * await writeFileAtomic(path, new Uint8Array([1, 2, 3]));
  * await writeFileAtomic(path, new Uint8Array([4, 5]));
  * const bytes = await readFileBounded(path, 1024);
- * console.assert(bytes !== undefined && bytes.length === 2 && bytes[0] === 4);
+ * assert(bytes !== undefined && bytes.length === 2 && bytes[0] === 4);
  * await Deno.remove(dir, { recursive: true });
  * ```
  *
@@ -55,11 +56,12 @@ const IS_WINDOWS = Deno.build.os === "windows";
  *   `cause`; also if `overwrite` is `false` and the file exists.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { writeFileAtomic } from "./atomic_file.ts";
  *
  * const dir = await Deno.makeTempDir();
  * await writeFileAtomic(`${dir}/a.bin`, new Uint8Array([42]), { mode: 0o600 });
- * console.assert((await Deno.readFile(`${dir}/a.bin`))[0] === 42);
+ * assert((await Deno.readFile(`${dir}/a.bin`))[0] === 42);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -113,16 +115,17 @@ export async function writeFileAtomic(
  * @throws {StorageError} If the file exists but cannot be read.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readFileBounded } from "./atomic_file.ts";
  *
  * const dir = await Deno.makeTempDir();
- * console.assert((await readFileBounded(`${dir}/missing`, 10)) === undefined);
+ * assert((await readFileBounded(`${dir}/missing`, 10)) === undefined);
  * await Deno.writeFile(`${dir}/big`, new Uint8Array(11));
  * try {
  *   await readFileBounded(`${dir}/big`, 10);
- *   console.assert(false);
+ *   assert(false);
  * } catch (err) {
- *   console.assert(err instanceof RangeError);
+ *   assert(err instanceof RangeError);
  * }
  * await Deno.remove(dir, { recursive: true });
  * ```
@@ -167,11 +170,12 @@ export async function readFileBounded(
  * @throws {StorageError} If the path cannot be examined (other than not existing).
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { pathExists } from "./atomic_file.ts";
  *
  * const dir = await Deno.makeTempDir();
- * console.assert(await pathExists(dir));
- * console.assert(!(await pathExists(`${dir}/nothing`)));
+ * assert(await pathExists(dir));
+ * assert(!(await pathExists(`${dir}/nothing`)));
  * await Deno.remove(dir);
  * ```
  */

@@ -7,14 +7,15 @@
  *
  * @example Resolve and create the data directory
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dataPaths, ensureHome, resolveHome } from "./paths.ts";
  *
  * const base = await Deno.makeTempDir();
  * const env = new Map([["XDG_DATA_HOME", base]]);
  * const home = resolveHome({ env });
- * console.assert(home === `${base}/dim`);
+ * assert(home === `${base}/dim`);
  * await ensureHome(home);
- * console.assert(dataPaths(home).identityKey === `${base}/dim/identity.key`);
+ * assert(dataPaths(home).identityKey === `${base}/dim/identity.key`);
  * await Deno.remove(base, { recursive: true });
  * ```
  *
@@ -67,12 +68,13 @@ export interface ResolveHomeOptions {
  * @throws {StorageError} If none of the options and variables is set.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolveHome } from "./paths.ts";
  *
  * const env = new Map([["HOME", "/home/ada"], ["DIM_HOME", "/srv/dim"]]);
- * console.assert(resolveHome({ env }) === "/srv/dim");
- * console.assert(resolveHome({ home: "/tmp/x", env }) === "/tmp/x");
- * console.assert(resolveHome({ env: new Map([["HOME", "/home/ada"]]) }) === "/home/ada/.local/share/dim");
+ * assert(resolveHome({ env }) === "/srv/dim");
+ * assert(resolveHome({ home: "/tmp/x", env }) === "/tmp/x");
+ * assert(resolveHome({ env: new Map([["HOME", "/home/ada"]]) }) === "/home/ada/.local/share/dim");
  * ```
  */
 export function resolveHome(options: ResolveHomeOptions = {}): string {
@@ -101,12 +103,13 @@ export function resolveHome(options: ResolveHomeOptions = {}): string {
  *   not a directory.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ensureHome } from "./paths.ts";
  *
  * const base = await Deno.makeTempDir();
  * await ensureHome(`${base}/a/dim`);
  * await ensureHome(`${base}/a/dim`); // already there: fine
- * console.assert((await Deno.stat(`${base}/a/dim`)).isDirectory);
+ * assert((await Deno.stat(`${base}/a/dim`)).isDirectory);
  * await Deno.remove(base, { recursive: true });
  * ```
  */
@@ -150,9 +153,10 @@ export interface DataPaths {
  * @returns The path of each file.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dataPaths } from "./paths.ts";
  *
- * console.assert(dataPaths("/srv/dim").database === "/srv/dim/dim.db");
+ * assert(dataPaths("/srv/dim").database === "/srv/dim/dim.db");
  * ```
  */
 export function dataPaths(home: string): DataPaths {

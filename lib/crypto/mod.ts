@@ -1,0 +1,80 @@
+/**
+ * DIM's cryptographic core: identities and user IDs, HPKE (RFC 9180), the
+ * sealed message envelope, the encrypted keystore and safety numbers.
+ *
+ * Everything runs on WebCrypto (Ed25519, X25519, AES-GCM) plus
+ * `@noble/hashes` where WebCrypto has no primitive (argon2id, HKDF's
+ * separate extract and expand, synchronous SHA-2).
+ *
+ * @example Seal a message for Bob and open it
+ * ```ts
+ * import { Identity, openEnvelope, sealEnvelope } from "./mod.ts";
+ *
+ * const alice = await Identity.generate();
+ * const bob = await Identity.generate();
+ * const sealed = await sealEnvelope(alice, bob.encryptionPublicKey, {
+ *   body: new TextEncoder().encode("hi Bob"),
+ * });
+ * const opened = await openEnvelope(bob, sealed);
+ * if (opened.senderId !== alice.id) throw new Error("wrong sender");
+ * if (new TextDecoder().decode(opened.body) !== "hi Bob") throw new Error("wrong body");
+ * ```
+ *
+ * @module
+ */
+export {
+  decodeUserId,
+  encodeUserId,
+  Identity,
+  USER_ID_LENGTH,
+  USER_ID_PREFIX,
+  verifySignature,
+} from "./identity.ts";
+export type { IdentitySeeds, PublicIdentity, SignatureDomain } from "./identity.ts";
+export {
+  deriveKeyPair,
+  generateKeyPair,
+  HPKE_ENC_LENGTH,
+  HPKE_TAG_LENGTH,
+  openBase,
+  sealBase,
+  setupBaseR,
+  setupBaseS,
+} from "./hpke.ts";
+export type {
+  HpkeKeyPair,
+  HpkeRecipientContext,
+  HpkeSealed,
+  HpkeSenderContext,
+  OpenBaseOptions,
+  SealBaseOptions,
+  SetupBaseROptions,
+  SetupBaseSOptions,
+} from "./hpke.ts";
+export {
+  ENVELOPE_ID_LENGTH,
+  ENVELOPE_VERSION,
+  MAX_BODY_LENGTH,
+  MAX_ENVELOPE_LENGTH,
+  openEnvelope,
+  sealEnvelope,
+} from "./envelope.ts";
+export type { EnvelopeMessage, OpenedEnvelope } from "./envelope.ts";
+export {
+  changePassphrase,
+  createKeystore,
+  DEFAULT_ARGON2_PARAMS,
+  KEYSTORE_VERSION,
+  MAX_ARGON2_PARAMS,
+  MIN_ARGON2_PARAMS,
+  readKeystoreHeader,
+  unlockKeystore,
+} from "./keystore.ts";
+export type {
+  Argon2Params,
+  ChangePassphraseOptions,
+  CreateKeystoreOptions,
+  KeystoreHeader,
+  UnlockKeystoreOptions,
+} from "./keystore.ts";
+export { fingerprint, SAFETY_NUMBER_ITERATIONS, safetyNumber } from "./safety_number.ts";
