@@ -1,0 +1,134 @@
+/**
+ * The tunables of DIM's DHT node, with their defaults, in one place.
+ *
+ * Times are in milliseconds. Options of {@linkcode createDhtNode} override
+ * the ones that are per node; the rest are fixed here.
+ *
+ * @example Read a default
+ * ```ts
+ * import { DEFAULT_PROTOCOL_PREFIX, kadProtocol } from "./constants.ts";
+ *
+ * console.assert(kadProtocol(DEFAULT_PROTOCOL_PREFIX) === "/dim/kad/1.0.0");
+ * ```
+ *
+ * @module
+ */
+
+/** The addresses a node listens on by default: every IPv4 interface, a free TCP port. */
+export const DEFAULT_LISTEN: readonly string[] = Object.freeze(["/ip4/0.0.0.0/tcp/0"]);
+
+/**
+ * The prefix of DIM's DHT protocol: kad-dht speaks `<prefix>/kad/1.0.0`, so
+ * DIM nodes form their own DHT, separate from IPFS's `/ipfs/kad/1.0.0`.
+ */
+export const DEFAULT_PROTOCOL_PREFIX = "/dim";
+
+/**
+ * How many inbound connections per second one IP address may open. libp2p's
+ * default of 5 refuses the sixth DIM peer behind one NAT (or on one test
+ * machine) within a second.
+ */
+export const DEFAULT_INBOUND_CONNECTION_THRESHOLD = 100;
+
+/** The most open connections a node keeps before pruning (libp2p's default). */
+export const DEFAULT_MAX_CONNECTIONS = 300;
+
+/** The most inbound connections that may be in their handshake at once. */
+export const DEFAULT_MAX_INCOMING_PENDING_CONNECTIONS = 100;
+
+/**
+ * kad-dht's `alpha`: how many peers one query path asks at once. DIM keeps
+ * kad-dht's default. With 20 nodes in one process, `alpha` 3, one disjoint
+ * path and a `get` quorum of 3 cut get latency about fivefold (see
+ * `tests/dht/network_test.ts`), at the cost of trusting fewer replicas.
+ */
+export const DEFAULT_QUERY_CONCURRENCY = 10;
+
+/**
+ * kad-dht's `disjointPaths`: how many independent paths a query walks. More
+ * paths resist more malicious peers; kad-dht's default equals `alpha`.
+ */
+export const DEFAULT_DISJOINT_PATHS = 10;
+
+/**
+ * The longest a `get`, `put` or `getClosestPeers` runs before it gives up,
+ * whatever signal the caller passed.
+ */
+export const QUERY_TIMEOUT_MS = 30_000;
+
+/**
+ * How long `start()` waits for its bootstrap and reconnection dials before
+ * it goes on; dials still pending continue in the background.
+ */
+export const START_DIAL_TIMEOUT_MS = 5_000;
+
+/** How many dials `start()` runs at once. */
+export const START_DIAL_CONCURRENCY = 8;
+
+/**
+ * How many previously known peers `start()` dials, so that a node restarted
+ * with its data directory rejoins without a bootstrap list.
+ */
+export const RECONNECT_PEER_LIMIT = 16;
+
+/**
+ * After a successful dial, how long `start()` waits for the first peer to
+ * enter the routing table, and then for its own-neighbourhood lookup.
+ */
+export const JOIN_TIMEOUT_MS = 5_000;
+
+/**
+ * How long `stop()` lets libp2p close connections gracefully before it
+ * stops waiting; with the rest of the shutdown it stays under 5 s.
+ */
+export const LIBP2P_STOP_TIMEOUT_MS = 3_500;
+
+/**
+ * How long a peer's addresses stay usable in the peer store. libp2p forgets
+ * them after an hour; DIM keeps them a week so a laptop that was closed for
+ * a weekend can still reconnect to the peers it knew.
+ */
+export const PEER_ADDRESS_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
+
+/** How long a peer with no usable address stays in the peer store. */
+export const PEER_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
+
+/**
+ * kad-dht serves a stored record only if it was received less than 48 hours
+ * ago (`PROVIDERS_VALIDITY` in its GET handler) and deletes it otherwise, so
+ * owners must republish well within that time. The record guard uses the
+ * same age: a stored record older than this no longer blocks a replacement.
+ */
+export const RECORD_MAX_AGE_MS = 48 * 60 * 60 * 1000;
+
+/** The largest DHT wire message DIM reads from a raw kad stream. */
+export const MAX_KAD_MESSAGE_BYTES = 1024 * 1024;
+
+/** The file, inside a node's data directory, of its libp2p datastore. */
+export const NODE_DATABASE_FILE = "node.db";
+
+/** The file, inside a node's data directory, of its libp2p private key (mode 0600). */
+export const NODE_KEY_FILE = "node.key";
+
+/** The largest node key file accepted (a protobuf Ed25519 key is 68 bytes). */
+export const MAX_NODE_KEY_BYTES = 4096;
+
+/**
+ * The kad-dht protocol id for a protocol prefix.
+ *
+ * @param prefix A protocol prefix such as `"/dim"`.
+ * @returns The protocol id, such as `"/dim/kad/1.0.0"`.
+ * @throws {TypeError} If `prefix` does not start with `/` or ends with `/`.
+ * @example
+ * ```ts
+ * import { kadProtocol } from "./constants.ts";
+ *
+ * console.assert(kadProtocol("/test") === "/test/kad/1.0.0");
+ * ```
+ */
+export function kadProtocol(prefix: string): string {
+  if (!/^(\/[A-Za-z0-9._-]+)+$/.test(prefix)) {
+    throw new TypeError(`Cannot use protocol prefix ${JSON.stringify(prefix)}: expected "/name"`);
+  }
+  return `${prefix}/kad/1.0.0`;
+}

@@ -1,0 +1,68 @@
+/**
+ * DIM's DHT node: a js-libp2p node (TCP, Noise, Yamux) running kad-dht in
+ * server mode on `/dim/kad/1.0.0`, with DIM's record validators and
+ * selectors, a replay guard that never lets a stored record go backwards,
+ * and optional persistence (peer ID, peer store and DHT records) in a data
+ * directory.
+ *
+ * Importing this module applies two Deno compatibility fixes to globals so
+ * that a process exits once its nodes have stopped: it gives
+ * `BroadcastChannel` the `unref()` libp2p's lock expects, and makes the
+ * timer of `AbortSignal.timeout()` unref'd as in Node.js.
+ *
+ * @example Two nodes on loopback share a record
+ * ```ts
+ * import { createDhtNode } from "./mod.ts";
+ *
+ * // A toy namespace: any value of one byte or more; the larger first byte wins.
+ * const validators = {
+ *   demo: (_key: Uint8Array, value: Uint8Array) =>
+ *     value.length > 0 ? Promise.resolve() : Promise.reject(new Error("empty")),
+ * };
+ * const selectors = {
+ *   demo: (_key: Uint8Array, records: Uint8Array[]) =>
+ *     records.reduce((best, r, i) => (r[0]! > records[best]![0]! ? i : best), 0),
+ * };
+ * const listen = ["/ip4/127.0.0.1/tcp/0"];
+ *
+ * await using alice = await createDhtNode({ listen, validators, selectors });
+ * await using bob = await createDhtNode({
+ *   listen,
+ *   validators,
+ *   selectors,
+ *   bootstrap: alice.multiaddrs,
+ * });
+ * await alice.put("/demo/status", new Uint8Array([1]));
+ * await alice.put("/demo/status", new Uint8Array([2]));
+ * console.assert((await bob.get("/demo/status"))?.[0] === 2);
+ * ```
+ *
+ * @module
+ */
+export { createDhtNode, DhtNode } from "./node.ts";
+export type {
+  DhtCallOptions,
+  DhtGetOptions,
+  DhtHandleOptions,
+  DhtNodeOptions,
+  DhtPeer,
+  DhtSelector,
+  DhtServices,
+  DhtStreamHandler,
+  DhtValidator,
+  Stream,
+} from "./node.ts";
+export {
+  DEFAULT_DISJOINT_PATHS,
+  DEFAULT_INBOUND_CONNECTION_THRESHOLD,
+  DEFAULT_LISTEN,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_INCOMING_PENDING_CONNECTIONS,
+  DEFAULT_PROTOCOL_PREFIX,
+  DEFAULT_QUERY_CONCURRENCY,
+  kadProtocol,
+  NODE_DATABASE_FILE,
+  NODE_KEY_FILE,
+  QUERY_TIMEOUT_MS,
+  RECORD_MAX_AGE_MS,
+} from "./constants.ts";
