@@ -202,3 +202,40 @@ for (const size of SIZES) {
     });
   }
 }
+
+// --- Keystore unlock ---------------------------------------------------------
+// What does unlocking cost over the argon2id derivation it is built on?
+{
+  const { argon2idAsync } = await import("@noble/hashes/argon2.js");
+  const { createKeystore, DEFAULT_ARGON2_PARAMS, unlockKeystore } = await import(
+    "../lib/crypto/keystore.ts"
+  );
+  const dir = await Deno.makeTempDir({ prefix: "dim-bench-" });
+  const path = `${dir}/identity.key`;
+  await createKeystore(path, alice, "bench passphrase");
+  const salt = crypto.getRandomValues(new Uint8Array(16));
+  Deno.bench({
+    name: "argon2id alone (19 MiB, t=2, p=1)",
+    group: "keystore unlock",
+    baseline: true,
+    n: 10,
+    warmup: 2,
+    async fn() {
+      await argon2idAsync("bench passphrase", salt, {
+        m: DEFAULT_ARGON2_PARAMS.memoryKib,
+        t: DEFAULT_ARGON2_PARAMS.iterations,
+        p: DEFAULT_ARGON2_PARAMS.parallelism,
+        dkLen: 32,
+      });
+    },
+  });
+  Deno.bench({
+    name: "unlockKeystore (default parameters)",
+    group: "keystore unlock",
+    n: 10,
+    warmup: 2,
+    async fn() {
+      await unlockKeystore(path, "bench passphrase");
+    },
+  });
+}

@@ -1,0 +1,48 @@
+/**
+ * DIM's messaging layer: the wire protocols `/dim/msg/1.0.0` and
+ * `/dim/mbox/1.0.0`, the service that sends with a persistent outbox and
+ * signed acknowledgements, and the mailbox server that keeps sealed
+ * envelopes for offline users.
+ *
+ * @example Encode a frame
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeFrame, encodeFrame, FrameType } from "./mod.ts";
+ *
+ * const frame = encodeFrame({ type: FrameType.Nack, code: 2 });
+ * assert.deepEqual(decodeFrame(frame.subarray(4)), { type: FrameType.Nack, code: 2 });
+ * ```
+ *
+ * @module
+ */
+export {
+  decodeFrame,
+  deleteSignedBytes,
+  encodeFrame,
+  FrameReader,
+  FrameType,
+  MAILBOX_PROTOCOL,
+  MAX_DELETE_ITEMS,
+  MAX_FETCH_ITEMS,
+  MAX_FRAME_LENGTH,
+  MESSAGE_PROTOCOL,
+  NackCode,
+  StoreStatus,
+} from "./wire.ts";
+export type { Frame, StreamChunk } from "./wire.ts";
+export {
+  DEFAULT_MAILBOX_LIMITS,
+  DELETE_SKEW_MS,
+  mailboxAddress,
+  MailboxServer,
+} from "./mailbox.ts";
+export type { MailboxLimits, MailboxServerOptions, MessageStream, StreamHost } from "./mailbox.ts";
+export { MessagingService } from "./service.ts";
+export type {
+  IncomingMessage,
+  MessagingEventDetail,
+  MessagingOptions,
+  MessagingTransport,
+  PeerTarget,
+  RecipientResolver,
+} from "./service.ts";

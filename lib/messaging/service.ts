@@ -1,0 +1,629 @@
+/**
+ * The messaging layer: sends sealed envelopes and waits for signed
+ * acknowledgements, keeps every unacknowledged message in a persistent
+ * outbox and retries it with backoff, leaves a copy in the recipient's
+ * network mailbox when the recipient cannot be reached, receives, verifies,
+ * deduplicates and stores incoming messages, and serves other users'
+ * mailboxes within quotas.
+ *
+ * It talks to the network through the small {@linkcode MessagingTransport}
+ * interface, so it can run over a DIM node or anything else that opens
+ * streams.
+ *
+ * Delivery guarantees: a message is acknowledged only after its row is
+ * committed to the recipient's database; the sender removes it from its
+ * outbox only on an acknowledgement signed by the recipient's identity key
+ * over the envelope's SHA-256. Envelopes are deduplicated by (sender, message
+ * ID), which is persistent, so a replay is never stored twice. Each
+ * conversation's outbox is sent strictly in order, one message in flight.
+ *
+ * Mailboxes: a user's mailbox address is SHA-256("DIM-v1-mailbox\0" ||
+ * signing key). A sender that cannot reach the recipient stores the envelope
+ * on the {@linkcode MessagingOptions.mailboxReplicas} nodes closest to that
+ * address in the DHT. The recipient fetches from the same nodes on start and
+ * periodically, stores, sends a signed receipt to the sender, and deletes
+ * the copies with a request signed by its identity key. Storage nodes keep at
+ * most {@linkcode MailboxLimits} per mailbox and in total, and drop copies
+ * at their expiry.
+ *
+ * @module
+ */
+import { constantTimeEqual, toHex } from "../crypto/_bytes.ts";
+import { openEnvelope, sealEnvelope } from "../crypto/envelope.ts";
+import { decodeUserId, type Identity, verifySignature } from "../crypto/identity.ts";
+import { DecryptionError, DimError, PeerUnreachableError, ProtocolError } from "../errors.ts";
+import type { Database, MessageRow, OutboxRow } from "../store/database.ts";
+import {
+  mailboxAddress,
+  type MailboxLimits,
+  MailboxServer,
+  type MessageStream,
+  race,
+  sha256,
+  type StreamHost,
+  writeFrame,
+} from "./mailbox.ts";
+import {
+  deleteSignedBytes,
+  type Frame,
+  FrameReader,
+  FrameType,
+  MAILBOX_PROTOCOL,
+  MAX_DELETE_ITEMS,
+  MESSAGE_PROTOCOL,
+  NackCode,
+  StoreStatus,
+} from "./wire.ts";
+
+/** Where a peer can be reached. */
+export interface PeerTarget {
+  /** The libp2p peer ID. */
+  readonly peerId: string;
+  /** Known multiaddrs (may be empty: the network then looks the peer up). */
+  readonly addresses: readonly string[];
+}
+
+/** What the messaging layer needs from the network. */
+export interface MessagingTransport extends StreamHost {
+  /** This node's peer ID. */
+  readonly peerId: string;
+  /** Opens a stream to a peer. */
+  openStream(
+    peer: PeerTarget,
+    protocol: string,
+    options: { readonly signal: AbortSignal },
+  ): Promise<MessageStream>;
+  /** The peers closest to `key` in the DHT, nearest first, this node included if it is among them. */
+  closestPeers(
+    key: Uint8Array,
+    options: { readonly signal: AbortSignal; readonly count: number },
+  ): Promise<PeerTarget[]>;
+}
+
+/** Tunables of the messaging layer. */
+export interface MessagingOptions {
+  /** Clock in ms. Default `Date.now`. */
+  readonly clock?: () => number;
+  /** Time allowed for one delivery attempt (dial, send, ack). Default 5000 ms. */
+  readonly attemptTimeoutMs?: number;
+  /** Backoff of the first retry; doubles per attempt. Default 1000 ms. */
+  readonly retryBaseMs?: number;
+  /** Longest backoff. Default 5 minutes. */
+  readonly retryMaxMs?: number;
+  /** How often the outbox is scanned. Default 1000 ms. */
+  readonly outboxIntervalMs?: number;
+  /** How often the own mailbox is polled. Default 30 s. */
+  readonly mailboxPollMs?: number;
+  /** How many nodes keep a copy of an offline message. Default 3. */
+  readonly mailboxReplicas?: number;
+  /** How long an offline copy is kept (ms). Default 7 days. */
+  readonly mailboxTtlMs?: number;
+  /** Quotas for mailboxes kept for others. */
+  readonly mailboxLimits?: Partial<MailboxLimits>;
+  /** Inbound envelopes accepted per peer: burst size. Default 2000. */
+  readonly rateBurst?: number;
+  /** Inbound envelopes accepted per peer per second. Default 1000. */
+  readonly ratePerSecond?: number;
+  /** Longest silence on an inbound stream before it is reset (ms). Default 10 s. */
+  readonly idleTimeoutMs?: number;
+  /** Called with errors that concern one peer and never stop the node. */
+  readonly onPeerError?: (error: unknown) => void;
+}
+
+/** A message delivered to this user. */
+export interface IncomingMessage {
+  /** The stored row. */
+  readonly message: MessageRow;
+  /** The sender's verified signing key. */
+  readonly senderSigningKey: Uint8Array;
+}
+
+/** Payload of the service's `message`, `delivered` and `stored` events. */
+export type MessagingEventDetail =
+  | { readonly type: "message"; readonly incoming: IncomingMessage }
+  | { readonly type: "delivered"; readonly seq: number; readonly recipient: string }
+  | { readonly type: "stored"; readonly seq: number; readonly recipient: string };
+
+/** Resolves a user ID to where that user's node is. */
+export type RecipientResolver = (
+  userId: string,
+  options: { readonly signal: AbortSignal },
+) => Promise<PeerTarget>;
+
+const MAX_FRAMES_PER_STREAM = 100_000;
+
+/** A token bucket per key. */
+class RateLimiter {
+  #buckets = new Map<string, { tokens: number; at: number }>();
+  constructor(readonly burst: number, readonly perSecond: number) {}
+  take(key: string, now: number): boolean {
+    let b = this.#buckets.get(key);
+    if (b === undefined) {
+      if (this.#buckets.size > 10_000) this.#buckets.clear();
+      b = { tokens: this.burst, at: now };
+      this.#buckets.set(key, b);
+    }
+    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+}
+
+/**
+ * Sends and receives DIM messages for one identity over a transport.
+ * Dispatches `CustomEvent<MessagingEventDetail>` events named `message`,
+ * `delivered` and `stored`.
+ */
+export class MessagingService extends EventTarget {
+  readonly #identity: Identity;
+  readonly #db: Database;
+  readonly #transport: MessagingTransport;
+  readonly #resolve: RecipientResolver;
+  readonly #clock: () => number;
+  readonly #opts: Required<Omit<MessagingOptions, "mailboxLimits" | "clock" | "onPeerError">>;
+  readonly #mailboxServer: MailboxServer;
+  readonly #onPeerError: (error: unknown) => void;
+  readonly #rate: RateLimiter;
+  #abort = new AbortController();
+  #started = false;
+  #timers: ReturnType<typeof setInterval>[] = [];
+  #inFlight = new Set<string>();
+  #tasks = new Set<Promise<unknown>>();
+  #streams = new Set<MessageStream>();
+  #mailbox: Uint8Array | undefined;
+
+  /**
+   * Makes the service; call `start()` to serve and send.
+   *
+   * @param deps The identity, database, transport and a resolver for recipients' nodes.
+   * @param options Tunables.
+   */
+  constructor(
+    deps: {
+      readonly identity: Identity;
+      readonly database: Database;
+      readonly transport: MessagingTransport;
+      readonly resolve: RecipientResolver;
+    },
+    options: MessagingOptions = {},
+  ) {
+    super();
+    this.#identity = deps.identity;
+    this.#db = deps.database;
+    this.#transport = deps.transport;
+    this.#resolve = deps.resolve;
+    this.#clock = options.clock ?? Date.now;
+    this.#onPeerError = options.onPeerError ?? (() => {});
+    this.#opts = {
+      attemptTimeoutMs: options.attemptTimeoutMs ?? 5000,
+      retryBaseMs: options.retryBaseMs ?? 1000,
+      retryMaxMs: options.retryMaxMs ?? 5 * 60 * 1000,
+      outboxIntervalMs: options.outboxIntervalMs ?? 1000,
+      mailboxPollMs: options.mailboxPollMs ?? 30_000,
+      mailboxReplicas: options.mailboxReplicas ?? 3,
+      mailboxTtlMs: options.mailboxTtlMs ?? 7 * 24 * 3600 * 1000,
+      rateBurst: options.rateBurst ?? 2000,
+      ratePerSecond: options.ratePerSecond ?? 1000,
+      idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
+    };
+    this.#mailboxServer = new MailboxServer(this.#db, {
+      clock: this.#clock,
+      idleTimeoutMs: this.#opts.idleTimeoutMs,
+      onPeerError: this.#onPeerError,
+      ...(options.mailboxLimits ? { limits: options.mailboxLimits } : {}),
+    });
+    this.#rate = new RateLimiter(this.#opts.rateBurst, this.#opts.ratePerSecond);
+  }
+
+  /** Registers the protocol handlers and starts the outbox and mailbox loops. Idempotent. */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    this.#abort = new AbortController();
+    this.#mailbox = await mailboxAddress(this.#identity.signingPublicKey);
+    await this.#transport.handle(
+      MESSAGE_PROTOCOL,
+      (s, p) => this.#track(this.#serveMessages(s, p)),
+    );
+    await this.#mailboxServer.start(this.#transport);
+    this.#every(this.#opts.outboxIntervalMs, () => this.flushOutbox());
+    this.#every(this.#opts.mailboxPollMs, () => this.fetchMailbox());
+    this.#track(this.flushOutbox());
+  }
+
+  /** Stops handlers and loops, aborts what is in flight. Idempotent. */
+  async stop(): Promise<void> {
+    if (!this.#started) return;
+    this.#started = false;
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    this.#abort.abort(new DimError("Cannot continue: the messenger is stopping"));
+    for (const s of this.#streams) s.abort(new Error("stopping"));
+    await Promise.allSettled([
+      this.#transport.unhandle(MESSAGE_PROTOCOL),
+      this.#mailboxServer.stop(),
+    ]);
+    await Promise.allSettled([...this.#tasks]);
+  }
+
+  #every(ms: number, fn: () => Promise<unknown>): void {
+    const id = setInterval(() => this.#track(fn()), ms);
+    // Deno's timers are numbers; the loops must not keep a one-shot process alive.
+    Deno.unrefTimer(id as unknown as number);
+    this.#timers.push(id);
+  }
+
+  #track(p: Promise<unknown>): void {
+    const t = p.catch((err) => this.#onPeerError(err)).finally(() => this.#tasks.delete(t));
+    this.#tasks.add(t);
+  }
+
+  #emit(detail: MessagingEventDetail): void {
+    this.dispatchEvent(new CustomEvent(detail.type, { detail }));
+  }
+
+  #signal(ms: number): AbortSignal {
+    return AbortSignal.any([this.#abort.signal, AbortSignal.timeout(ms)]);
+  }
+
+  /**
+   * Seals `body` for a recipient, stores it in the history and the outbox,
+   * and starts delivering it.
+   *
+   * @param recipient The recipient's user ID and X25519 key.
+   * @param body The message body.
+   * @param contentType Envelope content type (1 = UTF-8 text).
+   * @returns The stored message (state "pending").
+   */
+  async send(
+    recipient: { readonly userId: string; readonly encryptionPublicKey: Uint8Array },
+    body: Uint8Array,
+    contentType = 1,
+  ): Promise<MessageRow> {
+    const now = this.#clock();
+    const id = crypto.getRandomValues(new Uint8Array(16));
+    const envelope = await sealEnvelope(this.#identity, recipient.encryptionPublicKey, {
+      body,
+      contentType,
+      id,
+      timestamp: now,
+    });
+    const row = this.#db.insertOutgoing(
+      { id, peer: recipient.userId, sentAt: now, receivedAt: now, contentType, body },
+      envelope,
+      await sha256(envelope),
+    );
+    if (this.#started) this.#track(this.flushOutbox());
+    return row;
+  }
+
+  /**
+   * Tries every outbox entry that is due now: one worker per conversation
+   * sends its queue in order over one stream.
+   *
+   * @returns When the attempts have finished.
+   */
+  async flushOutbox(): Promise<void> {
+    if (!this.#started) return;
+    const recipients = this.#db.dueOutbox(this.#clock()).map((e) => e.recipient)
+      .filter((r) => !this.#inFlight.has(r));
+    await Promise.all(recipients.map(async (recipient) => {
+      this.#inFlight.add(recipient);
+      try {
+        await this.#drain(recipient);
+      } finally {
+        this.#inFlight.delete(recipient);
+      }
+    }));
+  }
+
+  /** Delivers one conversation's due queue in order; on failure defers it and mails it. */
+  async #drain(recipient: string): Promise<void> {
+    let stream: MessageStream | undefined;
+    let reader: FrameReader | undefined;
+    try {
+      for (;;) {
+        if (!this.#started) return;
+        const entry = this.#db.dueOutbox(this.#clock()).find((e) => e.recipient === recipient);
+        if (entry === undefined) return;
+        const signal = this.#signal(this.#opts.attemptTimeoutMs);
+        try {
+          if (stream === undefined || reader === undefined) {
+            const target = await this.#resolve(recipient, { signal });
+            stream = await this.#transport.openStream(target, MESSAGE_PROTOCOL, { signal });
+            this.#streams.add(stream);
+            reader = new FrameReader(stream);
+          }
+          await writeFrame(stream, { type: FrameType.Envelope, envelope: entry.envelope }, signal);
+          const reply = await race(reader.next(), signal);
+          if (reply?.type !== FrameType.Ack) {
+            throw new ProtocolError(
+              reply?.type === FrameType.Nack
+                ? `Cannot deliver: recipient refused (code ${reply.code})`
+                : "Cannot deliver: no acknowledgement",
+            );
+          }
+          if (!constantTimeEqual(reply.envelopeHash, entry.envelopeHash)) {
+            throw new ProtocolError("Cannot accept acknowledgement: it is for another message");
+          }
+          if (!(await this.#acknowledge(recipient, reply.envelopeHash, reply.signature))) {
+            throw new ProtocolError("Cannot accept acknowledgement: invalid signature");
+          }
+        } catch (err) {
+          if (stream !== undefined) {
+            stream.abort(err instanceof Error ? err : new Error(String(err)));
+            this.#streams.delete(stream);
+            stream = undefined;
+          }
+          await this.#defer(recipient, entry, err);
+          return;
+        }
+      }
+    } finally {
+      if (stream !== undefined) {
+        this.#streams.delete(stream);
+        await stream.close({ signal: this.#signal(this.#opts.attemptTimeoutMs) }).catch(() => {});
+      }
+    }
+  }
+
+  /**
+   * Schedules the next attempt of a conversation's head with backoff, and
+   * leaves a copy of every queued message of it in the recipient's mailbox.
+   */
+  async #defer(recipient: string, head: OutboxRow, error: unknown): Promise<void> {
+    if (!this.#started) return;
+    const message = error instanceof Error ? error.message : String(error);
+    const backoff = Math.min(this.#opts.retryMaxMs, this.#opts.retryBaseMs * 2 ** head.attempts);
+    const jitter = 0.5 + Math.random();
+    this.#db.deferOutbox(head.messageSeq, this.#clock() + Math.round(backoff * jitter), message);
+    const unmailed = this.#db.listOutbox().filter((e) =>
+      e.recipient === recipient && !e.storedOffline
+    );
+    if (unmailed.length === 0) return;
+    try {
+      const stored = await this.#storeOffline(recipient, unmailed.map((e) => e.envelope));
+      unmailed.forEach((e, i) => {
+        if (!stored[i]) return;
+        this.#db.markStoredOffline(e.messageSeq);
+        this.#emit({ type: "stored", seq: e.messageSeq, recipient });
+      });
+    } catch (err) {
+      this.#onPeerError(err);
+    }
+  }
+
+  /** Verifies an ack or receipt and marks the message delivered. */
+  async #acknowledge(recipient: string, hash: Uint8Array, signature: Uint8Array): Promise<boolean> {
+    const key = decodeUserId(recipient);
+    if (!(await verifySignature("ack", key, hash, signature))) return false;
+    const seq = this.#db.markDelivered(recipient, hash);
+    if (seq !== undefined) this.#emit({ type: "delivered", seq, recipient });
+    return true;
+  }
+
+  /** Stores envelopes on the nodes closest to the recipient's mailbox; which took. */
+  async #storeOffline(recipient: string, envelopes: readonly Uint8Array[]): Promise<boolean[]> {
+    const mailbox = await mailboxAddress(decodeUserId(recipient));
+    const peers = await this.#transport.closestPeers(mailbox, {
+      signal: this.#signal(this.#opts.attemptTimeoutMs * 2),
+      count: this.#opts.mailboxReplicas,
+    });
+    const expiresAt = this.#clock() + this.#opts.mailboxTtlMs;
+    return await Promise.all(envelopes.map(async (envelope) => {
+      const results = await Promise.allSettled(
+        peers.map((p) => this.#request(p, { type: FrameType.Store, mailbox, expiresAt, envelope })),
+      );
+      return results.some((r) =>
+        r.status === "fulfilled" && r.value.type === FrameType.StoreResult &&
+        (r.value.status === StoreStatus.Stored || r.value.status === StoreStatus.Duplicate)
+      );
+    }));
+  }
+
+  /** One mailbox request frame, one answer frame; this node answers its own. */
+  async #request(peer: PeerTarget, frame: Frame): Promise<Frame> {
+    if (peer.peerId === this.#transport.peerId) return await this.#mailboxServer.answer(frame);
+    const protocol = MAILBOX_PROTOCOL;
+    const signal = this.#signal(this.#opts.attemptTimeoutMs);
+    const stream = await this.#transport.openStream(peer, protocol, { signal });
+    this.#streams.add(stream);
+    try {
+      await writeFrame(stream, frame, signal);
+      const reply = await race(new FrameReader(stream).next(), signal);
+      if (reply === undefined) throw new ProtocolError("Cannot complete request: no answer");
+      await stream.close({ signal }).catch(() => {});
+      return reply;
+    } catch (err) {
+      stream.abort(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    } finally {
+      this.#streams.delete(stream);
+    }
+  }
+
+  /**
+   * Fetches this user's messages from the network mailbox, stores the new
+   * ones, sends receipts and deletes the fetched copies.
+   *
+   * @returns How many new messages arrived.
+   */
+  async fetchMailbox(): Promise<number> {
+    if (!this.#started || this.#mailbox === undefined) return 0;
+    const mailbox = this.#mailbox;
+    const peers = await this.#transport.closestPeers(mailbox, {
+      signal: this.#signal(this.#opts.attemptTimeoutMs * 2),
+      count: this.#opts.mailboxReplicas * 2,
+    });
+    const held = new Map<string, { envelope: Uint8Array; hash: Uint8Array; peers: PeerTarget[] }>();
+    await Promise.all(peers.map(async (peer) => {
+      try {
+        const reply = await this.#request(peer, {
+          type: FrameType.Fetch,
+          mailbox,
+        });
+        if (reply.type !== FrameType.Items) return;
+        for (const envelope of reply.envelopes) {
+          const hash = await sha256(envelope);
+          const key = toHex(hash);
+          const entry = held.get(key) ?? { envelope, hash, peers: [] };
+          entry.peers.push(peer);
+          held.set(key, entry);
+        }
+      } catch (err) {
+        this.#onPeerError(err);
+      }
+    }));
+    const opened: { incoming: IncomingMessage | undefined; hash: Uint8Array }[] = [];
+    for (const { envelope, hash } of held.values()) {
+      opened.push({ incoming: await this.#receive(envelope, "mailbox"), hash });
+    }
+    // Show them in the senders' order.
+    opened.sort((a, b) => (a.incoming?.message.sentAt ?? 0) - (b.incoming?.message.sentAt ?? 0));
+    let fresh = 0;
+    for (const o of opened) {
+      if (o.incoming === undefined) continue;
+      fresh++;
+      this.#emit({ type: "message", incoming: o.incoming });
+    }
+    // Receipts tell senders at once; the outbox retry would find out later anyway.
+    for (const { envelope, hash } of held.values()) {
+      this.#track(this.#sendReceipt(envelope, hash));
+    }
+    await this.#deleteFromMailboxes(mailbox, [...held.values()]);
+    return fresh;
+  }
+
+  async #sendReceipt(envelope: Uint8Array, hash: Uint8Array): Promise<void> {
+    let sender: string;
+    try {
+      sender = (await openEnvelope(this.#identity, envelope)).senderId;
+    } catch {
+      return;
+    }
+    const signal = this.#signal(this.#opts.attemptTimeoutMs);
+    const target = await this.#resolve(sender, { signal });
+    const stream = await this.#transport.openStream(target, MESSAGE_PROTOCOL, { signal });
+    try {
+      const signature = await this.#identity.sign("ack", hash);
+      await writeFrame(stream, { type: FrameType.Receipt, envelopeHash: hash, signature }, signal);
+      await stream.close({ signal });
+    } catch (err) {
+      stream.abort(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    }
+  }
+
+  async #deleteFromMailboxes(
+    mailbox: Uint8Array,
+    items: { hash: Uint8Array; peers: PeerTarget[] }[],
+  ): Promise<void> {
+    const byPeer = new Map<string, { peer: PeerTarget; hashes: Uint8Array[] }>();
+    for (const item of items) {
+      for (const peer of item.peers) {
+        const e = byPeer.get(peer.peerId) ?? { peer, hashes: [] };
+        e.hashes.push(item.hash);
+        byPeer.set(peer.peerId, e);
+      }
+    }
+    await Promise.all([...byPeer.values()].map(async ({ peer, hashes }) => {
+      for (let i = 0; i < hashes.length; i += MAX_DELETE_ITEMS) {
+        const part = hashes.slice(i, i + MAX_DELETE_ITEMS);
+        const timestamp = this.#clock();
+        const signature = await this.#identity.sign(
+          "mailbox",
+          deleteSignedBytes(mailbox, timestamp, part),
+        );
+        try {
+          await this.#request(peer, {
+            type: FrameType.Delete,
+            mailbox,
+            owner: this.#identity.signingPublicKey,
+            timestamp,
+            hashes: part,
+            signature,
+          });
+        } catch (err) {
+          this.#onPeerError(err);
+        }
+      }
+    }));
+  }
+
+  /**
+   * Opens, verifies and stores one envelope.
+   *
+   * @returns The new message, or `undefined` if it was a duplicate.
+   * @throws {DecryptionError} If it cannot be opened.
+   */
+  async #receive(envelope: Uint8Array, via: string): Promise<IncomingMessage | undefined> {
+    let opened;
+    try {
+      opened = await openEnvelope(this.#identity, envelope);
+    } catch (err) {
+      if (via === "mailbox") return undefined;
+      throw err;
+    }
+    const now = this.#clock();
+    const message = this.#db.insertIncoming({
+      id: opened.id,
+      peer: opened.senderId,
+      sentAt: opened.timestamp,
+      receivedAt: now,
+      contentType: opened.contentType,
+      body: opened.body,
+      via,
+    });
+    this.#db.touchContact(opened.senderId, now);
+    if (message === undefined) return undefined;
+    return { message, senderSigningKey: opened.senderSigningKey };
+  }
+
+  async #serveMessages(stream: MessageStream, remotePeer: string): Promise<void> {
+    this.#streams.add(stream);
+    const reader = new FrameReader(stream);
+    try {
+      for (let i = 0; i < MAX_FRAMES_PER_STREAM && this.#started; i++) {
+        const frame = await race(reader.next(), this.#signal(this.#opts.idleTimeoutMs));
+        if (frame === undefined) break;
+        const signal = this.#signal(this.#opts.idleTimeoutMs);
+        if (frame.type === FrameType.Envelope) {
+          if (!this.#rate.take(remotePeer, this.#clock())) {
+            await writeFrame(stream, { type: FrameType.Nack, code: NackCode.RateLimited }, signal);
+            continue;
+          }
+          let incoming: IncomingMessage | undefined;
+          try {
+            incoming = await this.#receive(frame.envelope, "direct");
+          } catch (err) {
+            if (!(err instanceof DecryptionError)) throw err;
+            await writeFrame(stream, { type: FrameType.Nack, code: NackCode.Unreadable }, signal);
+            continue;
+          }
+          // The row is committed: only now is the sender told.
+          const envelopeHash = await sha256(frame.envelope);
+          const signature = await this.#identity.sign("ack", envelopeHash);
+          await writeFrame(stream, { type: FrameType.Ack, envelopeHash, signature }, signal);
+          if (incoming !== undefined) this.#emit({ type: "message", incoming });
+        } else if (frame.type === FrameType.Receipt) {
+          await this.#acknowledgeAny(frame.envelopeHash, frame.signature);
+        } else {
+          throw new ProtocolError("Cannot serve stream: unexpected frame type");
+        }
+      }
+      await stream.close({ signal: this.#signal(this.#opts.idleTimeoutMs) }).catch(() => {});
+    } catch (err) {
+      stream.abort(err instanceof Error ? err : new Error(String(err)));
+      if (!(err instanceof PeerUnreachableError)) this.#onPeerError(err);
+    } finally {
+      this.#streams.delete(stream);
+    }
+  }
+
+  async #acknowledgeAny(hash: Uint8Array, signature: Uint8Array): Promise<void> {
+    const entry = this.#db.listOutbox().find((e) => constantTimeEqual(e.envelopeHash, hash));
+    if (entry !== undefined) await this.#acknowledge(entry.recipient, hash, signature);
+  }
+}

@@ -1,0 +1,698 @@
+/**
+ * The high-level messenger a program opens: one identity, its encrypted
+ * keystore, its database and its DIM node, with contacts, sending and a
+ * stream of incoming messages.
+ *
+ * @example Two users on one machine
+ * ```ts ignore
+ * import { Messenger } from "./messenger.ts";
+ *
+ * const alice = await Messenger.create({ home: "/tmp/alice", passphrase: "pw-a", displayName: "Alice" });
+ * const bob = await Messenger.create({
+ *   home: "/tmp/bob", passphrase: "pw-b", displayName: "Bob", bootstrap: alice.addresses,
+ * });
+ * await alice.addContact("bob", bob.id);
+ * await alice.send("bob", "hello");
+ * for await (const m of bob.messages()) {
+ *   console.log(m.text);
+ *   break;
+ * }
+ * await alice.close();
+ * await bob.close();
+ * ```
+ *
+ * @module
+ */
+import { sha256 } from "@noble/hashes/sha2.js";
+import { peerIdFromString } from "@libp2p/peer-id";
+import { constantTimeEqual, fromUtf8, utf8 } from "./crypto/_bytes.ts";
+import { decodeUserId, Identity, type PublicIdentity } from "./crypto/identity.ts";
+import { createKeystore, unlockKeystore } from "./crypto/keystore.ts";
+import { fingerprint, safetyNumber } from "./crypto/safety_number.ts";
+import { createDhtNode, type DhtNode, type DhtNodeOptions } from "./dht/node.ts";
+import { DimError, InvalidIdError, KeystoreError, PeerUnreachableError } from "./errors.ts";
+import {
+  type MessagingOptions,
+  MessagingService,
+  type MessagingTransport,
+  type PeerTarget,
+} from "./messaging/service.ts";
+import { CARD_RECORD_TYPE, type ContactCard, openCard, signCard } from "./record/card.ts";
+import { dimSelector, dimValidator, recordKey } from "./record/record.ts";
+import { type ContactRow, Database, type MessageRow, type MessageState } from "./store/database.ts";
+import { type DataDirLock, lockDataDir } from "./store/lock.ts";
+import { dataPaths, ensureHome } from "./store/paths.ts";
+
+/** Content type of a UTF-8 text message. */
+export const TEXT_CONTENT_TYPE = 1;
+
+/** Options of {@linkcode Messenger.open}. */
+export interface MessengerOptions {
+  /** The data directory (keystore, database, node key). */
+  readonly home: string;
+  /** The keystore passphrase. */
+  readonly passphrase: string;
+  /** Multiaddrs to listen on. Default `/ip4/0.0.0.0/tcp/0`. */
+  readonly listen?: readonly string[];
+  /** Multiaddrs (with `/p2p/`) of nodes to join through. */
+  readonly bootstrap?: readonly string[];
+  /** Clock in ms. Default `Date.now`. */
+  readonly clock?: () => number;
+  /** Tunables of the messaging layer. */
+  readonly messaging?: MessagingOptions;
+  /** Extra options for the DIM node. */
+  readonly node?: Partial<DhtNodeOptions>;
+  /** Whether to publish the contact card on open. Default `true`. */
+  readonly publish?: boolean;
+}
+
+/** Options of {@linkcode Messenger.create}. */
+export interface CreateMessengerOptions extends MessengerOptions {
+  /** The display name in the contact card. */
+  readonly displayName: string;
+  /** Replace an existing identity. Default `false`. */
+  readonly force?: boolean;
+}
+
+/** A contact as the messenger shows it. */
+export interface Contact {
+  /** The local name. */
+  readonly name: string;
+  /** The contact's user ID. */
+  readonly id: string;
+  /** The display name from their card. */
+  readonly displayName: string;
+  /** Short fingerprint of the pinned keys. */
+  readonly fingerprint: string;
+  /** Whether the user confirmed the safety number. */
+  readonly verified: boolean;
+  /** Whether the network shows keys that differ from the pinned ones. */
+  readonly keyChanged: boolean;
+  /** When they were last seen (ms), 0 if never. */
+  readonly lastSeen: number;
+}
+
+/** A message in a conversation. */
+export interface ChatMessage {
+  /** Local sequence number. */
+  readonly seq: number;
+  /** Hex message ID. */
+  readonly id: string;
+  /** Whether it was sent or received. */
+  readonly direction: "in" | "out";
+  /** The other party's user ID. */
+  readonly peer: string;
+  /** The contact's local name, if the peer is a contact. */
+  readonly contact: string | undefined;
+  /** Whether the peer is a contact whose safety number was confirmed. */
+  readonly verified: boolean;
+  /** The text (for text messages). */
+  readonly text: string;
+  /** The sender's timestamp (ms). */
+  readonly sentAt: number;
+  /** Delivery state. */
+  readonly state: MessageState;
+  /** How it travelled. */
+  readonly via: string;
+}
+
+/** Thrown when a contact's keys in the network differ from the pinned ones. */
+export class KeyChangedError extends DimError {}
+
+/** Thrown for an unknown contact name. */
+export class UnknownContactError extends DimError {}
+
+const CARD_REPUBLISH_MS = 6 * 3600 * 1000;
+const CARD_CACHE_MS = 30_000;
+
+function parseContactString(text: string): { id: string; bootstrap: string[] } {
+  const trimmed = text.trim();
+  if (!trimmed.startsWith("dim:")) return { id: trimmed, bootstrap: [] };
+  const url = new URL(trimmed);
+  return { id: url.pathname, bootstrap: url.searchParams.getAll("bootstrap") };
+}
+
+/**
+ * Makes a `dim:` contact string that carries a user ID and, optionally,
+ * addresses to join the network through.
+ *
+ * @param id The user ID.
+ * @param bootstrap Multiaddrs to include.
+ * @returns The contact string.
+ */
+export function contactString(id: string, bootstrap: readonly string[] = []): string {
+  const params = new URLSearchParams();
+  for (const b of bootstrap) params.append("bootstrap", b);
+  const q = params.toString();
+  return `dim:${id}${q ? `?${q}` : ""}`;
+}
+
+/** One user's DIM: identity, database, node and messaging. */
+export class Messenger extends EventTarget implements AsyncDisposable {
+  readonly #identity: Identity;
+  readonly #db: Database;
+  readonly #node: DhtNode;
+  readonly #service: MessagingService;
+  readonly #lock: DataDirLock;
+  readonly #clock: () => number;
+  #displayName: string;
+  #cards = new Map<string, { card: ContactCard; at: number }>();
+  #republish: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+  #queue: ChatMessage[] = [];
+  #waiters: ((m: ChatMessage | undefined) => void)[] = [];
+
+  private constructor(
+    identity: Identity,
+    db: Database,
+    node: DhtNode,
+    lock: DataDirLock,
+    options: MessengerOptions,
+  ) {
+    super();
+    this.#identity = identity;
+    this.#db = db;
+    this.#node = node;
+    this.#lock = lock;
+    this.#clock = options.clock ?? Date.now;
+    this.#displayName = db.getMeta("display_name") ?? "DIM user";
+    this.#service = new MessagingService(
+      {
+        identity,
+        database: db,
+        transport: transportFor(node),
+        resolve: (id, o) => this.#resolvePeer(id, o),
+      },
+      { clock: this.#clock, ...options.messaging },
+    );
+    this.#service.addEventListener("message", (e) => {
+      const d = (e as CustomEvent).detail;
+      if (d.type !== "message") return;
+      const m = this.#toChat(d.incoming.message);
+      this.dispatchEvent(new CustomEvent("message", { detail: m }));
+      const w = this.#waiters.shift();
+      if (w) w(m);
+      else this.#queue.push(m);
+    });
+    for (const type of ["delivered", "stored"] as const) {
+      this.#service.addEventListener(type, (e) => {
+        const d = (e as CustomEvent).detail as { seq: number };
+        const row = this.#db.getMessage(d.seq);
+        if (row) this.dispatchEvent(new CustomEvent("status", { detail: this.#toChat(row) }));
+      });
+    }
+  }
+
+  /**
+   * Creates a new identity in `home`, then opens it.
+   *
+   * @param options Where, the passphrase and the display name.
+   * @returns The open messenger.
+   * @throws {KeystoreError} If an identity exists and `force` is not set.
+   */
+  static async create(options: CreateMessengerOptions): Promise<Messenger> {
+    await ensureHome(options.home);
+    const paths = dataPaths(options.home);
+    const identity = await Identity.generate();
+    await createKeystore(paths.identityKey, identity, options.passphrase, {
+      force: options.force ?? false,
+    });
+    const db = Database.open(paths.database);
+    try {
+      db.setMeta("display_name", options.displayName);
+    } finally {
+      db.close();
+    }
+    return await Messenger.open(options);
+  }
+
+  /**
+   * Unlocks the identity in `home`, opens the database, starts the node,
+   * publishes the contact card and starts messaging.
+   *
+   * @param options Where, the passphrase, and network options.
+   * @returns The open messenger.
+   * @throws {KeystoreError} On a missing identity or wrong passphrase.
+   * @throws {StorageError} If the data directory is in use or unreadable.
+   */
+  static async open(options: MessengerOptions): Promise<Messenger> {
+    await ensureHome(options.home);
+    const paths = dataPaths(options.home);
+    const lock = lockDataDir(options.home);
+    let db: Database | undefined;
+    let node: DhtNode | undefined;
+    try {
+      const identity = await unlockKeystore(paths.identityKey, options.passphrase);
+      db = Database.open(paths.database);
+      node = await createDhtNode({
+        listen: options.listen ?? ["/ip4/0.0.0.0/tcp/0"],
+        bootstrap: options.bootstrap ?? [],
+        dataDir: options.home,
+        validators: { dim: dimValidator },
+        selectors: { dim: dimSelector },
+        ...(options.clock ? { clock: options.clock } : {}),
+        ...options.node,
+      });
+      await node.start();
+      const messenger = new Messenger(identity, db, node, lock, options);
+      await messenger.#service.start();
+      if (options.publish ?? true) {
+        await messenger.publishCard().catch(() => {});
+        messenger.#republish = setInterval(
+          () => messenger.publishCard().catch(() => {}),
+          CARD_REPUBLISH_MS,
+        );
+        Deno.unrefTimer(messenger.#republish as unknown as number);
+        messenger.#service.fetchMailbox().catch(() => {});
+      }
+      return messenger;
+    } catch (err) {
+      await node?.stop().catch(() => {});
+      db?.close();
+      lock.release();
+      throw err;
+    }
+  }
+
+  /** This user's ID. */
+  get id(): string {
+    return this.#identity.id;
+  }
+
+  /** This user's public keys. */
+  get identity(): PublicIdentity {
+    return this.#identity.public;
+  }
+
+  /** The display name in this user's card. */
+  get displayName(): string {
+    return this.#displayName;
+  }
+
+  /** The DIM node. */
+  get node(): DhtNode {
+    return this.#node;
+  }
+
+  /** The node's multiaddrs, each with `/p2p/<peer id>`. */
+  get addresses(): string[] {
+    return this.#node.multiaddrs;
+  }
+
+  /**
+   * The short fingerprint of this user's keys.
+   *
+   * @returns Five groups of four hex digits.
+   */
+  fingerprint(): string {
+    return fingerprint(this.#identity.public);
+  }
+
+  /**
+   * Signs and publishes this user's contact card in the DHT.
+   *
+   * @param options `signal` to abort.
+   */
+  async publishCard(options: { readonly signal?: AbortSignal } = {}): Promise<void> {
+    const record = await signCard(this.#identity, {
+      displayName: this.#displayName,
+      peerId: this.#node.peerId,
+      addresses: publicAddresses(this.#node.multiaddrs),
+      now: this.#clock(),
+    });
+    await this.#node.put(record.key, record.bytes, options);
+  }
+
+  /**
+   * Looks a user's card up in the DHT and checks it.
+   *
+   * @param id The user ID.
+   * @param options `signal` to abort; `fresh` to skip the 30-second cache.
+   * @returns The card with the highest valid sequence number.
+   * @throws {InvalidIdError} If the ID is malformed.
+   * @throws {PeerUnreachableError} If no valid card is found.
+   */
+  async resolveCard(
+    id: string,
+    options: { readonly signal?: AbortSignal; readonly fresh?: boolean } = {},
+  ): Promise<ContactCard> {
+    const key = recordKey(CARD_RECORD_TYPE, decodeUserId(id));
+    const cached = this.#cards.get(id);
+    if (cached && !options.fresh && this.#clock() - cached.at < CARD_CACHE_MS) return cached.card;
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = await this.#node.get(key, options.signal ? { signal: options.signal } : {});
+    } catch (cause) {
+      throw new PeerUnreachableError(`Cannot find ${id}: no card in the network`, { cause });
+    }
+    if (bytes === undefined) {
+      throw new PeerUnreachableError(`Cannot find ${id}: no card in the network`);
+    }
+    const card = await openCard(bytes, { key, now: this.#clock() });
+    this.#cards.set(id, { card, at: this.#clock() });
+    this.#noteCard(card);
+    return card;
+  }
+
+  #noteCard(card: ContactCard): void {
+    const row = this.#db.getContactById(card.id);
+    if (row === undefined || card.seq < (row.cardSeq ?? 0)) return;
+    const changed = !constantTimeEqual(row.encryptionPublicKey, card.encryptionPublicKey);
+    this.#db.upsertContact({
+      ...row,
+      displayName: card.displayName,
+      peerId: card.peerId,
+      addresses: card.addresses,
+      cardSeq: card.seq,
+      changedEncryptionKey: changed ? card.encryptionPublicKey : undefined,
+    });
+  }
+
+  async #resolvePeer(id: string, options: { readonly signal: AbortSignal }): Promise<PeerTarget> {
+    const card = await this.resolveCard(id, options);
+    return { peerId: card.peerId, addresses: card.addresses };
+  }
+
+  /**
+   * Finds a user's card and pins their keys under a local name (trust on first use).
+   *
+   * @param name The local name.
+   * @param idOrUri A user ID or `dim:` contact string.
+   * @param options `signal` to abort.
+   * @returns The new contact.
+   * @throws {InvalidIdError} If the ID is malformed or mistyped.
+   * @throws {PeerUnreachableError} If the card cannot be found.
+   */
+  async addContact(
+    name: string,
+    idOrUri: string,
+    options: { readonly signal?: AbortSignal } = {},
+  ): Promise<Contact> {
+    const { id, bootstrap } = parseContactString(idOrUri);
+    decodeUserId(id);
+    if (name.trim() === "" || /\s/.test(name)) {
+      throw new InvalidIdError("Cannot add contact: the name must be one word");
+    }
+    for (const addr of bootstrap) await this.#node.dial(addr, options).catch(() => {});
+    const card = await this.resolveCard(id, options);
+    const existing = this.#db.getContactById(id);
+    if (existing && existing.name !== name) this.#db.removeContact(existing.name);
+    this.#db.upsertContact({
+      name,
+      userId: id,
+      signingPublicKey: card.signingPublicKey,
+      encryptionPublicKey: card.encryptionPublicKey,
+      displayName: card.displayName,
+      peerId: card.peerId,
+      addresses: card.addresses,
+      cardSeq: card.seq,
+      verified: false,
+      addedAt: this.#clock(),
+    });
+    return this.contact(name);
+  }
+
+  /**
+   * A contact by local name or user ID.
+   *
+   * @param nameOrId The local name or user ID.
+   * @returns The contact.
+   * @throws {UnknownContactError} If there is none.
+   */
+  contact(nameOrId: string): Contact {
+    return this.#toContact(this.#row(nameOrId));
+  }
+
+  #row(nameOrId: string): ContactRow {
+    const row = this.#db.getContact(nameOrId) ?? this.#db.getContactById(nameOrId.trim());
+    if (row === undefined) throw new UnknownContactError(`Cannot find contact "${nameOrId}"`);
+    return row;
+  }
+
+  #toContact(row: ContactRow): Contact {
+    return {
+      name: row.name,
+      id: row.userId,
+      displayName: row.displayName ?? "",
+      fingerprint: fingerprint({
+        id: row.userId,
+        signingPublicKey: row.signingPublicKey,
+        encryptionPublicKey: row.encryptionPublicKey,
+      }),
+      verified: row.verified ?? false,
+      keyChanged: row.changedEncryptionKey !== undefined,
+      lastSeen: row.lastSeen ?? 0,
+    };
+  }
+
+  /**
+   * All contacts, by name.
+   *
+   * @returns The contacts.
+   */
+  contacts(): Contact[] {
+    return this.#db.listContacts().map((r) => this.#toContact(r));
+  }
+
+  /**
+   * Forgets a contact (the history stays).
+   *
+   * @param name The local name.
+   * @returns Whether a contact was removed.
+   */
+  removeContact(name: string): boolean {
+    return this.#db.removeContact(name);
+  }
+
+  /**
+   * The safety number of this user and a contact, to compare out of band.
+   *
+   * @param nameOrId The contact.
+   * @returns 60 digits in 12 groups.
+   */
+  safetyNumber(nameOrId: string): string {
+    const row = this.#row(nameOrId);
+    return safetyNumber(this.#identity.public, {
+      id: row.userId,
+      signingPublicKey: row.signingPublicKey,
+      encryptionPublicKey: row.changedEncryptionKey ?? row.encryptionPublicKey,
+    });
+  }
+
+  /**
+   * Marks a contact verified; if their keys changed, accepts the new keys.
+   *
+   * @param nameOrId The contact.
+   */
+  verifyContact(nameOrId: string): void {
+    const row = this.#row(nameOrId);
+    this.#db.upsertContact({
+      ...row,
+      encryptionPublicKey: row.changedEncryptionKey ?? row.encryptionPublicKey,
+      changedEncryptionKey: undefined,
+      verified: true,
+    });
+  }
+
+  /**
+   * Sends a text message to a contact. It is stored and queued at once, then
+   * delivered directly or through the network mailbox; watch `status` events.
+   *
+   * @param nameOrId The contact.
+   * @param text The message.
+   * @returns The stored message (state "pending").
+   * @throws {UnknownContactError} If there is no such contact.
+   * @throws {KeyChangedError} If the contact's keys changed and were not re-verified.
+   */
+  async send(nameOrId: string, text: string): Promise<ChatMessage> {
+    const row = this.#row(nameOrId);
+    if (row.changedEncryptionKey !== undefined) {
+      throw new KeyChangedError(
+        `Cannot send to ${row.name}: their keys changed; verify them again (dim contact verify ${row.name})`,
+      );
+    }
+    const stored = await this.#service.send(
+      { userId: row.userId, encryptionPublicKey: row.encryptionPublicKey },
+      utf8(text),
+      TEXT_CONTENT_TYPE,
+    );
+    return this.#toChat(stored);
+  }
+
+  /**
+   * Waits until a sent message is delivered (or stored offline, if `orStored`).
+   *
+   * @param seq The message's local sequence number.
+   * @param options `signal` to stop waiting; `orStored` to accept a mailbox copy.
+   * @returns The message in its new state.
+   */
+  waitFor(
+    seq: number,
+    options: { readonly signal?: AbortSignal; readonly orStored?: boolean } = {},
+  ): Promise<ChatMessage> {
+    const done = (state: MessageState) =>
+      state === "delivered" || (options.orStored === true && state === "stored");
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const row = this.#db.getMessage(seq);
+        if (row && done(row.state)) {
+          cleanup();
+          resolve(this.#toChat(row));
+        }
+      };
+      const onAbort = () => {
+        cleanup();
+        reject(options.signal?.reason);
+      };
+      const cleanup = () => {
+        this.removeEventListener("status", check);
+        options.signal?.removeEventListener("abort", onAbort);
+      };
+      this.addEventListener("status", check);
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      check();
+    });
+  }
+
+  /**
+   * Fetches pending messages from the network mailbox now.
+   *
+   * @returns How many new messages arrived.
+   */
+  fetchMailbox(): Promise<number> {
+    return this.#service.fetchMailbox();
+  }
+
+  /**
+   * The recent conversation with a contact or user ID, oldest first.
+   *
+   * @param nameOrId The contact or user ID.
+   * @param options `limit`: how many (default 50).
+   * @returns The messages.
+   */
+  history(nameOrId: string, options: { readonly limit?: number } = {}): ChatMessage[] {
+    const row = this.#db.getContact(nameOrId);
+    const peer = row?.userId ?? nameOrId;
+    return this.#db.history(peer, options).map((m) => this.#toChat(m));
+  }
+
+  /**
+   * The messages not yet acknowledged, oldest first.
+   *
+   * @returns The pending and offline-stored messages.
+   */
+  outbox(): ChatMessage[] {
+    return this.#db.listOutbox().flatMap((e) => {
+      const m = this.#db.getMessage(e.messageSeq);
+      return m ? [this.#toChat(m)] : [];
+    });
+  }
+
+  /**
+   * Incoming messages as they arrive, until the messenger closes.
+   *
+   * @returns An async iterable of messages.
+   */
+  async *messages(): AsyncGenerator<ChatMessage> {
+    while (!this.#closed) {
+      const next = this.#queue.shift() ??
+        await new Promise<ChatMessage | undefined>((r) => this.#waiters.push(r));
+      if (next === undefined) return;
+      yield next;
+    }
+  }
+
+  #toChat(m: MessageRow): ChatMessage {
+    const contact = this.#db.getContactById(m.peer);
+    let text: string;
+    try {
+      text = fromUtf8(m.body);
+    } catch {
+      text = "\uFFFD";
+    }
+    return {
+      seq: m.seq,
+      id: [...m.id].map((b) => b.toString(16).padStart(2, "0")).join(""),
+      direction: m.direction,
+      peer: m.peer,
+      contact: contact?.name,
+      verified: contact?.verified ?? false,
+      text,
+      sentAt: m.sentAt,
+      state: m.state,
+      via: m.via,
+    };
+  }
+
+  /** Stops messaging and the node, closes the database and releases the data directory. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#republish !== undefined) clearInterval(this.#republish);
+    for (const w of this.#waiters.splice(0)) w(undefined);
+    try {
+      await this.#service.stop();
+      await this.#node.stop();
+    } finally {
+      this.#db.close();
+      this.#lock.release();
+    }
+  }
+
+  /** Same as {@linkcode Messenger.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** Drops wildcard addresses, which no peer can dial. */
+function publicAddresses(addrs: readonly string[]): string[] {
+  return addrs.filter((a) => !a.includes("/0.0.0.0/") && !a.includes("/::/")).slice(0, 16);
+}
+
+/** The XOR distance of a peer from a key in Kademlia's key space. */
+function kadDistance(peerId: string, keyHash: Uint8Array): Uint8Array {
+  const peerHash = sha256(peerIdFromString(peerId).toMultihash().bytes);
+  return peerHash.map((b, i) => b ^ keyHash[i]!);
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return 0;
+}
+
+/**
+ * Adapts a DIM node to the transport the messaging layer needs.
+ *
+ * @param node The node.
+ * @returns The transport.
+ */
+export function transportFor(node: DhtNode): MessagingTransport {
+  return {
+    get peerId() {
+      return node.peerId;
+    },
+    handle: (protocol, handler) =>
+      node.handle(protocol, (stream, remotePeer) => handler(stream, remotePeer)),
+    unhandle: (protocol) => node.unhandle(protocol),
+    openStream: (peer, protocol, options) =>
+      node.dialProtocol({ peerId: peer.peerId, multiaddrs: peer.addresses }, protocol, options),
+    closestPeers: async (key, options) => {
+      // Sorted by distance here, with this node among them, so sender and
+      // recipient pick the same nodes whatever order the query met them in.
+      const keyHash = sha256(key);
+      const found = await node.getClosestPeers(key, options);
+      const peers = [...found.map((p) => ({ peerId: p.peerId, addresses: p.multiaddrs })), {
+        peerId: node.peerId,
+        addresses: [] as readonly string[],
+      }];
+      return peers
+        .map((p) => ({ p, d: kadDistance(p.peerId, keyHash) }))
+        .sort((a, b) => compareBytes(a.d, b.d))
+        .slice(0, options.count)
+        .map(({ p }) => p);
+    },
+  };
+}
+
+export { KeystoreError };

@@ -1,0 +1,88 @@
+// Helpers that build small DIM networks on 127.0.0.1 for tests.
+import { Messenger, type MessengerOptions } from "../../lib/messenger.ts";
+import { type Relay, startRelay } from "../../lib/relay.ts";
+
+export const LOOPBACK = ["/ip4/127.0.0.1/tcp/0"];
+
+/** Fast retries so offline/online transitions show up within a test's time. */
+export const FAST_MESSAGING = {
+  retryBaseMs: 100,
+  retryMaxMs: 1000,
+  outboxIntervalMs: 100,
+  mailboxPollMs: 500,
+  attemptTimeoutMs: 2000,
+} as const;
+
+export interface TestNet extends AsyncDisposable {
+  readonly dir: string;
+  readonly relays: Relay[];
+  bootstrap(): string[];
+  user(name: string, extra?: Partial<MessengerOptions>): Promise<Messenger>;
+  reopen(name: string, extra?: Partial<MessengerOptions>): Promise<Messenger>;
+}
+
+/** A network of `relays` relay nodes; users join through the first. */
+export async function testNet(relays = 1): Promise<TestNet> {
+  const dir = await Deno.makeTempDir({ prefix: "dim-test-" });
+  const started: Relay[] = [];
+  for (let i = 0; i < relays; i++) {
+    started.push(
+      await startRelay({
+        listen: LOOPBACK,
+        bootstrap: started.length ? [started[0]!.addresses[0]!] : [],
+      }),
+    );
+  }
+  const open: Messenger[] = [];
+  const bootstrap = () => started.slice(0, 2).map((r) => r.addresses[0]!);
+  const opts = (name: string, extra: Partial<MessengerOptions>) => ({
+    home: `${dir}/${name}`,
+    passphrase: `pass-${name}`,
+    listen: LOOPBACK,
+    bootstrap: bootstrap(),
+    messaging: FAST_MESSAGING,
+    ...extra,
+  });
+  return {
+    dir,
+    relays: started,
+    bootstrap,
+    async user(name, extra = {}) {
+      const m = await Messenger.create({ ...opts(name, extra), displayName: name });
+      open.push(m);
+      return m;
+    },
+    async reopen(name, extra = {}) {
+      const m = await Messenger.open(opts(name, extra));
+      open.push(m);
+      return m;
+    },
+    async [Symbol.asyncDispose]() {
+      for (const m of open) await m.close();
+      for (const r of started) await r.stop();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** The next `n` incoming messages of a messenger, or a timeout error. */
+export async function nextMessages(m: Messenger, n: number, ms = 10_000) {
+  const got = [];
+  const it = m.messages()[Symbol.asyncIterator]();
+  const deadline = AbortSignal.timeout(ms);
+  while (got.length < n) {
+    const r = await Promise.race([
+      it.next(),
+      new Promise<never>((_, reject) =>
+        deadline.addEventListener(
+          "abort",
+          () => reject(new Error(`timed out after ${got.length}/${n} messages`)),
+          { once: true },
+        )
+      ),
+    ]);
+    if (r.done) break;
+    got.push(r.value);
+  }
+  return got;
+}

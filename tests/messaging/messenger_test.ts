@@ -1,0 +1,133 @@
+import assert from "node:assert/strict";
+import { KeyChangedError, UnknownContactError } from "../../lib/messenger.ts";
+import { InvalidIdError, KeystoreError } from "../../lib/errors.ts";
+import { Identity } from "../../lib/crypto/identity.ts";
+import { unlockKeystore } from "../../lib/crypto/keystore.ts";
+import { signCard } from "../../lib/record/card.ts";
+import { nextMessages, testNet } from "../_support/network.ts";
+
+Deno.test("a direct message arrives exactly once and the sender sees the signed ack", async () => {
+  await using net = await testNet();
+  const alice = await net.user("alice");
+  const bob = await net.user("bob");
+  await alice.addContact("bob", bob.id);
+  const sent = await alice.send("bob", "hello bob");
+  assert.equal(sent.state, "pending");
+  const [got] = await nextMessages(bob, 1);
+  assert.equal(got?.text, "hello bob");
+  assert.equal(got?.peer, alice.id);
+  assert.equal(got?.via, "direct");
+  const delivered = await alice.waitFor(sent.seq, { signal: AbortSignal.timeout(5000) });
+  assert.equal(delivered.state, "delivered");
+  assert.deepEqual(alice.outbox(), []);
+  assert.equal(bob.history(alice.id).length, 1);
+});
+
+Deno.test("messages to an offline user are stored in the network and delivered once, in order, on return", async () => {
+  await using net = await testNet(2);
+  const alice = await net.user("alice");
+  const bob = await net.user("bob");
+  await alice.addContact("bob", bob.id);
+  await bob.close();
+  const sent = [];
+  for (const text of ["one", "two", "three"]) sent.push(await alice.send("bob", text));
+  for (const m of sent) {
+    const stored = await alice.waitFor(m.seq, {
+      orStored: true,
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal(stored.state, "stored");
+  }
+  assert.equal(alice.outbox().length, 3, "still in the outbox until acknowledged");
+
+  const bob2 = await net.reopen("bob");
+  const got = await nextMessages(bob2, 3);
+  assert.deepEqual(got.map((m) => m.text), ["one", "two", "three"]);
+  assert.ok(got.every((m) => m.via === "mailbox"));
+  for (const m of sent) await alice.waitFor(m.seq, { signal: AbortSignal.timeout(10_000) });
+  assert.deepEqual(alice.outbox(), []);
+  // The outbox retry and the mailbox both carried them: still one copy each.
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(bob2.history(alice.id).length, 3);
+});
+
+Deno.test("a conversation keeps the sender's order", async () => {
+  await using net = await testNet();
+  const alice = await net.user("alice");
+  const bob = await net.user("bob");
+  await alice.addContact("bob", bob.id);
+  for (let i = 0; i < 20; i++) await alice.send("bob", `m${i}`);
+  const got = await nextMessages(bob, 20);
+  assert.deepEqual(got.map((m) => m.text), Array.from({ length: 20 }, (_, i) => `m${i}`));
+});
+
+Deno.test("a message from someone who is not a contact is labelled as unknown", async () => {
+  await using net = await testNet();
+  const alice = await net.user("alice");
+  const mallory = await net.user("mallory");
+  await mallory.addContact("alice", alice.id);
+  await mallory.send("alice", "hi, it's your bank");
+  const [got] = await nextMessages(alice, 1);
+  assert.equal(got?.contact, undefined);
+  assert.equal(got?.verified, false);
+  assert.equal(got?.peer, mallory.id);
+});
+
+Deno.test("contacts: mistyped IDs, unknown names and verification", async () => {
+  await using net = await testNet();
+  const alice = await net.user("alice");
+  const bob = await net.user("bob");
+  const typo = bob.id.slice(0, 10) + (bob.id[10] === "a" ? "b" : "a") + bob.id.slice(11);
+  await assert.rejects(alice.addContact("bob", typo), InvalidIdError);
+  await assert.rejects(alice.send("nobody", "hi"), UnknownContactError);
+  const c = await alice.addContact("bob", `dim:${bob.id}`);
+  assert.equal(c.verified, false);
+  assert.equal(c.displayName, "bob");
+  await bob.addContact("alice", alice.id);
+  assert.equal(alice.safetyNumber("bob"), bob.safetyNumber("alice"));
+  assert.match(alice.safetyNumber("bob"), /^(\d{5} ){11}\d{5}$/);
+  alice.verifyContact("bob");
+  assert.equal(alice.contact("bob").verified, true);
+  assert.equal(alice.removeContact("bob"), true);
+  assert.deepEqual(alice.contacts(), []);
+});
+
+Deno.test("a changed key in the network blocks sending until re-verified", async () => {
+  await using net = await testNet();
+  const alice = await net.user("alice");
+  const bob = await net.user("bob");
+  await alice.addContact("bob", bob.id);
+  // Bob's identity with a new encryption key publishes a newer card.
+  const real = await unlockKeystore(`${net.dir}/bob/identity.key`, "pass-bob");
+  const rekeyed = await Identity.fromSeeds({
+    signing: real.exportSeeds().signing,
+    encryption: crypto.getRandomValues(new Uint8Array(32)),
+  });
+  assert.equal(rekeyed.id, bob.id);
+  const card = await signCard(rekeyed, {
+    displayName: "bob",
+    peerId: bob.node.peerId,
+    addresses: bob.addresses,
+    seq: Date.now() + 60_000,
+  });
+  await alice.node.put(card.key, card.bytes);
+  await alice.resolveCard(bob.id, { fresh: true });
+  assert.equal(alice.contact("bob").keyChanged, true);
+  await assert.rejects(alice.send("bob", "x"), KeyChangedError);
+  alice.verifyContact("bob");
+  assert.equal(alice.contact("bob").keyChanged, false);
+  assert.equal((await alice.send("bob", "x")).state, "pending");
+});
+
+Deno.test("a wrong passphrase is refused and the data directory stays usable", async () => {
+  await using net = await testNet();
+  const alice = await net.user("alice");
+  await alice.close();
+  await assert.rejects(net.reopen("alice", { passphrase: "wrong" }), (e) => {
+    assert.ok(e instanceof KeystoreError);
+    assert.equal(e.code, "wrong-passphrase");
+    return true;
+  });
+  const again = await net.reopen("alice");
+  assert.equal(again.id, alice.id);
+});
