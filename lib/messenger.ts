@@ -213,17 +213,21 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   static async create(options: CreateMessengerOptions): Promise<Messenger> {
     await ensureHome(options.home);
     const paths = dataPaths(options.home);
-    const identity = await Identity.generate();
-    await createKeystore(paths.identityKey, identity, options.passphrase, {
-      force: options.force ?? false,
-    });
-    const db = Database.open(paths.database);
+    const lock = lockDataDir(options.home);
+    let db: Database | undefined;
     try {
+      const identity = await Identity.generate();
+      await createKeystore(paths.identityKey, identity, options.passphrase, {
+        force: options.force ?? false,
+      });
+      db = Database.open(paths.database);
       db.setMeta("display_name", options.displayName);
-    } finally {
-      db.close();
+      return await Messenger.#launch(identity, db, lock, options);
+    } catch (err) {
+      db?.close();
+      lock.release();
+      throw err;
     }
-    return await Messenger.open(options);
   }
 
   /**
@@ -240,20 +244,34 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     const paths = dataPaths(options.home);
     const lock = lockDataDir(options.home);
     let db: Database | undefined;
-    let node: DhtNode | undefined;
     try {
       const identity = await unlockKeystore(paths.identityKey, options.passphrase);
       db = Database.open(paths.database);
-      node = await createDhtNode({
-        listen: options.listen ?? ["/ip4/0.0.0.0/tcp/0"],
-        bootstrap: options.bootstrap ?? [],
-        dataDir: options.home,
-        validators: { dim: dimValidator },
-        selectors: { dim: dimSelector },
-        ...(options.clock ? { clock: options.clock } : {}),
-        ...options.node,
-      });
-      await node.start();
+      return await Messenger.#launch(identity, db, lock, options);
+    } catch (err) {
+      db?.close();
+      lock.release();
+      throw err;
+    }
+  }
+
+  /** Starts the node and messaging for an unlocked identity; stops the node on failure. */
+  static async #launch(
+    identity: Identity,
+    db: Database,
+    lock: DataDirLock,
+    options: MessengerOptions,
+  ): Promise<Messenger> {
+    const node = await createDhtNode({
+      listen: options.listen ?? ["/ip4/0.0.0.0/tcp/0"],
+      bootstrap: options.bootstrap ?? [],
+      dataDir: options.home,
+      validators: { dim: dimValidator },
+      selectors: { dim: dimSelector },
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...options.node,
+    });
+    try {
       const messenger = new Messenger(identity, db, node, lock, options);
       await messenger.#service.start();
       if (options.publish ?? true) {
@@ -263,13 +281,11 @@ export class Messenger extends EventTarget implements AsyncDisposable {
           CARD_REPUBLISH_MS,
         );
         Deno.unrefTimer(messenger.#republish as unknown as number);
-        messenger.#service.fetchMailbox().catch(() => {});
+        messenger.#service.fetchMailbox(true).catch(() => {});
       }
       return messenger;
     } catch (err) {
-      await node?.stop().catch(() => {});
-      db?.close();
-      lock.release();
+      await node.stop().catch(() => {});
       throw err;
     }
   }
@@ -560,7 +576,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
    * @returns How many new messages arrived.
    */
   fetchMailbox(): Promise<number> {
-    return this.#service.fetchMailbox();
+    return this.#service.fetchMailbox(true);
   }
 
   /**

@@ -818,13 +818,15 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   async dial(address: string, options: DhtCallOptions = {}): Promise<string> {
     const target = parseMultiaddr(address, "dial");
     this.#assertStarted(`dial ${address}`);
-    const signal = this.#callSignal(options.signal);
+    const { signal, release } = this.#callSignal(options.signal);
     try {
       const connection = await this.#libp2p.dial(target, { signal });
       return connection.remotePeer.toString();
     } catch (cause) {
       signal.throwIfAborted();
       throw new PeerUnreachableError(`Cannot dial ${address}: ${describe(cause)}`, { cause });
+    } finally {
+      release();
     }
   }
 
@@ -868,7 +870,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   ): Promise<Stream> {
     const peer = parseTarget(target);
     this.#assertStarted(`open ${protocol} stream`);
-    const signal = this.#callSignal(options.signal);
+    const { signal, release } = this.#callSignal(options.signal);
     try {
       return withReliableIteration(await this.#libp2p.dialProtocol(peer, protocol, { signal }));
     } catch (cause) {
@@ -885,6 +887,8 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
         }: ${describe(cause)}`,
         { cause },
       );
+    } finally {
+      release();
     }
   }
 
@@ -972,7 +976,15 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
 
   async #start(options: DhtCallOptions): Promise<void> {
     this.#stopController = new AbortController();
-    const signal = this.#callSignal(options.signal);
+    const scoped = this.#callSignal(options.signal);
+    try {
+      await this.#startWith(scoped.signal);
+    } finally {
+      scoped.release();
+    }
+  }
+
+  async #startWith(signal: AbortSignal): Promise<void> {
     try {
       await this.#libp2p.start();
     } catch (cause) {
@@ -1092,7 +1104,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     run: (signal: AbortSignal) => Promise<T>,
   ): Promise<T> {
     const timeout = timeoutController(QUERY_TIMEOUT_MS);
-    const signal = AbortSignal.any([
+    const { signal, release } = scopedSignal([
       this.#stopController.signal,
       timeout.signal,
       ...(options.signal === undefined ? [] : [options.signal]),
@@ -1113,14 +1125,15 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
       if (cause instanceof DimError || cause instanceof TypeError) throw cause;
       throw new PeerUnreachableError(`Cannot ${action}: ${describe(cause)}`, { cause });
     } finally {
+      release();
       timeout.clear();
     }
   }
 
-  #callSignal(signal: AbortSignal | undefined): AbortSignal {
-    return signal === undefined
-      ? this.#stopController.signal
-      : AbortSignal.any([this.#stopController.signal, signal]);
+  #callSignal(signal: AbortSignal | undefined): { signal: AbortSignal; release(): void } {
+    return scopedSignal(
+      signal === undefined ? [this.#stopController.signal] : [this.#stopController.signal, signal],
+    );
   }
 
   #assertStarted(action: string): void {
@@ -1363,6 +1376,32 @@ interface TimeoutController {
 }
 
 // A timeout signal whose timer is always cleared, so nothing lingers.
+/**
+ * A signal that follows `sources` only until `release()`. libp2p keeps
+ * listeners on the signals it is given after a call returns; a caller's
+ * signal that fires later (a timeout, a shutdown) must not reach them, or
+ * their promises reject with nobody listening.
+ */
+function scopedSignal(sources: readonly AbortSignal[]): { signal: AbortSignal; release(): void } {
+  const controller = new AbortController();
+  const onAbort = (event: Event) => controller.abort((event.target as AbortSignal).reason);
+  const attached: AbortSignal[] = [];
+  for (const source of sources) {
+    if (source.aborted) {
+      controller.abort(source.reason);
+      break;
+    }
+    source.addEventListener("abort", onAbort, { once: true });
+    attached.push(source);
+  }
+  return {
+    signal: controller.signal,
+    release() {
+      for (const source of attached) source.removeEventListener("abort", onAbort);
+    },
+  };
+}
+
 function timeoutController(ms: number): TimeoutController {
   const controller = new AbortController();
   const id = setTimeout(() => {

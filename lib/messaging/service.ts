@@ -131,6 +131,8 @@ export type RecipientResolver = (
 ) => Promise<PeerTarget>;
 
 const MAX_FRAMES_PER_STREAM = 100_000;
+/** How long the nodes closest to a mailbox are remembered. */
+const CLOSEST_CACHE_MS = 5 * 60 * 1000;
 
 /** A token bucket per key. */
 class RateLimiter {
@@ -173,6 +175,7 @@ export class MessagingService extends EventTarget {
   #tasks = new Set<Promise<unknown>>();
   #streams = new Set<MessageStream>();
   #mailbox: Uint8Array | undefined;
+  #closest = new Map<string, { peers: PeerTarget[]; at: number }>();
 
   /**
    * Makes the service; call `start()` to serve and send.
@@ -404,13 +407,30 @@ export class MessagingService extends EventTarget {
     return true;
   }
 
+  /**
+   * The nodes closest to a mailbox address. A lookup costs a DHT query
+   * across the network, so the answer is kept for a few minutes; a caller
+   * that found them all unreachable asks again with `fresh`.
+   */
+  async #closestTo(mailbox: Uint8Array, count: number, fresh = false): Promise<PeerTarget[]> {
+    const key = `${toHex(mailbox)}/${count}`;
+    const cached = this.#closest.get(key);
+    if (!fresh && cached && this.#clock() - cached.at < CLOSEST_CACHE_MS) return cached.peers;
+    const peers = await this.#transport.closestPeers(mailbox, {
+      signal: this.#signal(this.#opts.attemptTimeoutMs * 2),
+      count,
+    });
+    if (this.#closest.size > 1000) this.#closest.clear();
+    this.#closest.set(key, { peers, at: this.#clock() });
+    return peers;
+  }
+
   /** Stores envelopes on the nodes closest to the recipient's mailbox; which took. */
   async #storeOffline(recipient: string, envelopes: readonly Uint8Array[]): Promise<boolean[]> {
     const mailbox = await mailboxAddress(decodeUserId(recipient));
-    const peers = await this.#transport.closestPeers(mailbox, {
-      signal: this.#signal(this.#opts.attemptTimeoutMs * 2),
-      count: this.#opts.mailboxReplicas,
-    });
+    // Fresh each time: storing is rare, and must reach the nodes the
+    // recipient will ask.
+    const peers = await this.#closestTo(mailbox, this.#opts.mailboxReplicas, true);
     const expiresAt = this.#clock() + this.#opts.mailboxTtlMs;
     return await Promise.all(envelopes.map(async (envelope) => {
       const results = await Promise.allSettled(
@@ -448,15 +468,15 @@ export class MessagingService extends EventTarget {
    * Fetches this user's messages from the network mailbox, stores the new
    * ones, sends receipts and deletes the fetched copies.
    *
+   * @param refresh Look the mailbox's nodes up again instead of using the
+   *   ones found in the last few minutes.
    * @returns How many new messages arrived.
    */
-  async fetchMailbox(): Promise<number> {
+  async fetchMailbox(refresh = false): Promise<number> {
     if (!this.#started || this.#mailbox === undefined) return 0;
     const mailbox = this.#mailbox;
-    const peers = await this.#transport.closestPeers(mailbox, {
-      signal: this.#signal(this.#opts.attemptTimeoutMs * 2),
-      count: this.#opts.mailboxReplicas * 2,
-    });
+    let reached = 0;
+    const peers = await this.#closestTo(mailbox, this.#opts.mailboxReplicas * 2, refresh);
     const held = new Map<string, { envelope: Uint8Array; hash: Uint8Array; peers: PeerTarget[] }>();
     await Promise.all(peers.map(async (peer) => {
       try {
@@ -476,6 +496,8 @@ export class MessagingService extends EventTarget {
         this.#onPeerError(err);
       }
     }));
+    // Only this node answered: the cached neighbourhood is stale.
+    if (reached <= 1 && !refresh) this.#closest.clear();
     const opened: { incoming: IncomingMessage | undefined; hash: Uint8Array }[] = [];
     for (const { envelope, hash } of held.values()) {
       opened.push({ incoming: await this.#receive(envelope, "mailbox"), hash });

@@ -9,7 +9,7 @@ export const FAST_MESSAGING = {
   retryBaseMs: 100,
   retryMaxMs: 1000,
   outboxIntervalMs: 100,
-  mailboxPollMs: 500,
+  mailboxPollMs: 2000,
   attemptTimeoutMs: 2000,
 } as const;
 
