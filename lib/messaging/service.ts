@@ -485,6 +485,7 @@ export class MessagingService extends EventTarget {
           mailbox,
         });
         if (reply.type !== FrameType.Items) return;
+        reached++;
         for (const envelope of reply.envelopes) {
           const hash = await sha256(envelope);
           const key = toHex(hash);
