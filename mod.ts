@@ -75,10 +75,12 @@ export {
   EncryptionError,
   InvalidIdError,
   InvalidRecordError,
+  KeyAgreementError,
   KeystoreError,
   PeerUnreachableError,
   ProtocolError,
   StorageError,
+  TooManySkippedMessagesError,
 } from "./lib/errors.ts";
 export type { KeystoreErrorCode } from "./lib/errors.ts";
 export {

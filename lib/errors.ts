@@ -51,6 +51,15 @@ export class DecryptionError extends DimError {
   }
 }
 
+/**
+ * A ratchet message was refused from its header alone: it would skip more
+ * message keys than a session may derive. No key was derived for it.
+ */
+export class TooManySkippedMessagesError extends DecryptionError {}
+
+/** The X3DH key agreement failed: a bad prekey signature, an unknown prekey or a bad key. */
+export class KeyAgreementError extends DimError {}
+
 /** Sealing a message failed (for example a body over the size limit). */
 export class EncryptionError extends DimError {}
 

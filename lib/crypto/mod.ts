@@ -78,3 +78,50 @@ export type {
   UnlockKeystoreOptions,
 } from "./keystore.ts";
 export { fingerprint, SAFETY_NUMBER_ITERATIONS, safetyNumber } from "./safety_number.ts";
+export {
+  decodeInitialMessage,
+  decodeX3dhHeader,
+  encodeInitialMessage,
+  encodeX3dhHeader,
+  generatePrekey,
+  initiateX3dh,
+  KeyAgreementError,
+  respondX3dh,
+  signPrekey,
+  verifyPrekeySignature,
+  x3dhAssociatedData,
+} from "./x3dh.ts";
+export type {
+  IdentityKeys,
+  InitialMessage,
+  PrekeyKeyPair,
+  PublicPrekey,
+  SignedPrekey,
+  X3dhBundle,
+  X3dhHeader,
+  X3dhIdentity,
+  X3dhInitiation,
+  X3dhResponderPrekeys,
+  X3dhResponse,
+} from "./x3dh.ts";
+export {
+  decodeRatchetMessage,
+  decodeSession,
+  encodeSession,
+  generateRatchetKeyPair,
+  initReceiver,
+  initSender,
+  MAX_SKIP,
+  MAX_SKIPPED_KEYS,
+  ratchetDecrypt,
+  ratchetEncrypt,
+  TooManySkippedMessagesError,
+} from "./ratchet.ts";
+export type {
+  RatchetDecryptResult,
+  RatchetEncryptResult,
+  RatchetHeader,
+  RatchetKeyPair,
+  RatchetState,
+  SkippedMessageKey,
+} from "./ratchet.ts";

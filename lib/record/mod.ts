@@ -70,3 +70,28 @@ export {
   signCard,
 } from "./card.ts";
 export type { CardSigner, ContactCard, OpenCardOptions, SignCardOptions } from "./card.ts";
+export {
+  consumeOneTimePrekey,
+  createPrekeySecrets,
+  decodePrekeySecrets,
+  encodePrekeySecrets,
+  MAX_ONE_TIME_PREKEYS,
+  openPrekeyBundle,
+  PREKEY_RECORD_TYPE,
+  refillOneTimePrekeys,
+  rotateSignedPrekey,
+  signPrekeyBundle,
+  toX3dhBundle,
+} from "./prekey.ts";
+export type {
+  CreatePrekeySecretsOptions,
+  OpenPrekeyBundleOptions,
+  PrekeyBundle,
+  PrekeyBundleSigner,
+  PrekeySecrets,
+  RefillOneTimePrekeysOptions,
+  RotateSignedPrekeyOptions,
+  SignedPrekeySecret,
+  SignPrekeyBundleOptions,
+  ToX3dhBundleOptions,
+} from "./prekey.ts";

@@ -1,0 +1,690 @@
+/**
+ * X3DH-style initial key agreement: how a DIM user starts a session with a
+ * contact who may be offline, with forward secrecy from the first message.
+ *
+ * The responder (Bob) publishes a signed prekey and one-time prekeys (see
+ * `lib/record/prekey.ts`). The initiator (Alice) fetches them, checks the
+ * signed prekey's signature, and computes with a fresh ephemeral key EK_A:
+ *
+ * ```text
+ * DH1 = DH(IK_A, SPK_B)   DH2 = DH(EK_A, IK_B)   DH3 = DH(EK_A, SPK_B)
+ * DH4 = DH(EK_A, OPK_B)   (only if a one-time prekey was available)
+ * SK  = HKDF-SHA-256(salt = 32 zero bytes, IKM = F || DH1 || DH2 || DH3 [|| DH4],
+ *                    info = "DIM-v1 X3DH", 32 bytes)      F = 32 bytes 0xFF
+ * AD  = IK_A signing (32) || IK_A X25519 (32) || IK_B signing (32) || IK_B X25519 (32)
+ * ```
+ *
+ * A DIM identity has two long-term keys: Ed25519 for signatures and X25519
+ * for encryption. X3DH's identity keys IK_A and IK_B are the X25519
+ * encryption keys; the Ed25519 keys sign the prekeys and are bound into AD.
+ * The header of Alice's first message names her keys, EK_A and the prekey
+ * IDs, so Bob can compute the same SK. SK and AD start a Double Ratchet
+ * ({@link "./ratchet.ts"}) in which Bob's signed prekey is his first
+ * ratchet key.
+ *
+ * X3DH authenticates Alice's X25519 key (through DH1) but not the Ed25519
+ * key her header claims: the caller must check that the two belong together
+ * (they are on her signed contact card) before trusting the sender's ID.
+ *
+ * ## Header wire format (version 1)
+ *
+ * ```text
+ * version u8 (= 1) | initiatorSigningKey (32) | initiatorEncryptionKey (32)
+ * | ephemeralKey (32) | signedPrekeyId u32 | hasOneTimePrekey u8 (0|1) [ oneTimePrekeyId u32 ]
+ * ```
+ *
+ * @example Alice starts a session with offline Bob
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Identity } from "./identity.ts";
+ * import { generatePrekey, initiateX3dh, respondX3dh, signPrekey } from "./x3dh.ts";
+ *
+ * const alice = await Identity.generate();
+ * const bob = await Identity.generate();
+ * const spk = await generatePrekey(1);
+ * const opk = await generatePrekey(2);
+ * const signature = await signPrekey(bob, spk);
+ *
+ * const sent = await initiateX3dh(alice, {
+ *   signingPublicKey: bob.signingPublicKey,
+ *   encryptionPublicKey: bob.encryptionPublicKey,
+ *   signedPrekey: { id: spk.id, publicKey: spk.publicKey, signature },
+ *   oneTimePrekey: { id: opk.id, publicKey: opk.publicKey },
+ * });
+ * const got = await respondX3dh(bob, sent.header, {
+ *   signedPrekeys: [spk],
+ *   oneTimePrekeys: [opk],
+ * });
+ * assert.deepEqual(got.sharedSecret, sent.sharedSecret);
+ * assert.deepEqual(got.associatedData, sent.associatedData);
+ * assert.equal(got.consumeOneTimePrekeyId, 2);
+ * ```
+ *
+ * @module
+ */
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { concat, Reader, u32, utf8 } from "./_bytes.ts";
+import { importX25519Private, importX25519Public, KEY_LENGTH } from "./_keys.ts";
+import { type Identity, verifySignature } from "./identity.ts";
+import {
+  generateRatchetKeyPair,
+  MAX_RATCHET_MESSAGE_LENGTH,
+  RATCHET_OVERHEAD,
+  type RatchetKeyPair,
+} from "./ratchet.ts";
+import { KeyAgreementError, ProtocolError } from "../errors.ts";
+export { KeyAgreementError };
+
+/** The header format version this module writes and the only one it reads. */
+export const X3DH_HEADER_VERSION = 1;
+/** Length of an X3DH header without a one-time prekey ID. */
+export const X3DH_HEADER_MIN_LENGTH: number = 1 + 3 * KEY_LENGTH + 4 + 1;
+/** Length of an X3DH header with a one-time prekey ID. */
+export const X3DH_HEADER_MAX_LENGTH: number = X3DH_HEADER_MIN_LENGTH + 4;
+/** Length of the associated data X3DH produces: four 32-byte keys. */
+export const X3DH_ASSOCIATED_DATA_LENGTH: number = 4 * KEY_LENGTH;
+/** The length of an Ed25519 prekey signature. */
+export const PREKEY_SIGNATURE_LENGTH = 64;
+
+const INFO = utf8("DIM-v1 X3DH");
+const F = new Uint8Array(KEY_LENGTH).fill(0xff);
+const SALT = new Uint8Array(32);
+
+/** A prekey's public half: what a bundle lists. */
+export interface PublicPrekey {
+  /** The prekey ID, 0 to 2^32 - 1, chosen by its owner. */
+  readonly id: number;
+  /** The raw 32-byte X25519 public key. */
+  readonly publicKey: Uint8Array;
+}
+
+/** A signed prekey's public half with its Ed25519 signature (domain `"prekey"`). */
+export interface SignedPrekey extends PublicPrekey {
+  /** The 64-byte signature by the owner's identity over `id u32 || publicKey`. */
+  readonly signature: Uint8Array;
+}
+
+/** A prekey with its private key in raw form, as its owner stores it. Holds secret material. */
+export interface PrekeyKeyPair extends RatchetKeyPair {
+  /** The prekey ID. */
+  readonly id: number;
+}
+
+/** The two public keys of a DIM identity. */
+export interface IdentityKeys {
+  /** The raw 32-byte Ed25519 signing key. */
+  readonly signingPublicKey: Uint8Array;
+  /** The raw 32-byte X25519 encryption key (X3DH's identity key). */
+  readonly encryptionPublicKey: Uint8Array;
+}
+
+/** What X3DH needs of a local identity. */
+export type X3dhIdentity = Pick<
+  Identity,
+  "signingPublicKey" | "encryptionPublicKey" | "encryptionPrivateKey"
+>;
+
+/** What the initiator needs of the responder: identity keys and one prekey set. */
+export interface X3dhBundle extends IdentityKeys {
+  /** The responder's current signed prekey. */
+  readonly signedPrekey: SignedPrekey;
+  /** One of the responder's one-time prekeys, if any is left. */
+  readonly oneTimePrekey?: PublicPrekey | undefined;
+}
+
+/** The header of the initiator's first message. */
+export interface X3dhHeader {
+  /** The initiator's Ed25519 key (a claim: check it against their card). */
+  readonly initiatorSigningKey: Uint8Array;
+  /** The initiator's X25519 identity key. */
+  readonly initiatorEncryptionKey: Uint8Array;
+  /** The initiator's ephemeral X25519 public key EK_A. */
+  readonly ephemeralKey: Uint8Array;
+  /** The ID of the signed prekey used. */
+  readonly signedPrekeyId: number;
+  /** The ID of the one-time prekey used, or `null` if none was. */
+  readonly oneTimePrekeyId: number | null;
+}
+
+/** What {@linkcode initiateX3dh} returns. Holds secret material. */
+export interface X3dhInitiation {
+  /** SK: the 32-byte shared secret, for `initSender`. */
+  readonly sharedSecret: Uint8Array<ArrayBuffer>;
+  /** AD: both identities, for `initSender`. */
+  readonly associatedData: Uint8Array<ArrayBuffer>;
+  /** The header to send with the first message (and with each until Bob answers). */
+  readonly header: X3dhHeader;
+  /** The responder's signed prekey: the remote ratchet key for `initSender`. */
+  readonly remoteRatchetKey: Uint8Array;
+}
+
+/** The responder's private prekeys, from which X3DH picks the ones a header names. */
+export interface X3dhResponderPrekeys {
+  /** Signed prekeys still accepted: the current one and those in their grace period. */
+  readonly signedPrekeys: readonly PrekeyKeyPair[];
+  /** One-time prekeys not yet used. */
+  readonly oneTimePrekeys: readonly PrekeyKeyPair[];
+}
+
+/** What {@linkcode respondX3dh} returns. Holds secret material. */
+export interface X3dhResponse {
+  /** SK: the 32-byte shared secret, for `initReceiver`. */
+  readonly sharedSecret: Uint8Array<ArrayBuffer>;
+  /** AD: both identities, for `initReceiver`. */
+  readonly associatedData: Uint8Array<ArrayBuffer>;
+  /** The signed prekey used: the responder's first ratchet key pair, for `initReceiver`. */
+  readonly ownRatchetKeyPair: RatchetKeyPair;
+  /** The initiator's claimed identity keys, from the header. */
+  readonly initiator: IdentityKeys;
+  /**
+   * The one-time prekey to delete, or `null`. Delete it only after the first
+   * message has decrypted; after a failure keep it, so a forged header cannot
+   * use up a prekey.
+   */
+  readonly consumeOneTimePrekeyId: number | null;
+}
+
+function checkId(id: number, what: string): void {
+  if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) {
+    throw new RangeError(`Cannot use ${what}: ID ${id} is not a u32`);
+  }
+}
+
+function checkKey(key: Uint8Array, what: string): void {
+  if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH) {
+    throw new TypeError(`Cannot use ${what}: expected ${KEY_LENGTH} bytes`);
+  }
+}
+
+function prekeySignedBytes(prekey: PublicPrekey): Uint8Array<ArrayBuffer> {
+  return concat(u32(prekey.id), prekey.publicKey);
+}
+
+/**
+ * Generates a prekey: a fresh X25519 key pair with its owner's chosen ID.
+ *
+ * @param id The prekey ID, a u32.
+ * @returns The prekey with its raw private key.
+ * @throws {RangeError} If `id` is not a u32.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generatePrekey } from "./x3dh.ts";
+ *
+ * const prekey = await generatePrekey(7);
+ * assert.equal(prekey.id, 7);
+ * assert.equal(prekey.publicKey.length, 32);
+ * ```
+ */
+export async function generatePrekey(id: number): Promise<PrekeyKeyPair> {
+  checkId(id, "prekey");
+  const pair = await generateRatchetKeyPair();
+  return { id, privateKey: pair.privateKey, publicKey: pair.publicKey };
+}
+
+/**
+ * Signs a prekey with an identity's Ed25519 key under the `"prekey"`
+ * domain, over `id u32 || publicKey`, so that the prekey can be checked on
+ * its own, apart from the record that carries it.
+ *
+ * @param signer The owner's identity.
+ * @param prekey The prekey's ID and public key.
+ * @returns The 64-byte signature.
+ * @throws {RangeError} If the ID is not a u32.
+ * @throws {TypeError} If the public key is not 32 bytes.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Identity } from "./identity.ts";
+ * import { generatePrekey, signPrekey, verifyPrekeySignature } from "./x3dh.ts";
+ *
+ * const bob = await Identity.generate();
+ * const prekey = await generatePrekey(1);
+ * const signature = await signPrekey(bob, prekey);
+ * assert(await verifyPrekeySignature(bob.signingPublicKey, { ...prekey, signature }));
+ * ```
+ */
+export function signPrekey(
+  signer: Pick<Identity, "sign">,
+  prekey: PublicPrekey,
+): Promise<Uint8Array<ArrayBuffer>> {
+  checkId(prekey.id, "prekey");
+  checkKey(prekey.publicKey, "prekey public key");
+  return signer.sign("prekey", prekeySignedBytes(prekey));
+}
+
+/**
+ * Verifies a signed prekey's own signature (domain `"prekey"`).
+ *
+ * @param signingPublicKey The owner's raw 32-byte Ed25519 key.
+ * @param prekey The prekey ID, public key and signature.
+ * @returns `true` only if the signature is valid for this key, ID and public key.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Identity } from "./identity.ts";
+ * import { generatePrekey, signPrekey, verifyPrekeySignature } from "./x3dh.ts";
+ *
+ * const bob = await Identity.generate();
+ * const prekey = await generatePrekey(1);
+ * const signature = await signPrekey(bob, prekey);
+ * assert(!(await verifyPrekeySignature(bob.signingPublicKey, { ...prekey, id: 2, signature })));
+ * ```
+ */
+export async function verifyPrekeySignature(
+  signingPublicKey: Uint8Array,
+  prekey: SignedPrekey,
+): Promise<boolean> {
+  if (
+    !Number.isInteger(prekey.id) || prekey.id < 0 || prekey.id > 0xffffffff ||
+    prekey.publicKey.length !== KEY_LENGTH
+  ) {
+    return false;
+  }
+  return await verifySignature(
+    "prekey",
+    signingPublicKey,
+    prekeySignedBytes(prekey),
+    prekey.signature,
+  );
+}
+
+/**
+ * The associated data of a session: the initiator's Ed25519 and X25519 keys,
+ * then the responder's.
+ *
+ * @param initiator The initiator's public keys.
+ * @param responder The responder's public keys.
+ * @returns The {@linkcode X3DH_ASSOCIATED_DATA_LENGTH}-byte associated data.
+ * @throws {TypeError} If a key is not 32 bytes.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Identity } from "./identity.ts";
+ * import { x3dhAssociatedData } from "./x3dh.ts";
+ *
+ * const alice = await Identity.generate();
+ * const bob = await Identity.generate();
+ * const ad = x3dhAssociatedData(alice, bob);
+ * assert.equal(ad.length, 128);
+ * assert.notDeepEqual(ad, x3dhAssociatedData(bob, alice));
+ * ```
+ */
+export function x3dhAssociatedData(
+  initiator: IdentityKeys,
+  responder: IdentityKeys,
+): Uint8Array<ArrayBuffer> {
+  for (const keys of [initiator, responder]) {
+    checkKey(keys.signingPublicKey, "identity signing key");
+    checkKey(keys.encryptionPublicKey, "identity encryption key");
+  }
+  return concat(
+    initiator.signingPublicKey,
+    initiator.encryptionPublicKey,
+    responder.signingPublicKey,
+    responder.encryptionPublicKey,
+  );
+}
+
+async function dh(privateKey: CryptoKey, publicKey: Uint8Array): Promise<Uint8Array> {
+  let out: Uint8Array;
+  try {
+    out = new Uint8Array(
+      await crypto.subtle.deriveBits(
+        { name: "X25519", public: await importX25519Public(publicKey) },
+        privateKey,
+        256,
+      ),
+    );
+  } catch (cause) {
+    throw new KeyAgreementError("Cannot agree on a key: a public key is not a usable X25519 key", {
+      cause,
+    });
+  }
+  let acc = 0;
+  for (const b of out) acc |= b;
+  if (acc === 0) {
+    throw new KeyAgreementError("Cannot agree on a key: a Diffie-Hellman output is all zeros");
+  }
+  return out;
+}
+
+function deriveSharedSecret(outputs: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const ikm = concat(F, ...outputs);
+  const sk = new Uint8Array(hkdf(sha256, ikm, SALT, INFO, KEY_LENGTH));
+  ikm.fill(0);
+  for (const out of outputs) out.fill(0);
+  return sk;
+}
+
+/**
+ * The initiator's side: checks the responder's signed prekey signature
+ * (and aborts if it is invalid), then computes SK from DH1 to DH3 (and DH4
+ * if the bundle has a one-time prekey) with a fresh ephemeral key.
+ *
+ * @param initiator The local identity.
+ * @param bundle The responder's identity keys and prekeys.
+ * @returns SK, AD, the header to send and the responder's ratchet key.
+ * @throws {KeyAgreementError} If the signed prekey's signature is invalid or
+ *   a DH output is all zeros.
+ * @throws {TypeError} If a key is not 32 bytes.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Identity } from "./identity.ts";
+ * import { generatePrekey, initiateX3dh, KeyAgreementError, signPrekey } from "./x3dh.ts";
+ *
+ * const alice = await Identity.generate();
+ * const bob = await Identity.generate();
+ * const mallory = await Identity.generate();
+ * const spk = await generatePrekey(1);
+ * const forged = await signPrekey(mallory, spk);
+ * await assert.rejects(
+ *   initiateX3dh(alice, {
+ *     signingPublicKey: bob.signingPublicKey,
+ *     encryptionPublicKey: bob.encryptionPublicKey,
+ *     signedPrekey: { ...spk, signature: forged },
+ *   }),
+ *   KeyAgreementError,
+ * );
+ * ```
+ */
+export async function initiateX3dh(
+  initiator: X3dhIdentity,
+  bundle: X3dhBundle,
+): Promise<X3dhInitiation> {
+  checkKey(bundle.signingPublicKey, "responder signing key");
+  checkKey(bundle.encryptionPublicKey, "responder encryption key");
+  const { signedPrekey, oneTimePrekey } = bundle;
+  if (!(await verifyPrekeySignature(bundle.signingPublicKey, signedPrekey))) {
+    throw new KeyAgreementError("Cannot agree on a key: the signed prekey's signature is invalid");
+  }
+  if (oneTimePrekey !== undefined) {
+    checkId(oneTimePrekey.id, "one-time prekey");
+    checkKey(oneTimePrekey.publicKey, "one-time prekey public key");
+  }
+  const associatedData = x3dhAssociatedData(initiator, bundle);
+  const ephemeral = await generateRatchetKeyPair();
+  const ek = await importX25519Private(ephemeral.privateKey);
+  ephemeral.privateKey.fill(0);
+  const outputs = await Promise.all([
+    dh(initiator.encryptionPrivateKey, signedPrekey.publicKey),
+    dh(ek, bundle.encryptionPublicKey),
+    dh(ek, signedPrekey.publicKey),
+    ...(oneTimePrekey === undefined ? [] : [dh(ek, oneTimePrekey.publicKey)]),
+  ]);
+  return {
+    sharedSecret: deriveSharedSecret(outputs),
+    associatedData,
+    header: {
+      initiatorSigningKey: new Uint8Array(initiator.signingPublicKey),
+      initiatorEncryptionKey: new Uint8Array(initiator.encryptionPublicKey),
+      ephemeralKey: ephemeral.publicKey,
+      signedPrekeyId: signedPrekey.id,
+      oneTimePrekeyId: oneTimePrekey === undefined ? null : oneTimePrekey.id,
+    },
+    remoteRatchetKey: new Uint8Array(signedPrekey.publicKey),
+  };
+}
+
+/**
+ * The responder's side: looks up the signed and one-time prekeys the header
+ * names and computes the same SK. Nothing is deleted here: the caller
+ * deletes `consumeOneTimePrekeyId` only once the first message has
+ * decrypted with a session started from this result.
+ *
+ * @param responder The local identity.
+ * @param header The header of the initiator's first message.
+ * @param prekeys The responder's private prekeys.
+ * @returns SK, AD, the signed prekey as the first ratchet key pair, the
+ *   initiator's claimed keys and the one-time prekey to delete on success.
+ * @throws {KeyAgreementError} If the signed prekey or the one-time prekey is
+ *   unknown (used, expired or never issued), or a DH output is all zeros.
+ * @throws {TypeError} If a key in the header is not 32 bytes.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Identity } from "./identity.ts";
+ * import { generatePrekey, initiateX3dh, KeyAgreementError, respondX3dh, signPrekey } from "./x3dh.ts";
+ *
+ * const alice = await Identity.generate();
+ * const bob = await Identity.generate();
+ * const spk = await generatePrekey(1);
+ * const opk = await generatePrekey(2);
+ * const sent = await initiateX3dh(alice, {
+ *   ...bob.public,
+ *   signedPrekey: { ...spk, signature: await signPrekey(bob, spk) },
+ *   oneTimePrekey: opk,
+ * });
+ * // The one-time prekey has already been used and deleted.
+ * await assert.rejects(
+ *   respondX3dh(bob, sent.header, { signedPrekeys: [spk], oneTimePrekeys: [] }),
+ *   KeyAgreementError,
+ * );
+ * ```
+ */
+export async function respondX3dh(
+  responder: X3dhIdentity,
+  header: X3dhHeader,
+  prekeys: X3dhResponderPrekeys,
+): Promise<X3dhResponse> {
+  checkKey(header.initiatorSigningKey, "initiator signing key");
+  checkKey(header.initiatorEncryptionKey, "initiator encryption key");
+  checkKey(header.ephemeralKey, "ephemeral key");
+  const spk = prekeys.signedPrekeys.find((k) => k.id === header.signedPrekeyId);
+  if (spk === undefined) {
+    throw new KeyAgreementError("Cannot agree on a key: the signed prekey is unknown or retired");
+  }
+  let opk: PrekeyKeyPair | undefined;
+  if (header.oneTimePrekeyId !== null) {
+    opk = prekeys.oneTimePrekeys.find((k) => k.id === header.oneTimePrekeyId);
+    if (opk === undefined) {
+      throw new KeyAgreementError(
+        "Cannot agree on a key: the one-time prekey is unknown or already used",
+      );
+    }
+  }
+  const initiator: IdentityKeys = {
+    signingPublicKey: new Uint8Array(header.initiatorSigningKey),
+    encryptionPublicKey: new Uint8Array(header.initiatorEncryptionKey),
+  };
+  const associatedData = x3dhAssociatedData(initiator, responder);
+  const [spkPrivate, opkPrivate] = await Promise.all([
+    importX25519Private(spk.privateKey),
+    opk === undefined ? undefined : importX25519Private(opk.privateKey),
+  ]);
+  const outputs = await Promise.all([
+    dh(spkPrivate, header.initiatorEncryptionKey),
+    dh(responder.encryptionPrivateKey, header.ephemeralKey),
+    dh(spkPrivate, header.ephemeralKey),
+    ...(opkPrivate === undefined ? [] : [dh(opkPrivate, header.ephemeralKey)]),
+  ]);
+  return {
+    sharedSecret: deriveSharedSecret(outputs),
+    associatedData,
+    ownRatchetKeyPair: {
+      privateKey: new Uint8Array(spk.privateKey),
+      publicKey: new Uint8Array(spk.publicKey),
+    },
+    initiator,
+    consumeOneTimePrekeyId: opk === undefined ? null : opk.id,
+  };
+}
+
+/**
+ * Encodes an X3DH header in its wire format.
+ *
+ * @param header The header.
+ * @returns {@linkcode X3DH_HEADER_MIN_LENGTH} bytes, or
+ *   {@linkcode X3DH_HEADER_MAX_LENGTH} with a one-time prekey ID.
+ * @throws {TypeError} If a key is not 32 bytes.
+ * @throws {RangeError} If an ID is not a u32.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeX3dhHeader, encodeX3dhHeader } from "./x3dh.ts";
+ *
+ * const header = {
+ *   initiatorSigningKey: new Uint8Array(32).fill(1),
+ *   initiatorEncryptionKey: new Uint8Array(32).fill(2),
+ *   ephemeralKey: new Uint8Array(32).fill(3),
+ *   signedPrekeyId: 7,
+ *   oneTimePrekeyId: null,
+ * };
+ * assert.deepEqual(decodeX3dhHeader(encodeX3dhHeader(header)), header);
+ * ```
+ */
+export function encodeX3dhHeader(header: X3dhHeader): Uint8Array<ArrayBuffer> {
+  checkKey(header.initiatorSigningKey, "initiator signing key");
+  checkKey(header.initiatorEncryptionKey, "initiator encryption key");
+  checkKey(header.ephemeralKey, "ephemeral key");
+  checkId(header.signedPrekeyId, "signed prekey");
+  const opk = header.oneTimePrekeyId;
+  if (opk !== null) checkId(opk, "one-time prekey");
+  return concat(
+    new Uint8Array([X3DH_HEADER_VERSION]),
+    header.initiatorSigningKey,
+    header.initiatorEncryptionKey,
+    header.ephemeralKey,
+    u32(header.signedPrekeyId),
+    opk === null ? new Uint8Array([0]) : concat(new Uint8Array([1]), u32(opk)),
+  );
+}
+
+function readHeader(r: Reader): X3dhHeader {
+  const version = r.u8();
+  if (version !== X3DH_HEADER_VERSION) throw new SyntaxError(`unknown version ${version}`);
+  const initiatorSigningKey = r.bytes(KEY_LENGTH);
+  const initiatorEncryptionKey = r.bytes(KEY_LENGTH);
+  const ephemeralKey = r.bytes(KEY_LENGTH);
+  const signedPrekeyId = r.u32();
+  const flag = r.u8();
+  if (flag > 1) throw new SyntaxError("the one-time prekey flag is not 0 or 1");
+  const oneTimePrekeyId = flag === 1 ? r.u32() : null;
+  return {
+    initiatorSigningKey,
+    initiatorEncryptionKey,
+    ephemeralKey,
+    signedPrekeyId,
+    oneTimePrekeyId,
+  };
+}
+
+function decodeFailure(what: string, err: unknown): never {
+  const detail = err instanceof Error ? err.message.replace(/^Cannot decode: /, "") : "malformed";
+  throw new ProtocolError(`Cannot decode ${what}: ${detail}`, { cause: err });
+}
+
+/**
+ * Decodes an X3DH header strictly: known version, exact length, flag 0 or 1,
+ * no trailing bytes.
+ *
+ * @param bytes The encoded header.
+ * @returns The header.
+ * @throws {ProtocolError} If the bytes are not a valid header.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ProtocolError } from "../errors.ts";
+ * import { decodeX3dhHeader } from "./x3dh.ts";
+ *
+ * assert.throws(() => decodeX3dhHeader(new Uint8Array(106)), ProtocolError); // version 0
+ * ```
+ */
+export function decodeX3dhHeader(bytes: Uint8Array): X3dhHeader {
+  if (bytes.length > X3DH_HEADER_MAX_LENGTH) {
+    throw new ProtocolError("Cannot decode X3DH header: it is too long");
+  }
+  try {
+    const r = new Reader(bytes);
+    const header = readHeader(r);
+    r.end();
+    return header;
+  } catch (err) {
+    return decodeFailure("X3DH header", err);
+  }
+}
+
+/** An initial message: the X3DH header and the first ratchet message. */
+export interface InitialMessage {
+  /** The X3DH header. */
+  readonly header: X3dhHeader;
+  /** The ratchet message in its wire format (see {@link "./ratchet.ts"}). */
+  readonly message: Uint8Array;
+}
+
+/** The largest valid initial message in bytes. */
+export const MAX_INITIAL_MESSAGE_LENGTH: number = X3DH_HEADER_MAX_LENGTH +
+  MAX_RATCHET_MESSAGE_LENGTH;
+
+/**
+ * Encodes an initial message: `header || ratchetMessage`. The header
+ * delimits itself (its flag says whether a prekey ID follows).
+ *
+ * @param initial The header and the ratchet message.
+ * @returns The encoding.
+ * @throws {TypeError} If a key in the header is not 32 bytes.
+ * @throws {RangeError} If an ID is not a u32 or the ratchet message's length
+ *   is out of range.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeInitialMessage, encodeInitialMessage } from "./x3dh.ts";
+ *
+ * const header = {
+ *   initiatorSigningKey: new Uint8Array(32).fill(1),
+ *   initiatorEncryptionKey: new Uint8Array(32).fill(2),
+ *   ephemeralKey: new Uint8Array(32).fill(3),
+ *   signedPrekeyId: 7,
+ *   oneTimePrekeyId: 9,
+ * };
+ * const message = new Uint8Array(60);
+ * assert.deepEqual(decodeInitialMessage(encodeInitialMessage({ header, message })), {
+ *   header,
+ *   message,
+ * });
+ * ```
+ */
+export function encodeInitialMessage(initial: InitialMessage): Uint8Array<ArrayBuffer> {
+  const { message } = initial;
+  if (message.length < RATCHET_OVERHEAD || message.length > MAX_RATCHET_MESSAGE_LENGTH) {
+    throw new RangeError("Cannot encode initial message: ratchet message length out of range");
+  }
+  return concat(encodeX3dhHeader(initial.header), message);
+}
+
+/**
+ * Decodes an initial message strictly. Only the length of the ratchet
+ * message is checked here; {@linkcode ratchetDecrypt} checks the rest.
+ *
+ * @param bytes The encoding.
+ * @returns The header and the ratchet message.
+ * @throws {ProtocolError} If the bytes are too long or too short, or the
+ *   header is invalid.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ProtocolError } from "../errors.ts";
+ * import { decodeInitialMessage } from "./x3dh.ts";
+ *
+ * assert.throws(() => decodeInitialMessage(new Uint8Array([1, 2, 3])), ProtocolError);
+ * ```
+ */
+export function decodeInitialMessage(bytes: Uint8Array): InitialMessage {
+  if (bytes.length > MAX_INITIAL_MESSAGE_LENGTH) {
+    throw new ProtocolError("Cannot decode initial message: it is too long");
+  }
+  let header: X3dhHeader;
+  let r: Reader;
+  try {
+    r = new Reader(bytes);
+    header = readHeader(r);
+  } catch (err) {
+    return decodeFailure("initial message", err);
+  }
+  if (r.remaining < RATCHET_OVERHEAD || r.remaining > MAX_RATCHET_MESSAGE_LENGTH) {
+    throw new ProtocolError("Cannot decode initial message: ratchet message length out of range");
+  }
+  return { header, message: r.bytes(r.remaining) };
+}
