@@ -1,43 +1,282 @@
 /**
  * The runner of the `dim` CLI: owns argv, exit codes and the terminal, and
- * calls the library for everything else.
+ * calls the commands, which call the library.
  *
- * Exit codes: 0 success, 1 failure, 2 usage error.
+ * Exit codes: 0 success, 1 failure, 2 usage error. Results go to stdout,
+ * diagnostics to stderr; a failure is one line `error: …` (with the stack
+ * under `--debug`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { main } from "./main.ts";
+ * import { memoryIo } from "./io.ts";
+ *
+ * const io = memoryIo();
+ * assert.equal(await main(["frobnicate"], io), 2);
+ * assert.match(io.err, /^error: unknown command "frobnicate"/);
+ * ```
  *
  * @module
  */
 import denoJson from "../../deno.json" with { type: "json" };
+import {
+  checkOptions,
+  type CommandLine,
+  type OptionName,
+  parseCommandLine,
+  positiveNumber,
+} from "./args.ts";
+import { chatCommand } from "./chat.ts";
+import { configCommand } from "./config_command.ts";
+import { contactCommand } from "./contact.ts";
+import { Context, type GlobalOptions } from "./context.ts";
+import { describeError, UsageError } from "./errors.ts";
+import { idCommand } from "./id.ts";
+import { inboxCommand } from "./inbox.ts";
+import { initCommand } from "./init.ts";
 import { type CliIo, denoIo } from "./io.ts";
+import { nodeCommand } from "./node.ts";
+import { sendCommand } from "./send.ts";
+import { statusCommand } from "./status.ts";
 
 /** DIM's version, from deno.json. */
 export const VERSION: string = denoJson.version;
 
+interface CommandSpec {
+  readonly name: string;
+  readonly aliases?: readonly string[];
+  readonly usage: string;
+  readonly summary: string;
+  readonly details: string;
+  readonly options: readonly OptionName[];
+  readonly run: (ctx: Context, cl: CommandLine) => Promise<number>;
+}
+
+function positionals(cl: CommandLine, min: number, max: number, usage: string): string[] {
+  const n = cl.positionals.length;
+  if (n < min) throw new UsageError(`missing arguments (usage: ${usage})`);
+  if (n > max) throw new UsageError(`too many arguments (usage: ${usage})`);
+  return [...cl.positionals];
+}
+
+const COMMANDS: readonly CommandSpec[] = [
+  {
+    name: "init",
+    aliases: ["keygen"],
+    usage: "dim init [--name <display name>] [--force]",
+    summary: "create your identity (asks for a passphrase twice)",
+    details: `Creates your keys and stores them encrypted under a passphrase in the data
+directory. Nothing goes online unless --bootstrap is given (or already
+configured): then your contact card is published once.
+
+Options:
+  --name <display name>     the name your contacts see (asked on a terminal)
+  --force                   replace an existing identity
+  --passphrase-file <path>  read the passphrase from a file (or set DIM_PASSPHRASE)
+  --bootstrap, --listen     also saved in the settings (config.json)`,
+    options: ["name", "force"],
+    run: (ctx, cl) => {
+      positionals(cl, 0, 0, "dim init");
+      return initCommand(ctx, { name: cl.values.name, force: cl.values.force });
+    },
+  },
+  {
+    name: "id",
+    usage: "dim id",
+    summary: "show your user ID, fingerprint and contact string",
+    details: `Prints your user ID, the fingerprint of your keys, and a dim: contact string
+that carries your bootstrap nodes, to share with the people you talk to.
+Works offline and needs no passphrase.`,
+    options: [],
+    run: (ctx, cl) => {
+      positionals(cl, 0, 0, "dim id");
+      return idCommand(ctx);
+    },
+  },
+  {
+    name: "contact",
+    aliases: ["contacts"],
+    usage: "dim contact add|verify|list|remove …",
+    summary: "manage contacts",
+    details: `  dim contact add <name> <id-or-contact-string>
+      find their contact card in the network, pin their keys, show the fingerprint
+  dim contact verify <name> [--confirm]
+      show the safety number to compare out of band; --confirm marks them
+      verified (and accepts changed keys)
+  dim contact list
+      verified or not, last seen; changed keys are flagged
+  dim contact remove <name>
+      forget a contact (the history stays)
+dim contact alone lists the contacts.`,
+    options: ["confirm"],
+    run: (ctx, cl) =>
+      contactCommand(ctx, cl.positionals.length === 0 ? ["list"] : cl.positionals, {
+        confirm: cl.values.confirm,
+      }),
+  },
+  {
+    name: "send",
+    usage: "dim send <name> <text>",
+    summary: "send one message and exit",
+    details: `Sends one message and exits once it is delivered, or stored in the network
+for a contact who is offline (it says which). Exit code 1 if neither happened
+within --timeout seconds (default 30): the message then stays queued and is
+retried whenever dim runs. Use -- before a text that starts with a dash.
+
+Options:
+  --file <path>             send a file (not supported yet)`,
+    options: ["file"],
+    run: (ctx, cl) => sendCommand(ctx, cl.positionals, { file: cl.values.file }),
+  },
+  {
+    name: "inbox",
+    usage: "dim inbox [--all]",
+    summary: "fetch and show new messages",
+    details: `Goes online, fetches your mailbox from the network, shows the messages that
+arrived since they were last shown, and exits.
+
+Options:
+  --all                     show every received message again`,
+    options: ["all"],
+    run: (ctx, cl) => {
+      positionals(cl, 0, 0, "dim inbox");
+      return inboxCommand(ctx, { all: cl.values.all });
+    },
+  },
+  {
+    name: "chat",
+    usage: "dim chat <name>",
+    summary: "interactive chat",
+    details: `Shows recent history, then incoming messages as they arrive, while you type.
+Each sent message shows "… sending", "✓ delivered" or "⧗ queued for offline
+delivery". Commands: /verify, /history, /help, /quit.
+
+When stdin is not a terminal, each input line is sent as a message and
+incoming messages are printed; at the end of input dim waits until the sent
+messages are delivered or stored in the network, then exits. (Without
+DIM_PASSPHRASE or --passphrase-file, the first input line is the passphrase.)
+
+Options:
+  --limit <n>               how many past messages to show (default 20)`,
+    options: ["limit"],
+    run: (ctx, cl) => {
+      const [name] = positionals(cl, 1, 1, "dim chat <name>");
+      return chatCommand(ctx, name!, { limit: positiveNumber(cl.values.limit, "limit", 20) });
+    },
+  },
+  {
+    name: "status",
+    usage: "dim status",
+    summary: "peers, addresses, DHT and outbox",
+    details: `Goes online and shows your node's peers, addresses, DHT routing table size,
+and how many sent messages still wait for acknowledgement.`,
+    options: [],
+    run: (ctx, cl) => {
+      positionals(cl, 0, 0, "dim status");
+      return statusCommand(ctx);
+    },
+  },
+  {
+    name: "node",
+    usage: "dim node [--listen <multiaddr>]",
+    summary: "run a bootstrap/relay node until Ctrl-C",
+    details: `Runs a node without a user: it keeps the DHT alive, stores records and the
+mailboxes of offline users. It prints its addresses (give one to others as
+--bootstrap) and runs until SIGINT or SIGTERM. Use a fixed port for a
+bootstrap node, e.g. --listen /ip4/0.0.0.0/tcp/4001; its peer ID is kept in
+the data directory (--home).`,
+    options: [],
+    run: (ctx, cl) => {
+      positionals(cl, 0, 0, "dim node");
+      return nodeCommand(ctx);
+    },
+  },
+  {
+    name: "config",
+    usage: "dim config [bootstrap|listen <multiaddr>…]",
+    summary: "show or change the settings",
+    details:
+      `  dim config                          show the settings (config.json in the data directory)
+  dim config bootstrap <multiaddr>…   set the bootstrap nodes (none: clear them)
+  dim config listen <multiaddr>…      set the listen addresses (none: the default)`,
+    options: [],
+    run: (ctx, cl) => configCommand(ctx, cl.positionals),
+  },
+];
+
+const GLOBAL_HELP = `Global options:
+  --home <dir>              data directory (default: $DIM_HOME, else $XDG_DATA_HOME/dim,
+                            else ~/.local/share/dim)
+  --bootstrap <multiaddr>   a node to join through (repeatable; default: dim config)
+  --listen <multiaddr>      address to listen on (repeatable; default /ip4/0.0.0.0/tcp/0)
+  --passphrase-file <path>  read the passphrase from a file (or set DIM_PASSPHRASE)
+  --timeout <seconds>       how long to wait for the network (default 30)
+  --json                    machine-readable output
+  --debug                   stack traces and network diagnostics on stderr
+  -h, --help                show help
+  -V, --version             show the version`;
+
 const HELP = `dim ${VERSION} — serverless, end-to-end encrypted instant messaging
 
-Usage: dim [global options] <command> [options]
+Usage: dim [options] <command> [arguments]
 
 Commands:
-  init (keygen)             create your identity (asks for a passphrase)
+  init (keygen)             create your identity (asks for a passphrase twice)
   id                        show your user ID, fingerprint and contact string
   contact add <name> <id>   find a contact's card in the network and pin its keys
   contact verify <name>     show the safety number to compare out of band
-  contact list              list contacts
+  contact list              list contacts: verified or not, last seen
   contact remove <name>     forget a contact
   send <name> <text>        send one message and exit
-  inbox                     fetch and show pending messages
+  inbox                     fetch and show new messages
   chat <name>               interactive chat
-  status                    peers, addresses and DHT health
-  node                      run a long-lived bootstrap node
+  status                    peers, addresses, DHT and outbox
+  node                      run a bootstrap/relay node until Ctrl-C
+  config                    show or change the settings (bootstrap, listen)
 
-Global options:
-  --home <dir>              data directory (default: $DIM_HOME, else $XDG_DATA_HOME/dim)
-  --bootstrap <multiaddr>   a node to join through (repeatable)
-  --listen <multiaddr>      address to listen on (repeatable)
-  --json                    machine-readable output
-  --debug                   stack traces on errors
-  -h, --help                show help
-  -V, --version             show the version
+${GLOBAL_HELP}
+
+Run dim <command> --help for a command's details. Exit codes: 0 success,
+1 failure, 2 usage error.
 `;
+
+function commandHelp(spec: CommandSpec): string {
+  return `Usage: ${spec.usage}\n\n${spec.summary[0]!.toUpperCase()}${
+    spec.summary.slice(1)
+  }.\n\n${spec.details}\n\n${GLOBAL_HELP}\n`;
+}
+
+function findCommand(name: string): CommandSpec | undefined {
+  return COMMANDS.find((c) => c.name === name || c.aliases?.includes(name));
+}
+
+function globalOptions(cl: CommandLine): GlobalOptions {
+  const v = cl.values;
+  return {
+    home: v.home,
+    bootstrap: v.bootstrap ?? [],
+    listen: v.listen ?? [],
+    json: v.json ?? false,
+    debug: v.debug ?? false,
+    passphraseFile: v["passphrase-file"],
+    timeoutSeconds: positiveNumber(v.timeout, "timeout", 30),
+  };
+}
+
+function report(io: CliIo, err: unknown, debug: boolean, command: string | undefined): number {
+  const { code, message } = describeError(err);
+  io.stderr(`error: ${message}\n`);
+  if (code === 2) io.stderr(`(see dim ${command ? `${command} ` : ""}--help)\n`);
+  if (debug) {
+    let e: unknown = err;
+    for (let depth = 0; e !== undefined && depth < 8; depth++) {
+      io.stderr(`${depth === 0 ? "" : "caused by: "}${e instanceof Error ? e.stack : String(e)}\n`);
+      e = e instanceof Error ? e.cause : undefined;
+    }
+  }
+  return code;
+}
 
 /**
  * Runs the CLI.
@@ -49,24 +288,59 @@ Global options:
  * ```ts
  * import assert from "node:assert/strict";
  * import { main } from "./main.ts";
- * let out = "";
- * const code = await main(["--version"], {
- *   stdout: (t) => out += t, stderr: () => {}, env: () => undefined,
- *   stdinIsTerminal: false, stderrIsTerminal: false,
- *   readLine: () => Promise.resolve(undefined), readSecret: () => Promise.resolve(undefined),
- * });
- * assert(code === 0 && out.startsWith("dim "));
+ * import { memoryIo } from "./io.ts";
+ *
+ * const io = memoryIo();
+ * assert.equal(await main(["--version"], io), 0);
+ * assert.ok(io.out.startsWith("dim "));
+ * assert.equal(await main(["send", "--help"], io), 0);
+ * assert.match(io.out, /Usage: dim send/);
  * ```
  */
-export function main(args: readonly string[], io: CliIo = denoIo()): Promise<number> {
-  if (args.length === 0 || args.includes("--help") || args.includes("-h")) {
-    io.stdout(HELP);
-    return Promise.resolve(args.length === 0 ? 2 : 0);
+export async function main(args: readonly string[], io: CliIo = denoIo()): Promise<number> {
+  let cl: CommandLine;
+  try {
+    cl = parseCommandLine(args);
+  } catch (err) {
+    return report(io, err, args.includes("--debug"), undefined);
   }
-  if (args.includes("--version") || args.includes("-V")) {
-    io.stdout(`dim ${VERSION}\n`);
-    return Promise.resolve(0);
+  const debug = cl.values.debug ?? false;
+  if (cl.values.version) {
+    io.stdout(cl.values.json ? `${JSON.stringify({ version: VERSION })}\n` : `dim ${VERSION}\n`);
+    return 0;
   }
-  io.stderr(`error: unknown command "${args[0]}" (see dim --help)\n`);
-  return Promise.resolve(2);
+  let command = cl.command;
+  if (command === "help") {
+    command = cl.positionals[0];
+    if (command === undefined) {
+      io.stdout(HELP);
+      return 0;
+    }
+    cl = { ...cl, values: { ...cl.values, help: true } };
+  }
+  if (command === undefined) {
+    if (cl.values.help) {
+      io.stdout(HELP);
+      return 0;
+    }
+    io.stderr(HELP);
+    return 2;
+  }
+  const spec = findCommand(command);
+  if (spec === undefined) {
+    return report(io, new UsageError(`unknown command "${command}"`), debug, undefined);
+  }
+  if (cl.values.help) {
+    io.stdout(commandHelp(spec));
+    return 0;
+  }
+  try {
+    checkOptions(cl, spec.options, spec.name);
+    const ctx = new Context(io, globalOptions(cl));
+    return await spec.run(ctx, cl);
+  } catch (err) {
+    return report(io, err, debug, spec.name);
+  } finally {
+    await io.releaseInput?.();
+  }
 }

@@ -1,0 +1,350 @@
+/**
+ * What every command shares: the terminal, the global options, the data
+ * directory and its settings, the passphrase, and opening the messenger.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Context } from "./context.ts";
+ * import { memoryIo } from "./io.ts";
+ *
+ * const io = memoryIo({ env: { DIM_PASSPHRASE: "pw" } });
+ * const ctx = new Context(io, { home: "/tmp/dim-example" });
+ * assert.equal(ctx.home, "/tmp/dim-example");
+ * assert.equal(await ctx.passphrase(), "pw");
+ * ```
+ *
+ * @module
+ */
+import { pathExists } from "../store/atomic_file.ts";
+import { dataPaths, resolveHome } from "../store/paths.ts";
+import { PeerUnreachableError } from "../errors.ts";
+import { Messenger } from "../messenger.ts";
+import { checkMultiaddr, type CliConfig, readConfig } from "./config.ts";
+import { CliError } from "./errors.ts";
+import type { CliIo } from "./io.ts";
+import { LocalStore } from "./local_store.ts";
+import { withSpinner } from "./spinner.ts";
+
+/** The environment variable holding the passphrase, for scripts. */
+export const PASSPHRASE_ENV_VAR = "DIM_PASSPHRASE";
+
+/** How long networked waits last by default, in seconds. */
+export const DEFAULT_TIMEOUT_S = 30;
+
+/** Where a node listens unless told otherwise. */
+export const DEFAULT_LISTEN: readonly string[] = ["/ip4/0.0.0.0/tcp/0"];
+
+/** The options every command takes. */
+export interface GlobalOptions {
+  /** `--home`: the data directory. Default: `DIM_HOME`, XDG, `~/.local/share/dim`. */
+  readonly home?: string | undefined;
+  /** `--bootstrap`: replaces the settings' bootstrap nodes when not empty. */
+  readonly bootstrap?: readonly string[];
+  /** `--listen`: replaces the settings' listen addresses when not empty. */
+  readonly listen?: readonly string[];
+  /** `--json`: machine-readable output. */
+  readonly json?: boolean;
+  /** `--debug`: stack traces and network diagnostics. */
+  readonly debug?: boolean;
+  /** `--passphrase-file`: read the passphrase from this file. */
+  readonly passphraseFile?: string | undefined;
+  /** `--timeout`: how long networked waits last, in seconds. Default 30. */
+  readonly timeoutSeconds?: number;
+}
+
+/** A timer that aborts a signal, and keeps the process alive until it is disposed. */
+export interface Deadline extends Disposable {
+  /** Aborted when the time is up. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * A deadline whose timer keeps the event loop alive, unlike
+ * `AbortSignal.timeout` (which DIM's node makes unref'd): a one-shot command
+ * waiting only on the network must not be ended by an idle event loop.
+ *
+ * @param ms How long until the signal aborts.
+ * @returns The deadline; dispose of it when the wait is over.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { deadline } from "./context.ts";
+ *
+ * using d = deadline(10);
+ * await new Promise((r) => d.signal.addEventListener("abort", r));
+ * assert.ok(d.signal.aborted);
+ * ```
+ */
+export function deadline(ms: number): Deadline {
+  const controller = new AbortController();
+  const id = setTimeout(
+    () => controller.abort(new DOMException(`timed out after ${ms / 1000} s`, "TimeoutError")),
+    ms,
+  );
+  return { signal: controller.signal, [Symbol.dispose]: () => clearTimeout(id) };
+}
+
+/**
+ * One command's view of the process and its options.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Context } from "./context.ts";
+ * import { memoryIo } from "./io.ts";
+ *
+ * const ctx = new Context(memoryIo({ env: { DIM_HOME: "/srv/dim" } }), { json: true });
+ * assert.equal(ctx.home, "/srv/dim");
+ * assert.equal(ctx.timeoutMs, 30_000);
+ * await assert.rejects(ctx.requireIdentity(), /no identity in \/srv\/dim/);
+ * ```
+ */
+export class Context {
+  /** The terminal. */
+  readonly io: CliIo;
+  /** The global options. */
+  readonly options: GlobalOptions;
+  #config: Promise<CliConfig> | undefined;
+  #passphrase: string | undefined;
+
+  /**
+   * Makes a context.
+   *
+   * @param io The terminal.
+   * @param options The global options.
+   */
+  constructor(io: CliIo, options: GlobalOptions = {}) {
+    this.io = io;
+    this.options = options;
+  }
+
+  /**
+   * The data directory.
+   *
+   * @throws {StorageError} If no option or variable says where it is.
+   */
+  get home(): string {
+    return resolveHome({ home: this.options.home, env: { get: (n) => this.io.env(n) } });
+  }
+
+  /** Whether output is JSON. */
+  get json(): boolean {
+    return this.options.json ?? false;
+  }
+
+  /** How long networked waits last, in ms. */
+  get timeoutMs(): number {
+    return (this.options.timeoutSeconds ?? DEFAULT_TIMEOUT_S) * 1000;
+  }
+
+  /**
+   * Writes a line of results to stdout.
+   *
+   * @param line The line, without its line end.
+   */
+  out(line: string): void {
+    this.io.stdout(line + "\n");
+  }
+
+  /**
+   * Writes one JSON value on one line to stdout.
+   *
+   * @param value The value.
+   */
+  outJson(value: unknown): void {
+    this.io.stdout(JSON.stringify(value) + "\n");
+  }
+
+  /**
+   * Writes a diagnostic line to stderr.
+   *
+   * @param line The line, without its line end.
+   */
+  note(line: string): void {
+    this.io.stderr(line + "\n");
+  }
+
+  /**
+   * The settings file of the data directory (read once).
+   *
+   * @returns The settings.
+   * @throws {StorageError} If the file is unreadable or malformed.
+   */
+  config(): Promise<CliConfig> {
+    this.#config ??= readConfig(this.home);
+    return this.#config;
+  }
+
+  /**
+   * The bootstrap nodes: `--bootstrap` if given, else the settings'.
+   *
+   * @returns The multiaddrs.
+   * @throws {UsageError} If one is malformed.
+   */
+  async bootstrap(): Promise<string[]> {
+    const given = this.options.bootstrap ?? [];
+    const list = given.length > 0 ? given : (await this.config()).bootstrap;
+    return list.map((a) => checkMultiaddr(a, { peer: true }));
+  }
+
+  /**
+   * The listen addresses: `--listen` if given, else the settings', else all interfaces.
+   *
+   * @returns The multiaddrs.
+   * @throws {UsageError} If one is malformed.
+   */
+  async listen(): Promise<string[]> {
+    const given = this.options.listen ?? [];
+    const list = given.length > 0 ? given : (await this.config()).listen;
+    return (list.length > 0 ? list : DEFAULT_LISTEN).map((a) => checkMultiaddr(a, { peer: false }));
+  }
+
+  /**
+   * Fails unless the data directory holds an identity.
+   *
+   * @throws {CliError} Suggesting `dim init` if there is none.
+   */
+  async requireIdentity(): Promise<void> {
+    const home = this.home;
+    if (!await pathExists(dataPaths(home).identityKey)) {
+      throw new CliError(`no identity in ${home}: run \`dim init\` first (or pass --home)`);
+    }
+  }
+
+  /**
+   * Opens the offline store of the data directory, which must hold an identity.
+   *
+   * @returns The store; close it when done.
+   * @throws {CliError} If there is no identity.
+   * @throws {StorageError} If the database is unreadable.
+   */
+  async store(): Promise<LocalStore> {
+    await this.requireIdentity();
+    return LocalStore.open(this.home);
+  }
+
+  /**
+   * The passphrase of the identity: `DIM_PASSPHRASE`, else
+   * `--passphrase-file`, else asked once with no echo.
+   *
+   * @returns The passphrase.
+   * @throws {CliError} If none can be had.
+   */
+  async passphrase(): Promise<string> {
+    if (this.#passphrase !== undefined) return this.#passphrase;
+    const given = await this.#givenPassphrase();
+    if (given !== undefined) return given;
+    const typed = await this.io.readSecret(`Passphrase for ${this.home}: `);
+    if (typed === undefined || typed === "") throw noPassphrase();
+    return this.#passphrase = typed;
+  }
+
+  /**
+   * A passphrase for a new identity: `DIM_PASSPHRASE`, else
+   * `--passphrase-file`, else typed twice with no echo.
+   *
+   * @returns The passphrase.
+   * @throws {CliError} If none is given or the two do not match.
+   */
+  async newPassphrase(): Promise<string> {
+    const given = await this.#givenPassphrase();
+    if (given !== undefined) return given;
+    const first = await this.io.readSecret("New passphrase: ");
+    if (first === undefined || first === "") throw noPassphrase();
+    const second = await this.io.readSecret("Repeat the passphrase: ");
+    if (second !== first) {
+      throw new CliError("the two passphrases do not match; nothing was created");
+    }
+    // Asked once per command: going online right after `init` must not ask again.
+    return this.#passphrase = first;
+  }
+
+  async #givenPassphrase(): Promise<string | undefined> {
+    const env = this.io.env(PASSPHRASE_ENV_VAR);
+    if (env !== undefined && env !== "") return env;
+    const file = this.options.passphraseFile;
+    if (file === undefined) return undefined;
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (cause) {
+      throw new CliError(`cannot read the passphrase file ${file}: ${(cause as Error).message}`, {
+        cause,
+      });
+    }
+    // One trailing line end is the file's, not the passphrase's.
+    const passphrase = text.replace(/\r?\n$/, "");
+    if (passphrase === "") throw new CliError(`the passphrase file ${file} is empty`);
+    return passphrase;
+  }
+
+  /**
+   * Unlocks the identity and starts the node: joins through the bootstrap
+   * nodes (failing if none answers), publishes the contact card and starts
+   * messaging. Shows a spinner meanwhile on a terminal.
+   *
+   * @param options `bootstrap`: nodes to use when none are configured or given.
+   * @returns The open messenger; close it when done.
+   * @throws {CliError} If there is no identity or no bootstrap node answers.
+   * @throws {KeystoreError} On a wrong passphrase or damaged identity file.
+   * @throws {StorageError} If another dim process uses the data directory.
+   */
+  async openMessenger(
+    options: { readonly bootstrap?: readonly string[] } = {},
+  ): Promise<Messenger> {
+    await this.requireIdentity();
+    const configured = await this.bootstrap();
+    const bootstrap = configured.length > 0 ? configured : [...(options.bootstrap ?? [])];
+    const listen = await this.listen();
+    const passphrase = await this.passphrase();
+    const debug = this.options.debug ?? false;
+    const log = (m: string) => this.io.stderr(`debug: ${m}\n`);
+    let messenger: Messenger;
+    try {
+      messenger = await withSpinner(
+        this.io,
+        bootstrap.length > 0 ? "unlocking and joining the network…" : "unlocking…",
+        () =>
+          Messenger.open({
+            home: this.home,
+            passphrase,
+            listen,
+            bootstrap,
+            node: { requireBootstrap: bootstrap.length > 0, ...(debug ? { log } : {}) },
+            ...(debug ? { messaging: { onPeerError: (e) => log(String(e)) } } : {}),
+          }),
+      );
+    } catch (err) {
+      if (err instanceof PeerUnreachableError) {
+        throw new CliError(
+          `cannot reach ${
+            bootstrap.length === 1 ? "the bootstrap node" : "any of the bootstrap nodes"
+          } ${bootstrap.join(", ")}: check the address and that the node is running`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+    try {
+      using store = LocalStore.open(this.home);
+      store.savePublicIdentity(messenger.identity);
+    } catch (err) {
+      await messenger.close();
+      throw err;
+    }
+    if (bootstrap.length === 0 && !this.json) {
+      this.note(
+        "note: no bootstrap nodes configured, so this node is on its own " +
+          "(use --bootstrap <multiaddr>, or dim config bootstrap <multiaddr>)",
+      );
+    }
+    return messenger;
+  }
+}
+
+function noPassphrase(): CliError {
+  return new CliError(
+    `no passphrase given: type it at the prompt, set ${PASSPHRASE_ENV_VAR}, or use --passphrase-file`,
+  );
+}

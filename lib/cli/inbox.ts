@@ -1,0 +1,71 @@
+/**
+ * `dim inbox`: goes online, fetches the network mailbox, shows the
+ * messages received since the last time they were shown, and exits.
+ *
+ * @module
+ */
+import type { ChatMessage } from "../messenger.ts";
+import { type Context, deadline } from "./context.ts";
+import { keyChangedWarning, messageLine } from "./format.ts";
+import { withSpinner } from "./spinner.ts";
+
+/** Options of {@linkcode inboxCommand}. */
+export interface InboxOptions {
+  /** `--all`: show every received message again, not only new ones. */
+  readonly all?: boolean | undefined;
+}
+
+/**
+ * Fetches the mailbox and prints new incoming messages, oldest first, then
+ * remembers that they were shown (in the database, so `dim chat` and the
+ * next `dim inbox` agree).
+ *
+ * @param ctx The command's context.
+ * @param options `all` to show everything again.
+ * @returns The exit code.
+ * @throws {CliError} If there is no identity or the network cannot be joined.
+ * @example
+ * ```ts ignore
+ * import { main } from "./main.ts";
+ *
+ * // Needs a reachable network.
+ * Deno.exitCode = await main(["inbox", "--json"]);
+ * ```
+ */
+export async function inboxCommand(ctx: Context, options: InboxOptions = {}): Promise<number> {
+  const messenger = await ctx.openMessenger();
+  let fetched = 0;
+  try {
+    using d = deadline(ctx.timeoutMs);
+    const aborted = new Promise<number>((resolve) =>
+      d.signal.addEventListener("abort", () => resolve(0), { once: true })
+    );
+    fetched = await withSpinner(
+      ctx.io,
+      "checking your mailbox in the network…",
+      () => Promise.race([messenger.fetchMailbox(), aborted]),
+    );
+  } finally {
+    await messenger.close();
+  }
+  using store = await ctx.store();
+  const since = options.all ? 0 : store.lastShownSeq();
+  const messages: ChatMessage[] = store.incomingSince(since);
+  const last = messages.at(-1);
+  if (last !== undefined) store.setLastShownSeq(last.seq);
+  const senders = new Set(messages.map((m) => m.contact));
+  for (const c of store.contacts()) {
+    if (c.keyChanged && senders.has(c.name)) ctx.note(keyChangedWarning(c.name));
+  }
+  if (ctx.json) {
+    ctx.outJson({ fetched, messages });
+    return 0;
+  }
+  if (messages.length === 0) {
+    ctx.out("No new messages.");
+    return 0;
+  }
+  const now = Date.now();
+  for (const m of messages) ctx.out(messageLine(m, now));
+  return 0;
+}

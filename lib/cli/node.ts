@@ -1,0 +1,75 @@
+/**
+ * `dim node`: a long-running bootstrap and relay node without a user. It
+ * keeps the DHT alive, stores records and offline users' mailboxes, prints
+ * its multiaddrs, and runs until SIGINT or SIGTERM, then stops cleanly.
+ *
+ * @module
+ */
+import { startRelay } from "../relay.ts";
+import type { Context } from "./context.ts";
+import { CliError } from "./errors.ts";
+import { withSpinner } from "./spinner.ts";
+
+/**
+ * Runs a relay node in the data directory (its own peer key, records and
+ * mailboxes live there) until the process is told to stop.
+ *
+ * @param ctx The command's context; `--listen` picks the addresses (use a
+ *   fixed port, such as `/ip4/0.0.0.0/tcp/4001`, for a bootstrap node).
+ * @returns The exit code, once stopped.
+ * @throws {StorageError} If another dim process uses the data directory.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { main } from "./main.ts";
+ * import { memoryIo } from "./io.ts";
+ *
+ * const home = await Deno.makeTempDir();
+ * const io = memoryIo();
+ * const running = main(["--home", home, "node", "--listen", "/ip4/127.0.0.1/tcp/0", "--json"], io);
+ * while (!io.out.includes("\n")) await new Promise((r) => setTimeout(r, 20));
+ * assert.match(JSON.parse(io.out).addresses[0], /\/p2p\//);
+ * io.signal("SIGTERM");
+ * assert.equal(await running, 0);
+ * await Deno.remove(home, { recursive: true });
+ * ```
+ */
+export async function nodeCommand(ctx: Context): Promise<number> {
+  const onSignal = ctx.io.onSignal;
+  if (onSignal === undefined) throw new CliError("cannot run a node here: no signals to stop it");
+  const listen = await ctx.listen();
+  const bootstrap = await ctx.bootstrap();
+  const home = ctx.home;
+  const debug = ctx.options.debug ?? false;
+  const relay = await withSpinner(ctx.io, "starting the node…", () =>
+    startRelay({
+      home,
+      listen,
+      bootstrap,
+      node: debug ? { log: (m: string) => ctx.note(`debug: ${m}`) } : {},
+    }));
+  try {
+    if (ctx.json) {
+      ctx.outJson({ peerId: relay.node.peerId, addresses: relay.addresses, home });
+    } else {
+      ctx.out(`DIM node ${relay.node.peerId} running in ${home}`);
+      ctx.out("Its addresses (give one to others as --bootstrap):");
+      for (const a of relay.addresses) ctx.out(`  ${a}`);
+      ctx.note("Press Ctrl-C to stop.");
+    }
+    const signal = await new Promise<string>((resolve) => {
+      // Signal listeners do not keep the process alive; this timer does.
+      const keepAlive = setInterval(() => {}, 60_000);
+      const off = onSignal((s) => {
+        clearInterval(keepAlive);
+        off();
+        resolve(s);
+      });
+    });
+    if (!ctx.json) ctx.note(`${signal}: stopping…`);
+  } finally {
+    await relay.stop();
+  }
+  if (!ctx.json) ctx.note("stopped");
+  return 0;
+}

@@ -1,0 +1,134 @@
+/**
+ * `dim send <name> <text>`: sends one message and exits once it is
+ * delivered, or stored in the network for a recipient who is offline.
+ *
+ * @module
+ */
+import type { ChatMessage, Messenger } from "../messenger.ts";
+import { type Context, deadline } from "./context.ts";
+import { CliError, UsageError } from "./errors.ts";
+import { keyChangedWarning } from "./format.ts";
+import { withSpinner } from "./spinner.ts";
+
+// A fresh look at the recipient's card, to catch a key change before sending.
+const CARD_REFRESH_MS = 10_000;
+
+/** Options of {@linkcode sendCommand}. */
+export interface SendOptions {
+  /** `--file <path>`: not supported yet. */
+  readonly file?: string | undefined;
+}
+
+/**
+ * Sends `text` (the arguments after the name, joined by spaces) to a
+ * contact, and waits up to `--timeout` for its delivery or its storage in
+ * the network. Exit code 0 in both cases; 1 if neither happened in time (the
+ * message then stays in the outbox, retried whenever dim runs).
+ *
+ * @param ctx The command's context.
+ * @param args The contact's name, then the text.
+ * @param options `file`: sending files is not supported yet.
+ * @returns The exit code.
+ * @throws {UsageError} If the name or text is missing.
+ * @throws {UnknownContactError} If there is no such contact.
+ * @throws {CliError} If the contact's keys changed, or a file was asked for.
+ * @example
+ * ```ts ignore
+ * import { main } from "./main.ts";
+ *
+ * // Needs a reachable network and a contact named bob.
+ * Deno.exitCode = await main(["send", "bob", "see you at eight"]);
+ * ```
+ */
+export async function sendCommand(
+  ctx: Context,
+  args: readonly string[],
+  options: SendOptions = {},
+): Promise<number> {
+  const [name, ...words] = args;
+  if (name === undefined) throw new UsageError("missing <name> (usage: dim send <name> <text>)");
+  if (options.file !== undefined) {
+    if (words.length > 0) throw new UsageError("give either <text> or --file, not both");
+    throw new CliError(
+      "sending files is not supported yet: this version of DIM sends text messages only",
+    );
+  }
+  const text = words.join(" ");
+  if (text.trim() === "") throw new UsageError("missing <text> (usage: dim send <name> <text>)");
+
+  // Fail fast, before unlocking and going online.
+  {
+    using store = await ctx.store();
+    const contact = store.contact(name);
+    if (contact.keyChanged) throw keyChanged(ctx, contact.name);
+  }
+
+  const messenger = await ctx.openMessenger();
+  try {
+    const contact = messenger.contact(name);
+    await refreshCard(ctx, messenger, contact.id);
+    if (messenger.contact(name).keyChanged) throw keyChanged(ctx, contact.name);
+    const sent = await messenger.send(contact.name, text);
+    const final = await waitSent(ctx, messenger, sent, `sending to ${contact.name}…`);
+    const state = final?.state ?? "pending";
+    if (ctx.json) {
+      ctx.outJson({ to: contact.name, seq: sent.seq, id: sent.id, state });
+    } else if (state === "delivered") {
+      ctx.out(`✓ delivered to ${contact.name}`);
+    } else if (state === "stored") {
+      ctx.out(
+        `⧗ ${contact.name} is offline: the message is stored in the network, ` +
+          "and will be delivered when they come online",
+      );
+    }
+    if (final === undefined) {
+      throw new CliError(
+        `${contact.name} could not be reached, nor the message stored in the network, within ` +
+          `${ctx.timeoutMs / 1000} s; it stays in your outbox and is retried whenever dim runs ` +
+          "(do not send it again)",
+      );
+    }
+    return 0;
+  } finally {
+    await messenger.close();
+  }
+}
+
+function keyChanged(ctx: Context, name: string): CliError {
+  ctx.note(keyChangedWarning(name));
+  return new CliError(`not sent: ${name}'s keys changed and must be verified again`);
+}
+
+/** Looks the card up again so a key change shows before sending; offline cards are fine. */
+async function refreshCard(ctx: Context, messenger: Messenger, id: string): Promise<void> {
+  using d = deadline(Math.min(ctx.timeoutMs, CARD_REFRESH_MS));
+  await withSpinner(
+    ctx.io,
+    "looking up their contact card…",
+    () => messenger.resolveCard(id, { fresh: true, signal: d.signal }).catch(() => {}),
+  );
+}
+
+/**
+ * Waits until a sent message is delivered or stored in the network.
+ *
+ * @returns The message in its new state, or `undefined` if the time ran out.
+ */
+async function waitSent(
+  ctx: Context,
+  messenger: Messenger,
+  sent: ChatMessage,
+  text: string,
+): Promise<ChatMessage | undefined> {
+  using d = deadline(ctx.timeoutMs);
+  try {
+    return await withSpinner(
+      ctx.io,
+      text,
+      () => messenger.waitFor(sent.seq, { orStored: true, signal: d.signal }),
+    );
+  } catch (err) {
+    if (d.signal.aborted) return undefined;
+    throw err;
+  }
+}

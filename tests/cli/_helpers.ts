@@ -1,0 +1,135 @@
+/**
+ * Shared pieces of the CLI tests: temporary data directories, `main` run
+ * against a scripted terminal, relays on 127.0.0.1, and `dim` subprocesses.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+import { main } from "../../lib/cli/main.ts";
+import { type MemoryIo, memoryIo, type MemoryIoOptions } from "../../lib/cli/io.ts";
+import { type Relay, startRelay } from "../../lib/relay.ts";
+
+/** Loopback only: tests never listen on other interfaces. */
+export const LOOPBACK = "/ip4/127.0.0.1/tcp/0";
+
+/** The passphrase of every test identity. */
+export const PASSPHRASE = "test passphrase";
+
+/** The repository root and the CLI entry point. */
+export const ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
+export const CLI: string = fileURLToPath(new URL("../../cli.ts", import.meta.url));
+
+/** What one run of `main` left behind. */
+export interface Run {
+  readonly code: number;
+  readonly out: string;
+  readonly err: string;
+  readonly io: MemoryIo;
+}
+
+/**
+ * Runs `dim --home <home> …args` in this process against a scripted terminal,
+ * with `DIM_PASSPHRASE` set unless `env` says otherwise.
+ */
+export function dim(
+  home: string,
+  args: readonly string[],
+  options: MemoryIoOptions = {},
+): Promise<Run> {
+  return startDim(home, args, options).done;
+}
+
+/** Like {@linkcode dim}, but gives the terminal at once, to type into while it runs. */
+export function startDim(
+  home: string,
+  args: readonly string[],
+  options: MemoryIoOptions = {},
+): { readonly io: MemoryIo; readonly done: Promise<Run> } {
+  const io = memoryIo({ ...options, env: { DIM_PASSPHRASE: PASSPHRASE, ...options.env } });
+  const done = main(["--home", home, ...args], io).then((code) => ({
+    code,
+    out: io.out,
+    err: io.err,
+    io,
+  }));
+  return { io, done };
+}
+
+/** A directory removed at the end of the test. */
+export async function tempDir(): Promise<{ readonly path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix: "dim-cli-test-" });
+  return {
+    path,
+    [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }).catch(() => {}),
+  };
+}
+
+/** Creates an identity in `home` with `dim init`; returns its user ID. */
+export async function initUser(
+  home: string,
+  name: string,
+  extra: readonly string[] = [],
+): Promise<string> {
+  const run = await dim(home, ["init", "--name", name, "--json", ...extra]);
+  if (run.code !== 0) throw new Error(`init ${name} failed: ${run.err}`);
+  return JSON.parse(run.out).id;
+}
+
+/** A relay on 127.0.0.1 and its address; stops at the end of the test. */
+export async function relay(): Promise<Relay & { readonly address: string }> {
+  const r = await startRelay({ listen: [LOOPBACK] });
+  return Object.assign(r, { address: r.addresses[0]! });
+}
+
+/** Global options that join a test network through `address`, listening on loopback. */
+export function net(address: string): string[] {
+  return ["--bootstrap", address, "--listen", LOOPBACK];
+}
+
+/** Waits until `check` holds, polling; fails after `ms`. */
+export async function until(
+  check: () => boolean,
+  ms: number,
+  what: string,
+): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Runs `deno run -A cli.ts …args` to its end; kills it after `timeoutMs`. */
+export async function runCli(
+  args: readonly string[],
+  options: { readonly env?: Record<string, string>; readonly timeoutMs?: number } = {},
+): Promise<{ code: number; out: string; err: string; ms: number }> {
+  const started = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "-A", CLI, ...args],
+    cwd: ROOT,
+    env: { DIM_PASSPHRASE: PASSPHRASE, NO_COLOR: "1", ...options.env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const killer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }, options.timeoutMs ?? 20_000);
+  try {
+    const { code, stdout, stderr } = await child.output();
+    const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+    return {
+      code,
+      out: decode(stdout),
+      err: decode(stderr),
+      ms: performance.now() - started,
+    };
+  } finally {
+    clearTimeout(killer);
+  }
+}
