@@ -124,12 +124,20 @@ export class UnknownContactError extends DimError {}
 
 const CARD_REPUBLISH_MS = 6 * 3600 * 1000;
 const CARD_CACHE_MS = 30_000;
+/** Incoming messages kept for `messages()` while no iterator waits. */
+const MAX_QUEUED_MESSAGES = 10_000;
 
 function parseContactString(text: string): { id: string; bootstrap: string[] } {
+  // IDs are case-insensitive when typed; the canonical form is lower case.
   const trimmed = text.trim();
-  if (!trimmed.startsWith("dim:")) return { id: trimmed, bootstrap: [] };
-  const url = new URL(trimmed);
-  return { id: url.pathname, bootstrap: url.searchParams.getAll("bootstrap") };
+  if (!/^dim:/i.test(trimmed)) return { id: trimmed.toLowerCase(), bootstrap: [] };
+  let url: URL;
+  try {
+    url = new URL(trimmed);
+  } catch (cause) {
+    throw new InvalidIdError("Cannot parse contact string: it is not a valid dim: URI", { cause });
+  }
+  return { id: url.pathname.toLowerCase(), bootstrap: url.searchParams.getAll("bootstrap") };
 }
 
 /**
@@ -192,7 +200,12 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       this.dispatchEvent(new CustomEvent("message", { detail: m }));
       const w = this.#waiters.shift();
       if (w) w(m);
-      else this.#queue.push(m);
+      else {
+        // Programs that only listen to events never drain the queue; the
+        // history keeps everything anyway.
+        if (this.#queue.length >= MAX_QUEUED_MESSAGES) this.#queue.shift();
+        this.#queue.push(m);
+      }
     });
     for (const type of ["delivered", "stored"] as const) {
       this.#service.addEventListener(type, (e) => {
@@ -409,10 +422,19 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     if (name.trim() === "" || /\s/.test(name)) {
       throw new InvalidIdError("Cannot add contact: the name must be one word");
     }
+    const byName = this.#db.getContact(name);
+    if (byName !== undefined && byName.userId !== id) {
+      throw new DimError(`Cannot add contact: the name "${name}" is taken by another user`);
+    }
+    const byId = this.#db.getContactById(id);
+    if (byId !== undefined && byId.name !== name) {
+      throw new DimError(`Cannot add contact: this user is already saved as "${byId.name}"`);
+    }
     for (const addr of bootstrap) await this.#node.dial(addr, options).catch(() => {});
+    // Resolving also records a key change for an existing contact; the
+    // pinned keys themselves change only through verifyContact.
     const card = await this.resolveCard(id, options);
-    const existing = this.#db.getContactById(id);
-    if (existing && existing.name !== name) this.#db.removeContact(existing.name);
+    if (byId !== undefined) return this.contact(name);
     this.#db.upsertContact({
       name,
       userId: id,

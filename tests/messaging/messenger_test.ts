@@ -80,8 +80,12 @@ Deno.test("contacts: mistyped IDs, unknown names and verification", async () => 
   const typo = bob.id.slice(0, 10) + (bob.id[10] === "a" ? "b" : "a") + bob.id.slice(11);
   await assert.rejects(alice.addContact("bob", typo), InvalidIdError);
   await assert.rejects(alice.send("nobody", "hi"), UnknownContactError);
-  const c = await alice.addContact("bob", `dim:${bob.id}`);
+  const c = await alice.addContact("bob", `dim:${bob.id.toUpperCase()}`);
+  assert.equal(c.id, bob.id, "IDs are stored in their canonical lower case");
   assert.equal(c.verified, false);
+  const carol = await net.user("carol");
+  await assert.rejects(alice.addContact("bob", carol.id), /the name "bob" is taken/);
+  await assert.rejects(alice.addContact("bobby", bob.id), /already saved as "bob"/);
   assert.equal(c.displayName, "bob");
   await bob.addContact("alice", alice.id);
   assert.equal(alice.safetyNumber("bob"), bob.safetyNumber("alice"));
