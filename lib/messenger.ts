@@ -25,7 +25,7 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { peerIdFromString } from "@libp2p/peer-id";
-import { constantTimeEqual, fromUtf8, utf8 } from "./crypto/_bytes.ts";
+import { constantTimeEqual, fromUtf8, toHex, utf8 } from "./crypto/_bytes.ts";
 import { decodeUserId, Identity, type PublicIdentity } from "./crypto/identity.ts";
 import { createKeystore, unlockKeystore } from "./crypto/keystore.ts";
 import { fingerprint, safetyNumber } from "./crypto/safety_number.ts";
@@ -39,7 +39,16 @@ import {
 } from "./messaging/service.ts";
 import { CARD_RECORD_TYPE, type ContactCard, openCard, signCard } from "./record/card.ts";
 import { dimSelector, dimValidator, recordKey } from "./record/record.ts";
-import { type ContactRow, Database, type MessageRow, type MessageState } from "./store/database.ts";
+import {
+  type ContactRow,
+  Database,
+  type MessageProtection,
+  type MessageRow,
+  type MessageState,
+} from "./store/database.ts";
+import { SecretBox } from "./store/secret_box.ts";
+import { SessionManager } from "./messaging/sessions.ts";
+import { openPrekeyBundle, PREKEY_RECORD_TYPE } from "./record/prekey.ts";
 import { type DataDirLock, lockDataDir } from "./store/lock.ts";
 import { dataPaths, ensureHome } from "./store/paths.ts";
 
@@ -114,6 +123,12 @@ export interface ChatMessage {
   readonly state: MessageState;
   /** How it travelled. */
   readonly via: string;
+  /**
+   * How its content was protected: "ratchet" (a forward-secret session) or
+   * "static" (sealed to the recipient's long-term key: the first contact with
+   * a user whose prekeys could not be found).
+   */
+  readonly protection: MessageProtection;
 }
 
 /** Thrown when a contact's keys in the network differ from the pinned ones. */
@@ -161,6 +176,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   readonly #db: Database;
   readonly #node: DhtNode;
   readonly #service: MessagingService;
+  readonly #sessions: SessionManager;
   readonly #lock: DataDirLock;
   readonly #clock: () => number;
   #displayName: string;
@@ -175,6 +191,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     db: Database,
     node: DhtNode,
     lock: DataDirLock,
+    box: SecretBox,
     options: MessengerOptions,
   ) {
     super();
@@ -184,12 +201,25 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     this.#lock = lock;
     this.#clock = options.clock ?? Date.now;
     this.#displayName = db.getMeta("display_name") ?? "DIM user";
+    this.#sessions = new SessionManager(
+      {
+        identity,
+        database: db,
+        box,
+        fetchBundle: (id, o) => this.#fetchBundle(id, o),
+      },
+      {
+        clock: this.#clock,
+        onPrekeysChanged: () => this.publishPrekeys().catch(() => {}),
+      },
+    );
     this.#service = new MessagingService(
       {
         identity,
         database: db,
         transport: transportFor(node),
         resolve: (id, o) => this.#resolvePeer(id, o),
+        sessions: this.#sessions,
       },
       { clock: this.#clock, ...options.messaging },
     );
@@ -285,7 +315,8 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       ...options.node,
     });
     try {
-      const messenger = new Messenger(identity, db, node, lock, options);
+      const box = await SecretBox.forIdentity(identity);
+      const messenger = new Messenger(identity, db, node, lock, box, options);
       await messenger.#service.start();
       if (options.publish ?? true) {
         await messenger.publishCard().catch(() => {});
@@ -350,6 +381,26 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       now: this.#clock(),
     });
     await this.#node.put(record.key, record.bytes, options);
+    await this.publishPrekeys(options);
+  }
+
+  /**
+   * Publishes this user's prekey bundle (rotating and refilling prekeys as
+   * due), so others can start forward-secret sessions, even while this user
+   * is offline.
+   *
+   * @param options `signal` to abort.
+   */
+  async publishPrekeys(options: { readonly signal?: AbortSignal } = {}): Promise<void> {
+    const record = await this.#sessions.prekeyBundle();
+    await this.#node.put(record.key, record.bytes, options);
+  }
+
+  async #fetchBundle(id: string, options: { readonly signal: AbortSignal }) {
+    const key = recordKey(PREKEY_RECORD_TYPE, decodeUserId(id));
+    const bytes = await this.#node.get(key, { signal: options.signal });
+    if (bytes === undefined) return undefined;
+    return await openPrekeyBundle(bytes, { key, now: this.#clock() });
   }
 
   /**
@@ -641,25 +692,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   }
 
   #toChat(m: MessageRow): ChatMessage {
-    const contact = this.#db.getContactById(m.peer);
-    let text: string;
-    try {
-      text = fromUtf8(m.body);
-    } catch {
-      text = "\uFFFD";
-    }
-    return {
-      seq: m.seq,
-      id: [...m.id].map((b) => b.toString(16).padStart(2, "0")).join(""),
-      direction: m.direction,
-      peer: m.peer,
-      contact: contact?.name,
-      verified: contact?.verified ?? false,
-      text,
-      sentAt: m.sentAt,
-      state: m.state,
-      via: m.via,
-    };
+    return chatMessage(m, this.#db.getContactById(m.peer));
   }
 
   /** Stops messaging and the node, closes the database and releases the data directory. */
@@ -681,6 +714,51 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/**
+ * A stored message as the messenger shows it.
+ *
+ * @param m The stored row.
+ * @param contact The contact it is with, if any.
+ * @returns The message; non-text content gets a placeholder text.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { chatMessage } from "./messenger.ts";
+ * const m = chatMessage({
+ *   seq: 1, id: new Uint8Array(16), peer: "dimx", direction: "in", sentAt: 0, receivedAt: 0,
+ *   contentType: 1, body: new TextEncoder().encode("hi"), state: "received", via: "direct",
+ *   protection: "ratchet",
+ * }, undefined);
+ * assert.equal(m.text, "hi");
+ * assert.equal(m.contact, undefined);
+ * ```
+ */
+export function chatMessage(m: MessageRow, contact: ContactRow | undefined): ChatMessage {
+  let text: string;
+  if (m.contentType !== TEXT_CONTENT_TYPE) {
+    text = `[a message of content type ${m.contentType}, which this dim cannot show]`;
+  } else {
+    try {
+      text = fromUtf8(m.body);
+    } catch {
+      text = "\uFFFD";
+    }
+  }
+  return {
+    seq: m.seq,
+    id: toHex(m.id),
+    direction: m.direction,
+    peer: m.peer,
+    contact: contact?.name,
+    verified: contact?.verified ?? false,
+    text,
+    sentAt: m.sentAt,
+    state: m.state,
+    via: m.via,
+    protection: m.protection,
+  };
 }
 
 /** Drops wildcard addresses, which no peer can dial. */

@@ -81,7 +81,10 @@ export function formatTime(ms: number, now: number = Date.now()): string {
  * import assert from "node:assert/strict";
  * import { senderLabel } from "./format.ts";
  *
- * const base = { seq: 1, id: "00", peer: "dimabc", text: "hi", sentAt: 0, via: "direct" };
+ * const base = {
+ *   seq: 1, id: "00", peer: "dimabc", text: "hi", sentAt: 0, via: "direct",
+ *   protection: "ratchet" as const,
+ * };
  * assert.equal(
  *   senderLabel({ ...base, direction: "in", contact: "bob", verified: true, state: "received" }),
  *   "bob",
@@ -99,7 +102,8 @@ export function senderLabel(m: ChatMessage): string {
 }
 
 /**
- * One message as a line: time, sender, text and, for sent ones, the delivery state.
+ * One message as a line: time, sender, text and, for sent ones, the delivery
+ * state; a message without forward secrecy says so.
  *
  * @param m The message.
  * @param now The current time in ms. Default `Date.now()`.
@@ -111,7 +115,7 @@ export function senderLabel(m: ChatMessage): string {
  *
  * const line = messageLine({
  *   seq: 1, id: "00", direction: "out", peer: "dimabc", contact: "bob", verified: true,
- *   text: "hello", sentAt: 0, state: "delivered", via: "direct",
+ *   text: "hello", sentAt: 0, state: "delivered", via: "direct", protection: "ratchet",
  * });
  * assert.ok(line.endsWith("you: hello  ✓ delivered"));
  * ```
@@ -122,7 +126,10 @@ export function messageLine(m: ChatMessage, now: number = Date.now()): string {
   // sequences included) are replaced; line breaks are indented.
   // deno-lint-ignore no-control-regex
   const text = m.text.replace(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/g, "\uFFFD").replace(/\n/g, "\n    ");
-  return `[${formatTime(m.sentAt, now)}] ${senderLabel(m)}: ${text}${mark ? `  ${mark}` : ""}`;
+  const weak = m.protection === "static" ? "  (no forward secrecy)" : "";
+  return `[${formatTime(m.sentAt, now)}] ${senderLabel(m)}: ${text}${
+    mark ? `  ${mark}` : ""
+  }${weak}`;
 }
 
 /**

@@ -25,15 +25,10 @@
  *
  * @module
  */
-import { fromHex, fromUtf8, toHex } from "../crypto/_bytes.ts";
+import { fromHex, toHex } from "../crypto/_bytes.ts";
 import { encodeUserId, type PublicIdentity } from "../crypto/identity.ts";
 import { fingerprint, safetyNumber } from "../crypto/safety_number.ts";
-import {
-  type ChatMessage,
-  type Contact,
-  TEXT_CONTENT_TYPE,
-  UnknownContactError,
-} from "../messenger.ts";
+import { type ChatMessage, chatMessage, type Contact, UnknownContactError } from "../messenger.ts";
 import { type ContactRow, Database, type MessageRow } from "../store/database.ts";
 import { dataPaths } from "../store/paths.ts";
 
@@ -277,21 +272,7 @@ export class LocalStore implements Disposable {
   }
 
   #toChat(m: MessageRow): ChatMessage {
-    const contact = this.#db.getContactById(m.peer);
-    return {
-      seq: m.seq,
-      id: toHex(m.id),
-      direction: m.direction,
-      peer: m.peer,
-      contact: contact?.name,
-      verified: contact?.verified ?? false,
-      text: m.contentType === TEXT_CONTENT_TYPE
-        ? decodeText(m.body)
-        : `[a message of content type ${m.contentType}, which this dim cannot show]`,
-      sentAt: m.sentAt,
-      state: m.state,
-      via: m.via,
-    };
+    return chatMessage(m, this.#db.getContactById(m.peer));
   }
 
   /** Closes the database. Idempotent. */
@@ -302,14 +283,6 @@ export class LocalStore implements Disposable {
   /** Same as {@linkcode LocalStore.close}. */
   [Symbol.dispose](): void {
     this.close();
-  }
-}
-
-function decodeText(body: Uint8Array): string {
-  try {
-    return fromUtf8(body);
-  } catch {
-    return "\uFFFD";
   }
 }
 

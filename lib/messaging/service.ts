@@ -43,6 +43,7 @@ import {
   type StreamHost,
   writeFrame,
 } from "./mailbox.ts";
+import type { SessionManager, SessionResult } from "./sessions.ts";
 import {
   deleteSignedBytes,
   type Frame,
@@ -163,6 +164,7 @@ export class MessagingService extends EventTarget {
   readonly #db: Database;
   readonly #transport: MessagingTransport;
   readonly #resolve: RecipientResolver;
+  readonly #sessions: SessionManager | undefined;
   readonly #clock: () => number;
   readonly #opts: Required<Omit<MessagingOptions, "mailboxLimits" | "clock" | "onPeerError">>;
   readonly #mailboxServer: MailboxServer;
@@ -189,6 +191,8 @@ export class MessagingService extends EventTarget {
       readonly database: Database;
       readonly transport: MessagingTransport;
       readonly resolve: RecipientResolver;
+      /** Forward-secret sessions; without it every message uses the static envelope. */
+      readonly sessions?: SessionManager;
     },
     options: MessagingOptions = {},
   ) {
@@ -197,6 +201,7 @@ export class MessagingService extends EventTarget {
     this.#db = deps.database;
     this.#transport = deps.transport;
     this.#resolve = deps.resolve;
+    this.#sessions = deps.sessions;
     this.#clock = options.clock ?? Date.now;
     this.#onPeerError = options.onPeerError ?? (() => {});
     this.#opts = {
@@ -285,19 +290,47 @@ export class MessagingService extends EventTarget {
     body: Uint8Array,
     contentType = 1,
   ): Promise<MessageRow> {
-    const now = this.#clock();
-    const id = crypto.getRandomValues(new Uint8Array(16));
-    const envelope = await sealEnvelope(this.#identity, recipient.encryptionPublicKey, {
-      body,
-      contentType,
-      id,
-      timestamp: now,
-    });
-    const row = this.#db.insertOutgoing(
-      { id, peer: recipient.userId, sentAt: now, receivedAt: now, contentType, body },
-      envelope,
-      await sha256(envelope),
-    );
+    const seal = async (sealed: SessionResult): Promise<MessageRow> => {
+      const now = this.#clock();
+      const id = crypto.getRandomValues(new Uint8Array(16));
+      const envelope = await sealEnvelope(this.#identity, recipient.encryptionPublicKey, {
+        body: sealed.body,
+        contentType: sealed.contentType,
+        id,
+        timestamp: now,
+      });
+      const hash = await sha256(envelope);
+      // The session state is saved with the outbox entry, before anything is sent.
+      return this.#db.transaction(() => {
+        sealed.save();
+        return this.#db.insertOutgoing(
+          {
+            id,
+            peer: recipient.userId,
+            sentAt: now,
+            receivedAt: now,
+            contentType,
+            body,
+            protection: sealed.protection,
+          },
+          envelope,
+          hash,
+        );
+      });
+    };
+    const sessions = this.#sessions;
+    const row = sessions === undefined
+      ? await seal({ contentType, body, protection: "static", save: () => {} })
+      : await sessions.lock(async () =>
+        seal(
+          await sessions.encrypt(
+            { ...recipient, signingPublicKey: decodeUserId(recipient.userId) },
+            contentType,
+            body,
+            { signal: this.#signal(this.#opts.attemptTimeoutMs) },
+          ),
+        )
+      );
     if (this.#started) this.#track(this.flushOutbox());
     return row;
   }
@@ -590,16 +623,48 @@ export class MessagingService extends EventTarget {
       throw err;
     }
     const now = this.#clock();
-    const message = this.#db.insertIncoming({
-      id: opened.id,
-      peer: opened.senderId,
-      sentAt: opened.timestamp,
-      receivedAt: now,
-      contentType: opened.contentType,
-      body: opened.body,
-      via,
-    });
-    this.#db.touchContact(opened.senderId, now);
+    const sender = opened.senderId;
+    // A replay is acknowledged again without touching the session.
+    if (this.#db.hasIncoming(sender, opened.id)) return undefined;
+    const store = (content: SessionResult) =>
+      this.#db.transaction(() => {
+        const message = this.#db.insertIncoming({
+          id: opened.id,
+          peer: sender,
+          sentAt: opened.timestamp,
+          receivedAt: now,
+          contentType: content.contentType,
+          body: content.body,
+          via,
+          protection: content.protection,
+        });
+        // Only a new message may move the session on.
+        if (message !== undefined) content.save();
+        this.#db.touchContact(sender, now);
+        return message;
+      });
+    const sessions = this.#sessions;
+    let message: MessageRow | undefined;
+    try {
+      message = sessions === undefined
+        ? store({ ...opened, protection: "static", save: () => {} })
+        : await sessions.lock(async () =>
+          store(
+            await sessions.decrypt(
+              {
+                userId: sender,
+                signingPublicKey: opened.senderSigningKey,
+                encryptionPublicKey: this.#db.getContactById(sender)?.encryptionPublicKey,
+              },
+              opened.contentType,
+              opened.body,
+            ),
+          )
+        );
+    } catch (err) {
+      if (via === "mailbox" && err instanceof DecryptionError) return undefined;
+      throw err;
+    }
     if (message === undefined) return undefined;
     return { message, senderSigningKey: opened.senderSigningKey };
   }

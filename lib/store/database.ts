@@ -27,7 +27,7 @@
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { StorageError } from "../errors.ts";
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS messages (
   body BLOB NOT NULL,
   state TEXT NOT NULL,
   via TEXT NOT NULL DEFAULT 'direct',
+  protection TEXT NOT NULL DEFAULT 'static',
   UNIQUE (direction, peer, msg_id)
 );
 CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, sent_at, seq);
@@ -79,7 +80,23 @@ CREATE TABLE IF NOT EXISTS mailbox (
   PRIMARY KEY (mailbox, hash)
 );
 CREATE INDEX IF NOT EXISTS mailbox_expiry ON mailbox (expires_at);
+CREATE TABLE IF NOT EXISTS sessions (
+  peer TEXT NOT NULL,
+  session_id BLOB NOT NULL,
+  state BLOB NOT NULL,
+  initial_header BLOB,
+  current INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  used_at INTEGER NOT NULL,
+  PRIMARY KEY (peer, session_id)
+);
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 `;
+
+/** Schema changes after version 1, applied in order to older files. */
+const MIGRATIONS: Record<number, string> = {
+  2: "ALTER TABLE messages ADD COLUMN protection TEXT NOT NULL DEFAULT 'static'",
+};
 
 /** A contact as the database keeps it. */
 export interface ContactRow {
@@ -137,6 +154,32 @@ export interface MessageRow {
   readonly state: MessageState;
   /** How it travelled: "direct" or "mailbox". */
   readonly via: string;
+  /**
+   * How its content was protected: "ratchet" (a Double Ratchet session,
+   * forward secret) or "static" (sealed to the recipient's long-term key).
+   */
+  readonly protection: MessageProtection;
+}
+
+/** How a message's content was protected. */
+export type MessageProtection = "ratchet" | "static";
+
+/** A stored Double Ratchet session (its state sealed at rest by the caller). */
+export interface SessionRow {
+  /** The other party's user ID. */
+  readonly peer: string;
+  /** 8 bytes naming the session: a hash of its X3DH header. */
+  readonly sessionId: Uint8Array;
+  /** The sealed session state. */
+  readonly state: Uint8Array;
+  /** The X3DH header to send until the peer answers (initiator side), if any. */
+  readonly initialHeader: Uint8Array | undefined;
+  /** Whether new messages to the peer use this session. */
+  readonly current: boolean;
+  /** When it was made (ms). */
+  readonly createdAt: number;
+  /** When it last encrypted or decrypted (ms). */
+  readonly usedAt: number;
 }
 
 /** An outbox entry: a sealed envelope waiting for its acknowledgement. */
@@ -197,6 +240,19 @@ function toMessage(r: Row): MessageRow {
     body: bytes(r.body),
     state: String(r.state) as MessageState,
     via: String(r.via),
+    protection: String(r.protection) as MessageProtection,
+  };
+}
+
+function toSession(r: Row): SessionRow {
+  return {
+    peer: String(r.peer),
+    sessionId: bytes(r.session_id),
+    state: bytes(r.state),
+    initialHeader: r.initial_header instanceof Uint8Array ? r.initial_header : undefined,
+    current: Number(r.current) === 1,
+    createdAt: Number(r.created_at),
+    usedAt: Number(r.used_at),
   };
 }
 
@@ -227,6 +283,7 @@ function storageError(action: string, cause: unknown): StorageError {
 export class Database implements Disposable {
   #db: DatabaseSync;
   #closed = false;
+  #inTransaction = false;
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
@@ -265,6 +322,18 @@ export class Database implements Disposable {
         throw new StorageError(
           `Cannot open database: it was written by a newer DIM (schema ${row.value})`,
         );
+      } else {
+        for (let v = Number(row.value) + 1; v <= SCHEMA_VERSION; v++) {
+          db.exec("BEGIN IMMEDIATE");
+          try {
+            if (MIGRATIONS[v]) db.exec(MIGRATIONS[v]!);
+            db.prepare("UPDATE meta SET value = ? WHERE key = 'schema'").run(String(v));
+            db.exec("COMMIT");
+          } catch (err) {
+            db.exec("ROLLBACK");
+            throw err;
+          }
+        }
       }
     } catch (cause) {
       try {
@@ -294,7 +363,10 @@ export class Database implements Disposable {
    * @throws {StorageError} If the commit fails; whatever `fn` throws is rethrown after rollback.
    */
   transaction<T>(fn: () => T): T {
+    // Nested calls join the outer transaction.
+    if (this.#inTransaction) return fn();
     this.#run("begin transaction", (db) => db.exec("BEGIN IMMEDIATE"));
+    this.#inTransaction = true;
     try {
       const out = fn();
       this.#run("commit", (db) => db.exec("COMMIT"));
@@ -304,6 +376,8 @@ export class Database implements Disposable {
         this.#db.exec("ROLLBACK");
       } catch { /* the failed statement may have rolled back already */ }
       throw err;
+    } finally {
+      this.#inTransaction = false;
     }
   }
 
@@ -422,10 +496,10 @@ export class Database implements Disposable {
     const r = this.#run("store message", (db) =>
       db.prepare(
         `INSERT INTO messages (msg_id, peer, direction, sent_at, received_at, content_type, body,
-           state, via)
-         VALUES (?, ?, 'in', ?, ?, ?, ?, 'received', ?)
+           state, via, protection)
+         VALUES (?, ?, 'in', ?, ?, ?, ?, 'received', ?, ?)
          ON CONFLICT (direction, peer, msg_id) DO NOTHING`,
-      ).run(m.id, m.peer, m.sentAt, m.receivedAt, m.contentType, m.body, m.via));
+      ).run(m.id, m.peer, m.sentAt, m.receivedAt, m.contentType, m.body, m.via, m.protection));
     if (Number(r.changes) === 0) return undefined;
     return { ...m, seq: Number(r.lastInsertRowid), direction: "in", state: "received" };
   }
@@ -447,9 +521,9 @@ export class Database implements Disposable {
       const r = this.#run("store message", (db) =>
         db.prepare(
           `INSERT INTO messages (msg_id, peer, direction, sent_at, received_at, content_type, body,
-             state)
-           VALUES (?, ?, 'out', ?, ?, ?, ?, 'pending')`,
-        ).run(m.id, m.peer, m.sentAt, m.receivedAt, m.contentType, m.body));
+             state, protection)
+           VALUES (?, ?, 'out', ?, ?, ?, ?, 'pending', ?)`,
+        ).run(m.id, m.peer, m.sentAt, m.receivedAt, m.contentType, m.body, m.protection));
       const seq = Number(r.lastInsertRowid);
       this.#run("queue message", (db) =>
         db.prepare(
@@ -711,6 +785,106 @@ export class Database implements Disposable {
       }
       return n;
     });
+  }
+
+  /**
+   * Whether a message from `peer` with this ID is already stored.
+   *
+   * @param peer The sender's user ID.
+   * @param id The 16-byte message ID.
+   * @returns `true` for a duplicate.
+   */
+  hasIncoming(peer: string, id: Uint8Array): boolean {
+    const r = this.#run(
+      "read message",
+      (db) =>
+        db.prepare("SELECT 1 FROM messages WHERE direction = 'in' AND peer = ? AND msg_id = ?").get(
+          peer,
+          id,
+        ),
+    );
+    return r !== undefined;
+  }
+
+  // ---- sessions and secrets ----
+
+  /**
+   * The sessions with a peer, the current one first, then newest first.
+   *
+   * @param peer The other party's user ID.
+   * @returns The sessions.
+   */
+  sessions(peer: string): SessionRow[] {
+    const rows = this.#run("read sessions", (db) =>
+      db.prepare(
+        "SELECT * FROM sessions WHERE peer = ? ORDER BY current DESC, used_at DESC, created_at DESC",
+      ).all(peer)) as Row[];
+    return rows.map(toSession);
+  }
+
+  /**
+   * Saves a session (inside the caller's transaction, if any), optionally
+   * making it the current one, and keeps at most `keep` sessions per peer.
+   *
+   * @param row The session.
+   * @param keep How many sessions per peer to keep (oldest-used dropped). Default 4.
+   */
+  saveSession(row: SessionRow, keep = 4): void {
+    this.#run("save session", (db) => {
+      if (row.current) {
+        db.prepare("UPDATE sessions SET current = 0 WHERE peer = ? AND session_id != ?").run(
+          row.peer,
+          row.sessionId,
+        );
+      }
+      db.prepare(
+        `INSERT INTO sessions (peer, session_id, state, initial_header, current, created_at, used_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (peer, session_id) DO UPDATE SET state = excluded.state,
+           initial_header = excluded.initial_header, current = excluded.current,
+           used_at = excluded.used_at`,
+      ).run(
+        row.peer,
+        row.sessionId,
+        row.state,
+        row.initialHeader ?? null,
+        row.current ? 1 : 0,
+        row.createdAt,
+        row.usedAt,
+      );
+      db.prepare(
+        `DELETE FROM sessions WHERE peer = ? AND current = 0 AND session_id NOT IN (
+           SELECT session_id FROM sessions WHERE peer = ? ORDER BY current DESC, used_at DESC
+           LIMIT ?)`,
+      ).run(row.peer, row.peer, keep);
+    });
+  }
+
+  /**
+   * Reads a sealed secret (prekeys and the like).
+   *
+   * @param name Its name.
+   * @returns The sealed bytes, or `undefined`.
+   */
+  getSecret(name: string): Uint8Array | undefined {
+    const r = this.#run(
+      "read secret",
+      (db) => db.prepare("SELECT value FROM secrets WHERE name = ?").get(name),
+    ) as Row | undefined;
+    return r === undefined ? undefined : bytes(r.value);
+  }
+
+  /**
+   * Writes a sealed secret.
+   *
+   * @param name Its name.
+   * @param value The sealed bytes.
+   */
+  setSecret(name: string, value: Uint8Array): void {
+    this.#run("write secret", (db) =>
+      db.prepare(
+        "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+      ).run(name, value));
   }
 
   /**

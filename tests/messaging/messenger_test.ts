@@ -4,7 +4,7 @@ import { InvalidIdError, KeystoreError } from "../../lib/errors.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { unlockKeystore } from "../../lib/crypto/keystore.ts";
 import { signCard } from "../../lib/record/card.ts";
-import { nextMessages, testNet } from "../_support/network.ts";
+import { FAST_MESSAGING, nextMessages, testNet } from "../_support/network.ts";
 
 Deno.test("a direct message arrives exactly once and the sender sees the signed ack", async () => {
   await using net = await testNet();
@@ -17,6 +17,7 @@ Deno.test("a direct message arrives exactly once and the sender sees the signed 
   assert.equal(got?.text, "hello bob");
   assert.equal(got?.peer, alice.id);
   assert.equal(got?.via, "direct");
+  assert.equal(got?.protection, "ratchet");
   const delivered = await alice.waitFor(sent.seq, { signal: AbortSignal.timeout(5000) });
   assert.equal(delivered.state, "delivered");
   assert.deepEqual(alice.outbox(), []);
@@ -25,7 +26,8 @@ Deno.test("a direct message arrives exactly once and the sender sees the signed 
 
 Deno.test("messages to an offline user are stored in the network and delivered once, in order, on return", async () => {
   await using net = await testNet(2);
-  const alice = await net.user("alice");
+  // Alice retries rarely, so the copies in the network are what reach Bob.
+  const alice = await net.user("alice", { messaging: { ...FAST_MESSAGING, retryBaseMs: 60_000 } });
   const bob = await net.user("bob");
   await alice.addContact("bob", bob.id);
   await bob.close();
@@ -44,6 +46,7 @@ Deno.test("messages to an offline user are stored in the network and delivered o
   const got = await nextMessages(bob2, 3);
   assert.deepEqual(got.map((m) => m.text), ["one", "two", "three"]);
   assert.ok(got.every((m) => m.via === "mailbox"));
+  assert.ok(got.every((m) => m.protection === "ratchet"), "prekeys from the DHT: forward secret");
   for (const m of sent) await alice.waitFor(m.seq, { signal: AbortSignal.timeout(10_000) });
   assert.deepEqual(alice.outbox(), []);
   // The outbox retry and the mailbox both carried them: still one copy each.

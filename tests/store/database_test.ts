@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { Database } from "../../lib/store/database.ts";
 import { StorageError } from "../../lib/errors.ts";
 
@@ -10,6 +11,7 @@ const msg = (id: number, sentAt: number) => ({
   contentType: 1,
   body: new TextEncoder().encode(`m${id}`),
   via: "direct",
+  protection: "static" as const,
 });
 
 Deno.test("insertIncoming() stores a message once and reports the replay as duplicate", () => {
@@ -97,6 +99,32 @@ Deno.test("Database.open() reports a corrupt file clearly", () => {
       assert.match(e.message, /Cannot open database .*: the database file is corrupt/);
       return true;
     });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("Database.open() upgrades a version-1 database and keeps its messages", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const path = `${dir}/dim.db`;
+    const old = new DatabaseSync(path);
+    old.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      INSERT INTO meta VALUES ('schema', '1');
+      CREATE TABLE messages (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id BLOB NOT NULL, peer TEXT NOT NULL,
+        direction TEXT NOT NULL, sent_at INTEGER NOT NULL, received_at INTEGER NOT NULL,
+        content_type INTEGER NOT NULL, body BLOB NOT NULL, state TEXT NOT NULL,
+        via TEXT NOT NULL DEFAULT 'direct', UNIQUE (direction, peer, msg_id));
+      INSERT INTO messages (msg_id, peer, direction, sent_at, received_at, content_type, body,
+        state) VALUES (x'01', 'dimpeer', 'in', 5, 5, 1, x'6869', 'received');`);
+    old.close();
+    using db = Database.open(path);
+    assert.equal(db.getMeta("schema"), "2");
+    const [m] = db.history("dimpeer");
+    assert.equal(m?.protection, "static");
+    assert.ok(db.insertIncoming({ ...msg(9, 10), protection: "ratchet" }));
+    assert.equal(db.history("dimpeer").at(-1)?.protection, "ratchet");
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

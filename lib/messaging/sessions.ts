@@ -1,0 +1,405 @@
+/**
+ * Forward-secret sessions for the messaging layer: X3DH with prekeys from
+ * the DHT to start a session, even to a user who is offline, and the Double
+ * Ratchet for every message after it.
+ *
+ * A session's messages still travel inside the signed HPKE envelope, which
+ * authenticates the sender and carries routing; its body is then
+ *
+ * ```text
+ * sessionId (8) | initial message (X3DH header + ratchet message)   content type 0x80
+ * sessionId (8) | ratchet message                                    content type 0x81
+ * ```
+ *
+ * and the ratchet plaintext is `contentType u8 | body`. The session ID is the
+ * first 8 bytes of SHA-256 of the encoded X3DH header, so both sides name a
+ * session alike. The initiator sends the X3DH header with every message until
+ * the peer answers.
+ *
+ * Policy:
+ * - A session, once made with a peer, is always used for that peer: sending
+ *   never falls back to the static-key envelope. Only a first contact whose
+ *   prekeys cannot be found is sent with the static envelope, and each
+ *   message says which protection it had.
+ * - A one-time prekey is deleted only after the first message sealed with it
+ *   has decrypted, and the bundle is then republished.
+ * - When both users start a session at once, each keeps both for reading and
+ *   both send on the one with the smaller ID, so they converge.
+ * - Session states and prekeys are sealed at rest ({@linkcode SecretBox}),
+ *   and a new state is saved in the same transaction as the message it
+ *   encrypted or decrypted: the state is saved before the message is sent,
+ *   and a failed decryption changes nothing.
+ *
+ * @module
+ */
+import { sha256 } from "@noble/hashes/sha2.js";
+import { concat, constantTimeEqual } from "../crypto/_bytes.ts";
+import type { Identity } from "../crypto/identity.ts";
+import {
+  decodeSession,
+  encodeSession,
+  initReceiver,
+  initSender,
+  ratchetDecrypt,
+  ratchetEncrypt,
+  type RatchetState,
+} from "../crypto/ratchet.ts";
+import {
+  decodeInitialMessage,
+  decodeX3dhHeader,
+  encodeInitialMessage,
+  encodeX3dhHeader,
+  initiateX3dh,
+  respondX3dh,
+} from "../crypto/x3dh.ts";
+import { DecryptionError } from "../errors.ts";
+import {
+  consumeOneTimePrekey,
+  createPrekeySecrets,
+  decodePrekeySecrets,
+  encodePrekeySecrets,
+  type PrekeyBundle,
+  type PrekeySecrets,
+  refillOneTimePrekeys,
+  rotateSignedPrekey,
+  SIGNED_PREKEY_ROTATION_MS,
+  signPrekeyBundle,
+  toX3dhBundle,
+} from "../record/prekey.ts";
+import type { SignedRecord } from "../record/record.ts";
+import type { Database, MessageProtection, SessionRow } from "../store/database.ts";
+import type { SecretBox } from "../store/secret_box.ts";
+
+/** Envelope content types that carry session messages. */
+export const SessionContentType = { Initial: 0x80, Ratchet: 0x81 } as const;
+
+const SESSION_ID_LENGTH = 8;
+const PREKEYS_SECRET = "prekeys";
+/** Refill one-time prekeys when fewer than this many are left. */
+const REFILL_BELOW = 20;
+
+/** What a peer's public identity must offer for a session. */
+export interface SessionPeer {
+  /** The peer's user ID. */
+  readonly userId: string;
+  /** Their Ed25519 key. */
+  readonly signingPublicKey: Uint8Array;
+  /** Their pinned X25519 key. */
+  readonly encryptionPublicKey: Uint8Array;
+}
+
+/** An encrypted or decrypted message, with the session change to save with it. */
+export interface SessionResult {
+  /** The envelope's (outgoing) or the message's (incoming) content type. */
+  readonly contentType: number;
+  /** The envelope body (outgoing) or the plaintext (incoming). */
+  readonly body: Uint8Array;
+  /** How the content is protected. */
+  readonly protection: MessageProtection;
+  /** Writes the new session state; call it inside the transaction that stores the message. */
+  readonly save: () => void;
+}
+
+/** Finds a user's prekey bundle in the network, or `undefined`. */
+export type BundleFetcher = (
+  userId: string,
+  options: { readonly signal: AbortSignal },
+) => Promise<PrekeyBundle | undefined>;
+
+function sessionIdOf(headerBytes: Uint8Array): Uint8Array {
+  return sha256(headerBytes).subarray(0, SESSION_ID_LENGTH);
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}
+
+/** Makes, keeps and uses the Double Ratchet sessions of one identity. */
+export class SessionManager {
+  readonly #identity: Identity;
+  readonly #db: Database;
+  readonly #box: SecretBox;
+  readonly #fetchBundle: BundleFetcher;
+  readonly #clock: () => number;
+  readonly #onPrekeysChanged: () => void;
+  #tail: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Makes the manager.
+   *
+   * @param deps The identity, its database and secret box, and how to find bundles.
+   * @param options `clock`; `onPrekeysChanged`, called when the bundle should be republished.
+   */
+  constructor(
+    deps: {
+      readonly identity: Identity;
+      readonly database: Database;
+      readonly box: SecretBox;
+      readonly fetchBundle: BundleFetcher;
+    },
+    options: { readonly clock?: () => number; readonly onPrekeysChanged?: () => void } = {},
+  ) {
+    this.#identity = deps.identity;
+    this.#db = deps.database;
+    this.#box = deps.box;
+    this.#fetchBundle = deps.fetchBundle;
+    this.#clock = options.clock ?? Date.now;
+    this.#onPrekeysChanged = options.onPrekeysChanged ?? (() => {});
+  }
+
+  /**
+   * Runs `fn` after every earlier call has finished: session states and
+   * prekeys change one message at a time.
+   *
+   * @param fn The work.
+   * @returns What `fn` returns.
+   */
+  lock<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(fn, fn);
+    this.#tail = run.catch(() => {});
+    return run;
+  }
+
+  async #loadPrekeys(): Promise<PrekeySecrets | undefined> {
+    const sealed = this.#db.getSecret(PREKEYS_SECRET);
+    if (sealed === undefined) return undefined;
+    return decodePrekeySecrets(await this.#box.open(PREKEYS_SECRET, sealed));
+  }
+
+  async #sealPrekeys(secrets: PrekeySecrets): Promise<Uint8Array> {
+    return await this.#box.seal(PREKEYS_SECRET, encodePrekeySecrets(secrets));
+  }
+
+  /**
+   * Creates the prekeys if there are none, rotates the signed prekey when it
+   * is due, refills one-time prekeys, and signs the bundle to publish.
+   *
+   * @returns The signed `prekeys` record.
+   */
+  prekeyBundle(): Promise<SignedRecord> {
+    return this.lock(async () => {
+      const now = this.#clock();
+      let secrets = await this.#loadPrekeys() ??
+        await createPrekeySecrets(this.#identity, { now });
+      const current = secrets.signedPrekeys[0];
+      if (current === undefined || now - current.createdAt > SIGNED_PREKEY_ROTATION_MS) {
+        secrets = await rotateSignedPrekey(this.#identity, secrets, { now });
+      }
+      if (secrets.oneTimePrekeys.length < REFILL_BELOW) {
+        secrets = await refillOneTimePrekeys(secrets);
+      }
+      const sealed = await this.#sealPrekeys(secrets);
+      this.#db.setSecret(PREKEYS_SECRET, sealed);
+      return await signPrekeyBundle(this.#identity, secrets, { now });
+    });
+  }
+
+  /**
+   * Whether any session with the peer exists.
+   *
+   * @param userId The peer's user ID.
+   * @returns `true` if messages to them use a session.
+   */
+  hasSession(userId: string): boolean {
+    return this.#db.sessions(userId).length > 0;
+  }
+
+  async #openState(row: SessionRow): Promise<RatchetState> {
+    return decodeSession(await this.#box.open(`session:${row.peer}`, row.state));
+  }
+
+  async #sealState(peer: string, state: RatchetState): Promise<Uint8Array> {
+    return await this.#box.seal(`session:${peer}`, encodeSession(state));
+  }
+
+  /**
+   * Encrypts a message for a peer: in the current session, or in a new one
+   * from their prekeys, or (first contact without prekeys) not at all, for
+   * the static-key envelope. Call inside {@linkcode SessionManager.lock}.
+   *
+   * @param peer The recipient.
+   * @param contentType The message's content type.
+   * @param body The message.
+   * @param options `signal` for the prekey lookup.
+   * @returns The envelope content type and body, and the state to save.
+   */
+  async encrypt(
+    peer: SessionPeer,
+    contentType: number,
+    body: Uint8Array,
+    options: { readonly signal: AbortSignal },
+  ): Promise<SessionResult> {
+    const now = this.#clock();
+    const plaintext = concat(new Uint8Array([contentType]), body);
+    let row = this.#db.sessions(peer.userId)[0];
+    let state: RatchetState;
+    if (row !== undefined) {
+      state = await this.#openState(row);
+    } else {
+      let bundle: PrekeyBundle | undefined;
+      try {
+        bundle = await this.#fetchBundle(peer.userId, options);
+      } catch {
+        bundle = undefined;
+      }
+      // A bundle whose keys are not the pinned ones is not this contact's.
+      if (
+        bundle === undefined ||
+        !constantTimeEqual(bundle.signingPublicKey, peer.signingPublicKey) ||
+        !constantTimeEqual(bundle.encryptionPublicKey, peer.encryptionPublicKey)
+      ) {
+        return { contentType, body, protection: "static", save: () => {} };
+      }
+      const init = await initiateX3dh(this.#identity, toX3dhBundle(bundle));
+      const header = encodeX3dhHeader(init.header);
+      state = await initSender(init.sharedSecret, init.remoteRatchetKey, init.associatedData);
+      row = {
+        peer: peer.userId,
+        sessionId: sessionIdOf(header),
+        state: new Uint8Array(0),
+        initialHeader: header,
+        current: true,
+        createdAt: now,
+        usedAt: now,
+      };
+    }
+    const { state: next, message } = await ratchetEncrypt(state, plaintext);
+    const payload = row.initialHeader === undefined ? message : encodeInitialMessage({
+      header: decodeX3dhHeader(row.initialHeader),
+      message,
+    });
+    const saved: SessionRow = {
+      ...row,
+      state: await this.#sealState(peer.userId, next),
+      usedAt: now,
+      current: true,
+    };
+    return {
+      contentType: row.initialHeader === undefined
+        ? SessionContentType.Ratchet
+        : SessionContentType.Initial,
+      body: concat(row.sessionId, payload),
+      protection: "ratchet",
+      save: () => this.#db.saveSession(saved),
+    };
+  }
+
+  /**
+   * Decrypts a session message from a peer whose envelope was verified.
+   * A static-envelope message passes through, labelled "static". Call inside
+   * {@linkcode SessionManager.lock}.
+   *
+   * @param sender The verified sender; `encryptionPublicKey` is their pinned
+   *   key if they are a contact, else `undefined`.
+   * @param contentType The envelope content type.
+   * @param body The envelope body.
+   * @returns The message's content type and plaintext, and the state to save.
+   * @throws {DecryptionError} If it does not decrypt in any session.
+   */
+  async decrypt(
+    sender: {
+      readonly userId: string;
+      readonly signingPublicKey: Uint8Array;
+      readonly encryptionPublicKey?: Uint8Array | undefined;
+    },
+    contentType: number,
+    body: Uint8Array,
+  ): Promise<SessionResult> {
+    if (contentType !== SessionContentType.Initial && contentType !== SessionContentType.Ratchet) {
+      return { contentType, body, protection: "static", save: () => {} };
+    }
+    if (body.length <= SESSION_ID_LENGTH) throw new DecryptionError();
+    const sessionId = body.subarray(0, SESSION_ID_LENGTH);
+    const payload = body.subarray(SESSION_ID_LENGTH);
+    const now = this.#clock();
+    const rows = this.#db.sessions(sender.userId);
+    let row = rows.find((r) => constantTimeEqual(r.sessionId, sessionId));
+    let message: Uint8Array;
+    let state: RatchetState;
+    let prekeys: { secrets: PrekeySecrets; sealed: Uint8Array } | undefined;
+    if (contentType === SessionContentType.Initial) {
+      let initial;
+      try {
+        initial = decodeInitialMessage(payload);
+      } catch {
+        throw new DecryptionError();
+      }
+      const header = encodeX3dhHeader(initial.header);
+      if (!constantTimeEqual(sessionIdOf(header), sessionId)) throw new DecryptionError();
+      // The header's identity must be the envelope's signer, and the pinned key if known.
+      if (
+        !constantTimeEqual(initial.header.initiatorSigningKey, sender.signingPublicKey) ||
+        (sender.encryptionPublicKey !== undefined &&
+          !constantTimeEqual(initial.header.initiatorEncryptionKey, sender.encryptionPublicKey))
+      ) throw new DecryptionError();
+      message = initial.message;
+      if (row !== undefined) {
+        state = await this.#openState(row);
+      } else {
+        const secrets = await this.#loadPrekeys();
+        if (secrets === undefined) throw new DecryptionError();
+        let response;
+        try {
+          response = await respondX3dh(this.#identity, initial.header, secrets);
+        } catch (cause) {
+          throw new DecryptionError({ cause });
+        }
+        state = initReceiver(
+          response.sharedSecret,
+          response.ownRatchetKeyPair,
+          response.associatedData,
+        );
+        if (response.consumeOneTimePrekeyId !== null) {
+          const left = consumeOneTimePrekey(secrets, response.consumeOneTimePrekeyId);
+          prekeys = { secrets: left, sealed: await this.#sealPrekeys(left) };
+        }
+        // The new session becomes current, unless it races one of ours that
+        // the peer has not answered yet and that has the smaller ID.
+        const mine = rows.find((r) => r.current);
+        const keepMine = mine?.initialHeader !== undefined &&
+          compareBytes(mine.sessionId, sessionId) < 0;
+        row = {
+          peer: sender.userId,
+          sessionId: new Uint8Array(sessionId),
+          state: new Uint8Array(0),
+          initialHeader: undefined,
+          current: !keepMine,
+          createdAt: now,
+          usedAt: now,
+        };
+      }
+    } else {
+      if (row === undefined) throw new DecryptionError();
+      message = payload;
+      state = await this.#openState(row);
+    }
+    const { state: next, plaintext } = await ratchetDecrypt(state, message);
+    if (plaintext.length < 1) throw new DecryptionError();
+    // A ratchet message in a session we started means the peer answered:
+    // stop sending the X3DH header, and send in this session from now on.
+    const answered = contentType === SessionContentType.Ratchet;
+    const current = row.current || (answered && row.initialHeader !== undefined) ||
+      (answered && !rows.some((r) => r.current));
+    const saved: SessionRow = {
+      ...row,
+      state: await this.#sealState(sender.userId, next),
+      initialHeader: answered ? undefined : row.initialHeader,
+      current,
+      usedAt: now,
+    };
+    const changedPrekeys = prekeys;
+    return {
+      contentType: plaintext[0]!,
+      body: plaintext.subarray(1),
+      protection: "ratchet",
+      save: () => {
+        this.#db.saveSession(saved);
+        if (changedPrekeys !== undefined) {
+          this.#db.setSecret(PREKEYS_SECRET, changedPrekeys.sealed);
+          queueMicrotask(this.#onPrekeysChanged);
+        }
+      },
+    };
+  }
+}

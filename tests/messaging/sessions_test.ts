@@ -1,0 +1,176 @@
+import assert from "node:assert/strict";
+import { Identity } from "../../lib/crypto/identity.ts";
+import { DecryptionError } from "../../lib/errors.ts";
+import { SessionContentType, SessionManager } from "../../lib/messaging/sessions.ts";
+import { openPrekeyBundle, type PrekeyBundle } from "../../lib/record/prekey.ts";
+import { Database } from "../../lib/store/database.ts";
+import { SecretBox } from "../../lib/store/secret_box.ts";
+
+const TEXT = 1;
+const enc = (s: string) => new TextEncoder().encode(s);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+const signal = () => AbortSignal.timeout(5000);
+
+interface Party {
+  identity: Identity;
+  db: Database;
+  sessions: SessionManager;
+  bundle?: PrekeyBundle;
+  republished: number;
+}
+
+/** Two parties whose bundles are "in the network" as long as `online` says. */
+async function pair(options: { bobHasPrekeys?: boolean } = {}) {
+  const network = new Map<string, PrekeyBundle>();
+  const make = async (): Promise<Party> => {
+    const identity = await Identity.generate();
+    const db = Database.open(":memory:");
+    const party: Party = {
+      identity,
+      db,
+      republished: 0,
+      sessions: undefined as unknown as SessionManager,
+    };
+    party.sessions = new SessionManager(
+      {
+        identity,
+        database: db,
+        box: await SecretBox.forIdentity(identity),
+        fetchBundle: (id) => Promise.resolve(network.get(id)),
+      },
+      { onPrekeysChanged: () => party.republished++ },
+    );
+    return party;
+  };
+  const alice = await make();
+  const bob = await make();
+  const publish = async (p: Party) => {
+    const record = await p.sessions.prekeyBundle();
+    network.set(p.identity.id, await openPrekeyBundle(record.bytes));
+  };
+  await publish(alice);
+  if (options.bobHasPrekeys ?? true) await publish(bob);
+  return { alice, bob, network, publish };
+}
+
+const peerOf = (p: Party) => ({
+  userId: p.identity.id,
+  signingPublicKey: p.identity.signingPublicKey,
+  encryptionPublicKey: p.identity.encryptionPublicKey,
+});
+
+async function send(from: Party, to: Party, text: string) {
+  return await from.sessions.lock(async () => {
+    const r = await from.sessions.encrypt(peerOf(to), TEXT, enc(text), { signal: signal() });
+    from.db.transaction(() => r.save());
+    return r;
+  });
+}
+
+async function receive(at: Party, from: Party, sealed: { contentType: number; body: Uint8Array }) {
+  return await at.sessions.lock(async () => {
+    const r = await at.sessions.decrypt(peerOf(from), sealed.contentType, sealed.body);
+    at.db.transaction(() => r.save());
+    return { text: dec(r.body), protection: r.protection, contentType: r.contentType };
+  });
+}
+
+Deno.test("a first message to an offline user uses their prekeys and consumes one one-time prekey", async () => {
+  const { alice, bob, network } = await pair();
+  const before = network.get(bob.identity.id)!.oneTimePrekeys.length;
+  const m1 = await send(alice, bob, "first");
+  assert.equal(m1.contentType, SessionContentType.Initial);
+  assert.equal(m1.protection, "ratchet");
+  // Bob reads it later (nothing about Bob was online but his bundle).
+  assert.deepEqual(await receive(bob, alice, m1), {
+    text: "first",
+    protection: "ratchet",
+    contentType: TEXT,
+  });
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(bob.republished, 1, "the bundle is republished without the used prekey");
+  const after = await openPrekeyBundle((await bob.sessions.prekeyBundle()).bytes);
+  assert.equal(after.oneTimePrekeys.length, before - 1);
+});
+
+Deno.test("the initiator sends the X3DH header until the peer answers, then plain ratchet messages", async () => {
+  const { alice, bob } = await pair();
+  const a1 = await send(alice, bob, "a1");
+  const a2 = await send(alice, bob, "a2");
+  assert.equal(a2.contentType, SessionContentType.Initial);
+  assert.equal((await receive(bob, alice, a2)).text, "a2", "out of order is fine");
+  assert.equal((await receive(bob, alice, a1)).text, "a1");
+  const b1 = await send(bob, alice, "b1");
+  assert.equal(b1.contentType, SessionContentType.Ratchet);
+  assert.equal((await receive(alice, bob, b1)).text, "b1");
+  const a3 = await send(alice, bob, "a3");
+  assert.equal(a3.contentType, SessionContentType.Ratchet);
+  assert.equal((await receive(bob, alice, a3)).text, "a3");
+});
+
+Deno.test("a session is never downgraded: without the bundle, a peer with a session still gets ratchet messages", async () => {
+  const { alice, bob, network } = await pair();
+  await receive(bob, alice, await send(alice, bob, "hello"));
+  network.clear();
+  const m = await send(alice, bob, "still secret");
+  assert.equal(m.protection, "ratchet");
+  assert.equal((await receive(bob, alice, m)).text, "still secret");
+});
+
+Deno.test("a first contact without prekeys falls back to the static envelope, labelled as such", async () => {
+  const { alice, bob } = await pair({ bobHasPrekeys: false });
+  const m = await send(alice, bob, "no prekeys");
+  assert.equal(m.protection, "static");
+  assert.equal(m.contentType, TEXT);
+  assert.equal(alice.sessions.hasSession(bob.identity.id), false);
+  assert.equal((await receive(bob, alice, m)).protection, "static");
+});
+
+Deno.test("both users starting a session at once converge on one session", async () => {
+  const { alice, bob } = await pair();
+  const a1 = await send(alice, bob, "a1");
+  const b1 = await send(bob, alice, "b1");
+  assert.equal((await receive(bob, alice, a1)).text, "a1");
+  assert.equal((await receive(alice, bob, b1)).text, "b1");
+  // Each side may send on either session for a while; all of it must read.
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await receive(bob, alice, await send(alice, bob, `a${i}`))).text, `a${i}`);
+    assert.equal((await receive(alice, bob, await send(bob, alice, `b${i}`))).text, `b${i}`);
+  }
+  const current = (p: Party, other: Party) => p.db.sessions(other.identity.id)[0]!.sessionId;
+  assert.deepEqual(current(alice, bob), current(bob, alice));
+});
+
+Deno.test("a forged initial message changes nothing and does not use up a prekey", async () => {
+  const { alice, bob } = await pair();
+  const m = await send(alice, bob, "genuine");
+  const mallory = await Identity.generate();
+  // The header names Alice, but the envelope was signed by Mallory.
+  await assert.rejects(
+    bob.sessions.decrypt(
+      {
+        userId: mallory.id,
+        signingPublicKey: mallory.signingPublicKey,
+        encryptionPublicKey: undefined,
+      },
+      m.contentType,
+      m.body,
+    ),
+    DecryptionError,
+  );
+  // A flipped byte in the ratchet part: rejected, and the genuine one still reads.
+  const flipped = new Uint8Array(m.body);
+  flipped[flipped.length - 1]! ^= 1;
+  await assert.rejects(receive(bob, alice, { ...m, body: flipped }), DecryptionError);
+  assert.equal((await receive(bob, alice, m)).text, "genuine");
+  assert.equal(bob.republished, 1, "one prekey consumed, by the genuine message only");
+});
+
+Deno.test("session states are sealed at rest", async () => {
+  const { alice, bob } = await pair();
+  await receive(bob, alice, await send(alice, bob, "x"));
+  const row = alice.db.sessions(bob.identity.id)[0]!;
+  // The sealed blob does not contain the encoded state's recognisable parts.
+  const eve = await SecretBox.forIdentity(await Identity.generate());
+  await assert.rejects(eve.open(`session:${bob.identity.id}`, row.state));
+});
