@@ -4,6 +4,8 @@ import { InvalidIdError, KeystoreError } from "../../lib/errors.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { unlockKeystore } from "../../lib/crypto/keystore.ts";
 import { signCard } from "../../lib/record/card.ts";
+import { openPrekeyBundle, PREKEY_RECORD_TYPE } from "../../lib/record/prekey.ts";
+import { recordKey } from "../../lib/record/record.ts";
 import { FAST_MESSAGING, nextMessages, testNet } from "../_support/network.ts";
 
 Deno.test("a direct message arrives exactly once and the sender sees the signed ack", async () => {
@@ -30,6 +32,10 @@ Deno.test("messages to an offline user are stored in the network and delivered o
   const alice = await net.user("alice", { messaging: { ...FAST_MESSAGING, retryBaseMs: 60_000 } });
   const bob = await net.user("bob");
   await alice.addContact("bob", bob.id);
+  const prekeysKey = recordKey(PREKEY_RECORD_TYPE, bob.id);
+  const oneTimePrekeys = async () =>
+    (await openPrekeyBundle((await alice.node.get(prekeysKey))!)).oneTimePrekeys.length;
+  const before = await oneTimePrekeys();
   await bob.close();
   const sent = [];
   for (const text of ["one", "two", "three"]) sent.push(await alice.send("bob", text));
@@ -47,6 +53,11 @@ Deno.test("messages to an offline user are stored in the network and delivered o
   assert.deepEqual(got.map((m) => m.text), ["one", "two", "three"]);
   assert.ok(got.every((m) => m.via === "mailbox"));
   assert.ok(got.every((m) => m.protection === "ratchet"), "prekeys from the DHT: forward secret");
+  // Bob republished his bundle without the one-time prekey Alice used.
+  for (let i = 0; i < 50 && (await oneTimePrekeys()) !== before - 1; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(await oneTimePrekeys(), before - 1);
   for (const m of sent) await alice.waitFor(m.seq, { signal: AbortSignal.timeout(10_000) });
   assert.deepEqual(alice.outbox(), []);
   // The outbox retry and the mailbox both carried them: still one copy each.
