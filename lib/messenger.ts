@@ -28,7 +28,8 @@ import { peerIdFromString } from "@libp2p/peer-id";
 import { constantTimeEqual, fromUtf8, toHex, utf8 } from "./crypto/_bytes.ts";
 import { decodeUserId, Identity, type PublicIdentity } from "./crypto/identity.ts";
 import { createKeystore, unlockKeystore } from "./crypto/keystore.ts";
-import { fingerprint, safetyNumber } from "./crypto/safety_number.ts";
+import { fingerprint } from "./crypto/safety_number.ts";
+import { type Contact, ContactBook, UnknownContactError } from "./contacts.ts";
 import { createDhtNode, type DhtNode, type DhtNodeOptions } from "./dht/node.ts";
 import { DimError, InvalidIdError, KeystoreError, PeerUnreachableError } from "./errors.ts";
 import {
@@ -83,24 +84,6 @@ export interface CreateMessengerOptions extends MessengerOptions {
   readonly force?: boolean;
 }
 
-/** A contact as the messenger shows it. */
-export interface Contact {
-  /** The local name. */
-  readonly name: string;
-  /** The contact's user ID. */
-  readonly id: string;
-  /** The display name from their card. */
-  readonly displayName: string;
-  /** Short fingerprint of the pinned keys. */
-  readonly fingerprint: string;
-  /** Whether the user confirmed the safety number. */
-  readonly verified: boolean;
-  /** Whether the network shows keys that differ from the pinned ones. */
-  readonly keyChanged: boolean;
-  /** When they were last seen (ms), 0 if never. */
-  readonly lastSeen: number;
-}
-
 /** A message in a conversation. */
 export interface ChatMessage {
   /** Local sequence number. */
@@ -133,9 +116,6 @@ export interface ChatMessage {
 
 /** Thrown when a contact's keys in the network differ from the pinned ones. */
 export class KeyChangedError extends DimError {}
-
-/** Thrown for an unknown contact name. */
-export class UnknownContactError extends DimError {}
 
 const CARD_REPUBLISH_MS = 6 * 3600 * 1000;
 const CARD_CACHE_MS = 30_000;
@@ -176,6 +156,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   readonly #db: Database;
   readonly #node: DhtNode;
   readonly #service: MessagingService;
+  readonly #book: ContactBook;
   readonly #sessions: SessionManager;
   readonly #lock: DataDirLock;
   readonly #clock: () => number;
@@ -200,6 +181,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     this.#node = node;
     this.#lock = lock;
     this.#clock = options.clock ?? Date.now;
+    this.#book = new ContactBook(db);
     this.#displayName = db.getMeta("display_name") ?? "DIM user";
     this.#sessions = new SessionManager(
       {
@@ -509,29 +491,11 @@ export class Messenger extends EventTarget implements AsyncDisposable {
    * @throws {UnknownContactError} If there is none.
    */
   contact(nameOrId: string): Contact {
-    return this.#toContact(this.#row(nameOrId));
+    return this.#book.contact(nameOrId);
   }
 
   #row(nameOrId: string): ContactRow {
-    const row = this.#db.getContact(nameOrId) ?? this.#db.getContactById(nameOrId.trim());
-    if (row === undefined) throw new UnknownContactError(`Cannot find contact "${nameOrId}"`);
-    return row;
-  }
-
-  #toContact(row: ContactRow): Contact {
-    return {
-      name: row.name,
-      id: row.userId,
-      displayName: row.displayName ?? "",
-      fingerprint: fingerprint({
-        id: row.userId,
-        signingPublicKey: row.signingPublicKey,
-        encryptionPublicKey: row.encryptionPublicKey,
-      }),
-      verified: row.verified ?? false,
-      keyChanged: row.changedEncryptionKey !== undefined,
-      lastSeen: row.lastSeen ?? 0,
-    };
+    return this.#book.row(nameOrId);
   }
 
   /**
@@ -540,7 +504,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
    * @returns The contacts.
    */
   contacts(): Contact[] {
-    return this.#db.listContacts().map((r) => this.#toContact(r));
+    return this.#book.list();
   }
 
   /**
@@ -550,7 +514,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
    * @returns Whether a contact was removed.
    */
   removeContact(name: string): boolean {
-    return this.#db.removeContact(name);
+    return this.#book.remove(name);
   }
 
   /**
@@ -558,29 +522,21 @@ export class Messenger extends EventTarget implements AsyncDisposable {
    *
    * @param nameOrId The contact.
    * @returns 60 digits in 12 groups.
+   * @throws {UnknownContactError} If there is no such contact.
    */
   safetyNumber(nameOrId: string): string {
-    const row = this.#row(nameOrId);
-    return safetyNumber(this.#identity.public, {
-      id: row.userId,
-      signingPublicKey: row.signingPublicKey,
-      encryptionPublicKey: row.changedEncryptionKey ?? row.encryptionPublicKey,
-    });
+    return this.#book.safetyNumber(this.#identity.public, nameOrId);
   }
 
   /**
    * Marks a contact verified; if their keys changed, accepts the new keys.
    *
    * @param nameOrId The contact.
+   * @returns The contact as it is now.
+   * @throws {UnknownContactError} If there is no such contact.
    */
-  verifyContact(nameOrId: string): void {
-    const row = this.#row(nameOrId);
-    this.#db.upsertContact({
-      ...row,
-      encryptionPublicKey: row.changedEncryptionKey ?? row.encryptionPublicKey,
-      changedEncryptionKey: undefined,
-      verified: true,
-    });
+  verifyContact(nameOrId: string): Contact {
+    return this.#book.verify(nameOrId);
   }
 
   /**
@@ -660,8 +616,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
    * @returns The messages.
    */
   history(nameOrId: string, options: { readonly limit?: number } = {}): ChatMessage[] {
-    const row = this.#db.getContact(nameOrId);
-    const peer = row?.userId ?? nameOrId;
+    const peer = this.#book.find(nameOrId)?.userId ?? nameOrId.trim().toLowerCase();
     return this.#db.history(peer, options).map((m) => this.#toChat(m));
   }
 
@@ -811,4 +766,5 @@ export function transportFor(node: DhtNode): MessagingTransport {
   };
 }
 
-export { KeystoreError };
+export { KeystoreError, UnknownContactError };
+export type { Contact };

@@ -27,9 +27,9 @@
  */
 import { fromHex, toHex } from "../crypto/_bytes.ts";
 import { encodeUserId, type PublicIdentity } from "../crypto/identity.ts";
-import { fingerprint, safetyNumber } from "../crypto/safety_number.ts";
-import { type ChatMessage, chatMessage, type Contact, UnknownContactError } from "../messenger.ts";
-import { type ContactRow, Database, type MessageRow } from "../store/database.ts";
+import { type Contact, ContactBook } from "../contacts.ts";
+import { type ChatMessage, chatMessage } from "../messenger.ts";
+import { Database, type MessageRow } from "../store/database.ts";
 import { dataPaths } from "../store/paths.ts";
 
 const META_PUBLIC_IDENTITY = "cli.public_identity";
@@ -57,9 +57,11 @@ const META_DISPLAY_NAME = "display_name";
  */
 export class LocalStore implements Disposable {
   readonly #db: Database;
+  readonly #book: ContactBook;
 
   private constructor(db: Database) {
     this.#db = db;
+    this.#book = new ContactBook(db);
   }
 
   /**
@@ -174,7 +176,7 @@ export class LocalStore implements Disposable {
    * @returns The contacts.
    */
   contacts(): Contact[] {
-    return this.#db.listContacts().map(toContact);
+    return this.#book.list();
   }
 
   /**
@@ -185,7 +187,7 @@ export class LocalStore implements Disposable {
    * @throws {UnknownContactError} If there is none.
    */
   contact(nameOrId: string): Contact {
-    return toContact(this.#row(nameOrId));
+    return this.#book.contact(nameOrId);
   }
 
   /**
@@ -195,14 +197,7 @@ export class LocalStore implements Disposable {
    * @returns The contact, or `undefined`.
    */
   findContact(nameOrId: string): Contact | undefined {
-    const row = this.#db.getContact(nameOrId) ?? this.#db.getContactById(nameOrId.trim());
-    return row && toContact(row);
-  }
-
-  #row(nameOrId: string): ContactRow {
-    const row = this.#db.getContact(nameOrId) ?? this.#db.getContactById(nameOrId.trim());
-    if (row === undefined) throw new UnknownContactError(`Cannot find contact "${nameOrId}"`);
-    return row;
+    return this.#book.find(nameOrId) && this.#book.contact(nameOrId);
   }
 
   /**
@@ -215,12 +210,7 @@ export class LocalStore implements Disposable {
    * @throws {UnknownContactError} If there is no such contact.
    */
   safetyNumber(me: PublicIdentity, nameOrId: string): string {
-    const row = this.#row(nameOrId);
-    return safetyNumber(me, {
-      id: row.userId,
-      signingPublicKey: row.signingPublicKey,
-      encryptionPublicKey: row.changedEncryptionKey ?? row.encryptionPublicKey,
-    });
+    return this.#book.safetyNumber(me, nameOrId);
   }
 
   /**
@@ -232,24 +222,17 @@ export class LocalStore implements Disposable {
    * @throws {UnknownContactError} If there is no such contact.
    */
   verifyContact(nameOrId: string): Contact {
-    const row = this.#row(nameOrId);
-    this.#db.upsertContact({
-      ...row,
-      encryptionPublicKey: row.changedEncryptionKey ?? row.encryptionPublicKey,
-      changedEncryptionKey: undefined,
-      verified: true,
-    });
-    return this.contact(row.name);
+    return this.#book.verify(nameOrId);
   }
 
   /**
-   * Forgets a contact; the history stays.
+   * Forgets a contact (the history stays).
    *
    * @param name The local name.
-   * @returns Whether there was such a contact.
+   * @returns Whether a contact was removed.
    */
   removeContact(name: string): boolean {
-    return this.#db.removeContact(name);
+    return this.#book.remove(name);
   }
 
   /**
@@ -284,20 +267,4 @@ export class LocalStore implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
-}
-
-function toContact(row: ContactRow): Contact {
-  return {
-    name: row.name,
-    id: row.userId,
-    displayName: row.displayName ?? "",
-    fingerprint: fingerprint({
-      id: row.userId,
-      signingPublicKey: row.signingPublicKey,
-      encryptionPublicKey: row.encryptionPublicKey,
-    }),
-    verified: row.verified ?? false,
-    keyChanged: row.changedEncryptionKey !== undefined,
-    lastSeen: row.lastSeen ?? 0,
-  };
 }
