@@ -39,7 +39,7 @@ import { concat, fromUtf8, Reader, u32, utf8 } from "../crypto/_bytes.ts";
 import { KEY_LENGTH } from "../crypto/_keys.ts";
 import type { Identity, PublicIdentity } from "../crypto/identity.ts";
 import { InvalidRecordError } from "../errors.ts";
-import { decodeRecord, type SignedRecord, signRecord, validateRecord } from "./record.ts";
+import { openTypedRecord, type SignedRecord, signRecord } from "./record.ts";
 
 /** The record type of contact cards. */
 export const CARD_RECORD_TYPE = "card";
@@ -317,16 +317,7 @@ export async function openCard(
   input: Uint8Array | SignedRecord,
   options: OpenCardOptions = {},
 ): Promise<ContactCard> {
-  const bytes = input instanceof Uint8Array ? input : input.bytes;
-  const key = options.key ?? decodeRecord(bytes).key;
-  const record = await validateRecord(
-    key,
-    bytes,
-    options.now === undefined ? {} : { now: options.now },
-  );
-  if (record.type !== CARD_RECORD_TYPE) {
-    invalid(`it is a ${JSON.stringify(record.type)} record, not a card`);
-  }
+  const record = await openTypedRecord(input, CARD_RECORD_TYPE, "card", options);
   const payload = decodePayload(record.payload);
   return {
     id: record.ownerId,

@@ -70,7 +70,7 @@ import {
   type X3dhBundle,
 } from "../crypto/x3dh.ts";
 import { InvalidRecordError } from "../errors.ts";
-import { decodeRecord, type SignedRecord, signRecord, validateRecord } from "./record.ts";
+import { openTypedRecord, type SignedRecord, signRecord } from "./record.ts";
 
 /** The record type of prekey bundles. */
 export const PREKEY_RECORD_TYPE = "prekeys";
@@ -520,16 +520,7 @@ export async function openPrekeyBundle(
   input: Uint8Array | SignedRecord,
   options: OpenPrekeyBundleOptions = {},
 ): Promise<PrekeyBundle> {
-  const bytes = input instanceof Uint8Array ? input : input.bytes;
-  const key = options.key ?? decodeRecord(bytes).key;
-  const record = await validateRecord(
-    key,
-    bytes,
-    options.now === undefined ? {} : { now: options.now },
-  );
-  if (record.type !== PREKEY_RECORD_TYPE) {
-    invalid(`it is a ${JSON.stringify(record.type)} record, not a prekey bundle`);
-  }
+  const record = await openTypedRecord(input, PREKEY_RECORD_TYPE, "prekey bundle", options);
   const payload = decodePayload(record.payload);
   if (payload.signedPrekey.createdAt > record.issuedAt) {
     invalid("the signed prekey is newer than the record");

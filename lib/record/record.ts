@@ -383,6 +383,49 @@ export async function validateRecord(
   return record;
 }
 
+/**
+ * Validates a record that must be of one type, found under `options.key`
+ * (default: its own key), as {@linkcode validateRecord} does.
+ *
+ * @param input The encoded record, or a decoded one (its `bytes` are validated again).
+ * @param type The record type it must have.
+ * @param what What the record is called in errors, such as `"card"`.
+ * @param options `key`: the DHT key it was found under; `now`: the current time.
+ * @returns The validated record.
+ * @throws {InvalidRecordError} If it fails a check or is of another type.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Identity } from "../crypto/identity.ts";
+ * import { openTypedRecord, signRecord } from "./record.ts";
+ *
+ * const me = await Identity.generate();
+ * const note = await signRecord(me, { type: "note", seq: 1, payload: new Uint8Array() });
+ * assert.equal((await openTypedRecord(note, "note", "note")).seq, 1);
+ * await assert.rejects(openTypedRecord(note, "card", "card"), /not a card/);
+ * ```
+ */
+export async function openTypedRecord(
+  input: Uint8Array | SignedRecord,
+  type: string,
+  what: string,
+  options: { readonly key?: string | Uint8Array; readonly now?: number } = {},
+): Promise<SignedRecord> {
+  const bytes = input instanceof Uint8Array ? input : input.bytes;
+  const key = options.key ?? decodeRecord(bytes).key;
+  const record = await validateRecord(
+    key,
+    bytes,
+    options.now === undefined ? {} : { now: options.now },
+  );
+  if (record.type !== type) {
+    throw new InvalidRecordError(
+      `Cannot open ${what}: it is a ${JSON.stringify(record.type)} record, not a ${what}`,
+    );
+  }
+  return record;
+}
+
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
