@@ -48,6 +48,15 @@ import {
   type MessageState,
 } from "./store/database.ts";
 import { SecretBox } from "./store/secret_box.ts";
+import {
+  type FileOffer,
+  FileReceiver,
+  fileSink,
+  fileSource,
+  sendFile,
+  type SendFileOptions,
+  type SentFile,
+} from "./messaging/file_transfer.ts";
 import { SessionManager } from "./messaging/sessions.ts";
 import { openPrekeyBundle, PREKEY_RECORD_TYPE } from "./record/prekey.ts";
 import { type DataDirLock, lockDataDir } from "./store/lock.ts";
@@ -74,6 +83,14 @@ export interface MessengerOptions {
   readonly node?: Partial<DhtNodeOptions>;
   /** Whether to publish the contact card on open. Default `true`. */
   readonly publish?: boolean;
+  /**
+   * Where files from contacts are saved. Default: none, and every incoming
+   * file is refused. Files from unknown senders, or from contacts whose keys
+   * changed, are always refused.
+   */
+  readonly downloadDir?: string;
+  /** The largest file accepted, in bytes. Default 4 GiB. */
+  readonly maxFileSize?: number;
 }
 
 /** Options of {@linkcode Messenger.create}. */
@@ -118,6 +135,8 @@ export interface ChatMessage {
 export class KeyChangedError extends DimError {}
 
 const CARD_REPUBLISH_MS = 6 * 3600 * 1000;
+/** The database setting that keeps the sequence number of the last card signed. */
+const CARD_SEQ_META = "card_seq";
 const CARD_CACHE_MS = 30_000;
 /** Incoming messages kept for `messages()` while no iterator waits. */
 const MAX_QUEUED_MESSAGES = 10_000;
@@ -157,6 +176,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   readonly #node: DhtNode;
   readonly #service: MessagingService;
   readonly #book: ContactBook;
+  readonly #files: FileReceiver;
   readonly #sessions: SessionManager;
   readonly #lock: DataDirLock;
   readonly #clock: () => number;
@@ -182,6 +202,13 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     this.#lock = lock;
     this.#clock = options.clock ?? Date.now;
     this.#book = new ContactBook(db);
+    this.#files = new FileReceiver(identity, {
+      accept: (offer) => this.#acceptFile(offer, options.downloadDir),
+      onReceived: (file) => this.dispatchEvent(new CustomEvent("file", { detail: file })),
+      onFailed: (error, offer) =>
+        this.dispatchEvent(new CustomEvent("file-failed", { detail: { error, offer } })),
+      ...(options.maxFileSize === undefined ? {} : { maxFileSize: options.maxFileSize }),
+    });
     this.#displayName = db.getMeta("display_name") ?? "DIM user";
     this.#sessions = new SessionManager(
       {
@@ -300,6 +327,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       const box = await SecretBox.forIdentity(identity);
       const messenger = new Messenger(identity, db, node, lock, box, options);
       await messenger.#service.start();
+      await messenger.#files.start(transportFor(node));
       if (options.publish ?? true) {
         await messenger.publishCard().catch(() => {});
         messenger.#republish = setInterval(
@@ -356,12 +384,19 @@ export class Messenger extends EventTarget implements AsyncDisposable {
    * @param options `signal` to abort.
    */
   async publishCard(options: { readonly signal?: AbortSignal } = {}): Promise<void> {
+    const now = this.#clock();
+    // Storage nodes keep the card with the highest sequence number: after the
+    // clock was set back, a card numbered by the clock alone would be refused
+    // everywhere and the old addresses served until the clock caught up.
+    const seq = Math.max(now, Number(this.#db.getMeta(CARD_SEQ_META) ?? 0) + 1);
     const record = await signCard(this.#identity, {
       displayName: this.#displayName,
       peerId: this.#node.peerId,
       addresses: publicAddresses(this.#node.multiaddrs),
-      now: this.#clock(),
+      now,
+      seq,
     });
+    this.#db.setMeta(CARD_SEQ_META, String(seq));
     await this.#node.put(record.key, record.bytes, options);
     await this.publishPrekeys(options);
   }
@@ -540,6 +575,52 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   }
 
   /**
+   * Sends a file to a contact who is online, streamed and encrypted chunk by
+   * chunk; returns once the recipient has verified the whole file and signed
+   * a receipt. Files never go through the network mailbox.
+   *
+   * @param nameOrId The contact.
+   * @param path The file to send.
+   * @param options `signal`, progress callback, chunk size and timeouts.
+   * @returns What was sent, with its SHA-256 and the recipient's receipt.
+   * @throws {UnknownContactError} If there is no such contact.
+   * @throws {KeyChangedError} If the contact's keys changed and were not re-verified.
+   * @throws {TransferRefusedError} If the recipient refused or the file arrived damaged.
+   * @throws {PeerUnreachableError} If the contact is not online.
+   */
+  async sendFile(
+    nameOrId: string,
+    path: string,
+    options: SendFileOptions = {},
+  ): Promise<SentFile> {
+    const row = this.#row(nameOrId);
+    if (row.changedEncryptionKey !== undefined) {
+      throw new KeyChangedError(
+        `Cannot send to ${row.name}: their keys changed; verify them again (dim contact verify ${row.name})`,
+      );
+    }
+    const peer = await this.#resolvePeer(row.userId, {
+      signal: options.signal ?? AbortSignal.timeout(30_000),
+    });
+    return await sendFile(transportFor(this.#node), {
+      identity: this.#identity,
+      recipient: { userId: row.userId, encryptionPublicKey: row.encryptionPublicKey, peer },
+      source: await fileSource(path),
+    }, options);
+  }
+
+  async #acceptFile(
+    offer: FileOffer,
+    dir: string | undefined,
+  ): Promise<WritableStream<Uint8Array> | undefined> {
+    const contact = this.#db.getContactById(offer.senderId);
+    if (dir === undefined || contact === undefined) return undefined;
+    if (contact.changedEncryptionKey !== undefined) return undefined;
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    return fileSink(await freeName(dir, offer.name));
+  }
+
+  /**
    * Sends a text message to a contact. It is stored and queued at once, then
    * delivered directly or through the network mailbox; watch `status` events.
    *
@@ -657,6 +738,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     if (this.#republish !== undefined) clearInterval(this.#republish);
     for (const w of this.#waiters.splice(0)) w(undefined);
     try {
+      await this.#files.stop();
       await this.#service.stop();
       await this.#node.stop();
     } finally {
@@ -714,6 +796,23 @@ export function chatMessage(m: MessageRow, contact: ContactRow | undefined): Cha
     via: m.via,
     protection: m.protection,
   };
+}
+
+/** A path in `dir` for `name` that does not exist yet: `name`, `stem (1).ext`, … */
+async function freeName(dir: string, name: string): Promise<string> {
+  const dot = name.lastIndexOf(".");
+  const stem = dot > 0 ? name.slice(0, dot) : name;
+  const ext = dot > 0 ? name.slice(dot) : "";
+  for (let i = 0; i < 1000; i++) {
+    const candidate = `${dir}/${i === 0 ? name : `${stem.slice(0, 200)} (${i})${ext}`}`;
+    try {
+      await Deno.lstat(candidate);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return candidate;
+      throw err;
+    }
+  }
+  throw new DimError(`Cannot save file ${name}: too many files of that name in ${dir}`);
 }
 
 /** Drops wildcard addresses, which no peer can dial. */

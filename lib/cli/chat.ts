@@ -15,6 +15,7 @@
  *
  * @module
  */
+import type { ReceivedFile } from "../messaging/file_transfer.ts";
 import type { ChatMessage, Contact, Messenger } from "../messenger.ts";
 import { KeyChangedError } from "../messenger.ts";
 import { type Context, deadline } from "./context.ts";
@@ -283,6 +284,8 @@ class ChatSession {
     const offSignal = this.#ctx.io.onSignal?.(() => this.#ui.interrupt());
     const onStatus = (e: Event) => this.#status((e as CustomEvent<ChatMessage>).detail);
     this.#messenger.addEventListener("status", onStatus);
+    const onFile = (e: Event) => this.#file((e as CustomEvent<ReceivedFile>).detail);
+    this.#messenger.addEventListener("file", onFile);
     try {
       this.#open(limit);
       this.#receive().catch(() => {});
@@ -298,6 +301,7 @@ class ChatSession {
       this.#stop.abort();
       offSignal?.();
       this.#messenger.removeEventListener("status", onStatus);
+      this.#messenger.removeEventListener("file", onFile);
       this.#ui.close();
     }
   }
@@ -345,6 +349,17 @@ class ChatSession {
     return m.direction === "in" && m.peer !== this.#contact.id
       ? line.replace("] ", "] ✉ from ")
       : line;
+  }
+
+  #file(f: ReceivedFile): void {
+    if (this.#ctx.json) {
+      this.#ctx.outJson({ type: "file", ...f });
+      return;
+    }
+    const from = this.#store.findContact(f.senderId)?.name ?? f.senderId;
+    // deno-lint-ignore no-control-regex
+    const name = f.name.replace(/[\x00-\x1f\x7f-\x9f]/g, "\uFFFD");
+    this.#ui.print(`📎 ${from} sent ${name} (${f.bytes} bytes), saved in ${this.#ctx.home}/files`);
   }
 
   #show(m: ChatMessage): void {

@@ -311,6 +311,8 @@ export class Context {
             passphrase,
             listen,
             bootstrap,
+            // Files from verified or pinned contacts land here; strangers are refused.
+            downloadDir: `${this.home}/files`,
             node: { requireBootstrap: bootstrap.length > 0, ...(debug ? { log } : {}) },
             ...(debug ? { messaging: { onPeerError: (e) => log(String(e)) } } : {}),
           }),

@@ -125,7 +125,7 @@ within --timeout seconds (default 30): the message then stays queued and is
 retried whenever dim runs. Use -- before a text that starts with a dash.
 
 Options:
-  --file <path>             send a file (not supported yet)`,
+  --file <path>             send a file to a contact who is online`,
     options: ["file"],
     run: (ctx, cl) => sendCommand(ctx, cl.positionals, { file: cl.values.file }),
   },

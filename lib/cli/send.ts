@@ -5,6 +5,8 @@
  * @module
  */
 import type { ChatMessage, Messenger } from "../messenger.ts";
+import { PeerUnreachableError } from "../errors.ts";
+import { TransferRefusedError } from "../messaging/file_transfer.ts";
 import { type Context, deadline } from "./context.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { keyChangedWarning } from "./format.ts";
@@ -15,7 +17,7 @@ const CARD_REFRESH_MS = 10_000;
 
 /** Options of {@linkcode sendCommand}. */
 export interface SendOptions {
-  /** `--file <path>`: not supported yet. */
+  /** `--file <path>`: send this file (the contact must be online) instead of a text. */
   readonly file?: string | undefined;
 }
 
@@ -27,11 +29,11 @@ export interface SendOptions {
  *
  * @param ctx The command's context.
  * @param args The contact's name, then the text.
- * @param options `file`: sending files is not supported yet.
+ * @param options `file`: send this file instead of a text.
  * @returns The exit code.
  * @throws {UsageError} If the name or text is missing.
  * @throws {UnknownContactError} If there is no such contact.
- * @throws {CliError} If the contact's keys changed, or a file was asked for.
+ * @throws {CliError} If the contact's keys changed, or a file could not be sent.
  * @example
  * ```ts ignore
  * import { main } from "./main.ts";
@@ -49,9 +51,7 @@ export async function sendCommand(
   if (name === undefined) throw new UsageError("missing <name> (usage: dim send <name> <text>)");
   if (options.file !== undefined) {
     if (words.length > 0) throw new UsageError("give either <text> or --file, not both");
-    throw new CliError(
-      "sending files is not supported yet: this version of DIM sends text messages only",
-    );
+    return await sendFileCommand(ctx, name, options.file);
   }
   const text = words.join(" ");
   if (text.trim() === "") throw new UsageError("missing <text> (usage: dim send <name> <text>)");
@@ -92,6 +92,75 @@ export async function sendCommand(
   } finally {
     await messenger.close();
   }
+}
+
+async function sendFileCommand(ctx: Context, name: string, path: string): Promise<number> {
+  {
+    using store = await ctx.store();
+    const contact = store.contact(name);
+    if (contact.keyChanged) throw keyChanged(ctx, contact.name);
+  }
+  try {
+    const info = await Deno.stat(path);
+    if (!info.isFile) throw new CliError(`not a file: ${path}`);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) throw new CliError(`no such file: ${path}`);
+    throw err;
+  }
+  const messenger = await ctx.openMessenger();
+  try {
+    const contact = messenger.contact(name);
+    await refreshCard(ctx, messenger, contact.id);
+    if (messenger.contact(name).keyChanged) throw keyChanged(ctx, contact.name);
+    let sent;
+    try {
+      sent = await withSpinner(
+        ctx.io,
+        `sending ${basename(path)} to ${contact.name}…`,
+        () =>
+          messenger.sendFile(contact.name, path, {
+            acceptTimeoutMs: ctx.timeoutMs,
+            idleTimeoutMs: ctx.timeoutMs,
+          }),
+      );
+    } catch (err) {
+      if (err instanceof TransferRefusedError) {
+        throw new CliError(
+          `${contact.name} did not take the file: ${
+            err.message.replace(/^Cannot send file: /, "")
+          }`,
+          { cause: err },
+        );
+      }
+      if (err instanceof PeerUnreachableError) {
+        throw new CliError(
+          `${contact.name} is not online: files go directly, never through the network mailbox`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+    if (ctx.json) {
+      ctx.outJson({
+        to: contact.name,
+        file: sent.name,
+        bytes: sent.bytes,
+        sha256: sent.sha256,
+        fileId: sent.fileId,
+      });
+    } else {
+      ctx.out(
+        `✓ ${sent.name} (${sent.bytes} bytes) delivered to ${contact.name}, sha256 ${sent.sha256}`,
+      );
+    }
+    return 0;
+  } finally {
+    await messenger.close();
+  }
+}
+
+function basename(path: string): string {
+  return path.replace(/\/+$/, "").split("/").at(-1) ?? path;
 }
 
 function keyChanged(ctx: Context, name: string): CliError {

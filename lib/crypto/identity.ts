@@ -46,7 +46,7 @@ export const USER_ID_LENGTH: number = USER_ID_PREFIX.length + USER_ID_BODY_LENGT
  * What a signature is for. Each domain has its own prefix, so a signature
  * made for one purpose never verifies for another.
  */
-export type SignatureDomain = "record" | "envelope" | "ack" | "prekey" | "mailbox";
+export type SignatureDomain = "record" | "envelope" | "ack" | "prekey" | "mailbox" | "file";
 
 const DOMAIN_PREFIX: Record<SignatureDomain, Uint8Array> = {
   record: utf8("DIM-v1-sig/record\0"),
@@ -54,6 +54,7 @@ const DOMAIN_PREFIX: Record<SignatureDomain, Uint8Array> = {
   ack: utf8("DIM-v1-sig/ack\0"),
   prekey: utf8("DIM-v1-sig/prekey\0"),
   mailbox: utf8("DIM-v1-sig/mailbox\0"),
+  file: utf8("DIM-v1-sig/file\0"),
 };
 
 /** The public half of an identity: what a contact card carries. */

@@ -46,3 +46,34 @@ export type {
   PeerTarget,
   RecipientResolver,
 } from "./service.ts";
+export {
+  DEFAULT_CHUNK_SIZE,
+  DEFAULT_MAX_CHUNK_SIZE,
+  DEFAULT_MAX_FILE_SIZE,
+  FILE_PROTOCOL,
+  FileFrameType,
+  FileReceiver,
+  fileSink,
+  fileSource,
+  MAX_CHUNK_SIZE,
+  MIN_CHUNK_SIZE,
+  sanitizeFileName,
+  sendFile,
+  TransferRefusedError,
+} from "./file_transfer.ts";
+export type {
+  FileOffer,
+  FileReceiverOptions,
+  FileRecipient,
+  FileSinkOptions,
+  FileSource,
+  FileTransfer,
+  FileTransport,
+  ReceivedFile,
+  RefusalReason,
+  SendFileOptions,
+  SentFile,
+  TransferProgress,
+} from "./file_transfer.ts";
+export { SessionContentType, SessionManager } from "./sessions.ts";
+export type { BundleFetcher, SessionPeer, SessionResult } from "./sessions.ts";

@@ -359,7 +359,7 @@ Deno.test("send to an unknown contact fails at once, before unlocking", async ()
   assert.equal(oneErrorLine(run.err), 'error: cannot find contact "nobody"');
   const file = await dim(home, ["send", "nobody", "--file", "/etc/hostname"]);
   assert.equal(file.code, 1);
-  assert.match(oneErrorLine(file.err), /sending files is not supported yet/);
+  assert.equal(oneErrorLine(file.err), 'error: cannot find contact "nobody"');
 });
 
 Deno.test("an unreachable bootstrap node is one line, exit 1", async () => {

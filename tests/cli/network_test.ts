@@ -288,3 +288,35 @@ Deno.test("init with a bootstrap node publishes the card, asking the passphrase 
   const added = await dim(other.path, ["contact", "add", "ada", JSON.parse(run.out).id]);
   assert.equal(added.code, 0, added.err);
 });
+
+Deno.test("send --file streams a file to an online contact, and says so when they are offline", async () => {
+  await using r = await relay();
+  await using tmp = await tempDir();
+  const { alice, bob } = await pair(tmp.path, r.address);
+  const path = `${tmp.path}/notes.txt`;
+  const data = new TextEncoder().encode("a file from alice\n".repeat(5000));
+  await Deno.writeFile(path, data);
+
+  const online = await Messenger.open({
+    home: bob,
+    passphrase: PASSPHRASE,
+    listen: [LOOPBACK],
+    bootstrap: [r.address],
+    downloadDir: `${bob}/files`,
+  });
+  try {
+    const sent = await dim(alice, ["send", "bob", "--file", path, "--json", "--listen", LOOPBACK]);
+    assert.equal(sent.code, 0, sent.err);
+    const out = JSON.parse(sent.out);
+    assert.equal(out.bytes, data.length);
+    assert.deepEqual(await Deno.readFile(`${bob}/files/notes.txt`), data);
+  } finally {
+    await online.close();
+  }
+  const offline = await dim(alice, ["send", "bob", "--file", path, "--listen", LOOPBACK]);
+  assert.equal(offline.code, 1);
+  assert.match(offline.err, /error: bob is not online: files go directly/);
+  const missing = await dim(alice, ["send", "bob", "--file", `${tmp.path}/nope`]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.err, /error: no such file: /);
+});

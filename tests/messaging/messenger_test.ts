@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { KeyChangedError, UnknownContactError } from "../../lib/messenger.ts";
 import { InvalidIdError, KeystoreError } from "../../lib/errors.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
+import { TransferRefusedError } from "../../lib/messaging/file_transfer.ts";
 import { unlockKeystore } from "../../lib/crypto/keystore.ts";
 import { signCard } from "../../lib/record/card.ts";
 import { openPrekeyBundle, PREKEY_RECORD_TYPE } from "../../lib/record/prekey.ts";
@@ -148,4 +149,30 @@ Deno.test("a wrong passphrase is refused and the data directory stays usable", a
   });
   const again = await net.reopen("alice");
   assert.equal(again.id, alice.id);
+});
+
+Deno.test("sendFile() delivers a file to a contact's download folder; strangers are refused", async () => {
+  await using net = await testNet();
+  const downloads = `${net.dir}/downloads`;
+  const alice = await net.user("alice");
+  const bob = await net.user("bob", { downloadDir: downloads });
+  const mallory = await net.user("mallory");
+  await alice.addContact("bob", bob.id);
+  await bob.addContact("alice", alice.id);
+  await mallory.addContact("bob", bob.id);
+  const data = new Uint8Array(300_000).map((_, i) => (i * 131 + 7) % 251);
+  const path = `${net.dir}/photo.jpg`;
+  await Deno.writeFile(path, data);
+  const received = new Promise<CustomEvent>((resolve) =>
+    bob.addEventListener("file", (e) => resolve(e as CustomEvent), { once: true })
+  );
+  const sent = await alice.sendFile("bob", path);
+  assert.equal(sent.bytes, data.length);
+  await received;
+  assert.deepEqual(await Deno.readFile(`${downloads}/photo.jpg`), data);
+  // Again: the first copy is kept, the second gets a free name.
+  await alice.sendFile("bob", path);
+  assert.deepEqual(await Deno.readFile(`${downloads}/photo (1).jpg`), data);
+  await assert.rejects(mallory.sendFile("bob", path), TransferRefusedError);
+  assert.deepEqual((await Array.fromAsync(Deno.readDir(downloads))).length, 2);
 });
