@@ -22,6 +22,7 @@
 import { concat, constantTimeEqual, utf8 } from "../crypto/_bytes.ts";
 import { verifySignature } from "../crypto/identity.ts";
 import { ProtocolError } from "../errors.ts";
+import { CLOCK_SKEW_TOLERANCE_MS } from "../record/record.ts";
 import type { Database } from "../store/database.ts";
 import {
   deleteSignedBytes,
@@ -31,6 +32,7 @@ import {
   FrameType,
   MAILBOX_PROTOCOL,
   MAX_FETCH_ITEMS,
+  MAX_FRAME_LENGTH,
   StoreStatus,
   type StreamChunk,
 } from "./wire.ts";
@@ -78,8 +80,56 @@ export const DEFAULT_MAILBOX_LIMITS: MailboxLimits = Object.freeze({
   maxTtlMs: 14 * 24 * 3600 * 1000,
 });
 
-/** Tolerance for the timestamp of a signed DELETE (ms). */
-export const DELETE_SKEW_MS: number = 10 * 60 * 1000;
+/** Mailbox requests accepted from one peer: burst size. */
+export const DEFAULT_MAILBOX_REQUEST_BURST = 200;
+/** Mailbox requests accepted from one peer per second, after the burst. */
+export const DEFAULT_MAILBOX_REQUESTS_PER_SECOND = 20;
+
+/** The bytes an ITEMS answer may hold: the frame limit less its header. */
+const MAX_ITEMS_BYTES = MAX_FRAME_LENGTH - 1 - 2;
+
+/**
+ * A token bucket per key (a remote peer): `take` says whether one more
+ * request fits. It remembers at most 10,000 keys, then starts afresh.
+ */
+export class RateLimiter {
+  #buckets = new Map<string, { tokens: number; at: number }>();
+
+  /**
+   * @param burst Requests allowed at once.
+   * @param perSecond Requests allowed per second after the burst.
+   */
+  constructor(readonly burst: number, readonly perSecond: number) {}
+
+  /**
+   * Takes a token for `key`, if there is one.
+   *
+   * @param key Whose bucket.
+   * @param now The time (ms).
+   * @returns Whether the request may go ahead.
+   */
+  take(key: string, now: number): boolean {
+    let b = this.#buckets.get(key);
+    if (b === undefined) {
+      if (this.#buckets.size > 10_000) this.#buckets.clear();
+      b = { tokens: this.burst, at: now };
+      this.#buckets.set(key, b);
+    }
+    b.tokens = Math.min(this.burst, b.tokens + (Math.max(0, now - b.at) / 1000) * this.perSecond);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+}
+
+/**
+ * Tolerance for the timestamp of a signed DELETE (ms): the clock skew
+ * records tolerate ({@linkcode CLOCK_SKEW_TOLERANCE_MS}, 10 minutes), plus a
+ * minute for the request's time in transit, so an owner whose clock is off
+ * by the full record tolerance can still empty their mailbox.
+ */
+export const DELETE_SKEW_MS: number = CLOCK_SKEW_TOLERANCE_MS + 60 * 1000;
 
 const MAILBOX_LABEL = utf8("DIM-v1-mailbox\0");
 
@@ -152,6 +202,10 @@ export interface MailboxServerOptions {
   readonly idleTimeoutMs?: number;
   /** Receives errors caused by one peer; they never stop the server. */
   readonly onPeerError?: (error: unknown) => void;
+  /** Requests (STORE, FETCH, DELETE) accepted from one peer at once. Default 200. */
+  readonly requestBurst?: number;
+  /** Requests accepted from one peer per second after the burst. Default 20. */
+  readonly requestsPerSecond?: number;
 }
 
 /** Serves `/dim/mbox/1.0.0`: STORE, FETCH and signed DELETE of sealed envelopes. */
@@ -161,6 +215,7 @@ export class MailboxServer {
   readonly #limits: MailboxLimits;
   readonly #idleMs: number;
   readonly #onPeerError: (error: unknown) => void;
+  readonly #rate: RateLimiter;
   #host: StreamHost | undefined;
   #stopping = new AbortController();
   #active = new Set<Promise<void>>();
@@ -177,6 +232,10 @@ export class MailboxServer {
     this.#limits = { ...DEFAULT_MAILBOX_LIMITS, ...options.limits };
     this.#idleMs = options.idleTimeoutMs ?? 10_000;
     this.#onPeerError = options.onPeerError ?? (() => {});
+    this.#rate = new RateLimiter(
+      options.requestBurst ?? DEFAULT_MAILBOX_REQUEST_BURST,
+      options.requestsPerSecond ?? DEFAULT_MAILBOX_REQUESTS_PER_SECOND,
+    );
   }
 
   /**
@@ -188,8 +247,8 @@ export class MailboxServer {
     if (this.#host !== undefined) return;
     this.#host = host;
     this.#stopping = new AbortController();
-    await host.handle(MAILBOX_PROTOCOL, (stream) => {
-      const p = this.#serve(stream).finally(() => this.#active.delete(p));
+    await host.handle(MAILBOX_PROTOCOL, (stream, remotePeer) => {
+      const p = this.#serve(stream, remotePeer).finally(() => this.#active.delete(p));
       this.#active.add(p);
       return p;
     });
@@ -235,8 +294,16 @@ export class MailboxServer {
       return { type: FrameType.StoreResult, status };
     }
     if (frame.type === FrameType.Fetch) {
-      const items = this.#db.mailboxList(frame.mailbox, now, MAX_FETCH_ITEMS);
-      return { type: FrameType.Items, envelopes: items.map((i) => i.envelope) };
+      // As many as fit in one frame: a few large envelopes must not make
+      // the answer unencodable, and with it the whole mailbox unreadable.
+      const envelopes: Uint8Array[] = [];
+      let bytes = 0;
+      for (const item of this.#db.mailboxList(frame.mailbox, now, MAX_FETCH_ITEMS)) {
+        bytes += 4 + item.envelope.length;
+        if (bytes > MAX_ITEMS_BYTES) break;
+        envelopes.push(item.envelope);
+      }
+      return { type: FrameType.Items, envelopes };
     }
     if (frame.type === FrameType.Delete) {
       const owned = constantTimeEqual(await mailboxAddress(frame.owner), frame.mailbox);
@@ -253,12 +320,18 @@ export class MailboxServer {
     throw new ProtocolError("Cannot serve mailbox: unexpected frame type");
   }
 
-  async #serve(stream: MessageStream): Promise<void> {
+  async #serve(stream: MessageStream, remotePeer: string): Promise<void> {
     try {
+      // One peer's flood of requests (each STORE is a disk write) must not
+      // stall the node for everyone else.
+      if (!this.#rate.take(remotePeer, this.#clock())) {
+        throw new ProtocolError("Cannot serve mailbox: too many requests from this peer");
+      }
       const signal = AbortSignal.any([this.#stopping.signal, AbortSignal.timeout(this.#idleMs)]);
       const frame = await race(new FrameReader(stream).next(), signal);
-      if (frame === undefined) return;
-      await writeFrame(stream, await this.answer(frame), signal);
+      // A peer that ends its side without asking still gets its stream closed,
+      // or the stream would stay open on this node for good.
+      if (frame !== undefined) await writeFrame(stream, await this.answer(frame), signal);
       await stream.close({ signal }).catch(() => {});
     } catch (err) {
       stream.abort(err instanceof Error ? err : new Error(String(err)));

@@ -39,6 +39,7 @@ import {
   MailboxServer,
   type MessageStream,
   race,
+  RateLimiter,
   sha256,
   type StreamHost,
   writeFrame,
@@ -134,25 +135,6 @@ export type RecipientResolver = (
 const MAX_FRAMES_PER_STREAM = 100_000;
 /** How long the nodes closest to a mailbox are remembered. */
 const CLOSEST_CACHE_MS = 5 * 60 * 1000;
-
-/** A token bucket per key. */
-class RateLimiter {
-  #buckets = new Map<string, { tokens: number; at: number }>();
-  constructor(readonly burst: number, readonly perSecond: number) {}
-  take(key: string, now: number): boolean {
-    let b = this.#buckets.get(key);
-    if (b === undefined) {
-      if (this.#buckets.size > 10_000) this.#buckets.clear();
-      b = { tokens: this.burst, at: now };
-      this.#buckets.set(key, b);
-    }
-    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond);
-    b.at = now;
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
-  }
-}
 
 /**
  * Sends and receives DIM messages for one identity over a transport.
@@ -696,6 +678,8 @@ export class MessagingService extends EventTarget {
           await writeFrame(stream, { type: FrameType.Ack, envelopeHash, signature }, signal);
           if (incoming !== undefined) this.#emit({ type: "message", incoming });
         } else if (frame.type === FrameType.Receipt) {
+          // Each receipt costs an outbox lookup and a signature check: limited like envelopes.
+          if (!this.#rate.take(remotePeer, this.#clock())) continue;
           await this.#acknowledgeAny(frame.envelopeHash, frame.signature);
         } else {
           throw new ProtocolError("Cannot serve stream: unexpected frame type");

@@ -269,14 +269,37 @@ function toOutbox(r: Row): OutboxRow {
   };
 }
 
-function storageError(action: string, cause: unknown): StorageError {
+function storageError(action: string, cause: unknown, known?: string): StorageError {
   const detail = cause instanceof Error ? cause.message : String(cause);
-  let reason = detail;
+  let reason = known ?? detail;
   if (/SQLITE_FULL|database or disk is full/i.test(detail)) reason = "no space left on device";
   else if (/readonly|read-only/i.test(detail)) reason = "the data directory is read-only";
   else if (/not a database|malformed/i.test(detail)) reason = "the database file is corrupt";
   else if (/locked|busy/i.test(detail)) reason = "the database is locked by another process";
   return new StorageError(`Cannot ${action}: ${reason}`, { cause });
+}
+
+/**
+ * SQLite says only "unable to open database file" when it cannot create or
+ * write the file or its journal; a probe file in the same directory tells
+ * the reason a user can act on.
+ */
+function whyUnopenable(path: string, cause: unknown): string | undefined {
+  if (path === ":memory:" || !/unable to open/i.test(String(cause))) return undefined;
+  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
+  const probe = `${dir}/.dim-probe-${crypto.randomUUID()}`;
+  try {
+    Deno.writeFileSync(probe, new Uint8Array(1), { createNew: true });
+    Deno.removeSync(probe);
+    return undefined;
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (code === "EROFS") return "the data directory is read-only";
+    if (code === "ENOSPC" || code === "EDQUOT") return "no space left on device";
+    if (code === "EACCES" || code === "EPERM") return "permission denied";
+    if (code === "ENOENT") return "its directory does not exist";
+    return undefined;
+  }
 }
 
 /** DIM's local SQLite database. Not safe to share between processes without the data-dir lock. */
@@ -340,7 +363,7 @@ export class Database implements Disposable {
         db?.close();
       } catch { /* already failing */ }
       if (cause instanceof StorageError) throw cause;
-      throw storageError(`open database ${path}`, cause);
+      throw storageError(`open database ${path}`, cause, whyUnopenable(path, cause));
     }
     return new Database(db);
   }
