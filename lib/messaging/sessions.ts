@@ -75,6 +75,7 @@ export const SessionContentType = { Initial: 0x80, Ratchet: 0x81 } as const;
 
 const SESSION_ID_LENGTH = 8;
 const PREKEYS_SECRET = "prekeys";
+const PREKEYS_SEQ_META = "prekeys_seq";
 /** Refill one-time prekeys when fewer than this many are left. */
 const REFILL_BELOW = 20;
 
@@ -191,7 +192,12 @@ export class SessionManager {
       }
       const sealed = await this.#sealPrekeys(secrets);
       this.#db.setSecret(PREKEYS_SECRET, sealed);
-      return await signPrekeyBundle(this.#identity, secrets, { now });
+      // Storage nodes keep the highest sequence number: after the clock went
+      // back, a bundle numbered by the clock alone would be refused, and a
+      // used one-time prekey would stay on offer.
+      const seq = Math.max(now, Number(this.#db.getMeta(PREKEYS_SEQ_META) ?? 0) + 1);
+      this.#db.setMeta(PREKEYS_SEQ_META, String(seq));
+      return await signPrekeyBundle(this.#identity, secrets, { now, seq });
     });
   }
 

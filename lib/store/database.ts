@@ -283,8 +283,12 @@ function storageError(action: string, cause: unknown, known?: string): StorageEr
  * SQLite says only "unable to open database file" when it cannot create or
  * write the file or its journal; a probe file in the same directory tells
  * the reason a user can act on.
+ *
+ * @param path The database file that would not open.
+ * @param cause What SQLite threw.
+ * @returns The reason, or `undefined` if the probe finds none.
  */
-function whyUnopenable(path: string, cause: unknown): string | undefined {
+export function whyUnopenable(path: string, cause: unknown): string | undefined {
   if (path === ":memory:" || !/unable to open/i.test(String(cause))) return undefined;
   const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
   const probe = `${dir}/.dim-probe-${crypto.randomUUID()}`;

@@ -19,6 +19,7 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import { StorageError } from "../errors.ts";
+import { whyUnopenable } from "./database.ts";
 
 /** A held data-directory lock. */
 export interface DataDirLock {
@@ -53,7 +54,8 @@ export function lockDataDir(dir: string): DataDirLock {
         { cause },
       );
     }
-    throw new StorageError(`Cannot lock data directory ${dir}: ${text}`, { cause });
+    const reason = whyUnopenable(path, cause) ?? text;
+    throw new StorageError(`Cannot lock data directory ${dir}: ${reason}`, { cause });
   }
   const held = db;
   let released = false;

@@ -174,3 +174,20 @@ Deno.test("session states are sealed at rest", async () => {
   const eve = await SecretBox.forIdentity(await Identity.generate());
   await assert.rejects(eve.open(`session:${bob.identity.id}`, row.state));
 });
+
+Deno.test("a bundle signed after the clock went back still supersedes the last one", async () => {
+  const identity = await Identity.generate();
+  const db = Database.open(":memory:");
+  let now = Date.now();
+  const sessions = new SessionManager({
+    identity,
+    database: db,
+    box: await SecretBox.forIdentity(identity),
+    fetchBundle: () => Promise.resolve(undefined),
+  }, { clock: () => now });
+  const first = await sessions.prekeyBundle();
+  now -= 10 * 60 * 1000;
+  const second = await sessions.prekeyBundle();
+  assert.ok(second.seq > first.seq);
+  db.close();
+});
