@@ -102,6 +102,31 @@ export async function writeFileAtomic(
     throw new StorageError(`Cannot write ${path}: ${describe(cause)}`, { cause });
   }
   await syncDirectory(dir, path);
+  await sweepStaleTemps(dir, basename(path));
+}
+
+/** Temporary files of a write that was killed are swept once they are this old. */
+const STALE_TEMP_MS = 60 * 60 * 1000;
+
+/**
+ * Removes temporary files of `name` left by writes that were killed. Only old
+ * ones: a fresh one may belong to a write in progress in another process.
+ */
+async function sweepStaleTemps(dir: string, name: string): Promise<void> {
+  const prefix = `.${name}.`;
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.isFile || !entry.name.startsWith(prefix) || !entry.name.endsWith(".tmp")) continue;
+      if (!/^[0-9a-f]{16}$/.test(entry.name.slice(prefix.length, -".tmp".length))) continue;
+      const temp = join(dir, entry.name);
+      const info = await Deno.lstat(temp);
+      if (Date.now() - (info.mtime?.getTime() ?? Date.now()) > STALE_TEMP_MS) {
+        await Deno.remove(temp);
+      }
+    }
+  } catch {
+    // Sweeping is housekeeping: the write itself succeeded.
+  }
 }
 
 /**

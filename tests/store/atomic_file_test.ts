@@ -259,3 +259,25 @@ Deno.test("pathExists() tells what exists", async () => {
     assert.equal(await pathExists(`${dir}/file/below`), false);
   });
 });
+
+Deno.test("writeFileAtomic() sweeps temporary files that killed writes left, once they are old", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const stale = `${dir}/.identity.key.0123456789abcdef.tmp`;
+    const fresh = `${dir}/.identity.key.fedcba9876543210.tmp`;
+    const other = `${dir}/.other.0123456789abcdef.tmp`;
+    for (const p of [stale, fresh, other]) await Deno.writeFile(p, new Uint8Array([1]));
+    const old = new Date(Date.now() - 2 * 3600 * 1000);
+    await Deno.utime(stale, old, old);
+    await Deno.utime(other, old, old);
+    await writeFileAtomic(`${dir}/identity.key`, new Uint8Array([2]));
+    const left = (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
+    assert.deepEqual(left, [
+      ".identity.key.fedcba9876543210.tmp",
+      ".other.0123456789abcdef.tmp",
+      "identity.key",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
