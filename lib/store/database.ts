@@ -24,7 +24,13 @@
  *
  * @module
  */
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+
+/** What statements run through: prepared statements are cached. */
+interface SqlHandle {
+  prepare(sql: string): StatementSync;
+  exec(sql: string): void;
+}
 import { StorageError } from "../errors.ts";
 
 const SCHEMA_VERSION = 2;
@@ -372,10 +378,25 @@ export class Database implements Disposable {
     return new Database(db);
   }
 
-  #run<T>(action: string, fn: (db: DatabaseSync) => T): T {
+  // Compiling SQL costs more than running these small statements: each is
+  // prepared once and reused.
+  #statements = new Map<string, StatementSync>();
+  #handle: SqlHandle = {
+    prepare: (sql: string): StatementSync => {
+      let statement = this.#statements.get(sql);
+      if (statement === undefined) {
+        statement = this.#db.prepare(sql);
+        this.#statements.set(sql, statement);
+      }
+      return statement;
+    },
+    exec: (sql: string): void => this.#db.exec(sql),
+  };
+
+  #run<T>(action: string, fn: (db: SqlHandle) => T): T {
     if (this.#closed) throw new StorageError(`Cannot ${action}: the database is closed`);
     try {
-      return fn(this.#db);
+      return fn(this.#handle);
     } catch (cause) {
       if (cause instanceof StorageError) throw cause;
       throw storageError(action, cause);
