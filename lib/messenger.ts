@@ -138,6 +138,22 @@ const CARD_REPUBLISH_MS = 6 * 3600 * 1000;
 /** The database setting that keeps the sequence number of the last card signed. */
 const CARD_SEQ_META = "card_seq";
 const CARD_CACHE_MS = 30_000;
+const CARD_LOOKUP_ATTEMPTS = 2;
+const CARD_LOOKUP_RETRY_MS = 250;
+
+function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const id = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(id);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
 /** Incoming messages kept for `messages()` while no iterator waits. */
 const MAX_QUEUED_MESSAGES = 10_000;
 
@@ -437,13 +453,23 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     const cached = this.#cards.get(id);
     if (cached && !options.fresh && this.#clock() - cached.at < CARD_CACHE_MS) return cached.card;
     let bytes: Uint8Array | undefined;
-    try {
-      bytes = await this.#node.get(key, options.signal ? { signal: options.signal } : {});
-    } catch (cause) {
-      throw new PeerUnreachableError(`Cannot find ${id}: no card in the network`, { cause });
+    let failure: unknown;
+    // A lookup that meets only peers who just left, or starts from a routing
+    // table still filling, can miss; a second lookup takes other paths.
+    for (let attempt = 0; attempt < CARD_LOOKUP_ATTEMPTS && bytes === undefined; attempt++) {
+      if (attempt > 0) await delay(CARD_LOOKUP_RETRY_MS, options.signal);
+      try {
+        bytes = await this.#node.get(key, options.signal ? { signal: options.signal } : {});
+      } catch (cause) {
+        options.signal?.throwIfAborted();
+        failure = cause;
+      }
     }
     if (bytes === undefined) {
-      throw new PeerUnreachableError(`Cannot find ${id}: no card in the network`);
+      throw new PeerUnreachableError(
+        `Cannot find ${id}: no card in the network`,
+        failure === undefined ? undefined : { cause: failure },
+      );
     }
     const card = await openCard(bytes, { key, now: this.#clock() });
     this.#cards.set(id, { card, at: this.#clock() });
