@@ -1,4 +1,5 @@
 import { deepStrictEqual, notDeepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { assertRejects } from "../_support/assert.ts";
 import { concat, u32, u64, utf8 } from "../../lib/crypto/_bytes.ts";
 import {
   ENVELOPE_ID_LENGTH,
@@ -19,23 +20,6 @@ const AAD = new Uint8Array([ENVELOPE_VERSION]);
 const alice = await Identity.generate();
 const bob = await Identity.generate();
 const mallory = await Identity.generate();
-
-/** Checks that `promise` rejects with exactly `ErrorClass` (and `message`, if given). */
-async function assertRejects(
-  promise: Promise<unknown>,
-  ErrorClass: abstract new (...args: never[]) => Error,
-  message?: string,
-): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    ok(err instanceof ErrorClass, `expected ${ErrorClass.name}, got ${err}`);
-    strictEqual(err.constructor, ErrorClass);
-    if (message !== undefined) strictEqual(err.message, message);
-    return err;
-  }
-  throw new Error(`expected ${ErrorClass.name}, but it resolved`);
-}
 
 /** The one failure openEnvelope() may show: same class, same message, no cause. */
 async function assertUniformRejection(promise: Promise<unknown>): Promise<void> {

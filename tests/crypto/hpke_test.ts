@@ -1,4 +1,5 @@
 import { deepStrictEqual, notDeepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
+import { assertRejects } from "../_support/assert.ts";
 import { concat, fromHex, toHex, utf8 } from "../../lib/crypto/_bytes.ts";
 import {
   computeNonce,
@@ -24,23 +25,6 @@ import {
 import { DecryptionError, EncryptionError } from "../../lib/errors.ts";
 
 const DECRYPTION_MESSAGE = new DecryptionError().message;
-
-/** Checks that `promise` rejects with exactly `ErrorClass` (and `message`, if given). */
-async function assertRejects(
-  promise: Promise<unknown>,
-  ErrorClass: abstract new (...args: never[]) => Error,
-  message?: string,
-): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    ok(err instanceof ErrorClass, `expected ${ErrorClass.name}, got ${err}`);
-    strictEqual(err.constructor, ErrorClass);
-    if (message !== undefined) strictEqual(err.message, message);
-    return err;
-  }
-  throw new Error(`expected ${ErrorClass.name}, but it resolved`);
-}
 
 // --- RFC 9180 Appendix A.1 vectors ------------------------------------------
 
