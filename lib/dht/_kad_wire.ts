@@ -1,18 +1,26 @@
 /**
- * The few kad-dht wire messages DIM sends by itself, on a raw stream of the
- * kad protocol: a `PUT_VALUE` to repair a peer that answered a `get` with an
- * out-of-date record, and (in tests) a `GET_VALUE` or replayed `PUT_VALUE`.
+ * The kad-dht wire messages DIM sends and reads by itself on streams of the
+ * kad protocol: its own lookups (`GET_VALUE`, `FIND_NODE`), puts and
+ * repairs (`PUT_VALUE`), and, in tests, replayed records.
  *
  * The format is libp2p's kad-dht `Message` protobuf (`dht.proto`: field 1
- * `type`, 2 `key`, 3 `record`; the rest is skipped), each message framed by
- * an unsigned-varint length. The record field holds a libp2p `Record`
- * protobuf (`@libp2p/record`).
+ * `type`, 2 `key`, 3 `record`, 8 `closerPeers`; the rest is skipped), each
+ * message framed by an unsigned-varint length. The record field holds a
+ * libp2p `Record` protobuf (`@libp2p/record`); a closer peer is a `Peer`
+ * message (field 1 `id`, a multihash; 2 `addrs`, repeated multiaddr bytes).
+ * Decoding is strict: truncated fields, unknown wire types, and more closer
+ * peers or addresses than {@linkcode MAX_CLOSER_PEERS} and
+ * {@linkcode MAX_PEER_ADDRESSES} are refused.
+ *
+ * kad-dht's server reads requests from one stream until the remote closes
+ * it, so a {@linkcode KadStreamReader} reads answer after answer from the
+ * same stream.
  *
  * @module
  */
 import type { Stream } from "@libp2p/interface";
 import { ProtocolError } from "../errors.ts";
-import { readStream } from "./_stream.ts";
+import { readStream, type StreamChunk } from "./_stream.ts";
 
 /** kad-dht message types (the `MessageType` enum of `dht.proto`). */
 export const KadMessageType = {
@@ -22,6 +30,20 @@ export const KadMessageType = {
   PING: 5,
 } as const;
 
+/** The most closer peers one message may carry (kad-dht sends at most k = 20). */
+export const MAX_CLOSER_PEERS = 64;
+
+/** The most addresses one closer peer may carry. */
+export const MAX_PEER_ADDRESSES = 32;
+
+/** A peer as a kad-dht message carries it. */
+export interface KadPeer {
+  /** The peer ID's multihash bytes. */
+  readonly id: Uint8Array;
+  /** Its multiaddrs, as bytes. */
+  readonly addrs: readonly Uint8Array[];
+}
+
 /** The fields of a kad-dht message DIM reads or writes. */
 export interface KadMessage {
   /** The message type. */
@@ -30,6 +52,8 @@ export interface KadMessage {
   readonly key?: Uint8Array;
   /** A serialized libp2p `Record`. */
   readonly record?: Uint8Array;
+  /** Peers closer to the key, in an answer. */
+  readonly closer?: readonly KadPeer[];
 }
 
 function varint(value: number): number[] {
@@ -64,13 +88,18 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 /**
  * Encodes a kad-dht message with its varint length prefix.
  *
- * @param message The type, key and record.
+ * @param message The type, key, record and closer peers.
  * @returns The framed bytes.
  */
 export function encodeKadMessage(message: KadMessage): Uint8Array {
   const parts: Uint8Array[] = [new Uint8Array([0x08, ...varint(message.type)])];
   if (message.key !== undefined) parts.push(bytesField(2, message.key));
   if (message.record !== undefined) parts.push(bytesField(3, message.record));
+  for (const peer of message.closer ?? []) {
+    parts.push(
+      bytesField(8, concat([bytesField(1, peer.id), ...peer.addrs.map((a) => bytesField(2, a))])),
+    );
+  }
   const body = concat(parts);
   return concat([new Uint8Array(varint(body.length)), body]);
 }
@@ -96,53 +125,93 @@ class Reader {
     if (this.offset + length > this.bytes.length) {
       throw new ProtocolError("Cannot decode kad message: truncated field");
     }
-    const out = this.bytes.slice(this.offset, this.offset + length);
+    const out = this.bytes.subarray(this.offset, this.offset + length);
     this.offset += length;
     return out;
   }
+  skip(wireType: number): void {
+    switch (wireType) {
+      case 0:
+        this.varint();
+        break;
+      case 1:
+        this.take(8);
+        break;
+      case 2:
+        this.take(this.varint());
+        break;
+      case 5:
+        this.take(4);
+        break;
+      default:
+        throw new ProtocolError(`Cannot decode kad message: unsupported wire type ${wireType}`);
+    }
+  }
+}
+
+function decodePeer(bytes: Uint8Array): KadPeer {
+  const reader = new Reader(bytes);
+  let id: Uint8Array | undefined;
+  const addrs: Uint8Array[] = [];
+  while (reader.offset < bytes.length) {
+    const tag = reader.varint();
+    const field = Math.floor(tag / 8);
+    if ((tag & 7) === 2 && (field === 1 || field === 2)) {
+      const value = reader.take(reader.varint()).slice();
+      if (field === 1) id = value;
+      else if (addrs.push(value) > MAX_PEER_ADDRESSES) {
+        throw new ProtocolError(
+          `Cannot decode kad message: a peer has more than ${MAX_PEER_ADDRESSES} addresses`,
+        );
+      }
+    } else {
+      reader.skip(tag & 7);
+    }
+  }
+  if (id === undefined || id.length === 0) {
+    throw new ProtocolError("Cannot decode kad message: a closer peer has no ID");
+  }
+  return { id, addrs };
 }
 
 /**
  * Decodes the body (without the length prefix) of a kad-dht message.
  *
  * @param body The protobuf bytes.
- * @returns The type, key and record; other fields are skipped.
- * @throws {ProtocolError} If the bytes are not a well-formed protobuf.
+ * @returns The type, key, record and closer peers; other fields are skipped.
+ * @throws {ProtocolError} If the bytes are not a well-formed protobuf, or
+ *   carry too many closer peers or addresses.
  */
 export function decodeKadMessage(body: Uint8Array): KadMessage {
   const reader = new Reader(body);
   let type = 0;
   let key: Uint8Array | undefined;
   let record: Uint8Array | undefined;
+  const closer: KadPeer[] = [];
   while (reader.offset < body.length) {
     const tag = reader.varint();
     const field = Math.floor(tag / 8);
-    switch (tag & 7) {
-      case 0: {
-        const value = reader.varint();
-        if (field === 1) type = value;
-        break;
+    const wireType = tag & 7;
+    if (wireType === 0 && field === 1) {
+      type = reader.varint();
+    } else if (wireType === 2 && (field === 2 || field === 3 || field === 8)) {
+      const value = reader.take(reader.varint());
+      if (field === 2) key = value.slice();
+      else if (field === 3) record = value.slice();
+      else if (closer.push(decodePeer(value)) > MAX_CLOSER_PEERS) {
+        throw new ProtocolError(
+          `Cannot decode kad message: more than ${MAX_CLOSER_PEERS} closer peers`,
+        );
       }
-      case 1:
-        reader.take(8);
-        break;
-      case 2: {
-        const value = reader.take(reader.varint());
-        if (field === 2) key = value;
-        if (field === 3) record = value;
-        break;
-      }
-      case 5:
-        reader.take(4);
-        break;
-      default:
-        throw new ProtocolError(`Cannot decode kad message: unsupported wire type ${tag & 7}`);
+    } else {
+      reader.skip(wireType);
     }
   }
   return {
     type,
     ...(key === undefined ? {} : { key }),
     ...(record === undefined ? {} : { record }),
+    ...(closer.length === 0 ? {} : { closer }),
   };
 }
 
@@ -166,6 +235,73 @@ export async function sendBytes(
 }
 
 /**
+ * Reads length-prefixed kad-dht messages one after another from a stream,
+ * keeping bytes that arrive ahead of the next message.
+ */
+export class KadStreamReader {
+  readonly #chunks: AsyncIterator<StreamChunk>;
+  readonly #maxBytes: number;
+  #buffered: Uint8Array = new Uint8Array(0);
+
+  /**
+   * @param stream The stream to read; nothing else may read it.
+   * @param maxBytes The largest message body accepted.
+   */
+  constructor(stream: Stream, maxBytes: number) {
+    this.#chunks = readStream(stream)[Symbol.asyncIterator]();
+    this.#maxBytes = maxBytes;
+  }
+
+  /**
+   * Reads the next message.
+   *
+   * @returns The decoded message.
+   * @throws {ProtocolError} If the stream ends first, the length exceeds
+   *   the limit, or the body is malformed.
+   */
+  async next(): Promise<KadMessage> {
+    while (true) {
+      const reader = new Reader(this.#buffered);
+      let length: number | undefined;
+      try {
+        length = reader.varint();
+      } catch {
+        if (this.#buffered.length > 10) {
+          throw new ProtocolError("Cannot read kad message: bad length");
+        }
+      }
+      if (length !== undefined) {
+        if (length > this.#maxBytes) {
+          throw new ProtocolError(
+            `Cannot read kad message: ${length} bytes is over ${this.#maxBytes}`,
+          );
+        }
+        if (this.#buffered.length - reader.offset >= length) {
+          const end = reader.offset + length;
+          const message = decodeKadMessage(this.#buffered.subarray(reader.offset, end));
+          // A chunk is often a view of a 64 KiB socket read buffer: keep a
+          // copy of the rest, never a view that would pin that buffer while
+          // the stream waits idle for its next request.
+          this.#buffered = end === this.#buffered.length
+            ? new Uint8Array(0)
+            : this.#buffered.slice(end);
+          return message;
+        }
+      }
+      const { value, done } = await this.#chunks.next();
+      if (done) throw new ProtocolError("Cannot read kad message: the stream ended first");
+      const bytes = value instanceof Uint8Array ? value : value.subarray();
+      this.#buffered = this.#buffered.length === 0 ? bytes : concat([this.#buffered, bytes]);
+    }
+  }
+
+  /** Stops reading (the stream's listeners are removed). */
+  async cancel(): Promise<void> {
+    await this.#chunks.return?.();
+  }
+}
+
+/**
  * Reads one length-prefixed kad-dht message from a stream.
  *
  * @param stream The stream.
@@ -175,24 +311,10 @@ export async function sendBytes(
  *   `maxBytes`, or the body is malformed.
  */
 export async function readKadMessage(stream: Stream, maxBytes: number): Promise<KadMessage> {
-  let buffered: Uint8Array = new Uint8Array(0);
-  for await (const chunk of readStream(stream)) {
-    const bytes = chunk instanceof Uint8Array ? chunk : chunk.subarray();
-    buffered = concat([buffered, bytes]);
-    const reader = new Reader(buffered);
-    let length: number;
-    try {
-      length = reader.varint();
-    } catch {
-      if (buffered.length > 10) throw new ProtocolError("Cannot read kad message: bad length");
-      continue;
-    }
-    if (length > maxBytes) {
-      throw new ProtocolError(`Cannot read kad message: ${length} bytes is over ${maxBytes}`);
-    }
-    if (buffered.length - reader.offset >= length) {
-      return decodeKadMessage(buffered.subarray(reader.offset, reader.offset + length));
-    }
+  const reader = new KadStreamReader(stream, maxBytes);
+  try {
+    return await reader.next();
+  } finally {
+    await reader.cancel();
   }
-  throw new ProtocolError("Cannot read kad message: the stream ended first");
 }

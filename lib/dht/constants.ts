@@ -33,22 +33,63 @@ export const DEFAULT_INBOUND_CONNECTION_THRESHOLD = 100;
 /** The most open connections a node keeps before pruning (libp2p's default). */
 export const DEFAULT_MAX_CONNECTIONS = 300;
 
+/**
+ * How often libp2p's connection monitor pings each open connection (over a
+ * new stream) to find dead ones. libp2p's 10 s made a node with 60
+ * connections open 12 streams a second while idle; yamux already sends a
+ * keep-alive frame every 30 s on each connection.
+ */
+export const CONNECTION_PING_INTERVAL_MS = 60_000;
+
 /** The most inbound connections that may be in their handshake at once. */
 export const DEFAULT_MAX_INCOMING_PENDING_CONNECTIONS = 100;
 
 /**
- * kad-dht's `alpha`: how many peers one query path asks at once. DIM keeps
- * kad-dht's default. With 20 nodes in one process, `alpha` 3, one disjoint
- * path and a `get` quorum of 3 cut get latency about fivefold (see
- * `tests/dht/network_test.ts`), at the cost of trusting fewer replicas.
+ * Kademlia's k: how many peers closest to a key store its record, and how
+ * many closest answering peers a lookup path keeps. kad-dht's default.
+ */
+export const DHT_K = 20;
+
+/**
+ * Kademlia's alpha: how many requests one lookup has in flight, shared
+ * among its disjoint paths (kad-dht is given `alpha / disjointPaths` per
+ * path). A `get` with a quorum asks one peer per path at a time instead:
+ * it ends once the closest peers agree, so farther peers asked in parallel
+ * would be wasted.
  */
 export const DEFAULT_QUERY_CONCURRENCY = 10;
 
 /**
- * kad-dht's `disjointPaths`: how many independent paths a query walks. More
- * paths resist more malicious peers; kad-dht's default equals `alpha`.
+ * How many disjoint paths (S/Kademlia) a lookup walks: no peer is asked on
+ * two paths, so malicious peers on one path cannot steer the others.
+ * kad-dht's default.
  */
 export const DEFAULT_DISJOINT_PATHS = 10;
+
+/**
+ * How many agreeing answers from the closest peers, on as many disjoint
+ * paths, end a `get` once no closer peer remains to ask (see
+ * `_lookup.ts`). go-libp2p-kad-dht likewise ends a lookup once its 3
+ * closest peers have answered.
+ */
+export const DEFAULT_QUORUM = 3;
+
+/**
+ * After how long an unanswered DHT request of a lookup stops holding its
+ * path's slot, so that the path asks its next peer meanwhile: a slow or
+ * unreachable peer (or a made-up one a malicious peer named) then costs
+ * the lookup one straggling request, not a stalled path.
+ */
+export const LOOKUP_STRAGGLE_MS = 1_000;
+
+/** How long one DHT request (dial included) may take. */
+export const KAD_REQUEST_TIMEOUT_MS = 5_000;
+
+/**
+ * How long an idle DHT request stream is kept for the next request to the
+ * same peer; kad-dht's server closes it after 10 s without a request.
+ */
+export const KAD_STREAM_IDLE_MS = 5_000;
 
 /**
  * The longest a `get`, `put` or `getClosestPeers` runs before it gives up,
@@ -92,6 +133,26 @@ export const PEER_ADDRESS_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
 
 /** How long a peer with no usable address stays in the peer store. */
 export const PEER_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
+
+/**
+ * How long a peer and its addresses, once learnt from a DHT answer, are
+ * not passed on again to the peer store and the routing table (see
+ * `_peer_events.ts`). Far below the week the peer store keeps addresses.
+ */
+export const PEER_EVENT_REFRESH_MS = 60_000;
+
+/** How many peers that filter remembers (about 200 bytes each). */
+export const PEER_EVENT_MEMORY = 1024;
+
+/**
+ * How long a peer read from the peer store is answered from memory, and how
+ * often at most an unchanged peer entry is rewritten (see
+ * `_peer_store_cache.ts`).
+ */
+export const PEER_STORE_CACHE_TTL_MS = 60_000;
+
+/** How many peers each node's peer-store cache holds. */
+export const PEER_STORE_CACHE_ENTRIES = 512;
 
 /**
  * kad-dht serves a stored record only if it was received less than 48 hours

@@ -34,7 +34,7 @@ import type { Connection, PeerId, PrivateKey, Stream } from "@libp2p/interface";
 import { kadDHT, passthroughMapper } from "@libp2p/kad-dht";
 import type { KadDHT } from "@libp2p/kad-dht";
 import { noise } from "@libp2p/noise";
-import { peerIdFromString } from "@libp2p/peer-id";
+import { peerIdFromMultihash, peerIdFromString } from "@libp2p/peer-id";
 import { ping } from "@libp2p/ping";
 import type { Ping } from "@libp2p/ping";
 import { Libp2pRecord } from "@libp2p/record";
@@ -56,6 +56,7 @@ import {
 import { readFileBounded, writeFileAtomic } from "../store/atomic_file.ts";
 import { SqliteDatastore } from "../store/sqlite_datastore.ts";
 import {
+  CONNECTION_PING_INTERVAL_MS,
   DEFAULT_DISJOINT_PATHS,
   DEFAULT_INBOUND_CONNECTION_THRESHOLD,
   DEFAULT_LISTEN,
@@ -63,24 +64,40 @@ import {
   DEFAULT_MAX_INCOMING_PENDING_CONNECTIONS,
   DEFAULT_PROTOCOL_PREFIX,
   DEFAULT_QUERY_CONCURRENCY,
+  DEFAULT_QUORUM,
+  DHT_K,
   JOIN_TIMEOUT_MS,
+  KAD_REQUEST_TIMEOUT_MS,
+  KAD_STREAM_IDLE_MS,
   kadProtocol,
   LIBP2P_STOP_TIMEOUT_MS,
+  LOOKUP_STRAGGLE_MS,
   MAX_KAD_MESSAGE_BYTES,
   MAX_NODE_KEY_BYTES,
   NODE_DATABASE_FILE,
   NODE_KEY_FILE,
   PEER_ADDRESS_MAX_AGE_MS,
+  PEER_EVENT_MEMORY,
+  PEER_EVENT_REFRESH_MS,
   PEER_MAX_AGE_MS,
+  PEER_STORE_CACHE_ENTRIES,
+  PEER_STORE_CACHE_TTL_MS,
   QUERY_TIMEOUT_MS,
   RECONNECT_PEER_LIMIT,
   RECORD_MAX_AGE_MS,
   START_DIAL_CONCURRENCY,
   START_DIAL_TIMEOUT_MS,
 } from "./constants.ts";
-import { encodeKadMessage, KadMessageType, readKadMessage, sendBytes } from "./_kad_wire.ts";
+import { installFastClosest, type KBucketLike } from "./_closest.ts";
+import { coalesceWrites } from "./_coalesce.ts";
+import { KadClient } from "./_kad_client.ts";
+import { KadMessageType, type KadPeer } from "./_kad_wire.ts";
+import { kadId, lookup, type LookupQuorum, type LookupResult, peerKey } from "./_lookup.ts";
 import { namespaceOf, recordDatastoreKey, RecordGuardDatastore } from "./_record_guard.ts";
 import { withReliableIteration } from "./_stream.ts";
+import { libp2pDebugRequested, SILENT_COMPONENT_LOGGER } from "./_logger.ts";
+import { PeerEventFilter } from "./_peer_events.ts";
+import { PeerStoreCache } from "./_peer_store_cache.ts";
 
 export type { Stream };
 
@@ -153,14 +170,19 @@ export interface DhtNodeOptions {
   readonly maxIncomingPendingConnections?: number;
   /** The protocol prefix: kad-dht speaks `<prefix>/kad/1.0.0`. Default `"/dim"`. */
   readonly protocolPrefix?: string;
-  /** kad-dht `alpha`: peers asked at once per query path. Default `10`. */
+  /**
+   * Requests in flight per lookup (Kademlia's alpha), shared among its
+   * disjoint paths; a `get` asks one peer per path at a time. Default `10`.
+   */
   readonly queryConcurrency?: number;
-  /** kad-dht `disjointPaths`: independent paths per query. Default `10`. */
+  /**
+   * Disjoint paths per lookup (S/Kademlia): no peer is asked on two paths,
+   * so malicious peers on one path cannot steer the others. Default `10`.
+   */
   readonly disjointPaths?: number;
   /**
-   * How many peers' answers carrying a value end a `get` early (0: ask every
-   * peer the query reaches, kad-dht's behaviour). See {@linkcode DhtGetOptions.quorum}.
-   * Default `0`.
+   * How many agreeing answers from the closest peers end a `get` early;
+   * `0` never ends it early. See {@linkcode DhtGetOptions.quorum}. Default `3`.
    */
   readonly quorum?: number;
   /**
@@ -183,14 +205,26 @@ export interface DhtCallOptions {
 /** Options of {@linkcode DhtNode.get}. */
 export interface DhtGetOptions extends DhtCallOptions {
   /**
-   * End the query once this many peers have answered with a value, instead
-   * of asking every peer the query reaches; the best of those answers and
-   * the local copy is returned, and the answers that were older are
-   * repaired. Fewer peers asked is faster but trusts fewer replicas; it
-   * pays off with a low `queryConcurrency` and `disjointPaths` (the
-   * closest peers are asked first). `0` asks all. Default: the node's `quorum`.
+   * End the lookup once this many peers, on at least as many disjoint paths
+   * (or all paths in use, if fewer), answered with the best value found,
+   * and every peer known to be closer to the key than them has answered or
+   * failed. Otherwise (`0`, or too few agreeing answers) the lookup runs
+   * until the k closest peers of every path have been asked. Either way the
+   * best answer (by the namespace's selector, with the local copy) is
+   * returned and peers that answered with an older value are repaired.
+   * Default: the node's `quorum`.
    */
   readonly quorum?: number;
+}
+
+/** Counters of a node's DHT requests; see {@linkcode DhtNode.stats}. */
+export interface DhtStats {
+  /** DHT requests sent (lookups, puts, repairs). */
+  readonly requests: number;
+  /** Streams opened for them. */
+  readonly streams: number;
+  /** Requests sent on a stream kept open from an earlier request. */
+  readonly reused: number;
 }
 
 /** A peer and the addresses it can be dialled on. */
@@ -229,10 +263,14 @@ interface NodeInit {
   readonly clock: () => number;
   readonly protocol: string;
   readonly quorum: number;
+  readonly queryConcurrency: number;
+  readonly disjointPaths: number;
+  readonly peerEvents: PeerEventFilter;
   readonly log: (message: string) => void;
 }
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 const NAMESPACE_PATTERN = /^[A-Za-z0-9._-]+$/;
 
 let constructNode: (init: NodeInit) => DhtNode;
@@ -277,7 +315,7 @@ export async function createDhtNode(options: DhtNodeOptions = {}): Promise<DhtNo
     protocolPrefix = DEFAULT_PROTOCOL_PREFIX,
     queryConcurrency = DEFAULT_QUERY_CONCURRENCY,
     disjointPaths = DEFAULT_DISJOINT_PATHS,
-    quorum = 0,
+    quorum = DEFAULT_QUORUM,
     log = () => {},
     start = true,
     signal,
@@ -322,6 +360,11 @@ export async function createDhtNode(options: DhtNodeOptions = {}): Promise<DhtNo
     sqlite = SqliteDatastore.open(join(dataDir, NODE_DATABASE_FILE));
   }
   const inner: Datastore = sqlite ?? new MemoryDatastore();
+  const peerEvents = new PeerEventFilter({
+    refreshMs: PEER_EVENT_REFRESH_MS,
+    maxEntries: PEER_EVENT_MEMORY,
+    clock,
+  });
   const datastore = new RecordGuardDatastore(inner, { selectors, clock, log });
 
   let node: DhtNode;
@@ -339,28 +382,40 @@ export async function createDhtNode(options: DhtNodeOptions = {}): Promise<DhtNo
         maxConnections,
         maxIncomingPendingConnections,
       },
+      connectionMonitor: { pingInterval: CONNECTION_PING_INTERVAL_MS },
       peerStore: {
         maxAddressAge: PEER_ADDRESS_MAX_AGE_MS,
         maxPeerAge: PEER_MAX_AGE_MS,
       },
+      ...(libp2pDebugRequested() ? {} : { logger: SILENT_COMPONENT_LOGGER }),
       services: {
         identify: identify(),
         ping: ping(),
-        dht: kadDHT({
-          protocol,
-          clientMode: false,
-          validators: { ...validators },
-          selectors: { ...selectors },
-          alpha: queryConcurrency,
-          disjointPaths,
-          // DIM runs on LANs and loopback too: keep private addresses, which
-          // kad-dht drops by default.
-          peerInfoMapper: passthroughMapper,
-          // A lone node must answer "not found" rather than wait for peers.
-          allowQueryWithZeroPeers: true,
-        }),
+        dht: withDimTuning(
+          kadDHT({
+            protocol,
+            clientMode: false,
+            validators: { ...validators },
+            selectors: { ...selectors },
+            kBucketSize: DHT_K,
+            // kad-dht's alpha is per path: share queryConcurrency among them.
+            alpha: Math.max(1, Math.ceil(queryConcurrency / disjointPaths)),
+            disjointPaths,
+            // DIM runs on LANs and loopback too: keep private addresses, which
+            // kad-dht drops by default.
+            peerInfoMapper: passthroughMapper,
+            // A lone node must answer "not found" rather than wait for peers.
+            allowQueryWithZeroPeers: true,
+          }),
+          peerEvents,
+        ),
       },
     });
+    new PeerStoreCache({
+      ttlMs: PEER_STORE_CACHE_TTL_MS,
+      maxEntries: PEER_STORE_CACHE_ENTRIES,
+      clock,
+    }).install(libp2p.peerStore);
     node = constructNode({
       libp2p,
       datastore,
@@ -372,6 +427,9 @@ export async function createDhtNode(options: DhtNodeOptions = {}): Promise<DhtNo
       clock,
       protocol,
       quorum,
+      queryConcurrency,
+      disjointPaths,
+      peerEvents,
       log,
     });
   } catch (cause) {
@@ -419,12 +477,20 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   readonly #clock: () => number;
   readonly #protocol: string;
   readonly #quorum: number;
+  readonly #paths: number;
+  readonly #concurrency: number;
+  readonly #peerEvents: PeerEventFilter;
+  readonly #kad: KadInternals;
+  readonly #client: KadClient;
   readonly #log: (message: string) => void;
   #state: NodeState = "new";
   #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
   #stopController = new AbortController();
   readonly #background = new Set<Promise<unknown>>();
+  readonly #onConnectionOpen = (event: CustomEvent<Connection>): void => {
+    coalesceWrites(event.detail);
+  };
   readonly #onConnect = (event: CustomEvent<PeerId>): void => {
     this.dispatchEvent(new CustomEvent("peer:connect", { detail: event.detail.toString() }));
   };
@@ -448,6 +514,16 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     this.#clock = init.clock;
     this.#protocol = init.protocol;
     this.#quorum = init.quorum;
+    this.#paths = init.disjointPaths;
+    this.#concurrency = Math.max(1, Math.ceil(init.queryConcurrency / init.disjointPaths));
+    this.#peerEvents = init.peerEvents;
+    this.#kad = kadInternals(init.libp2p.services.dht);
+    this.#client = new KadClient(init.libp2p, {
+      protocol: init.protocol,
+      maxMessageBytes: MAX_KAD_MESSAGE_BYTES,
+      timeoutMs: KAD_REQUEST_TIMEOUT_MS,
+      idleMs: KAD_STREAM_IDLE_MS,
+    });
     this.#log = init.log;
     this.peerId = init.libp2p.peerId.toString();
   }
@@ -487,7 +563,23 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
 
   /** How many peers are in the kad-dht routing table. */
   get routingTableSize(): number {
-    return routingTableSize(this.#libp2p.services.dht);
+    return this.#kad.routingTable.size;
+  }
+
+  /**
+   * Counters of the DHT requests this node's own lookups, puts and repairs
+   * sent (kad-dht's background refreshes are not counted).
+   *
+   * @example
+   * ```ts
+   * import { createDhtNode } from "./node.ts";
+   *
+   * await using node = await createDhtNode({ listen: ["/ip4/127.0.0.1/tcp/0"] });
+   * console.assert(node.stats.requests === 0);
+   * ```
+   */
+  get stats(): DhtStats {
+    return { ...this.#client.stats };
   }
 
   /**
@@ -614,16 +706,9 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
       });
     }
     return await this.#query("put record", options, async (signal) => {
-      let acknowledged = 0;
+      const record = new Libp2pRecord(keyBytes, value, new Date(this.#clock())).serialize();
       try {
-        for await (const event of this.#libp2p.services.dht.put(keyBytes, value, { signal })) {
-          if (
-            event.name === "PEER_RESPONSE" && event.messageName === "PUT_VALUE" &&
-            event.record !== undefined && equalBytes(event.record.value, value)
-          ) {
-            acknowledged++;
-          }
-        }
+        await this.#datastore.put(recordDatastoreKey(keyBytes), record, { signal });
       } catch (cause) {
         if (cause instanceof InvalidRecordError) {
           throw new InvalidRecordError(
@@ -633,7 +718,13 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
         }
         throw cause;
       }
-      return acknowledged;
+      const { responses } = await this.#lookup(keyBytes, KadMessageType.FIND_NODE, signal);
+      const acks = await Promise.all(
+        responses.slice(0, DHT_K).map(({ peer }) =>
+          this.#sendRecord(peer, keyBytes, record, signal)
+        ),
+      );
+      return acks.filter(Boolean).length;
     });
   }
 
@@ -668,52 +759,25 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     checkQuorum(quorum, "get record");
     this.#assertStarted("get record");
     return await this.#query("get record", options, async (signal) => {
-      const answers: { from: PeerId; value: Uint8Array }[] = [];
-      let responses = 0;
-      let best: Uint8Array | undefined;
-      let failure: unknown;
-      let early = false;
-      try {
-        for await (const event of this.#libp2p.services.dht.get(keyBytes, { signal })) {
-          if (event.name === "PEER_RESPONSE" && event.messageName === "GET_VALUE") {
-            responses++;
-            if (event.record !== undefined) {
-              answers.push({ from: event.from, value: event.record.value });
-              // Leaving the loop ends kad-dht's query and its pending requests.
-              if (quorum > 0 && answers.length >= quorum) {
-                early = true;
-                break;
-              }
-            }
-          } else if (event.name === "VALUE") {
-            best = event.value;
-          }
-        }
-      } catch (cause) {
-        signal.throwIfAborted();
-        // kad-dht throws when one correction fails, after it has collected
-        // every answer: choose and repair here instead.
-        failure = cause;
-        this.#log(`get ${key}: kad-dht failed after ${responses} answers (${describe(cause)})`);
-      }
-      if (!early && failure === undefined && best !== undefined) return best;
-
       const local = await this.#readLocal(keyBytes, signal);
-      const values = [...(local === undefined ? [] : [local]), ...answers.map((a) => a.value)];
+      const result = await this.#lookup(keyBytes, KadMessageType.GET_VALUE, signal, {
+        count: quorum,
+        ...(local === undefined ? {} : { local }),
+        select: (values) => this.#select(keyBytes, values),
+      });
+      const answers = result.responses.filter((response) => response.value !== undefined);
+      const values = [...(local === undefined ? [] : [local]), ...answers.map((a) => a.value!)];
       if (values.length === 0) {
-        if (responses > 0) return undefined;
+        if (result.responses.length > 0) return undefined;
         throw new PeerUnreachableError(
           this.routingTableSize === 0
             ? `Cannot get record ${key}: not connected to any DHT peer`
             : `Cannot get record ${key}: no DHT peer answered`,
-          failure === undefined ? {} : { cause: failure },
         );
       }
       const chosen = values[this.#select(keyBytes, values)] as Uint8Array;
-      if (early || failure !== undefined) {
-        const stale = answers.filter((answer) => !equalBytes(answer.value, chosen));
-        await this.#repair(keyBytes, local, stale, chosen, signal);
-      }
+      const stale = answers.filter((answer) => !equalBytes(answer.value!, chosen));
+      await this.#repair(keyBytes, local, stale.map((answer) => answer.peer), chosen, signal);
       return chosen;
     });
   }
@@ -772,25 +836,21 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     const keyBytes = typeof key === "string" ? encoder.encode(key) : key;
     this.#assertStarted("find closest peers");
     return await this.#query("find closest peers", options, async (signal) => {
-      const found = new Map<string, { id: PeerId; multiaddrs: Multiaddr[] }>();
-      for await (
-        const event of this.#libp2p.services.dht.getClosestPeers(keyBytes, { signal })
-      ) {
-        if (event.name === "FINAL_PEER") found.set(event.peer.id.toString(), event.peer);
-      }
+      const { responses } = await this.#lookup(keyBytes, KadMessageType.FIND_NODE, signal);
       const peers: DhtPeer[] = [];
-      for (const { id, multiaddrs } of found.values()) {
-        // Peers the query started from carry no addresses: take the peer store's.
-        let addresses = multiaddrs.map(String);
+      for (const { peer } of responses.slice(0, DHT_K)) {
+        const peerId = toPeerId(peer);
+        let addresses = peer.addrs.map((bytes) => multiaddr(bytes).toString());
+        // Peers the lookup started from carry no addresses: take the peer store's.
         if (addresses.length === 0) {
           try {
-            const stored = await this.#libp2p.peerStore.get(id, { signal });
+            const stored = await this.#libp2p.peerStore.get(peerId, { signal });
             addresses = stored.addresses.map(({ multiaddr }) => multiaddr.toString());
           } catch {
             // Unknown to the peer store: report it without addresses.
           }
         }
-        peers.push({ peerId: id.toString(), multiaddrs: addresses });
+        peers.push({ peerId: peerId.toString(), multiaddrs: addresses });
       }
       return peers;
     });
@@ -985,6 +1045,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   }
 
   async #startWith(signal: AbortSignal): Promise<void> {
+    this.#libp2p.addEventListener("connection:open", this.#onConnectionOpen);
     try {
       await this.#libp2p.start();
     } catch (cause) {
@@ -1051,15 +1112,12 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     }
     const timeout = timeoutController(JOIN_TIMEOUT_MS);
     try {
-      const lookup = AbortSignal.any([signal, timeout.signal]);
-      for await (
-        const _ of this.#libp2p.services.dht.getClosestPeers(
-          this.#libp2p.peerId.toMultihash().bytes,
-          { signal: lookup },
-        )
-      ) {
-        // Drained for its side effect: peers that answer enter the table.
-      }
+      // Run for its side effect: the peers it learns of enter the table.
+      await this.#lookup(
+        this.#libp2p.peerId.toMultihash().bytes,
+        KadMessageType.FIND_NODE,
+        AbortSignal.any([signal, timeout.signal]),
+      );
     } catch (cause) {
       signal.throwIfAborted();
       this.#log(`self lookup failed: ${describe(cause)}`);
@@ -1075,6 +1133,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     try {
       if (!wasNew) {
         if (waitForStart) await this.#starting?.catch(() => {});
+        await raceTimeout(this.#client.close(), 250);
         const stopped = Promise.resolve(this.#libp2p.stop()).then(
           () => true,
           (cause: unknown) => {
@@ -1086,6 +1145,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
           this.#log(`libp2p did not stop within ${LIBP2P_STOP_TIMEOUT_MS} ms; closing anyway`);
         }
         cancelAddressUpdate(this.#libp2p);
+        this.#libp2p.removeEventListener("connection:open", this.#onConnectionOpen);
         this.#libp2p.removeEventListener("peer:connect", this.#onConnect);
         this.#libp2p.removeEventListener("peer:disconnect", this.#onDisconnect);
         await raceTimeout(Promise.allSettled([...this.#background]), 250);
@@ -1194,33 +1254,127 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     return record.value;
   }
 
+  // Runs one lookup for `keyBytes` (see _lookup.ts): GET_VALUE with a
+  // quorum for a get, FIND_NODE otherwise.
+  async #lookup(
+    keyBytes: Uint8Array,
+    type: number,
+    signal: AbortSignal,
+    quorum?: LookupQuorum,
+  ): Promise<LookupResult> {
+    const target = kadId(keyBytes);
+    const start: StartPeer[] = this.#kad.routingTable
+      .closestPeers(target, { count: DHT_K })
+      .map((peerId) => ({ id: peerId.toMultihash().bytes, addrs: [], peerId }));
+    // One check per distinct value a lookup is answered with.
+    const checked = new Map<string, Promise<boolean>>();
+    const isValid = (value: Uint8Array): Promise<boolean> => {
+      const id = peerKey(value);
+      let result = checked.get(id);
+      if (result === undefined) {
+        const validator = this.#validators[namespaceOf(keyBytes) ?? ""];
+        result = Promise.resolve(validator?.(keyBytes, value)).then(
+          () => validator !== undefined,
+          () => false,
+        );
+        checked.set(id, result);
+      }
+      return result;
+    };
+    return await lookup<StartPeer>({
+      target,
+      self: this.#libp2p.peerId.toMultihash().bytes,
+      start,
+      k: DHT_K,
+      paths: this.#paths,
+      // A get asks one peer per path at a time: it ends as soon as the
+      // closest agree, so asking farther peers in parallel is wasted.
+      concurrency: quorum !== undefined && quorum.count > 0 ? 1 : this.#concurrency,
+      straggleMs: LOOKUP_STRAGGLE_MS,
+      // kad-dht's own queries tell its routing table and the peer store of
+      // every peer an answer names; DIM's lookups do it for new ones only.
+      onNewPeer: (peer) => this.#learn(peer),
+      ...(quorum !== undefined && quorum.count > 0 ? { quorum } : {}),
+      signal,
+      ask: async (peer, askSignal) => {
+        const answer = await this.#client.request(
+          toPeerId(peer),
+          () => dialAddresses(peer),
+          { type, key: keyBytes },
+          askSignal,
+        );
+        if (answer.type !== type) {
+          throw new ProtocolError(`Cannot read kad answer: type ${answer.type}, not ${type}`);
+        }
+        const closer = answer.closer ?? [];
+        let value: Uint8Array | undefined;
+        if (type === KadMessageType.GET_VALUE && answer.record !== undefined) {
+          value = recordValue(keyBytes, answer.record);
+          if (value !== undefined && !(await isValid(value))) {
+            this.#log(`a peer answered an invalid record for ${decoder.decode(keyBytes)}`);
+            value = undefined;
+          }
+        }
+        return value === undefined ? { closer } : { closer, value };
+      },
+    });
+  }
+
+  // Tells kad-dht about a peer named in an answer, as its own queries do,
+  // so that it may enter the routing table and the peer store (which the
+  // filter spares from repeats).
+  #learn(peer: KadPeer): void {
+    if (!this.#peerEvents.wouldAdmit(peer.id, peer.addrs)) return;
+    let detail: { id: PeerId; multiaddrs: Multiaddr[] };
+    try {
+      detail = { id: toPeerId(peer), multiaddrs: peer.addrs.map((bytes) => multiaddr(bytes)) };
+    } catch {
+      return; // A malformed peer ID or address: nothing to learn.
+    }
+    if (detail.id.equals(this.#libp2p.peerId)) return;
+    this.#kad.network.dispatchEvent(new CustomEvent("peer", { detail }));
+  }
+
+  // Sends a PUT_VALUE; true if the peer acknowledged storing the record.
+  async #sendRecord(
+    peer: KadPeer,
+    keyBytes: Uint8Array,
+    record: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    try {
+      const answer = await this.#client.request(
+        toPeerId(peer),
+        () => dialAddresses(peer),
+        { type: KadMessageType.PUT_VALUE, key: keyBytes, record },
+        signal,
+      );
+      return answer.type === KadMessageType.PUT_VALUE && answer.record !== undefined &&
+        equalBytes(
+          Libp2pRecord.deserialize(answer.record).value,
+          Libp2pRecord.deserialize(record).value,
+        );
+    } catch (cause) {
+      if (!signal.aborted) this.#log(`could not store the record on a peer: ${describe(cause)}`);
+      return false;
+    }
+  }
+
   // Sends the chosen value to peers that answered with another one, and
-  // stores it locally, each independently: one failure stops nothing else.
+  // replaces an older local copy, each independently: one failure stops
+  // nothing else. (A node that held no copy does not start keeping one.)
   async #repair(
     keyBytes: Uint8Array,
     local: Uint8Array | undefined,
-    stale: readonly { from: PeerId; value: Uint8Array }[],
+    stale: readonly KadPeer[],
     chosen: Uint8Array,
     signal: AbortSignal,
   ): Promise<void> {
     const record = new Libp2pRecord(keyBytes, chosen, new Date(this.#clock())).serialize();
-    const jobs: Promise<void>[] = stale.map(async ({ from }) => {
-      let stream: Stream | undefined;
-      try {
-        stream = await this.#libp2p.dialProtocol(from, this.#protocol, { signal });
-        await sendBytes(
-          stream,
-          encodeKadMessage({ type: KadMessageType.PUT_VALUE, key: keyBytes, record }),
-          signal,
-        );
-        await readKadMessage(stream, MAX_KAD_MESSAGE_BYTES);
-        await stream.close({ signal });
-      } catch (cause) {
-        stream?.abort(cause instanceof Error ? cause : new Error(String(cause)));
-        this.#log(`could not repair ${from}: ${describe(cause)}`);
-      }
-    });
-    if (local === undefined || !equalBytes(local, chosen)) {
+    const jobs: Promise<unknown>[] = stale.map((peer) =>
+      this.#sendRecord(peer, keyBytes, record, signal)
+    );
+    if (local !== undefined && !equalBytes(local, chosen)) {
       jobs.push(
         this.#datastore.put(recordDatastoreKey(keyBytes), record, { signal }).then(
           () => {},
@@ -1234,6 +1388,109 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   #track(task: Promise<unknown>): void {
     const tracked = task.finally(() => this.#background.delete(tracked));
     this.#background.add(tracked);
+  }
+}
+
+// Wraps kad-dht's factory: its network layer's repeated "peer seen" events
+// are dropped (_peer_events.ts) and its routing table finds the closest
+// peers faster (_closest.ts).
+function withDimTuning<C>(
+  factory: (components: C) => KadDHT,
+  filter: PeerEventFilter,
+): (components: C) => KadDHT {
+  return (components) => {
+    const dht = factory(components);
+    const internals = kadInternals(dht);
+    filter.install(internals.network);
+    installFastClosest(internals.routingTable.kb, internals.routingTable, DHT_K);
+    return dht;
+  };
+}
+
+interface KadInternals {
+  /** kad-dht's network layer: emits a `peer` event for each peer it learns of. */
+  readonly network: EventTarget;
+  readonly routingTable: EventTarget & {
+    readonly size: number;
+    readonly kb: KBucketLike;
+    closestPeers(kadId: Uint8Array, options: { count: number }): PeerId[];
+  };
+}
+
+// The parts of kad-dht 16.4.5 that its public interface does not type, but
+// DIM's lookups use: checked, so an upgrade that moves them fails loudly.
+function kadInternals(dht: KadDHT): KadInternals {
+  const candidate = dht as unknown as Partial<KadInternals>;
+  if (
+    !(candidate.network instanceof EventTarget) ||
+    !(candidate.routingTable instanceof EventTarget) ||
+    typeof candidate.routingTable.closestPeers !== "function" ||
+    typeof candidate.routingTable.kb?.closest !== "function" ||
+    typeof candidate.routingTable.kb.toIterable !== "function"
+  ) {
+    throw new DimError(
+      "Cannot create DHT node: @libp2p/kad-dht lacks the network and routingTable DIM uses",
+    );
+  }
+  return candidate as KadInternals;
+}
+
+/** A starting peer of a lookup: from the routing table, with its PeerId at hand. */
+interface StartPeer extends KadPeer {
+  readonly peerId: PeerId;
+}
+
+// The PeerId of a lookup peer, built from its multihash unless at hand.
+function toPeerId(peer: KadPeer | StartPeer): PeerId {
+  if ("peerId" in peer) return peer.peerId;
+  return peerIdFromMultihash(decodeMultihash(peer.id));
+}
+
+type Multihash = Parameters<typeof peerIdFromMultihash>[0];
+
+function decodeMultihash(bytes: Uint8Array): Multihash {
+  let offset = 0;
+  const read = (): number => {
+    let value = 0;
+    for (let shift = 0; shift < 28; shift += 7) {
+      const byte = bytes[offset++];
+      if (byte === undefined) throw new ProtocolError("Cannot decode peer ID: truncated");
+      value |= (byte & 0x7f) << shift;
+      if ((byte & 0x80) === 0) return value;
+    }
+    throw new ProtocolError("Cannot decode peer ID: varint too long");
+  };
+  const code = read();
+  const size = read();
+  if (bytes.length - offset !== size) throw new ProtocolError("Cannot decode peer ID: bad length");
+  return { code, size, digest: bytes.subarray(offset), bytes } as unknown as Multihash;
+}
+
+// The addresses of a peer named in an answer, each ending in /p2p/<id>.
+function dialAddresses(peer: KadPeer): Multiaddr[] {
+  if (peer.addrs.length === 0) return [];
+  const id = toPeerId(peer).toString();
+  const out: Multiaddr[] = [];
+  for (const bytes of peer.addrs) {
+    try {
+      const address = multiaddr(bytes);
+      out.push(peerIdOf(address) === undefined ? address.encapsulate(`/p2p/${id}`) : address);
+    } catch {
+      // Skip an address that does not parse.
+    }
+  }
+  return out;
+}
+
+// The value of a record answered for `keyBytes`, as kad-dht accepts it: for
+// the same key, with a reception time; undefined otherwise.
+function recordValue(keyBytes: Uint8Array, bytes: Uint8Array): Uint8Array | undefined {
+  try {
+    const record = Libp2pRecord.deserialize(bytes);
+    if (record.timeReceived === undefined || !equalBytes(record.key, keyBytes)) return undefined;
+    return record.value;
+  } catch {
+    return undefined;
   }
 }
 
@@ -1285,11 +1542,6 @@ function parseTarget(target: string | DhtPeer): Multiaddr | Multiaddr[] | PeerId
 
 function peerIdOf(address: Multiaddr): string | undefined {
   return address.getComponents().findLast((c) => c.name === "p2p")?.value;
-}
-
-function routingTableSize(dht: KadDHT): number {
-  const table = (dht as { routingTable?: { size?: unknown } }).routingTable;
-  return typeof table?.size === "number" ? table.size : 0;
 }
 
 // libp2p's address manager debounces a peer-store write by 1 s whenever a

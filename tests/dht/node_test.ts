@@ -314,6 +314,9 @@ Deno.test("stop() returns within 5 s with an open stream and a pending query", a
         // Swallow the request.
       }
     });
+    // `b` keeps DHT streams open for reuse, served by the handler they were
+    // opened with: drop them, so that `b` asks `silent` on a new stream.
+    await b.libp2p.hangUp(silent.libp2p.peerId);
     await a.handle("/test/hold/1.0.0", async (stream) => {
       for await (const _ of stream) {
         // Keep the stream open until the connection goes.

@@ -1,0 +1,251 @@
+/**
+ * A faster "closest peers of the routing table" for kad-dht.
+ *
+ * kad-dht answers every DHT request with the 20 peers of its routing table
+ * closest to the key, and DIM starts every lookup from them. kad-dht 16.4.5
+ * finds them by inserting each routing-table peer into a sorted list of 20,
+ * comparing peer IDs byte by byte against every entry and allocating a
+ * distance for each: about a millisecond for a table of 100 peers, which
+ * made it a quarter of the CPU time of a DHT request in a 100-node network
+ * (and it grows with the table).
+ *
+ * {@linkcode closestPeers} computes the same answer — the `count` peers
+ * closest to the target in the XOR metric, nearest first — with one pass
+ * over the tree that ranks peers by the first 32 bits of their distance and
+ * compares whole distances only to break ties, and
+ * {@linkcode installFastClosest} puts it in place of the k-bucket tree's
+ * `closest` method.
+ *
+ * @module
+ */
+import type { PeerId } from "@libp2p/interface";
+
+/** A routing-table entry, as kad-dht's k-bucket tree keeps it. */
+export interface TablePeer {
+  /** The peer. */
+  readonly peerId: PeerId;
+  /** Its position in the DHT key space (SHA-256 of its multihash). */
+  readonly kadId: Uint8Array;
+}
+
+/** Options of {@linkcode closestPeers}, as kad-dht passes them. */
+export interface ClosestOptions {
+  /** How many peers to return. */
+  readonly count?: number;
+  /** Peers to leave out. */
+  readonly exclude?: readonly PeerId[];
+}
+
+interface Ranked {
+  readonly peer: TablePeer;
+  readonly prefix: number;
+}
+
+/**
+ * The `count` peers closest to `target`, nearest first.
+ *
+ * @param peers The routing-table peers.
+ * @param target The position to measure from (32 bytes).
+ * @param count How many to return.
+ * @param exclude Peers to leave out.
+ * @returns The closest peers, nearest first.
+ */
+export function closestPeers(
+  peers: Iterable<TablePeer>,
+  target: Uint8Array,
+  count: number,
+  exclude: readonly PeerId[] = [],
+): PeerId[] {
+  const t0 = target[0] ?? 0;
+  const t1 = target[1] ?? 0;
+  const t2 = target[2] ?? 0;
+  const t3 = target[3] ?? 0;
+  const ranked: Ranked[] = [];
+  for (const peer of peers) {
+    if (exclude.length > 0 && exclude.some((other) => other.equals(peer.peerId))) continue;
+    const id = peer.kadId;
+    const prefix = (((id[0] ?? 0) ^ t0) * 0x1000000) + (((id[1] ?? 0) ^ t1) << 16) +
+      (((id[2] ?? 0) ^ t2) << 8) + ((id[3] ?? 0) ^ t3);
+    ranked.push({ peer, prefix });
+  }
+  ranked.sort((a, b) => a.prefix - b.prefix || compareXor(a.peer.kadId, b.peer.kadId, target));
+  const out: PeerId[] = [];
+  for (let i = 0; i < ranked.length && out.length < count; i++) {
+    const peer = ranked[i]!.peer.peerId;
+    // The tree holds each peer once; kad-dht's list also drops repeats.
+    if (i > 0 && ranked[i - 1]!.peer.peerId.equals(peer)) continue;
+    out.push(peer);
+  }
+  return out;
+}
+
+// Compares the XOR distances of `a` and `b` to `target`.
+function compareXor(a: Uint8Array, b: Uint8Array, target: Uint8Array): number {
+  for (let i = 0; i < target.length; i++) {
+    const t = target[i] ?? 0;
+    const d = ((a[i] ?? 0) ^ t) - ((b[i] ?? 0) ^ t);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** A node of kad-dht's k-bucket tree: a leaf holds peers, an inner node two halves. */
+export interface BucketLike {
+  /** The peers of a leaf bucket. */
+  readonly peers?: readonly TablePeer[];
+  /** The lower half of an inner node. */
+  readonly left?: BucketLike;
+  /** The upper half of an inner node. */
+  readonly right?: BucketLike;
+}
+
+/** The part of kad-dht's k-bucket tree that {@linkcode installFastClosest} replaces. */
+export interface KBucketLike {
+  /** The root of the tree. */
+  readonly root?: BucketLike;
+  /** Every peer of the tree. */
+  toIterable(): Iterable<TablePeer>;
+  /** The `count` closest peers, nearest first. */
+  closest(id: Uint8Array, options?: ClosestOptions): Iterable<PeerId>;
+}
+
+/**
+ * {@linkcode closestPeers} over a snapshot of the tree's peers, with the
+ * first 32 bits of every position kept side by side. The snapshot is taken
+ * again when the tree's leaves or their sizes change, or after
+ * {@linkcode ClosestIndex.invalidate} (the routing table's `peer:add` and
+ * `peer:remove` events). kad-dht's own `toIterable` nests a generator per
+ * tree level, which alone cost ten times the ranking.
+ */
+export class ClosestIndex {
+  readonly #kb: KBucketLike;
+  readonly #defaultCount: number;
+  #peers: TablePeer[] | undefined;
+  #leaves: BucketLike[] = [];
+  #sizes: number[] = [];
+  #prefixes = new Uint32Array(0);
+  #keys = new Float64Array(0);
+
+  /**
+   * @param kb The k-bucket tree.
+   * @param defaultCount The count when none is given (kad-dht's k).
+   */
+  constructor(kb: KBucketLike, defaultCount: number) {
+    this.#kb = kb;
+    this.#defaultCount = defaultCount;
+  }
+
+  /** Forgets the snapshot: the tree's peers have changed. */
+  invalidate(): void {
+    this.#peers = undefined;
+  }
+
+  /**
+   * The `count` peers closest to `target`, nearest first.
+   *
+   * @param target The position to measure from (32 bytes).
+   * @param options `count` (default k) and `exclude`.
+   * @returns The closest peers, nearest first.
+   */
+  closest(target: Uint8Array, options: ClosestOptions = {}): PeerId[] {
+    const count = options.count ?? this.#defaultCount;
+    const exclude = options.exclude ?? [];
+    const peers = this.#snapshot();
+    const n = peers.length;
+    const t = prefixOf(target);
+    if (this.#keys.length < n) this.#keys = new Float64Array(n);
+    const keys = this.#keys.subarray(0, n);
+    // The 32-bit distance prefix, and the index in the low 16 bits.
+    for (let i = 0; i < n; i++) keys[i] = ((this.#prefixes[i]! ^ t) >>> 0) * 65536 + i;
+    keys.sort();
+    const out: PeerId[] = [];
+    for (let i = 0; i < n && out.length < count; i++) {
+      let end = i + 1;
+      const prefix = Math.floor(keys[i]! / 65536);
+      while (end < n && Math.floor(keys[end]! / 65536) === prefix) end++;
+      const run: TablePeer[] = [];
+      for (let j = i; j < end; j++) run.push(peers[keys[j]! % 65536]!);
+      // Equal prefixes (one chance in four billion): compare whole distances.
+      if (run.length > 1) run.sort((a, b) => compareXor(a.kadId, b.kadId, target));
+      for (const peer of run) {
+        if (out.length === count) break;
+        if (exclude.length > 0 && exclude.some((other) => other.equals(peer.peerId))) continue;
+        out.push(peer.peerId);
+      }
+      i = end - 1;
+    }
+    return out;
+  }
+
+  #snapshot(): TablePeer[] {
+    const root = this.#kb.root;
+    if (root === undefined) return this.#take([...this.#kb.toIterable()], []);
+    // Cheap check that the tree still has the same leaves with as many peers.
+    const leaves = leafBuckets(root);
+    if (
+      this.#peers !== undefined && leaves.length === this.#leaves.length &&
+      leaves.every((leaf, i) => leaf === this.#leaves[i] && leaf.peers!.length === this.#sizes[i])
+    ) {
+      return this.#peers;
+    }
+    const peers: TablePeer[] = [];
+    for (const leaf of leaves) for (const peer of leaf.peers!) peers.push(peer);
+    return this.#take(peers, leaves);
+  }
+
+  #take(peers: TablePeer[], leaves: BucketLike[]): TablePeer[] {
+    const prefixes = new Uint32Array(peers.length);
+    for (let i = 0; i < peers.length; i++) prefixes[i] = prefixOf(peers[i]!.kadId);
+    this.#prefixes = prefixes;
+    this.#leaves = leaves;
+    this.#sizes = leaves.map((leaf) => leaf.peers!.length);
+    this.#peers = leaves.length > 0 && peers.length < 65536 ? peers : undefined;
+    return peers;
+  }
+}
+
+function leafBuckets(root: BucketLike): BucketLike[] {
+  const out: BucketLike[] = [];
+  const stack: BucketLike[] = [root];
+  while (stack.length > 0) {
+    const bucket = stack.pop()!;
+    if (Array.isArray(bucket.peers)) out.push(bucket);
+    else {
+      if (bucket.right !== undefined) stack.push(bucket.right);
+      if (bucket.left !== undefined) stack.push(bucket.left);
+    }
+  }
+  return out;
+}
+
+function prefixOf(id: Uint8Array): number {
+  return (((id[0] ?? 0) << 24) | ((id[1] ?? 0) << 16) | ((id[2] ?? 0) << 8) | (id[3] ?? 0)) >>> 0;
+}
+
+/**
+ * Replaces `kb.closest` with an {@linkcode ClosestIndex} that `table`'s
+ * `peer:add` and `peer:remove` events keep up to date.
+ *
+ * @param kb kad-dht's k-bucket tree (`routingTable.kb`).
+ * @param table The routing table that owns it.
+ * @param defaultCount The count when none is given (kad-dht's k).
+ * @returns The index.
+ */
+export function installFastClosest(
+  kb: KBucketLike,
+  table: EventTarget,
+  defaultCount: number,
+): ClosestIndex {
+  const index = new ClosestIndex(kb, defaultCount);
+  table.addEventListener("peer:add", () => index.invalidate());
+  table.addEventListener("peer:remove", () => index.invalidate());
+  Object.defineProperty(kb, "closest", {
+    configurable: true,
+    writable: true,
+    enumerable: false,
+    value: function* (id: Uint8Array, options?: ClosestOptions): Generator<PeerId> {
+      yield* index.closest(id, options);
+    },
+  });
+  return index;
+}

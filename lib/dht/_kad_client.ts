@@ -1,0 +1,231 @@
+/**
+ * DIM's client side of the kad protocol: one request, one answer, on a
+ * stream kept open for the next request to the same peer.
+ *
+ * kad-dht's own client opens a new stream for every request: a yamux
+ * stream opening and closing handshake and a multistream-select
+ * negotiation on both ends, and a peer-store write per stream on each end.
+ * On loopback that cost about 0.5 ms of CPU per request, as much as the
+ * request itself. kad-dht's server reads requests from a stream until the
+ * remote closes it (resetting its 10 s read timeout after each one), so
+ * {@linkcode KadClient} keeps one idle stream per peer and sends the next
+ * request to that peer on it; an idle stream is closed after `idleMs`,
+ * well within the server's timeout.
+ *
+ * A request that fails on a reused stream (the server or the connection
+ * closed it meanwhile) is sent again once on a new stream: every kad
+ * request DIM sends is idempotent. A stream whose request timed out or was
+ * aborted is reset, never reused, so answers cannot get out of step.
+ *
+ * @module
+ */
+import type { PeerId, Stream } from "@libp2p/interface";
+import type { Multiaddr } from "@multiformats/multiaddr";
+import { encodeKadMessage, type KadMessage, KadStreamReader, sendBytes } from "./_kad_wire.ts";
+
+/** What {@linkcode KadClient} needs from a libp2p node. */
+export interface KadClientHost {
+  /** Opens a stream of `protocol` to a peer, dialling if needed. */
+  dialProtocol(
+    peer: PeerId | Multiaddr | Multiaddr[],
+    protocol: string,
+    options: { signal: AbortSignal },
+  ): Promise<Stream>;
+  /** The open connections to a peer. */
+  getConnections(peer: PeerId): readonly unknown[];
+}
+
+/** Options of {@linkcode KadClient}. */
+export interface KadClientOptions {
+  /** The kad protocol id, such as `/dim/kad/1.0.0`. */
+  readonly protocol: string;
+  /** The largest answer accepted, in bytes. */
+  readonly maxMessageBytes: number;
+  /** How long one request may take, dial included, in ms. */
+  readonly timeoutMs: number;
+  /** How long an idle stream is kept for reuse, in ms. */
+  readonly idleMs: number;
+}
+
+/** Counters of a {@linkcode KadClient}. */
+export interface KadClientStats {
+  /** Requests sent (a request sent again on a new stream counts twice). */
+  readonly requests: number;
+  /** Streams opened. */
+  readonly streams: number;
+  /** Requests sent on a stream that an earlier request had opened. */
+  readonly reused: number;
+}
+
+interface Pooled {
+  readonly stream: Stream;
+  readonly reader: KadStreamReader;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+/** Sends kad requests over reused streams; see the module documentation. */
+export class KadClient {
+  readonly #host: KadClientHost;
+  readonly #options: KadClientOptions;
+  readonly #idle = new Map<string, Pooled>();
+  #closed = false;
+  #requests = 0;
+  #streams = 0;
+  #reused = 0;
+
+  /**
+   * @param host The libp2p node.
+   * @param options Protocol, limits and timings.
+   */
+  constructor(host: KadClientHost, options: KadClientOptions) {
+    this.#host = host;
+    this.#options = options;
+  }
+
+  /** The counters so far. */
+  get stats(): KadClientStats {
+    return { requests: this.#requests, streams: this.#streams, reused: this.#reused };
+  }
+
+  /** How many idle streams are kept. */
+  get idleStreams(): number {
+    return this.#idle.size;
+  }
+
+  /**
+   * Sends one request and reads its answer.
+   *
+   * @param peer The peer.
+   * @param addresses Gives addresses to dial when no connection to the peer
+   *   is open (each ending in `/p2p/<peer>`); none: the peer store's.
+   * @param message The request.
+   * @param signal Aborts the request.
+   * @returns The answer.
+   * @throws {Error} If the peer cannot be reached, the stream fails, the
+   *   answer is malformed, or the request times out or is aborted.
+   */
+  async request(
+    peer: PeerId,
+    addresses: () => Multiaddr[],
+    message: KadMessage,
+    signal: AbortSignal,
+  ): Promise<KadMessage> {
+    if (this.#closed) throw new DOMException("The kad client is closed", "AbortError");
+    signal.throwIfAborted();
+    const bytes = encodeKadMessage(message);
+    const key = peer.toString();
+    const controller = new AbortController();
+    const timer = setTimeout(() => {
+      controller.abort(new DOMException("The kad request timed out", "TimeoutError"));
+    }, this.#options.timeoutMs);
+    const onAbort = (): void => controller.abort(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    const scope = controller.signal;
+    try {
+      const pooled = this.#take(key);
+      if (pooled !== undefined) {
+        this.#reused++;
+        try {
+          return await this.#exchange(key, pooled, bytes, scope);
+        } catch (cause) {
+          if (scope.aborted) throw cause;
+          // The stream had gone stale: try once more on a new one.
+        }
+      }
+      const dialAddresses = this.#host.getConnections(peer).length === 0 ? addresses() : [];
+      const target = dialAddresses.length > 0 ? dialAddresses : peer;
+      const stream = await this.#host.dialProtocol(target, this.#options.protocol, {
+        signal: scope,
+      });
+      this.#streams++;
+      const fresh = { stream, reader: new KadStreamReader(stream, this.#options.maxMessageBytes) };
+      return await this.#exchange(key, fresh, bytes, scope);
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /**
+   * Closes the idle streams; later requests fail.
+   *
+   * @returns When the streams are closed or reset.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const idle = [...this.#idle.values()];
+    this.#idle.clear();
+    await Promise.all(idle.map((pooled) => this.#dispose(pooled)));
+  }
+
+  async #exchange(
+    key: string,
+    pooled: Pooled,
+    bytes: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<KadMessage> {
+    this.#requests++;
+    const { stream, reader } = pooled;
+    const onAbort = (): void => {
+      stream.abort(
+        signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)),
+      );
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      signal.throwIfAborted();
+      await sendBytes(stream, bytes, signal);
+      const answer = await reader.next();
+      signal.throwIfAborted();
+      this.#release(key, pooled);
+      return answer;
+    } catch (cause) {
+      stream.abort(cause instanceof Error ? cause : new Error(String(cause)));
+      await reader.cancel().catch(() => {});
+      throw signal.aborted ? signal.reason : cause;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  #take(key: string): Pooled | undefined {
+    const pooled = this.#idle.get(key);
+    if (pooled === undefined) return undefined;
+    this.#idle.delete(key);
+    clearTimeout(pooled.timer);
+    if (pooled.stream.status !== "open" || pooled.stream.writeStatus !== "writable") {
+      void this.#dispose(pooled);
+      return undefined;
+    }
+    return pooled;
+  }
+
+  #release(key: string, pooled: Pooled): void {
+    if (this.#closed || this.#idle.has(key) || pooled.stream.status !== "open") {
+      void this.#dispose(pooled);
+      return;
+    }
+    pooled.timer = setTimeout(() => {
+      if (this.#idle.get(key) === pooled) this.#idle.delete(key);
+      void this.#dispose(pooled);
+    }, this.#options.idleMs);
+    unrefTimer(pooled.timer);
+    this.#idle.set(key, pooled);
+  }
+
+  async #dispose(pooled: Pooled): Promise<void> {
+    clearTimeout(pooled.timer);
+    await pooled.reader.cancel().catch(() => {});
+    try {
+      await pooled.stream.close({ signal: AbortSignal.timeout(1000) });
+    } catch (cause) {
+      pooled.stream.abort(cause instanceof Error ? cause : new Error(String(cause)));
+    }
+  }
+}
+
+// An idle stream's timer must not keep a Deno process alive.
+function unrefTimer(timer: ReturnType<typeof setTimeout>): void {
+  const deno = (globalThis as { Deno?: { unrefTimer?: (id: number) => void } }).Deno;
+  if (typeof timer === "number") deno?.unrefTimer?.(timer);
+}

@@ -1,0 +1,409 @@
+/**
+ * DIM's iterative Kademlia lookup over disjoint paths, with an early end
+ * for value lookups once the closest peers agree.
+ *
+ * The lookup is the one of Kademlia and S/Kademlia, as kad-dht runs it:
+ *
+ * - It starts from the k peers of the routing table closest to the target
+ *   (in the XOR metric on SHA-256 of the key), dealt to `paths` disjoint
+ *   paths by rank (the closest to path 0, the next to path 1, …), so every
+ *   path starts near the target.
+ * - Each path asks its closest not-yet-asked peer, up to `concurrency` at
+ *   once (a request unanswered after `straggleMs` frees its slot, so a
+ *   slow or unreachable peer does not stall the path), and adds the closer
+ *   peers each answer names to its own queue,
+ *   unless another path has already seen them: no peer is asked by two
+ *   paths, so a path through malicious peers cannot steer the others.
+ * - A path ends when the k closest peers that answered on it are all
+ *   closer than anything left in its queue (or its queue is empty).
+ *
+ * A value lookup (`quorum`) may end before that, when both hold:
+ *
+ * 1. at least `quorum.count` peers answered with a valid value equal to the
+ *    best value found (the selector's choice among all answers and the
+ *    local copy), and these agreeing answers come from at least
+ *    `min(quorum.count, paths in use)` different paths;
+ * 2. the lookup has converged below them: no peer known to be closer to
+ *    the target than the farthest of those agreeing peers is still to be
+ *    asked or awaited.
+ *
+ * So the answer rests on the closest replicas the lookup can find, never
+ * on the first answer, and a closer peer that might hold a newer record is
+ * always heard first. When the agreeing answers are too few (peers hold
+ * older records, or none), the lookup simply runs to its end.
+ *
+ * The lookup is pure: the network is the injected `ask` function, which
+ * makes the rules testable without sockets.
+ *
+ * @module
+ */
+import { sha256 } from "@noble/hashes/sha2.js";
+import type { KadPeer } from "./_kad_wire.ts";
+
+/** What a peer answered. */
+export interface LookupAnswer {
+  /** The closer peers it named. */
+  readonly closer: readonly KadPeer[];
+  /** The value it holds for the key, already validated; `undefined` if none or invalid. */
+  readonly value?: Uint8Array;
+}
+
+/** The value-lookup end condition; see the module documentation. */
+export interface LookupQuorum {
+  /** How many agreeing answers end the lookup (at least 1). */
+  readonly count: number;
+  /** This node's own valid copy, which takes part in choosing the best value. */
+  readonly local?: Uint8Array;
+  /** The index of the best of several valid values. */
+  readonly select: (values: Uint8Array[]) => number;
+}
+
+/** Options of {@linkcode lookup}. */
+export interface LookupOptions<P extends KadPeer> {
+  /** The lookup target in the DHT key space: {@linkcode kadId} of the key. */
+  readonly target: Uint8Array;
+  /** This node's peer ID multihash: never asked. */
+  readonly self: Uint8Array;
+  /** The starting peers (the routing table's closest to the target). */
+  readonly start: readonly P[];
+  /** k: how many closest answering peers a path keeps. */
+  readonly k: number;
+  /** The number of disjoint paths (at least 1). */
+  readonly paths: number;
+  /** Requests in flight per path (at least 1). */
+  readonly concurrency: number;
+  /**
+   * After how many ms an unanswered request stops holding its path's slot
+   * (it is still awaited), so that one slow or unreachable peer does not
+   * stall a path. Default: never.
+   */
+  readonly straggleMs?: number;
+  /** Ends a value lookup early; see the module documentation. */
+  readonly quorum?: LookupQuorum;
+  /** Told about each peer an answer names that the lookup had not seen yet. */
+  readonly onNewPeer?: (peer: KadPeer) => void;
+  /**
+   * Asks one peer; rejects if the peer cannot be reached or answers badly.
+   * Its signal is the lookup's: requests in flight when the lookup ends are
+   * not aborted (their answers are ignored).
+   */
+  readonly ask: (peer: P | KadPeer, signal: AbortSignal) => Promise<LookupAnswer>;
+  /** Aborts the lookup: it then rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
+}
+
+/** A peer the lookup heard from. */
+export interface LookupResponse {
+  /** The peer, as it was started from or named. */
+  readonly peer: KadPeer;
+  /** Its XOR distance to the target. */
+  readonly distance: Uint8Array;
+  /** The index of the path that asked it. */
+  readonly path: number;
+  /** The valid value it answered with, if any. */
+  readonly value?: Uint8Array;
+}
+
+/** What a {@linkcode lookup} found. */
+export interface LookupResult {
+  /** The peers that answered, closest first. */
+  readonly responses: readonly LookupResponse[];
+  /** How many requests were sent. */
+  readonly asked: number;
+  /** How many requests failed. */
+  readonly failed: number;
+  /** Whether a value lookup ended at its quorum. */
+  readonly early: boolean;
+}
+
+type State = "new" | "asking" | "answered" | "failed";
+
+interface Candidate {
+  readonly peer: KadPeer;
+  readonly distance: Uint8Array;
+  readonly path: number;
+  state: State;
+  value?: Uint8Array;
+}
+
+interface Path {
+  /** Peers not asked yet, closest first. */
+  readonly queue: Candidate[];
+  /** Peers that answered, closest first, at most k. */
+  readonly closest: Candidate[];
+  /** Requests awaited. */
+  running: number;
+  /** Requests awaited that hold a slot (not yet straggling). */
+  active: number;
+}
+
+/**
+ * The position of a key or peer in the DHT key space, as kad-dht computes
+ * it: SHA-256 of the key bytes, or of the peer ID's multihash.
+ *
+ * @param bytes Key bytes or a peer ID multihash.
+ * @returns 32 bytes.
+ */
+export function kadId(bytes: Uint8Array): Uint8Array {
+  return sha256(bytes);
+}
+
+/**
+ * Compares two XOR distances.
+ *
+ * @param a A distance.
+ * @param b Another distance of the same length.
+ * @returns Negative if `a` is closer, positive if `b` is, 0 if equal.
+ */
+export function compareDistance(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length; i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+function xor(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = (a[i] ?? 0) ^ (b[i] ?? 0);
+  return out;
+}
+
+/**
+ * A map key for a peer ID multihash.
+ *
+ * @param id The multihash bytes.
+ * @returns A string holding the same bytes.
+ */
+export function peerKey(id: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < id.length; i++) out += String.fromCharCode(id[i]!);
+  return out;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+// Inserts `item` into `list`, kept sorted by distance.
+function insertSorted(list: Candidate[], item: Candidate): void {
+  let low = 0;
+  let high = list.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (compareDistance(list[mid]!.distance, item.distance) <= 0) low = mid + 1;
+    else high = mid;
+  }
+  list.splice(low, 0, item);
+}
+
+/**
+ * Runs one lookup; see the module documentation.
+ *
+ * @param options Target, starting peers, k, paths, concurrency, the
+ *   optional quorum, the `ask` function and a signal.
+ * @returns The peers that answered and counters.
+ * @throws {RangeError} If `k`, `paths`, `concurrency` or the quorum count
+ *   is not a positive integer.
+ * @throws {unknown} The signal's reason, if it is aborted.
+ */
+export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<LookupResult> {
+  const { target, k, quorum } = options;
+  const counts = {
+    k,
+    paths: options.paths,
+    concurrency: options.concurrency,
+    quorum: quorum?.count ?? 1,
+  };
+  for (const [name, value] of Object.entries(counts)) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new RangeError(`Cannot run lookup: ${name} must be a positive integer`);
+    }
+  }
+  const selfKey = peerKey(options.self);
+  const seen = new Map<string, Candidate>();
+  const paths: Path[] = Array.from({ length: options.paths }, () => ({
+    queue: [],
+    closest: [],
+    running: 0,
+    active: 0,
+  }));
+  const starting: { peer: KadPeer; distance: Uint8Array }[] = [];
+  const startKeys = new Set<string>();
+  for (const peer of options.start) {
+    const key = peerKey(peer.id);
+    if (key === selfKey || startKeys.has(key)) continue;
+    startKeys.add(key);
+    starting.push({ peer, distance: xor(kadId(peer.id), target) });
+  }
+  starting.sort((a, b) => compareDistance(a.distance, b.distance));
+  // Dealt by rank, so that each path starts from one of the closest peers.
+  const pathsInUse = Math.min(options.paths, starting.length);
+  starting.forEach(({ peer, distance }, rank) => {
+    const path = rank % options.paths;
+    const candidate: Candidate = { peer, distance, path, state: "new" };
+    seen.set(peerKey(peer.id), candidate);
+    paths[path]!.queue.push(candidate);
+  });
+
+  // Requests still in flight when the lookup ends are left to finish, their
+  // answers ignored: aborting them would reset streams that the next
+  // request to the same peer could reuse. Only the caller's signal aborts them.
+  const askSignal = options.signal ?? new AbortController().signal;
+  let asked = 0;
+  let failed = 0;
+  let finished = false;
+
+  return new Promise<LookupResult>((resolve, reject) => {
+    const onAbort = (): void => {
+      finish();
+      reject(options.signal?.reason);
+    };
+    const finish = (early = false): LookupResult | undefined => {
+      if (finished) return undefined;
+      finished = true;
+      options.signal?.removeEventListener("abort", onAbort);
+      const responses: LookupResponse[] = [...seen.values()]
+        .filter((c) => c.state === "answered")
+        .sort((a, b) => compareDistance(a.distance, b.distance))
+        .map((c) => ({
+          peer: c.peer,
+          distance: c.distance,
+          path: c.path,
+          ...(c.value === undefined ? {} : { value: c.value }),
+        }));
+      return { responses, asked, failed, early };
+    };
+    if (options.signal?.aborted) {
+      finished = true;
+      reject(options.signal.reason);
+      return;
+    }
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+
+    const canEnter = (path: Path, distance: Uint8Array): boolean =>
+      path.closest.length < k ||
+      compareDistance(distance, path.closest[k - 1]!.distance) < 0;
+
+    const agreed = (): boolean => {
+      if (quorum === undefined) return false;
+      const answered = [...seen.values()].filter((c) => c.value !== undefined);
+      if (answered.length < quorum.count) return false;
+      const values = [
+        ...(quorum.local === undefined ? [] : [quorum.local]),
+        ...answered.map((c) => c.value!),
+      ];
+      let index = values.length < 2 ? 0 : quorum.select(values);
+      if (!Number.isInteger(index) || index < 0 || index >= values.length) index = 0;
+      const best = values[index]!;
+      const agreeing = answered
+        .filter((c) => equalBytes(c.value!, best))
+        .sort((a, b) => compareDistance(a.distance, b.distance));
+      const pathsNeeded = Math.min(quorum.count, pathsInUse);
+      const pathsSeen = new Set<number>();
+      let boundary: Uint8Array | undefined;
+      for (let i = 0; i < agreeing.length; i++) {
+        pathsSeen.add(agreeing[i]!.path);
+        if (i + 1 >= quorum.count && pathsSeen.size >= pathsNeeded) {
+          boundary = agreeing[i]!.distance;
+          break;
+        }
+      }
+      if (boundary === undefined) return false;
+      for (const candidate of seen.values()) {
+        if (
+          (candidate.state === "new" || candidate.state === "asking") &&
+          compareDistance(candidate.distance, boundary) < 0
+        ) {
+          return false;
+        }
+      }
+      return true;
+    };
+
+    const onAnswer = (candidate: Candidate, answer: LookupAnswer): void => {
+      candidate.state = "answered";
+      if (answer.value !== undefined) candidate.value = answer.value;
+      const path = paths[candidate.path]!;
+      insertSorted(path.closest, candidate);
+      if (path.closest.length > k) path.closest.pop();
+      for (const peer of answer.closer) {
+        const key = peerKey(peer.id);
+        if (key === selfKey || seen.has(key)) continue;
+        const named: Candidate = {
+          peer,
+          distance: xor(kadId(peer.id), target),
+          path: candidate.path,
+          state: "new",
+        };
+        seen.set(key, named);
+        insertSorted(path.queue, named);
+        options.onNewPeer?.(peer);
+      }
+    };
+
+    const pump = (): void => {
+      if (finished) return;
+      let running = 0;
+      for (const path of paths) {
+        while (path.active < options.concurrency) {
+          const next = path.queue[0];
+          if (next === undefined || !canEnter(path, next.distance)) break;
+          path.queue.shift();
+          send(next, path);
+        }
+        running += path.running;
+      }
+      if (running === 0) {
+        const result = finish();
+        if (result !== undefined) resolve(result);
+      }
+    };
+
+    const send = (candidate: Candidate, path: Path): void => {
+      candidate.state = "asking";
+      path.running++;
+      path.active++;
+      asked++;
+      let straggling = false;
+      const timer = options.straggleMs === undefined ? undefined : setTimeout(() => {
+        if (finished || candidate.state !== "asking") return;
+        straggling = true;
+        path.active--;
+        pump();
+      }, options.straggleMs);
+      let ask: Promise<LookupAnswer>;
+      try {
+        ask = options.ask(candidate.peer, askSignal);
+      } catch (cause) {
+        ask = Promise.reject(cause);
+      }
+      ask.then(
+        (answer) => {
+          if (finished) return;
+          onAnswer(candidate, answer);
+        },
+        () => {
+          if (finished) return;
+          candidate.state = "failed";
+          failed++;
+        },
+      ).finally(() => {
+        clearTimeout(timer);
+        path.running--;
+        if (!straggling) path.active--;
+        if (finished) return;
+        if (agreed()) {
+          const result = finish(true);
+          if (result !== undefined) resolve(result);
+          return;
+        }
+        pump();
+      });
+    };
+
+    pump();
+  });
+}
