@@ -20,7 +20,7 @@
 // operating node sent, from `DhtNode.stats`), as a table and as one JSON
 // line starting with `dht_bench`.
 //
-// Run: deno bench -A bench/dht_bench.ts (about two minutes on 2 cores)
+// Run: deno bench -A bench/dht_bench.ts (two to three minutes on 2 cores)
 import { Identity } from "../lib/crypto/identity.ts";
 import { createDhtNode, type DhtNode } from "../lib/dht/mod.ts";
 import { dimSelector, dimValidator, signCard } from "../lib/record/mod.ts";

@@ -49,6 +49,20 @@ interface Ranked {
  * @param count How many to return.
  * @param exclude Peers to leave out.
  * @returns The closest peers, nearest first.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { peerIdFromString } from "@libp2p/peer-id";
+ * import { closestPeers } from "./_closest.ts";
+ *
+ * const near = peerIdFromString("12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo");
+ * const far = peerIdFromString("12D3KooWGRUVh2dDFx7ZcU8VTU9BFjY4B6g1ruXyM7fbQDjd3Wwv");
+ * const table = [
+ *   { peerId: far, kadId: new Uint8Array(32).fill(0xff) },
+ *   { peerId: near, kadId: new Uint8Array(32).fill(0x01) },
+ * ];
+ * assert.deepEqual(closestPeers(table, new Uint8Array(32), 1), [near]);
+ * ```
  */
 export function closestPeers(
   peers: Iterable<TablePeer>,
@@ -112,16 +126,32 @@ export interface KBucketLike {
 /**
  * {@linkcode closestPeers} over a snapshot of the tree's peers, with the
  * first 32 bits of every position kept side by side. The snapshot is taken
- * again when the tree's leaves or their sizes change, or after
- * {@linkcode ClosestIndex.invalidate} (the routing table's `peer:add` and
- * `peer:remove` events). kad-dht's own `toIterable` nests a generator per
+ * again after {@linkcode ClosestIndex.invalidate} (the routing table's
+ * `peer:add` and `peer:remove` events), or when a walk of the tree, at most
+ * every 250 ms, finds other leaves or other leaf sizes. kad-dht's own `toIterable` nests a generator per
  * tree level, which alone cost ten times the ranking.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { peerIdFromString } from "@libp2p/peer-id";
+ * import { ClosestIndex } from "./_closest.ts";
+ *
+ * const peerId = peerIdFromString("12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo");
+ * const leaf = { peers: [{ peerId, kadId: new Uint8Array(32) }] };
+ * const index = new ClosestIndex({ root: leaf, toIterable: () => [], closest: () => [] }, 20);
+ * assert.deepEqual(index.closest(new Uint8Array(32)), [peerId]);
+ * leaf.peers.length = 0; // The routing table's `peer:remove` event says:
+ * index.invalidate();
+ * assert.deepEqual(index.closest(new Uint8Array(32)), []);
+ * ```
  */
 export class ClosestIndex {
   readonly #kb: KBucketLike;
   readonly #defaultCount: number;
   #peers: TablePeer[] | undefined;
   #leaves: BucketLike[] = [];
+  #checkedAt = 0;
   #sizes: number[] = [];
   #prefixes = new Uint32Array(0);
   #keys = new Float64Array(0);
@@ -160,27 +190,36 @@ export class ClosestIndex {
     keys.sort();
     const out: PeerId[] = [];
     for (let i = 0; i < n && out.length < count; i++) {
-      let end = i + 1;
       const prefix = Math.floor(keys[i]! / 65536);
-      while (end < n && Math.floor(keys[end]! / 65536) === prefix) end++;
-      const run: TablePeer[] = [];
-      for (let j = i; j < end; j++) run.push(peers[keys[j]! % 65536]!);
-      // Equal prefixes (one chance in four billion): compare whole distances.
-      if (run.length > 1) run.sort((a, b) => compareXor(a.kadId, b.kadId, target));
-      for (const peer of run) {
-        if (out.length === count) break;
-        if (exclude.length > 0 && exclude.some((other) => other.equals(peer.peerId))) continue;
-        out.push(peer.peerId);
+      if (i + 1 < n && Math.floor(keys[i + 1]! / 65536) === prefix) {
+        // Equal prefixes (one chance in four billion): compare whole distances.
+        let end = i + 1;
+        while (end < n && Math.floor(keys[end]! / 65536) === prefix) end++;
+        const run: TablePeer[] = [];
+        for (let j = i; j < end; j++) run.push(peers[keys[j]! % 65536]!);
+        run.sort((a, b) => compareXor(a.kadId, b.kadId, target));
+        for (const peer of run) if (out.length < count) this.#add(out, peer, exclude);
+        i = end - 1;
+      } else {
+        this.#add(out, peers[keys[i]! % 65536]!, exclude);
       }
-      i = end - 1;
     }
     return out;
+  }
+
+  #add(out: PeerId[], peer: TablePeer, exclude: readonly PeerId[]): void {
+    if (exclude.length > 0 && exclude.some((other) => other.equals(peer.peerId))) return;
+    out.push(peer.peerId);
   }
 
   #snapshot(): TablePeer[] {
     const root = this.#kb.root;
     if (root === undefined) return this.#take([...this.#kb.toIterable()], []);
-    // Cheap check that the tree still has the same leaves with as many peers.
+    // Between events, check the tree itself now and then: the same leaves,
+    // with as many peers each.
+    const now = Date.now();
+    if (this.#peers !== undefined && now - this.#checkedAt < RECHECK_MS) return this.#peers;
+    this.#checkedAt = now;
     const leaves = leafBuckets(root);
     if (
       this.#peers !== undefined && leaves.length === this.#leaves.length &&
@@ -218,6 +257,9 @@ function leafBuckets(root: BucketLike): BucketLike[] {
   return out;
 }
 
+/** How often at most the tree is walked to check the snapshot between events. */
+const RECHECK_MS = 250;
+
 function prefixOf(id: Uint8Array): number {
   return (((id[0] ?? 0) << 24) | ((id[1] ?? 0) << 16) | ((id[2] ?? 0) << 8) | (id[3] ?? 0)) >>> 0;
 }
@@ -230,6 +272,21 @@ function prefixOf(id: Uint8Array): number {
  * @param table The routing table that owns it.
  * @param defaultCount The count when none is given (kad-dht's k).
  * @returns The index.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { peerIdFromString } from "@libp2p/peer-id";
+ * import { installFastClosest, type KBucketLike } from "./_closest.ts";
+ *
+ * const peerId = peerIdFromString("12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo");
+ * const kb: KBucketLike = {
+ *   root: { peers: [{ peerId, kadId: new Uint8Array(32) }] },
+ *   toIterable: () => [],
+ *   closest: () => [],
+ * };
+ * installFastClosest(kb, new EventTarget(), 20);
+ * assert.deepEqual([...kb.closest(new Uint8Array(32))], [peerId]);
+ * ```
  */
 export function installFastClosest(
   kb: KBucketLike,

@@ -50,6 +50,21 @@ interface TcpConnectionLike {
  *
  * @param connection A libp2p `Connection`.
  * @returns Whether the transport was changed.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { coalesceWrites } from "./_coalesce.ts";
+ *
+ * const written: Uint8Array[] = [];
+ * const maConn = {
+ *   socket: { write: (bytes: Uint8Array) => written.push(bytes) > 0 },
+ *   sendData: (_data: unknown) => ({ sentBytes: 0, canSendMore: true }),
+ * };
+ * assert.equal(coalesceWrites({ maConn }), true);
+ * const chunks = [new Uint8Array([0, 2]), new Uint8Array([7, 7])];
+ * maConn.sendData({ bufs: chunks, byteLength: 4, subarray: () => new Uint8Array([0, 2, 7, 7]) });
+ * assert.deepEqual(written, [new Uint8Array([0, 2, 7, 7])]);
+ * ```
  */
 export function coalesceWrites(connection: unknown): boolean {
   const transport = (connection as { maConn?: TcpConnectionLike } | null)?.maConn;

@@ -69,70 +69,89 @@ function patchBroadcastChannelUnref(): void {
 // Timeout signals (and composites of them) that have `abort` listeners:
 // held here so that they fire even if nothing else refers to them.
 const listened = new Set<AbortSignal>();
-const TRACKED = Symbol("dim.denoCompat.tracked");
-const SOURCES = Symbol("dim.denoCompat.sources");
+// On a tracked signal: the set of its abort listeners.
+const LISTENERS = Symbol.for("dim.denoCompat.listeners");
+const SOURCES = Symbol.for("dim.denoCompat.sources");
+const ON_ABORT = Symbol("onabort");
 
 type Listener = EventListenerOrEventListenerObject | null;
+type Tracked = AbortSignal & { [LISTENERS]?: Set<unknown> };
 
-// Makes `signal` stay reachable while it has abort listeners and has not
-// fired, as Node.js does for timeout signals.
-function trackListeners(signal: AbortSignal): void {
-  const listeners = new Set<unknown>();
-  const add = signal.addEventListener;
-  const remove = signal.removeEventListener;
-  const update = (): void => {
-    if (listeners.size > 0 && !signal.aborted) listened.add(signal);
-    else listened.delete(signal);
-  };
-  const proto = Object.getOwnPropertyDescriptor(AbortSignal.prototype, "onabort");
-  Object.defineProperties(signal, {
-    [TRACKED]: { value: true },
+function listenersOf(signal: AbortSignal): Set<unknown> | undefined {
+  return (signal as Tracked)[LISTENERS];
+}
+
+function update(signal: AbortSignal, listeners: Set<unknown>): void {
+  if (listeners.size > 0 && !signal.aborted) listened.add(signal);
+  else listened.delete(signal);
+}
+
+// Makes every tracked signal stay reachable while it has abort listeners
+// and has not fired, as Node.js does for timeout signals. One wrapper on
+// the prototype, not closures on each signal: libp2p makes thousands.
+function patchListenerTracking(): void {
+  const proto = AbortSignal.prototype as unknown as Record<PropertyKey, unknown>;
+  if (proto[LISTENERS] === true) return;
+  const add = AbortSignal.prototype.addEventListener;
+  const remove = AbortSignal.prototype.removeEventListener;
+  const onabort = Object.getOwnPropertyDescriptor(AbortSignal.prototype, "onabort");
+  Object.defineProperties(AbortSignal.prototype, {
+    [LISTENERS]: { value: true },
     addEventListener: {
       configurable: true,
       writable: true,
-      value: function (type: string, listener: Listener, options?: unknown): void {
+      value: function (this: AbortSignal, type: string, listener: Listener, options?: unknown) {
         add.call(
           this,
           type,
           listener as EventListenerOrEventListenerObject,
           options as AddEventListenerOptions,
         );
-        if (type === "abort" && listener !== null) {
+        const listeners = listenersOf(this);
+        if (listeners instanceof Set && type === "abort" && listener !== null) {
           listeners.add(listener);
-          update();
+          update(this, listeners);
         }
       },
     },
     removeEventListener: {
       configurable: true,
       writable: true,
-      value: function (type: string, listener: Listener, options?: unknown): void {
+      value: function (this: AbortSignal, type: string, listener: Listener, options?: unknown) {
         remove.call(
           this,
           type,
           listener as EventListenerOrEventListenerObject,
           options as EventListenerOptions,
         );
-        if (type === "abort" && listeners.delete(listener)) update();
+        const listeners = listenersOf(this);
+        if (listeners instanceof Set && type === "abort" && listeners.delete(listener)) {
+          update(this, listeners);
+        }
       },
     },
-    onabort: {
-      configurable: true,
-      get(): unknown {
-        return proto?.get?.call(signal);
+    ...(onabort?.set === undefined ? {} : {
+      onabort: {
+        configurable: true,
+        get(this: AbortSignal): unknown {
+          return onabort.get?.call(this);
+        },
+        set(this: AbortSignal, handler: unknown): void {
+          onabort.set!.call(this, handler);
+          const listeners = listenersOf(this);
+          if (!(listeners instanceof Set)) return;
+          if (typeof handler === "function") listeners.add(ON_ABORT);
+          else listeners.delete(ON_ABORT);
+          update(this, listeners);
+        },
       },
-      set(handler: unknown): void {
-        proto?.set?.call(signal, handler);
-        if (typeof handler === "function") listeners.add(ON_ABORT);
-        else listeners.delete(ON_ABORT);
-        update();
-      },
-    },
+    }),
   });
-  add.call(signal, "abort", () => listened.delete(signal), { once: true });
 }
 
-const ON_ABORT = Symbol("onabort");
+function trackListeners(signal: AbortSignal): void {
+  Object.defineProperty(signal, LISTENERS, { value: new Set<unknown>() });
+}
 
 function patchAbortSignalTimeout(): void {
   const timers = denoTimers();
@@ -160,6 +179,7 @@ function patchAbortSignalTimeout(): void {
       const id = setTimeout(() => {
         const target = ref.deref();
         if (target === undefined) return;
+        listened.delete(target);
         (target as unknown as Record<symbol, AbortController>)[SOURCES]!.abort(
           new DOMException("Signal timed out.", "TimeoutError"),
         );
@@ -181,12 +201,14 @@ function patchAbortSignalTimeout(): void {
     value: function (signals: Iterable<AbortSignal>): AbortSignal {
       const sources = [...signals];
       const composite = any(sources);
-      const tracked = sources.filter((source) =>
-        (source as unknown as Record<symbol, unknown>)[TRACKED] === true
-      );
+      const tracked = sources.filter((source) => listenersOf(source) instanceof Set);
       if (tracked.length > 0 && !composite.aborted) {
         Object.defineProperty(composite, SOURCES, { value: tracked });
         trackListeners(composite);
+        composite.addEventListener("abort", () => listened.delete(composite), { once: true });
+        // That listener is ours: it must not keep the composite reachable.
+        listenersOf(composite)!.clear();
+        listened.delete(composite);
       }
       return composite;
     },
@@ -195,4 +217,5 @@ function patchAbortSignalTimeout(): void {
 }
 
 patchBroadcastChannelUnref();
+if (denoTimers() !== undefined) patchListenerTracking();
 patchAbortSignalTimeout();

@@ -57,17 +57,53 @@ export interface KadClientStats {
   readonly reused: number;
 }
 
+/** How often requests in flight are checked for their deadline. */
+const SWEEP_MS = 250;
+
+interface Deadline {
+  readonly at: number;
+  readonly controller: AbortController;
+}
+
 interface Pooled {
   readonly stream: Stream;
   readonly reader: KadStreamReader;
   timer?: ReturnType<typeof setTimeout>;
 }
 
-/** Sends kad requests over reused streams; see the module documentation. */
+/**
+ * Sends kad requests over reused streams; see the module documentation.
+ *
+ * @example One FIND_NODE request to a peer, as DIM's lookups send it
+ * ```ts ignore
+ * import { KadClient } from "./_kad_client.ts";
+ * import { KadMessageType } from "./_kad_wire.ts";
+ * import { createDhtNode } from "./node.ts";
+ *
+ * await using a = await createDhtNode({ listen: ["/ip4/127.0.0.1/tcp/0"] });
+ * await using b = await createDhtNode({ listen: ["/ip4/127.0.0.1/tcp/0"] });
+ * const kad = new KadClient(b.libp2p, {
+ *   protocol: b.protocol,
+ *   maxMessageBytes: 1 << 20,
+ *   timeoutMs: 5000,
+ *   idleMs: 5000,
+ * });
+ * const answer = await kad.request(
+ *   a.libp2p.peerId,
+ *   () => a.libp2p.getMultiaddrs(),
+ *   { type: KadMessageType.FIND_NODE, key: new TextEncoder().encode("/demo/a") },
+ *   AbortSignal.timeout(5000),
+ * );
+ * console.log(answer.closer?.length ?? 0);
+ * await kad.close();
+ * ```
+ */
 export class KadClient {
   readonly #host: KadClientHost;
   readonly #options: KadClientOptions;
   readonly #idle = new Map<string, Pooled>();
+  readonly #inFlight = new Set<Deadline>();
+  #sweeper: ReturnType<typeof setInterval> | undefined;
   #closed = false;
   #requests = 0;
   #streams = 0;
@@ -115,9 +151,8 @@ export class KadClient {
     const bytes = encodeKadMessage(message);
     const key = peer.toString();
     const controller = new AbortController();
-    const timer = setTimeout(() => {
-      controller.abort(new DOMException("The kad request timed out", "TimeoutError"));
-    }, this.#options.timeoutMs);
+    const deadline = { at: Date.now() + this.#options.timeoutMs, controller };
+    this.#watch(deadline);
     const onAbort = (): void => controller.abort(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
     const scope = controller.signal;
@@ -141,9 +176,29 @@ export class KadClient {
       const fresh = { stream, reader: new KadStreamReader(stream, this.#options.maxMessageBytes) };
       return await this.#exchange(key, fresh, bytes, scope);
     } finally {
-      clearTimeout(timer);
+      this.#inFlight.delete(deadline);
       signal.removeEventListener("abort", onAbort);
     }
+  }
+
+  // One sweep timer for all requests in flight, rather than a timer each:
+  // requests time out between `timeoutMs` and `timeoutMs + SWEEP_MS`.
+  #watch(deadline: Deadline): void {
+    this.#inFlight.add(deadline);
+    if (this.#sweeper !== undefined) return;
+    this.#sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const entry of this.#inFlight) {
+        if (entry.at > now) continue;
+        this.#inFlight.delete(entry);
+        entry.controller.abort(new DOMException("The kad request timed out", "TimeoutError"));
+      }
+      if (this.#inFlight.size === 0) {
+        clearInterval(this.#sweeper);
+        this.#sweeper = undefined;
+      }
+    }, SWEEP_MS);
+    unrefTimer(this.#sweeper);
   }
 
   /**
@@ -153,6 +208,12 @@ export class KadClient {
    */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const entry of this.#inFlight) {
+      entry.controller.abort(new DOMException("The kad client is closed", "AbortError"));
+    }
+    this.#inFlight.clear();
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
     const idle = [...this.#idle.values()];
     this.#idle.clear();
     await Promise.all(idle.map((pooled) => this.#dispose(pooled)));
@@ -224,7 +285,8 @@ export class KadClient {
   }
 }
 
-// An idle stream's timer must not keep a Deno process alive.
+// An idle stream's timer, or the sweep, must not keep a Deno process alive
+// (a request in flight is awaited by its caller anyway).
 function unrefTimer(timer: ReturnType<typeof setTimeout>): void {
   const deno = (globalThis as { Deno?: { unrefTimer?: (id: number) => void } }).Deno;
   if (typeof timer === "number") deno?.unrefTimer?.(timer);

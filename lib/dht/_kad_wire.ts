@@ -90,6 +90,15 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
  *
  * @param message The type, key, record and closer peers.
  * @returns The framed bytes.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeKadMessage, encodeKadMessage, KadMessageType } from "./_kad_wire.ts";
+ *
+ * const framed = encodeKadMessage({ type: KadMessageType.FIND_NODE, key: new Uint8Array([1]) });
+ * assert.equal(framed[0], framed.length - 1); // The length prefix.
+ * assert.equal(decodeKadMessage(framed.subarray(1)).type, KadMessageType.FIND_NODE);
+ * ```
  */
 export function encodeKadMessage(message: KadMessage): Uint8Array {
   const parts: Uint8Array[] = [new Uint8Array([0x08, ...varint(message.type)])];
@@ -102,6 +111,11 @@ export function encodeKadMessage(message: KadMessage): Uint8Array {
   }
   const body = concat(parts);
   return concat([new Uint8Array(varint(body.length)), body]);
+}
+
+function hasWholeVarint(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length && i < 10; i++) if ((bytes[i]! & 0x80) === 0) return true;
+  return false;
 }
 
 class Reader {
@@ -152,14 +166,15 @@ class Reader {
 function decodePeer(bytes: Uint8Array): KadPeer {
   const reader = new Reader(bytes);
   let id: Uint8Array | undefined;
-  const addrs: Uint8Array[] = [];
+  let addresses = 0;
   while (reader.offset < bytes.length) {
     const tag = reader.varint();
     const field = Math.floor(tag / 8);
-    if ((tag & 7) === 2 && (field === 1 || field === 2)) {
-      const value = reader.take(reader.varint()).slice();
-      if (field === 1) id = value;
-      else if (addrs.push(value) > MAX_PEER_ADDRESSES) {
+    if ((tag & 7) === 2 && field === 1) {
+      id = reader.take(reader.varint());
+    } else if ((tag & 7) === 2 && field === 2) {
+      reader.take(reader.varint());
+      if (++addresses > MAX_PEER_ADDRESSES) {
         throw new ProtocolError(
           `Cannot decode kad message: a peer has more than ${MAX_PEER_ADDRESSES} addresses`,
         );
@@ -171,7 +186,27 @@ function decodePeer(bytes: Uint8Array): KadPeer {
   if (id === undefined || id.length === 0) {
     throw new ProtocolError("Cannot decode kad message: a closer peer has no ID");
   }
-  return { id, addrs };
+  return new DecodedPeer(id, bytes);
+}
+
+// A closer peer whose addresses are collected only if asked for: a lookup
+// needs just the ID of the many peers it has already seen.
+class DecodedPeer implements KadPeer {
+  #addrs: Uint8Array[] | undefined;
+  // Views of the message: it lives only as long as the lookup's peers.
+  constructor(readonly id: Uint8Array, readonly raw: Uint8Array) {}
+  get addrs(): readonly Uint8Array[] {
+    if (this.#addrs !== undefined) return this.#addrs;
+    const addrs: Uint8Array[] = [];
+    const reader = new Reader(this.raw);
+    while (reader.offset < this.raw.length) {
+      const tag = reader.varint();
+      if ((tag & 7) === 2 && Math.floor(tag / 8) === 2) addrs.push(reader.take(reader.varint()));
+      else reader.skip(tag & 7);
+    }
+    this.#addrs = addrs;
+    return addrs;
+  }
 }
 
 /**
@@ -181,6 +216,16 @@ function decodePeer(bytes: Uint8Array): KadPeer {
  * @returns The type, key, record and closer peers; other fields are skipped.
  * @throws {ProtocolError} If the bytes are not a well-formed protobuf, or
  *   carry too many closer peers or addresses.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeKadMessage } from "./_kad_wire.ts";
+ *
+ * // type = 1 (GET_VALUE), key = "k"
+ * const message = decodeKadMessage(new Uint8Array([0x08, 0x01, 0x12, 0x01, 0x6b]));
+ * assert.equal(message.type, 1);
+ * assert.deepEqual([...message.key!], [0x6b]);
+ * ```
  */
 export function decodeKadMessage(body: Uint8Array): KadMessage {
   const reader = new Reader(body);
@@ -237,6 +282,18 @@ export async function sendBytes(
 /**
  * Reads length-prefixed kad-dht messages one after another from a stream,
  * keeping bytes that arrive ahead of the next message.
+ *
+ * @example Two answers read from one stream
+ * ```ts ignore
+ * import { KadStreamReader } from "./_kad_wire.ts";
+ *
+ * declare const stream: import("@libp2p/interface").Stream;
+ * const reader = new KadStreamReader(stream, 1 << 20);
+ * const first = await reader.next();
+ * const second = await reader.next();
+ * await reader.cancel();
+ * console.log(first.type, second.type);
+ * ```
  */
 export class KadStreamReader {
   readonly #chunks: AsyncIterator<StreamChunk>;
@@ -263,12 +320,12 @@ export class KadStreamReader {
     while (true) {
       const reader = new Reader(this.#buffered);
       let length: number | undefined;
-      try {
+      // Only parse a length that has arrived whole: a throw per message,
+      // caught, cost more than the rest of reading it.
+      if (hasWholeVarint(this.#buffered)) {
         length = reader.varint();
-      } catch {
-        if (this.#buffered.length > 10) {
-          throw new ProtocolError("Cannot read kad message: bad length");
-        }
+      } else if (this.#buffered.length >= 10) {
+        throw new ProtocolError("Cannot read kad message: bad length");
       }
       if (length !== undefined) {
         if (length > this.#maxBytes) {

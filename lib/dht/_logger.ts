@@ -24,7 +24,19 @@ function silent(): Logger {
 
 const SILENT_LOGGER: Logger = silent();
 
-/** A {@linkcode ComponentLogger} whose loggers do nothing. */
+/**
+ * A {@linkcode ComponentLogger} whose loggers do nothing.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SILENT_COMPONENT_LOGGER } from "./_logger.ts";
+ *
+ * const log = SILENT_COMPONENT_LOGGER.forComponent("libp2p:demo");
+ * log("never shown");
+ * assert.equal(log.enabled, false);
+ * ```
+ */
 export const SILENT_COMPONENT_LOGGER: ComponentLogger = Object.freeze({
   forComponent: (_name: string): Logger => SILENT_LOGGER,
 });
@@ -34,6 +46,12 @@ export const SILENT_COMPONENT_LOGGER: ComponentLogger = Object.freeze({
  * something libp2p logs under, and the process may read it (no prompt).
  *
  * @returns `true` to keep libp2p's default logger.
+ * @example
+ * ```ts
+ * import { libp2pDebugRequested } from "./_logger.ts";
+ *
+ * console.log(libp2pDebugRequested() ? "libp2p debug output on" : "libp2p quiet");
+ * ```
  */
 export function libp2pDebugRequested(): boolean {
   const deno = (globalThis as { Deno?: typeof Deno }).Deno;

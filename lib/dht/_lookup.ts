@@ -9,13 +9,16 @@
  *   paths by rank (the closest to path 0, the next to path 1, …), so every
  *   path starts near the target.
  * - Each path asks its closest not-yet-asked peer, up to `concurrency` at
- *   once (a request unanswered after `straggleMs` frees its slot, so a
- *   slow or unreachable peer does not stall the path), and adds the closer
- *   peers each answer names to its own queue,
+ *   once, and adds the closer peers each answer names to its own queue,
  *   unless another path has already seen them: no peer is asked by two
  *   paths, so a path through malicious peers cannot steer the others.
  * - A path ends when the k closest peers that answered on it are all
  *   closer than anything left in its queue (or its queue is empty).
+ * - A request unanswered after `straggleMs` no longer holds the lookup
+ *   back: its path asks the next peer meanwhile, and the lookup may end
+ *   without its answer (which still counts if it comes first). One slow or
+ *   unreachable peer, or a made-up one a malicious peer named, then costs
+ *   a lookup `straggleMs`, not a stalled path.
  *
  * A value lookup (`quorum`) may end before that, when both hold:
  *
@@ -25,12 +28,18 @@
  *    `min(quorum.count, paths in use)` different paths;
  * 2. the lookup has converged below them: no peer known to be closer to
  *    the target than the farthest of those agreeing peers is still to be
- *    asked or awaited.
+ *    asked or awaited (unless it straggles).
  *
  * So the answer rests on the closest replicas the lookup can find, never
  * on the first answer, and a closer peer that might hold a newer record is
  * always heard first. When the agreeing answers are too few (peers hold
  * older records, or none), the lookup simply runs to its end.
+ *
+ * A value lookup also holds back a peer while enough closer peers, on
+ * enough paths, agree or are still being asked: its answer could not change
+ * the outcome. It is asked as soon as one of them fails or disagrees. When
+ * the closest peers answer and agree, a get so sends about `quorum.count`
+ * requests; otherwise it widens along the other paths.
  *
  * The lookup is pure: the network is the injected `ask` function, which
  * makes the rules testable without sockets.
@@ -124,6 +133,15 @@ interface Candidate {
   readonly path: number;
   state: State;
   value?: Uint8Array;
+  /** Asked longer than straggleMs ago, and not answered yet. */
+  straggling?: boolean;
+}
+
+interface Request {
+  readonly candidate: Candidate;
+  readonly path: Path;
+  readonly since: number;
+  straggling: boolean;
 }
 
 interface Path {
@@ -131,8 +149,6 @@ interface Path {
   readonly queue: Candidate[];
   /** Peers that answered, closest first, at most k. */
   readonly closest: Candidate[];
-  /** Requests awaited. */
-  running: number;
   /** Requests awaited that hold a slot (not yet straggling). */
   active: number;
 }
@@ -143,9 +159,33 @@ interface Path {
  *
  * @param bytes Key bytes or a peer ID multihash.
  * @returns 32 bytes.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { kadId } from "./_lookup.ts";
+ *
+ * assert.equal(kadId(new TextEncoder().encode("/dim/card/x")).length, 32);
+ * ```
  */
 export function kadId(bytes: Uint8Array): Uint8Array {
   return sha256(bytes);
+}
+
+// Positions of peers met recently, by peerKey: the same peers are named
+// again and again, and hashing each anew was a fifth of a lookup's own time.
+const PEER_KAD_IDS = new Map<string, Uint8Array>();
+const PEER_KAD_ID_ENTRIES = 4096;
+
+function peerKadId(key: string, id: Uint8Array): Uint8Array {
+  let position = PEER_KAD_IDS.get(key);
+  if (position === undefined) {
+    position = kadId(id);
+    if (PEER_KAD_IDS.size >= PEER_KAD_ID_ENTRIES) {
+      PEER_KAD_IDS.delete(PEER_KAD_IDS.keys().next().value!);
+    }
+    PEER_KAD_IDS.set(key, position);
+  }
+  return position;
 }
 
 /**
@@ -154,6 +194,13 @@ export function kadId(bytes: Uint8Array): Uint8Array {
  * @param a A distance.
  * @param b Another distance of the same length.
  * @returns Negative if `a` is closer, positive if `b` is, 0 if equal.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { compareDistance } from "./_lookup.ts";
+ *
+ * assert.ok(compareDistance(new Uint8Array([0, 9]), new Uint8Array([1, 0])) < 0);
+ * ```
  */
 export function compareDistance(a: Uint8Array, b: Uint8Array): number {
   for (let i = 0; i < a.length; i++) {
@@ -174,11 +221,17 @@ function xor(a: Uint8Array, b: Uint8Array): Uint8Array {
  *
  * @param id The multihash bytes.
  * @returns A string holding the same bytes.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { peerKey } from "./_lookup.ts";
+ *
+ * assert.equal(peerKey(new Uint8Array([65, 66])), "AB");
+ * ```
  */
 export function peerKey(id: Uint8Array): string {
-  let out = "";
-  for (let i = 0; i < id.length; i++) out += String.fromCharCode(id[i]!);
-  return out;
+  // One string, not one per byte: lookups key every peer they are told of.
+  return String.fromCharCode.apply(null, id as unknown as number[]);
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -208,6 +261,26 @@ function insertSorted(list: Candidate[], item: Candidate): void {
  * @throws {RangeError} If `k`, `paths`, `concurrency` or the quorum count
  *   is not a positive integer.
  * @throws {unknown} The signal's reason, if it is aborted.
+ * @example A lookup over a simulated network of two peers
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { kadId, lookup } from "./_lookup.ts";
+ *
+ * const a = { id: new Uint8Array([0, 1, 1]), addrs: [] };
+ * const b = { id: new Uint8Array([0, 1, 2]), addrs: [] };
+ * const result = await lookup({
+ *   target: kadId(new TextEncoder().encode("/demo/key")),
+ *   self: new Uint8Array([0, 1, 0]),
+ *   start: [a],
+ *   k: 20,
+ *   paths: 1,
+ *   concurrency: 1,
+ *   // `a` names `b`; `b` names nobody.
+ *   ask: (peer) => Promise.resolve({ closer: peer === a ? [b] : [] }),
+ * });
+ * assert.equal(result.asked, 2);
+ * assert.equal(result.responses.length, 2);
+ * ```
  */
 export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<LookupResult> {
   const { target, k, quorum } = options;
@@ -227,7 +300,6 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
   const paths: Path[] = Array.from({ length: options.paths }, () => ({
     queue: [],
     closest: [],
-    running: 0,
     active: 0,
   }));
   const starting: { peer: KadPeer; distance: Uint8Array }[] = [];
@@ -236,7 +308,7 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
     const key = peerKey(peer.id);
     if (key === selfKey || startKeys.has(key)) continue;
     startKeys.add(key);
-    starting.push({ peer, distance: xor(kadId(peer.id), target) });
+    starting.push({ peer, distance: xor(peerKadId(key, peer.id), target) });
   }
   starting.sort((a, b) => compareDistance(a.distance, b.distance));
   // Dealt by rank, so that each path starts from one of the closest peers.
@@ -257,6 +329,9 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
   let finished = false;
 
   return new Promise<LookupResult>((resolve, reject) => {
+    // One timer per lookup marks requests older than straggleMs as stragglers.
+    const inFlight = new Set<Request>();
+    let straggleTimer: ReturnType<typeof setTimeout> | undefined;
     const onAbort = (): void => {
       finish();
       reject(options.signal?.reason);
@@ -264,6 +339,7 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
     const finish = (early = false): LookupResult | undefined => {
       if (finished) return undefined;
       finished = true;
+      clearTimeout(straggleTimer);
       options.signal?.removeEventListener("abort", onAbort);
       const responses: LookupResponse[] = [...seen.values()]
         .filter((c) => c.state === "answered")
@@ -287,20 +363,21 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
       path.closest.length < k ||
       compareDistance(distance, path.closest[k - 1]!.distance) < 0;
 
+    // The valid answers so far, and the best value among them and the local
+    // copy, kept as answers arrive (the selector ranks two at a time).
+    const valued: Candidate[] = [];
+    let best: Uint8Array | undefined = quorum?.local;
+    const better = (a: Uint8Array, b: Uint8Array): Uint8Array => {
+      if (equalBytes(a, b)) return a;
+      const index = quorum!.select([a, b]);
+      return index === 1 ? b : a;
+    };
+
     const agreed = (): boolean => {
-      if (quorum === undefined) return false;
-      const answered = [...seen.values()].filter((c) => c.value !== undefined);
-      if (answered.length < quorum.count) return false;
-      const values = [
-        ...(quorum.local === undefined ? [] : [quorum.local]),
-        ...answered.map((c) => c.value!),
-      ];
-      let index = values.length < 2 ? 0 : quorum.select(values);
-      if (!Number.isInteger(index) || index < 0 || index >= values.length) index = 0;
-      const best = values[index]!;
-      const agreeing = answered
-        .filter((c) => equalBytes(c.value!, best))
-        .sort((a, b) => compareDistance(a.distance, b.distance));
+      if (quorum === undefined || best === undefined) return false;
+      const agreeing = valued.filter((c) => equalBytes(c.value!, best!));
+      if (agreeing.length < quorum.count) return false;
+      agreeing.sort((a, b) => compareDistance(a.distance, b.distance));
       const pathsNeeded = Math.min(quorum.count, pathsInUse);
       const pathsSeen = new Set<number>();
       let boundary: Uint8Array | undefined;
@@ -313,19 +390,49 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
       }
       if (boundary === undefined) return false;
       for (const candidate of seen.values()) {
-        if (
-          (candidate.state === "new" || candidate.state === "asking") &&
-          compareDistance(candidate.distance, boundary) < 0
-        ) {
+        const pending = candidate.state === "new" ||
+          (candidate.state === "asking" && candidate.straggling !== true);
+        if (pending && compareDistance(candidate.distance, boundary) < 0) {
           return false;
         }
       }
       return true;
     };
 
+    const watchStragglers = (): void => {
+      if (options.straggleMs === undefined || straggleTimer !== undefined || finished) return;
+      straggleTimer = setTimeout(() => {
+        straggleTimer = undefined;
+        if (finished) return;
+        const now = Date.now();
+        let freed = false;
+        for (const request of inFlight) {
+          if (request.straggling || now - request.since < options.straggleMs!) continue;
+          request.straggling = true;
+          request.candidate.straggling = true;
+          request.path.active--;
+          freed = true;
+        }
+        if (inFlight.size > 0) watchStragglers();
+        if (!freed) return;
+        if (agreed()) {
+          const result = finish(true);
+          if (result !== undefined) resolve(result);
+          return;
+        }
+        pump();
+      }, options.straggleMs);
+    };
+
     const onAnswer = (candidate: Candidate, answer: LookupAnswer): void => {
       candidate.state = "answered";
-      if (answer.value !== undefined) candidate.value = answer.value;
+      if (answer.value !== undefined) {
+        candidate.value = answer.value;
+        valued.push(candidate);
+        if (quorum !== undefined) {
+          best = best === undefined ? answer.value : better(best, answer.value);
+        }
+      }
       const path = paths[candidate.path]!;
       insertSorted(path.closest, candidate);
       if (path.closest.length > k) path.closest.pop();
@@ -334,7 +441,7 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
         if (key === selfKey || seen.has(key)) continue;
         const named: Candidate = {
           peer,
-          distance: xor(kadId(peer.id), target),
+          distance: xor(peerKadId(key, peer.id), target),
           path: candidate.path,
           state: "new",
         };
@@ -344,36 +451,61 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
       }
     };
 
+    // A value lookup does not ask a peer while enough closer peers, on
+    // enough paths, agree with the best value or are still being asked:
+    // its answer could not change the outcome unless one of them fails or
+    // disagrees, and then the peer is asked.
+    const deferred = (candidate: Candidate): boolean => {
+      if (quorum === undefined) return false;
+      let count = 0;
+      const pathsSeen = new Set<number>();
+      for (const other of seen.values()) {
+        if (compareDistance(other.distance, candidate.distance) >= 0) continue;
+        const pending = other.state === "asking" && other.straggling !== true;
+        const agreeing = other.value !== undefined && best !== undefined &&
+          equalBytes(other.value, best);
+        if (!pending && !agreeing) continue;
+        count++;
+        pathsSeen.add(other.path);
+      }
+      return count >= quorum.count && pathsSeen.size >= Math.min(quorum.count, pathsInUse);
+    };
+
+    // Sends the closest askable peer of any path with a free slot, again and
+    // again: closest first across paths, so that the deferral above sees the
+    // closer requests already on their way.
     const pump = (): void => {
       if (finished) return;
-      let running = 0;
-      for (const path of paths) {
-        while (path.active < options.concurrency) {
-          const next = path.queue[0];
-          if (next === undefined || !canEnter(path, next.distance)) break;
-          path.queue.shift();
-          send(next, path);
+      while (true) {
+        let from: Path | undefined;
+        for (const path of paths) {
+          if (path.active >= options.concurrency) continue;
+          const head = path.queue[0];
+          if (head === undefined || !canEnter(path, head.distance)) continue;
+          if (from === undefined || compareDistance(head.distance, from.queue[0]!.distance) < 0) {
+            from = path;
+          }
         }
-        running += path.running;
+        // Farther peers than a deferred one are deferred too.
+        if (from === undefined || deferred(from.queue[0]!)) break;
+        send(from.queue.shift()!, from);
       }
+      // Stragglers no longer hold the lookup back.
+      let running = 0;
+      for (const path of paths) running += path.active;
       if (running === 0) {
-        const result = finish();
+        const result = finish(agreed());
         if (result !== undefined) resolve(result);
       }
     };
 
     const send = (candidate: Candidate, path: Path): void => {
       candidate.state = "asking";
-      path.running++;
       path.active++;
       asked++;
-      let straggling = false;
-      const timer = options.straggleMs === undefined ? undefined : setTimeout(() => {
-        if (finished || candidate.state !== "asking") return;
-        straggling = true;
-        path.active--;
-        pump();
-      }, options.straggleMs);
+      const request: Request = { candidate, path, since: Date.now(), straggling: false };
+      inFlight.add(request);
+      watchStragglers();
       let ask: Promise<LookupAnswer>;
       try {
         ask = options.ask(candidate.peer, askSignal);
@@ -391,9 +523,8 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
           failed++;
         },
       ).finally(() => {
-        clearTimeout(timer);
-        path.running--;
-        if (!straggling) path.active--;
+        inFlight.delete(request);
+        if (!request.straggling) path.active--;
         if (finished) return;
         if (agreed()) {
           const result = finish(true);

@@ -41,6 +41,20 @@ interface Seen {
 
 /**
  * Remembers which peers (with which addresses) were recently passed on.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PeerEventFilter } from "./_peer_events.ts";
+ *
+ * const filter = new PeerEventFilter({ refreshMs: 60_000, maxEntries: 100, clock: Date.now });
+ * const peer = {
+ *   id: { toMultihash: () => ({ bytes: new Uint8Array([0, 1, 7]) }) },
+ *   multiaddrs: [{ bytes: new Uint8Array([4, 127, 0, 0, 1]) }],
+ * };
+ * assert.equal(filter.admit(peer), true);
+ * assert.equal(filter.admit(peer), false);
+ * ```
  */
 export class PeerEventFilter {
   readonly #options: PeerEventFilterOptions;
@@ -136,11 +150,10 @@ function isPeerInfo(value: unknown): value is PeerInfoLike {
 }
 
 function addressKey(addresses: readonly Uint8Array[]): string {
+  if (addresses.length === 1) return binaryString(addresses[0]!);
   return addresses.map(binaryString).sort().join("\0");
 }
 
 function binaryString(bytes: Uint8Array): string {
-  let out = "";
-  for (let i = 0; i < bytes.length; i++) out += String.fromCharCode(bytes[i]!);
-  return out;
+  return String.fromCharCode.apply(null, bytes as unknown as number[]);
 }

@@ -15,8 +15,7 @@
  * {@linkcode PeerStoreCache.install} wraps one peer store object in place
  * (libp2p hands the same object to all its components):
  *
- * - `get` (and so `getInfo`) answers from a cached copy younger than
- *   `ttlMs`;
+ * - `get` and `getInfo` answer from a cached copy younger than `ttlMs`;
  * - `merge` of protocols and addresses the cached copy already holds is
  *   skipped, so an unchanged entry is written at most once per `ttlMs`
  *   (which only moves its `updated` time, and the peer store keeps peers
@@ -27,7 +26,7 @@
  *
  * @module
  */
-import type { Peer, PeerData, PeerId, PeerStore } from "@libp2p/interface";
+import type { Peer, PeerData, PeerId, PeerInfo, PeerStore } from "@libp2p/interface";
 
 /** Options of {@linkcode PeerStoreCache}. */
 export interface PeerStoreCacheOptions {
@@ -41,6 +40,9 @@ export interface PeerStoreCacheOptions {
 
 interface Entry {
   readonly peer: Peer;
+  info?: PeerInfo;
+  /** Replaced or dropped: no longer to be answered from. */
+  dead?: boolean;
   readonly at: number;
   readonly protocols: ReadonlySet<string>;
   readonly addresses: ReadonlySet<string>;
@@ -60,10 +62,27 @@ export interface PeerStoreCacheStats {
   readonly writes: number;
 }
 
-/** A cache for one libp2p peer store; see the module documentation. */
+/**
+ * A cache for one libp2p peer store; see the module documentation.
+ *
+ * @example
+ * ```ts ignore
+ * import { PeerStoreCache } from "./_peer_store_cache.ts";
+ * import { createDhtNode } from "./node.ts";
+ *
+ * // createDhtNode installs one on every node's peer store, like this:
+ * const node = await createDhtNode({ listen: ["/ip4/127.0.0.1/tcp/0"], start: false });
+ * new PeerStoreCache({ ttlMs: 60_000, maxEntries: 512, clock: Date.now })
+ *   .install(node.libp2p.peerStore);
+ * await node.stop();
+ * ```
+ */
 export class PeerStoreCache {
   readonly #options: PeerStoreCacheOptions;
   readonly #entries = new Map<string, Entry>();
+  // The same entries by PeerId object: kad-dht asks with the routing
+  // table's own objects, which spares building and hashing the string.
+  readonly #byObject = new WeakMap<PeerId, Entry>();
   readonly #generations = new Map<string, number>();
   #hits = 0;
   #misses = 0;
@@ -117,6 +136,23 @@ export class PeerStoreCache {
       if (this.#generation(key) === generation) this.#store(key, peer);
       return peer;
     };
+    // kad-dht reads 20 of these per request: keep the derived object too.
+    store.getInfo = async (id: PeerId, options?: Options): Promise<PeerInfo> => {
+      let entry = this.#byObject.get(id);
+      if (entry === undefined || entry.dead === true || this.#expired(entry)) {
+        entry = this.#fresh(keyOf(id));
+        if (entry !== undefined) this.#byObject.set(id, entry);
+      }
+      if (entry !== undefined) {
+        this.#hits++;
+        return entry.info ??= {
+          id: entry.peer.id,
+          multiaddrs: entry.peer.addresses.map(({ multiaddr }) => multiaddr),
+        };
+      }
+      const peer = await store.get(id, options);
+      return { id: peer.id, multiaddrs: peer.addresses.map(({ multiaddr }) => multiaddr) };
+    };
     store.merge = async (id: PeerId, data: PeerData, options?: Options): Promise<Peer> => {
       const key = keyOf(id);
       const entry = this.#fresh(key);
@@ -139,7 +175,7 @@ export class PeerStoreCache {
         this.#invalidate(key);
       }
     };
-    // `consumePeerRecord`, `getInfo` and `has` call the methods above.
+    // `consumePeerRecord` and `has` call the methods above.
   }
 
   async #write(key: string, write: () => Promise<Peer>): Promise<Peer> {
@@ -156,11 +192,16 @@ export class PeerStoreCache {
   #fresh(key: string): Entry | undefined {
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
-    if (this.#options.clock() - entry.at >= this.#options.ttlMs) {
+    if (this.#expired(entry)) {
+      entry.dead = true;
       this.#entries.delete(key);
       return undefined;
     }
     return entry;
+  }
+
+  #expired(entry: Entry): boolean {
+    return this.#options.clock() - entry.at >= this.#options.ttlMs;
   }
 
   #generation(key: string): number {
@@ -170,6 +211,8 @@ export class PeerStoreCache {
   // Drops the cached copy and starts a new generation, so reads and writes
   // already in flight do not store their (older) result.
   #invalidate(key: string): number {
+    const entry = this.#entries.get(key);
+    if (entry !== undefined) entry.dead = true;
     this.#entries.delete(key);
     const next = this.#generation(key) + 1;
     this.#generations.delete(key);
@@ -182,6 +225,8 @@ export class PeerStoreCache {
   }
 
   #store(key: string, peer: Peer): void {
+    const previous = this.#entries.get(key);
+    if (previous !== undefined) previous.dead = true;
     this.#entries.delete(key);
     this.#entries.set(key, {
       peer,
@@ -191,7 +236,10 @@ export class PeerStoreCache {
     });
     if (this.#entries.size > this.#options.maxEntries) {
       const oldest = this.#entries.keys().next().value;
-      if (oldest !== undefined) this.#entries.delete(oldest);
+      if (oldest !== undefined) {
+        this.#entries.get(oldest)!.dead = true;
+        this.#entries.delete(oldest);
+      }
     }
   }
 }

@@ -53,9 +53,10 @@ export const DHT_K = 20;
 /**
  * Kademlia's alpha: how many requests one lookup has in flight, shared
  * among its disjoint paths (kad-dht is given `alpha / disjointPaths` per
- * path). A `get` with a quorum asks one peer per path at a time instead:
- * it ends once the closest peers agree, so farther peers asked in parallel
- * would be wasted.
+ * path). A `get` with a quorum asks at most one peer per path at a time,
+ * closest first, and none that could not change its outcome: it ends once
+ * the closest peers agree, so farther peers asked in parallel would be
+ * wasted.
  */
 export const DEFAULT_QUERY_CONCURRENCY = 10;
 

@@ -8,6 +8,17 @@
  * `node.key` (so its peer ID is stable) and its peer store and DHT records
  * in the SQLite database `node.db`, and on start it redials peers it knew.
  *
+ * kad-dht serves the protocol and keeps the routing table; `get`, `put` and
+ * `getClosestPeers` run DIM's own lookup (`_lookup.ts`): the same iterative
+ * Kademlia over disjoint paths, sending its requests on streams it keeps
+ * open per peer (`_kad_client.ts`), and ending a `get` once the closest
+ * peers agree (see {@linkcode DhtGetOptions.quorum}). Around libp2p, the
+ * node trims per-request work that changed nothing: repeated peer-store
+ * writes and reads (`_peer_store_cache.ts`, `_peer_events.ts`), the
+ * routing table's slow closest-peer search (`_closest.ts`), one socket
+ * write per frame chunk (`_coalesce.ts`), and libp2p's logging when it is
+ * off (`_logger.ts`).
+ *
  * @example Two nodes on loopback: one puts, the other gets
  * ```ts
  * import { createDhtNode } from "./node.ts";
@@ -92,7 +103,7 @@ import { installFastClosest, type KBucketLike } from "./_closest.ts";
 import { coalesceWrites } from "./_coalesce.ts";
 import { KadClient } from "./_kad_client.ts";
 import { KadMessageType, type KadPeer } from "./_kad_wire.ts";
-import { kadId, lookup, type LookupQuorum, type LookupResult, peerKey } from "./_lookup.ts";
+import { kadId, lookup, type LookupQuorum, type LookupResult } from "./_lookup.ts";
 import { namespaceOf, recordDatastoreKey, RecordGuardDatastore } from "./_record_guard.ts";
 import { withReliableIteration } from "./_stream.ts";
 import { libp2pDebugRequested, SILENT_COMPONENT_LOGGER } from "./_logger.ts";
@@ -103,7 +114,8 @@ export type { Stream };
 
 /**
  * Checks a record value found under a DHT key; resolves if it is valid and
- * rejects otherwise. kad-dht runs it on every record it receives or serves.
+ * rejects otherwise. kad-dht runs it on every record a peer stores here, and
+ * DIM's lookups on every record a peer answers with.
  */
 export type DhtValidator = (key: Uint8Array, value: Uint8Array) => Promise<void>;
 
@@ -671,8 +683,8 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   }
 
   /**
-   * Stores `value` under `key` in the DHT: validates it, keeps it locally
-   * and sends it to the closest peers.
+   * Stores `value` under `key` in the DHT: validates it, keeps it locally,
+   * looks up the k = 20 peers closest to the key and sends it to each.
    *
    * @param key A DHT key `/<namespace>/<rest>` whose namespace has a validator.
    * @param value The record value.
@@ -729,10 +741,11 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   }
 
   /**
-   * Finds the best value stored under `key`: asks the closest peers, adds
-   * this node's own copy, and returns the one the namespace's selector
-   * prefers. Peers that answered with an older value are sent the best one
-   * (kad-dht does this; if its correction step fails, DIM repairs the rest).
+   * Finds the best value stored under `key`: asks the closest peers (until
+   * the closest agree, see {@linkcode DhtGetOptions.quorum}), adds this
+   * node's own copy, and returns the one the namespace's selector prefers.
+   * Peers that answered with an older value, and an older local copy, are
+   * sent the best one.
    *
    * @param key A DHT key `/<namespace>/<rest>` whose namespace has a validator.
    * @param options `signal`: aborts the get; `quorum`: see {@linkcode DhtGetOptions}.
@@ -1223,12 +1236,14 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   }
 
   async #readLocal(keyBytes: Uint8Array, signal?: AbortSignal): Promise<Uint8Array | undefined> {
+    const key = recordDatastoreKey(keyBytes);
+    const options = signal === undefined ? {} : { signal };
     let raw: Uint8Array;
     try {
-      raw = await this.#datastore.get(
-        recordDatastoreKey(keyBytes),
-        signal === undefined ? {} : { signal },
-      );
+      // Most gets are for records this node does not hold: ask first, so
+      // that no NotFoundError (and its stack trace) is built.
+      if (!(await this.#datastore.has(key, options))) return undefined;
+      raw = await this.#datastore.get(key, options);
     } catch (cause) {
       if ((cause as { name?: unknown } | null)?.name === "NotFoundError") return undefined;
       throw cause instanceof StorageError ? cause : new StorageError(
@@ -1266,20 +1281,19 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     const start: StartPeer[] = this.#kad.routingTable
       .closestPeers(target, { count: DHT_K })
       .map((peerId) => ({ id: peerId.toMultihash().bytes, addrs: [], peerId }));
-    // One check per distinct value a lookup is answered with.
-    const checked = new Map<string, Promise<boolean>>();
+    // One check per distinct value a lookup is answered with (few: peers
+    // mostly agree).
+    const checked: { value: Uint8Array; valid: Promise<boolean> }[] = [];
     const isValid = (value: Uint8Array): Promise<boolean> => {
-      const id = peerKey(value);
-      let result = checked.get(id);
-      if (result === undefined) {
-        const validator = this.#validators[namespaceOf(keyBytes) ?? ""];
-        result = Promise.resolve(validator?.(keyBytes, value)).then(
-          () => validator !== undefined,
-          () => false,
-        );
-        checked.set(id, result);
-      }
-      return result;
+      const known = checked.find((entry) => equalBytes(entry.value, value));
+      if (known !== undefined) return known.valid;
+      const validator = this.#validators[namespaceOf(keyBytes) ?? ""];
+      const valid = Promise.resolve(validator?.(keyBytes, value)).then(
+        () => validator !== undefined,
+        () => false,
+      );
+      checked.push({ value, valid });
+      return valid;
     };
     return await lookup<StartPeer>({
       target,

@@ -4,7 +4,15 @@
  * Latencies are printed, not asserted.
  */
 import assert from "node:assert/strict";
-import { median, payloadOf, seqOf, startNetwork, stopAll, testRecord } from "./_helpers.ts";
+import {
+  median,
+  payloadOf,
+  seqOf,
+  startNetwork,
+  stopAll,
+  testRecord,
+  waitForFullTables,
+} from "./_helpers.ts";
 
 const NODES = 20;
 
@@ -83,6 +91,31 @@ Deno.test("tuned lookups: put and get p50 with alpha 3, one path and a quorum of
       `  ${NODES} nodes, alpha 3 / 1 path / quorum 3: put p50 ${median(putTimes).toFixed(1)} ms, ` +
         `get p50 ${median(getTimes).toFixed(1)} ms (${getTimes.length} gets)`,
     );
+  } finally {
+    await stopAll(nodes);
+  }
+});
+
+Deno.test("a get among 20 nodes asks the three closest peers when they agree", async () => {
+  const nodes = await startNetwork(NODES);
+  try {
+    await waitForFullTables(nodes);
+    for (let i = 0; i < 5; i++) await nodes[i]!.put(`/test/paths-${i}`, testRecord(i));
+    for (let i = 0; i < 5; i++) {
+      const reader = nodes[i + 10]!;
+      const before = reader.stats;
+      assert.equal(seqOf(await reader.get(`/test/paths-${i}`)), i);
+      const sent = reader.stats.requests - before.requests;
+      // Every node knows every other: the three closest, on three of the
+      // ten paths, agree, and no closer peer exists.
+      assert.equal(sent, 3);
+    }
+    // Asking the same peers again reuses the streams the first gets opened.
+    const reader = nodes[10]!;
+    const before = reader.stats;
+    await reader.get("/test/paths-0");
+    assert.equal(reader.stats.streams - before.streams, 0);
+    assert.equal(reader.stats.reused - before.reused, 3);
   } finally {
     await stopAll(nodes);
   }

@@ -126,7 +126,8 @@ Deno.test("get returns the best answer and corrects the peers that held an older
     await writer.put("/test/repair", testRecord(1));
     // Only `fresh` learns seq 2.
     assert.equal(await rawPut(reader, fresh, "/test/repair", testRecord(2)), "accepted");
-    assert.equal(seqOf(await reader.get("/test/repair")), 2);
+    // Quorum 0: ask every peer, however early the closest agree.
+    assert.equal(seqOf(await reader.get("/test/repair", { quorum: 0 })), 2);
     for (const node of nodes) {
       assert.equal(seqOf(await node.getLocal("/test/repair")), 2, `stale copy on ${node.peerId}`);
     }
@@ -149,6 +150,23 @@ Deno.test("a get that stops at its quorum still repairs the local copy", async (
     assert.equal(seqOf(await reader.getLocal("/test/quorum")), 1);
     assert.equal(seqOf(await reader.get("/test/quorum", { quorum: 2 })), 2);
     assert.equal(seqOf(await reader.getLocal("/test/quorum")), 2);
+  } finally {
+    await stopAll(nodes);
+  }
+});
+
+Deno.test("a newer record on the closest peer outweighs older ones that agree", async () => {
+  const nodes = await startNetwork(6);
+  try {
+    const [writer, reader] = nodes as [DhtNode, DhtNode];
+    await waitForFullTables(nodes);
+    await writer.put("/test/closest", testRecord(1));
+    const closest = (await reader.getClosestPeers("/test/closest"))[0]!;
+    const holder = nodes.find((node) => node.peerId === closest.peerId)!;
+    assert.equal(await rawPut(reader, holder, "/test/closest", testRecord(2)), "accepted");
+    // The closest peer is always heard: its newer record wins, and the get
+    // cannot end on the older one the next closest agree on.
+    assert.equal(seqOf(await reader.get("/test/closest")), 2);
   } finally {
     await stopAll(nodes);
   }
