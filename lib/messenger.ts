@@ -25,7 +25,7 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { peerIdFromString } from "@libp2p/peer-id";
-import { constantTimeEqual, fromUtf8, toHex, utf8 } from "./crypto/_bytes.ts";
+import { compareBytes, constantTimeEqual, fromUtf8, toHex, utf8 } from "./crypto/_bytes.ts";
 import { decodeUserId, Identity, type PublicIdentity } from "./crypto/identity.ts";
 import { createKeystore, unlockKeystore } from "./crypto/keystore.ts";
 import { fingerprint } from "./crypto/safety_number.ts";
@@ -850,11 +850,6 @@ function publicAddresses(addrs: readonly string[]): string[] {
 function kadDistance(peerId: string, keyHash: Uint8Array): Uint8Array {
   const peerHash = sha256(peerIdFromString(peerId).toMultihash().bytes);
   return peerHash.map((b, i) => b ^ keyHash[i]!);
-}
-
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return 0;
 }
 
 /**

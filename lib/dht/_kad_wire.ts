@@ -19,6 +19,7 @@
  * @module
  */
 import type { Stream } from "@libp2p/interface";
+import { concat } from "../crypto/_bytes.ts";
 import { ProtocolError } from "../errors.ts";
 import { readStream, type StreamChunk } from "./_stream.ts";
 
@@ -75,16 +76,6 @@ function bytesField(field: number, bytes: Uint8Array): Uint8Array {
   return out;
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
 /**
  * Encodes a kad-dht message with its varint length prefix.
  *
@@ -106,11 +97,11 @@ export function encodeKadMessage(message: KadMessage): Uint8Array {
   if (message.record !== undefined) parts.push(bytesField(3, message.record));
   for (const peer of message.closer ?? []) {
     parts.push(
-      bytesField(8, concat([bytesField(1, peer.id), ...peer.addrs.map((a) => bytesField(2, a))])),
+      bytesField(8, concat(bytesField(1, peer.id), ...peer.addrs.map((a) => bytesField(2, a)))),
     );
   }
-  const body = concat(parts);
-  return concat([new Uint8Array(varint(body.length)), body]);
+  const body = concat(...parts);
+  return concat(new Uint8Array(varint(body.length)), body);
 }
 
 function hasWholeVarint(bytes: Uint8Array): boolean {
@@ -348,7 +339,7 @@ export class KadStreamReader {
       const { value, done } = await this.#chunks.next();
       if (done) throw new ProtocolError("Cannot read kad message: the stream ended first");
       const bytes = value instanceof Uint8Array ? value : value.subarray();
-      this.#buffered = this.#buffered.length === 0 ? bytes : concat([this.#buffered, bytes]);
+      this.#buffered = this.#buffered.length === 0 ? bytes : concat(this.#buffered, bytes);
     }
   }
 

@@ -33,7 +33,7 @@
  * @module
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concat, constantTimeEqual } from "../crypto/_bytes.ts";
+import { compareBytes, concat, constantTimeEqual } from "../crypto/_bytes.ts";
 import type { Identity } from "../crypto/identity.ts";
 import {
   decodeSession,
@@ -109,11 +109,6 @@ export type BundleFetcher = (
 
 function sessionIdOf(headerBytes: Uint8Array): Uint8Array {
   return sha256(headerBytes).subarray(0, SESSION_ID_LENGTH);
-}
-
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return a.length - b.length;
 }
 
 /** Makes, keeps and uses the Double Ratchet sessions of one identity. */

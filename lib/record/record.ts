@@ -34,7 +34,7 @@
  *
  * @module
  */
-import { concat, fromUtf8, Reader, u32, u64, utf8 } from "../crypto/_bytes.ts";
+import { compareBytes, concat, fromUtf8, Reader, u32, u64, utf8 } from "../crypto/_bytes.ts";
 import { KEY_LENGTH } from "../crypto/_keys.ts";
 import { decodeUserId, encodeUserId, type Identity, verifySignature } from "../crypto/identity.ts";
 import { InvalidRecordError } from "../errors.ts";
@@ -424,14 +424,6 @@ export async function openTypedRecord(
     );
   }
   return record;
-}
-
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    if (a[i] !== b[i]) return a[i]! - b[i]!;
-  }
-  return a.length - b.length;
 }
 
 /**
