@@ -695,7 +695,9 @@ export class MessagingService extends EventTarget {
   }
 
   async #acknowledgeAny(hash: Uint8Array, signature: Uint8Array): Promise<void> {
-    const entry = this.#db.listOutbox().find((e) => constantTimeEqual(e.envelopeHash, hash));
-    if (entry !== undefined) await this.#acknowledge(entry.recipient, hash, signature);
+    // A lookup by the indexed hash: receipts are rate-limited, but each one
+    // must not cost a scan of the whole outbox.
+    const recipient = this.#db.outboxRecipient(hash);
+    if (recipient !== undefined) await this.#acknowledge(recipient, hash, signature);
   }
 }

@@ -666,6 +666,22 @@ export class Database implements Disposable {
   }
 
   /**
+   * The recipient of the outbox entry whose envelope has this hash.
+   *
+   * @param envelopeHash SHA-256 of the envelope.
+   * @returns The recipient's user ID, or `undefined` if no entry has it.
+   */
+  outboxRecipient(envelopeHash: Uint8Array): string | undefined {
+    const r = this.#run(
+      "read outbox",
+      (db) => db.prepare("SELECT recipient FROM outbox WHERE envelope_hash = ?").get(envelopeHash),
+    ) as
+      | Row
+      | undefined;
+    return r === undefined ? undefined : String(r.recipient);
+  }
+
+  /**
    * Records a failed attempt and when to try again.
    *
    * @param messageSeq The entry.
