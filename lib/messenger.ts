@@ -685,7 +685,10 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     const done = (state: MessageState) =>
       state === "delivered" || (options.orStored === true && state === "stored");
     return new Promise((resolve, reject) => {
-      const check = () => {
+      const check = (event?: Event) => {
+        // Each status event names one message: only its own costs a read.
+        const about = (event as CustomEvent<ChatMessage> | undefined)?.detail?.seq;
+        if (about !== undefined && about !== seq) return;
         const row = this.#db.getMessage(seq);
         if (row && done(row.state)) {
           cleanup();

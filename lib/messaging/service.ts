@@ -15,7 +15,11 @@
  * outbox only on an acknowledgement signed by the recipient's identity key
  * over the envelope's SHA-256. Envelopes are deduplicated by (sender, message
  * ID), which is persistent, so a replay is never stored twice. Each
- * conversation's outbox is sent strictly in order, one message in flight.
+ * conversation's outbox is sent strictly in order over one stream, with up to
+ * {@linkcode SEND_WINDOW} envelopes awaiting their acknowledgements; the
+ * recipient answers them in order. The recipient stores what has arrived
+ * together and makes it durable with one flush before it acknowledges any of
+ * it. An idle stream is kept for a few seconds for the next message.
  *
  * Mailboxes: a user's mailbox address is SHA-256("DIM-v1-mailbox\0" ||
  * signing key). A sender that cannot reach the recipient stores the envelope
@@ -28,8 +32,8 @@
  *
  * @module
  */
-import { constantTimeEqual, toHex } from "../crypto/_bytes.ts";
-import { openEnvelope, sealEnvelope } from "../crypto/envelope.ts";
+import { concat, constantTimeEqual, toHex } from "../crypto/_bytes.ts";
+import { type OpenedEnvelope, openEnvelope, sealEnvelope } from "../crypto/envelope.ts";
 import { decodeUserId, type Identity, verifySignature } from "../crypto/identity.ts";
 import { DecryptionError, DimError, PeerUnreachableError, ProtocolError } from "../errors.ts";
 import type { Database, MessageRow, OutboxRow } from "../store/database.ts";
@@ -47,7 +51,9 @@ import {
 import type { SessionManager, SessionResult } from "./sessions.ts";
 import {
   deleteSignedBytes,
+  encodeFrame,
   type Frame,
+  FrameQueue,
   FrameReader,
   FrameType,
   MAILBOX_PROTOCOL,
@@ -133,6 +139,15 @@ export type RecipientResolver = (
 ) => Promise<PeerTarget>;
 
 const MAX_FRAMES_PER_STREAM = 100_000;
+/** How many envelopes of one conversation may await their acknowledgements. */
+export const SEND_WINDOW = 64;
+/** The most envelopes a recipient stores and flushes together. */
+const RECEIVE_BATCH = 64;
+/**
+ * How long an idle outgoing stream is kept for the next message (ms). Below
+ * the recipient's idle timeout, so the sender is the one that closes it.
+ */
+const LINK_IDLE_MS = 3000;
 /** How long the nodes closest to a mailbox are remembered. */
 const CLOSEST_CACHE_MS = 5 * 60 * 1000;
 
@@ -156,6 +171,10 @@ export class MessagingService extends EventTarget {
   #started = false;
   #timers: ReturnType<typeof setInterval>[] = [];
   #inFlight = new Set<string>();
+  /** Wakes a conversation's running delivery when a new message is queued. */
+  #wakers = new Map<string, Wake>();
+  /** Open streams kept between deliveries, by recipient. */
+  #links = new Map<string, Link>();
   #tasks = new Set<Promise<unknown>>();
   #streams = new Set<MessageStream>();
   #mailbox: Uint8Array | undefined;
@@ -230,6 +249,8 @@ export class MessagingService extends EventTarget {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     this.#abort.abort(new DimError("Cannot continue: the messenger is stopping"));
+    for (const link of this.#links.values()) link.dispose();
+    this.#links.clear();
     for (const s of this.#streams) s.abort(new Error("stopping"));
     await Promise.allSettled([
       this.#transport.unhandle(MESSAGE_PROTOCOL),
@@ -325,66 +346,166 @@ export class MessagingService extends EventTarget {
    */
   async flushOutbox(): Promise<void> {
     if (!this.#started) return;
-    const recipients = this.#db.dueOutbox(this.#clock()).map((e) => e.recipient)
-      .filter((r) => !this.#inFlight.has(r));
+    const recipients: string[] = [];
+    for (const { recipient } of this.#db.dueOutbox(this.#clock())) {
+      // A running delivery picks the new message up itself.
+      if (this.#inFlight.has(recipient)) this.#wakers.get(recipient)?.wake();
+      else recipients.push(recipient);
+    }
     await Promise.all(recipients.map(async (recipient) => {
+      const wake = new Wake();
       this.#inFlight.add(recipient);
+      this.#wakers.set(recipient, wake);
       try {
         await this.#drain(recipient);
       } finally {
         this.#inFlight.delete(recipient);
+        this.#wakers.delete(recipient);
+        // A message queued while the delivery was ending is not left for the next scan.
+        if (wake.requested) this.#track(this.flushOutbox());
       }
     }));
   }
 
-  /** Delivers one conversation's due queue in order; on failure defers it and mails it. */
+  /**
+   * Delivers one conversation's due queue in order, up to SEND_WINDOW
+   * envelopes ahead of their acknowledgements; on failure defers it and mails it.
+   */
   async #drain(recipient: string): Promise<void> {
-    let stream: MessageStream | undefined;
-    let reader: FrameReader | undefined;
-    try {
-      for (;;) {
-        if (!this.#started) return;
-        const entry = this.#db.dueOutbox(this.#clock()).find((e) => e.recipient === recipient);
-        if (entry === undefined) return;
-        const signal = this.#signal(this.#opts.attemptTimeoutMs);
-        try {
-          if (stream === undefined || reader === undefined) {
-            const target = await this.#resolve(recipient, { signal });
-            stream = await this.#transport.openStream(target, MESSAGE_PROTOCOL, { signal });
-            this.#streams.add(stream);
-            reader = new FrameReader(stream);
-          }
-          await writeFrame(stream, { type: FrameType.Envelope, envelope: entry.envelope }, signal);
-          const reply = await race(reader.next(), signal);
-          if (reply?.type !== FrameType.Ack) {
-            throw new ProtocolError(
-              reply?.type === FrameType.Nack
-                ? `Cannot deliver: recipient refused (code ${reply.code})`
-                : "Cannot deliver: no acknowledgement",
-            );
-          }
-          if (!constantTimeEqual(reply.envelopeHash, entry.envelopeHash)) {
-            throw new ProtocolError("Cannot accept acknowledgement: it is for another message");
-          }
-          if (!(await this.#acknowledge(recipient, reply.envelopeHash, reply.signature))) {
-            throw new ProtocolError("Cannot accept acknowledgement: invalid signature");
-          }
-        } catch (err) {
-          if (stream !== undefined) {
-            stream.abort(err instanceof Error ? err : new Error(String(err)));
-            this.#streams.delete(stream);
-            stream = undefined;
-          }
-          await this.#defer(recipient, entry, err);
-          return;
-        }
+    let link = this.#links.get(recipient);
+    this.#links.delete(recipient);
+    link?.keep();
+    if (link !== undefined && (link.replies.done || link.replies.size > 0)) {
+      link.dispose();
+      link = undefined;
+    }
+    // A kept stream may have been closed by the other side meanwhile: one
+    // failure on it, before any acknowledgement, is retried on a new stream.
+    let retry = link !== undefined;
+    let sent: OutboxRow[] = [];
+    let last = 0;
+    const wake = this.#wakers.get(recipient)!;
+    for (;;) {
+      wake.requested = false;
+      if (!this.#started) {
+        link?.dispose();
+        return;
       }
-    } finally {
-      if (stream !== undefined) {
-        this.#streams.delete(stream);
-        await stream.close({ signal: this.#signal(this.#opts.attemptTimeoutMs) }).catch(() => {});
+      const room = SEND_WINDOW - sent.length;
+      const next = room > 0 ? this.#db.outboxAfter(recipient, last, room) : [];
+      if (sent.length === 0 && (next.length === 0 || next[0]!.nextAttemptAt > this.#clock())) {
+        if (link !== undefined) this.#park(recipient, link);
+        return;
+      }
+      const signal = this.#signal(this.#opts.attemptTimeoutMs);
+      try {
+        if (next.length > 0) {
+          if (link === undefined) {
+            const target = await this.#resolve(recipient, { signal });
+            const stream = await this.#transport.openStream(target, MESSAGE_PROTOCOL, { signal });
+            link = new Link(stream, this.#streams);
+          }
+          sent = sent.concat(next);
+          last = next[next.length - 1]!.messageSeq;
+          const frames = next.map((e) =>
+            encodeFrame({ type: FrameType.Envelope, envelope: e.envelope })
+          );
+          // One write for all: one stream frame and one encryption, not one per message.
+          if (!link.stream.send(frames.length === 1 ? frames[0]! : concat(...frames))) {
+            await link.stream.onDrain({ signal });
+          }
+        }
+        // The first reply, or a new message to send meanwhile.
+        await race(Promise.race([link!.replies.ready(), wake.wait()]), signal);
+        const replies = link!.replies.take(sent.length);
+        if (replies.length === 0) {
+          if (link!.replies.done) {
+            throw new ProtocolError("Cannot deliver: the recipient closed the stream");
+          }
+          continue;
+        }
+        const done = await this.#confirm(recipient, sent, replies);
+        sent = sent.slice(done);
+        retry = false;
+      } catch (err) {
+        link?.dispose(err);
+        link = undefined;
+        if (retry && this.#started) {
+          retry = false;
+          sent = [];
+          last = 0;
+          continue;
+        }
+        const head = sent[0] ?? next[0];
+        if (head !== undefined) await this.#defer(recipient, head, err);
+        return;
       }
     }
+  }
+
+  /**
+   * Checks replies against the envelopes sent, in order, and marks the
+   * acknowledged ones delivered.
+   *
+   * @returns How many envelopes were acknowledged.
+   * @throws {ProtocolError} After marking the ones before it, at the first
+   *   reply that is not a valid acknowledgement of its envelope.
+   */
+  async #confirm(recipient: string, sent: OutboxRow[], replies: Frame[]): Promise<number> {
+    const key = decodeUserId(recipient);
+    let failure: ProtocolError | undefined;
+    const acks: { entry: OutboxRow; check: Promise<boolean> }[] = [];
+    for (const [i, reply] of replies.entries()) {
+      const entry = sent[i]!;
+      if (reply.type !== FrameType.Ack) {
+        failure = new ProtocolError(
+          reply.type === FrameType.Nack
+            ? `Cannot deliver: recipient refused (code ${reply.code})`
+            : "Cannot deliver: no acknowledgement",
+        );
+        break;
+      }
+      if (!constantTimeEqual(reply.envelopeHash, entry.envelopeHash)) {
+        failure = new ProtocolError("Cannot accept acknowledgement: it is for another message");
+        break;
+      }
+      // The checks run together, on the crypto threads.
+      acks.push({ entry, check: verifySignature("ack", key, reply.envelopeHash, reply.signature) });
+    }
+    let done = 0;
+    for (const { check } of acks) {
+      if (!(await check)) {
+        failure = new ProtocolError("Cannot accept acknowledgement: invalid signature");
+        break;
+      }
+      done++;
+    }
+    const delivered = this.#db.transaction(
+      () =>
+        acks.slice(0, done).map(({ entry }) =>
+          this.#db.markDelivered(recipient, entry.envelopeHash)
+        ),
+      // Lost in a crash, a mark costs one more delivery, which the recipient deduplicates.
+      { durable: false },
+    );
+    for (const seq of delivered) {
+      if (seq !== undefined) this.#emit({ type: "delivered", seq, recipient });
+    }
+    if (failure !== undefined) throw failure;
+    return done;
+  }
+
+  /** Keeps an idle stream for the conversation's next message, for a while. */
+  #park(recipient: string, link: Link): void {
+    if (!this.#started || link.replies.done || link.replies.size > 0) {
+      link.dispose();
+      return;
+    }
+    this.#links.get(recipient)?.dispose();
+    this.#links.set(recipient, link);
+    link.idle(LINK_IDLE_MS, () => {
+      if (this.#links.get(recipient) === link) this.#links.delete(recipient);
+    });
   }
 
   /**
@@ -413,11 +534,13 @@ export class MessagingService extends EventTarget {
     }
   }
 
-  /** Verifies an ack or receipt and marks the message delivered. */
+  /** Verifies a receipt and marks the message delivered. */
   async #acknowledge(recipient: string, hash: Uint8Array, signature: Uint8Array): Promise<boolean> {
     const key = decodeUserId(recipient);
     if (!(await verifySignature("ack", key, hash, signature))) return false;
-    const seq = this.#db.markDelivered(recipient, hash);
+    const seq = this.#db.transaction(() => this.#db.markDelivered(recipient, hash), {
+      durable: false,
+    });
     if (seq !== undefined) this.#emit({ type: "delivered", seq, recipient });
     return true;
   }
@@ -518,6 +641,8 @@ export class MessagingService extends EventTarget {
     for (const { envelope, hash } of held.values()) {
       opened.push({ incoming: await this.#receive(envelope, "mailbox"), hash });
     }
+    // Stored and flushed before any sender hears of it or any copy is deleted.
+    this.#db.sync();
     // Show them in the senders' order.
     opened.sort((a, b) => (a.incoming?.message.sentAt ?? 0) - (b.incoming?.message.sentAt ?? 0));
     let fresh = 0;
@@ -591,7 +716,8 @@ export class MessagingService extends EventTarget {
   }
 
   /**
-   * Opens, verifies and stores one envelope.
+   * Opens, verifies and stores one envelope. The commit is not flushed:
+   * call `sync()` on the database before acknowledging it.
    *
    * @returns The new message, or `undefined` if it was a duplicate.
    * @throws {DecryptionError} If it cannot be opened.
@@ -604,6 +730,22 @@ export class MessagingService extends EventTarget {
       if (via === "mailbox") return undefined;
       throw err;
     }
+    try {
+      return await this.#accept(opened, via);
+    } catch (err) {
+      if (via === "mailbox" && err instanceof DecryptionError) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Decrypts an opened envelope in its session and stores it, without a
+   * flush of the commit.
+   *
+   * @returns The new message, or `undefined` if it was a duplicate.
+   * @throws {DecryptionError} If it does not decrypt in its session.
+   */
+  async #accept(opened: OpenedEnvelope, via: string): Promise<IncomingMessage | undefined> {
     const now = this.#clock();
     const sender = opened.senderId;
     // A replay is acknowledged again without touching the session.
@@ -624,66 +766,37 @@ export class MessagingService extends EventTarget {
         if (message !== undefined) content.save();
         this.#db.touchContact(sender, now);
         return message;
-      });
+      }, { durable: false });
     const sessions = this.#sessions;
-    let message: MessageRow | undefined;
-    try {
-      message = sessions === undefined
-        ? store({ ...opened, protection: "static", save: () => {} })
-        : await sessions.lock(async () =>
-          store(
-            await sessions.decrypt(
-              {
-                userId: sender,
-                signingPublicKey: opened.senderSigningKey,
-                encryptionPublicKey: this.#db.getContactById(sender)?.encryptionPublicKey,
-              },
-              opened.contentType,
-              opened.body,
-            ),
-          )
-        );
-    } catch (err) {
-      if (via === "mailbox" && err instanceof DecryptionError) return undefined;
-      throw err;
-    }
+    const message = sessions === undefined
+      ? store({ ...opened, protection: "static", save: () => {} })
+      : await sessions.lock(async () =>
+        store(
+          await sessions.decrypt(
+            {
+              userId: sender,
+              signingPublicKey: opened.senderSigningKey,
+              encryptionPublicKey: this.#db.getContactById(sender)?.encryptionPublicKey,
+            },
+            opened.contentType,
+            opened.body,
+          ),
+        )
+      );
     if (message === undefined) return undefined;
     return { message, senderSigningKey: opened.senderSigningKey };
   }
 
   async #serveMessages(stream: MessageStream, remotePeer: string): Promise<void> {
     this.#streams.add(stream);
-    const reader = new FrameReader(stream);
+    const queue = new FrameQueue(stream, { capacity: RECEIVE_BATCH });
     try {
-      for (let i = 0; i < MAX_FRAMES_PER_STREAM && this.#started; i++) {
-        const frame = await race(reader.next(), this.#signal(this.#opts.idleTimeoutMs));
-        if (frame === undefined) break;
-        const signal = this.#signal(this.#opts.idleTimeoutMs);
-        if (frame.type === FrameType.Envelope) {
-          if (!this.#rate.take(remotePeer, this.#clock())) {
-            await writeFrame(stream, { type: FrameType.Nack, code: NackCode.RateLimited }, signal);
-            continue;
-          }
-          let incoming: IncomingMessage | undefined;
-          try {
-            incoming = await this.#receive(frame.envelope, "direct");
-          } catch (err) {
-            if (!(err instanceof DecryptionError)) throw err;
-            await writeFrame(stream, { type: FrameType.Nack, code: NackCode.Unreadable }, signal);
-            continue;
-          }
-          // The row is committed: only now is the sender told.
-          const envelopeHash = await sha256(frame.envelope);
-          const signature = await this.#identity.sign("ack", envelopeHash);
-          await writeFrame(stream, { type: FrameType.Ack, envelopeHash, signature }, signal);
-          if (incoming !== undefined) this.#emit({ type: "message", incoming });
-        } else if (frame.type === FrameType.Receipt) {
-          // Each receipt costs an outbox lookup and a signature check: limited like envelopes.
-          if (!this.#rate.take(remotePeer, this.#clock())) continue;
-          await this.#acknowledgeAny(frame.envelopeHash, frame.signature);
-        } else {
-          throw new ProtocolError("Cannot serve stream: unexpected frame type");
-        }
+      for (let count = 0; count < MAX_FRAMES_PER_STREAM && this.#started;) {
+        await race(queue.ready(), this.#signal(this.#opts.idleTimeoutMs));
+        const frames = queue.take(Math.min(RECEIVE_BATCH, MAX_FRAMES_PER_STREAM - count));
+        if (frames.length === 0) break;
+        count += frames.length;
+        await this.#answer(stream, remotePeer, frames);
       }
       await stream.close({ signal: this.#signal(this.#opts.idleTimeoutMs) }).catch(() => {});
     } catch (err) {
@@ -694,10 +807,132 @@ export class MessagingService extends EventTarget {
     }
   }
 
+  /**
+   * Handles frames that arrived together: opens their envelopes in parallel,
+   * stores them in order, flushes once, and answers each envelope in order
+   * with one write.
+   */
+  async #answer(stream: MessageStream, remotePeer: string, frames: Frame[]): Promise<void> {
+    for (const frame of frames) {
+      if (frame.type !== FrameType.Envelope && frame.type !== FrameType.Receipt) {
+        throw new ProtocolError("Cannot serve stream: unexpected frame type");
+      }
+    }
+    // Each envelope or receipt costs crypto and a lookup: both are rate-limited.
+    const allowed = frames.map(() => this.#rate.take(remotePeer, this.#clock()));
+    const opening = frames.map((frame, i) =>
+      frame.type === FrameType.Envelope && allowed[i]
+        ? openEnvelope(this.#identity, frame.envelope).then(
+          (opened) => ({ opened }),
+          (error: unknown) => ({ error }),
+        )
+        : undefined
+    );
+    type Reply = Frame | { readonly ack: Uint8Array };
+    const replies: Reply[] = [];
+    const incoming: IncomingMessage[] = [];
+    for (const [i, frame] of frames.entries()) {
+      if (frame.type === FrameType.Receipt) {
+        if (allowed[i]) await this.#acknowledgeAny(frame.envelopeHash, frame.signature);
+        continue;
+      }
+      if (frame.type !== FrameType.Envelope) continue;
+      if (!allowed[i]) {
+        replies.push({ type: FrameType.Nack, code: NackCode.RateLimited });
+        continue;
+      }
+      const result = await opening[i]!;
+      try {
+        if ("error" in result) throw result.error;
+        const message = await this.#accept(result.opened, "direct");
+        if (message !== undefined) incoming.push(message);
+        replies.push({ ack: frame.envelope });
+      } catch (err) {
+        if (!(err instanceof DecryptionError)) throw err;
+        replies.push({ type: FrameType.Nack, code: NackCode.Unreadable });
+      }
+    }
+    if (replies.length > 0) {
+      // The rows are committed and flushed: only now are the senders told.
+      this.#db.sync();
+      const encoded = await Promise.all(replies.map(async (reply) => {
+        if (!("ack" in reply)) return encodeFrame(reply);
+        const envelopeHash = await sha256(reply.ack);
+        const signature = await this.#identity.sign("ack", envelopeHash);
+        return encodeFrame({ type: FrameType.Ack, envelopeHash, signature });
+      }));
+      if (!stream.send(encoded.length === 1 ? encoded[0]! : concat(...encoded))) {
+        await stream.onDrain({ signal: this.#signal(this.#opts.idleTimeoutMs) });
+      }
+    }
+    for (const message of incoming) this.#emit({ type: "message", incoming: message });
+  }
+
   async #acknowledgeAny(hash: Uint8Array, signature: Uint8Array): Promise<void> {
     // A lookup by the indexed hash: receipts are rate-limited, but each one
     // must not cost a scan of the whole outbox.
     const recipient = this.#db.outboxRecipient(hash);
     if (recipient !== undefined) await this.#acknowledge(recipient, hash, signature);
+  }
+}
+
+/** A wake-up call for a running delivery, which remembers one that came early. */
+class Wake {
+  requested = false;
+  #resolve: (() => void) | undefined;
+
+  wake(): void {
+    this.requested = true;
+    const resolve = this.#resolve;
+    this.#resolve = undefined;
+    resolve?.();
+  }
+
+  wait(): Promise<void> {
+    if (this.requested) return Promise.resolve();
+    return new Promise((resolve) => (this.#resolve = resolve));
+  }
+}
+
+/** A conversation's outgoing stream, with its replies read ahead. */
+class Link {
+  readonly stream: MessageStream;
+  readonly replies: FrameQueue;
+  readonly #streams: Set<MessageStream>;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(stream: MessageStream, streams: Set<MessageStream>) {
+    this.stream = stream;
+    this.replies = new FrameQueue(stream, { capacity: SEND_WINDOW });
+    this.#streams = streams;
+    streams.add(stream);
+  }
+
+  /** Closes the stream after `ms` unless taken back with `keep()` first. */
+  idle(ms: number, onClose: () => void): void {
+    this.keep();
+    const timer = setTimeout(() => {
+      onClose();
+      this.dispose();
+    }, ms);
+    // An idle stream must not keep a one-shot process alive.
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  keep(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Closes the stream, or resets it if `error` is given. */
+  dispose(error?: unknown): void {
+    this.keep();
+    this.#streams.delete(this.stream);
+    if (error === undefined) {
+      this.stream.close({ signal: AbortSignal.timeout(LINK_IDLE_MS) }).catch(() => {});
+    } else {
+      this.stream.abort(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 }

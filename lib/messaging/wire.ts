@@ -318,3 +318,109 @@ export class FrameReader {
     return decodeFrame(frame);
   }
 }
+
+/**
+ * Reads frames ahead into a bounded queue, so a consumer can take every
+ * frame that has arrived at once (and answer them together) instead of one
+ * per wait. When the queue is full, reading stops until frames are taken:
+ * a fast peer is held back by the stream's flow control, never buffered
+ * without bound.
+ */
+export class FrameQueue {
+  readonly #reader: FrameReader;
+  readonly #capacity: number;
+  #frames: Frame[] = [];
+  #ended = false;
+  #error: unknown = undefined;
+  #notify: (() => void) | undefined;
+  #space: (() => void) | undefined;
+
+  /**
+   * Starts reading a stream.
+   *
+   * @param source The stream.
+   * @param options `capacity`: frames held before reading pauses;
+   *   `maxLength`: the largest frame accepted.
+   */
+  constructor(
+    source: AsyncIterable<StreamChunk>,
+    options: { readonly capacity: number; readonly maxLength?: number },
+  ) {
+    this.#reader = new FrameReader(
+      source,
+      options.maxLength === undefined ? {} : { maxLength: options.maxLength },
+    );
+    this.#capacity = options.capacity;
+    this.#pump();
+  }
+
+  async #pump(): Promise<void> {
+    try {
+      for (;;) {
+        while (this.#frames.length >= this.#capacity) {
+          await new Promise<void>((resolve) => (this.#space = resolve));
+        }
+        const frame = await this.#reader.next();
+        if (frame === undefined) break;
+        this.#frames.push(frame);
+        this.#wake();
+      }
+    } catch (err) {
+      this.#error = err;
+    }
+    this.#ended = true;
+    this.#wake();
+  }
+
+  #wake(): void {
+    const notify = this.#notify;
+    this.#notify = undefined;
+    notify?.();
+  }
+
+  /** How many frames are queued. */
+  get size(): number {
+    return this.#frames.length;
+  }
+
+  /** Whether the stream ended (cleanly or not) and nothing is left to take. */
+  get done(): boolean {
+    return this.#ended && this.#frames.length === 0;
+  }
+
+  /**
+   * Resolves once a frame is queued or the stream has ended. Takes nothing,
+   * so giving up on it loses nothing.
+   *
+   * @returns When there is something to take.
+   */
+  ready(): Promise<void> {
+    if (this.#frames.length > 0 || this.#ended) return Promise.resolve();
+    return new Promise((resolve) => {
+      const previous = this.#notify;
+      this.#notify = () => {
+        previous?.();
+        resolve();
+      };
+    });
+  }
+
+  /**
+   * Takes up to `max` queued frames, oldest first.
+   *
+   * @param max The most frames to take.
+   * @returns The frames; empty if none are queued (see `done`).
+   * @throws {ProtocolError} Once the queue is empty, if the stream ended in a
+   *   malformed frame; the stream's own error if it failed.
+   */
+  take(max: number): Frame[] {
+    const out = this.#frames.splice(0, max);
+    if (this.#frames.length < this.#capacity) {
+      const space = this.#space;
+      this.#space = undefined;
+      space?.();
+    }
+    if (out.length === 0 && this.#ended && this.#error !== undefined) throw this.#error;
+    return out;
+  }
+}

@@ -7,6 +7,12 @@
  * `synchronous=FULL`, so a row whose insert returned is on disk: a message is
  * acknowledged to its sender only after its row is committed.
  *
+ * Writes whose loss costs nothing but a repeat (a delivery mark, a message
+ * that will be acknowledged only after {@linkcode Database.sync}) may commit
+ * with `{ durable: false }`: such a commit survives a crash of the process
+ * but not yet of the machine, until the next durable commit or `sync()`
+ * flushes the log. Many messages then share one flush.
+ *
  * @example Open an in-memory database and add a contact
  * ```ts
  * import assert from "node:assert/strict";
@@ -77,6 +83,7 @@ CREATE TABLE IF NOT EXISTS outbox (
   stored_offline INTEGER NOT NULL DEFAULT 0,
   last_error TEXT NOT NULL DEFAULT ''
 );
+CREATE INDEX IF NOT EXISTS outbox_by_recipient ON outbox (recipient, message_seq);
 CREATE TABLE IF NOT EXISTS mailbox (
   mailbox BLOB NOT NULL,
   hash BLOB NOT NULL,
@@ -317,6 +324,8 @@ export class Database implements Disposable {
   #db: DatabaseSync;
   #closed = false;
   #inTransaction = false;
+  /** Commits made without a flush of the log since the last flush. */
+  #unsynced = false;
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
@@ -407,26 +416,56 @@ export class Database implements Disposable {
    * Runs `fn` in one write transaction: all of it is committed, or none.
    *
    * @param fn The work; its return value is returned.
+   * @param options `durable: false` commits without flushing the log to
+   *   disk (the default flushes): the commit survives a crash of the process,
+   *   and one of the machine once {@linkcode Database.sync} or a later durable
+   *   commit has run. Nested calls join the outer transaction and its mode.
    * @returns What `fn` returned.
    * @throws {StorageError} If the commit fails; whatever `fn` throws is rethrown after rollback.
    */
-  transaction<T>(fn: () => T): T {
-    // Nested calls join the outer transaction.
+  transaction<T>(fn: () => T, options: { readonly durable?: boolean } = {}): T {
     if (this.#inTransaction) return fn();
-    this.#run("begin transaction", (db) => db.exec("BEGIN IMMEDIATE"));
-    this.#inTransaction = true;
+    const durable = options.durable ?? true;
+    if (!durable) this.#run("begin transaction", (db) => db.exec("PRAGMA synchronous = NORMAL"));
     try {
-      const out = fn();
-      this.#run("commit", (db) => db.exec("COMMIT"));
-      return out;
-    } catch (err) {
+      this.#run("begin transaction", (db) => db.exec("BEGIN IMMEDIATE"));
+      this.#inTransaction = true;
       try {
-        this.#db.exec("ROLLBACK");
-      } catch { /* the failed statement may have rolled back already */ }
-      throw err;
+        const out = fn();
+        this.#run("commit", (db) => db.exec("COMMIT"));
+        this.#unsynced = !durable;
+        return out;
+      } catch (err) {
+        try {
+          this.#db.exec("ROLLBACK");
+        } catch { /* the failed statement may have rolled back already */ }
+        throw err;
+      } finally {
+        this.#inTransaction = false;
+      }
     } finally {
-      this.#inTransaction = false;
+      if (!durable && !this.#closed) this.#db.exec("PRAGMA synchronous = FULL");
     }
+  }
+
+  /**
+   * Makes every commit so far durable: after it returns, they survive a
+   * crash of the machine. Costs one flush if a commit was made with
+   * `durable: false` since the last one, nothing otherwise.
+   *
+   * @throws {StorageError} If the flush fails.
+   */
+  sync(): void {
+    if (!this.#unsynced) return;
+    // A durable commit flushes the whole log, the earlier commits with it;
+    // it must change a page, or SQLite has nothing to write and flush.
+    this.transaction(() =>
+      this.#run("flush", (db) =>
+        db.prepare(
+          `INSERT INTO meta (key, value) VALUES ('flushes', '1')
+           ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1`,
+        ).run())
+    );
   }
 
   // ---- contacts ----
@@ -649,6 +688,23 @@ export class Database implements Disposable {
            AND o.next_attempt_at <= ?
          ORDER BY o.message_seq`,
       ).all(now)) as Row[];
+    return rows.map(toOutbox);
+  }
+
+  /**
+   * One conversation's outbox after a given entry, oldest first.
+   *
+   * @param recipient The recipient's user ID.
+   * @param afterSeq Only entries of later messages.
+   * @param limit At most this many.
+   * @returns The entries.
+   */
+  outboxAfter(recipient: string, afterSeq: number, limit: number): OutboxRow[] {
+    const rows = this.#run("read outbox", (db) =>
+      db.prepare(
+        `SELECT * FROM outbox WHERE recipient = ? AND message_seq > ?
+         ORDER BY message_seq LIMIT ?`,
+      ).all(recipient, afterSeq, limit)) as Row[];
     return rows.map(toOutbox);
   }
 
