@@ -107,6 +107,9 @@ export type BundleFetcher = (
   options: { readonly signal: AbortSignal },
 ) => Promise<PrekeyBundle | undefined>;
 
+/** How many peers' opened session states are kept in memory. */
+const MAX_OPENED_STATES = 256;
+
 function sessionIdOf(headerBytes: Uint8Array): Uint8Array {
   return sha256(headerBytes).subarray(0, SESSION_ID_LENGTH);
 }
@@ -120,6 +123,12 @@ export class SessionManager {
   readonly #clock: () => number;
   readonly #onPrekeysChanged: () => void;
   #tail: Promise<unknown> = Promise.resolve();
+  /**
+   * The last state sealed for each peer, with its sealed bytes: a row that
+   * holds exactly those bytes needs no decryption. States are never changed
+   * in place, so a cached one cannot drift from its bytes.
+   */
+  #opened = new Map<string, { readonly sealed: Uint8Array; readonly state: RatchetState }>();
 
   /**
    * Makes the manager.
@@ -207,11 +216,17 @@ export class SessionManager {
   }
 
   async #openState(row: SessionRow): Promise<RatchetState> {
+    const cached = this.#opened.get(row.peer);
+    if (cached !== undefined && constantTimeEqual(cached.sealed, row.state)) return cached.state;
     return decodeSession(await this.#box.open(`session:${row.peer}`, row.state));
   }
 
   async #sealState(peer: string, state: RatchetState): Promise<Uint8Array> {
-    return await this.#box.seal(`session:${peer}`, encodeSession(state));
+    const sealed = await this.#box.seal(`session:${peer}`, encodeSession(state));
+    // Used only once a row with these bytes is read back, that is, committed.
+    if (this.#opened.size >= MAX_OPENED_STATES) this.#opened.clear();
+    this.#opened.set(peer, { sealed, state });
+    return sealed;
   }
 
   /**
