@@ -171,6 +171,9 @@ export class MessagingService extends EventTarget {
   #started = false;
   #timers: ReturnType<typeof setInterval>[] = [];
   #inFlight = new Set<string>();
+  /** Messages committed but not yet flushed to disk: not sent until they are. */
+  #unflushed = new Set<number>();
+  #flushWaiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
   /** Wakes a conversation's running delivery when a new message is queued. */
   #wakers = new Map<string, Wake>();
   /** Open streams kept between deliveries, by recipient. */
@@ -303,7 +306,9 @@ export class MessagingService extends EventTarget {
         timestamp: now,
       });
       const hash = await sha256(envelope);
-      // The session state is saved with the outbox entry, before anything is sent.
+      // The session state is saved with the outbox entry, before anything is
+      // sent. The commit is flushed after the lock is released (below), so
+      // messages sent together share one flush.
       return this.#db.transaction(() => {
         sealed.save();
         return this.#db.insertOutgoing(
@@ -319,7 +324,7 @@ export class MessagingService extends EventTarget {
           envelope,
           hash,
         );
-      });
+      }, { durable: false });
     };
     const sessions = this.#sessions;
     const row = sessions === undefined
@@ -334,8 +339,43 @@ export class MessagingService extends EventTarget {
           ),
         )
       );
+    // Durable before the caller hears of it, and before any of it is sent.
+    this.#unflushed.add(row.seq);
+    try {
+      await this.#flushed();
+    } finally {
+      this.#unflushed.delete(row.seq);
+    }
     if (this.#started) this.#track(this.flushOutbox());
     return row;
+  }
+
+  /**
+   * Flushes the database once no other message is being sealed: messages
+   * sent together share one flush (group commit), at most SEND_WINDOW of them.
+   */
+  #flushed(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#flushWaiters.push({ resolve, reject });
+      const sessions = this.#sessions;
+      if (sessions?.busy && this.#flushWaiters.length < SEND_WINDOW) {
+        if (this.#flushWaiters.length === 1) sessions.whenIdle().then(() => this.#flushNow());
+        return;
+      }
+      this.#flushNow();
+    });
+  }
+
+  #flushNow(): void {
+    const waiters = this.#flushWaiters.splice(0);
+    if (waiters.length === 0) return;
+    try {
+      this.#db.sync();
+    } catch (err) {
+      for (const w of waiters) w.reject(err);
+      return;
+    }
+    for (const w of waiters) w.resolve();
   }
 
   /**
@@ -393,6 +433,9 @@ export class MessagingService extends EventTarget {
       }
       const room = SEND_WINDOW - sent.length;
       const next = room > 0 ? this.#db.outboxAfter(recipient, last, room) : [];
+      // Nothing leaves before its flush; the order stops at the first that waits.
+      const waiting = next.findIndex((e) => this.#unflushed.has(e.messageSeq));
+      if (waiting >= 0) next.length = waiting;
       if (sent.length === 0 && (next.length === 0 || next[0]!.nextAttemptAt > this.#clock())) {
         if (link !== undefined) this.#park(recipient, link);
         return;
@@ -523,6 +566,7 @@ export class MessagingService extends EventTarget {
     );
     if (unmailed.length === 0) return;
     try {
+      this.#db.sync();
       const stored = await this.#storeOffline(recipient, unmailed.map((e) => e.envelope));
       unmailed.forEach((e, i) => {
         if (!stored[i]) return;
@@ -787,6 +831,12 @@ export class MessagingService extends EventTarget {
     return { message, senderSigningKey: opened.senderSigningKey };
   }
 
+  async #signAck(envelope: Uint8Array): Promise<Frame> {
+    const envelopeHash = await sha256(envelope);
+    const signature = await this.#identity.sign("ack", envelopeHash);
+    return { type: FrameType.Ack, envelopeHash, signature };
+  }
+
   async #serveMessages(stream: MessageStream, remotePeer: string): Promise<void> {
     this.#streams.add(stream);
     const queue = new FrameQueue(stream, { capacity: RECEIVE_BATCH });
@@ -828,7 +878,15 @@ export class MessagingService extends EventTarget {
         )
         : undefined
     );
-    type Reply = Frame | { readonly ack: Uint8Array };
+    // Acknowledgements are signed while the envelopes are opened and stored,
+    // off the critical path; one leaves only for a message that is stored
+    // and flushed.
+    const signing = frames.map((frame, i) =>
+      frame.type === FrameType.Envelope && allowed[i] ? this.#signAck(frame.envelope) : undefined
+    );
+    // Awaited below unless an earlier frame fails the batch.
+    for (const p of signing) p?.catch(() => {});
+    type Reply = Frame | { readonly ack: Promise<Frame> };
     const replies: Reply[] = [];
     const incoming: IncomingMessage[] = [];
     for (const [i, frame] of frames.entries()) {
@@ -846,7 +904,7 @@ export class MessagingService extends EventTarget {
         if ("error" in result) throw result.error;
         const message = await this.#accept(result.opened, "direct");
         if (message !== undefined) incoming.push(message);
-        replies.push({ ack: frame.envelope });
+        replies.push({ ack: signing[i]! });
       } catch (err) {
         if (!(err instanceof DecryptionError)) throw err;
         replies.push({ type: FrameType.Nack, code: NackCode.Unreadable });
@@ -855,12 +913,9 @@ export class MessagingService extends EventTarget {
     if (replies.length > 0) {
       // The rows are committed and flushed: only now are the senders told.
       this.#db.sync();
-      const encoded = await Promise.all(replies.map(async (reply) => {
-        if (!("ack" in reply)) return encodeFrame(reply);
-        const envelopeHash = await sha256(reply.ack);
-        const signature = await this.#identity.sign("ack", envelopeHash);
-        return encodeFrame({ type: FrameType.Ack, envelopeHash, signature });
-      }));
+      const encoded = await Promise.all(
+        replies.map(async (reply) => encodeFrame("ack" in reply ? await reply.ack : reply)),
+      );
       if (!stream.send(encoded.length === 1 ? encoded[0]! : concat(...encoded))) {
         await stream.onDrain({ signal: this.#signal(this.#opts.idleTimeoutMs) });
       }

@@ -123,6 +123,8 @@ export class SessionManager {
   readonly #clock: () => number;
   readonly #onPrekeysChanged: () => void;
   #tail: Promise<unknown> = Promise.resolve();
+  #queued = 0;
+  #idle: (() => void)[] = [];
   /**
    * The last state sealed for each peer, with its sealed bytes: a row that
    * holds exactly those bytes needs no decryption. States are never changed
@@ -161,9 +163,30 @@ export class SessionManager {
    * @returns What `fn` returns.
    */
   lock<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(fn, fn);
+    this.#queued++;
+    const run = this.#tail.then(fn, fn).finally(() => {
+      if (--this.#queued > 0) return;
+      const idle = this.#idle;
+      this.#idle = [];
+      for (const resolve of idle) resolve();
+    });
     this.#tail = run.catch(() => {});
     return run;
+  }
+
+  /** Whether calls of {@linkcode SessionManager.lock} are running or waiting. */
+  get busy(): boolean {
+    return this.#queued > 0;
+  }
+
+  /**
+   * Resolves once no call of {@linkcode SessionManager.lock} is running or waiting.
+   *
+   * @returns When the lock is idle.
+   */
+  whenIdle(): Promise<void> {
+    if (this.#queued === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
   }
 
   async #loadPrekeys(): Promise<PrekeySecrets | undefined> {
