@@ -467,9 +467,10 @@ export class MessagingService extends EventTarget {
           }
           continue;
         }
-        const done = await this.#confirm(recipient, sent, replies);
+        const { done, failure } = await this.#confirm(recipient, sent, replies);
         sent = sent.slice(done);
-        retry = false;
+        if (done > 0) retry = false;
+        if (failure !== undefined) throw failure;
       } catch (err) {
         link?.dispose(err);
         link = undefined;
@@ -490,11 +491,14 @@ export class MessagingService extends EventTarget {
    * Checks replies against the envelopes sent, in order, and marks the
    * acknowledged ones delivered.
    *
-   * @returns How many envelopes were acknowledged.
-   * @throws {ProtocolError} After marking the ones before it, at the first
-   *   reply that is not a valid acknowledgement of its envelope.
+   * @returns How many envelopes were acknowledged, and the first reply that
+   *   is not a valid acknowledgement of its envelope, as an error.
    */
-  async #confirm(recipient: string, sent: OutboxRow[], replies: Frame[]): Promise<number> {
+  async #confirm(
+    recipient: string,
+    sent: OutboxRow[],
+    replies: Frame[],
+  ): Promise<{ done: number; failure: ProtocolError | undefined }> {
     const key = decodeUserId(recipient);
     let failure: ProtocolError | undefined;
     const acks: { entry: OutboxRow; check: Promise<boolean> }[] = [];
@@ -534,8 +538,7 @@ export class MessagingService extends EventTarget {
     for (const seq of delivered) {
       if (seq !== undefined) this.#emit({ type: "delivered", seq, recipient });
     }
-    if (failure !== undefined) throw failure;
-    return done;
+    return { done, failure };
   }
 
   /** Keeps an idle stream for the conversation's next message, for a while. */

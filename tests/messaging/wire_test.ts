@@ -3,6 +3,7 @@ import {
   decodeFrame,
   encodeFrame,
   type Frame,
+  FrameQueue,
   FrameReader,
   FrameType,
   MAX_FRAME_LENGTH,
@@ -106,4 +107,47 @@ Deno.test("FrameReader rejects a stream that ends inside a frame", async () => {
     /inside a length prefix/,
   );
   assert.equal(await new FrameReader(chunks(new Uint8Array(0), 5)).next(), undefined);
+});
+
+Deno.test("FrameQueue hands over every frame that arrived at once, and reads no further than its capacity", async () => {
+  let pulled = 0;
+  async function* source(): AsyncGenerator<Uint8Array> {
+    for (let i = 0; i < 10; i++) {
+      pulled++;
+      yield encodeFrame({ type: FrameType.Nack, code: i });
+    }
+  }
+  const queue = new FrameQueue(source(), { capacity: 4 });
+  await queue.ready();
+  // Let the reader run ahead as far as it may.
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+  assert.equal(queue.size, 4);
+  assert.ok(pulled <= 5, `pulled ${pulled} chunks with room for 4 frames`);
+  const first = queue.take(100);
+  assert.deepEqual(first.map((f) => f.type === FrameType.Nack && f.code), [0, 1, 2, 3]);
+  const rest: Frame[] = [];
+  while (!queue.done) {
+    await queue.ready();
+    rest.push(...queue.take(100));
+  }
+  assert.deepEqual(rest.map((f) => f.type === FrameType.Nack && f.code), [4, 5, 6, 7, 8, 9]);
+  assert.deepEqual(queue.take(1), []);
+});
+
+Deno.test("FrameQueue gives the frames before a malformed one, then its error", async () => {
+  async function* source(): AsyncGenerator<Uint8Array> {
+    yield encodeFrame({ type: FrameType.Nack, code: 1 });
+    yield new Uint8Array([0, 0, 0, 1, 0x7f]); // unknown frame type
+  }
+  const queue = new FrameQueue(source(), { capacity: 8 });
+  const got: Frame[] = [];
+  await assert.rejects(async () => {
+    for (;;) {
+      await queue.ready();
+      const frames = queue.take(8);
+      if (frames.length === 0) break;
+      got.push(...frames);
+    }
+  }, ProtocolError);
+  assert.deepEqual(got, [{ type: FrameType.Nack, code: 1 }]);
 });

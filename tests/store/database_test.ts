@@ -129,3 +129,59 @@ Deno.test("Database.open() upgrades a version-1 database and keeps its messages"
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("a commit made without a flush is flushed by sync(), once", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "dim-db-" });
+  try {
+    using db = Database.open(`${dir}/dim.db`);
+    const flushes = () => Number(db.getMeta("flushes") ?? 0);
+    db.sync();
+    assert.equal(flushes(), 0, "nothing to flush");
+    db.transaction(() => db.insertIncoming(msg(1, 1)), { durable: false });
+    db.transaction(() => db.insertIncoming(msg(2, 2)), { durable: false });
+    db.sync();
+    assert.equal(flushes(), 1, "one flush for both commits");
+    db.sync();
+    assert.equal(flushes(), 1, "flushed already");
+    db.transaction(() => db.insertIncoming(msg(3, 3)), { durable: false });
+    db.transaction(() => db.insertIncoming(msg(4, 4)));
+    db.sync();
+    assert.equal(flushes(), 1, "a durable commit flushed the earlier one too");
+    // A rolled-back lazy transaction leaves nothing behind and the mode restored.
+    assert.throws(
+      () =>
+        db.transaction(() => {
+          db.insertIncoming(msg(5, 5));
+          throw new Error("abort");
+        }, { durable: false }),
+      /abort/,
+    );
+    assert.equal(db.hasIncoming("dimpeer", msg(5, 5).id), false);
+    assert.equal(db.incomingSince(0).length, 4);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("outboxAfter() pages through one conversation in order", () => {
+  using db = Database.open(":memory:");
+  const out = (n: number, peer: string) =>
+    db.insertOutgoing(
+      {
+        id: new Uint8Array(16).fill(n),
+        peer,
+        sentAt: n,
+        receivedAt: n,
+        contentType: 1,
+        body: new Uint8Array([n]),
+        protection: "static",
+      },
+      new Uint8Array([n]),
+      new Uint8Array(32).fill(n),
+    ).seq;
+  const a = [out(1, "a"), out(2, "a"), out(3, "b"), out(4, "a")];
+  assert.deepEqual(db.outboxAfter("a", 0, 2).map((e) => e.messageSeq), [a[0], a[1]]);
+  assert.deepEqual(db.outboxAfter("a", a[1]!, 10).map((e) => e.messageSeq), [a[3]]);
+  assert.deepEqual(db.outboxAfter("b", 0, 10).map((e) => e.messageSeq), [a[2]]);
+  assert.deepEqual(db.outboxAfter("c", 0, 10), []);
+});

@@ -1,0 +1,232 @@
+// The outbox's pipeline: a conversation's envelopes travel over one kept
+// stream, many awaiting their acknowledgements at once, and arrive once, in
+// order. Real libp2p nodes on 127.0.0.1, real SQLite files.
+import assert from "node:assert/strict";
+import { Identity } from "../../lib/crypto/identity.ts";
+import { createDhtNode, type DhtNode } from "../../lib/dht/node.ts";
+import type { MessageStream } from "../../lib/messaging/mailbox.ts";
+import {
+  type MessagingOptions,
+  MessagingService,
+  type MessagingTransport,
+  SEND_WINDOW,
+} from "../../lib/messaging/service.ts";
+import { encodeFrame, FrameReader, FrameType, MESSAGE_PROTOCOL } from "../../lib/messaging/wire.ts";
+import { transportFor } from "../../lib/messenger.ts";
+import { Database } from "../../lib/store/database.ts";
+import { LOOPBACK } from "../_support/network.ts";
+
+const ACK_FRAME_LENGTH = 4 + 1 + 32 + 64;
+
+/** What the sender's message streams carried. */
+interface Traffic {
+  streams: number;
+  envelopes: number;
+  acks: number;
+  /** The most envelopes sent and not yet acknowledged at any moment. */
+  maxOutstanding: number;
+}
+
+/** A transport that counts what goes over its message streams. */
+function counted(inner: MessagingTransport, traffic: Traffic): MessagingTransport {
+  return {
+    get peerId() {
+      return inner.peerId;
+    },
+    handle: (p, h) => inner.handle(p, h),
+    unhandle: (p) => inner.unhandle(p),
+    closestPeers: (k, o) => inner.closestPeers(k, o),
+    async openStream(peer, protocol, options) {
+      const stream = await inner.openStream(peer, protocol, options);
+      if (protocol !== MESSAGE_PROTOCOL) return stream;
+      traffic.streams++;
+      const send = stream.send.bind(stream);
+      stream.send = (data: Uint8Array) => {
+        // Count the frames in this write by their length prefixes.
+        const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+        for (let at = 0; at < data.length; at += 4 + view.getUint32(at)) traffic.envelopes++;
+        traffic.maxOutstanding = Math.max(traffic.maxOutstanding, traffic.envelopes - traffic.acks);
+        return send(data);
+      };
+      const iterate = stream[Symbol.asyncIterator].bind(stream);
+      let bytes = 0;
+      Object.defineProperty(stream, Symbol.asyncIterator, {
+        value: async function* () {
+          const chunks = { [Symbol.asyncIterator]: iterate };
+          for await (const chunk of chunks) {
+            bytes += chunk.subarray().length;
+            traffic.acks = Math.floor(bytes / ACK_FRAME_LENGTH);
+            yield chunk;
+          }
+        },
+      });
+      return stream;
+    },
+  };
+}
+
+interface Side {
+  node: DhtNode;
+  identity: Identity;
+  db: Database;
+  service: MessagingService | undefined;
+}
+
+async function side(dir: string, name: string): Promise<Side> {
+  return {
+    node: await createDhtNode({ listen: LOOPBACK }),
+    identity: await Identity.generate(),
+    db: Database.open(`${dir}/${name}.db`),
+    service: undefined,
+  };
+}
+
+function serve(
+  s: Side,
+  to: Side,
+  transport: MessagingTransport,
+  options: MessagingOptions = {},
+): MessagingService {
+  s.service = new MessagingService({
+    identity: s.identity,
+    database: s.db,
+    transport,
+    resolve: () => Promise.resolve({ peerId: to.node.peerId, addresses: to.node.multiaddrs }),
+  }, { retryBaseMs: 60_000, outboxIntervalMs: 60_000, ...options });
+  return s.service;
+}
+
+async function pair(t: (a: Side, b: Side, dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "dim-pipeline-" });
+  const a = await side(dir, "alice");
+  const b = await side(dir, "bob");
+  try {
+    await t(a, b, dir);
+  } finally {
+    for (const s of [a, b]) {
+      await s.service?.stop();
+      await s.node.stop();
+      s.db.close();
+    }
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Resolves once `n` messages were marked delivered. */
+function delivered(service: MessagingService, n: number, ms = 20_000): Promise<number[]> {
+  const seqs: number[] = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${seqs.length} of ${n} delivered in ${ms} ms`)),
+      ms,
+    );
+    service.addEventListener("delivered", (e) => {
+      const d = (e as CustomEvent).detail as { seq: number };
+      seqs.push(d.seq);
+      if (seqs.length === n) {
+        clearTimeout(timer);
+        resolve(seqs);
+      }
+    });
+  });
+}
+
+const text = (s: string) => new TextEncoder().encode(s);
+const bodies = (rows: { body: Uint8Array }[]) => rows.map((r) => new TextDecoder().decode(r.body));
+
+Deno.test("a burst goes over one stream with many envelopes in flight, and arrives once, in order", async () => {
+  await pair(async (a, b) => {
+    const traffic: Traffic = { streams: 0, envelopes: 0, acks: 0, maxOutstanding: 0 };
+    const alice = serve(a, b, counted(transportFor(a.node), traffic));
+    const bob = serve(b, a, transportFor(b.node));
+    await bob.start();
+    await alice.start();
+    const N = 300;
+    const done = delivered(alice, N);
+    const recipient = {
+      userId: b.identity.id,
+      encryptionPublicKey: b.identity.encryptionPublicKey,
+    };
+    await Promise.all(Array.from({ length: N }, (_, i) => alice.send(recipient, text(`m${i}`))));
+    const seqs = await done;
+    assert.equal(new Set(seqs).size, N, "each delivered once");
+    assert.equal(a.db.listOutbox().length, 0);
+    // The recipient stored them once, in the order the sender queued them.
+    const sentOrder = a.db.history(b.identity.id, { limit: N }).sort((x, y) => x.seq - y.seq);
+    assert.deepEqual(bodies(b.db.incomingSince(0)), bodies(sentOrder));
+    assert.equal(traffic.streams, 1, "one stream for the whole burst");
+    assert.equal(traffic.envelopes, N, "no envelope sent twice");
+    assert.ok(traffic.maxOutstanding > 1, `at most ${traffic.maxOutstanding} in flight`);
+    assert.ok(traffic.maxOutstanding <= SEND_WINDOW, `${traffic.maxOutstanding} in flight`);
+    console.log(`${N} messages, up to ${traffic.maxOutstanding} in flight on one stream`);
+  });
+});
+
+Deno.test("the acknowledged envelopes before a refusal are delivered; the refused one waits for its retry", async () => {
+  await pair(async (a, b) => {
+    const alice = serve(a, b, transportFor(a.node), { mailboxReplicas: 1 });
+    // Bob's node acknowledges three envelopes properly, then refuses.
+    let served = 0;
+    await b.node.handle(MESSAGE_PROTOCOL, async (stream) => {
+      const reader = new FrameReader(stream);
+      for (let f = await reader.next(); f !== undefined; f = await reader.next()) {
+        if (f.type !== FrameType.Envelope) continue;
+        served++;
+        if (served > 3) {
+          stream.send(encodeFrame({ type: FrameType.Nack, code: 3 }));
+          continue;
+        }
+        const envelopeHash = new Uint8Array(
+          await crypto.subtle.digest("SHA-256", new Uint8Array(f.envelope)),
+        );
+        const signature = await b.identity.sign("ack", envelopeHash);
+        stream.send(encodeFrame({ type: FrameType.Ack, envelopeHash, signature }));
+      }
+    });
+    await alice.start();
+    const done = delivered(alice, 3);
+    const recipient = {
+      userId: b.identity.id,
+      encryptionPublicKey: b.identity.encryptionPublicKey,
+    };
+    const rows = [];
+    for (let i = 0; i < 6; i++) rows.push(await alice.send(recipient, text(`m${i}`)));
+    assert.deepEqual((await done).sort(), rows.slice(0, 3).map((r) => r.seq));
+    // The refusal deferred the first unacknowledged message, not one already delivered.
+    const deadline = Date.now() + 5000;
+    while (a.db.listOutbox()[0]?.attempts !== 1 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const outbox = a.db.listOutbox();
+    assert.deepEqual(outbox.map((e) => e.messageSeq), rows.slice(3).map((r) => r.seq));
+    assert.equal(outbox[0]!.attempts, 1);
+    assert.match(outbox[0]!.lastError, /refused \(code 3\)/);
+    assert.ok(outbox[0]!.nextAttemptAt > Date.now() + 10_000, "backed off");
+    for (const r of rows.slice(0, 3)) assert.equal(a.db.getMessage(r.seq)?.state, "delivered");
+    for (const r of rows.slice(3)) assert.notEqual(a.db.getMessage(r.seq)?.state, "delivered");
+  });
+});
+
+Deno.test("a kept stream the recipient has closed is replaced at once, without a retry delay", async () => {
+  await pair(async (a, b) => {
+    const traffic: Traffic = { streams: 0, envelopes: 0, acks: 0, maxOutstanding: 0 };
+    const alice = serve(a, b, counted(transportFor(a.node), traffic));
+    // Bob closes a stream after 300 ms of silence, long before Alice would.
+    const bob = serve(b, a, transportFor(b.node), { idleTimeoutMs: 300 });
+    await bob.start();
+    await alice.start();
+    const recipient = {
+      userId: b.identity.id,
+      encryptionPublicKey: b.identity.encryptionPublicKey,
+    };
+    const first = delivered(alice, 1);
+    await alice.send(recipient, text("one"));
+    await first;
+    await new Promise((r) => setTimeout(r, 800));
+    const second = delivered(alice, 1, 3000);
+    const row = await alice.send(recipient, text("two"));
+    assert.deepEqual(await second, [row.seq]);
+    assert.equal(traffic.streams, 2);
+    assert.deepEqual(bodies(b.db.incomingSince(0)), ["one", "two"]);
+  });
+});
