@@ -4,7 +4,6 @@
 import assert from "node:assert/strict";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { createDhtNode, type DhtNode } from "../../lib/dht/node.ts";
-import type { MessageStream } from "../../lib/messaging/mailbox.ts";
 import {
   type MessagingOptions,
   MessagingService,
