@@ -952,17 +952,26 @@ export class Database implements Disposable {
   saveSession(row: SessionRow, keep = 4): void {
     this.#run("save session", (db) => {
       if (row.current) {
-        db.prepare("UPDATE sessions SET current = 0 WHERE peer = ? AND session_id != ?").run(
-          row.peer,
-          row.sessionId,
-        );
+        db.prepare(
+          "UPDATE sessions SET current = 0 WHERE peer = ? AND session_id != ? AND current = 1",
+        ).run(row.peer, row.sessionId);
       }
+      // Most saves move an existing session on: one update by key, no pruning.
+      const updated = db.prepare(
+        `UPDATE sessions SET state = ?, initial_header = ?, current = ?, used_at = ?
+         WHERE peer = ? AND session_id = ?`,
+      ).run(
+        row.state,
+        row.initialHeader ?? null,
+        row.current ? 1 : 0,
+        row.usedAt,
+        row.peer,
+        row.sessionId,
+      );
+      if (Number(updated.changes) > 0) return;
       db.prepare(
         `INSERT INTO sessions (peer, session_id, state, initial_header, current, created_at, used_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (peer, session_id) DO UPDATE SET state = excluded.state,
-           initial_header = excluded.initial_header, current = excluded.current,
-           used_at = excluded.used_at`,
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         row.peer,
         row.sessionId,
