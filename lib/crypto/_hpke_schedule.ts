@@ -174,7 +174,7 @@ interface Ephemeral {
  * message. The key is extractable only so its public half can be read; it
  * never leaves `encap`.
  */
-async function freshEphemeral(): Promise<Ephemeral> {
+async function newEphemeral(): Promise<Ephemeral> {
   const seed = randomSeed();
   const privateKey = await importX25519Private(seed, true);
   seed.fill(0);
@@ -183,6 +183,21 @@ async function freshEphemeral(): Promise<Ephemeral> {
     return exported.publicKey;
   });
   return { privateKey, enc };
+}
+
+/**
+ * The next fresh ephemeral key, made while the current message is sealed so
+ * its two WebCrypto calls are off the next message's path. Each key is
+ * handed out once and lives only in memory.
+ */
+let nextEphemeral: Promise<Ephemeral> | undefined;
+
+function freshEphemeral(): Promise<Ephemeral> {
+  const ephemeral = nextEphemeral ?? newEphemeral();
+  nextEphemeral = newEphemeral();
+  // A failure shows when the key is taken; until then it must not go unhandled.
+  nextEphemeral.catch(() => {});
+  return ephemeral;
 }
 
 /**

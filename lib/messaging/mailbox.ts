@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { concat, constantTimeEqual, utf8 } from "../crypto/_bytes.ts";
 import { verifySignature } from "../crypto/identity.ts";
 import { ProtocolError } from "../errors.ts";
@@ -159,6 +160,22 @@ export async function mailboxAddress(signingPublicKey: Uint8Array): Promise<Uint
  */
 export async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(bytes)));
+}
+
+/** Envelopes up to this size are hashed on this thread. */
+const SMALL_ENVELOPE = 16 * 1024;
+
+/**
+ * SHA-256 of an envelope. A small one is hashed on this thread: for a few
+ * KiB the JavaScript hash (@noble/hashes) takes microseconds, less than
+ * handing the work to WebCrypto's thread and back; a large one goes to
+ * WebCrypto, which is faster per byte and does not hold this thread.
+ *
+ * @param envelope The sealed envelope.
+ * @returns Its 32-byte hash.
+ */
+export async function envelopeHash(envelope: Uint8Array): Promise<Uint8Array> {
+  return envelope.length <= SMALL_ENVELOPE ? nobleSha256(envelope) : await sha256(envelope);
 }
 
 /**

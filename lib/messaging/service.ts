@@ -38,13 +38,13 @@ import { decodeUserId, type Identity, verifySignature } from "../crypto/identity
 import { DecryptionError, DimError, PeerUnreachableError, ProtocolError } from "../errors.ts";
 import type { Database, MessageRow, OutboxRow } from "../store/database.ts";
 import {
+  envelopeHash,
   mailboxAddress,
   type MailboxLimits,
   MailboxServer,
   type MessageStream,
   race,
   RateLimiter,
-  sha256,
   type StreamHost,
   writeFrame,
 } from "./mailbox.ts";
@@ -299,13 +299,17 @@ export class MessagingService extends EventTarget {
     const seal = async (sealed: SessionResult): Promise<MessageRow> => {
       const now = this.#clock();
       const id = crypto.getRandomValues(new Uint8Array(16));
-      const envelope = await sealEnvelope(this.#identity, recipient.encryptionPublicKey, {
-        body: sealed.body,
-        contentType: sealed.contentType,
-        id,
-        timestamp: now,
-      });
-      const hash = await sha256(envelope);
+      // The session state is sealed for storage while the envelope is sealed.
+      const [envelope] = await Promise.all([
+        sealEnvelope(this.#identity, recipient.encryptionPublicKey, {
+          body: sealed.body,
+          contentType: sealed.contentType,
+          id,
+          timestamp: now,
+        }),
+        sealed.ready,
+      ]);
+      const hash = await envelopeHash(envelope);
       // The session state is saved with the outbox entry, before anything is
       // sent. The commit is flushed after the lock is released (below), so
       // messages sent together share one flush.
@@ -672,7 +676,7 @@ export class MessagingService extends EventTarget {
         if (reply.type !== FrameType.Items) return;
         reached++;
         for (const envelope of reply.envelopes) {
-          const hash = await sha256(envelope);
+          const hash = await envelopeHash(envelope);
           const key = toHex(hash);
           const entry = held.get(key) ?? { envelope, hash, peers: [] };
           entry.peers.push(peer);
@@ -835,9 +839,9 @@ export class MessagingService extends EventTarget {
   }
 
   async #signAck(envelope: Uint8Array): Promise<Frame> {
-    const envelopeHash = await sha256(envelope);
-    const signature = await this.#identity.sign("ack", envelopeHash);
-    return { type: FrameType.Ack, envelopeHash, signature };
+    const hash = await envelopeHash(envelope);
+    const signature = await this.#identity.sign("ack", hash);
+    return { type: FrameType.Ack, envelopeHash: hash, signature };
   }
 
   async #serveMessages(stream: MessageStream, remotePeer: string): Promise<void> {

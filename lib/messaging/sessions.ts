@@ -99,6 +99,12 @@ export interface SessionResult {
   readonly protection: MessageProtection;
   /** Writes the new session state; call it inside the transaction that stores the message. */
   readonly save: () => void;
+  /**
+   * Resolves once `save` may be called: the new state is still being sealed
+   * when an outgoing message is returned, so the sealing can overlap the
+   * envelope's. Absent when it is ready at once.
+   */
+  readonly ready?: Promise<void>;
 }
 
 /** Finds a user's prekey bundle in the network, or `undefined`. */
@@ -308,19 +314,24 @@ export class SessionManager {
       header: decodeX3dhHeader(row.initialHeader),
       message,
     });
-    const saved: SessionRow = {
-      ...row,
-      state: await this.#sealState(peer.userId, next),
-      usedAt: now,
-      current: true,
-    };
+    let saved: SessionRow | undefined;
+    const base = row;
+    const ready = this.#sealState(peer.userId, next).then((state) => {
+      saved = { ...base, state, usedAt: now, current: true };
+    });
     return {
       contentType: row.initialHeader === undefined
         ? SessionContentType.Ratchet
         : SessionContentType.Initial,
       body: concat(row.sessionId, payload),
       protection: "ratchet",
-      save: () => this.#db.saveSession(saved),
+      ready,
+      save: () => {
+        if (saved === undefined) {
+          throw new Error("Cannot save session: its state is not sealed yet");
+        }
+        this.#db.saveSession(saved);
+      },
     };
   }
 

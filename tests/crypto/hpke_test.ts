@@ -369,3 +369,16 @@ Deno.test("contexts and key pairs print no key material", async () => {
   strictEqual(JSON.stringify(receiver), "{}");
   ok(!Deno.inspect(bob).includes("privateKey: Uint8Array"));
 });
+
+Deno.test("every seal uses a fresh ephemeral key, also when many run at once", async () => {
+  const bob = await generateKeyPair();
+  const pt = utf8("hi");
+  const sealed = [
+    ...await Promise.all(
+      Array.from({ length: 50 }, () => sealBase(bob.publicKey, pt, { info: INFO })),
+    ),
+  ];
+  for (let i = 0; i < 50; i++) sealed.push(await sealBase(bob.publicKey, pt, { info: INFO }));
+  strictEqual(new Set(sealed.map((s) => toHex(s.enc))).size, sealed.length);
+  for (const s of sealed) deepStrictEqual(await openBase(bob, s, { info: INFO }), pt);
+});

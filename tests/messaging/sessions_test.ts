@@ -62,6 +62,7 @@ const peerOf = (p: Party) => ({
 async function send(from: Party, to: Party, text: string) {
   return await from.sessions.lock(async () => {
     const r = await from.sessions.encrypt(peerOf(to), TEXT, enc(text), { signal: signal() });
+    await r.ready;
     from.db.transaction(() => r.save());
     return r;
   });

@@ -151,3 +151,13 @@ Deno.test("FrameQueue gives the frames before a malformed one, then its error", 
   }, ProtocolError);
   assert.deepEqual(got, [{ type: FrameType.Nack, code: 1 }]);
 });
+
+Deno.test("envelopeHash() is SHA-256 for small and large envelopes alike", async () => {
+  const { envelopeHash } = await import("../../lib/messaging/mailbox.ts");
+  for (const size of [0, 1, 1200, 16 * 1024, 16 * 1024 + 1, 300 * 1024]) {
+    const bytes = new Uint8Array(size);
+    for (let i = 0; i < size; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
+    const expected = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+    assert.deepEqual(await envelopeHash(bytes), expected, `${size} bytes`);
+  }
+});
