@@ -148,6 +148,8 @@ const RECEIVE_BATCH = 64;
  * the recipient's idle timeout, so the sender is the one that closes it.
  */
 const LINK_IDLE_MS = 3000;
+/** The longest a sent message waits for others to share its flush (ms). */
+const GROUP_COMMIT_MS = 2;
 /** How long the nodes closest to a mailbox are remembered. */
 const CLOSEST_CACHE_MS = 5 * 60 * 1000;
 
@@ -363,7 +365,15 @@ export class MessagingService extends EventTarget {
       this.#flushWaiters.push({ resolve, reject });
       const sessions = this.#sessions;
       if (sessions?.busy && this.#flushWaiters.length < SEND_WINDOW) {
-        if (this.#flushWaiters.length === 1) sessions.whenIdle().then(() => this.#flushNow());
+        if (this.#flushWaiters.length === 1) {
+          // Not longer than GROUP_COMMIT_MS, though: the lock may be held by a
+          // slow first message to someone else, waiting for the network.
+          const timer = setTimeout(() => this.#flushNow(), GROUP_COMMIT_MS);
+          sessions.whenIdle().then(() => {
+            clearTimeout(timer);
+            this.#flushNow();
+          });
+        }
         return;
       }
       this.#flushNow();
@@ -428,6 +438,9 @@ export class MessagingService extends EventTarget {
     let retry = link !== undefined;
     let sent: OutboxRow[] = [];
     let last = 0;
+    // An attempt times out when no acknowledgement came for attemptTimeoutMs
+    // while envelopes were waiting, however many new messages woke it meanwhile.
+    let progressAt = performance.now();
     const wake = this.#wakers.get(recipient)!;
     for (;;) {
       wake.requested = false;
@@ -444,7 +457,9 @@ export class MessagingService extends EventTarget {
         if (link !== undefined) this.#park(recipient, link);
         return;
       }
-      const signal = this.#signal(this.#opts.attemptTimeoutMs);
+      if (sent.length === 0) progressAt = performance.now();
+      const left = progressAt + this.#opts.attemptTimeoutMs - performance.now();
+      const signal = this.#signal(Math.max(0, left));
       try {
         if (next.length > 0) {
           if (link === undefined) {
@@ -473,7 +488,10 @@ export class MessagingService extends EventTarget {
         }
         const { done, failure } = await this.#confirm(recipient, sent, replies);
         sent = sent.slice(done);
-        if (done > 0) retry = false;
+        if (done > 0) {
+          retry = false;
+          progressAt = performance.now();
+        }
         if (failure !== undefined) throw failure;
       } catch (err) {
         link?.dispose(err);

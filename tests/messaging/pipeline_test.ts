@@ -229,3 +229,70 @@ Deno.test("a kept stream the recipient has closed is replaced at once, without a
     assert.deepEqual(bodies(b.db.incomingSince(0)), ["one", "two"]);
   });
 });
+
+Deno.test("a recipient that never acknowledges times out even while new messages keep coming", async () => {
+  await pair(async (a, b) => {
+    const alice = serve(a, b, transportFor(a.node), { attemptTimeoutMs: 500, mailboxReplicas: 1 });
+    // Bob's node reads every envelope and answers none.
+    await b.node.handle(MESSAGE_PROTOCOL, async (stream) => {
+      for await (const _ of stream);
+    });
+    await alice.start();
+    const recipient = {
+      userId: b.identity.id,
+      encryptionPublicKey: b.identity.encryptionPublicKey,
+    };
+    const first = await alice.send(recipient, text("first"));
+    const started = Date.now();
+    // A new message every 100 ms wakes the delivery; none of them may reset its deadline.
+    let deferredAfter: number | undefined;
+    for (let i = 0; i < 20 && deferredAfter === undefined; i++) {
+      await alice.send(recipient, text(`more ${i}`));
+      await new Promise((r) => setTimeout(r, 100));
+      const head = a.db.listOutbox().find((e) => e.messageSeq === first.seq);
+      if (head !== undefined && head.attempts > 0) deferredAfter = Date.now() - started;
+    }
+    assert.ok(deferredAfter !== undefined, "the attempt never timed out");
+    assert.ok(deferredAfter < 1500, `timed out after ${deferredAfter} ms`);
+    assert.equal(a.db.getMessage(first.seq)?.state === "delivered", false);
+  });
+});
+
+Deno.test("a message's flush does not wait for a slow first message to someone else", async () => {
+  await pair(async (a, b) => {
+    const { SessionManager } = await import("../../lib/messaging/sessions.ts");
+    const { SecretBox } = await import("../../lib/store/secret_box.ts");
+    const carol = await Identity.generate();
+    const sessions = new SessionManager({
+      identity: a.identity,
+      database: a.db,
+      box: await SecretBox.forIdentity(a.identity),
+      // Bob has no prekeys out; finding Carol's takes a second.
+      fetchBundle: async (userId) => {
+        if (userId === carol.id) await new Promise((r) => setTimeout(r, 1000));
+        return undefined;
+      },
+    });
+    const alice = new MessagingService({
+      identity: a.identity,
+      database: a.db,
+      transport: transportFor(a.node),
+      resolve: () => Promise.resolve({ peerId: b.node.peerId, addresses: b.node.multiaddrs }),
+      sessions,
+    }, { retryBaseMs: 60_000, outboxIntervalMs: 60_000 });
+    a.service = alice;
+    const started = performance.now();
+    const toBob = alice.send(
+      { userId: b.identity.id, encryptionPublicKey: b.identity.encryptionPublicKey },
+      text("hi bob"),
+    );
+    const toCarol = alice.send(
+      { userId: carol.id, encryptionPublicKey: carol.encryptionPublicKey },
+      text("hi carol"),
+    );
+    await toBob;
+    const bobMs = performance.now() - started;
+    await toCarol;
+    assert.ok(bobMs < 500, `the message to Bob was stored after ${bobMs.toFixed(0)} ms`);
+  });
+});
