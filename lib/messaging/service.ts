@@ -149,7 +149,7 @@ const RECEIVE_BATCH = 64;
  */
 const LINK_IDLE_MS = 3000;
 /** The longest a sent message waits for others to share its flush (ms). */
-const GROUP_COMMIT_MS = 2;
+const GROUP_COMMIT_MS = 50;
 /** How long the nodes closest to a mailbox are remembered. */
 const CLOSEST_CACHE_MS = 5 * 60 * 1000;
 
@@ -333,18 +333,25 @@ export class MessagingService extends EventTarget {
       }, { durable: false });
     };
     const sessions = this.#sessions;
-    const row = sessions === undefined
-      ? await seal({ contentType, body, protection: "static", save: () => {} })
-      : await sessions.lock(async () =>
+    let row: MessageRow;
+    if (sessions === undefined) {
+      row = await seal({ contentType, body, protection: "static", save: () => {} });
+    } else {
+      // A first message needs the recipient's prekeys from the network:
+      // looked up before taking the lock, which every other message waits for.
+      const signal = this.#signal(this.#opts.attemptTimeoutMs);
+      const bundle = await sessions.prepare(recipient.userId, { signal });
+      row = await sessions.lock(async () =>
         seal(
           await sessions.encrypt(
             { ...recipient, signingPublicKey: decodeUserId(recipient.userId) },
             contentType,
             body,
-            { signal: this.#signal(this.#opts.attemptTimeoutMs) },
+            bundle === undefined ? { signal } : { signal, bundle },
           ),
         )
       );
+    }
     // Durable before the caller hears of it, and before any of it is sent.
     this.#unflushed.add(row.seq);
     try {
@@ -366,8 +373,7 @@ export class MessagingService extends EventTarget {
       const sessions = this.#sessions;
       if (sessions?.busy && this.#flushWaiters.length < SEND_WINDOW) {
         if (this.#flushWaiters.length === 1) {
-          // Not longer than GROUP_COMMIT_MS, though: the lock may be held by a
-          // slow first message to someone else, waiting for the network.
+          // Not longer than GROUP_COMMIT_MS, though, however long the others take.
           const timer = setTimeout(() => this.#flushNow(), GROUP_COMMIT_MS);
           sessions.whenIdle().then(() => {
             clearTimeout(timer);

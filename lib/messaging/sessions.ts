@@ -259,6 +259,29 @@ export class SessionManager {
   }
 
   /**
+   * Looks a peer's prekey bundle up if there is no session with them yet,
+   * to be passed to {@linkcode SessionManager.encrypt}. Call it outside the
+   * lock: the lookup waits for the network, and the lock holds up every
+   * other message, sent or received, meanwhile.
+   *
+   * @param userId The recipient.
+   * @param options `signal` for the lookup.
+   * @returns The bundle, `null` if none was found, or `undefined` if a
+   *   session exists (and no bundle is needed).
+   */
+  async prepare(
+    userId: string,
+    options: { readonly signal: AbortSignal },
+  ): Promise<PrekeyBundle | null | undefined> {
+    if (this.hasSession(userId)) return undefined;
+    try {
+      return await this.#fetchBundle(userId, options) ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
    * Encrypts a message for a peer: in the current session, or in a new one
    * from their prekeys, or (first contact without prekeys) not at all, for
    * the static-key envelope. Call inside {@linkcode SessionManager.lock}.
@@ -266,14 +289,16 @@ export class SessionManager {
    * @param peer The recipient.
    * @param contentType The message's content type.
    * @param body The message.
-   * @param options `signal` for the prekey lookup.
+   * @param options `signal` for the prekey lookup; `bundle`, the peer's
+   *   bundle as {@linkcode SessionManager.prepare} found it (`null`: none
+   *   found), so the lookup need not happen inside the lock.
    * @returns The envelope content type and body, and the state to save.
    */
   async encrypt(
     peer: SessionPeer,
     contentType: number,
     body: Uint8Array,
-    options: { readonly signal: AbortSignal },
+    options: { readonly signal: AbortSignal; readonly bundle?: PrekeyBundle | null },
   ): Promise<SessionResult> {
     const now = this.#clock();
     const plaintext = concat(new Uint8Array([contentType]), body);
@@ -284,7 +309,9 @@ export class SessionManager {
     } else {
       let bundle: PrekeyBundle | undefined;
       try {
-        bundle = await this.#fetchBundle(peer.userId, options);
+        bundle = options.bundle === undefined
+          ? await this.#fetchBundle(peer.userId, options)
+          : options.bundle ?? undefined;
       } catch {
         bundle = undefined;
       }
