@@ -712,26 +712,38 @@ export class MessagingService extends EventTarget {
     }));
     // Only this node answered: the cached neighbourhood is stale.
     if (reached <= 1 && !refresh) this.#closest.clear();
-    const opened: { incoming: IncomingMessage | undefined; hash: Uint8Array }[] = [];
-    for (const { envelope, hash } of held.values()) {
-      opened.push({ incoming: await this.#receive(envelope, "mailbox"), hash });
+    const fresh: IncomingMessage[] = [];
+    const stored: { envelope: Uint8Array; hash: Uint8Array }[] = [];
+    // A session's first message may come after its followers: what could not
+    // be read is tried again while other messages still open sessions (a few
+    // passes, so junk in the mailbox costs a bounded amount of work).
+    let pending = [...held.values()];
+    for (let pass = 0, progress = true; progress && pending.length > 0 && pass < 3; pass++) {
+      progress = false;
+      const unreadable = [];
+      for (const item of pending) {
+        const result = await this.#receive(item.envelope);
+        if (result === "unreadable") {
+          unreadable.push(item);
+          continue;
+        }
+        progress = true;
+        stored.push(item);
+        if (result !== "duplicate") fresh.push(result);
+      }
+      pending = unreadable;
     }
     // Stored and flushed before any sender hears of it or any copy is deleted.
     this.#db.sync();
     // Show them in the senders' order.
-    opened.sort((a, b) => (a.incoming?.message.sentAt ?? 0) - (b.incoming?.message.sentAt ?? 0));
-    let fresh = 0;
-    for (const o of opened) {
-      if (o.incoming === undefined) continue;
-      fresh++;
-      this.#emit({ type: "message", incoming: o.incoming });
-    }
-    // Receipts tell senders at once; the outbox retry would find out later anyway.
-    for (const { envelope, hash } of held.values()) {
-      this.#track(this.#sendReceipt(envelope, hash));
-    }
+    fresh.sort((a, b) => a.message.sentAt - b.message.sentAt);
+    for (const incoming of fresh) this.#emit({ type: "message", incoming });
+    // Receipts tell senders at once; the outbox retry would find out later
+    // anyway. None for a copy that could not be read: the sender keeps it.
+    for (const { envelope, hash } of stored) this.#track(this.#sendReceipt(envelope, hash));
+    // Unreadable copies go too: no later fetch could read them either.
     await this.#deleteFromMailboxes(mailbox, [...held.values()]);
-    return fresh;
+    return fresh.length;
   }
 
   async #sendReceipt(envelope: Uint8Array, hash: Uint8Array): Promise<void> {
@@ -791,24 +803,19 @@ export class MessagingService extends EventTarget {
   }
 
   /**
-   * Opens, verifies and stores one envelope. The commit is not flushed:
-   * call `sync()` on the database before acknowledging it.
+   * Opens, verifies and stores one envelope from the mailbox. The commit is
+   * not flushed: call `sync()` on the database before acknowledging it.
    *
-   * @returns The new message, or `undefined` if it was a duplicate.
-   * @throws {DecryptionError} If it cannot be opened.
+   * @returns The new message; `"duplicate"` if it was stored before;
+   *   `"unreadable"` if it does not open or decrypt (it must not be
+   *   acknowledged: the sender would take it as delivered).
    */
-  async #receive(envelope: Uint8Array, via: string): Promise<IncomingMessage | undefined> {
-    let opened;
+  async #receive(envelope: Uint8Array): Promise<IncomingMessage | "duplicate" | "unreadable"> {
     try {
-      opened = await openEnvelope(this.#identity, envelope);
+      const opened = await openEnvelope(this.#identity, envelope);
+      return await this.#accept(opened, "mailbox") ?? "duplicate";
     } catch (err) {
-      if (via === "mailbox") return undefined;
-      throw err;
-    }
-    try {
-      return await this.#accept(opened, via);
-    } catch (err) {
-      if (via === "mailbox" && err instanceof DecryptionError) return undefined;
+      if (err instanceof DecryptionError) return "unreadable";
       throw err;
     }
   }

@@ -176,3 +176,33 @@ Deno.test("sendFile() delivers a file to a contact's download folder; strangers 
   await assert.rejects(mallory.sendFile("bob", path), TransferRefusedError);
   assert.deepEqual((await Array.fromAsync(Deno.readDir(downloads))).length, 2);
 });
+
+Deno.test("a mailbox copy the recipient cannot decrypt gets no receipt: the sender does not count it delivered", async () => {
+  await using net = await testNet(2);
+  const alice = await net.user("alice", { messaging: { ...FAST_MESSAGING, retryBaseMs: 60_000 } });
+  const bob = await net.user("bob");
+  await alice.addContact("bob", bob.id);
+  const first = await alice.send("bob", "one");
+  await nextMessages(bob, 1);
+  await alice.waitFor(first.seq, { signal: AbortSignal.timeout(5000) });
+  await bob.close();
+  // Bob loses his session with Alice (say, a restored backup): her next
+  // ratchet message cannot be decrypted.
+  const { DatabaseSync } = await import("node:sqlite");
+  const raw = new DatabaseSync(`${net.dir}/bob/dim.db`);
+  raw.exec("DELETE FROM sessions");
+  raw.close();
+  const second = await alice.send("bob", "two");
+  const stored = await alice.waitFor(second.seq, {
+    orStored: true,
+    signal: AbortSignal.timeout(10_000),
+  });
+  assert.equal(stored.state, "stored");
+  const bob2 = await net.reopen("bob");
+  assert.equal(await bob2.fetchMailbox(), 0);
+  // Receipts go out in the background: give one time to arrive.
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.deepEqual(bob2.history(alice.id).map((m) => m.text), ["one"]);
+  assert.notEqual(alice.history(bob.id).find((m) => m.seq === second.seq)?.state, "delivered");
+  assert.equal(alice.outbox().length, 1, "still Alice's to deliver");
+});
