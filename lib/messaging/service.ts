@@ -148,6 +148,8 @@ const RECEIVE_BATCH = 64;
  * the recipient's idle timeout, so the sender is the one that closes it.
  */
 const LINK_IDLE_MS = 3000;
+/** The shortest time between two session restarts with one recipient (ms). */
+const SESSION_RESTART_INTERVAL_MS = 60_000;
 /** The longest a sent message waits for others to share its flush (ms). */
 const GROUP_COMMIT_MS = 50;
 /** How long the nodes closest to a mailbox are remembered. */
@@ -180,6 +182,8 @@ export class MessagingService extends EventTarget {
   #wakers = new Map<string, Wake>();
   /** Open streams kept between deliveries, by recipient. */
   #links = new Map<string, Link>();
+  /** When a session was last restarted, by recipient. */
+  #restartedAt = new Map<string, number>();
   #tasks = new Set<Promise<unknown>>();
   #streams = new Set<MessageStream>();
   #mailbox: Uint8Array | undefined;
@@ -508,10 +512,85 @@ export class MessagingService extends EventTarget {
           last = 0;
           continue;
         }
+        // The recipient has no session for these: start a new one and seal
+        // the queue again in it.
+        if (err instanceof NoSessionError && await this.#restartSession(recipient)) {
+          sent = [];
+          last = 0;
+          continue;
+        }
         const head = sent[0] ?? next[0];
         if (head !== undefined) await this.#defer(recipient, head, err);
         return;
       }
+    }
+  }
+
+  /**
+   * Starts a new session with a recipient who could not decrypt in the
+   * current one, and seals every queued message to them again in it (same
+   * message IDs, so nothing is shown twice). Only with a fresh prekey bundle
+   * whose keys are the pinned ones: a session is never downgraded to the
+   * static envelope. At most once a minute per recipient, so a recipient
+   * that keeps refusing cannot make the sender re-key in a loop.
+   *
+   * @returns Whether the queue was sealed again.
+   */
+  async #restartSession(recipient: string): Promise<boolean> {
+    const sessions = this.#sessions;
+    const contact = this.#db.getContactById(recipient);
+    const now = this.#clock();
+    const last = this.#restartedAt.get(recipient);
+    if (sessions === undefined || contact === undefined || !this.#started) return false;
+    if (last !== undefined && now - last < SESSION_RESTART_INTERVAL_MS) return false;
+    this.#restartedAt.set(recipient, now);
+    const signal = this.#signal(this.#opts.attemptTimeoutMs);
+    const peer = {
+      userId: recipient,
+      signingPublicKey: decodeUserId(recipient),
+      encryptionPublicKey: contact.encryptionPublicKey,
+    };
+    try {
+      const bundle = await sessions.lookupBundle(recipient, { signal });
+      if (
+        bundle === undefined ||
+        !constantTimeEqual(bundle.signingPublicKey, peer.signingPublicKey) ||
+        !constantTimeEqual(bundle.encryptionPublicKey, peer.encryptionPublicKey)
+      ) return false;
+      await sessions.lock(async () => {
+        this.#db.transaction(() => this.#db.deleteSessions(recipient), { durable: false });
+        const queue = this.#db.listOutbox().filter((e) => e.recipient === recipient);
+        for (const entry of queue) {
+          const message = this.#db.getMessage(entry.messageSeq);
+          if (message === undefined) continue;
+          const sealed = await sessions.encrypt(peer, message.contentType, message.body, {
+            signal,
+            bundle,
+          });
+          if (sealed.protection !== "ratchet") {
+            throw new ProtocolError("Cannot restart session: no prekeys to start it with");
+          }
+          const [envelope] = await Promise.all([
+            sealEnvelope(this.#identity, peer.encryptionPublicKey, {
+              body: sealed.body,
+              contentType: sealed.contentType,
+              id: message.id,
+              timestamp: message.sentAt,
+            }),
+            sealed.ready,
+          ]);
+          const hash = await envelopeHash(envelope);
+          this.#db.transaction(() => {
+            sealed.save();
+            this.#db.replaceOutboxEnvelope(entry.messageSeq, envelope, hash, this.#clock());
+          }, { durable: false });
+        }
+        this.#db.sync();
+      });
+      return true;
+    } catch (err) {
+      this.#onPeerError(err);
+      return false;
     }
   }
 
@@ -533,11 +612,13 @@ export class MessagingService extends EventTarget {
     for (const [i, reply] of replies.entries()) {
       const entry = sent[i]!;
       if (reply.type !== FrameType.Ack) {
-        failure = new ProtocolError(
-          reply.type === FrameType.Nack
-            ? `Cannot deliver: recipient refused (code ${reply.code})`
-            : "Cannot deliver: no acknowledgement",
-        );
+        failure = reply.type === FrameType.Nack && reply.code === NackCode.NoSession
+          ? new NoSessionError()
+          : new ProtocolError(
+            reply.type === FrameType.Nack
+              ? `Cannot deliver: recipient refused (code ${reply.code})`
+              : "Cannot deliver: no acknowledgement",
+          );
         break;
       }
       if (!constantTimeEqual(reply.envelopeHash, entry.envelopeHash)) {
@@ -938,14 +1019,19 @@ export class MessagingService extends EventTarget {
         continue;
       }
       const result = await opening[i]!;
+      if ("error" in result) {
+        if (!(result.error instanceof DecryptionError)) throw result.error;
+        replies.push({ type: FrameType.Nack, code: NackCode.Unreadable });
+        continue;
+      }
       try {
-        if ("error" in result) throw result.error;
         const message = await this.#accept(result.opened, "direct");
         if (message !== undefined) incoming.push(message);
         replies.push({ ack: signing[i]! });
       } catch (err) {
         if (!(err instanceof DecryptionError)) throw err;
-        replies.push({ type: FrameType.Nack, code: NackCode.Unreadable });
+        // The sender is verified; its session is what failed.
+        replies.push({ type: FrameType.Nack, code: NackCode.NoSession });
       }
     }
     if (replies.length > 0) {
@@ -1027,5 +1113,12 @@ class Link {
     } else {
       this.stream.abort(error instanceof Error ? error : new Error(String(error)));
     }
+  }
+}
+
+/** The recipient could not decrypt in its sessions (`NACK` code NoSession). */
+class NoSessionError extends ProtocolError {
+  constructor() {
+    super("Cannot deliver: the recipient has no session for this message");
   }
 }

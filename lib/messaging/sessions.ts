@@ -259,6 +259,24 @@ export class SessionManager {
   }
 
   /**
+   * Looks a peer's prekey bundle up in the network, session or not.
+   *
+   * @param userId The peer.
+   * @param options `signal` for the lookup.
+   * @returns The bundle, or `undefined` if none was found.
+   */
+  async lookupBundle(
+    userId: string,
+    options: { readonly signal: AbortSignal },
+  ): Promise<PrekeyBundle | undefined> {
+    try {
+      return await this.#fetchBundle(userId, options);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
    * Looks a peer's prekey bundle up if there is no session with them yet,
    * to be passed to {@linkcode SessionManager.encrypt}. Call it outside the
    * lock: the lookup waits for the network, and the lock holds up every

@@ -60,8 +60,13 @@ export const FrameType = {
   Deleted: 0x15,
 } as const;
 
-/** Why a recipient refused an envelope. */
-export const NackCode = { Unreadable: 1, RateLimited: 2, Busy: 3 } as const;
+/**
+ * Why a recipient refused an envelope. `NoSession`: the envelope opened and
+ * its signature checked out, but the session message inside does not
+ * decrypt in any session the recipient has (it lost its sessions, or two
+ * senders used the same one-time prekey); the sender may start a new session.
+ */
+export const NackCode = { Unreadable: 1, RateLimited: 2, Busy: 3, NoSession: 4 } as const;
 /** The outcome of a mailbox STORE. */
 export const StoreStatus = { Stored: 0, Duplicate: 1, Full: 2, Invalid: 3 } as const;
 

@@ -753,6 +753,28 @@ export class Database implements Disposable {
   }
 
   /**
+   * Replaces a queued message's envelope (sealed again, in a new session):
+   * it is due at once, and a copy left in the network before does not count.
+   *
+   * @param messageSeq The entry.
+   * @param envelope The new envelope.
+   * @param envelopeHash Its SHA-256.
+   * @param now Time in ms.
+   */
+  replaceOutboxEnvelope(
+    messageSeq: number,
+    envelope: Uint8Array,
+    envelopeHash: Uint8Array,
+    now: number,
+  ): void {
+    this.#run("update outbox", (db) =>
+      db.prepare(
+        `UPDATE outbox SET envelope = ?, envelope_hash = ?, attempts = 0, next_attempt_at = ?,
+           stored_offline = 0, last_error = '' WHERE message_seq = ?`,
+      ).run(envelope, envelopeHash, now, messageSeq));
+  }
+
+  /**
    * Marks that a copy was left in the recipient's network mailbox.
    *
    * @param messageSeq The entry.
@@ -987,6 +1009,18 @@ export class Database implements Disposable {
            LIMIT ?)`,
       ).run(row.peer, row.peer, keep);
     });
+  }
+
+  /**
+   * Deletes every session with a peer (inside the caller's transaction, if any).
+   *
+   * @param peer The peer's user ID.
+   */
+  deleteSessions(peer: string): void {
+    this.#run(
+      "delete sessions",
+      (db) => db.prepare("DELETE FROM sessions WHERE peer = ?").run(peer),
+    );
   }
 
   /**

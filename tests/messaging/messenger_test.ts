@@ -206,3 +206,34 @@ Deno.test("a mailbox copy the recipient cannot decrypt gets no receipt: the send
   assert.notEqual(alice.history(bob.id).find((m) => m.seq === second.seq)?.state, "delivered");
   assert.equal(alice.outbox().length, 1, "still Alice's to deliver");
 });
+
+Deno.test("a recipient that lost its sessions gets the next messages anyway, in a new session", async () => {
+  await using net = await testNet(2);
+  const alice = await net.user("alice", { messaging: { ...FAST_MESSAGING, retryBaseMs: 60_000 } });
+  const bob = await net.user("bob");
+  await alice.addContact("bob", bob.id);
+  await bob.addContact("alice", alice.id);
+  await alice.send("bob", "one");
+  await nextMessages(bob, 1);
+  // Bob answers, so Alice's next message is a plain ratchet message.
+  const answer = await bob.send("alice", "hi alice");
+  await nextMessages(alice, 1);
+  await bob.waitFor(answer.seq, { signal: AbortSignal.timeout(5000) });
+  await bob.close();
+  const { DatabaseSync } = await import("node:sqlite");
+  const raw = new DatabaseSync(`${net.dir}/bob/dim.db`);
+  raw.exec("DELETE FROM sessions");
+  raw.close();
+  const bob2 = await net.reopen("bob");
+  const sent = [await alice.send("bob", "two"), await alice.send("bob", "three")];
+  const got = await nextMessages(bob2, 2);
+  assert.deepEqual(got.map((m) => m.text), ["two", "three"]);
+  assert.ok(got.every((m) => m.protection === "ratchet"), "still forward secret");
+  for (const m of sent) {
+    assert.equal(
+      (await alice.waitFor(m.seq, { signal: AbortSignal.timeout(5000) })).state,
+      "delivered",
+    );
+  }
+  assert.deepEqual(bob2.history(alice.id).map((m) => m.text), ["one", "hi alice", "two", "three"]);
+});
