@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { KeyChangedError, UnknownContactError } from "../../lib/messenger.ts";
 import { InvalidIdError, KeystoreError } from "../../lib/errors.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
@@ -177,6 +178,13 @@ Deno.test("sendFile() delivers a file to a contact's download folder; strangers 
   assert.deepEqual((await Array.fromAsync(Deno.readDir(downloads))).length, 2);
 });
 
+/** Deletes every session a closed user's database holds, as a restored old backup would lack them. */
+function forgetSessions(home: string): void {
+  const raw = new DatabaseSync(`${home}/dim.db`);
+  raw.exec("DELETE FROM sessions");
+  raw.close();
+}
+
 Deno.test("a mailbox copy the recipient cannot decrypt gets no receipt: the sender does not count it delivered", async () => {
   await using net = await testNet(2);
   // Alice does not retry within the test: the copy in the network is what Bob gets.
@@ -188,13 +196,10 @@ Deno.test("a mailbox copy the recipient cannot decrypt gets no receipt: the send
   const first = await alice.send("bob", "one");
   await nextMessages(bob, 1);
   await alice.waitFor(first.seq, { signal: AbortSignal.timeout(5000) });
-  await bob.close();
   // Bob loses his session with Alice (say, a restored backup): her next
   // ratchet message cannot be decrypted.
-  const { DatabaseSync } = await import("node:sqlite");
-  const raw = new DatabaseSync(`${net.dir}/bob/dim.db`);
-  raw.exec("DELETE FROM sessions");
-  raw.close();
+  await bob.close();
+  forgetSessions(`${net.dir}/bob`);
   const second = await alice.send("bob", "two");
   const stored = await alice.waitFor(second.seq, {
     orStored: true,
@@ -223,10 +228,7 @@ Deno.test("a recipient that lost its sessions gets the next messages anyway, in 
   await nextMessages(alice, 1);
   await bob.waitFor(answer.seq, { signal: AbortSignal.timeout(5000) });
   await bob.close();
-  const { DatabaseSync } = await import("node:sqlite");
-  const raw = new DatabaseSync(`${net.dir}/bob/dim.db`);
-  raw.exec("DELETE FROM sessions");
-  raw.close();
+  forgetSessions(`${net.dir}/bob`);
   const bob2 = await net.reopen("bob");
   const sent = [await alice.send("bob", "two"), await alice.send("bob", "three")];
   const got = await nextMessages(bob2, 2);
