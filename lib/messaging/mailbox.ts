@@ -25,6 +25,7 @@ import { verifySignature } from "../crypto/identity.ts";
 import { ProtocolError } from "../errors.ts";
 import { CLOCK_SKEW_TOLERANCE_MS } from "../record/record.ts";
 import type { Database } from "../store/database.ts";
+import { Deadlines } from "./_deadlines.ts";
 import {
   deleteSignedBytes,
   encodeFrame,
@@ -234,7 +235,7 @@ export class MailboxServer {
   readonly #onPeerError: (error: unknown) => void;
   readonly #rate: RateLimiter;
   #host: StreamHost | undefined;
-  #stopping = new AbortController();
+  #deadlines = new Deadlines();
   #active = new Set<Promise<void>>();
 
   /**
@@ -263,7 +264,7 @@ export class MailboxServer {
   async start(host: StreamHost): Promise<void> {
     if (this.#host !== undefined) return;
     this.#host = host;
-    this.#stopping = new AbortController();
+    this.#deadlines.restart();
     await host.handle(MAILBOX_PROTOCOL, (stream, remotePeer) => {
       const p = this.#serve(stream, remotePeer).finally(() => this.#active.delete(p));
       this.#active.add(p);
@@ -276,7 +277,7 @@ export class MailboxServer {
     const host = this.#host;
     if (host === undefined) return;
     this.#host = undefined;
-    this.#stopping.abort(new Error("stopping"));
+    this.#deadlines.abort(new Error("stopping"));
     await host.unhandle(MAILBOX_PROTOCOL).catch(() => {});
     await Promise.allSettled([...this.#active]);
   }
@@ -344,7 +345,7 @@ export class MailboxServer {
       if (!this.#rate.take(remotePeer, this.#clock())) {
         throw new ProtocolError("Cannot serve mailbox: too many requests from this peer");
       }
-      const signal = AbortSignal.any([this.#stopping.signal, AbortSignal.timeout(this.#idleMs)]);
+      const signal = this.#deadlines.signal(this.#idleMs);
       const frame = await race(new FrameReader(stream).next(), signal);
       // A peer that ends its side without asking still gets its stream closed,
       // or the stream would stay open on this node for good.

@@ -49,6 +49,7 @@ import {
   writeFrame,
 } from "./mailbox.ts";
 import type { SessionManager, SessionResult } from "./sessions.ts";
+import { Deadlines } from "./_deadlines.ts";
 import {
   deleteSignedBytes,
   encodeFrame,
@@ -171,7 +172,7 @@ export class MessagingService extends EventTarget {
   readonly #mailboxServer: MailboxServer;
   readonly #onPeerError: (error: unknown) => void;
   readonly #rate: RateLimiter;
-  #abort = new AbortController();
+  #deadlines = new Deadlines();
   #started = false;
   #timers: ReturnType<typeof setInterval>[] = [];
   #inFlight = new Set<string>();
@@ -239,7 +240,7 @@ export class MessagingService extends EventTarget {
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
-    this.#abort = new AbortController();
+    this.#deadlines.restart();
     this.#mailbox = await mailboxAddress(this.#identity.signingPublicKey);
     await this.#transport.handle(
       MESSAGE_PROTOCOL,
@@ -257,7 +258,7 @@ export class MessagingService extends EventTarget {
     this.#started = false;
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
-    this.#abort.abort(new DimError("Cannot continue: the messenger is stopping"));
+    this.#deadlines.abort(new DimError("Cannot continue: the messenger is stopping"));
     for (const link of this.#links.values()) link.dispose();
     this.#links.clear();
     for (const s of this.#streams) s.abort(new Error("stopping"));
@@ -285,7 +286,7 @@ export class MessagingService extends EventTarget {
   }
 
   #signal(ms: number): AbortSignal {
-    return AbortSignal.any([this.#abort.signal, AbortSignal.timeout(ms)]);
+    return this.#deadlines.signal(ms);
   }
 
   /**

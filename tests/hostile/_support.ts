@@ -123,6 +123,21 @@ export function rssMiB(): number {
   return Deno.memoryUsage().rss / (1024 * 1024);
 }
 
+/**
+ * The heap still in use after a full garbage collection, in MiB: what a
+ * leak keeps. `undefined` unless the tests run with `--v8-flags=--expose-gc`
+ * (the `test` and `test:stress` tasks do).
+ */
+export async function retainedHeapMiB(): Promise<number | undefined> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) return undefined;
+  gc();
+  // Finalizers (timers of collected signals, say) run between collections.
+  await new Promise((r) => setTimeout(r, 50));
+  gc();
+  return Deno.memoryUsage().heapUsed / (1024 * 1024);
+}
+
 /** Waits `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

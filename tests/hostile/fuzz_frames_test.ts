@@ -30,6 +30,7 @@ import {
   pool,
   Random,
   rawExchange,
+  retainedHeapMiB,
   rssMiB,
   size,
   sleep,
@@ -40,6 +41,12 @@ const INPUTS = size(5_000, 100_000);
 const CONCURRENCY = 16;
 /** RSS growth allowed over the whole storm, attacker included (it runs in this process too). */
 const RSS_BOUND_MIB = 200;
+/**
+ * Heap still held after the storm and a full collection: a little per input
+ * at most. A leak of a few hundred bytes per stream (as `AbortSignal.any` on
+ * a long-lived signal once caused) breaks it in the long run.
+ */
+const RETAINED_BOUND_MIB = 16 + INPUTS * 64 / 2 ** 20;
 
 type Mutator = (frame: Uint8Array, rnd: Random) => Uint8Array;
 
@@ -188,6 +195,7 @@ Deno.test({
       };
       const byMutator: Record<string, number> = {};
       let unreachableRun = 0;
+      const heapBefore = await retainedHeapMiB();
       const rssBefore = rssMiB();
       let rssPeak = rssBefore;
       const started = performance.now();
@@ -229,6 +237,7 @@ Deno.test({
       const deadline = performance.now() + 5000;
       while (latencies.length < sentAt.size && performance.now() < deadline) await sleep(50);
       bob.removeEventListener("message", onMessage);
+      const heapAfter = await retainedHeapMiB();
       const rssAfter = rssMiB();
       rssPeak = Math.max(rssPeak, rssAfter);
 
@@ -248,6 +257,9 @@ Deno.test({
         probeMaxMs: Math.round(Math.max(...latencies)),
         rssBeforeMiB: Math.round(rssBefore),
         rssPeakMiB: Math.round(rssPeak),
+        heapRetainedMiB: heapBefore === undefined || heapAfter === undefined
+          ? "n/a"
+          : Math.round(heapAfter - heapBefore),
       });
       assert.deepEqual(watch.seen, [], `unhandled: ${describeSeen(watch.seen)}`);
       assert.ok(outcomes.unreachable < INPUTS / 10, "the fuzz inputs reached the node");
@@ -257,6 +269,12 @@ Deno.test({
         rssPeak - rssBefore < RSS_BOUND_MIB,
         `RSS grew ${Math.round(rssPeak - rssBefore)} MiB`,
       );
+      if (heapBefore !== undefined && heapAfter !== undefined) {
+        assert.ok(
+          heapAfter - heapBefore < RETAINED_BOUND_MIB,
+          `${Math.round(heapAfter - heapBefore)} MiB of heap still held after the storm`,
+        );
+      }
       // Each probe is in Bob's history once.
       const texts = bob.history(alice.id, { limit: 100_000 }).map((m) => m.text);
       for (const text of sentAt.keys()) {
