@@ -492,12 +492,21 @@ export class MessagingService extends EventTarget {
         await race(Promise.race([link!.replies.ready(), wake.wait()]), signal);
         const replies = link!.replies.take(sent.length);
         if (replies.length === 0) {
-          if (link!.replies.done) {
-            throw new ProtocolError("Cannot deliver: the recipient closed the stream");
+          if (!link!.replies.done) continue;
+          // A recipient may end a long-used stream (it caps frames per
+          // stream): after answering some, that is no failure, and the rest
+          // go again on a new stream.
+          if (link!.acknowledged > 0 && this.#started) {
+            link!.dispose();
+            link = undefined;
+            sent = [];
+            last = 0;
+            continue;
           }
-          continue;
+          throw new ProtocolError("Cannot deliver: the recipient closed the stream");
         }
         const { done, failure } = await this.#confirm(recipient, sent, replies);
+        link!.acknowledged += done;
         sent = sent.slice(done);
         if (done > 0) {
           retry = false;
@@ -1078,6 +1087,8 @@ class Wake {
 class Link {
   readonly stream: MessageStream;
   readonly replies: FrameQueue;
+  /** Envelopes acknowledged on this stream. */
+  acknowledged = 0;
   readonly #streams: Set<MessageStream>;
   #timer: ReturnType<typeof setTimeout> | undefined;
 

@@ -295,3 +295,36 @@ Deno.test("a message is not held up by a slow first message to someone else", as
     }
   });
 });
+
+Deno.test("a recipient that ends a stream after answering some is no failure: the rest go on a new stream", async () => {
+  await pair(async (a, b) => {
+    const traffic: Traffic = { streams: 0, envelopes: 0, acks: 0, maxOutstanding: 0 };
+    const alice = serve(a, b, counted(transportFor(a.node), traffic), { mailboxReplicas: 1 });
+    // Bob's node answers three envelopes per stream, then closes it.
+    await b.node.handle(MESSAGE_PROTOCOL, async (stream) => {
+      const reader = new FrameReader(stream);
+      for (let answered = 0; answered < 3;) {
+        const f = await reader.next();
+        if (f === undefined) break;
+        if (f.type !== FrameType.Envelope) continue;
+        const envelopeHash = new Uint8Array(
+          await crypto.subtle.digest("SHA-256", new Uint8Array(f.envelope)),
+        );
+        const signature = await b.identity.sign("ack", envelopeHash);
+        stream.send(encodeFrame({ type: FrameType.Ack, envelopeHash, signature }));
+        answered++;
+      }
+      await stream.close();
+    });
+    await alice.start();
+    const recipient = {
+      userId: b.identity.id,
+      encryptionPublicKey: b.identity.encryptionPublicKey,
+    };
+    const done = delivered(alice, 10, 10_000);
+    await Promise.all(Array.from({ length: 10 }, (_, i) => alice.send(recipient, text(`m${i}`))));
+    assert.equal((await done).length, 10);
+    assert.ok(traffic.streams >= 4, `${traffic.streams} streams`);
+    assert.equal(a.db.listOutbox().length, 0);
+  });
+});
