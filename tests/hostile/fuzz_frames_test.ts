@@ -39,8 +39,12 @@ import {
 
 const INPUTS = size(5_000, 100_000);
 const CONCURRENCY = 16;
-/** RSS growth allowed over the whole storm, attacker included (it runs in this process too). */
-const RSS_BOUND_MIB = 200;
+/**
+ * RSS growth allowed at the storm's peak, attacker included (it runs in this
+ * process too). Most of it is garbage not yet collected at 3,000 streams a
+ * second; what a leak keeps is checked below, after a full collection.
+ */
+const RSS_BOUND_MIB = 320;
 /**
  * Heap still held after the storm and a full collection: a little per input
  * at most. A leak of a few hundred bytes per stream (as `AbortSignal.any` on
