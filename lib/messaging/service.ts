@@ -306,17 +306,7 @@ export class MessagingService extends EventTarget {
     const seal = async (sealed: SessionResult): Promise<MessageRow> => {
       const now = this.#clock();
       const id = crypto.getRandomValues(new Uint8Array(16));
-      // The session state is sealed for storage while the envelope is sealed.
-      const [envelope] = await Promise.all([
-        sealEnvelope(this.#identity, recipient.encryptionPublicKey, {
-          body: sealed.body,
-          contentType: sealed.contentType,
-          id,
-          timestamp: now,
-        }),
-        sealed.ready,
-      ]);
-      const hash = await envelopeHash(envelope);
+      const { envelope, hash } = await this.#seal(recipient.encryptionPublicKey, sealed, id, now);
       // The session state is saved with the outbox entry, before anything is
       // sent. The commit is flushed after the lock is released (below), so
       // messages sent together share one flush.
@@ -366,6 +356,28 @@ export class MessagingService extends EventTarget {
     }
     if (this.#started) this.#track(this.flushOutbox());
     return row;
+  }
+
+  /**
+   * Seals a message's envelope and hashes it; the session state, if any, is
+   * sealed for storage meanwhile (`sealed.ready`).
+   */
+  async #seal(
+    recipientKey: Uint8Array,
+    sealed: SessionResult,
+    id: Uint8Array,
+    timestamp: number,
+  ): Promise<{ envelope: Uint8Array; hash: Uint8Array }> {
+    const [envelope] = await Promise.all([
+      sealEnvelope(this.#identity, recipientKey, {
+        body: sealed.body,
+        contentType: sealed.contentType,
+        id,
+        timestamp,
+      }),
+      sealed.ready,
+    ]);
+    return { envelope, hash: await envelopeHash(envelope) };
   }
 
   /**
@@ -580,16 +592,12 @@ export class MessagingService extends EventTarget {
           if (sealed.protection !== "ratchet") {
             throw new ProtocolError("Cannot restart session: no prekeys to start it with");
           }
-          const [envelope] = await Promise.all([
-            sealEnvelope(this.#identity, peer.encryptionPublicKey, {
-              body: sealed.body,
-              contentType: sealed.contentType,
-              id: message.id,
-              timestamp: message.sentAt,
-            }),
-            sealed.ready,
-          ]);
-          const hash = await envelopeHash(envelope);
+          const { envelope, hash } = await this.#seal(
+            peer.encryptionPublicKey,
+            sealed,
+            message.id,
+            message.sentAt,
+          );
           this.#db.transaction(() => {
             sealed.save();
             this.#db.replaceOutboxEnvelope(entry.messageSeq, envelope, hash, this.#clock());

@@ -292,11 +292,7 @@ export class SessionManager {
     options: { readonly signal: AbortSignal },
   ): Promise<PrekeyBundle | null | undefined> {
     if (this.hasSession(userId)) return undefined;
-    try {
-      return await this.#fetchBundle(userId, options) ?? null;
-    } catch {
-      return null;
-    }
+    return await this.lookupBundle(userId, options) ?? null;
   }
 
   /**
