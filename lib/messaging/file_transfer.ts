@@ -122,13 +122,13 @@ export const FILE_PROTOCOL = "/dim/file/1.0.0";
 /** The file transfer format version this module writes and reads. */
 export const FILE_TRANSFER_VERSION = 1;
 /**
- * The chunk size a sender uses unless told otherwise: 256 KiB. On loopback
- * (bench/transfer_bench.ts) 64 KiB chunks are 10–15% slower, paying the
- * per-chunk costs (an AES-GCM call, a frame, a credit) four times as often,
- * while 1 MiB chunks are no faster beyond noise and make the recipient's
- * window of 8 chunks hold 8 MiB instead of 2.
+ * The chunk size a sender uses unless told otherwise: 1 MiB. On loopback
+ * (bench/transfer_bench.ts) 256 KiB chunks are about 15% slower and 64 KiB
+ * chunks 40%, paying the per-chunk costs (an AES-GCM call, a frame, a
+ * credit) more often. A recipient's window is counted in bytes (2 MiB by
+ * default), so bigger chunks do not make it hold more.
  */
-export const DEFAULT_CHUNK_SIZE: number = 256 * 1024;
+export const DEFAULT_CHUNK_SIZE: number = 1024 * 1024;
 /** The smallest chunk size a recipient accepts: 4 KiB. */
 export const MIN_CHUNK_SIZE: number = 4 * 1024;
 /** The largest chunk size this module handles at all: 4 MiB. */
@@ -348,7 +348,10 @@ export interface FileReceiverOptions {
   readonly maxFileSize?: number;
   /** The largest chunk size accepted (bytes, at most {@linkcode MAX_CHUNK_SIZE}). Default {@linkcode DEFAULT_MAX_CHUNK_SIZE}. */
   readonly maxChunkSize?: number;
-  /** Chunks the sender may have in flight. Default 8. */
+  /**
+   * Chunks the sender may have in flight. Default: as many of the offer's
+   * chunks as fit in 2 MiB, 2 to 64.
+   */
   readonly window?: number;
   /** Transfers served at once; more are refused as busy. Default 8. */
   readonly maxConcurrent?: number;
@@ -389,7 +392,10 @@ const MAX_CONTROL_FRAME_LENGTH = 1 + END_BODY_LENGTH;
 const FRAME_HEADER_LENGTH = 5;
 const MAX_WINDOW = 0xffff;
 
-const DEFAULT_WINDOW = 8;
+/** Chunk bytes a recipient lets a sender have in flight, unless told a window in chunks. */
+const DEFAULT_WINDOW_BYTES = 2 * 1024 * 1024;
+/** The most chunks that window comes to, for small chunks. */
+const MAX_DEFAULT_WINDOW = 64;
 const DEFAULT_MAX_CONCURRENT = 8;
 const DEFAULT_ACCEPT_TIMEOUT_MS = 120_000;
 const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
@@ -1092,7 +1098,7 @@ export class FileReceiver implements AsyncDisposable {
   readonly #onFailed: (error: unknown, offer: FileOffer | undefined) => void;
   readonly #maxFileSize: number;
   readonly #maxChunkSize: number;
-  readonly #window: number;
+  readonly #window: number | undefined;
   readonly #maxConcurrent: number;
   readonly #acceptMs: number;
   readonly #idleMs: number;
@@ -1125,7 +1131,7 @@ export class FileReceiver implements AsyncDisposable {
     this.#onFailed = (error, offer) => quietly(() => onFailed?.(error, offer));
     this.#maxFileSize = options.maxFileSize ?? DEFAULT_MAX_FILE_SIZE;
     this.#maxChunkSize = options.maxChunkSize ?? DEFAULT_MAX_CHUNK_SIZE;
-    this.#window = options.window ?? DEFAULT_WINDOW;
+    this.#window = options.window;
     this.#maxConcurrent = options.maxConcurrent ?? DEFAULT_MAX_CONCURRENT;
     this.#acceptMs = checkTimeout(
       options.acceptTimeoutMs ?? DEFAULT_ACCEPT_TIMEOUT_MS,
@@ -1143,7 +1149,10 @@ export class FileReceiver implements AsyncDisposable {
         `Cannot make file receiver: maxChunkSize must be ${MIN_CHUNK_SIZE} to ${MAX_CHUNK_SIZE}`,
       );
     }
-    if (!Number.isSafeInteger(this.#window) || this.#window < 1 || this.#window > MAX_WINDOW) {
+    if (
+      this.#window !== undefined &&
+      (!Number.isSafeInteger(this.#window) || this.#window < 1 || this.#window > MAX_WINDOW)
+    ) {
       throw new RangeError(`Cannot make file receiver: window must be 1 to ${MAX_WINDOW}`);
     }
     if (!Number.isSafeInteger(this.#maxConcurrent) || this.#maxConcurrent < 1) {
@@ -1316,7 +1325,12 @@ export class FileReceiver implements AsyncDisposable {
         () => new ProtocolError("Cannot receive file: the sender went silent"),
       );
       signal = AbortSignal.any([this.#stopping.signal, idle.signal]);
-      await writeFrame(stream, FileFrameType.Accept, u16(this.#window), signal);
+      const window = this.#window ??
+        Math.min(
+          MAX_DEFAULT_WINDOW,
+          Math.max(2, Math.ceil(DEFAULT_WINDOW_BYTES / offer.chunkSize)),
+        );
+      await writeFrame(stream, FileFrameType.Accept, u16(window), signal);
       const received = await this.#receiveChunks(stream, reader, opened, writer, idle, signal);
 
       try {

@@ -694,7 +694,7 @@ Deno.test("the wire format is as documented, and a signed SHA-256 that does not 
       ...Array(4).fill(FileFrameType.Credit),
       FileFrameType.Receipt,
     ]);
-    assert.deepEqual(got[0]!.body, new Uint8Array([0, 8]), "a window of 8 chunks");
+    assert.deepEqual(got[0]!.body, new Uint8Array([0, 64]), "2 MiB of 4 KiB chunks, at most 64");
     const receipt = concat(
       utf8("DIM-v1 file transfer: receipt\0"),
       net.alice.signingPublicKey,
