@@ -175,11 +175,10 @@ export class MessagingService extends EventTarget {
   #deadlines = new Deadlines();
   #started = false;
   #timers: ReturnType<typeof setInterval>[] = [];
-  #inFlight = new Set<string>();
   /** Messages committed but not yet flushed to disk: not sent until they are. */
   #unflushed = new Set<number>();
   #flushWaiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
-  /** Wakes a conversation's running delivery when a new message is queued. */
+  /** The running deliveries, by recipient: each one's wake-up call for new messages. */
   #wakers = new Map<string, Wake>();
   /** Open streams kept between deliveries, by recipient. */
   #links = new Map<string, Link>();
@@ -354,7 +353,8 @@ export class MessagingService extends EventTarget {
     } finally {
       this.#unflushed.delete(row.seq);
     }
-    if (this.#started) this.#track(this.flushOutbox());
+    // Only this conversation: the periodic scan looks after the others.
+    this.#track(this.#deliver(recipient.userId));
     return row;
   }
 
@@ -423,32 +423,37 @@ export class MessagingService extends EventTarget {
    */
   async flushOutbox(): Promise<void> {
     if (!this.#started) return;
-    const recipients: string[] = [];
-    for (const { recipient } of this.#db.dueOutbox(this.#clock())) {
-      // A running delivery picks the new message up itself.
-      if (this.#inFlight.has(recipient)) this.#wakers.get(recipient)?.wake();
-      else recipients.push(recipient);
+    const due = this.#db.dueOutbox(this.#clock());
+    await Promise.all(due.map(({ recipient }) => this.#deliver(recipient)));
+  }
+
+  /**
+   * Starts delivering one conversation, or wakes its running delivery, which
+   * then picks new messages up itself.
+   */
+  async #deliver(recipient: string): Promise<void> {
+    if (!this.#started) return;
+    const running = this.#wakers.get(recipient);
+    if (running !== undefined) {
+      running.wake();
+      return;
     }
-    await Promise.all(recipients.map(async (recipient) => {
-      const wake = new Wake();
-      this.#inFlight.add(recipient);
-      this.#wakers.set(recipient, wake);
-      try {
-        await this.#drain(recipient);
-      } finally {
-        this.#inFlight.delete(recipient);
-        this.#wakers.delete(recipient);
-        // A message queued while the delivery was ending is not left for the next scan.
-        if (wake.requested) this.#track(this.flushOutbox());
-      }
-    }));
+    const wake = new Wake();
+    this.#wakers.set(recipient, wake);
+    try {
+      await this.#drain(recipient, wake);
+    } finally {
+      this.#wakers.delete(recipient);
+      // A message queued while the delivery was ending is not left for the next scan.
+      if (wake.requested) this.#track(this.#deliver(recipient));
+    }
   }
 
   /**
    * Delivers one conversation's due queue in order, up to SEND_WINDOW
    * envelopes ahead of their acknowledgements; on failure defers it and mails it.
    */
-  async #drain(recipient: string): Promise<void> {
+  async #drain(recipient: string, wake: Wake): Promise<void> {
     let link = this.#links.get(recipient);
     this.#links.delete(recipient);
     link?.keep();
@@ -464,7 +469,6 @@ export class MessagingService extends EventTarget {
     // An attempt times out when no acknowledgement came for attemptTimeoutMs
     // while envelopes were waiting, however many new messages woke it meanwhile.
     let progressAt = performance.now();
-    const wake = this.#wakers.get(recipient)!;
     for (;;) {
       wake.requested = false;
       if (!this.#started) {
