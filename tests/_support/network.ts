@@ -86,3 +86,20 @@ export async function nextMessages(m: Messenger, n: number, ms = 10_000) {
   }
   return got;
 }
+
+/**
+ * Alice and Bob in `net`, Bob among Alice's contacts, with one message from
+ * Alice already delivered: the session is set up, so what a test measures
+ * next is delivery, not session set-up.
+ */
+export async function chattingPair(
+  net: TestNet,
+  first = "warm-up",
+): Promise<{ alice: Messenger; bob: Messenger }> {
+  const alice = await net.user("alice");
+  const bob = await net.user("bob");
+  await alice.addContact("bob", bob.id);
+  await alice.send("bob", first);
+  await nextMessages(bob, 1);
+  return { alice, bob };
+}

@@ -10,7 +10,7 @@ import { concat, u32, utf8 } from "../../lib/crypto/_bytes.ts";
 import { sealEnvelope } from "../../lib/crypto/envelope.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { encodeFrame, FrameType, MESSAGE_PROTOCOL } from "../../lib/messaging/wire.ts";
-import { nextMessages, testNet } from "../_support/network.ts";
+import { chattingPair, nextMessages, testNet } from "../_support/network.ts";
 import {
   attackerNode,
   describeSeen,
@@ -49,11 +49,7 @@ function opening(rnd: Random): Uint8Array {
 Deno.test("a node survives peers that drop mid-handshake and mid-frame, and keeps serving", async () => {
   using watch = watchRejections();
   await using net = await testNet();
-  const alice = await net.user("alice");
-  const bob = await net.user("bob");
-  await alice.addContact("bob", bob.id);
-  await alice.send("bob", "before");
-  await nextMessages(bob, 1);
+  const { alice, bob } = await chattingPair(net, "before");
   const port = Number(/\/tcp\/(\d+)\//.exec(bob.addresses[0]!)![1]);
   const rnd = new Random();
   const rssBefore = rssMiB();

@@ -26,7 +26,7 @@ import {
   StoreStatus,
 } from "../../lib/messaging/wire.ts";
 import type { Messenger } from "../../lib/messenger.ts";
-import { FAST_MESSAGING, nextMessages, testNet } from "../_support/network.ts";
+import { chattingPair, FAST_MESSAGING, nextMessages, testNet } from "../_support/network.ts";
 import {
   attackerNode,
   describeSeen,
@@ -82,11 +82,7 @@ async function mailboxRequest(from: DhtNode, to: string, frame: Frame): Promise<
 Deno.test("an envelope flood from one peer is rate limited; a contact still gets through in 2 s", async () => {
   using watch = watchRejections();
   await using net = await testNet();
-  const alice = await net.user("alice");
-  const bob = await net.user("bob");
-  await alice.addContact("bob", bob.id);
-  await alice.send("bob", "warm-up");
-  await nextMessages(bob, 1);
+  const { alice, bob } = await chattingPair(net);
   const attacker = await attackerNode(net.bootstrap());
   try {
     const mallory = await Identity.generate();
@@ -174,11 +170,7 @@ Deno.test("an envelope flood from one peer is rate limited; a contact still gets
 Deno.test("a mailbox STORE flood from one peer is limited per peer; others can still store", async () => {
   using watch = watchRejections();
   await using net = await testNet();
-  const alice = await net.user("alice");
-  const bob = await net.user("bob");
-  await alice.addContact("bob", bob.id);
-  await alice.send("bob", "warm-up");
-  await nextMessages(bob, 1);
+  const { alice, bob } = await chattingPair(net);
   const attacker = await attackerNode(net.bootstrap());
   const bystander = await attackerNode(net.bootstrap());
   try {

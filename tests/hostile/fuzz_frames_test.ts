@@ -20,7 +20,7 @@ import {
   MAX_FRAME_LENGTH,
   MESSAGE_PROTOCOL,
 } from "../../lib/messaging/wire.ts";
-import { nextMessages, testNet } from "../_support/network.ts";
+import { chattingPair, testNet } from "../_support/network.ts";
 import {
   attackerNode,
   describeSeen,
@@ -106,12 +106,8 @@ Deno.test({
   async fn() {
     using watch = watchRejections();
     await using net = await testNet();
-    const alice = await net.user("alice");
-    const bob = await net.user("bob");
-    await alice.addContact("bob", bob.id);
     // Warm up the conversation so the storm measures delivery, not session set-up.
-    await alice.send("bob", "warm-up");
-    await nextMessages(bob, 1);
+    const { alice, bob } = await chattingPair(net);
 
     const attacker = await attackerNode(net.bootstrap());
     try {
