@@ -86,6 +86,27 @@ async function settle(connections: () => number): Promise<void> {
   }
 }
 
+/** The figures of a phase: memory per item over the baseline. */
+function phaseResult(
+  phase: string,
+  items: number,
+  base: Deno.MemoryUsage,
+  after: Deno.MemoryUsage,
+  connections: number,
+  buildMs: number,
+): PhaseResult {
+  return {
+    phase,
+    count: items,
+    baselineRssMb: round(base.rss / MB),
+    rssMb: round(after.rss / MB),
+    rssPerItemMb: round((after.rss - base.rss) / MB / items, 3),
+    heapPerItemMb: round((after.heapUsed - base.heapUsed) / MB / items, 3),
+    connections,
+    buildMs: Math.round(buildMs),
+  };
+}
+
 async function runPhase(phase: string, count: number): Promise<PhaseResult> {
   // Warm up: load and run the code once, so the baseline holds it.
   {
@@ -128,16 +149,7 @@ async function runPhase(phase: string, count: number): Promise<PhaseResult> {
     items = (count * (count - 1)) / 2;
     await settle(() => nodes.reduce((sum, node) => sum + node.connections, 0));
     const after = await collect();
-    const result = {
-      phase,
-      count: items,
-      baselineRssMb: round(alone.rss / MB),
-      rssMb: round(after.rss / MB),
-      rssPerItemMb: round((after.rss - alone.rss) / MB / items, 3),
-      heapPerItemMb: round((after.heapUsed - alone.heapUsed) / MB / items, 3),
-      connections: items,
-      buildMs: Math.round(performance.now() - started),
-    };
+    const result = phaseResult(phase, items, alone, after, items, performance.now() - started);
     await Promise.all(stops.map((stop) => stop()));
     return result;
   } else {
@@ -148,16 +160,7 @@ async function runPhase(phase: string, count: number): Promise<PhaseResult> {
   const after = await collect();
   const connections = nodes.reduce((sum, node) => sum + node.connections, 0) / 2;
   await Promise.all(stops.map((stop) => stop()));
-  return {
-    phase,
-    count: items,
-    baselineRssMb: round(before.rss / MB),
-    rssMb: round(after.rss / MB),
-    rssPerItemMb: round((after.rss - before.rss) / MB / items, 3),
-    heapPerItemMb: round((after.heapUsed - before.heapUsed) / MB / items, 3),
-    connections,
-    buildMs,
-  };
+  return phaseResult(phase, items, before, after, connections, buildMs);
 }
 
 function round(value: number, digits = 1): number {
