@@ -3,12 +3,11 @@
  * when the service stops, whichever comes first.
  *
  * The obvious `AbortSignal.any([stopping, AbortSignal.timeout(ms)])` leaks:
- * Deno keeps every signal ever made dependent on a source until the source
- * aborts, about 370 bytes each, and a service's `stopping` signal lives as
- * long as the service, so a node that serves a million frames would keep
- * hundreds of megabytes. Here the service holds its live signals only
- * weakly: a signal that nobody refers to any more is collected with its
- * timer, and `stop` aborts the ones still in use.
+ * Deno (2.9) never frees what `AbortSignal.any` makes, about 370 bytes a
+ * call, so a node that serves a million frames would keep hundreds of
+ * megabytes. Here the service holds its live signals only weakly: a signal
+ * that nobody refers to any more is collected with its timer, and `stop`
+ * aborts the ones still in use.
  *
  * @example
  * ```ts

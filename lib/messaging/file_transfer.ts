@@ -654,11 +654,24 @@ class IdleTimer {
   readonly #controller = new AbortController();
   readonly #ms: number;
   readonly #reason: () => Error;
+  readonly #parent: AbortSignal | undefined;
+  readonly #onParentAbort = () => this.#controller.abort(this.#parent!.reason);
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(ms: number, reason: () => Error) {
+  /**
+   * @param ms The silence allowed.
+   * @param reason The error the signal aborts with when it comes.
+   * @param parent A signal that aborts this one too (the caller's, or the
+   *   receiver stopping). Linked by a listener that `release()` removes, not
+   *   by `AbortSignal.any`, which Deno never frees (a few hundred bytes a
+   *   call, for every transfer and every stream a peer opens).
+   */
+  constructor(ms: number, reason: () => Error, parent?: AbortSignal) {
     this.#ms = ms;
     this.#reason = reason;
+    this.#parent = parent;
+    if (parent?.aborted) this.#onParentAbort();
+    else parent?.addEventListener("abort", this.#onParentAbort, { once: true });
     this.refresh();
   }
 
@@ -672,8 +685,15 @@ class IdleTimer {
     this.#timer = setTimeout(() => this.#controller.abort(this.#reason()), this.#ms);
   }
 
+  /** Stops the clock; the parent can still abort the signal. */
   clear(): void {
     clearTimeout(this.#timer);
+  }
+
+  /** Stops the clock and unhooks from the parent: call it when done. */
+  release(): void {
+    this.clear();
+    this.#parent?.removeEventListener("abort", this.#onParentAbort);
   }
 }
 
@@ -808,6 +828,7 @@ export async function sendFile(
   const offering = new IdleTimer(
     checkTimeout(options.acceptTimeoutMs ?? DEFAULT_ACCEPT_TIMEOUT_MS, "acceptTimeoutMs"),
     () => new PeerUnreachableError("Cannot send file: the recipient did not answer the offer"),
+    options.signal,
   );
   try {
     const idleMs = checkTimeout(options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, "idleTimeoutMs");
@@ -815,9 +836,7 @@ export async function sendFile(
     const recipientSigningKey = decodeUserId(recipient.userId);
     options.signal?.throwIfAborted();
     chunker = new Chunker(source.stream);
-    const signal = options.signal === undefined
-      ? offering.signal
-      : AbortSignal.any([options.signal, offering.signal]);
+    const signal = offering.signal;
 
     const { size } = source;
     const name = sanitizeFileName(source.name);
@@ -860,6 +879,7 @@ export async function sendFile(
     const sending = new IdleTimer(
       idleMs,
       () => new PeerUnreachableError("Cannot send file: the recipient went silent"),
+      options.signal,
     );
     try {
       return await streamChunks(opened, reader, {
@@ -875,13 +895,11 @@ export async function sendFile(
         window,
         chunker,
         idle: sending,
-        signal: options.signal === undefined
-          ? sending.signal
-          : AbortSignal.any([options.signal, sending.signal]),
+        signal: sending.signal,
         onProgress: options.onProgress,
       });
     } finally {
-      sending.clear();
+      sending.release();
     }
   } catch (err) {
     if (chunker === undefined) source.stream.cancel(err).catch(() => {});
@@ -894,7 +912,7 @@ export async function sendFile(
       cause: err,
     });
   } finally {
-    offering.clear();
+    offering.release();
   }
 }
 
@@ -1264,8 +1282,9 @@ export class FileReceiver implements AsyncDisposable {
     const accepting = new IdleTimer(
       this.#idleMs,
       () => new ProtocolError("Cannot receive file: the sender sent no offer"),
+      this.#stopping.signal,
     );
-    let signal = AbortSignal.any([this.#stopping.signal, accepting.signal]);
+    let signal = accepting.signal;
     let idle: IdleTimer | undefined;
     let offer: FileOffer | undefined;
     let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
@@ -1299,11 +1318,12 @@ export class FileReceiver implements AsyncDisposable {
       const deciding = new IdleTimer(
         this.#acceptMs,
         () => new ProtocolError("Cannot receive file: no decision on the offer in time"),
+        this.#stopping.signal,
       );
       let sink: WritableStream<Uint8Array> | undefined;
       let decided = false;
       try {
-        const decideSignal = AbortSignal.any([this.#stopping.signal, deciding.signal]);
+        const decideSignal = deciding.signal;
         sink = await race(
           Promise.resolve().then(() => this.#accept(offer!, { signal: decideSignal })),
           decideSignal,
@@ -1316,15 +1336,16 @@ export class FileReceiver implements AsyncDisposable {
       } catch (err) {
         throw new Refusal(decided ? "sink-failed" : "refused", err);
       } finally {
-        deciding.clear();
+        deciding.release();
       }
       if (writer === undefined) throw new Refusal("refused", new TransferRefusedError("refused"));
 
       idle = new IdleTimer(
         this.#idleMs,
         () => new ProtocolError("Cannot receive file: the sender went silent"),
+        this.#stopping.signal,
       );
-      signal = AbortSignal.any([this.#stopping.signal, idle.signal]);
+      signal = idle.signal;
       const window = this.#window ??
         Math.min(
           MAX_DEFAULT_WINDOW,
@@ -1374,8 +1395,8 @@ export class FileReceiver implements AsyncDisposable {
       stream.abort(asError(err));
       if (!committed) this.#onFailed(err, offer);
     } finally {
-      accepting.clear();
-      idle?.clear();
+      accepting.release();
+      idle?.release();
     }
   }
 
