@@ -14,10 +14,9 @@
 // Run:    deno bench -A bench/chat_bench.ts
 // Report: deno bench -A --json bench/chat_bench.ts | deno run -A bench/report.ts
 // The p50/p99 of every bench (from per-iteration times) go to stderr at the end.
-import { Messenger } from "../lib/messenger.ts";
+import { openChatPair } from "./_chat_pair.ts";
 import type { MessageStream } from "../lib/messaging/mailbox.ts";
 
-const LOOPBACK = ["/ip4/127.0.0.1/tcp/0"];
 const ECHO_PROTOCOL = "/dim-bench/ack/1.0.0";
 const BATCH = 100;
 const TEXT = "x".repeat(1024);
@@ -28,26 +27,7 @@ const THROUGHPUT = { n: 12, warmup: 2 } as const;
 
 // --- Setup, outside every timed part ----------------------------------------
 
-const dir = await Deno.makeTempDir({ prefix: "dim-chat-bench-" });
-const alice = await Messenger.create({
-  home: `${dir}/alice`,
-  passphrase: "bench-alice",
-  displayName: "alice",
-  listen: LOOPBACK,
-});
-const bob = await Messenger.create({
-  home: `${dir}/bob`,
-  passphrase: "bench-bob",
-  displayName: "bob",
-  listen: LOOPBACK,
-  bootstrap: alice.addresses,
-});
-await alice.addContact("bob", bob.id);
-await bob.addContact("alice", alice.id);
-// Bob reads what arrives, as a chat would (and keeps the messenger's queue short).
-(async () => {
-  for await (const _ of bob.messages());
-})().catch(() => {});
+const { dir, alice, bob } = await openChatPair("dim-chat-bench-");
 
 /** Sends `count` messages, each `send` awaited before the next, then waits for every ack. */
 async function deliver(count: number): Promise<void> {

@@ -25,7 +25,8 @@ import {
   MAX_CHUNK_SIZE,
   sendFile,
 } from "../lib/messaging/file_transfer.ts";
-import { Messenger, transportFor } from "../lib/messenger.ts";
+import { transportFor } from "../lib/messenger.ts";
+import { openChatPair } from "./_chat_pair.ts";
 import { breakdown, type CpuProfile } from "./_profile_breakdown.ts";
 
 const LOOPBACK = ["/ip4/127.0.0.1/tcp/0"];
@@ -118,25 +119,7 @@ function report(title: string, runs: Measured[]): void {
 // --- Chat: the path of chat_bench.ts ------------------------------------------
 
 async function chat(which: Set<string>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "dim-profile-" });
-  const alice = await Messenger.create({
-    home: `${dir}/alice`,
-    passphrase: "profile-alice",
-    displayName: "alice",
-    listen: LOOPBACK,
-  });
-  const bob = await Messenger.create({
-    home: `${dir}/bob`,
-    passphrase: "profile-bob",
-    displayName: "bob",
-    listen: LOOPBACK,
-    bootstrap: alice.addresses,
-  });
-  await alice.addContact("bob", bob.id);
-  await bob.addContact("alice", alice.id);
-  (async () => {
-    for await (const _ of bob.messages());
-  })().catch(() => {});
+  const { dir, alice, bob } = await openChatPair("dim-profile-");
   const text = "x".repeat(1024);
   const deliver = async (count: number, together: boolean) => {
     const sent = [];
