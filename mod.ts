@@ -27,16 +27,16 @@
  * @example Two users on one machine
  * ```ts
  * import assert from "node:assert/strict";
- * import { Messenger, startRelay } from "./mod.ts";
+ * import { createStorageNode, Messenger } from "./mod.ts";
  *
  * const dir = await Deno.makeTempDir();
- * const relay = await startRelay({ listen: ["/ip4/127.0.0.1/tcp/0"] });
+ * const node = await createStorageNode({ listen: ["/ip4/127.0.0.1/tcp/0"] });
  * const options = (name: string) => ({
  *   home: `${dir}/${name}`,
  *   passphrase: `secret of ${name}`,
  *   displayName: name,
  *   listen: ["/ip4/127.0.0.1/tcp/0"],
- *   bootstrap: relay.addresses,
+ *   bootstrap: node.addresses,
  * });
  * const alice = await Messenger.create(options("alice"));
  * const bob = await Messenger.create(options("bob"));
@@ -47,7 +47,7 @@
  * assert.equal((await alice.waitFor(sent.seq)).state, "delivered");
  * await alice.close();
  * await bob.close();
- * await relay.stop();
+ * await node.stop();
  * await Deno.remove(dir, { recursive: true });
  * ```
  *
@@ -67,8 +67,8 @@ export type {
   CreateMessengerOptions,
   MessengerOptions,
 } from "./lib/messenger.ts";
-export { startRelay } from "./lib/relay.ts";
-export type { Relay, RelayOptions } from "./lib/relay.ts";
+export { createStorageNode } from "./lib/storage_node.ts";
+export type { StorageNode, StorageNodeOptions } from "./lib/storage_node.ts";
 export {
   DecryptionError,
   DimError,

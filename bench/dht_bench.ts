@@ -5,7 +5,7 @@
 // the p50 at 20 nodes, and get p50 at 20 nodes at most 20 ms on loopback.
 //
 // Every node runs in this process, on 127.0.0.1, with DIM's record rules
-// (dimValidator / dimSelector, as `startRelay` configures them) and signed
+// (dimValidator / dimSelector, as `createStorageNode` configures them) and signed
 // contact cards as records. Each network is built by starting nodes one by
 // one, each bootstrapped from one or two earlier ones; then every node runs
 // one lookup of a random key, so routing tables fill as they would over a

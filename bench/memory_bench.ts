@@ -11,11 +11,11 @@
 // its baseline; then it adds the nodes, waits until no new connection opens,
 // collects garbage again and reads RSS. Phases:
 //
-// - `network <n>`: n DHT nodes with DIM's record rules (as `startRelay`
+// - `network <n>`: n DHT nodes with DIM's record rules (as `createStorageNode`
 //   configures them) on 127.0.0.1, each bootstrapped from one or two
 //   earlier ones, as in bench/dht_bench.ts. RSS per added node includes the
 //   node's share of the connections its network opened (reported too).
-// - `relays <n>`: the same with `startRelay` nodes, which also keep a
+// - `relays <n>`: the same with `createStorageNode` nodes, which also keep a
 //   mailbox database (SQLite `:memory:`) each.
 // - `connections`: 24 nodes that know nobody, then every pair connected
 //   (276 connections): RSS per idle connection (both of its ends).
@@ -29,7 +29,7 @@
 import { fileURLToPath } from "node:url";
 import { createDhtNode, type DhtNode, type DhtNodeOptions } from "../lib/dht/mod.ts";
 import { dimSelector, dimValidator } from "../lib/record/mod.ts";
-import { startRelay } from "../lib/relay.ts";
+import { createStorageNode } from "../lib/storage_node.ts";
 
 const LOOPBACK = ["/ip4/127.0.0.1/tcp/0"];
 const SETTLE_LIMIT_MS = 30_000;
@@ -129,7 +129,7 @@ async function runPhase(phase: string, count: number): Promise<PhaseResult> {
         nodes.push(node);
         stops.push(() => node.stop());
       } else {
-        const relay = await startRelay({
+        const relay = await createStorageNode({
           listen: LOOPBACK,
           bootstrap,
           node: { inboundConnectionThreshold: 10_000 },

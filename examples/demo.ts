@@ -8,7 +8,7 @@
  * @module
  */
 import { Messenger } from "../lib/messenger.ts";
-import { startRelay } from "../lib/relay.ts";
+import { createStorageNode } from "../lib/storage_node.ts";
 
 const LOOPBACK = ["/ip4/127.0.0.1/tcp/0"];
 const t0 = performance.now();
@@ -16,17 +16,17 @@ const ms = () => `${(performance.now() - t0).toFixed(0).padStart(5)} ms`;
 const say = (who: string, text: string) => console.log(`${ms()}  ${who.padEnd(9)} ${text}`);
 
 const dir = await Deno.makeTempDir({ prefix: "dim-demo-" });
-const relays = [];
+const nodes = [];
 try {
   for (let i = 0; i < 3; i++) {
-    const relay = await startRelay({
+    const node = await createStorageNode({
       listen: LOOPBACK,
-      bootstrap: relays.length ? [relays[0]!.addresses[0]!] : [],
+      bootstrap: nodes.length ? [nodes[0]!.addresses[0]!] : [],
     });
-    relays.push(relay);
-    say(`node ${i + 1}`, `bootstrap node up at ${relay.addresses[0]}`);
+    nodes.push(node);
+    say(`node ${i + 1}`, `bootstrap node up at ${node.addresses[0]}`);
   }
-  const bootstrap = [relays[0]!.addresses[0]!];
+  const bootstrap = [nodes[0]!.addresses[0]!];
   const open = (name: string, create: boolean) => {
     const options = {
       home: `${dir}/${name}`,
@@ -96,6 +96,6 @@ try {
   console.log(`\nDone in ${(performance.now() - t0).toFixed(0)} ms. Every message was end-to-end`);
   console.log("encrypted; the bootstrap nodes only saw sealed envelopes.");
 } finally {
-  for (const r of relays) await r.stop();
+  for (const r of nodes) await r.stop();
   await Deno.remove(dir, { recursive: true });
 }

@@ -24,8 +24,9 @@
  * @module
  */
 import { sha256 } from "@noble/hashes/sha2.js";
+import delay from "delay";
 import { peerIdFromString } from "@libp2p/peer-id";
-import { compareBytes, constantTimeEqual, fromUtf8, toHex, utf8 } from "./crypto/_bytes.ts";
+import { compareBytes, constantTimeEqual, fromUtf8, toHex, utf8 } from "./platform/bytes.ts";
 import { decodeUserId, Identity, type PublicIdentity } from "./crypto/identity.ts";
 import { createKeystore, unlockKeystore } from "./crypto/keystore.ts";
 import { fingerprint } from "./crypto/safety_number.ts";
@@ -47,7 +48,7 @@ import {
   type MessageRow,
   type MessageState,
 } from "./store/database.ts";
-import { SecretBox } from "./store/secret_box.ts";
+import { SecretBox } from "./crypto/secret_box.ts";
 import {
   type FileOffer,
   FileReceiver,
@@ -59,8 +60,8 @@ import {
 } from "./messaging/file_transfer.ts";
 import { SessionManager } from "./messaging/sessions.ts";
 import { openPrekeyBundle, PREKEY_RECORD_TYPE } from "./record/prekey.ts";
-import { type DataDirLock, lockDataDir } from "./store/lock.ts";
-import { dataPaths, ensureHome } from "./store/paths.ts";
+import { type DataDirLock, lockDataDir } from "./platform/lock.ts";
+import { dataPaths, ensureHome } from "./platform/paths.ts";
 
 /** Content type of a UTF-8 text message. */
 export const TEXT_CONTENT_TYPE = 1;
@@ -141,19 +142,6 @@ const CARD_CACHE_MS = 30_000;
 const CARD_LOOKUP_ATTEMPTS = 2;
 const CARD_LOOKUP_RETRY_MS = 250;
 
-function delay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const id = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(id);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
 /** Incoming messages kept for `messages()` while no iterator waits. */
 const MAX_QUEUED_MESSAGES = 10_000;
 
@@ -457,7 +445,9 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     // A lookup that meets only peers who just left, or starts from a routing
     // table still filling, can miss; a second lookup takes other paths.
     for (let attempt = 0; attempt < CARD_LOOKUP_ATTEMPTS && bytes === undefined; attempt++) {
-      if (attempt > 0) await delay(CARD_LOOKUP_RETRY_MS, options.signal);
+      if (attempt > 0) {
+        await delay(CARD_LOOKUP_RETRY_MS, options.signal ? { signal: options.signal } : {});
+      }
       try {
         bytes = await this.#node.get(key, options.signal ? { signal: options.signal } : {});
       } catch (cause) {

@@ -25,8 +25,8 @@
 import { join } from "node:path";
 import { multiaddr } from "@multiformats/multiaddr";
 import { StorageError } from "../errors.ts";
-import { readFileBounded, writeFileAtomic } from "../store/atomic_file.ts";
-import { ensureHome } from "../store/paths.ts";
+import { readFileBounded, writeFileAtomic } from "../platform/atomic_file.ts";
+import { ensureHome } from "../platform/paths.ts";
 import { UsageError } from "./errors.ts";
 
 /** The name of the settings file in the data directory. */

@@ -10,7 +10,7 @@
 import { decodeUserId } from "../crypto/identity.ts";
 import { InvalidIdError, PeerUnreachableError } from "../errors.ts";
 import { type Contact, contactString } from "../messenger.ts";
-import { lockDataDir } from "../store/lock.ts";
+import { lockDataDir } from "../platform/lock.ts";
 import { checkMultiaddr, writeConfig } from "./config.ts";
 import { type Context, deadline } from "./context.ts";
 import { CliError, UsageError } from "./errors.ts";

@@ -16,8 +16,8 @@
  *
  * @module
  */
-import { pathExists } from "../store/atomic_file.ts";
-import { dataPaths, resolveHome } from "../store/paths.ts";
+import { pathExists } from "../platform/atomic_file.ts";
+import { dataPaths, resolveHome } from "../platform/paths.ts";
 import { PeerUnreachableError } from "../errors.ts";
 import { Messenger } from "../messenger.ts";
 import { checkMultiaddr, type CliConfig, readConfig } from "./config.ts";

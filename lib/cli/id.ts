@@ -10,7 +10,7 @@ import { unlockKeystore } from "../crypto/keystore.ts";
 import { fingerprint } from "../crypto/safety_number.ts";
 import type { PublicIdentity } from "../crypto/identity.ts";
 import { contactString } from "../messenger.ts";
-import { dataPaths } from "../store/paths.ts";
+import { dataPaths } from "../platform/paths.ts";
 import type { Context } from "./context.ts";
 import type { LocalStore } from "./local_store.ts";
 import { withSpinner } from "./spinner.ts";

@@ -25,12 +25,12 @@
  *
  * @module
  */
-import { fromHex, toHex } from "../crypto/_bytes.ts";
+import { fromHex, toHex } from "../platform/bytes.ts";
 import { encodeUserId, type PublicIdentity } from "../crypto/identity.ts";
 import { type Contact, ContactBook } from "../contacts.ts";
 import { type ChatMessage, chatMessage } from "../messenger.ts";
 import { Database, type MessageRow } from "../store/database.ts";
-import { dataPaths } from "../store/paths.ts";
+import { dataPaths } from "../platform/paths.ts";
 
 const META_PUBLIC_IDENTITY = "cli.public_identity";
 const META_LAST_SHOWN = "cli.inbox_last_shown_seq";

@@ -1,17 +1,17 @@
 /**
- * `dim node`: a long-running bootstrap and relay node without a user. It
+ * `dim node`: a long-running bootstrap and storage node without a user. It
  * keeps the DHT alive, stores records and offline users' mailboxes, prints
  * its multiaddrs, and runs until SIGINT or SIGTERM, then stops cleanly.
  *
  * @module
  */
-import { startRelay } from "../relay.ts";
+import { createStorageNode } from "../storage_node.ts";
 import type { Context } from "./context.ts";
 import { CliError } from "./errors.ts";
 import { withSpinner } from "./spinner.ts";
 
 /**
- * Runs a relay node in the data directory (its own peer key, records and
+ * Runs a storage node in the data directory (its own peer key, records and
  * mailboxes live there) until the process is told to stop.
  *
  * @param ctx The command's context; `--listen` picks the addresses (use a
@@ -41,8 +41,8 @@ export async function nodeCommand(ctx: Context): Promise<number> {
   const bootstrap = await ctx.bootstrap();
   const home = ctx.home;
   const debug = ctx.options.debug ?? false;
-  const relay = await withSpinner(ctx.io, "starting the node…", () =>
-    startRelay({
+  const server = await withSpinner(ctx.io, "starting the node…", () =>
+    createStorageNode({
       home,
       listen,
       bootstrap,
@@ -50,11 +50,11 @@ export async function nodeCommand(ctx: Context): Promise<number> {
     }));
   try {
     if (ctx.json) {
-      ctx.outJson({ peerId: relay.node.peerId, addresses: relay.addresses, home });
+      ctx.outJson({ peerId: server.node.peerId, addresses: server.addresses, home });
     } else {
-      ctx.out(`DIM node ${relay.node.peerId} running in ${home}`);
+      ctx.out(`DIM node ${server.node.peerId} running in ${home}`);
       ctx.out("Its addresses (give one to others as --bootstrap):");
-      for (const a of relay.addresses) ctx.out(`  ${a}`);
+      for (const a of server.addresses) ctx.out(`  ${a}`);
       ctx.note("Press Ctrl-C to stop.");
     }
     const signal = await new Promise<string>((resolve) => {
@@ -68,7 +68,7 @@ export async function nodeCommand(ctx: Context): Promise<number> {
     });
     if (!ctx.json) ctx.note(`${signal}: stopping…`);
   } finally {
-    await relay.stop();
+    await server.stop();
   }
   if (!ctx.json) ctx.note("stopped");
   return 0;

@@ -12,7 +12,7 @@
 // different labels.
 import { expand, extract } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concat, toHex, utf8 } from "./_bytes.ts";
+import { concat, toHex, utf8 } from "../platform/bytes.ts";
 import {
   exportOkpPrivate,
   importX25519Private,

@@ -1,5 +1,5 @@
 // WebCrypto key import/export for raw 32-byte X25519 and Ed25519 keys. Private to DIM.
-import { concat } from "./_bytes.ts";
+import { concat } from "../platform/bytes.ts";
 
 // RFC 8410 PKCS#8 prefixes for a 32-byte private key (the "seed").
 const ED25519_PKCS8_PREFIX = new Uint8Array([

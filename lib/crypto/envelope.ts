@@ -47,7 +47,7 @@
  *
  * @module
  */
-import { concat, Reader, u32, u64, utf8 } from "./_bytes.ts";
+import { concat, Reader, u32, u64, utf8 } from "../platform/bytes.ts";
 import { KEY_LENGTH } from "./_keys.ts";
 import { HPKE_ENC_LENGTH, HPKE_TAG_LENGTH, setupBaseR, setupBaseS } from "./hpke.ts";
 import { encodeUserId, type Identity, verifySignature } from "./identity.ts";

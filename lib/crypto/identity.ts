@@ -23,7 +23,7 @@
  *
  * @module
  */
-import { concat, constantTimeEqual, copy, fromBase32, toBase32, utf8 } from "./_bytes.ts";
+import { concat, constantTimeEqual, copy, fromBase32, toBase32, utf8 } from "../platform/bytes.ts";
 import {
   exportOkpPrivate,
   importEd25519Private,

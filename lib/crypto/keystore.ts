@@ -52,11 +52,11 @@
  * @module
  */
 import { argon2idAsync } from "@noble/hashes/argon2.js";
-import { concat, copy, u32, utf8 } from "./_bytes.ts";
+import { concat, copy, u32, utf8 } from "../platform/bytes.ts";
 import { KEY_LENGTH } from "./_keys.ts";
 import { Identity, type IdentitySeeds } from "./identity.ts";
 import { KeystoreError, StorageError } from "../errors.ts";
-import { pathExists, readFileBounded, writeFileAtomic } from "../store/atomic_file.ts";
+import { pathExists, readFileBounded, writeFileAtomic } from "../platform/atomic_file.ts";
 
 /** Argon2id cost parameters (RFC 9106 §3.1). */
 export interface Argon2Params {

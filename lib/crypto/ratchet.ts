@@ -78,7 +78,7 @@
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concat, constantTimeEqual, Reader, toHex, u32, utf8 } from "./_bytes.ts";
+import { concat, constantTimeEqual, Reader, toHex, u16, u32, utf8 } from "../platform/bytes.ts";
 import {
   exportOkpPrivate,
   importX25519Private,
@@ -709,10 +709,6 @@ const SKIPPED_ENTRY_LENGTH = KEY_LENGTH + 4 + KEY_LENGTH;
 /** The largest valid session encoding in bytes. */
 export const MAX_SESSION_LENGTH: number = 1 + 3 * KEY_LENGTH + 1 + 2 * KEY_LENGTH + 1 +
   KEY_LENGTH + 3 * 4 + 2 + MAX_ASSOCIATED_DATA_LENGTH + 2 + MAX_SKIPPED_KEYS * SKIPPED_ENTRY_LENGTH;
-
-function u16(n: number): Uint8Array {
-  return new Uint8Array([n >> 8, n & 0xff]);
-}
 
 function checkCount(n: number, what: string): void {
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {

@@ -29,7 +29,7 @@
  * @module
  */
 import { sha256, sha512 } from "@noble/hashes/sha2.js";
-import { concat, constantTimeEqual, toHex, utf8 } from "./_bytes.ts";
+import { concat, constantTimeEqual, toHex, utf8 } from "../platform/bytes.ts";
 import { KEY_LENGTH } from "./_keys.ts";
 import { decodeUserId, type PublicIdentity } from "./identity.ts";
 import { InvalidIdError } from "../errors.ts";

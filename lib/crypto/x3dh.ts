@@ -64,7 +64,7 @@
  */
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concat, Reader, u32, utf8 } from "./_bytes.ts";
+import { concat, Reader, u32, utf8 } from "../platform/bytes.ts";
 import { importX25519Private, importX25519Public, KEY_LENGTH } from "./_keys.ts";
 import { type Identity, verifySignature } from "./identity.ts";
 import {

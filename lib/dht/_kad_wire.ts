@@ -19,7 +19,7 @@
  * @module
  */
 import type { Stream } from "@libp2p/interface";
-import { concat } from "../crypto/_bytes.ts";
+import { concat } from "../platform/bytes.ts";
 import { ProtocolError } from "../errors.ts";
 import { readStream, type StreamChunk } from "./_stream.ts";
 

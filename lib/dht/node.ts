@@ -36,6 +36,7 @@
  *
  * @module
  */
+import delay from "delay";
 import "./_deno_compat.ts";
 import { join } from "node:path";
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from "@libp2p/crypto/keys";
@@ -64,8 +65,8 @@ import {
   ProtocolError,
   StorageError,
 } from "../errors.ts";
-import { readFileBounded, writeFileAtomic } from "../store/atomic_file.ts";
-import { SqliteDatastore } from "../store/sqlite_datastore.ts";
+import { readFileBounded, writeFileAtomic } from "../platform/atomic_file.ts";
+import { SqliteDatastore } from "../platform/sqlite_datastore.ts";
 import {
   CONNECTION_PING_INTERVAL_MS,
   DEFAULT_DISJOINT_PATHS,
@@ -1117,7 +1118,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   async #join(signal: AbortSignal): Promise<void> {
     const deadline = performance.now() + JOIN_TIMEOUT_MS;
     while (this.routingTableSize === 0 && performance.now() < deadline) {
-      await sleep(10, signal);
+      await delay(10, { signal });
     }
     if (this.routingTableSize === 0) {
       this.#log("no peer entered the routing table after the start dials");
@@ -1697,19 +1698,4 @@ async function raceTimeout(
     clearTimeout(id);
     if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = (): void => {
-      clearTimeout(id);
-      reject(signal.reason);
-    };
-    const id = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -96,7 +96,17 @@
  */
 import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
-import { concat, constantTimeEqual, fromUtf8, Reader, toHex, u64, utf8 } from "../crypto/_bytes.ts";
+import { raceSignal as race } from "race-signal";
+import {
+  concat,
+  constantTimeEqual,
+  fromUtf8,
+  Reader,
+  toHex,
+  u16,
+  u64,
+  utf8,
+} from "../platform/bytes.ts";
 import {
   HPKE_ENC_LENGTH,
   HPKE_TAG_LENGTH,
@@ -442,10 +452,6 @@ export function sanitizeFileName(name: string): string {
 
 // --- Byte helpers ------------------------------------------------------------
 
-function u16(n: number): Uint8Array {
-  return new Uint8Array([(n >>> 8) & 0xff, n & 0xff]);
-}
-
 function u32be(n: number): Uint8Array {
   const out = new Uint8Array(4);
   new DataView(out.buffer).setUint32(0, n);
@@ -629,21 +635,6 @@ async function writeFrame(
     ready = stream.send(body) && afterHeader;
   }
   if (!ready) await stream.onDrain({ signal });
-}
-
-// --- Waiting -----------------------------------------------------------------
-
-/** Settles as `promise`, or rejects with the signal's reason when it aborts first. */
-function race<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(() => {});
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }
 
 /**

@@ -20,7 +20,8 @@
  * @module
  */
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
-import { concat, constantTimeEqual, utf8 } from "../crypto/_bytes.ts";
+import { raceSignal as race } from "race-signal";
+import { concat, constantTimeEqual, utf8 } from "../platform/bytes.ts";
 import { verifySignature } from "../crypto/identity.ts";
 import { ProtocolError } from "../errors.ts";
 import { CLOCK_SKEW_TOLERANCE_MS } from "../record/record.ts";
@@ -192,22 +193,6 @@ export async function writeFrame(
   signal: AbortSignal,
 ): Promise<void> {
   if (!stream.send(encodeFrame(frame))) await stream.onDrain({ signal });
-}
-
-/**
- * Settles as `promise`, or rejects with the signal's reason when it aborts first.
- *
- * @param promise The work.
- * @param signal The deadline.
- * @returns What `promise` resolves to.
- */
-export function race<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }
 
 /** Options of {@linkcode MailboxServer}. */

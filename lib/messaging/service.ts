@@ -32,18 +32,18 @@
  *
  * @module
  */
-import { concat, constantTimeEqual, toHex } from "../crypto/_bytes.ts";
+import { concat, constantTimeEqual, toHex } from "../platform/bytes.ts";
 import { type OpenedEnvelope, openEnvelope, sealEnvelope } from "../crypto/envelope.ts";
 import { decodeUserId, type Identity, verifySignature } from "../crypto/identity.ts";
 import { DecryptionError, DimError, PeerUnreachableError, ProtocolError } from "../errors.ts";
 import type { Database, MessageRow, OutboxRow } from "../store/database.ts";
+import { raceSignal as race } from "race-signal";
 import {
   envelopeHash,
   mailboxAddress,
   type MailboxLimits,
   MailboxServer,
   type MessageStream,
-  race,
   RateLimiter,
   type StreamHost,
   writeFrame,

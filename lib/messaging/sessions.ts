@@ -33,7 +33,7 @@
  * @module
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { compareBytes, concat, constantTimeEqual } from "../crypto/_bytes.ts";
+import { compareBytes, concat, constantTimeEqual } from "../platform/bytes.ts";
 import type { Identity } from "../crypto/identity.ts";
 import {
   decodeSession,
@@ -68,7 +68,7 @@ import {
 } from "../record/prekey.ts";
 import type { SignedRecord } from "../record/record.ts";
 import type { Database, MessageProtection, SessionRow } from "../store/database.ts";
-import type { SecretBox } from "../store/secret_box.ts";
+import type { SecretBox } from "../crypto/secret_box.ts";
 
 /** Envelope content types that carry session messages. */
 export const SessionContentType = { Initial: 0x80, Ratchet: 0x81 } as const;

@@ -31,7 +31,7 @@
  *
  * @module
  */
-import { concat, Reader, u32, u64 } from "../crypto/_bytes.ts";
+import { concat, Reader, u16, u32, u64 } from "../platform/bytes.ts";
 import { MAX_ENVELOPE_LENGTH } from "../crypto/envelope.ts";
 import { ProtocolError } from "../errors.ts";
 
@@ -97,10 +97,6 @@ export type Frame =
     readonly signature: Uint8Array;
   }
   | { readonly type: typeof FrameType.Deleted; readonly count: number };
-
-function u16(n: number): Uint8Array {
-  return new Uint8Array([(n >>> 8) & 0xff, n & 0xff]);
-}
 
 function checkEnvelopeLength(env: Uint8Array): void {
   if (env.length === 0 || env.length > MAX_ENVELOPE_LENGTH) {

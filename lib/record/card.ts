@@ -35,7 +35,7 @@
  *
  * @module
  */
-import { concat, fromUtf8, Reader, u32, utf8 } from "../crypto/_bytes.ts";
+import { concat, fromUtf8, Reader, u32, utf8 } from "../platform/bytes.ts";
 import { KEY_LENGTH } from "../crypto/_keys.ts";
 import type { Identity, PublicIdentity } from "../crypto/identity.ts";
 import { InvalidRecordError } from "../errors.ts";

@@ -55,7 +55,7 @@
  *
  * @module
  */
-import { concat, Reader, toHex, u32, u64 } from "../crypto/_bytes.ts";
+import { concat, Reader, toHex, u32, u64 } from "../platform/bytes.ts";
 import { KEY_LENGTH } from "../crypto/_keys.ts";
 import type { Identity } from "../crypto/identity.ts";
 import {

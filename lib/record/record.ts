@@ -34,7 +34,7 @@
  *
  * @module
  */
-import { compareBytes, concat, fromUtf8, Reader, u32, u64, utf8 } from "../crypto/_bytes.ts";
+import { compareBytes, concat, fromUtf8, Reader, u32, u64, utf8 } from "../platform/bytes.ts";
 import { KEY_LENGTH } from "../crypto/_keys.ts";
 import { decodeUserId, encodeUserId, type Identity, verifySignature } from "../crypto/identity.ts";
 import { InvalidRecordError } from "../errors.ts";

@@ -38,6 +38,7 @@ interface SqlHandle {
   exec(sql: string): void;
 }
 import { StorageError } from "../errors.ts";
+import { whyUnopenable } from "../platform/sqlite_errors.ts";
 
 const SCHEMA_VERSION = 2;
 
@@ -290,33 +291,6 @@ function storageError(action: string, cause: unknown, known?: string): StorageEr
   else if (/not a database|malformed/i.test(detail)) reason = "the database file is corrupt";
   else if (/locked|busy/i.test(detail)) reason = "the database is locked by another process";
   return new StorageError(`Cannot ${action}: ${reason}`, { cause });
-}
-
-/**
- * SQLite says only "unable to open database file" when it cannot create or
- * write the file or its journal; a probe file in the same directory tells
- * the reason a user can act on.
- *
- * @param path The database file that would not open.
- * @param cause What SQLite threw.
- * @returns The reason, or `undefined` if the probe finds none.
- */
-export function whyUnopenable(path: string, cause: unknown): string | undefined {
-  if (path === ":memory:" || !/unable to open/i.test(String(cause))) return undefined;
-  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
-  const probe = `${dir}/.dim-probe-${crypto.randomUUID()}`;
-  try {
-    Deno.writeFileSync(probe, new Uint8Array(1), { createNew: true });
-    Deno.removeSync(probe);
-    return undefined;
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (code === "EROFS") return "the data directory is read-only";
-    if (code === "ENOSPC" || code === "EDQUOT") return "no space left on device";
-    if (code === "EACCES" || code === "EPERM") return "permission denied";
-    if (code === "ENOENT") return "its directory does not exist";
-    return undefined;
-  }
 }
 
 /** DIM's local SQLite database. Not safe to share between processes without the data-dir lock. */

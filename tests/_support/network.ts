@@ -1,6 +1,6 @@
 // Helpers that build small DIM networks on 127.0.0.1 for tests.
 import { Messenger, type MessengerOptions } from "../../lib/messenger.ts";
-import { type Relay, startRelay } from "../../lib/relay.ts";
+import { createStorageNode, type StorageNode } from "../../lib/storage_node.ts";
 
 export const LOOPBACK = ["/ip4/127.0.0.1/tcp/0"];
 
@@ -15,7 +15,7 @@ export const FAST_MESSAGING = {
 
 export interface TestNet extends AsyncDisposable {
   readonly dir: string;
-  readonly relays: Relay[];
+  readonly relays: StorageNode[];
   bootstrap(): string[];
   user(name: string, extra?: Partial<MessengerOptions>): Promise<Messenger>;
   reopen(name: string, extra?: Partial<MessengerOptions>): Promise<Messenger>;
@@ -24,10 +24,10 @@ export interface TestNet extends AsyncDisposable {
 /** A network of `relays` relay nodes; users join through the first. */
 export async function testNet(relays = 1): Promise<TestNet> {
   const dir = await Deno.makeTempDir({ prefix: "dim-test-" });
-  const started: Relay[] = [];
+  const started: StorageNode[] = [];
   for (let i = 0; i < relays; i++) {
     started.push(
-      await startRelay({
+      await createStorageNode({
         listen: LOOPBACK,
         bootstrap: started.length ? [started[0]!.addresses[0]!] : [],
       }),

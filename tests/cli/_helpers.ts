@@ -7,7 +7,7 @@
 import { fileURLToPath } from "node:url";
 import { main } from "../../lib/cli/main.ts";
 import { type MemoryIo, memoryIo, type MemoryIoOptions } from "../../lib/cli/io.ts";
-import { type Relay, startRelay } from "../../lib/relay.ts";
+import { createStorageNode, type StorageNode } from "../../lib/storage_node.ts";
 
 /** Loopback only: tests never listen on other interfaces. */
 export const LOOPBACK = "/ip4/127.0.0.1/tcp/0";
@@ -76,8 +76,8 @@ export async function initUser(
 }
 
 /** A relay on 127.0.0.1 and its address; stops at the end of the test. */
-export async function relay(): Promise<Relay & { readonly address: string }> {
-  const r = await startRelay({ listen: [LOOPBACK] });
+export async function relay(): Promise<StorageNode & { readonly address: string }> {
+  const r = await createStorageNode({ listen: [LOOPBACK] });
   return Object.assign(r, { address: r.addresses[0]! });
 }
 

@@ -8,7 +8,7 @@ import { main } from "../../lib/cli/main.ts";
 import { memoryIo } from "../../lib/cli/io.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { Database } from "../../lib/store/database.ts";
-import { lockDataDir } from "../../lib/store/lock.ts";
+import { lockDataDir } from "../../lib/platform/lock.ts";
 import { dim, initUser, PASSPHRASE, tempDir } from "./_helpers.ts";
 
 /** Asserts stderr is exactly one `error: …` line, and returns it. */

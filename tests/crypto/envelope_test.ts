@@ -1,6 +1,6 @@
 import { deepStrictEqual, notDeepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { assertRejects } from "../_support/assert.ts";
-import { concat, u32, u64, utf8 } from "../../lib/crypto/_bytes.ts";
+import { concat, u32, u64, utf8 } from "../../lib/platform/bytes.ts";
 import {
   ENVELOPE_ID_LENGTH,
   ENVELOPE_VERSION,

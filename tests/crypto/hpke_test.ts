@@ -1,6 +1,6 @@
 import { deepStrictEqual, notDeepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { assertRejects } from "../_support/assert.ts";
-import { concat, fromHex, toHex, utf8 } from "../../lib/crypto/_bytes.ts";
+import { concat, fromHex, toHex, utf8 } from "../../lib/platform/bytes.ts";
 import {
   computeNonce,
   deriveExporterSecret,

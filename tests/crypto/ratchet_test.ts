@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { concat, u32 } from "../../lib/crypto/_bytes.ts";
+import { concat, u32 } from "../../lib/platform/bytes.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import {
   decodeRatchetMessage,

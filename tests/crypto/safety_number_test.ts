@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { concat, utf8 } from "../../lib/crypto/_bytes.ts";
+import { concat, utf8 } from "../../lib/platform/bytes.ts";
 import { Identity, type PublicIdentity } from "../../lib/crypto/identity.ts";
 import {
   fingerprint,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concat, u32, utf8 } from "../../lib/crypto/_bytes.ts";
+import { concat, u32, utf8 } from "../../lib/platform/bytes.ts";
 import { importX25519Private } from "../../lib/crypto/_keys.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import {

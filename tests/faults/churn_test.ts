@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { recordKey } from "../../lib/record/record.ts";
-import { type Relay, startRelay } from "../../lib/relay.ts";
+import { createStorageNode, type StorageNode } from "../../lib/storage_node.ts";
 import { FAST_MESSAGING, testNet } from "../_support/network.ts";
 import { figure, LOOPBACK, Random, size, sleep, until } from "../hostile/_support.ts";
 
@@ -24,11 +24,11 @@ Deno.test({
     await alice.addContact("bob", bob.id);
     await bob.addContact("alice", alice.id);
     const rnd = new Random();
-    const churners: Relay[] = [];
+    const churners: StorageNode[] = [];
     const join = async () => {
       const live = [...net.relays, ...churners];
       churners.push(
-        await startRelay({ listen: LOOPBACK, bootstrap: [rnd.pick(live).addresses[0]!] }),
+        await createStorageNode({ listen: LOOPBACK, bootstrap: [rnd.pick(live).addresses[0]!] }),
       );
     };
     try {

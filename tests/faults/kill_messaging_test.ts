@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { Messenger } from "../../lib/messenger.ts";
-import { startRelay } from "../../lib/relay.ts";
+import { createStorageNode } from "../../lib/storage_node.ts";
 import { Database } from "../../lib/store/database.ts";
 import { figure, LOOPBACK, Random, size, sleep } from "../hostile/_support.ts";
 import { Child } from "./_child.ts";
@@ -18,7 +18,7 @@ Deno.test({
   name: "kill -9 of sender and receiver mid-flight: every message delivered exactly once",
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "dim-kill-" });
-    const relay = await startRelay({ listen: LOOPBACK });
+    const relay = await createStorageNode({ listen: LOOPBACK });
     const children = new Set<Child>();
     try {
       const bootstrap = relay.addresses[0]!;

@@ -6,7 +6,7 @@
  * new peers once the storm is over.
  */
 import assert from "node:assert/strict";
-import { concat, u32, utf8 } from "../../lib/crypto/_bytes.ts";
+import { concat, u32, utf8 } from "../../lib/platform/bytes.ts";
 import { sealEnvelope } from "../../lib/crypto/envelope.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { encodeFrame, FrameType, MESSAGE_PROTOCOL } from "../../lib/messaging/wire.ts";

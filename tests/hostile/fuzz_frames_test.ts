@@ -7,7 +7,7 @@
  * arrive within 2 s.
  */
 import assert from "node:assert/strict";
-import { concat, u32 } from "../../lib/crypto/_bytes.ts";
+import { concat, u32 } from "../../lib/platform/bytes.ts";
 import { sealEnvelope } from "../../lib/crypto/envelope.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { mailboxAddress } from "../../lib/messaging/mailbox.ts";

@@ -8,12 +8,12 @@
  */
 import assert from "node:assert/strict";
 import { Libp2pRecord } from "@libp2p/record";
-import { concat, u32 } from "../../lib/crypto/_bytes.ts";
+import { concat, u32 } from "../../lib/platform/bytes.ts";
 import type { DhtNode } from "../../lib/dht/node.ts";
 import { encodeKadMessage, KadMessageType } from "../../lib/dht/_kad_wire.ts";
 import { FrameType, MAILBOX_PROTOCOL, MESSAGE_PROTOCOL } from "../../lib/messaging/wire.ts";
 import { MAX_RECORD_SIZE } from "../../lib/record/record.ts";
-import { startRelay } from "../../lib/relay.ts";
+import { createStorageNode } from "../../lib/storage_node.ts";
 import { nextMessages, testNet } from "../_support/network.ts";
 import {
   attackerNode,
@@ -123,7 +123,7 @@ Deno.test("a peer announcing a 1 GiB frame or kad message has its stream reset; 
 });
 
 Deno.test("a record over 10 KiB is refused by a storage node before it is parsed", async () => {
-  const relay = await startRelay({ listen: LOOPBACK });
+  const relay = await createStorageNode({ listen: LOOPBACK });
   const attacker = await attackerNode([relay.addresses[0]!]);
   try {
     const key = new TextEncoder().encode(`/dim/card/dim${"a".repeat(58)}`);

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { Libp2pRecord } from "@libp2p/record";
-import { concat, u64 } from "../../lib/crypto/_bytes.ts";
+import { concat, u64 } from "../../lib/platform/bytes.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { unlockKeystore } from "../../lib/crypto/keystore.ts";
 import type { DhtNode } from "../../lib/dht/node.ts";

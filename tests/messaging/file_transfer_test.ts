@@ -1,6 +1,6 @@
 // File transfer over /dim/file/1.0.0 between real nodes on 127.0.0.1.
 import assert from "node:assert/strict";
-import { concat, toHex, u32, u64, utf8 } from "../../lib/crypto/_bytes.ts";
+import { concat, toHex, u32, u64, utf8 } from "../../lib/platform/bytes.ts";
 import { setupBaseS } from "../../lib/crypto/hpke.ts";
 import { Identity, verifySignature } from "../../lib/crypto/identity.ts";
 import { createDhtNode, type DhtNode } from "../../lib/dht/node.ts";

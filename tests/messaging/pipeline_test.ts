@@ -261,7 +261,7 @@ Deno.test("a recipient that never acknowledges times out even while new messages
 Deno.test("a message is not held up by a slow first message to someone else", async () => {
   await pair(async (a, b) => {
     const { SessionManager } = await import("../../lib/messaging/sessions.ts");
-    const { SecretBox } = await import("../../lib/store/secret_box.ts");
+    const { SecretBox } = await import("../../lib/crypto/secret_box.ts");
     const carol = await Identity.generate();
     const sessions = new SessionManager({
       identity: a.identity,

@@ -4,7 +4,7 @@ import { DecryptionError } from "../../lib/errors.ts";
 import { SessionContentType, SessionManager } from "../../lib/messaging/sessions.ts";
 import { openPrekeyBundle, type PrekeyBundle } from "../../lib/record/prekey.ts";
 import { Database } from "../../lib/store/database.ts";
-import { SecretBox } from "../../lib/store/secret_box.ts";
+import { SecretBox } from "../../lib/crypto/secret_box.ts";
 
 const TEXT = 1;
 const enc = (s: string) => new TextEncoder().encode(s);

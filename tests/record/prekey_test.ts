@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { concat, u32, u64 } from "../../lib/crypto/_bytes.ts";
+import { concat, u32, u64 } from "../../lib/platform/bytes.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { generatePrekey, initiateX3dh, respondX3dh, signPrekey } from "../../lib/crypto/x3dh.ts";
 import {

@@ -1,6 +1,6 @@
 import type { Selectors, Validators } from "@libp2p/kad-dht";
 import assert from "node:assert/strict";
-import { concat, u32, u64, utf8 } from "../../lib/crypto/_bytes.ts";
+import { concat, u32, u64, utf8 } from "../../lib/platform/bytes.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import {
   CLOCK_SKEW_TOLERANCE_MS,

@@ -25,7 +25,7 @@
  * @module
  */
 import { basename, dirname, join } from "node:path";
-import { toHex } from "../crypto/_bytes.ts";
+import { toHex } from "./bytes.ts";
 import { StorageError } from "../errors.ts";
 
 /** Options for {@linkcode writeFileAtomic}. */

@@ -19,7 +19,7 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import { StorageError } from "../errors.ts";
-import { whyUnopenable } from "./database.ts";
+import { whyUnopenable } from "./sqlite_errors.ts";
 
 /** A held data-directory lock. */
 export interface DataDirLock {

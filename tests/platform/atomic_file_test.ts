@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { pathExists, readFileBounded, writeFileAtomic } from "../../lib/store/atomic_file.ts";
+import { pathExists, readFileBounded, writeFileAtomic } from "../../lib/platform/atomic_file.ts";
 import { StorageError } from "../../lib/errors.ts";
 
 const IS_WINDOWS = Deno.build.os === "windows";

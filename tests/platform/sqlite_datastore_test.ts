@@ -9,7 +9,7 @@ import { MemoryDatastore } from "datastore-core";
 import { Key } from "interface-datastore";
 import type { Pair, Query } from "interface-datastore";
 import { StorageError } from "../../lib/errors.ts";
-import { SqliteDatastore } from "../../lib/store/sqlite_datastore.ts";
+import { SqliteDatastore } from "../../lib/platform/sqlite_datastore.ts";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
 

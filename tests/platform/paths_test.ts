@@ -6,7 +6,7 @@ import {
   HOME_ENV_VAR,
   HOME_MODE,
   resolveHome,
-} from "../../lib/store/paths.ts";
+} from "../../lib/platform/paths.ts";
 import { StorageError } from "../../lib/errors.ts";
 
 const IS_WINDOWS = Deno.build.os === "windows";

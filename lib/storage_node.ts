@@ -5,11 +5,11 @@
  *
  * @example A bootstrap node on loopback
  * ```ts
- * import { startRelay } from "./relay.ts";
+ * import { createStorageNode } from "./storage_node.ts";
  *
- * const relay = await startRelay({ listen: ["/ip4/127.0.0.1/tcp/0"] });
- * if (!relay.addresses[0]?.includes("/p2p/")) throw new Error("no address");
- * await relay.stop();
+ * const node = await createStorageNode({ listen: ["/ip4/127.0.0.1/tcp/0"] });
+ * if (!node.addresses[0]?.includes("/p2p/")) throw new Error("no address");
+ * await node.stop();
  * ```
  *
  * @module
@@ -18,11 +18,11 @@ import { createDhtNode, type DhtNode, type DhtNodeOptions } from "./dht/node.ts"
 import { MailboxServer, type MailboxServerOptions } from "./messaging/mailbox.ts";
 import { dimSelector, dimValidator } from "./record/record.ts";
 import { Database } from "./store/database.ts";
-import { type DataDirLock, lockDataDir } from "./store/lock.ts";
-import { dataPaths, ensureHome } from "./store/paths.ts";
+import { type DataDirLock, lockDataDir } from "./platform/lock.ts";
+import { dataPaths, ensureHome } from "./platform/paths.ts";
 
-/** Options of {@linkcode startRelay}. */
-export interface RelayOptions {
+/** Options of {@linkcode createStorageNode}. */
+export interface StorageNodeOptions {
   /** Data directory (node key, DHT records, mailboxes). Default: in memory. */
   readonly home?: string;
   /** Multiaddrs to listen on. Default `/ip4/0.0.0.0/tcp/0`. */
@@ -35,8 +35,8 @@ export interface RelayOptions {
   readonly mailbox?: MailboxServerOptions;
 }
 
-/** A running relay node. */
-export interface Relay extends AsyncDisposable {
+/** A running storage node. */
+export interface StorageNode extends AsyncDisposable {
   /** The DHT node. */
   readonly node: DhtNode;
   /** Its multiaddrs, with `/p2p/<peer id>`. */
@@ -46,13 +46,13 @@ export interface Relay extends AsyncDisposable {
 }
 
 /**
- * Starts a relay node: DHT server with DIM's record rules, and mailbox server.
+ * Starts a storage node: DHT server with DIM's record rules, and mailbox server.
  *
  * @param options Where to keep state and how to connect.
- * @returns The running relay.
+ * @returns The running node.
  * @throws {StorageError} If the data directory is in use or unreadable.
  */
-export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
+export async function createStorageNode(options: StorageNodeOptions = {}): Promise<StorageNode> {
   let lock: DataDirLock | undefined;
   let db: Database | undefined;
   let node: DhtNode | undefined;

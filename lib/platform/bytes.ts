@@ -118,6 +118,21 @@ export function fromBase32(text: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
+/** Writes an unsigned 16-bit integer big-endian (the caller keeps `n` in range). */
+export function u16(n: number): Uint8Array<ArrayBuffer> {
+  return new Uint8Array([(n >>> 8) & 0xff, n & 0xff]);
+}
+
+/**
+ * Whether two byte arrays are equal. Not constant-time: for public data
+ * only (keys, hashes); compare secrets with {@linkcode constantTimeEqual}.
+ */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Writes an unsigned 64-bit integer (as a safe JS number) big-endian. */
 export function u64(n: number): Uint8Array<ArrayBuffer> {
   if (!Number.isSafeInteger(n) || n < 0) {

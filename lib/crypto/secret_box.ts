@@ -11,7 +11,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { Identity } from "../crypto/identity.ts";
+ * import { Identity } from "./identity.ts";
  * import { SecretBox } from "./secret_box.ts";
  *
  * const box = await SecretBox.forIdentity(await Identity.generate());
@@ -24,8 +24,8 @@
  */
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concat, utf8 } from "../crypto/_bytes.ts";
-import type { Identity } from "../crypto/identity.ts";
+import { concat, utf8 } from "../platform/bytes.ts";
+import type { Identity } from "./identity.ts";
 import { StorageError } from "../errors.ts";
 
 const NONCE_LENGTH = 12;
