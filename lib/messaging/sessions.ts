@@ -53,19 +53,17 @@ import {
   respondX3dh,
 } from "../crypto/x3dh.ts";
 import { DecryptionError } from "../errors.ts";
+import { type PrekeyBundle, signPrekeyBundle, toX3dhBundle } from "../record/prekey.ts";
 import {
   consumeOneTimePrekey,
   createPrekeySecrets,
   decodePrekeySecrets,
   encodePrekeySecrets,
-  type PrekeyBundle,
   type PrekeySecrets,
   refillOneTimePrekeys,
   rotateSignedPrekey,
   SIGNED_PREKEY_ROTATION_MS,
-  signPrekeyBundle,
-  toX3dhBundle,
-} from "../record/prekey.ts";
+} from "../record/prekey_secrets.ts";
 import type { SignedRecord } from "../record/record.ts";
 import type { Database, MessageProtection, SessionRow } from "../store/database.ts";
 import type { SecretBox } from "../crypto/secret_box.ts";

@@ -35,10 +35,10 @@
  *
  * @module
  */
-import { concat, fromUtf8, Reader, u32, utf8 } from "../platform/bytes.ts";
+import { concat, fromUtf8, u32, utf8 } from "../platform/bytes.ts";
 import { KEY_LENGTH } from "../crypto/_keys.ts";
 import type { Identity, PublicIdentity } from "../crypto/identity.ts";
-import { InvalidRecordError } from "../errors.ts";
+import { checkEncryptionKey, decodePayload, invalidPayload } from "./_checks.ts";
 import { openTypedRecord, type SignedRecord, signRecord } from "./record.ts";
 
 /** The record type of contact cards. */
@@ -213,9 +213,7 @@ export async function signCard(
   options: SignCardOptions,
 ): Promise<SignedRecord> {
   const { displayName, peerId, addresses } = options;
-  if (identity.encryptionPublicKey.length !== KEY_LENGTH) {
-    throw new TypeError(`Cannot sign card: the encryption key must be ${KEY_LENGTH} bytes`);
-  }
+  checkEncryptionKey(identity.encryptionPublicKey, "sign card");
   const name = utf8(displayName);
   const problem = nameProblem(displayName, name.length) ?? peerIdProblem(peerId) ??
     addressesProblem(addresses);
@@ -234,10 +232,7 @@ export async function signCard(
 }
 
 function invalid(reason: string, cause?: unknown): never {
-  throw new InvalidRecordError(
-    `Cannot open card: ${reason}`,
-    cause === undefined ? undefined : { cause },
-  );
+  return invalidPayload("card", reason, cause);
 }
 
 function decodeAscii(bytes: Uint8Array): string {
@@ -245,11 +240,10 @@ function decodeAscii(bytes: Uint8Array): string {
   return String.fromCharCode(...bytes);
 }
 
-function decodePayload(
+function decodeCardPayload(
   payload: Uint8Array,
 ): { encryptionPublicKey: Uint8Array; displayName: string; peerId: string; addresses: string[] } {
-  try {
-    const r = new Reader(payload);
+  const decoded = decodePayload("card", payload, (r) => {
     const version = r.u8();
     if (version !== CARD_VERSION) invalid(`unknown card version ${version}`);
     const encryptionPublicKey = r.bytes(KEY_LENGTH);
@@ -275,16 +269,13 @@ function decodePayload(
       if (length > MAX_ADDRESS_LENGTH) invalid("an address is too long");
       addresses.push(decodeAscii(r.bytes(length)));
     }
-    r.end();
-    const problem = nameProblem(displayName, nameBytes.length) ?? peerIdProblem(peerId) ??
-      addressesProblem(addresses);
-    if (problem !== undefined) invalid(problem[1]);
-    return { encryptionPublicKey, displayName, peerId, addresses };
-  } catch (err) {
-    if (err instanceof InvalidRecordError) throw err;
-    const detail = err instanceof Error ? err.message.replace(/^Cannot decode: /, "") : "";
-    return invalid(`the payload is malformed (${detail})`, err);
-  }
+    return { encryptionPublicKey, displayName, nameLength: nameBytes.length, peerId, addresses };
+  });
+  const { encryptionPublicKey, displayName, nameLength, peerId, addresses } = decoded;
+  const problem = nameProblem(displayName, nameLength) ?? peerIdProblem(peerId) ??
+    addressesProblem(addresses);
+  if (problem !== undefined) invalid(problem[1]);
+  return { encryptionPublicKey, displayName, peerId, addresses };
 }
 
 /**
@@ -318,7 +309,7 @@ export async function openCard(
   options: OpenCardOptions = {},
 ): Promise<ContactCard> {
   const record = await openTypedRecord(input, CARD_RECORD_TYPE, "card", options);
-  const payload = decodePayload(record.payload);
+  const payload = decodeCardPayload(record.payload);
   return {
     id: record.ownerId,
     signingPublicKey: record.owner,

@@ -1,12 +1,15 @@
 /**
- * Signed records and contact cards: the self-certifying values DIM keeps
+ * Signed records, contact cards and prekey bundles: the self-certifying values DIM keeps
  * in the DHT under `/dim/<type>/<userId>`.
  *
  * {@linkcode signRecord} makes a record, {@linkcode validateRecord} checks
  * one received under a key, and {@linkcode selectRecord} (or
  * {@linkcode dimSelector} and {@linkcode dimValidator} for kad-dht) picks the
  * newest of several. {@linkcode signCard} and {@linkcode openCard} do the
- * same for contact cards.
+ * same for contact cards. {@linkcode signPrekeyBundle} and
+ * {@linkcode openPrekeyBundle} publish and open a user's prekeys, which
+ * {@linkcode createPrekeySecrets} and its siblings keep on the owner's side.
+ * A record that fails a check is refused with an {@linkcode InvalidRecordError}.
  *
  * @example Publish a card and open it on the other side
  * ```ts
@@ -72,27 +75,39 @@ export {
 } from "./card.ts";
 export type { CardSigner, ContactCard, OpenCardOptions, SignCardOptions } from "./card.ts";
 export {
+  DEFAULT_PREKEY_TTL_MS,
+  openPrekeyBundle,
+  PREKEY_PAYLOAD_VERSION,
+  PREKEY_RECORD_TYPE,
+  signPrekeyBundle,
+  toX3dhBundle,
+} from "./prekey.ts";
+export type {
+  OpenPrekeyBundleOptions,
+  PrekeyBundle,
+  PrekeyBundleSigner,
+  SignPrekeyBundleOptions,
+  ToX3dhBundleOptions,
+} from "./prekey.ts";
+export {
   consumeOneTimePrekey,
   createPrekeySecrets,
   decodePrekeySecrets,
   encodePrekeySecrets,
   MAX_ONE_TIME_PREKEYS,
-  openPrekeyBundle,
-  PREKEY_RECORD_TYPE,
+  MAX_PREKEY_SECRETS_LENGTH,
+  MAX_SIGNED_PREKEYS,
+  PREKEY_SECRETS_VERSION,
   refillOneTimePrekeys,
   rotateSignedPrekey,
-  signPrekeyBundle,
-  toX3dhBundle,
-} from "./prekey.ts";
+  SIGNED_PREKEY_GRACE_MS,
+  SIGNED_PREKEY_ROTATION_MS,
+} from "./prekey_secrets.ts";
 export type {
   CreatePrekeySecretsOptions,
-  OpenPrekeyBundleOptions,
-  PrekeyBundle,
-  PrekeyBundleSigner,
   PrekeySecrets,
   RefillOneTimePrekeysOptions,
   RotateSignedPrekeyOptions,
   SignedPrekeySecret,
-  SignPrekeyBundleOptions,
-  ToX3dhBundleOptions,
-} from "./prekey.ts";
+} from "./prekey_secrets.ts";
+export { DimError, InvalidRecordError } from "../errors.ts";

@@ -38,6 +38,7 @@ import { compareBytes, concat, fromUtf8, Reader, u32, u64, utf8 } from "../platf
 import { KEY_LENGTH } from "../crypto/_keys.ts";
 import { decodeUserId, encodeUserId, type Identity, verifySignature } from "../crypto/identity.ts";
 import { InvalidRecordError } from "../errors.ts";
+import { checkTime } from "./_checks.ts";
 
 /** The encoding version this module writes and the only one it reads. */
 export const RECORD_VERSION = 1;
@@ -130,12 +131,6 @@ function checkType(type: string): void {
     throw new TypeError(
       `Cannot use record type ${JSON.stringify(type)}: it must match ${RECORD_TYPE_PATTERN}`,
     );
-  }
-}
-
-function checkTime(value: number, what: string): void {
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new RangeError(`Cannot sign record: ${what} ${value} is not a non-negative integer`);
   }
 }
 
@@ -258,9 +253,9 @@ export async function signRecord(
   if (owner.length !== KEY_LENGTH) {
     throw new TypeError(`Cannot sign record: the signing key must be ${KEY_LENGTH} bytes`);
   }
-  checkTime(seq, "seq");
+  checkTime(seq, "seq", "sign record");
   const issuedAt = options.issuedAt ?? Date.now();
-  checkTime(issuedAt, "issuedAt");
+  checkTime(issuedAt, "issuedAt", "sign record");
   const ttlMs = options.ttlMs ?? DEFAULT_RECORD_TTL_MS;
   if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0 || ttlMs > MAX_RECORD_LIFETIME_MS) {
     throw new RangeError(
@@ -268,7 +263,7 @@ export async function signRecord(
     );
   }
   const expiresAt = issuedAt + ttlMs;
-  checkTime(expiresAt, "expiresAt");
+  checkTime(expiresAt, "expiresAt", "sign record");
   const typeBytes = utf8(type);
   const unsigned = concat(
     new Uint8Array([RECORD_VERSION, typeBytes.length]),
