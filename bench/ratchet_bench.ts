@@ -5,8 +5,6 @@
 import { openEnvelope, sealEnvelope } from "../lib/crypto/envelope.ts";
 import { Identity } from "../lib/crypto/identity.ts";
 import {
-  decodeSession,
-  encodeSession,
   generateRatchetKeyPair,
   initReceiver,
   initSender,
@@ -15,6 +13,7 @@ import {
   ratchetEncrypt,
   type RatchetState,
 } from "../lib/crypto/ratchet.ts";
+import { decodeSession, encodeSession } from "../lib/crypto/ratchet_session.ts";
 import { generatePrekey, initiateX3dh, respondX3dh, signPrekey } from "../lib/crypto/x3dh.ts";
 
 // --- Setup, outside every timed part ----------------------------------------

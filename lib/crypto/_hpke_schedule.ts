@@ -14,11 +14,13 @@ import { expand, extract } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, toHex, utf8 } from "../platform/bytes.ts";
 import {
+  checkKeyLength,
   exportOkpPrivate,
   importX25519Private,
   importX25519Public,
   KEY_LENGTH,
   randomSeed,
+  x25519,
 } from "./_keys.ts";
 import { DecryptionError, EncryptionError } from "../errors.ts";
 
@@ -116,31 +118,9 @@ export async function generateKeyPair(): Promise<
   return { privateKey: pair.privateKey, publicKey };
 }
 
-/**
- * X25519 with the all-zero check RFC 9180 §7.1.4 requires: a low-order
- * public key would otherwise give a shared secret anyone can compute.
- * WebCrypto's X25519 already refuses an all-zero result; the check stays so
- * the property does not depend on the runtime.
- */
-async function dh(privateKey: CryptoKey, publicKey: CryptoKey): Promise<Uint8Array> {
-  const out = new Uint8Array(
-    await crypto.subtle.deriveBits({ name: "X25519", public: publicKey }, privateKey, 256),
-  );
-  let acc = 0;
-  for (const b of out) acc |= b;
-  if (acc === 0) throw new RangeError("Cannot complete X25519: the shared point is all zeros");
-  return out;
-}
-
 function extractAndExpand(dhOutput: Uint8Array, kemContext: Uint8Array): Uint8Array<ArrayBuffer> {
   const eaePrk = labeledExtract(KEM_PREFIX, EMPTY, LABEL.eaePrk, dhOutput);
   return labeledExpand(KEM_PREFIX, eaePrk, LABEL.sharedSecret, kemContext, HASH_LENGTH);
-}
-
-function checkPublicKey(raw: Uint8Array, what: string): void {
-  if (raw.length !== ENC_LENGTH) {
-    throw new TypeError(`Cannot use ${what}: expected ${ENC_LENGTH} bytes, got ${raw.length}`);
-  }
 }
 
 // A sender usually writes to the same few contacts, so their imported
@@ -209,9 +189,9 @@ export async function encap(
   ephemeral?: KeyPair,
   sender?: KeyPair,
 ): Promise<{ enc: Uint8Array<ArrayBuffer>; sharedSecret: Uint8Array<ArrayBuffer> }> {
-  checkPublicKey(recipientPublicKey, "recipient public key");
-  if (ephemeral !== undefined) checkPublicKey(ephemeral.publicKey, "ephemeral public key");
-  if (sender !== undefined) checkPublicKey(sender.publicKey, "sender public key");
+  checkKeyLength(recipientPublicKey, "recipient public key");
+  if (ephemeral !== undefined) checkKeyLength(ephemeral.publicKey, "ephemeral public key");
+  if (sender !== undefined) checkKeyLength(sender.publicKey, "sender public key");
   // Steps that do not depend on each other are started together so their
   // latencies overlap: key import with key generation, export with DH.
   const [pkR, eph] = await Promise.all([
@@ -223,8 +203,8 @@ export async function encap(
   ]);
   const [enc, dhE, dhS] = await Promise.all([
     eph.enc,
-    dh(eph.privateKey, pkR),
-    sender === undefined ? undefined : dh(sender.privateKey, pkR),
+    x25519(eph.privateKey, pkR),
+    sender === undefined ? undefined : x25519(sender.privateKey, pkR),
   ]);
   if (sender === undefined || dhS === undefined) {
     return { enc, sharedSecret: extractAndExpand(dhE, concat(enc, recipientPublicKey)) };
@@ -239,18 +219,18 @@ export async function decap(
   recipient: KeyPair,
   senderPublicKey?: Uint8Array,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  checkPublicKey(enc, "enc");
-  checkPublicKey(recipient.publicKey, "recipient public key");
+  checkKeyLength(enc, "enc");
+  checkKeyLength(recipient.publicKey, "recipient public key");
   const pkE = await importX25519Public(enc);
   if (senderPublicKey === undefined) {
-    const dhOutput = await dh(recipient.privateKey, pkE);
+    const dhOutput = await x25519(recipient.privateKey, pkE);
     return extractAndExpand(dhOutput, concat(enc, recipient.publicKey));
   }
-  checkPublicKey(senderPublicKey, "sender public key");
+  checkKeyLength(senderPublicKey, "sender public key");
   const pkS = await importX25519Public(senderPublicKey);
   const [dhE, dhS] = await Promise.all([
-    dh(recipient.privateKey, pkE),
-    dh(recipient.privateKey, pkS),
+    x25519(recipient.privateKey, pkE),
+    x25519(recipient.privateKey, pkS),
   ]);
   const kemContext = concat(enc, recipient.publicKey, senderPublicKey);
   return extractAndExpand(concat(dhE, dhS), kemContext);

@@ -52,7 +52,7 @@
  * @module
  */
 import { argon2idAsync } from "@noble/hashes/argon2.js";
-import { concat, copy, u32, utf8 } from "../platform/bytes.ts";
+import { concat, copy, Reader, u32, utf8 } from "../platform/bytes.ts";
 import { KEY_LENGTH } from "./_keys.ts";
 import { Identity, type IdentitySeeds } from "./identity.ts";
 import { KeystoreError, StorageError } from "../errors.ts";
@@ -367,25 +367,19 @@ function decode(bytes: Uint8Array): Decoded {
       `Cannot read keystore: it has ${bytes.length - FILE_LENGTH} unexpected bytes after the end`,
     );
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let offset = MAGIC.length + 1;
-  const next = (): number => {
-    const value = view.getUint32(offset);
-    offset += 4;
-    return value;
-  };
-  const params: Argon2Params = { memoryKib: next(), iterations: next(), parallelism: next() };
+  // The length is exact, so these reads cannot run short.
+  const r = new Reader(bytes);
+  r.bytes(MAGIC.length + 1); // the magic and version, checked above
+  const params: Argon2Params = { memoryKib: r.u32(), iterations: r.u32(), parallelism: r.u32() };
   checkParams(params, "read keystore");
-  const salt = copy(bytes.subarray(offset, offset + SALT_LENGTH));
-  offset += SALT_LENGTH;
-  const nonce = copy(bytes.subarray(offset, offset + NONCE_LENGTH));
-  offset += NONCE_LENGTH;
+  const salt = r.bytes(SALT_LENGTH);
+  const nonce = r.bytes(NONCE_LENGTH);
   return {
     header: { version, params },
-    aad: copy(bytes.subarray(0, HEADER_LENGTH)),
+    aad: bytes.slice(0, HEADER_LENGTH),
     salt,
     nonce,
-    ciphertext: copy(bytes.subarray(HEADER_LENGTH)),
+    ciphertext: r.bytes(r.remaining),
   };
 }
 

@@ -1,6 +1,9 @@
 /**
  * DIM's cryptographic core: identities and user IDs, HPKE (RFC 9180), the
- * sealed message envelope, the encrypted keystore and safety numbers.
+ * sealed message envelope, the encrypted keystore, safety numbers, X3DH and
+ * Double Ratchet sessions (with their storage encoding), and the
+ * {@linkcode SecretBox} that seals secrets at rest. The errors its functions
+ * throw are exported too, all under {@linkcode DimError}.
  *
  * Everything runs on WebCrypto (Ed25519, X25519, AES-GCM) plus
  * `@noble/hashes` where WebCrypto has no primitive (argon2id, HKDF's
@@ -106,13 +109,17 @@ export type {
 } from "./x3dh.ts";
 export {
   decodeRatchetMessage,
-  decodeSession,
-  encodeSession,
   generateRatchetKeyPair,
   initReceiver,
   initSender,
+  MAX_ASSOCIATED_DATA_LENGTH,
+  MAX_RATCHET_MESSAGE_LENGTH,
+  MAX_RATCHET_PLAINTEXT_LENGTH,
   MAX_SKIP,
   MAX_SKIPPED_KEYS,
+  RATCHET_HEADER_LENGTH,
+  RATCHET_MESSAGE_VERSION,
+  RATCHET_OVERHEAD,
   ratchetDecrypt,
   ratchetEncrypt,
   TooManySkippedMessagesError,
@@ -125,3 +132,20 @@ export type {
   RatchetState,
   SkippedMessageKey,
 } from "./ratchet.ts";
+export {
+  decodeSession,
+  encodeSession,
+  MAX_SESSION_LENGTH,
+  SESSION_VERSION,
+} from "./ratchet_session.ts";
+export { SecretBox } from "./secret_box.ts";
+export {
+  DecryptionError,
+  DimError,
+  EncryptionError,
+  InvalidIdError,
+  KeystoreError,
+  ProtocolError,
+  StorageError,
+} from "../errors.ts";
+export type { KeystoreErrorCode } from "../errors.ts";

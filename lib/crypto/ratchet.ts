@@ -5,9 +5,9 @@
  *
  * Every function is pure: it takes a {@linkcode RatchetState} and returns a
  * new one, never changing its input. A failed decryption therefore changes
- * nothing, and a caller persists the returned state (with
- * {@linkcode encodeSession}) before it sends the message or shows the
- * plaintext.
+ * nothing, and a caller persists the returned state (with `encodeSession`
+ * from {@link "./ratchet_session.ts"}, the state's storage encoding) before
+ * it sends the message or shows the plaintext.
  *
  * ## Construction
  *
@@ -78,13 +78,15 @@
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concat, constantTimeEqual, Reader, toHex, u16, u32, utf8 } from "../platform/bytes.ts";
+import { concat, constantTimeEqual, u32, utf8 } from "../platform/bytes.ts";
 import {
+  checkKeyLength,
   exportOkpPrivate,
   importX25519Private,
   importX25519Public,
   KEY_LENGTH,
   randomSeed,
+  x25519,
 } from "./_keys.ts";
 import {
   DecryptionError,
@@ -98,8 +100,6 @@ const TAG_LENGTH = 16;
 
 /** The message format version this module writes and the only one it reads. */
 export const RATCHET_MESSAGE_VERSION = 1;
-/** The session encoding version {@linkcode encodeSession} writes and the only one it reads. */
-export const SESSION_VERSION = 1;
 /** The most message keys one chain may skip in a single step (Signal's MAX_SKIP). */
 export const MAX_SKIP = 1000;
 /** The most skipped message keys a session keeps; the oldest are evicted first. */
@@ -145,7 +145,8 @@ export interface SkippedMessageKey {
 
 /**
  * The whole state of one side of a session: plain data, safe to copy and to
- * encode with {@linkcode encodeSession}. Holds secret material: never log it.
+ * encode with `encodeSession` ({@link "./ratchet_session.ts"}). Holds secret
+ * material: never log it.
  */
 export interface RatchetState {
   /** RK: the 32-byte root key. */
@@ -198,30 +199,18 @@ export interface RatchetDecryptResult {
 
 // --- Primitives --------------------------------------------------------------
 
-function isAllZero(bytes: Uint8Array): boolean {
-  let acc = 0;
-  for (const b of bytes) acc |= b;
-  return acc === 0;
-}
-
 /** X25519 from raw keys; throws `RangeError` on an unusable key or an all-zero result. */
 async function dh(privateKey: Uint8Array, publicKey: Uint8Array): Promise<Uint8Array> {
-  let out: Uint8Array;
   try {
     const [priv, pub] = await Promise.all([
       importX25519Private(privateKey),
       importX25519Public(publicKey),
     ]);
-    out = new Uint8Array(
-      await crypto.subtle.deriveBits({ name: "X25519", public: pub }, priv, 256),
-    );
+    return await x25519(priv, pub);
   } catch (cause) {
+    if (cause instanceof RangeError) throw cause; // all zeros
     throw new RangeError("Cannot complete X25519: the public key is not usable", { cause });
   }
-  // WebCrypto refuses a low-order point already; the check keeps the
-  // property independent of the runtime.
-  if (isAllZero(out)) throw new RangeError("Cannot complete X25519: the shared point is all zeros");
-  return out;
 }
 
 /** KDF_RK: HKDF-SHA-256 keyed by the root key over a DH output. */
@@ -302,12 +291,6 @@ export async function generateRatchetKeyPair(): Promise<RatchetKeyPair> {
 
 // --- Checks --------------------------------------------------------------
 
-function checkKey(bytes: Uint8Array, what: string, action: string): void {
-  if (!(bytes instanceof Uint8Array) || bytes.length !== KEY_LENGTH) {
-    throw new TypeError(`Cannot ${action}: ${what} must be ${KEY_LENGTH} bytes`);
-  }
-}
-
 function checkAssociatedData(ad: Uint8Array, action: string): void {
   if (ad.length > MAX_ASSOCIATED_DATA_LENGTH) {
     throw new RangeError(
@@ -317,6 +300,27 @@ function checkAssociatedData(ad: Uint8Array, action: string): void {
 }
 
 // --- Session setup --------------------------------------------------------
+
+/** A state that has received nothing yet: no receiving chain, every count zero. */
+function newState(
+  rootKey: Uint8Array,
+  sendingRatchetKey: RatchetKeyPair,
+  sendingChainKey: Uint8Array | null,
+  associatedData: Uint8Array,
+): RatchetState {
+  return {
+    rootKey,
+    sendingRatchetKey,
+    receivingRatchetKey: null,
+    sendingChainKey,
+    receivingChainKey: null,
+    sendingCount: 0,
+    receivingCount: 0,
+    previousSendingCount: 0,
+    skippedMessageKeys: [],
+    associatedData: new Uint8Array(associatedData),
+  };
+}
 
 /**
  * Starts the session of the side that speaks first (X3DH's initiator):
@@ -347,28 +351,17 @@ export async function initSender(
   remoteRatchetKey: Uint8Array,
   associatedData: Uint8Array,
 ): Promise<RatchetState> {
-  checkKey(sharedSecret, "the shared secret", "start session");
-  checkKey(remoteRatchetKey, "the remote ratchet key", "start session");
+  checkKeyLength(sharedSecret, "the shared secret");
+  checkKeyLength(remoteRatchetKey, "the remote ratchet key");
   checkAssociatedData(associatedData, "start session");
   const sendingRatchetKey = await generateRatchetKeyPair();
   const [rootKey, sendingChainKey] = kdfRoot(
     sharedSecret,
     await dh(sendingRatchetKey.privateKey, remoteRatchetKey),
   );
-  return {
-    rootKey,
-    sendingRatchetKey,
-    // The responder never sends on its prekey, so there is no chain to
-    // receive on until its first message names a ratchet key.
-    receivingRatchetKey: null,
-    sendingChainKey,
-    receivingChainKey: null,
-    sendingCount: 0,
-    receivingCount: 0,
-    previousSendingCount: 0,
-    skippedMessageKeys: [],
-    associatedData: new Uint8Array(associatedData),
-  };
+  // The responder never sends on its prekey, so there is no chain to
+  // receive on until its first message names a ratchet key.
+  return newState(rootKey, sendingRatchetKey, sendingChainKey, associatedData);
 }
 
 /**
@@ -398,25 +391,15 @@ export function initReceiver(
   ownRatchetKeyPair: RatchetKeyPair,
   associatedData: Uint8Array,
 ): RatchetState {
-  checkKey(sharedSecret, "the shared secret", "start session");
-  checkKey(ownRatchetKeyPair.privateKey, "the private ratchet key", "start session");
-  checkKey(ownRatchetKeyPair.publicKey, "the public ratchet key", "start session");
+  checkKeyLength(sharedSecret, "the shared secret");
+  checkKeyLength(ownRatchetKeyPair.privateKey, "the private ratchet key");
+  checkKeyLength(ownRatchetKeyPair.publicKey, "the public ratchet key");
   checkAssociatedData(associatedData, "start session");
-  return {
-    rootKey: new Uint8Array(sharedSecret),
-    sendingRatchetKey: {
-      privateKey: new Uint8Array(ownRatchetKeyPair.privateKey),
-      publicKey: new Uint8Array(ownRatchetKeyPair.publicKey),
-    },
-    receivingRatchetKey: null,
-    sendingChainKey: null,
-    receivingChainKey: null,
-    sendingCount: 0,
-    receivingCount: 0,
-    previousSendingCount: 0,
-    skippedMessageKeys: [],
-    associatedData: new Uint8Array(associatedData),
+  const sendingRatchetKey = {
+    privateKey: new Uint8Array(ownRatchetKeyPair.privateKey),
+    publicKey: new Uint8Array(ownRatchetKeyPair.publicKey),
   };
+  return newState(new Uint8Array(sharedSecret), sendingRatchetKey, null, associatedData);
 }
 
 // --- Encrypt and decrypt -----------------------------------------------------
@@ -700,202 +683,5 @@ export async function ratchetDecrypt(
       associatedData: state.associatedData,
     },
     plaintext,
-  };
-}
-
-// --- Session encoding --------------------------------------------------------
-
-const SKIPPED_ENTRY_LENGTH = KEY_LENGTH + 4 + KEY_LENGTH;
-/** The largest valid session encoding in bytes. */
-export const MAX_SESSION_LENGTH: number = 1 + 3 * KEY_LENGTH + 1 + 2 * KEY_LENGTH + 1 +
-  KEY_LENGTH + 3 * 4 + 2 + MAX_ASSOCIATED_DATA_LENGTH + 2 + MAX_SKIPPED_KEYS * SKIPPED_ENTRY_LENGTH;
-
-function checkCount(n: number, what: string): void {
-  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
-    throw new RangeError(`Cannot encode session: ${what} ${n} is out of range`);
-  }
-}
-
-/**
- * Encodes a session state for storage (version 1, integers big-endian):
- *
- * ```text
- * version u8 (= 1) | rootKey (32) | DHs private (32) | DHs public (32)
- * | hasReceivingChain u8 (0|1) [ DHr (32) | CKr (32) ]
- * | hasSendingChain u8 (0|1) [ CKs (32) ]
- * | Ns u32 | Nr u32 | PN u32 | adLength u16 | AD
- * | skippedCount u16 | { ratchetKey (32) | messageNumber u32 | messageKey (32) } × skippedCount
- * ```
- *
- * The result holds every secret of the session: store it encrypted.
- *
- * @param state The state to encode.
- * @returns The encoding, at most {@linkcode MAX_SESSION_LENGTH} bytes.
- * @throws {TypeError} If a key is not 32 bytes, or exactly one of
- *   `receivingRatchetKey` and `receivingChainKey` is `null`.
- * @throws {RangeError} If a counter, the associated data or the number of
- *   skipped keys is out of range.
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { decodeSession, encodeSession, generateRatchetKeyPair, initReceiver } from "./ratchet.ts";
- *
- * const state = initReceiver(new Uint8Array(32), await generateRatchetKeyPair(), new Uint8Array(4));
- * assert.deepEqual(decodeSession(encodeSession(state)), state);
- * ```
- */
-export function encodeSession(state: RatchetState): Uint8Array<ArrayBuffer> {
-  const action = "encode session";
-  checkKey(state.rootKey, "the root key", action);
-  checkKey(state.sendingRatchetKey.privateKey, "the private ratchet key", action);
-  checkKey(state.sendingRatchetKey.publicKey, "the public ratchet key", action);
-  if ((state.receivingRatchetKey === null) !== (state.receivingChainKey === null)) {
-    throw new TypeError("Cannot encode session: receiving key and chain must both be set or unset");
-  }
-  checkCount(state.sendingCount, "sendingCount");
-  checkCount(state.receivingCount, "receivingCount");
-  checkCount(state.previousSendingCount, "previousSendingCount");
-  checkAssociatedData(state.associatedData, action);
-  if (state.skippedMessageKeys.length > MAX_SKIPPED_KEYS) {
-    throw new RangeError(`Cannot encode session: more than ${MAX_SKIPPED_KEYS} skipped keys`);
-  }
-  const parts: Uint8Array[] = [
-    new Uint8Array([SESSION_VERSION]),
-    state.rootKey,
-    state.sendingRatchetKey.privateKey,
-    state.sendingRatchetKey.publicKey,
-  ];
-  if (state.receivingRatchetKey !== null && state.receivingChainKey !== null) {
-    checkKey(state.receivingRatchetKey, "the receiving ratchet key", action);
-    checkKey(state.receivingChainKey, "the receiving chain key", action);
-    parts.push(new Uint8Array([1]), state.receivingRatchetKey, state.receivingChainKey);
-  } else {
-    parts.push(new Uint8Array([0]));
-  }
-  if (state.sendingChainKey !== null) {
-    checkKey(state.sendingChainKey, "the sending chain key", action);
-    parts.push(new Uint8Array([1]), state.sendingChainKey);
-  } else {
-    parts.push(new Uint8Array([0]));
-  }
-  parts.push(
-    u32(state.sendingCount),
-    u32(state.receivingCount),
-    u32(state.previousSendingCount),
-    u16(state.associatedData.length),
-    state.associatedData,
-    u16(state.skippedMessageKeys.length),
-  );
-  // The skipped keys are most of a full session: written in place.
-  const skipped = new Uint8Array(state.skippedMessageKeys.length * SKIPPED_ENTRY_LENGTH);
-  const view = new DataView(skipped.buffer);
-  let offset = 0;
-  for (const entry of state.skippedMessageKeys) {
-    checkKey(entry.ratchetKey, "a skipped key's ratchet key", action);
-    checkKey(entry.messageKey, "a skipped message key", action);
-    checkCount(entry.messageNumber, "a skipped message number");
-    skipped.set(entry.ratchetKey, offset);
-    view.setUint32(offset + KEY_LENGTH, entry.messageNumber);
-    skipped.set(entry.messageKey, offset + KEY_LENGTH + 4);
-    offset += SKIPPED_ENTRY_LENGTH;
-  }
-  parts.push(skipped);
-  return concat(...parts);
-}
-
-function presence(r: Reader): boolean {
-  const flag = r.u8();
-  if (flag > 1) throw new SyntaxError("Cannot decode session: a presence flag is not 0 or 1");
-  return flag === 1;
-}
-
-/**
- * Decodes a session stored with {@linkcode encodeSession}, strictly: the
- * length is checked before parsing, and an unknown version, a truncated
- * input, trailing bytes, an inconsistent state or a repeated skipped key is
- * refused.
- *
- * @param bytes The encoding.
- * @returns The state.
- * @throws {SyntaxError} If the bytes are not a valid session encoding.
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { decodeSession, encodeSession, generateRatchetKeyPair, initSender } from "./ratchet.ts";
- *
- * const state = await initSender(new Uint8Array(32), (await generateRatchetKeyPair()).publicKey, new Uint8Array());
- * const bytes = encodeSession(state);
- * assert.throws(() => decodeSession(bytes.subarray(0, bytes.length - 1)), SyntaxError);
- * assert.throws(() => decodeSession(new Uint8Array([...bytes, 0])), SyntaxError);
- * ```
- */
-export function decodeSession(bytes: Uint8Array): RatchetState {
-  if (bytes.length > MAX_SESSION_LENGTH) {
-    throw new SyntaxError(`Cannot decode session: longer than ${MAX_SESSION_LENGTH} bytes`);
-  }
-  const r = new Reader(bytes);
-  const version = r.u8();
-  if (version !== SESSION_VERSION) {
-    throw new SyntaxError(`Cannot decode session: unknown version ${version}`);
-  }
-  const rootKey = r.bytes(KEY_LENGTH);
-  const sendingRatchetKey = { privateKey: r.bytes(KEY_LENGTH), publicKey: r.bytes(KEY_LENGTH) };
-  let receivingRatchetKey: Uint8Array | null = null;
-  let receivingChainKey: Uint8Array | null = null;
-  if (presence(r)) {
-    receivingRatchetKey = r.bytes(KEY_LENGTH);
-    receivingChainKey = r.bytes(KEY_LENGTH);
-  }
-  const sendingChainKey = presence(r) ? r.bytes(KEY_LENGTH) : null;
-  const sendingCount = r.u32();
-  const receivingCount = r.u32();
-  const previousSendingCount = r.u32();
-  if (receivingChainKey === null && receivingCount !== 0) {
-    throw new SyntaxError("Cannot decode session: a count without a receiving chain");
-  }
-  if (sendingChainKey === null && (sendingCount !== 0 || previousSendingCount !== 0)) {
-    throw new SyntaxError("Cannot decode session: a count without a sending chain");
-  }
-  const adLength = (r.u8() << 8) | r.u8();
-  if (adLength > MAX_ASSOCIATED_DATA_LENGTH) {
-    throw new SyntaxError("Cannot decode session: associated data too long");
-  }
-  const associatedData = r.bytes(adLength);
-  const skippedCount = (r.u8() << 8) | r.u8();
-  if (skippedCount > MAX_SKIPPED_KEYS) {
-    throw new SyntaxError("Cannot decode session: too many skipped keys");
-  }
-  const skippedMessageKeys: SkippedMessageKey[] = [];
-  // Skipped keys come in runs of one chain: entries of a chain share one
-  // copy of its ratchet key, and the repeat check is per chain.
-  const chains = new Map<string, { key: Uint8Array; numbers: Set<number> }>();
-  let chain: { key: Uint8Array; numbers: Set<number> } | undefined;
-  for (let i = 0; i < skippedCount; i++) {
-    const ratchetKey = r.bytes(KEY_LENGTH);
-    const messageNumber = r.u32();
-    const messageKey = r.bytes(KEY_LENGTH);
-    if (chain === undefined || !constantTimeEqual(chain.key, ratchetKey)) {
-      const id = toHex(ratchetKey);
-      chain = chains.get(id) ?? { key: ratchetKey, numbers: new Set() };
-      chains.set(id, chain);
-    }
-    if (chain.numbers.has(messageNumber)) {
-      throw new SyntaxError("Cannot decode session: a skipped key is repeated");
-    }
-    chain.numbers.add(messageNumber);
-    skippedMessageKeys.push({ ratchetKey: chain.key, messageNumber, messageKey });
-  }
-  r.end();
-  return {
-    rootKey,
-    sendingRatchetKey,
-    receivingRatchetKey,
-    sendingChainKey,
-    receivingChainKey,
-    sendingCount,
-    receivingCount,
-    previousSendingCount,
-    skippedMessageKeys,
-    associatedData,
   };
 }

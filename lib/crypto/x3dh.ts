@@ -65,7 +65,13 @@
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, Reader, u32, utf8 } from "../platform/bytes.ts";
-import { importX25519Private, importX25519Public, KEY_LENGTH } from "./_keys.ts";
+import {
+  checkKeyLength,
+  importX25519Private,
+  importX25519Public,
+  KEY_LENGTH,
+  x25519,
+} from "./_keys.ts";
 import { type Identity, verifySignature } from "./identity.ts";
 import {
   generateRatchetKeyPair,
@@ -191,12 +197,6 @@ function checkId(id: number, what: string): void {
   }
 }
 
-function checkKey(key: Uint8Array, what: string): void {
-  if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH) {
-    throw new TypeError(`Cannot use ${what}: expected ${KEY_LENGTH} bytes`);
-  }
-}
-
 function prekeySignedBytes(prekey: PublicPrekey): Uint8Array<ArrayBuffer> {
   return concat(u32(prekey.id), prekey.publicKey);
 }
@@ -250,7 +250,7 @@ export function signPrekey(
   prekey: PublicPrekey,
 ): Promise<Uint8Array<ArrayBuffer>> {
   checkId(prekey.id, "prekey");
-  checkKey(prekey.publicKey, "prekey public key");
+  checkKeyLength(prekey.publicKey, "prekey public key");
   return signer.sign("prekey", prekeySignedBytes(prekey));
 }
 
@@ -316,8 +316,8 @@ export function x3dhAssociatedData(
   responder: IdentityKeys,
 ): Uint8Array<ArrayBuffer> {
   for (const keys of [initiator, responder]) {
-    checkKey(keys.signingPublicKey, "identity signing key");
-    checkKey(keys.encryptionPublicKey, "identity encryption key");
+    checkKeyLength(keys.signingPublicKey, "identity signing key");
+    checkKeyLength(keys.encryptionPublicKey, "identity encryption key");
   }
   return concat(
     initiator.signingPublicKey,
@@ -328,26 +328,15 @@ export function x3dhAssociatedData(
 }
 
 async function dh(privateKey: CryptoKey, publicKey: Uint8Array): Promise<Uint8Array> {
-  let out: Uint8Array;
   try {
-    out = new Uint8Array(
-      await crypto.subtle.deriveBits(
-        { name: "X25519", public: await importX25519Public(publicKey) },
-        privateKey,
-        256,
-      ),
-    );
+    return await x25519(privateKey, await importX25519Public(publicKey));
   } catch (cause) {
-    throw new KeyAgreementError("Cannot agree on a key: a public key is not a usable X25519 key", {
-      cause,
-    });
+    // x25519 throws a RangeError only for an all-zero output.
+    const reason = cause instanceof RangeError
+      ? "a Diffie-Hellman output is all zeros"
+      : "a public key is not a usable X25519 key";
+    throw new KeyAgreementError(`Cannot agree on a key: ${reason}`, { cause });
   }
-  let acc = 0;
-  for (const b of out) acc |= b;
-  if (acc === 0) {
-    throw new KeyAgreementError("Cannot agree on a key: a Diffie-Hellman output is all zeros");
-  }
-  return out;
 }
 
 function deriveSharedSecret(outputs: Uint8Array[]): Uint8Array<ArrayBuffer> {
@@ -394,15 +383,15 @@ export async function initiateX3dh(
   initiator: X3dhIdentity,
   bundle: X3dhBundle,
 ): Promise<X3dhInitiation> {
-  checkKey(bundle.signingPublicKey, "responder signing key");
-  checkKey(bundle.encryptionPublicKey, "responder encryption key");
+  checkKeyLength(bundle.signingPublicKey, "responder signing key");
+  checkKeyLength(bundle.encryptionPublicKey, "responder encryption key");
   const { signedPrekey, oneTimePrekey } = bundle;
   if (!(await verifyPrekeySignature(bundle.signingPublicKey, signedPrekey))) {
     throw new KeyAgreementError("Cannot agree on a key: the signed prekey's signature is invalid");
   }
   if (oneTimePrekey !== undefined) {
     checkId(oneTimePrekey.id, "one-time prekey");
-    checkKey(oneTimePrekey.publicKey, "one-time prekey public key");
+    checkKeyLength(oneTimePrekey.publicKey, "one-time prekey public key");
   }
   const associatedData = x3dhAssociatedData(initiator, bundle);
   const ephemeral = await generateRatchetKeyPair();
@@ -469,9 +458,9 @@ export async function respondX3dh(
   header: X3dhHeader,
   prekeys: X3dhResponderPrekeys,
 ): Promise<X3dhResponse> {
-  checkKey(header.initiatorSigningKey, "initiator signing key");
-  checkKey(header.initiatorEncryptionKey, "initiator encryption key");
-  checkKey(header.ephemeralKey, "ephemeral key");
+  checkKeyLength(header.initiatorSigningKey, "initiator signing key");
+  checkKeyLength(header.initiatorEncryptionKey, "initiator encryption key");
+  checkKeyLength(header.ephemeralKey, "ephemeral key");
   const spk = prekeys.signedPrekeys.find((k) => k.id === header.signedPrekeyId);
   if (spk === undefined) {
     throw new KeyAgreementError("Cannot agree on a key: the signed prekey is unknown or retired");
@@ -536,9 +525,9 @@ export async function respondX3dh(
  * ```
  */
 export function encodeX3dhHeader(header: X3dhHeader): Uint8Array<ArrayBuffer> {
-  checkKey(header.initiatorSigningKey, "initiator signing key");
-  checkKey(header.initiatorEncryptionKey, "initiator encryption key");
-  checkKey(header.ephemeralKey, "ephemeral key");
+  checkKeyLength(header.initiatorSigningKey, "initiator signing key");
+  checkKeyLength(header.initiatorEncryptionKey, "initiator encryption key");
+  checkKeyLength(header.ephemeralKey, "ephemeral key");
   checkId(header.signedPrekeyId, "signed prekey");
   const opk = header.oneTimePrekeyId;
   if (opk !== null) checkId(opk, "one-time prekey");

@@ -36,14 +36,13 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { compareBytes, concat, constantTimeEqual } from "../platform/bytes.ts";
 import type { Identity } from "../crypto/identity.ts";
 import {
-  decodeSession,
-  encodeSession,
   initReceiver,
   initSender,
   ratchetDecrypt,
   ratchetEncrypt,
   type RatchetState,
 } from "../crypto/ratchet.ts";
+import { decodeSession, encodeSession } from "../crypto/ratchet_session.ts";
 import {
   decodeInitialMessage,
   decodeX3dhHeader,

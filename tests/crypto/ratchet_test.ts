@@ -3,14 +3,11 @@ import { concat, u32 } from "../../lib/platform/bytes.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import {
   decodeRatchetMessage,
-  decodeSession,
-  encodeSession,
   generateRatchetKeyPair,
   initReceiver,
   initSender,
   MAX_ASSOCIATED_DATA_LENGTH,
   MAX_RATCHET_PLAINTEXT_LENGTH,
-  MAX_SESSION_LENGTH,
   MAX_SKIP,
   MAX_SKIPPED_KEYS,
   RATCHET_HEADER_LENGTH,
@@ -20,6 +17,11 @@ import {
   type RatchetState,
   TooManySkippedMessagesError,
 } from "../../lib/crypto/ratchet.ts";
+import {
+  decodeSession,
+  encodeSession,
+  MAX_SESSION_LENGTH,
+} from "../../lib/crypto/ratchet_session.ts";
 import {
   decodeInitialMessage,
   encodeInitialMessage,

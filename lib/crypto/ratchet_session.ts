@@ -1,0 +1,241 @@
+/**
+ * The storage encoding of a Double Ratchet session: {@linkcode encodeSession}
+ * turns a {@linkcode RatchetState} from {@link "./ratchet.ts"} into bytes to
+ * seal and keep, {@linkcode decodeSession} reads them back strictly.
+ *
+ * The ratchet itself never encodes: its functions take a state and return a
+ * new one, and the caller persists that state with {@linkcode encodeSession}
+ * before it sends the message or shows the plaintext. The encoding holds
+ * every secret of the session, so it is stored encrypted.
+ *
+ * @example Persist a session between two messages
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateRatchetKeyPair, initReceiver, initSender, ratchetDecrypt, ratchetEncrypt } from "./ratchet.ts";
+ * import { decodeSession, encodeSession } from "./ratchet_session.ts";
+ *
+ * const sk = crypto.getRandomValues(new Uint8Array(32));
+ * const bobPrekey = await generateRatchetKeyPair();
+ * const alice = await initSender(sk, bobPrekey.publicKey, new Uint8Array());
+ * const stored = encodeSession(initReceiver(sk, bobPrekey, new Uint8Array()));
+ *
+ * const sent = await ratchetEncrypt(alice, new TextEncoder().encode("hi"));
+ * const bob = decodeSession(stored); // e.g. after a restart
+ * const got = await ratchetDecrypt(bob, sent.message);
+ * assert.equal(new TextDecoder().decode(got.plaintext), "hi");
+ * assert.deepEqual(decodeSession(encodeSession(got.state)), got.state);
+ * ```
+ *
+ * @module
+ */
+import { concat, constantTimeEqual, Reader, toHex, u16, u32 } from "../platform/bytes.ts";
+import { checkKeyLength, KEY_LENGTH } from "./_keys.ts";
+import {
+  MAX_ASSOCIATED_DATA_LENGTH,
+  MAX_SKIPPED_KEYS,
+  type RatchetState,
+  type SkippedMessageKey,
+} from "./ratchet.ts";
+
+/** The session encoding version {@linkcode encodeSession} writes and the only one it reads. */
+export const SESSION_VERSION = 1;
+const SKIPPED_ENTRY_LENGTH = KEY_LENGTH + 4 + KEY_LENGTH;
+/** The largest valid session encoding in bytes. */
+export const MAX_SESSION_LENGTH: number = 1 + 3 * KEY_LENGTH + 1 + 2 * KEY_LENGTH + 1 +
+  KEY_LENGTH + 3 * 4 + 2 + MAX_ASSOCIATED_DATA_LENGTH + 2 + MAX_SKIPPED_KEYS * SKIPPED_ENTRY_LENGTH;
+
+function checkCount(n: number, what: string): void {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
+    throw new RangeError(`Cannot encode session: ${what} ${n} is out of range`);
+  }
+}
+
+/**
+ * Encodes a session state for storage (version 1, integers big-endian):
+ *
+ * ```text
+ * version u8 (= 1) | rootKey (32) | DHs private (32) | DHs public (32)
+ * | hasReceivingChain u8 (0|1) [ DHr (32) | CKr (32) ]
+ * | hasSendingChain u8 (0|1) [ CKs (32) ]
+ * | Ns u32 | Nr u32 | PN u32 | adLength u16 | AD
+ * | skippedCount u16 | { ratchetKey (32) | messageNumber u32 | messageKey (32) } × skippedCount
+ * ```
+ *
+ * The result holds every secret of the session: store it encrypted.
+ *
+ * @param state The state to encode.
+ * @returns The encoding, at most {@linkcode MAX_SESSION_LENGTH} bytes.
+ * @throws {TypeError} If a key is not 32 bytes, or exactly one of
+ *   `receivingRatchetKey` and `receivingChainKey` is `null`.
+ * @throws {RangeError} If a counter, the associated data or the number of
+ *   skipped keys is out of range.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateRatchetKeyPair, initReceiver } from "./ratchet.ts";
+ * import { decodeSession, encodeSession } from "./ratchet_session.ts";
+ *
+ * const state = initReceiver(new Uint8Array(32), await generateRatchetKeyPair(), new Uint8Array(4));
+ * assert.deepEqual(decodeSession(encodeSession(state)), state);
+ * ```
+ */
+export function encodeSession(state: RatchetState): Uint8Array<ArrayBuffer> {
+  const action = "encode session";
+  checkKeyLength(state.rootKey, "the root key");
+  checkKeyLength(state.sendingRatchetKey.privateKey, "the private ratchet key");
+  checkKeyLength(state.sendingRatchetKey.publicKey, "the public ratchet key");
+  if ((state.receivingRatchetKey === null) !== (state.receivingChainKey === null)) {
+    throw new TypeError("Cannot encode session: receiving key and chain must both be set or unset");
+  }
+  checkCount(state.sendingCount, "sendingCount");
+  checkCount(state.receivingCount, "receivingCount");
+  checkCount(state.previousSendingCount, "previousSendingCount");
+  if (state.associatedData.length > MAX_ASSOCIATED_DATA_LENGTH) {
+    throw new RangeError(
+      `Cannot ${action}: associated data exceeds ${MAX_ASSOCIATED_DATA_LENGTH} bytes`,
+    );
+  }
+  if (state.skippedMessageKeys.length > MAX_SKIPPED_KEYS) {
+    throw new RangeError(`Cannot encode session: more than ${MAX_SKIPPED_KEYS} skipped keys`);
+  }
+  const parts: Uint8Array[] = [
+    new Uint8Array([SESSION_VERSION]),
+    state.rootKey,
+    state.sendingRatchetKey.privateKey,
+    state.sendingRatchetKey.publicKey,
+  ];
+  if (state.receivingRatchetKey !== null && state.receivingChainKey !== null) {
+    checkKeyLength(state.receivingRatchetKey, "the receiving ratchet key");
+    checkKeyLength(state.receivingChainKey, "the receiving chain key");
+    parts.push(new Uint8Array([1]), state.receivingRatchetKey, state.receivingChainKey);
+  } else {
+    parts.push(new Uint8Array([0]));
+  }
+  if (state.sendingChainKey !== null) {
+    checkKeyLength(state.sendingChainKey, "the sending chain key");
+    parts.push(new Uint8Array([1]), state.sendingChainKey);
+  } else {
+    parts.push(new Uint8Array([0]));
+  }
+  parts.push(
+    u32(state.sendingCount),
+    u32(state.receivingCount),
+    u32(state.previousSendingCount),
+    u16(state.associatedData.length),
+    state.associatedData,
+    u16(state.skippedMessageKeys.length),
+  );
+  // The skipped keys are most of a full session: written in place.
+  const skipped = new Uint8Array(state.skippedMessageKeys.length * SKIPPED_ENTRY_LENGTH);
+  const view = new DataView(skipped.buffer);
+  let offset = 0;
+  for (const entry of state.skippedMessageKeys) {
+    checkKeyLength(entry.ratchetKey, "a skipped key's ratchet key");
+    checkKeyLength(entry.messageKey, "a skipped message key");
+    checkCount(entry.messageNumber, "a skipped message number");
+    skipped.set(entry.ratchetKey, offset);
+    view.setUint32(offset + KEY_LENGTH, entry.messageNumber);
+    skipped.set(entry.messageKey, offset + KEY_LENGTH + 4);
+    offset += SKIPPED_ENTRY_LENGTH;
+  }
+  parts.push(skipped);
+  return concat(...parts);
+}
+
+function presence(r: Reader): boolean {
+  const flag = r.u8();
+  if (flag > 1) throw new SyntaxError("Cannot decode session: a presence flag is not 0 or 1");
+  return flag === 1;
+}
+
+/**
+ * Decodes a session stored with {@linkcode encodeSession}, strictly: the
+ * length is checked before parsing, and an unknown version, a truncated
+ * input, trailing bytes, an inconsistent state or a repeated skipped key is
+ * refused.
+ *
+ * @param bytes The encoding.
+ * @returns The state.
+ * @throws {SyntaxError} If the bytes are not a valid session encoding.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateRatchetKeyPair, initSender } from "./ratchet.ts";
+ * import { decodeSession, encodeSession } from "./ratchet_session.ts";
+ *
+ * const state = await initSender(new Uint8Array(32), (await generateRatchetKeyPair()).publicKey, new Uint8Array());
+ * const bytes = encodeSession(state);
+ * assert.throws(() => decodeSession(bytes.subarray(0, bytes.length - 1)), SyntaxError);
+ * assert.throws(() => decodeSession(new Uint8Array([...bytes, 0])), SyntaxError);
+ * ```
+ */
+export function decodeSession(bytes: Uint8Array): RatchetState {
+  if (bytes.length > MAX_SESSION_LENGTH) {
+    throw new SyntaxError(`Cannot decode session: longer than ${MAX_SESSION_LENGTH} bytes`);
+  }
+  const r = new Reader(bytes);
+  const version = r.u8();
+  if (version !== SESSION_VERSION) {
+    throw new SyntaxError(`Cannot decode session: unknown version ${version}`);
+  }
+  const rootKey = r.bytes(KEY_LENGTH);
+  const sendingRatchetKey = { privateKey: r.bytes(KEY_LENGTH), publicKey: r.bytes(KEY_LENGTH) };
+  let receivingRatchetKey: Uint8Array | null = null;
+  let receivingChainKey: Uint8Array | null = null;
+  if (presence(r)) {
+    receivingRatchetKey = r.bytes(KEY_LENGTH);
+    receivingChainKey = r.bytes(KEY_LENGTH);
+  }
+  const sendingChainKey = presence(r) ? r.bytes(KEY_LENGTH) : null;
+  const sendingCount = r.u32();
+  const receivingCount = r.u32();
+  const previousSendingCount = r.u32();
+  if (receivingChainKey === null && receivingCount !== 0) {
+    throw new SyntaxError("Cannot decode session: a count without a receiving chain");
+  }
+  if (sendingChainKey === null && (sendingCount !== 0 || previousSendingCount !== 0)) {
+    throw new SyntaxError("Cannot decode session: a count without a sending chain");
+  }
+  const adLength = (r.u8() << 8) | r.u8();
+  if (adLength > MAX_ASSOCIATED_DATA_LENGTH) {
+    throw new SyntaxError("Cannot decode session: associated data too long");
+  }
+  const associatedData = r.bytes(adLength);
+  const skippedCount = (r.u8() << 8) | r.u8();
+  if (skippedCount > MAX_SKIPPED_KEYS) {
+    throw new SyntaxError("Cannot decode session: too many skipped keys");
+  }
+  const skippedMessageKeys: SkippedMessageKey[] = [];
+  // Skipped keys come in runs of one chain: entries of a chain share one
+  // copy of its ratchet key, and the repeat check is per chain.
+  const chains = new Map<string, { key: Uint8Array; numbers: Set<number> }>();
+  let chain: { key: Uint8Array; numbers: Set<number> } | undefined;
+  for (let i = 0; i < skippedCount; i++) {
+    const ratchetKey = r.bytes(KEY_LENGTH);
+    const messageNumber = r.u32();
+    const messageKey = r.bytes(KEY_LENGTH);
+    if (chain === undefined || !constantTimeEqual(chain.key, ratchetKey)) {
+      const id = toHex(ratchetKey);
+      chain = chains.get(id) ?? { key: ratchetKey, numbers: new Set() };
+      chains.set(id, chain);
+    }
+    if (chain.numbers.has(messageNumber)) {
+      throw new SyntaxError("Cannot decode session: a skipped key is repeated");
+    }
+    chain.numbers.add(messageNumber);
+    skippedMessageKeys.push({ ratchetKey: chain.key, messageNumber, messageKey });
+  }
+  r.end();
+  return {
+    rootKey,
+    sendingRatchetKey,
+    receivingRatchetKey,
+    sendingChainKey,
+    receivingChainKey,
+    sendingCount,
+    receivingCount,
+    previousSendingCount,
+    skippedMessageKeys,
+    associatedData,
+  };
+}
