@@ -18,13 +18,9 @@ import process from "node:process";
 import { Identity } from "../lib/crypto/identity.ts";
 import { createDhtNode } from "../lib/dht/node.ts";
 import type { MessageStream } from "../lib/messaging/mailbox.ts";
-import {
-  DEFAULT_CHUNK_SIZE,
-  FileReceiver,
-  type FileSource,
-  MAX_CHUNK_SIZE,
-  sendFile,
-} from "../lib/messaging/file_transfer.ts";
+import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE } from "../lib/messaging/constants.ts";
+import { FileReceiver } from "../lib/messaging/file_receive.ts";
+import { type FileSource, sendFile } from "../lib/messaging/file_send.ts";
 import { transportFor } from "../lib/messenger.ts";
 import { openChatPair } from "./_chat_pair.ts";
 import { breakdown, type CpuProfile } from "./_profile_breakdown.ts";

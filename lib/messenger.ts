@@ -49,15 +49,9 @@ import {
   type MessageState,
 } from "./store/database.ts";
 import { SecretBox } from "./crypto/secret_box.ts";
-import {
-  type FileOffer,
-  FileReceiver,
-  fileSink,
-  fileSource,
-  sendFile,
-  type SendFileOptions,
-  type SentFile,
-} from "./messaging/file_transfer.ts";
+import { type FileOffer, FileReceiver } from "./messaging/file_receive.ts";
+import { sendFile, type SendFileOptions, type SentFile } from "./messaging/file_send.ts";
+import { fileSink, fileSource } from "./messaging/file_io.ts";
 import { SessionManager } from "./messaging/sessions.ts";
 import { openPrekeyBundle, PREKEY_RECORD_TYPE } from "./record/prekey.ts";
 import { type DataDirLock, lockDataDir } from "./platform/lock.ts";

@@ -1,13 +1,20 @@
 /**
- * Deadlines for a service's calls: each signal aborts after its time, or
- * when the service stops, whichever comes first.
+ * The timers of the messaging layer's calls, as abort signals, in two
+ * kinds:
  *
- * The obvious `AbortSignal.any([stopping, AbortSignal.timeout(ms)])` leaks:
- * Deno (2.9) never frees what `AbortSignal.any` makes, about 370 bytes a
- * call, so a node that serves a million frames would keep hundreds of
- * megabytes. Here the service holds its live signals only weakly: a signal
- * that nobody refers to any more is collected with its timer, and `stop`
- * aborts the ones still in use.
+ * - {@linkcode Deadlines}: a fixed time per call (a request, an answer),
+ *   each signal aborting after its time or when the service stops,
+ *   whichever comes first.
+ * - {@linkcode IdleTimer}: a time without progress (a file transfer), one
+ *   signal rearmed on every step, aborting after that much silence or when
+ *   its parent signal aborts.
+ *
+ * Neither uses `AbortSignal.any`: Deno (2.9) never frees what it makes,
+ * about 370 bytes a call, so a node that serves a million frames (or
+ * transfers) would keep hundreds of megabytes. `Deadlines` holds its live
+ * signals only weakly, so a signal nobody refers to any more is collected
+ * with its timer, and `abort` aborts the ones still in use; an `IdleTimer`
+ * hooks onto its parent with a listener that `release` removes.
  *
  * @example
  * ```ts
@@ -21,6 +28,20 @@
  * assert.equal(deadlines.signal(60_000).aborted, true);
  * deadlines.restart();
  * assert.equal(deadlines.signal(10).aborted, false);
+ * deadlines.abort(new Error("done"));
+ * ```
+ *
+ * @example An idle timer, rearmed on progress
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { IdleTimer } from "./_deadlines.ts";
+ *
+ * const stopping = new AbortController();
+ * const idle = new IdleTimer(30_000, () => new Error("silent"), stopping.signal);
+ * idle.refresh(); // after each chunk
+ * stopping.abort(new Error("stopping"));
+ * assert.equal(idle.signal.aborted, true);
+ * idle.release();
  * ```
  *
  * @module
@@ -94,5 +115,60 @@ export class Deadlines {
   /** Makes live signals again after `abort()`. */
   restart(): void {
     this.#stopped = undefined;
+  }
+}
+
+/**
+ * An abort signal that fires after `ms` without a `refresh()`: one timer
+ * per transfer, rearmed on progress, instead of a timeout signal per frame.
+ */
+export class IdleTimer {
+  readonly #controller = new AbortController();
+  readonly #ms: number;
+  readonly #reason: () => Error;
+  readonly #parent: AbortSignal | undefined;
+  readonly #onParentAbort = () => this.#controller.abort(this.#parent!.reason);
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * Starts the clock.
+   *
+   * @param ms The silence allowed.
+   * @param reason The error the signal aborts with when it comes.
+   * @param parent A signal that aborts this one too (the caller's, or the
+   *   receiver stopping). Linked by a listener that `release()` removes, not
+   *   by `AbortSignal.any`, which Deno never frees (a few hundred bytes a
+   *   call, for every transfer and every stream a peer opens).
+   */
+  constructor(ms: number, reason: () => Error, parent?: AbortSignal) {
+    this.#ms = ms;
+    this.#reason = reason;
+    this.#parent = parent;
+    if (parent?.aborted) this.#onParentAbort();
+    else parent?.addEventListener("abort", this.#onParentAbort, { once: true });
+    this.refresh();
+  }
+
+  /** The signal: aborted by silence, or by the parent. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** Restarts the clock, after progress. */
+  refresh(): void {
+    if (this.#controller.signal.aborted) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#controller.abort(this.#reason()), this.#ms);
+  }
+
+  /** Stops the clock; the parent can still abort the signal. */
+  clear(): void {
+    clearTimeout(this.#timer);
+  }
+
+  /** Stops the clock and unhooks from the parent: call it when done. */
+  release(): void {
+    this.clear();
+    this.#parent?.removeEventListener("abort", this.#onParentAbort);
   }
 }

@@ -29,7 +29,6 @@ import type { Database } from "../store/database.ts";
 import { Deadlines } from "./_deadlines.ts";
 import {
   deleteSignedBytes,
-  encodeFrame,
   type Frame,
   FrameReader,
   FrameType,
@@ -38,6 +37,7 @@ import {
   MAX_FRAME_LENGTH,
   StoreStatus,
   type StreamChunk,
+  writeFrame,
 } from "./wire.ts";
 
 /** A bidirectional byte stream, as libp2p 3 streams are. */
@@ -178,21 +178,6 @@ const SMALL_ENVELOPE = 16 * 1024;
  */
 export async function envelopeHash(envelope: Uint8Array): Promise<Uint8Array> {
   return envelope.length <= SMALL_ENVELOPE ? nobleSha256(envelope) : await sha256(envelope);
-}
-
-/**
- * Writes one frame, waiting for the send buffer to drain if needed.
- *
- * @param stream The stream.
- * @param frame The frame.
- * @param signal Aborts the wait.
- */
-export async function writeFrame(
-  stream: MessageStream,
-  frame: Frame,
-  signal: AbortSignal,
-): Promise<void> {
-  if (!stream.send(encodeFrame(frame))) await stream.onDrain({ signal });
 }
 
 /** Options of {@linkcode MailboxServer}. */

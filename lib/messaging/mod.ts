@@ -50,30 +50,31 @@ export {
   DEFAULT_CHUNK_SIZE,
   DEFAULT_MAX_CHUNK_SIZE,
   DEFAULT_MAX_FILE_SIZE,
-  FILE_PROTOCOL,
-  FileFrameType,
-  FileReceiver,
-  fileSink,
-  fileSource,
   MAX_CHUNK_SIZE,
   MIN_CHUNK_SIZE,
+} from "./constants.ts";
+export {
+  FILE_PROTOCOL,
+  FileFrameType,
   sanitizeFileName,
-  sendFile,
   TransferRefusedError,
-} from "./file_transfer.ts";
+} from "./file_wire.ts";
+export type { RefusalReason, TransferProgress } from "./file_wire.ts";
+export { sendFile } from "./file_send.ts";
 export type {
-  FileOffer,
-  FileReceiverOptions,
   FileRecipient,
-  FileSinkOptions,
+  FileSigner,
   FileSource,
   FileTransfer,
   FileTransport,
-  ReceivedFile,
-  RefusalReason,
   SendFileOptions,
   SentFile,
-  TransferProgress,
-} from "./file_transfer.ts";
+} from "./file_send.ts";
+export { FileReceiver } from "./file_receive.ts";
+export type { FileOffer, FileReceiverOptions, ReceivedFile } from "./file_receive.ts";
+export { fileSink, fileSource } from "./file_io.ts";
+export type { FileSinkOptions } from "./file_io.ts";
+// The base class of TransferRefusedError.
+export { DimError } from "../errors.ts";
 export { SessionContentType, SessionManager } from "./sessions.ts";
 export type { BundleFetcher, SessionPeer, SessionResult } from "./sessions.ts";

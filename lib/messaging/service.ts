@@ -46,7 +46,6 @@ import {
   type MessageStream,
   RateLimiter,
   type StreamHost,
-  writeFrame,
 } from "./mailbox.ts";
 import type { SessionManager, SessionResult } from "./sessions.ts";
 import { Deadlines } from "./_deadlines.ts";
@@ -62,6 +61,7 @@ import {
   MESSAGE_PROTOCOL,
   NackCode,
   StoreStatus,
+  writeFrame,
 } from "./wire.ts";
 
 /** Where a peer can be reached. */

@@ -1,11 +1,12 @@
 /**
- * DIM's two wire protocols and their frames.
+ * DIM's two message wire protocols and their frames.
  *
- * Every frame on a stream is `length u32 | type u8 | body`, where `length`
- * counts `type` and `body`. A reader checks `length` against the limit
- * before it buffers a byte of the body, so an oversized frame costs the
- * receiver four bytes. Frames are decoded strictly: unknown types, short
- * bodies and trailing bytes are {@linkcode ProtocolError}s.
+ * Every frame on a stream is `length u32 | type u8 | body` (framing.ts),
+ * where `length` counts `type` and `body`. A reader checks `length` against
+ * {@linkcode MAX_FRAME_LENGTH} before it buffers a byte of the body, so an
+ * oversized frame costs the receiver four bytes. Frames are decoded
+ * strictly: unknown types, short bodies and trailing bytes are
+ * {@linkcode ProtocolError}s.
  *
  * - `/dim/msg/1.0.0` carries sealed envelopes between two online users:
  *   `ENVELOPE` → `ACK` (signed by the recipient over the envelope's SHA-256)
@@ -34,13 +35,22 @@
 import { concat, Reader, u16, u32, u64 } from "../platform/bytes.ts";
 import { MAX_ENVELOPE_LENGTH } from "../crypto/envelope.ts";
 import { ProtocolError } from "../errors.ts";
+import { MAX_FRAME_LENGTH } from "./constants.ts";
+import {
+  encodeRawFrame,
+  type FrameSink,
+  RawFrameReader,
+  type StreamChunk,
+  writeBytes,
+} from "./framing.ts";
+
+export { MAX_FRAME_LENGTH };
+export type { StreamChunk };
 
 /** Protocol ID of direct messages. */
 export const MESSAGE_PROTOCOL = "/dim/msg/1.0.0";
 /** Protocol ID of the offline mailbox. */
 export const MAILBOX_PROTOCOL = "/dim/mbox/1.0.0";
-/** The largest frame any DIM protocol accepts (one mailbox answer). */
-export const MAX_FRAME_LENGTH = 1024 * 1024;
 /** The most envelopes one FETCH answer carries. */
 export const MAX_FETCH_ITEMS = 64;
 /** The most hashes one DELETE names. */
@@ -177,7 +187,24 @@ export function encodeFrame(frame: Frame): Uint8Array {
   if (body.length + 1 > MAX_FRAME_LENGTH) {
     throw new ProtocolError("Cannot encode frame: it is larger than the frame limit");
   }
-  return concat(u32(body.length + 1), new Uint8Array([frame.type]), body);
+  return encodeRawFrame(frame.type, body);
+}
+
+/**
+ * Writes one frame, waiting for the send buffer to drain if needed.
+ *
+ * @param stream The stream.
+ * @param frame The frame.
+ * @param signal Aborts the wait.
+ * @returns When the stream can take more.
+ * @throws {ProtocolError} If a field is out of range.
+ */
+export async function writeFrame(
+  stream: FrameSink,
+  frame: Frame,
+  signal: AbortSignal,
+): Promise<void> {
+  await writeBytes(stream, encodeFrame(frame), signal);
 }
 
 function fixed(r: Reader, n: number): Uint8Array {
@@ -192,9 +219,13 @@ function fixed(r: Reader, n: number): Uint8Array {
  * @throws {ProtocolError} On an unknown type, a wrong length or trailing bytes.
  */
 export function decodeFrame(bytes: Uint8Array): Frame {
+  if (bytes.length === 0) throw new ProtocolError("Cannot decode frame: it is empty");
+  return decodeBody(bytes[0]!, bytes.subarray(1));
+}
+
+function decodeBody(type: number, body: Uint8Array): Frame {
   try {
-    const r = new Reader(bytes);
-    const type = r.u8();
+    const r = new Reader(body);
     let frame: Frame;
     switch (type) {
       case FrameType.Envelope: {
@@ -262,17 +293,13 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   }
 }
 
-/** A chunk as libp2p streams yield it: bytes, or a list with `subarray()`. */
-export type StreamChunk = Uint8Array | { subarray(): Uint8Array };
-
 /**
- * Reads length-prefixed frames from a byte stream, refusing any frame over
- * `maxLength` as soon as its length prefix arrives.
+ * Reads `/dim/msg/1.0.0` and `/dim/mbox/1.0.0` frames from a byte stream,
+ * refusing any frame over `maxLength` as soon as its length prefix arrives.
  */
 export class FrameReader {
-  #iterator: AsyncIterator<StreamChunk>;
-  #buffer: Uint8Array = new Uint8Array(0);
-  #maxLength: number;
+  readonly #raw: RawFrameReader;
+  readonly #maxLength: number;
 
   /**
    * Wraps a stream's readable side.
@@ -281,18 +308,8 @@ export class FrameReader {
    * @param options `maxLength`: the largest frame accepted (default {@linkcode MAX_FRAME_LENGTH}).
    */
   constructor(source: AsyncIterable<StreamChunk>, options: { readonly maxLength?: number } = {}) {
-    this.#iterator = source[Symbol.asyncIterator]();
+    this.#raw = new RawFrameReader(source);
     this.#maxLength = options.maxLength ?? MAX_FRAME_LENGTH;
-  }
-
-  async #fill(n: number): Promise<boolean> {
-    while (this.#buffer.length < n) {
-      const { value, done } = await this.#iterator.next();
-      if (done) return false;
-      const chunk = value instanceof Uint8Array ? value : value.subarray();
-      this.#buffer = this.#buffer.length === 0 ? chunk : concat(this.#buffer, chunk);
-    }
-    return true;
   }
 
   /**
@@ -302,21 +319,8 @@ export class FrameReader {
    * @throws {ProtocolError} On an oversized, truncated or malformed frame.
    */
   async next(): Promise<Frame | undefined> {
-    if (!(await this.#fill(4))) {
-      if (this.#buffer.length === 0) return undefined;
-      throw new ProtocolError("Cannot read frame: stream ended inside a length prefix");
-    }
-    const b = this.#buffer;
-    const length = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
-    if (length === 0 || length > this.#maxLength) {
-      throw new ProtocolError(`Cannot read frame: length ${length} is out of range`);
-    }
-    if (!(await this.#fill(4 + length))) {
-      throw new ProtocolError("Cannot read frame: stream ended inside a frame");
-    }
-    const frame = this.#buffer.subarray(4, 4 + length);
-    this.#buffer = this.#buffer.subarray(4 + length);
-    return decodeFrame(frame);
+    const raw = await this.#raw.next(this.#maxLength);
+    return raw === undefined ? undefined : decodeBody(raw.type, raw.body);
   }
 }
 

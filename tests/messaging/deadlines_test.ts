@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Deadlines } from "../../lib/messaging/_deadlines.ts";
+import { Deadlines, IdleTimer } from "../../lib/messaging/_deadlines.ts";
 
 Deno.test("a deadline signal times out on its own, and leaves nothing behind", async () => {
   const deadlines = new Deadlines();
@@ -23,4 +23,30 @@ Deno.test("abort() aborts every live signal with its reason, and later ones unti
   const fresh = deadlines.signal(60_000);
   assert.equal(fresh.aborted, false);
   deadlines.abort(reason);
+});
+
+Deno.test("an idle timer aborts after its silence, and refresh() puts it off", async () => {
+  const idle = new IdleTimer(40, () => new Error("silent"));
+  await new Promise((r) => setTimeout(r, 25));
+  idle.refresh();
+  await new Promise((r) => setTimeout(r, 25));
+  assert.equal(idle.signal.aborted, false, "refreshed");
+  await new Promise((r) => setTimeout(r, 40));
+  assert.equal((idle.signal.reason as Error).message, "silent");
+  idle.release();
+});
+
+Deno.test("an idle timer follows its parent until release()", () => {
+  const parent = new AbortController();
+  const idle = new IdleTimer(60_000, () => new Error("silent"), parent.signal);
+  const reason = new Error("stopping");
+  parent.abort(reason);
+  assert.equal(idle.signal.reason, reason);
+  idle.release();
+
+  const other = new AbortController();
+  const released = new IdleTimer(60_000, () => new Error("silent"), other.signal);
+  released.release();
+  other.abort(reason);
+  assert.equal(released.signal.aborted, false, "unhooked from the parent");
 });

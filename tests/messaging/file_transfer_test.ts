@@ -6,23 +6,27 @@ import { Identity, verifySignature } from "../../lib/crypto/identity.ts";
 import { createDhtNode, type DhtNode } from "../../lib/dht/node.ts";
 import { DecryptionError, PeerUnreachableError, ProtocolError } from "../../lib/errors.ts";
 import type { MessageStream } from "../../lib/messaging/mailbox.ts";
+import { DEFAULT_CHUNK_SIZE } from "../../lib/messaging/constants.ts";
 import {
-  DEFAULT_CHUNK_SIZE,
   FILE_PROTOCOL,
   FileFrameType,
+  sanitizeFileName,
+  TransferRefusedError,
+} from "../../lib/messaging/file_wire.ts";
+import {
   type FileOffer,
   FileReceiver,
   type FileReceiverOptions,
+  type ReceivedFile,
+} from "../../lib/messaging/file_receive.ts";
+import {
   type FileRecipient,
-  fileSink,
   type FileSource,
   type FileTransport,
-  type ReceivedFile,
-  sanitizeFileName,
   sendFile,
   type SendFileOptions,
-  TransferRefusedError,
-} from "../../lib/messaging/file_transfer.ts";
+} from "../../lib/messaging/file_send.ts";
+import { fileSink } from "../../lib/messaging/file_io.ts";
 import { transportFor } from "../../lib/messenger.ts";
 
 const LOOPBACK = ["/ip4/127.0.0.1/tcp/0"];

@@ -3,7 +3,7 @@ import { DatabaseSync } from "node:sqlite";
 import { KeyChangedError, UnknownContactError } from "../../lib/messenger.ts";
 import { InvalidIdError, KeystoreError } from "../../lib/errors.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
-import { TransferRefusedError } from "../../lib/messaging/file_transfer.ts";
+import { TransferRefusedError } from "../../lib/messaging/file_wire.ts";
 import { unlockKeystore } from "../../lib/crypto/keystore.ts";
 import { signCard } from "../../lib/record/card.ts";
 import { openPrekeyBundle, PREKEY_RECORD_TYPE } from "../../lib/record/prekey.ts";
