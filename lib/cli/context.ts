@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { DEFAULT_LISTEN } from "../dht/constants.ts";
 import { pathExists } from "../platform/atomic_file.ts";
 import { dataPaths, resolveHome } from "../platform/paths.ts";
 import { PeerUnreachableError } from "../errors.ts";
@@ -33,7 +34,7 @@ export const PASSPHRASE_ENV_VAR = "DIM_PASSPHRASE";
 export const DEFAULT_TIMEOUT_S = 30;
 
 /** Where a node listens unless told otherwise. */
-export const DEFAULT_LISTEN: readonly string[] = ["/ip4/0.0.0.0/tcp/0"];
+export { DEFAULT_LISTEN };
 
 /** The options every command takes. */
 export interface GlobalOptions {

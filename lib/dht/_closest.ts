@@ -9,16 +9,18 @@
  * made it a quarter of the CPU time of a DHT request in a 100-node network
  * (and it grows with the table).
  *
- * {@linkcode closestPeers} computes the same answer — the `count` peers
- * closest to the target in the XOR metric, nearest first — with one pass
- * over the tree that ranks peers by the first 32 bits of their distance and
- * compares whole distances only to break ties, and
- * {@linkcode installFastClosest} puts it in place of the k-bucket tree's
- * `closest` method.
+ * {@linkcode ClosestIndex} computes the same answer — the `count` peers
+ * closest to the target in the XOR metric, nearest first — from a snapshot
+ * of the tree's peers, ranking them by the first 32 bits of their distance
+ * and comparing whole distances only to break ties;
+ * `installFastClosest` (`_libp2p_internals.ts`) puts it in place of the
+ * k-bucket tree's `closest` method. {@linkcode closestPeers} ranks a plain
+ * list the same way.
  *
  * @module
  */
 import type { PeerId } from "@libp2p/interface";
+import { compareXor } from "./_distance.ts";
 
 /** A routing-table entry, as kad-dht's k-bucket tree keeps it. */
 export interface TablePeer {
@@ -34,11 +36,6 @@ export interface ClosestOptions {
   readonly count?: number;
   /** Peers to leave out. */
   readonly exclude?: readonly PeerId[];
-}
-
-interface Ranked {
-  readonly peer: TablePeer;
-  readonly prefix: number;
 }
 
 /**
@@ -70,37 +67,9 @@ export function closestPeers(
   count: number,
   exclude: readonly PeerId[] = [],
 ): PeerId[] {
-  const t0 = target[0] ?? 0;
-  const t1 = target[1] ?? 0;
-  const t2 = target[2] ?? 0;
-  const t3 = target[3] ?? 0;
-  const ranked: Ranked[] = [];
-  for (const peer of peers) {
-    if (exclude.length > 0 && exclude.some((other) => other.equals(peer.peerId))) continue;
-    const id = peer.kadId;
-    const prefix = (((id[0] ?? 0) ^ t0) * 0x1000000) + (((id[1] ?? 0) ^ t1) << 16) +
-      (((id[2] ?? 0) ^ t2) << 8) + ((id[3] ?? 0) ^ t3);
-    ranked.push({ peer, prefix });
-  }
-  ranked.sort((a, b) => a.prefix - b.prefix || compareXor(a.peer.kadId, b.peer.kadId, target));
-  const out: PeerId[] = [];
-  for (let i = 0; i < ranked.length && out.length < count; i++) {
-    const peer = ranked[i]!.peer.peerId;
-    // The tree holds each peer once; kad-dht's list also drops repeats.
-    if (i > 0 && ranked[i - 1]!.peer.peerId.equals(peer)) continue;
-    out.push(peer);
-  }
-  return out;
-}
-
-// Compares the XOR distances of `a` and `b` to `target`.
-function compareXor(a: Uint8Array, b: Uint8Array, target: Uint8Array): number {
-  for (let i = 0; i < target.length; i++) {
-    const t = target[i] ?? 0;
-    const d = ((a[i] ?? 0) ^ t) - ((b[i] ?? 0) ^ t);
-    if (d !== 0) return d;
-  }
-  return 0;
+  const list = [...peers];
+  const tree: KBucketLike = { toIterable: () => list, closest: () => [] };
+  return new ClosestIndex(tree, count).closest(target, { count, exclude });
 }
 
 /** A node of kad-dht's k-bucket tree: a leaf holds peers, an inner node two halves. */
@@ -113,7 +82,7 @@ export interface BucketLike {
   readonly right?: BucketLike;
 }
 
-/** The part of kad-dht's k-bucket tree that {@linkcode installFastClosest} replaces. */
+/** The part of kad-dht's k-bucket tree that `installFastClosest` (`_libp2p_internals.ts`) replaces. */
 export interface KBucketLike {
   /** The root of the tree. */
   readonly root?: BucketLike;
@@ -262,47 +231,4 @@ const RECHECK_MS = 250;
 
 function prefixOf(id: Uint8Array): number {
   return (((id[0] ?? 0) << 24) | ((id[1] ?? 0) << 16) | ((id[2] ?? 0) << 8) | (id[3] ?? 0)) >>> 0;
-}
-
-/**
- * Replaces `kb.closest` with an {@linkcode ClosestIndex} that `table`'s
- * `peer:add` and `peer:remove` events keep up to date.
- *
- * @param kb kad-dht's k-bucket tree (`routingTable.kb`).
- * @param table The routing table that owns it.
- * @param defaultCount The count when none is given (kad-dht's k).
- * @returns The index.
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { peerIdFromString } from "@libp2p/peer-id";
- * import { installFastClosest, type KBucketLike } from "./_closest.ts";
- *
- * const peerId = peerIdFromString("12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo");
- * const kb: KBucketLike = {
- *   root: { peers: [{ peerId, kadId: new Uint8Array(32) }] },
- *   toIterable: () => [],
- *   closest: () => [],
- * };
- * installFastClosest(kb, new EventTarget(), 20);
- * assert.deepEqual([...kb.closest(new Uint8Array(32))], [peerId]);
- * ```
- */
-export function installFastClosest(
-  kb: KBucketLike,
-  table: EventTarget,
-  defaultCount: number,
-): ClosestIndex {
-  const index = new ClosestIndex(kb, defaultCount);
-  table.addEventListener("peer:add", () => index.invalidate());
-  table.addEventListener("peer:remove", () => index.invalidate());
-  Object.defineProperty(kb, "closest", {
-    configurable: true,
-    writable: true,
-    enumerable: false,
-    value: function* (id: Uint8Array, options?: ClosestOptions): Generator<PeerId> {
-      yield* index.closest(id, options);
-    },
-  });
-  return index;
 }

@@ -10,8 +10,9 @@
  * machinery plus a system call, about a third of the CPU time of a small
  * request on loopback.
  *
- * {@linkcode coalesceWrites} makes one connection's transport copy such a
- * list into one buffer and write it once. Lists of one chunk, and batches
+ * {@linkcode coalescedSendData} copies such a list into one buffer and
+ * writes it once; `coalesceWrites` (`_libp2p_internals.ts`) puts it in
+ * place of a connection's `sendData`. Lists of one chunk, and batches
  * larger than {@linkcode MAX_COALESCED_BYTES} (bulk transfers, where the
  * copy would cost more than the calls), go the usual way. The socket takes
  * the whole buffer either way, so the result is the one `sendData` would
@@ -23,67 +24,62 @@
 /** The largest batch copied into one write. */
 export const MAX_COALESCED_BYTES = 64 * 1024;
 
-interface ChunkList {
+/** A batch of chunks, as libp2p's connection hands it to the transport. */
+export interface ChunkList {
+  /** The total length. */
   readonly byteLength: number;
+  /** The chunks. */
   readonly bufs: readonly Uint8Array[];
+  /** The chunks copied into one array. */
   subarray(): Uint8Array;
 }
 
-interface SendResult {
+/** What `sendData` of `@libp2p/tcp` returns. */
+export interface SendResult {
+  /** Bytes handed to the socket. */
   sentBytes: number;
+  /** `false` when the caller should wait for the socket to drain. */
   canSendMore: boolean;
 }
 
-interface SocketLike {
+/** The `socket.write` of a Node.js-style socket. */
+export interface SocketLike {
+  /** Writes bytes; `false` when the socket's buffer is full. */
   write(chunk: Uint8Array): boolean;
 }
 
-interface TcpConnectionLike {
-  socket?: SocketLike;
-  sendData?: (data: ChunkList) => SendResult;
-}
+/** A transport's `sendData`. */
+export type SendData = (data: ChunkList) => SendResult;
 
 /**
- * Makes the TCP transport under a libp2p connection write each batch once.
- * Does nothing (and returns `false`) if the connection is not of the shape
- * `libp2p` 3.3 and `@libp2p/tcp` 11 give it.
+ * A `sendData` that writes a batch of several chunks, up to
+ * {@linkcode MAX_COALESCED_BYTES}, with one `socket.write`, and hands any
+ * other batch to the original.
  *
- * @param connection A libp2p `Connection`.
- * @returns Whether the transport was changed.
+ * @param sendData The transport's own `sendData` (called with the transport as `this`).
+ * @param socket The transport's socket.
+ * @returns The replacement, to be called with the transport as `this`.
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { coalesceWrites } from "./_coalesce.ts";
+ * import { coalescedSendData } from "./_coalesce.ts";
  *
  * const written: Uint8Array[] = [];
- * const maConn = {
- *   socket: { write: (bytes: Uint8Array) => written.push(bytes) > 0 },
- *   sendData: (_data: unknown) => ({ sentBytes: 0, canSendMore: true }),
- * };
- * assert.equal(coalesceWrites({ maConn }), true);
- * const chunks = [new Uint8Array([0, 2]), new Uint8Array([7, 7])];
- * maConn.sendData({ bufs: chunks, byteLength: 4, subarray: () => new Uint8Array([0, 2, 7, 7]) });
+ * const socket = { write: (bytes: Uint8Array) => written.push(bytes) > 0 };
+ * const send = coalescedSendData(() => ({ sentBytes: 0, canSendMore: true }), socket);
+ * const bufs = [new Uint8Array([0, 2]), new Uint8Array([7, 7])];
+ * send({ bufs, byteLength: 4, subarray: () => new Uint8Array([0, 2, 7, 7]) });
  * assert.deepEqual(written, [new Uint8Array([0, 2, 7, 7])]);
  * ```
  */
-export function coalesceWrites(connection: unknown): boolean {
-  const transport = (connection as { maConn?: TcpConnectionLike } | null)?.maConn;
-  const socket = transport?.socket;
-  const sendData = transport?.sendData;
-  if (typeof sendData !== "function" || typeof socket?.write !== "function") return false;
-  Object.defineProperty(transport, "sendData", {
-    configurable: true,
-    writable: true,
-    enumerable: false,
-    value: function (this: TcpConnectionLike, data: ChunkList): SendResult {
-      if (
-        !Array.isArray(data?.bufs) || data.bufs.length < 2 || data.byteLength > MAX_COALESCED_BYTES
-      ) {
-        return sendData.call(this, data);
-      }
-      const bytes = data.subarray();
-      return { sentBytes: bytes.byteLength, canSendMore: socket.write(bytes) };
-    },
-  });
-  return true;
+export function coalescedSendData(sendData: SendData, socket: SocketLike): SendData {
+  return function (this: unknown, data: ChunkList): SendResult {
+    if (
+      !Array.isArray(data?.bufs) || data.bufs.length < 2 || data.byteLength > MAX_COALESCED_BYTES
+    ) {
+      return sendData.call(this, data);
+    }
+    const bytes = data.subarray();
+    return { sentBytes: bytes.byteLength, canSendMore: socket.write(bytes) };
+  };
 }

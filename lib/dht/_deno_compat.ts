@@ -1,6 +1,8 @@
 /**
  * Makes js-libp2p let a Deno process exit once its node has stopped.
- * Imported for its side effect, before anything from libp2p.
+ * Importing this module changes nothing: {@linkcode applyDenoCompat}
+ * changes two globals, and `createDhtNode` calls it before it makes the
+ * first node (libp2p only touches them once a node exists).
  *
  * Two Node.js behaviours that libp2p relies on differ in Deno (2.9):
  *
@@ -29,8 +31,7 @@
  *    a composite made by `AbortSignal.any` from one, still fires.
  *
  * Each fix applies only where it is needed (Deno, and only if the method is
- * missing or not yet replaced), so importing this module elsewhere does
- * nothing.
+ * missing or not yet replaced), so calling it elsewhere does nothing.
  *
  * @module
  */
@@ -216,6 +217,27 @@ function patchAbortSignalTimeout(): void {
   Object.defineProperty(AbortSignal, PATCHED, { value: true });
 }
 
-patchBroadcastChannelUnref();
-if (denoTimers() !== undefined) patchListenerTracking();
-patchAbortSignalTimeout();
+let applied = false;
+
+/**
+ * Applies both fixes, process-wide: gives `BroadcastChannel.prototype` an
+ * `unref()`, and replaces `AbortSignal.timeout`, `AbortSignal.any` and the
+ * listener methods of `AbortSignal.prototype` (see the module
+ * documentation). Calling it again does nothing; outside Deno it does
+ * nothing.
+ *
+ * @example
+ * ```ts
+ * import { applyDenoCompat } from "./_deno_compat.ts";
+ *
+ * applyDenoCompat();
+ * applyDenoCompat();
+ * ```
+ */
+export function applyDenoCompat(): void {
+  if (applied) return;
+  applied = true;
+  patchBroadcastChannelUnref();
+  if (denoTimers() !== undefined) patchListenerTracking();
+  patchAbortSignalTimeout();
+}

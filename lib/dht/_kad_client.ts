@@ -78,19 +78,19 @@ interface Pooled {
  * ```ts ignore
  * import { KadClient } from "./_kad_client.ts";
  * import { KadMessageType } from "./_kad_wire.ts";
- * import { createDhtNode } from "./node.ts";
+ * import { createDhtNode, libp2pOf } from "./node.ts";
  *
  * await using a = await createDhtNode({ listen: ["/ip4/127.0.0.1/tcp/0"] });
  * await using b = await createDhtNode({ listen: ["/ip4/127.0.0.1/tcp/0"] });
- * const kad = new KadClient(b.libp2p, {
+ * const kad = new KadClient(libp2pOf(b), {
  *   protocol: b.protocol,
  *   maxMessageBytes: 1 << 20,
  *   timeoutMs: 5000,
  *   idleMs: 5000,
  * });
  * const answer = await kad.request(
- *   a.libp2p.peerId,
- *   () => a.libp2p.getMultiaddrs(),
+ *   libp2pOf(a).peerId,
+ *   () => libp2pOf(a).getMultiaddrs(),
  *   { type: KadMessageType.FIND_NODE, key: new TextEncoder().encode("/demo/a") },
  *   AbortSignal.timeout(5000),
  * );

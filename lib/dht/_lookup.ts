@@ -46,7 +46,8 @@
  *
  * @module
  */
-import { sha256 } from "@noble/hashes/sha2.js";
+import { compareBytes as compareDistance, equalBytes } from "../platform/bytes.ts";
+import { kadId, xorDistance as xor } from "./_distance.ts";
 import type { KadPeer } from "./_kad_wire.ts";
 
 /** What a peer answered. */
@@ -69,7 +70,7 @@ export interface LookupQuorum {
 
 /** Options of {@linkcode lookup}. */
 export interface LookupOptions<P extends KadPeer> {
-  /** The lookup target in the DHT key space: {@linkcode kadId} of the key. */
+  /** The lookup target in the DHT key space: `kadId` (`_distance.ts`) of the key. */
   readonly target: Uint8Array;
   /** This node's peer ID multihash: never asked. */
   readonly self: Uint8Array;
@@ -153,24 +154,6 @@ interface Path {
   active: number;
 }
 
-/**
- * The position of a key or peer in the DHT key space, as kad-dht computes
- * it: SHA-256 of the key bytes, or of the peer ID's multihash.
- *
- * @param bytes Key bytes or a peer ID multihash.
- * @returns 32 bytes.
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { kadId } from "./_lookup.ts";
- *
- * assert.equal(kadId(new TextEncoder().encode("/dim/card/x")).length, 32);
- * ```
- */
-export function kadId(bytes: Uint8Array): Uint8Array {
-  return sha256(bytes);
-}
-
 // Positions of peers met recently, by peerKey: the same peers are named
 // again and again, and hashing each anew was a fifth of a lookup's own time.
 const PEER_KAD_IDS = new Map<string, Uint8Array>();
@@ -189,34 +172,6 @@ function peerKadId(key: string, id: Uint8Array): Uint8Array {
 }
 
 /**
- * Compares two XOR distances.
- *
- * @param a A distance.
- * @param b Another distance of the same length.
- * @returns Negative if `a` is closer, positive if `b` is, 0 if equal.
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { compareDistance } from "./_lookup.ts";
- *
- * assert.ok(compareDistance(new Uint8Array([0, 9]), new Uint8Array([1, 0])) < 0);
- * ```
- */
-export function compareDistance(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < a.length; i++) {
-    const d = (a[i] ?? 0) - (b[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-
-function xor(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = (a[i] ?? 0) ^ (b[i] ?? 0);
-  return out;
-}
-
-/**
  * A map key for a peer ID multihash.
  *
  * @param id The multihash bytes.
@@ -232,12 +187,6 @@ function xor(a: Uint8Array, b: Uint8Array): Uint8Array {
 export function peerKey(id: Uint8Array): string {
   // One string, not one per byte: lookups key every peer they are told of.
   return String.fromCharCode.apply(null, id as unknown as number[]);
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 // Inserts `item` into `list`, kept sorted by distance.
@@ -264,7 +213,8 @@ function insertSorted(list: Candidate[], item: Candidate): void {
  * @example A lookup over a simulated network of two peers
  * ```ts
  * import assert from "node:assert/strict";
- * import { kadId, lookup } from "./_lookup.ts";
+ * import { kadId } from "./_distance.ts";
+ * import { lookup } from "./_lookup.ts";
  *
  * const a = { id: new Uint8Array([0, 1, 1]), addrs: [] };
  * const b = { id: new Uint8Array([0, 1, 2]), addrs: [] };

@@ -14,7 +14,8 @@
  * addresses are new, or when the same news last went through more than
  * `refreshMs` ago, so addresses are still refreshed in the peer store
  * (which keeps them for a week) and a peer that left the routing table is
- * tried again.
+ * tried again. `filterPeerEvents` (`_libp2p_internals.ts`) puts it in
+ * front of the network layer's `dispatchEvent`.
  *
  * @module
  */
@@ -114,33 +115,17 @@ export class PeerEventFilter {
   }
 
   /**
-   * Makes `target` drop the `peer` events this filter does not admit; other
-   * events pass unchanged.
+   * Decides whether an event dispatched on kad-dht's network layer should
+   * go through: a `peer` event only if {@linkcode PeerEventFilter.admit}
+   * admits its peer, every other event always.
    *
-   * @param target The event target (kad-dht's network layer).
-   * @returns A function that removes the filter again.
+   * @param event The event.
+   * @returns `true` to dispatch it.
    */
-  install(target: EventTarget): () => void {
-    const own = Object.getOwnPropertyDescriptor(target, "dispatchEvent");
-    const dispatch = target.dispatchEvent;
-    const filtered = (event: Event): boolean => {
-      if (event.type === "peer") {
-        const detail = (event as CustomEvent<unknown>).detail;
-        if (isPeerInfo(detail) && !this.admit(detail)) return true;
-      }
-      return dispatch.call(target, event);
-    };
-    Object.defineProperty(target, "dispatchEvent", {
-      configurable: true,
-      writable: true,
-      enumerable: false,
-      value: filtered,
-    });
-    return () => {
-      if (target.dispatchEvent !== filtered) return;
-      if (own === undefined) delete (target as { dispatchEvent?: unknown }).dispatchEvent;
-      else Object.defineProperty(target, "dispatchEvent", own);
-    };
+  admitEvent(event: Event): boolean {
+    if (event.type !== "peer") return true;
+    const detail = (event as CustomEvent<unknown>).detail;
+    return !isPeerInfo(detail) || this.admit(detail);
   }
 }
 

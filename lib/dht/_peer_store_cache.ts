@@ -12,8 +12,9 @@
  * entry's `updated` time once the protocol is known. Together these were
  * about a sixth of the CPU time of a DHT request.
  *
- * {@linkcode PeerStoreCache.install} wraps one peer store object in place
- * (libp2p hands the same object to all its components):
+ * {@linkcode PeerStoreCache.wrap} builds replacements for one peer store
+ * object's methods, which `_libp2p_internals.ts` installs in place (libp2p
+ * hands the same object to all its components):
  *
  * - `get` and `getInfo` answer from a cached copy younger than `ttlMs`;
  * - `merge` of protocols and addresses the cached copy already holds is
@@ -50,6 +51,12 @@ interface Entry {
 
 type Options = { signal?: AbortSignal } | undefined;
 
+/** The peer store methods a {@linkcode PeerStoreCache} replaces. */
+export type CachedPeerStoreMethods = Pick<
+  PeerStore,
+  "get" | "getInfo" | "merge" | "patch" | "save" | "delete"
+>;
+
 /** Counters of a {@linkcode PeerStoreCache}, for tests and benches. */
 export interface PeerStoreCacheStats {
   /** Reads answered from the cache. */
@@ -67,14 +74,12 @@ export interface PeerStoreCacheStats {
  *
  * @example
  * ```ts ignore
+ * import type { PeerStore } from "@libp2p/interface";
  * import { PeerStoreCache } from "./_peer_store_cache.ts";
- * import { createDhtNode } from "./node.ts";
  *
- * // createDhtNode installs one on every node's peer store, like this:
- * const node = await createDhtNode({ listen: ["/ip4/127.0.0.1/tcp/0"], start: false });
- * new PeerStoreCache({ ttlMs: 60_000, maxEntries: 512, clock: Date.now })
- *   .install(node.libp2p.peerStore);
- * await node.stop();
+ * declare const store: PeerStore; // libp2p's peer store
+ * const cache = new PeerStoreCache({ ttlMs: 60_000, maxEntries: 512, clock: Date.now });
+ * Object.assign(store, cache.wrap(store));
  * ```
  */
 export class PeerStoreCache {
@@ -112,18 +117,21 @@ export class PeerStoreCache {
   }
 
   /**
-   * Wraps `store`'s methods in place.
+   * Builds cached versions of `store`'s methods, calling its current ones
+   * underneath; `installPeerStoreCache` (`_libp2p_internals.ts`) puts them
+   * in place.
    *
    * @param store The peer store (libp2p's `components.peerStore`).
+   * @returns The replacement methods.
    */
-  install(store: PeerStore): void {
+  wrap(store: PeerStore): CachedPeerStoreMethods {
     const get = store.get.bind(store);
     const merge = store.merge.bind(store);
     const patch = store.patch.bind(store);
     const save = store.save.bind(store);
     const remove = store.delete.bind(store);
 
-    store.get = async (id: PeerId, options?: Options): Promise<Peer> => {
+    const cachedGet = async (id: PeerId, options?: Options): Promise<Peer> => {
       const key = keyOf(id);
       const entry = this.#fresh(key);
       if (entry !== undefined) {
@@ -137,7 +145,7 @@ export class PeerStoreCache {
       return peer;
     };
     // kad-dht reads 20 of these per request: keep the derived object too.
-    store.getInfo = async (id: PeerId, options?: Options): Promise<PeerInfo> => {
+    const getInfo = async (id: PeerId, options?: Options): Promise<PeerInfo> => {
       let entry = this.#byObject.get(id);
       if (entry === undefined || entry.dead === true || this.#expired(entry)) {
         entry = this.#fresh(keyOf(id));
@@ -150,10 +158,10 @@ export class PeerStoreCache {
           multiaddrs: entry.peer.addresses.map(({ multiaddr }) => multiaddr),
         };
       }
-      const peer = await store.get(id, options);
+      const peer = await cachedGet(id, options);
       return { id: peer.id, multiaddrs: peer.addresses.map(({ multiaddr }) => multiaddr) };
     };
-    store.merge = async (id: PeerId, data: PeerData, options?: Options): Promise<Peer> => {
+    const cachedMerge = async (id: PeerId, data: PeerData, options?: Options): Promise<Peer> => {
       const key = keyOf(id);
       const entry = this.#fresh(key);
       if (entry !== undefined && changesNothing(entry, data)) {
@@ -162,11 +170,11 @@ export class PeerStoreCache {
       }
       return await this.#write(key, () => merge(id, data, options));
     };
-    store.patch = (id: PeerId, data: PeerData, options?: Options): Promise<Peer> =>
+    const cachedPatch = (id: PeerId, data: PeerData, options?: Options): Promise<Peer> =>
       this.#write(keyOf(id), () => patch(id, data, options));
-    store.save = (id: PeerId, data: PeerData, options?: Options): Promise<Peer> =>
+    const cachedSave = (id: PeerId, data: PeerData, options?: Options): Promise<Peer> =>
       this.#write(keyOf(id), () => save(id, data, options));
-    store.delete = async (id: PeerId, options?: Options): Promise<void> => {
+    const cachedDelete = async (id: PeerId, options?: Options): Promise<void> => {
       const key = keyOf(id);
       this.#invalidate(key);
       try {
@@ -176,6 +184,14 @@ export class PeerStoreCache {
       }
     };
     // `consumePeerRecord` and `has` call the methods above.
+    return {
+      get: cachedGet,
+      getInfo,
+      merge: cachedMerge,
+      patch: cachedPatch,
+      save: cachedSave,
+      delete: cachedDelete,
+    };
   }
 
   async #write(key: string, write: () => Promise<Peer>): Promise<Peer> {

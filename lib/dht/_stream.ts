@@ -14,8 +14,9 @@
  * event at all.
  *
  * {@linkcode readStream} also ends on `end`, and when it finds the readable
- * end closed after delivering a chunk; {@linkcode withReliableIteration}
- * installs it as the iterator of a stream DIM hands to its callers.
+ * end closed after delivering a chunk; `withReliableIteration`
+ * (`_libp2p_internals.ts`) installs it as the iterator of a stream DIM
+ * hands to its callers.
  *
  * @module
  */
@@ -94,20 +95,4 @@ export async function* readStream(stream: Stream): AsyncGenerator<StreamChunk, v
 // A function, so the compiler does not narrow the status from an earlier check.
 function readClosed(stream: Stream): boolean {
   return stream.readStatus === "closed";
-}
-
-/**
- * Makes `for await (const chunk of stream)` use {@linkcode readStream}.
- *
- * @param stream The stream, changed in place.
- * @returns The same stream.
- */
-export function withReliableIteration(stream: Stream): Stream {
-  Object.defineProperty(stream, Symbol.asyncIterator, {
-    configurable: true,
-    writable: true,
-    enumerable: false,
-    value: () => readStream(stream),
-  });
-  return stream;
 }

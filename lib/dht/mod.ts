@@ -5,10 +5,12 @@
  * and optional persistence (peer ID, peer store and DHT records) in a data
  * directory.
  *
- * Importing this module applies two Deno compatibility fixes to globals so
- * that a process exits once its nodes have stopped: it gives
- * `BroadcastChannel` the `unref()` libp2p's lock expects, and makes the
- * timer of `AbortSignal.timeout()` unref'd as in Node.js.
+ * Importing this module changes no global. Making the first node applies
+ * two Deno compatibility fixes, process-wide, so that a process exits once
+ * its nodes have stopped and does not keep every timeout signal alive: it
+ * gives `BroadcastChannel` the `unref()` libp2p's lock expects, and
+ * replaces `AbortSignal.timeout()` by one whose timer is unref'd (as in
+ * Node.js) and which is collected when nothing listens to it.
  *
  * @example Two nodes on loopback share a record
  * ```ts
@@ -42,17 +44,18 @@
 export { createDhtNode, DhtNode } from "./node.ts";
 export type {
   DhtCallOptions,
+  DhtChunkList,
   DhtGetOptions,
   DhtHandleOptions,
   DhtNodeOptions,
   DhtPeer,
   DhtSelector,
-  DhtServices,
   DhtStats,
+  DhtStream,
+  DhtStreamChunk,
   DhtStreamHandler,
   DhtValidator,
-  Stream,
-} from "./node.ts";
+} from "./types.ts";
 export {
   DEFAULT_DISJOINT_PATHS,
   DEFAULT_INBOUND_CONNECTION_THRESHOLD,

@@ -4,7 +4,13 @@
  *
  * @module
  */
-import { createDhtNode, type DhtNode, type DhtNodeOptions } from "../../lib/dht/node.ts";
+import type { Stream } from "@libp2p/interface";
+import {
+  createDhtNode,
+  type DhtNode,
+  type DhtNodeOptions,
+  type DhtStream,
+} from "../../lib/dht/node.ts";
 
 /** Loopback only: tests never listen on other interfaces. */
 export const LOOPBACK = ["/ip4/127.0.0.1/tcp/0"] as const;
@@ -94,6 +100,14 @@ export async function waitForFullTables(
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/**
+ * The libp2p stream a {@linkcode DhtStream} is (DIM hands out libp2p
+ * streams under a narrower type), for tests that speak kad frames on it.
+ */
+export function rawStream(stream: DhtStream): Stream {
+  return stream as unknown as Stream;
 }
 
 /** Stops every node, in parallel. */

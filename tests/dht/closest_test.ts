@@ -7,7 +7,9 @@ import { generateKeyPair } from "@libp2p/crypto/keys";
 import type { PeerId } from "@libp2p/interface";
 import { peerIdFromPrivateKey } from "@libp2p/peer-id";
 import { ClosestIndex, closestPeers, type TablePeer } from "../../lib/dht/_closest.ts";
-import { compareDistance, kadId } from "../../lib/dht/_lookup.ts";
+import { kadId } from "../../lib/dht/_distance.ts";
+import { libp2pOf } from "../../lib/dht/node.ts";
+import { compareBytes as compareDistance } from "../../lib/platform/bytes.ts";
 import { startNetwork, stopAll, waitForFullTables } from "./_helpers.ts";
 
 async function tablePeers(count: number): Promise<TablePeer[]> {
@@ -74,7 +76,7 @@ Deno.test("a node's routing table answers closest-peer queries as before", async
   const nodes = await startNetwork(8);
   try {
     await waitForFullTables(nodes);
-    const table = (nodes[0]!.libp2p.services.dht as unknown as {
+    const table = (libp2pOf(nodes[0]!).services.dht as unknown as {
       routingTable: {
         kb: { toIterable(): Iterable<TablePeer> };
         closestPeers(id: Uint8Array, options: { count: number }): PeerId[];

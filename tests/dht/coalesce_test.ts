@@ -3,7 +3,8 @@
  * written once; single chunks and large batches go the usual way.
  */
 import assert from "node:assert/strict";
-import { coalesceWrites, MAX_COALESCED_BYTES } from "../../lib/dht/_coalesce.ts";
+import { MAX_COALESCED_BYTES } from "../../lib/dht/_coalesce.ts";
+import { coalesceWrites } from "../../lib/dht/_libp2p_internals.ts";
 
 /** The parts of a `ChunkList` (from `uint8arraylist`) the transport uses. */
 class ChunkList {

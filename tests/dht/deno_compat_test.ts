@@ -11,7 +11,8 @@ import { fileURLToPath } from "node:url";
 const COMPAT = new URL("../../lib/dht/_deno_compat.ts", import.meta.url).href;
 
 const SCRIPT = `
-await import(${JSON.stringify(COMPAT)});
+const { applyDenoCompat } = await import(${JSON.stringify(COMPAT)});
+applyDenoCompat();
 const fired = { timeout: false, composite: false, onabort: false, removed: false };
 (() => {
   AbortSignal.timeout(50).addEventListener("abort", () => { fired.timeout = true; });
@@ -53,7 +54,8 @@ Deno.test("timeout signals fire when listened to and are collected when not", as
 });
 
 Deno.test("a timeout signal aborts with a TimeoutError and rejects bad delays", async () => {
-  await import("../../lib/dht/_deno_compat.ts");
+  const { applyDenoCompat } = await import("../../lib/dht/_deno_compat.ts");
+  applyDenoCompat();
   const signal = AbortSignal.timeout(10);
   // The timer is unref'd, as in Node.js: something else must keep Deno up.
   const keepAlive = setTimeout(() => {}, 1000);

@@ -6,13 +6,13 @@
 import assert from "node:assert/strict";
 import { KadClient } from "../../lib/dht/_kad_client.ts";
 import { encodeKadMessage, KadMessageType, KadStreamReader } from "../../lib/dht/_kad_wire.ts";
-import { createDhtNode, type DhtNode } from "../../lib/dht/node.ts";
-import { testNodeOptions } from "./_helpers.ts";
+import { createDhtNode, type DhtNode, libp2pOf } from "../../lib/dht/node.ts";
+import { rawStream, testNodeOptions } from "./_helpers.ts";
 
 const PROTOCOL = "/test/kad-echo/1.0.0";
 
 function client(node: DhtNode, timeoutMs = 5000): KadClient {
-  return new KadClient(node.libp2p, {
+  return new KadClient(libp2pOf(node), {
     protocol: PROTOCOL,
     maxMessageBytes: 1 << 20,
     timeoutMs,
@@ -23,7 +23,7 @@ function client(node: DhtNode, timeoutMs = 5000): KadClient {
 /** Serves PROTOCOL: echoes each request, closing the stream after `answers`. */
 async function serve(node: DhtNode, answers = Infinity): Promise<void> {
   await node.handle(PROTOCOL, async (stream) => {
-    const reader = new KadStreamReader(stream, 1 << 20);
+    const reader = new KadStreamReader(rawStream(stream), 1 << 20);
     try {
       for (let i = 0; i < answers; i++) {
         const request = await reader.next();
@@ -45,8 +45,8 @@ Deno.test("requests to one peer are sent on one stream", async () => {
   await using node = await createDhtNode(testNodeOptions());
   await serve(server);
   const kad = client(node);
-  const to = server.libp2p.peerId;
-  const addresses = () => server.libp2p.getMultiaddrs();
+  const to = libp2pOf(server).peerId;
+  const addresses = () => libp2pOf(server).getMultiaddrs();
   for (let i = 0; i < 3; i++) {
     const answer = await kad.request(to, addresses, {
       type: KadMessageType.FIND_NODE,
@@ -69,8 +69,8 @@ Deno.test("a request on a stream the server closed is sent again on a new one", 
   await using node = await createDhtNode(testNodeOptions());
   await serve(server, 1);
   const kad = client(node);
-  const to = server.libp2p.peerId;
-  const addresses = () => server.libp2p.getMultiaddrs();
+  const to = libp2pOf(server).peerId;
+  const addresses = () => libp2pOf(server).getMultiaddrs();
   await kad.request(to, addresses, { type: 4 }, AbortSignal.timeout(5000));
   await new Promise((resolve) => setTimeout(resolve, 50));
   const answer = await kad.request(to, addresses, { type: 1 }, AbortSignal.timeout(5000));
@@ -88,10 +88,15 @@ Deno.test("a request that gets no answer times out, and an aborted one rejects a
     }
   });
   const kad = client(node, 300);
-  const to = server.libp2p.peerId;
+  const to = libp2pOf(server).peerId;
   const started = performance.now();
   await assert.rejects(
-    kad.request(to, () => server.libp2p.getMultiaddrs(), { type: 4 }, new AbortController().signal),
+    kad.request(
+      to,
+      () => libp2pOf(server).getMultiaddrs(),
+      { type: 4 },
+      new AbortController().signal,
+    ),
     (err: unknown) => (err as Error).name === "TimeoutError",
   );
   const elapsed = performance.now() - started;

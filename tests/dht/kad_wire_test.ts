@@ -14,7 +14,7 @@ import {
   MAX_PEER_ADDRESSES,
 } from "../../lib/dht/_kad_wire.ts";
 import { createDhtNode } from "../../lib/dht/node.ts";
-import { testNodeOptions } from "./_helpers.ts";
+import { rawStream, testNodeOptions } from "./_helpers.ts";
 
 const peer = (n: number, addresses = 1) => ({
   id: new Uint8Array([0, 36, n, n, n]),
@@ -79,7 +79,7 @@ Deno.test("a stream reader returns each of several messages, split or joined", a
     await stream.close();
   });
   const stream = await b.dialProtocol(a.multiaddrs[0]!, "/test/kad-frames/1.0.0");
-  const reader = new KadStreamReader(stream, 1024);
+  const reader = new KadStreamReader(rawStream(stream), 1024);
   assert.equal((await reader.next()).type, 1);
   assert.deepEqual((await reader.next()).key, new Uint8Array(300).fill(2));
   assert.deepEqual((await reader.next()).key, new Uint8Array(300).fill(2));

@@ -5,14 +5,9 @@
  */
 import assert from "node:assert/strict";
 import type { KadPeer } from "../../lib/dht/_kad_wire.ts";
-import {
-  compareDistance,
-  kadId,
-  lookup,
-  type LookupAnswer,
-  type LookupOptions,
-  peerKey,
-} from "../../lib/dht/_lookup.ts";
+import { kadId } from "../../lib/dht/_distance.ts";
+import { compareBytes as compareDistance } from "../../lib/platform/bytes.ts";
+import { lookup, type LookupAnswer, type LookupOptions, peerKey } from "../../lib/dht/_lookup.ts";
 
 const encoder = new TextEncoder();
 const KEY = kadId(encoder.encode("/test/key"));

@@ -3,7 +3,7 @@
  * events, and stop() under load. Every node listens on 127.0.0.1 only.
  */
 import assert from "node:assert/strict";
-import { createDhtNode, type DhtNode, type Stream } from "../../lib/dht/node.ts";
+import { createDhtNode, type DhtNode, type DhtStream, libp2pOf } from "../../lib/dht/node.ts";
 import {
   DimError,
   InvalidRecordError,
@@ -206,7 +206,7 @@ Deno.test("dialProtocol reaches a DhtPeer by its addresses, or a peer ID via the
         await stream.close();
       });
     }
-    const read = async (stream: Stream) => {
+    const read = async (stream: DhtStream) => {
       let text = "";
       for await (const chunk of stream) text += new TextDecoder().decode(chunk.subarray());
       return text;
@@ -308,15 +308,15 @@ Deno.test("stop() returns within 5 s with an open stream and a pending query", a
   );
   try {
     // `silent` stops answering DHT requests: it reads them and never replies.
-    await silent.libp2p.unhandle(silent.protocol);
-    await silent.libp2p.handle(silent.protocol, async (stream) => {
+    await libp2pOf(silent).unhandle(silent.protocol);
+    await libp2pOf(silent).handle(silent.protocol, async (stream) => {
       for await (const _ of stream) {
         // Swallow the request.
       }
     });
     // `b` keeps DHT streams open for reuse, served by the handler they were
     // opened with: drop them, so that `b` asks `silent` on a new stream.
-    await b.libp2p.hangUp(silent.libp2p.peerId);
+    await b.hangUp(silent.peerId);
     await a.handle("/test/hold/1.0.0", async (stream) => {
       for await (const _ of stream) {
         // Keep the stream open until the connection goes.

@@ -3,6 +3,7 @@
  * repeats until they are due again.
  */
 import assert from "node:assert/strict";
+import { filterPeerEvents } from "../../lib/dht/_libp2p_internals.ts";
 import { PeerEventFilter } from "../../lib/dht/_peer_events.ts";
 
 function peer(id: number, ...addresses: number[]) {
@@ -31,7 +32,7 @@ Deno.test("an installed filter drops repeated peer events and lets others throug
   const seen: string[] = [];
   target.addEventListener("peer", () => seen.push("peer"));
   target.addEventListener("other", () => seen.push("other"));
-  const remove = filter.install(target);
+  const remove = filterPeerEvents(target, filter);
   target.dispatchEvent(new CustomEvent("peer", { detail: peer(1, 1) }));
   target.dispatchEvent(new CustomEvent("peer", { detail: peer(1, 1) }));
   target.dispatchEvent(new CustomEvent("other", { detail: peer(1, 1) }));

@@ -8,6 +8,7 @@ import { generateKeyPair } from "@libp2p/crypto/keys";
 import type { Peer, PeerData, PeerId, PeerStore } from "@libp2p/interface";
 import { peerIdFromPrivateKey } from "@libp2p/peer-id";
 import { multiaddr } from "@multiformats/multiaddr";
+import { installPeerStoreCache } from "../../lib/dht/_libp2p_internals.ts";
 import { PeerStoreCache } from "../../lib/dht/_peer_store_cache.ts";
 
 /** A peer store in a Map that counts its reads and writes. */
@@ -61,7 +62,7 @@ Deno.test("reads are cached and merges that change nothing are skipped", async (
   const { store, counts } = fakeStore();
   let now = 0;
   const cache = new PeerStoreCache({ ttlMs: 1000, maxEntries: 10, clock: () => now });
-  cache.install(store);
+  installPeerStoreCache(store, cache);
   const id = peerIdFromPrivateKey(await generateKeyPair("Ed25519"));
   const address = multiaddr("/ip4/127.0.0.1/tcp/4001");
   await store.merge(id, { protocols: ["/dim/kad/1.0.0"], multiaddrs: [address] });
@@ -87,7 +88,7 @@ Deno.test("reads are cached and merges that change nothing are skipped", async (
 Deno.test("patch, save and delete replace or drop the cached copy", async () => {
   const { store, counts } = fakeStore();
   const cache = new PeerStoreCache({ ttlMs: 60_000, maxEntries: 10, clock: () => 0 });
-  cache.install(store);
+  installPeerStoreCache(store, cache);
   const id = peerIdFromPrivateKey(await generateKeyPair("Ed25519"));
   await store.merge(id, { protocols: ["/a"] });
   await store.patch(id, { protocols: ["/b"] });
@@ -112,7 +113,7 @@ Deno.test("a read that started before a write does not cache the older copy", as
     await gate.promise;
     return value;
   };
-  cache.install(store);
+  installPeerStoreCache(store, cache);
   const read = store.get(id);
   await store.patch(id, { protocols: ["/new"] });
   gate.resolve();
@@ -123,7 +124,7 @@ Deno.test("a read that started before a write does not cache the older copy", as
 Deno.test("the cache holds at most maxEntries peers", async () => {
   const { store } = fakeStore();
   const cache = new PeerStoreCache({ ttlMs: 60_000, maxEntries: 3, clock: () => 0 });
-  cache.install(store);
+  installPeerStoreCache(store, cache);
   for (let i = 0; i < 5; i++) {
     await store.merge(peerIdFromPrivateKey(await generateKeyPair("Ed25519")), {
       protocols: ["/a"],
@@ -135,7 +136,7 @@ Deno.test("the cache holds at most maxEntries peers", async () => {
 Deno.test("getInfo by the same PeerId object sees writes made through another", async () => {
   const { store } = fakeStore();
   const cache = new PeerStoreCache({ ttlMs: 60_000, maxEntries: 10, clock: () => 0 });
-  cache.install(store);
+  installPeerStoreCache(store, cache);
   const key = await generateKeyPair("Ed25519");
   const asked = peerIdFromPrivateKey(key);
   const other = peerIdFromPrivateKey(key); // Equal, but another object.

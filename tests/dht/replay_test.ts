@@ -16,6 +16,7 @@ import {
 } from "../../lib/dht/_kad_wire.ts";
 import { InvalidRecordError } from "../../lib/errors.ts";
 import {
+  rawStream,
   seqOf,
   startNetwork,
   stopAll,
@@ -35,7 +36,7 @@ async function rawPut(
 ): Promise<"accepted" | "refused"> {
   const keyBytes = encoder.encode(key);
   const record = new Libp2pRecord(keyBytes, value, new Date()).serialize();
-  const stream = await from.dialProtocol(to.multiaddrs[0]!, from.protocol);
+  const stream = rawStream(await from.dialProtocol(to.multiaddrs[0]!, from.protocol));
   try {
     await sendBytes(
       stream,

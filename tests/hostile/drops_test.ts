@@ -113,7 +113,7 @@ Deno.test("a node survives peers that drop mid-handshake and mid-frame, and keep
           i % 3 === 0 ? concat(u32(1 << 20), frame.subarray(4, cut)) : frame.subarray(0, cut),
         );
         await sleep(rnd.int(5));
-        if (i % 10 === 9) await attacker.libp2p.hangUp(bob.node.libp2p.peerId).catch(() => {});
+        if (i % 10 === 9) await attacker.hangUp(bob.node.peerId).catch(() => {});
         else stream.abort(new Error("dropped mid-frame"));
       } catch {
         // A dial racing a hang-up may fail: that is the point.

@@ -223,7 +223,7 @@ Deno.test({
           // See the report: now and then every new stream on a fresh
           // connection arrives as an empty one; a new connection recovers.
           unreachableRun = 0;
-          await attacker.libp2p.hangUp(bob.node.libp2p.peerId).catch(() => {});
+          await attacker.hangUp(bob.node.peerId).catch(() => {});
         } else if (outcome !== "unreachable") unreachableRun = 0;
         if (i % 500 === 0) rssPeak = Math.max(rssPeak, rssMiB());
       });

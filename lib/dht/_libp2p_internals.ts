@@ -1,0 +1,375 @@
+/**
+ * Every place DIM relies on, or patches, what js-libp2p and kad-dht do not
+ * offer in their typed public API — in one module, behind one shape check.
+ *
+ * Checked against `libp2p` 3.3.11, `@libp2p/kad-dht` 16.4.5,
+ * `@libp2p/tcp` 11.0.28 and `@libp2p/utils` 7.4.1 (the pins of
+ * `deno.json`). {@linkcode checkLibp2pInternals} runs when a node is made
+ * and throws a {@linkcode Libp2pInternalsError} naming every part that is
+ * missing, so an upgrade that moves one fails at once and loudly, not by
+ * slowly making DIM's figures worse; `tests/dht/libp2p_internals_test.ts`
+ * runs it on a real node. After an upgrade, read the sources again for each
+ * row below.
+ *
+ * | Relied on | By | Why |
+ * | --- | --- | --- |
+ * | `services.dht.routingTable` (`size`, `closestPeers`, `peer:add`/`peer:remove` events) | lookups, `routingTableSize` | kad-dht's public API has no "closest peers of my table"; DIM's lookup starts from them |
+ * | `routingTable.kb` (`root`, leaves' `peers`, `toIterable`, `closest`) | {@linkcode installFastClosest} | kad-dht ranks the table per request by sorted insertion: ≈1 ms per request at 100 peers, a quarter of a request's CPU (`_closest.ts`) |
+ * | `services.dht.network` (`peer` events, `dispatchEvent`) | {@linkcode filterPeerEvents}, `records.ts` | repeated "peer seen" events cost a peer-store write and a routing-table job each, a fifth of a request's CPU (`_peer_events.ts`); DIM's lookups announce new peers there as kad-dht's own do |
+ * | `peerStore` (the one object all components share; `consumePeerRecord` and `has` call `get`/`patch`) | {@linkcode installPeerStoreCache} | a peer-store read per closer peer and a no-op write per stream, a sixth of a request's CPU (`_peer_store_cache.ts`) |
+ * | `components.addressManager._updatePeerStoreAddresses.stop` | {@linkcode cancelAddressUpdate} | a 1 s debounced write that outlives `stop()` and would hit a closed database |
+ * | a TCP connection's `maConn.socket` and `maConn.sendData` | {@linkcode coalesceWrites} | one `socket.write` per frame chunk: 8–26 writes per request, a third of a small request's CPU (`_coalesce.ts`) |
+ * | a stream's `Symbol.asyncIterator` | {@linkcode withReliableIteration} | `@libp2p/utils` 7.4.1's iterator can wait for ever when the remote closes early (`_stream.ts`) |
+ *
+ * The TCP connection shape is checked by {@linkcode checkConnectionInternals};
+ * at run time a connection of another shape (another transport) is left
+ * as it is, so that check runs in the test, on a real connection.
+ *
+ * ## Why DIM runs its own lookup rather than kad-dht's `get`
+ *
+ * kad-dht's `get()` and `getClosestPeers()` yield query progress events
+ * (`PEER_RESPONSE`, `VALUE`, `QUERY_ERROR`), so a caller can stop a `get`
+ * after enough agreeing `VALUE` events. That cannot carry DIM's quorum
+ * without losing its figures: the events do not say whether a closer peer
+ * is still unasked, so "the closest peers agree" cannot be told from "the
+ * first three answers agree" (which would let a replay on far peers win);
+ * kad-dht sends `alpha` requests per path on all disjoint paths at once, so
+ * several requests are in flight before the first answer; and its network
+ * layer opens a new stream per request (≈0.5 ms of CPU each on loopback).
+ * Measured on 20 loopback nodes: kad-dht's `get` ≈ 73 ms and 19 requests
+ * (52 at 100 nodes); DIM's lookup 1.18 ms p50 and 3 requests at both 20
+ * and 100 nodes. So `_lookup.ts` (the algorithm), `_kad_client.ts` (one
+ * stream per peer, reused) and `_kad_wire.ts` (the messages it sends) stay;
+ * kad-dht still serves the protocol, keeps the routing table and
+ * validates incoming records.
+ *
+ * @module
+ */
+import type { PeerId, PeerStore, Stream } from "@libp2p/interface";
+import { DimError } from "../errors.ts";
+import { ClosestIndex, type ClosestOptions, type KBucketLike } from "./_closest.ts";
+import { coalescedSendData, type SendData, type SocketLike } from "./_coalesce.ts";
+import type { PeerEventFilter } from "./_peer_events.ts";
+import type { PeerStoreCache } from "./_peer_store_cache.ts";
+import { readStream } from "./_stream.ts";
+
+/** The package versions whose internals this module was checked against. */
+export const CHECKED_VERSIONS: Readonly<Record<string, string>> = Object.freeze({
+  "libp2p": "3.3.11",
+  "@libp2p/kad-dht": "16.4.5",
+  "@libp2p/tcp": "11.0.28",
+  "@libp2p/utils": "7.4.1",
+});
+
+/** Thrown when a libp2p or kad-dht object lacks a part DIM relies on. */
+export class Libp2pInternalsError extends DimError {}
+
+/** kad-dht's routing table, as DIM uses it. */
+export interface RoutingTableInternals extends EventTarget {
+  /** How many peers it holds. */
+  readonly size: number;
+  /** Its k-bucket tree. */
+  readonly kb: KBucketLike;
+  /** The `count` peers closest to a position, nearest first. */
+  closestPeers(kadId: Uint8Array, options: { count: number }): PeerId[];
+}
+
+/** The parts of a kad-dht service DIM uses. */
+export interface KadInternals {
+  /** kad-dht's network layer: emits a `peer` event for each peer it learns of. */
+  readonly network: EventTarget;
+  /** kad-dht's routing table. */
+  readonly routingTable: RoutingTableInternals;
+}
+
+/** The parts of a libp2p node DIM uses beyond its public API. */
+export interface Libp2pInternals {
+  /** The kad-dht service. */
+  readonly kad: KadInternals;
+  /** The peer store all components share. */
+  readonly peerStore: PeerStore;
+  /** The address manager's debounced peer-store update. */
+  readonly addressUpdate: { stop(): void };
+}
+
+/** What {@linkcode checkLibp2pInternals} is given: a libp2p node with a `dht` service. */
+export interface Libp2pLike {
+  /** The services, among them kad-dht under `dht`. */
+  readonly services: { readonly dht: unknown };
+  /** The peer store. */
+  readonly peerStore: PeerStore;
+}
+
+const PEER_STORE_METHODS = ["get", "getInfo", "merge", "patch", "save", "delete"] as const;
+
+/**
+ * Checks that a libp2p node has every internal part DIM relies on.
+ *
+ * @param libp2p The node, made with a kad-dht service named `dht`.
+ * @returns Those parts, typed.
+ * @throws {Libp2pInternalsError} Naming every missing part, if any is missing.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkLibp2pInternals, Libp2pInternalsError } from "./_libp2p_internals.ts";
+ *
+ * const fake = { services: { dht: {} }, peerStore: {} as never };
+ * assert.throws(() => checkLibp2pInternals(fake), Libp2pInternalsError);
+ * ```
+ */
+export function checkLibp2pInternals(libp2p: Libp2pLike): Libp2pInternals {
+  const dht = libp2p.services.dht as Partial<KadInternals> | undefined;
+  const table = dht?.routingTable as Partial<RoutingTableInternals> | undefined;
+  const kb = table?.kb as Partial<KBucketLike> | undefined;
+  const store = libp2p.peerStore as unknown as Record<string, unknown> | undefined;
+  const components = (libp2p as { components?: { addressManager?: unknown } }).components;
+  const update = (components?.addressManager as { _updatePeerStoreAddresses?: unknown } | undefined)
+    ?._updatePeerStoreAddresses as { stop?: unknown } | undefined;
+  const missing = [
+    [dht?.network instanceof EventTarget, "@libp2p/kad-dht: services.dht.network (an EventTarget)"],
+    [table instanceof EventTarget, "@libp2p/kad-dht: services.dht.routingTable (an EventTarget)"],
+    [typeof table?.size === "number", "@libp2p/kad-dht: routingTable.size"],
+    [typeof table?.closestPeers === "function", "@libp2p/kad-dht: routingTable.closestPeers()"],
+    [typeof kb?.closest === "function", "@libp2p/kad-dht: routingTable.kb.closest()"],
+    [typeof kb?.toIterable === "function", "@libp2p/kad-dht: routingTable.kb.toIterable()"],
+    [isBucket(kb?.root), "@libp2p/kad-dht: routingTable.kb.root (a k-bucket tree node)"],
+    ...PEER_STORE_METHODS.map((name) =>
+      [typeof store?.[name] === "function", `libp2p: peerStore.${name}()`] as const
+    ),
+    [
+      typeof update?.stop === "function",
+      "libp2p: components.addressManager._updatePeerStoreAddresses.stop()",
+    ],
+  ].filter(([ok]) => !ok).map(([, name]) => name);
+  if (missing.length > 0) {
+    throw new Libp2pInternalsError(
+      `Cannot create DHT node: libp2p internals changed (checked against ${versions()}); ` +
+        `missing: ${missing.join(", ")}. See lib/dht/_libp2p_internals.ts`,
+    );
+  }
+  return {
+    kad: dht as KadInternals,
+    peerStore: libp2p.peerStore,
+    addressUpdate: update as { stop(): void },
+  };
+}
+
+function isBucket(value: unknown): boolean {
+  const bucket = value as { peers?: unknown; left?: unknown; right?: unknown } | null | undefined;
+  return typeof bucket === "object" && bucket !== null &&
+    (Array.isArray(bucket.peers) || (isBucket(bucket.left) && isBucket(bucket.right)));
+}
+
+function versions(): string {
+  return Object.entries(CHECKED_VERSIONS).map(([name, version]) => `${name} ${version}`).join(
+    ", ",
+  );
+}
+
+/** A TCP connection's transport, as `@libp2p/tcp` 11 builds it. */
+interface TcpConnectionInternals {
+  readonly socket: SocketLike;
+  sendData: SendData;
+}
+
+/**
+ * Checks that a libp2p connection is a TCP connection of the shape
+ * {@linkcode coalesceWrites} relies on.
+ *
+ * @param connection A libp2p `Connection`.
+ * @returns Nothing.
+ * @throws {Libp2pInternalsError} If `maConn.socket.write` or `maConn.sendData` is missing.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkConnectionInternals, Libp2pInternalsError } from "./_libp2p_internals.ts";
+ *
+ * assert.throws(() => checkConnectionInternals({}), Libp2pInternalsError);
+ * ```
+ */
+export function checkConnectionInternals(connection: unknown): void {
+  if (tcpTransport(connection) === undefined) {
+    throw new Libp2pInternalsError(
+      `Cannot coalesce socket writes: libp2p internals changed (checked against ${versions()}); ` +
+        "missing: connection.maConn.socket.write() or connection.maConn.sendData()",
+    );
+  }
+}
+
+function tcpTransport(connection: unknown): TcpConnectionInternals | undefined {
+  const transport = (connection as { maConn?: Partial<TcpConnectionInternals> } | null)?.maConn;
+  if (typeof transport?.sendData !== "function") return undefined;
+  if (typeof transport.socket?.write !== "function") return undefined;
+  return transport as TcpConnectionInternals;
+}
+
+/**
+ * Makes the TCP transport under a libp2p connection write each batch of
+ * frames once (`_coalesce.ts`). A connection of another shape is left as
+ * it is.
+ *
+ * @param connection A libp2p `Connection`.
+ * @returns Whether the transport was changed.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { coalesceWrites } from "./_libp2p_internals.ts";
+ *
+ * const written: Uint8Array[] = [];
+ * const maConn = {
+ *   socket: { write: (bytes: Uint8Array) => written.push(bytes) > 0 },
+ *   sendData: (_data: unknown) => ({ sentBytes: 0, canSendMore: true }),
+ * };
+ * assert.equal(coalesceWrites({ maConn }), true);
+ * const chunks = [new Uint8Array([0, 2]), new Uint8Array([7, 7])];
+ * maConn.sendData({ bufs: chunks, byteLength: 4, subarray: () => new Uint8Array([0, 2, 7, 7]) });
+ * assert.deepEqual(written, [new Uint8Array([0, 2, 7, 7])]);
+ * ```
+ */
+export function coalesceWrites(connection: unknown): boolean {
+  const transport = tcpTransport(connection);
+  if (transport === undefined) return false;
+  Object.defineProperty(transport, "sendData", {
+    configurable: true,
+    writable: true,
+    enumerable: false,
+    value: coalescedSendData(transport.sendData, transport.socket),
+  });
+  return true;
+}
+
+/**
+ * Replaces `kb.closest` with a {@linkcode ClosestIndex} that `table`'s
+ * `peer:add` and `peer:remove` events keep up to date.
+ *
+ * @param kb kad-dht's k-bucket tree (`routingTable.kb`).
+ * @param table The routing table that owns it.
+ * @param defaultCount The count when none is given (kad-dht's k).
+ * @returns The index.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { peerIdFromString } from "@libp2p/peer-id";
+ * import type { KBucketLike } from "./_closest.ts";
+ * import { installFastClosest } from "./_libp2p_internals.ts";
+ *
+ * const peerId = peerIdFromString("12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo");
+ * const kb: KBucketLike = {
+ *   root: { peers: [{ peerId, kadId: new Uint8Array(32) }] },
+ *   toIterable: () => [],
+ *   closest: () => [],
+ * };
+ * installFastClosest(kb, new EventTarget(), 20);
+ * assert.deepEqual([...kb.closest(new Uint8Array(32))], [peerId]);
+ * ```
+ */
+export function installFastClosest(
+  kb: KBucketLike,
+  table: EventTarget,
+  defaultCount: number,
+): ClosestIndex {
+  const index = new ClosestIndex(kb, defaultCount);
+  table.addEventListener("peer:add", () => index.invalidate());
+  table.addEventListener("peer:remove", () => index.invalidate());
+  Object.defineProperty(kb, "closest", {
+    configurable: true,
+    writable: true,
+    enumerable: false,
+    value: function* (id: Uint8Array, options?: ClosestOptions): Generator<PeerId> {
+      yield* index.closest(id, options);
+    },
+  });
+  return index;
+}
+
+/**
+ * Makes `network` drop the `peer` events `filter` does not admit; other
+ * events pass unchanged.
+ *
+ * @param network The event target (kad-dht's network layer).
+ * @param filter The filter.
+ * @returns A function that removes the filter again.
+ * @example
+ * ```ts
+ * import { PeerEventFilter } from "./_peer_events.ts";
+ * import { filterPeerEvents } from "./_libp2p_internals.ts";
+ *
+ * const filter = new PeerEventFilter({ refreshMs: 60_000, maxEntries: 100, clock: Date.now });
+ * const remove = filterPeerEvents(new EventTarget(), filter);
+ * remove();
+ * ```
+ */
+export function filterPeerEvents(network: EventTarget, filter: PeerEventFilter): () => void {
+  const own = Object.getOwnPropertyDescriptor(network, "dispatchEvent");
+  const dispatch = network.dispatchEvent;
+  const filtered = (event: Event): boolean =>
+    filter.admitEvent(event) ? dispatch.call(network, event) : true;
+  Object.defineProperty(network, "dispatchEvent", {
+    configurable: true,
+    writable: true,
+    enumerable: false,
+    value: filtered,
+  });
+  return () => {
+    if (network.dispatchEvent !== filtered) return;
+    if (own === undefined) delete (network as { dispatchEvent?: unknown }).dispatchEvent;
+    else Object.defineProperty(network, "dispatchEvent", own);
+  };
+}
+
+/**
+ * Puts `cache`'s methods in place of the peer store's own.
+ *
+ * @param store The peer store (libp2p's `peerStore`, the object every component holds).
+ * @param cache The cache.
+ * @returns Nothing.
+ * @example
+ * ```ts ignore
+ * import { installPeerStoreCache } from "./_libp2p_internals.ts";
+ * import { PeerStoreCache } from "./_peer_store_cache.ts";
+ *
+ * const cache = new PeerStoreCache({ ttlMs: 60_000, maxEntries: 512, clock: Date.now });
+ * installPeerStoreCache(libp2p.peerStore, cache);
+ * ```
+ */
+export function installPeerStoreCache(store: PeerStore, cache: PeerStoreCache): void {
+  Object.assign(store, cache.wrap(store));
+}
+
+/**
+ * Cancels the address manager's pending peer-store update: libp2p
+ * debounces it by 1 s whenever a listener closes, which `stop()` does, and
+ * the timer would outlive `stop()` and write to a closed datastore.
+ *
+ * @param internals The node's internals.
+ * @returns Nothing.
+ * @example
+ * ```ts ignore
+ * cancelAddressUpdate(checkLibp2pInternals(libp2p));
+ * ```
+ */
+export function cancelAddressUpdate(internals: Libp2pInternals): void {
+  internals.addressUpdate.stop();
+}
+
+/**
+ * Makes `for await (const chunk of stream)` use `readStream` (`_stream.ts`),
+ * which always ends.
+ *
+ * @param stream The stream, changed in place.
+ * @returns The same stream.
+ * @example
+ * ```ts ignore
+ * const stream = withReliableIteration(await libp2p.dialProtocol(peer, protocol));
+ * for await (const chunk of stream) console.log(chunk.byteLength);
+ * ```
+ */
+export function withReliableIteration(stream: Stream): Stream {
+  Object.defineProperty(stream, Symbol.asyncIterator, {
+    configurable: true,
+    writable: true,
+    enumerable: false,
+    value: () => readStream(stream),
+  });
+  return stream;
+}

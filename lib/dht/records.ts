@@ -1,0 +1,429 @@
+/**
+ * Records in the DHT: how a DIM node puts, gets and repairs them, and
+ * finds the peers closest to a key.
+ *
+ * Each operation runs one lookup of DIM's own (`_lookup.ts`) over the
+ * node's routing table, sending its requests with the node's
+ * `KadClient` (`_kad_client.ts`, streams kept open per peer):
+ *
+ * - **put** validates the value, stores it locally (the replay guard of
+ *   `_record_guard.ts` refuses to go backwards), finds the k = 20 peers
+ *   closest to the key and sends it to each; it returns how many
+ *   acknowledged.
+ * - **get** asks the closest peers until a quorum of them agree (see the
+ *   lookup's module documentation), adds the local copy, returns the value
+ *   the namespace's selector prefers, and sends it to peers that answered
+ *   with another one (and over an older local copy).
+ * - **closest peers** is a FIND_NODE lookup.
+ *
+ * {@linkcode DhtRecords} does no signal or state bookkeeping of its own:
+ * `DhtNode` gives every call a signal that ends with the node, the caller's
+ * signal and the query timeout.
+ *
+ * @module
+ */
+import type { PeerId } from "@libp2p/interface";
+import { Libp2pRecord } from "@libp2p/record";
+import { multiaddr } from "@multiformats/multiaddr";
+import type { Multiaddr } from "@multiformats/multiaddr";
+import {
+  InvalidRecordError,
+  PeerUnreachableError,
+  ProtocolError,
+  StorageError,
+} from "../errors.ts";
+import { equalBytes } from "../platform/bytes.ts";
+import { DHT_K, LOOKUP_STRAGGLE_MS, RECORD_MAX_AGE_MS } from "./constants.ts";
+import type { DhtPeer, DhtSelector, DhtValidator } from "./types.ts";
+import { kadId } from "./_distance.ts";
+import type { KadClient } from "./_kad_client.ts";
+import { KadMessageType, type KadPeer } from "./_kad_wire.ts";
+import type { KadInternals } from "./_libp2p_internals.ts";
+import { lookup, type LookupQuorum, type LookupResult } from "./_lookup.ts";
+import type { PeerEventFilter } from "./_peer_events.ts";
+import { describe, dialAddresses, type StartPeer, toPeerId } from "./_peers.ts";
+import { namespaceOf, recordDatastoreKey, type RecordGuardDatastore } from "./_record_guard.ts";
+
+/** What {@linkcode DhtRecords} needs from its node. */
+export interface DhtRecordsInit {
+  /** This node's peer ID. */
+  readonly self: PeerId;
+  /** Reads a peer's stored addresses (libp2p's peer store). */
+  readonly peerAddresses: (peer: PeerId, signal: AbortSignal) => Promise<string[]>;
+  /** kad-dht's routing table and network layer. */
+  readonly kad: KadInternals;
+  /** Sends kad requests. */
+  readonly client: KadClient;
+  /** The datastore with the replay guard. */
+  readonly datastore: RecordGuardDatastore;
+  /** Record validators by namespace. */
+  readonly validators: Readonly<Record<string, DhtValidator>>;
+  /** Record selectors by namespace. */
+  readonly selectors: Readonly<Record<string, DhtSelector>>;
+  /** The clock, in ms since the epoch. */
+  readonly clock: () => number;
+  /** Disjoint paths per lookup. */
+  readonly paths: number;
+  /** Requests in flight per path, for lookups without a quorum. */
+  readonly concurrency: number;
+  /** Spares kad-dht repeated news of a peer. */
+  readonly peerEvents: PeerEventFilter;
+  /** One-line diagnostics. */
+  readonly log: (message: string) => void;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * A node's record operations; see the module documentation. `DhtNode`
+ * makes one and calls it with checked keys and scoped signals.
+ */
+export class DhtRecords {
+  readonly #init: DhtRecordsInit;
+
+  /**
+   * @param init The node's parts.
+   */
+  constructor(init: DhtRecordsInit) {
+    this.#init = init;
+  }
+
+  /**
+   * The bytes of a DHT key, checked.
+   *
+   * @param key A key `/<namespace>/<rest>`.
+   * @param action What it is for, for the message.
+   * @returns The key's UTF-8 bytes.
+   * @throws {TypeError} If the key is malformed or its namespace has no validator.
+   */
+  key(key: string, action: string): Uint8Array {
+    const bytes = encoder.encode(key);
+    const namespace = namespaceOf(bytes);
+    if (!key.startsWith("/") || namespace === undefined || namespace === "") {
+      throw new TypeError(`Cannot ${action}: key ${JSON.stringify(key)} is not /namespace/name`);
+    }
+    if (this.#init.validators[namespace] === undefined) {
+      throw new TypeError(`Cannot ${action}: no validator for namespace ${namespace}`);
+    }
+    return bytes;
+  }
+
+  /**
+   * Runs the namespace's validator on a value about to be put.
+   *
+   * @param key The key, for the message.
+   * @param keyBytes The key's bytes.
+   * @param value The value.
+   * @returns When the value is valid.
+   * @throws {InvalidRecordError} If the validator rejects it.
+   */
+  async validate(key: string, keyBytes: Uint8Array, value: Uint8Array): Promise<void> {
+    const validator = this.#init.validators[namespaceOf(keyBytes) ?? ""];
+    try {
+      await validator?.(keyBytes, value);
+    } catch (cause) {
+      throw new InvalidRecordError(`Cannot put record ${key}: it is not valid under its key`, {
+        cause,
+      });
+    }
+  }
+
+  /**
+   * Stores a validated value locally and on the k closest peers.
+   *
+   * @param key The key, for messages.
+   * @param keyBytes The key's bytes.
+   * @param value The value.
+   * @param signal Aborts the put.
+   * @returns How many peers acknowledged it.
+   * @throws {InvalidRecordError} If this node holds a record the selector prefers.
+   */
+  async put(
+    key: string,
+    keyBytes: Uint8Array,
+    value: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<number> {
+    const record = new Libp2pRecord(keyBytes, value, new Date(this.#init.clock())).serialize();
+    try {
+      await this.#init.datastore.put(recordDatastoreKey(keyBytes), record, { signal });
+    } catch (cause) {
+      if (cause instanceof InvalidRecordError) {
+        throw new InvalidRecordError(
+          `Cannot put record ${key}: this node holds a newer record for the key`,
+          { cause },
+        );
+      }
+      throw cause;
+    }
+    const { responses } = await this.lookup(keyBytes, KadMessageType.FIND_NODE, signal);
+    const acks = await Promise.all(
+      responses.slice(0, DHT_K).map(({ peer }) => this.#sendRecord(peer, keyBytes, record, signal)),
+    );
+    return acks.filter(Boolean).length;
+  }
+
+  /**
+   * Finds the best value under a key and repairs stale copies.
+   *
+   * @param key The key, for messages.
+   * @param keyBytes The key's bytes.
+   * @param quorum Agreeing answers that end the lookup; 0: never early.
+   * @param signal Aborts the get.
+   * @returns The best value, or `undefined` if peers answered and none holds one.
+   * @throws {PeerUnreachableError} If no peer answered and no local copy exists.
+   */
+  async get(
+    key: string,
+    keyBytes: Uint8Array,
+    quorum: number,
+    signal: AbortSignal,
+  ): Promise<Uint8Array | undefined> {
+    const local = await this.readLocal(keyBytes, signal);
+    const result = await this.lookup(keyBytes, KadMessageType.GET_VALUE, signal, {
+      count: quorum,
+      ...(local === undefined ? {} : { local }),
+      select: (values) => this.#select(keyBytes, values),
+    });
+    const answers = result.responses.filter((response) => response.value !== undefined);
+    const values = [...(local === undefined ? [] : [local]), ...answers.map((a) => a.value!)];
+    if (values.length === 0) {
+      if (result.responses.length > 0) return undefined;
+      throw new PeerUnreachableError(
+        this.#init.kad.routingTable.size === 0
+          ? `Cannot get record ${key}: not connected to any DHT peer`
+          : `Cannot get record ${key}: no DHT peer answered`,
+      );
+    }
+    const chosen = values[this.#select(keyBytes, values)] as Uint8Array;
+    const stale = answers.filter((answer) => !equalBytes(answer.value!, chosen));
+    await this.#repair(keyBytes, local, stale.map((answer) => answer.peer), chosen, signal);
+    return chosen;
+  }
+
+  /**
+   * Reads this node's own copy, as it would serve it: validated, and only
+   * if received less than 48 h ago.
+   *
+   * @param keyBytes The key's bytes.
+   * @param signal Aborts the read.
+   * @returns The value, or `undefined`.
+   * @throws {StorageError} If the datastore fails.
+   */
+  async readLocal(keyBytes: Uint8Array, signal?: AbortSignal): Promise<Uint8Array | undefined> {
+    const key = recordDatastoreKey(keyBytes);
+    const options = signal === undefined ? {} : { signal };
+    let raw: Uint8Array;
+    try {
+      // Most gets are for records this node does not hold: ask first, so
+      // that no NotFoundError (and its stack trace) is built.
+      if (!(await this.#init.datastore.has(key, options))) return undefined;
+      raw = await this.#init.datastore.get(key, options);
+    } catch (cause) {
+      if ((cause as { name?: unknown } | null)?.name === "NotFoundError") return undefined;
+      throw cause instanceof StorageError ? cause : new StorageError(
+        `Cannot read local record: ${describe(cause)}`,
+        { cause },
+      );
+    }
+    let record: Libp2pRecord;
+    try {
+      record = Libp2pRecord.deserialize(raw);
+    } catch {
+      return undefined;
+    }
+    const receivedAt = record.timeReceived?.getTime();
+    if (receivedAt === undefined || this.#init.clock() - receivedAt > RECORD_MAX_AGE_MS) {
+      return undefined;
+    }
+    try {
+      await this.#init.validators[namespaceOf(keyBytes) ?? ""]?.(keyBytes, record.value);
+    } catch {
+      return undefined;
+    }
+    return record.value;
+  }
+
+  /**
+   * The peers closest to a key, with their addresses.
+   *
+   * @param keyBytes The key's bytes.
+   * @param signal Aborts the lookup.
+   * @returns At most k peers, nearest first.
+   */
+  async closestPeers(keyBytes: Uint8Array, signal: AbortSignal): Promise<DhtPeer[]> {
+    const { responses } = await this.lookup(keyBytes, KadMessageType.FIND_NODE, signal);
+    const peers: DhtPeer[] = [];
+    for (const { peer } of responses.slice(0, DHT_K)) {
+      const peerId = toPeerId(peer);
+      let addresses = peer.addrs.map((bytes) => multiaddr(bytes).toString());
+      // Peers the lookup started from carry no addresses: take the peer store's.
+      if (addresses.length === 0) addresses = await this.#init.peerAddresses(peerId, signal);
+      peers.push({ peerId: peerId.toString(), multiaddrs: addresses });
+    }
+    return peers;
+  }
+
+  /**
+   * Runs one lookup (see `_lookup.ts`): GET_VALUE with a quorum for a get,
+   * FIND_NODE otherwise.
+   *
+   * @param keyBytes The key (or, for a self lookup, the peer ID multihash).
+   * @param type The kad message type.
+   * @param signal Aborts the lookup.
+   * @param quorum The end condition of a value lookup.
+   * @returns The lookup's result.
+   */
+  async lookup(
+    keyBytes: Uint8Array,
+    type: number,
+    signal: AbortSignal,
+    quorum?: LookupQuorum,
+  ): Promise<LookupResult> {
+    const { kad, client, self } = this.#init;
+    const target = kadId(keyBytes);
+    const start: StartPeer[] = kad.routingTable
+      .closestPeers(target, { count: DHT_K })
+      .map((peerId) => ({ id: peerId.toMultihash().bytes, addrs: [], peerId }));
+    // One check per distinct value a lookup is answered with (few: peers
+    // mostly agree).
+    const checked: { value: Uint8Array; valid: Promise<boolean> }[] = [];
+    const isValid = (value: Uint8Array): Promise<boolean> => {
+      const known = checked.find((entry) => equalBytes(entry.value, value));
+      if (known !== undefined) return known.valid;
+      const validator = this.#init.validators[namespaceOf(keyBytes) ?? ""];
+      const valid = Promise.resolve(validator?.(keyBytes, value)).then(
+        () => validator !== undefined,
+        () => false,
+      );
+      checked.push({ value, valid });
+      return valid;
+    };
+    const withQuorum = quorum !== undefined && quorum.count > 0;
+    return await lookup<StartPeer>({
+      target,
+      self: self.toMultihash().bytes,
+      start,
+      k: DHT_K,
+      paths: this.#init.paths,
+      // A get asks one peer per path at a time: it ends as soon as the
+      // closest agree, so asking farther peers in parallel is wasted.
+      concurrency: withQuorum ? 1 : this.#init.concurrency,
+      straggleMs: LOOKUP_STRAGGLE_MS,
+      // kad-dht's own queries tell its routing table and the peer store of
+      // every peer an answer names; DIM's lookups do it for new ones only.
+      onNewPeer: (peer) => this.#learn(peer),
+      ...(withQuorum ? { quorum } : {}),
+      signal,
+      ask: async (peer, askSignal) => {
+        const answer = await client.request(
+          toPeerId(peer),
+          () => dialAddresses(peer),
+          { type, key: keyBytes },
+          askSignal,
+        );
+        if (answer.type !== type) {
+          throw new ProtocolError(`Cannot read kad answer: type ${answer.type}, not ${type}`);
+        }
+        const closer = answer.closer ?? [];
+        let value: Uint8Array | undefined;
+        if (type === KadMessageType.GET_VALUE && answer.record !== undefined) {
+          value = recordValue(keyBytes, answer.record);
+          if (value !== undefined && !(await isValid(value))) {
+            this.#init.log(`a peer answered an invalid record for ${decoder.decode(keyBytes)}`);
+            value = undefined;
+          }
+        }
+        return value === undefined ? { closer } : { closer, value };
+      },
+    });
+  }
+
+  #select(keyBytes: Uint8Array, values: Uint8Array[]): number {
+    if (values.length < 2) return 0;
+    const selector = this.#init.selectors[namespaceOf(keyBytes) ?? ""];
+    if (selector === undefined) return 0;
+    const index = selector(keyBytes, values);
+    return Number.isInteger(index) && index >= 0 && index < values.length ? index : 0;
+  }
+
+  // Tells kad-dht about a peer named in an answer, as its own queries do,
+  // so that it may enter the routing table and the peer store (which the
+  // filter spares from repeats).
+  #learn(peer: KadPeer): void {
+    if (!this.#init.peerEvents.wouldAdmit(peer.id, peer.addrs)) return;
+    let detail: { id: PeerId; multiaddrs: Multiaddr[] };
+    try {
+      detail = { id: toPeerId(peer), multiaddrs: peer.addrs.map((bytes) => multiaddr(bytes)) };
+    } catch {
+      return; // A malformed peer ID or address: nothing to learn.
+    }
+    if (detail.id.equals(this.#init.self)) return;
+    this.#init.kad.network.dispatchEvent(new CustomEvent("peer", { detail }));
+  }
+
+  // Sends a PUT_VALUE; true if the peer acknowledged storing the record.
+  async #sendRecord(
+    peer: KadPeer,
+    keyBytes: Uint8Array,
+    record: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    try {
+      const answer = await this.#init.client.request(
+        toPeerId(peer),
+        () => dialAddresses(peer),
+        { type: KadMessageType.PUT_VALUE, key: keyBytes, record },
+        signal,
+      );
+      return answer.type === KadMessageType.PUT_VALUE && answer.record !== undefined &&
+        equalBytes(
+          Libp2pRecord.deserialize(answer.record).value,
+          Libp2pRecord.deserialize(record).value,
+        );
+    } catch (cause) {
+      if (!signal.aborted) {
+        this.#init.log(`could not store the record on a peer: ${describe(cause)}`);
+      }
+      return false;
+    }
+  }
+
+  // Sends the chosen value to peers that answered with another one, and
+  // replaces an older local copy, each independently: one failure stops
+  // nothing else. (A node that held no copy does not start keeping one.)
+  async #repair(
+    keyBytes: Uint8Array,
+    local: Uint8Array | undefined,
+    stale: readonly KadPeer[],
+    chosen: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const record = new Libp2pRecord(keyBytes, chosen, new Date(this.#init.clock())).serialize();
+    const jobs: Promise<unknown>[] = stale.map((peer) =>
+      this.#sendRecord(peer, keyBytes, record, signal)
+    );
+    if (local !== undefined && !equalBytes(local, chosen)) {
+      jobs.push(
+        this.#init.datastore.put(recordDatastoreKey(keyBytes), record, { signal }).then(
+          () => {},
+          (cause) => this.#init.log(`could not repair the local copy: ${describe(cause)}`),
+        ),
+      );
+    }
+    await Promise.all(jobs);
+  }
+}
+
+// The value of a record answered for `keyBytes`, as kad-dht accepts it: for
+// the same key, with a reception time; undefined otherwise.
+function recordValue(keyBytes: Uint8Array, bytes: Uint8Array): Uint8Array | undefined {
+  try {
+    const record = Libp2pRecord.deserialize(bytes);
+    if (record.timeReceived === undefined || !equalBytes(record.key, keyBytes)) return undefined;
+    return record.value;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * The public types of DIM's DHT node: its options, the options of its
+ * calls, record validators and selectors, and the streams it opens.
+ *
+ * @module
+ */
+
+/**
+ * Checks a record value found under a DHT key; resolves if it is valid and
+ * rejects otherwise. kad-dht runs it on every record a peer stores here, and
+ * DIM's lookups on every record a peer answers with.
+ */
+export type DhtValidator = (key: Uint8Array, value: Uint8Array) => Promise<void>;
+
+/**
+ * Picks the best of several valid record values for one DHT key and returns
+ * its index. It must be deterministic, so every node picks the same one.
+ */
+export type DhtSelector = (key: Uint8Array, records: Uint8Array[]) => number;
+
+/** Options of `createDhtNode`. */
+export interface DhtNodeOptions {
+  /** Multiaddrs to listen on. Default `["/ip4/0.0.0.0/tcp/0"]`; tests pass `/ip4/127.0.0.1/tcp/0`. */
+  readonly listen?: readonly string[];
+  /**
+   * Multiaddrs, each ending in `/p2p/<peer id>`, dialled on start. Failures
+   * are logged, not thrown, unless `requireBootstrap` is set. Default `[]`.
+   */
+  readonly bootstrap?: readonly string[];
+  /**
+   * Whether `start()` fails with `PeerUnreachableError` (and the
+   * node stops) when `bootstrap` is not empty and no bootstrap peer could be
+   * dialled. Default `false`.
+   */
+  readonly requireBootstrap?: boolean;
+  /**
+   * A directory for the node's state: `node.key` (its libp2p Ed25519 key,
+   * mode 0600, separate from the user's identity key) and `node.db` (peer
+   * store and DHT records, SQLite). Created with mode 0700 if missing.
+   * Default: none, everything in memory and a new peer ID each time.
+   */
+  readonly dataDir?: string;
+  /**
+   * Record validators by namespace: `{ dim: … }` serves keys `/dim/…`. A key
+   * whose namespace has no validator cannot be put or got. Default `{}`.
+   */
+  readonly validators?: Readonly<Record<string, DhtValidator>>;
+  /**
+   * Record selectors by namespace. A namespace with a selector also gets the
+   * replay guard: a stored record is only replaced by one its selector
+   * prefers. Default `{}` (the first answer wins and any valid record
+   * replaces a stored one).
+   */
+  readonly selectors?: Readonly<Record<string, DhtSelector>>;
+  /** The clock, in milliseconds since the epoch, for record ages. Default `Date.now`. */
+  readonly clock?: () => number;
+  /**
+   * Inbound connections allowed per second from one IP address. Default
+   * `100` (libp2p's 5 refuses many DIM peers behind one NAT).
+   */
+  readonly inboundConnectionThreshold?: number;
+  /** The most open connections before libp2p prunes. Default `300`. */
+  readonly maxConnections?: number;
+  /** The most inbound connections in their handshake at once. Default `100`. */
+  readonly maxIncomingPendingConnections?: number;
+  /** The protocol prefix: kad-dht speaks `<prefix>/kad/1.0.0`. Default `"/dim"`. */
+  readonly protocolPrefix?: string;
+  /**
+   * Requests in flight per lookup (Kademlia's alpha), shared among its
+   * disjoint paths; a `get` asks one peer per path at a time. Default `10`.
+   */
+  readonly queryConcurrency?: number;
+  /**
+   * Disjoint paths per lookup (S/Kademlia): no peer is asked on two paths,
+   * so malicious peers on one path cannot steer the others. Default `10`.
+   */
+  readonly disjointPaths?: number;
+  /**
+   * How many agreeing answers from the closest peers end a `get` early;
+   * `0` never ends it early. See {@linkcode DhtGetOptions.quorum}. Default `3`.
+   */
+  readonly quorum?: number;
+  /**
+   * Receives one-line diagnostics (failed dials, refused records, repairs).
+   * They never contain key material. Default: discard.
+   */
+  readonly log?: (message: string) => void;
+  /** Whether `createDhtNode` also starts the node. Default `true`. */
+  readonly start?: boolean;
+  /** Aborts creating and starting the node. */
+  readonly signal?: AbortSignal;
+}
+
+/** The options every networked call of a `DhtNode` takes. */
+export interface DhtCallOptions {
+  /** Aborts the call; it then rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
+}
+
+/** Options of `DhtNode.get`. */
+export interface DhtGetOptions extends DhtCallOptions {
+  /**
+   * End the lookup once this many peers, on at least as many disjoint paths
+   * (or all paths in use, if fewer), answered with the best value found,
+   * and every peer known to be closer to the key than them has answered or
+   * failed. Otherwise (`0`, or too few agreeing answers) the lookup runs
+   * until the k closest peers of every path have been asked. Either way the
+   * best answer (by the namespace's selector, with the local copy) is
+   * returned and peers that answered with an older value are repaired.
+   * Default: the node's `quorum`.
+   */
+  readonly quorum?: number;
+}
+
+/** Counters of a node's DHT requests; see `DhtNode.stats`. */
+export interface DhtStats {
+  /** DHT requests sent (lookups, puts, repairs). */
+  readonly requests: number;
+  /** Streams opened for them. */
+  readonly streams: number;
+  /** Requests sent on a stream kept open from an earlier request. */
+  readonly reused: number;
+}
+
+/** A peer and the addresses it can be dialled on. */
+export interface DhtPeer {
+  /** The peer ID, as a string. */
+  readonly peerId: string;
+  /** Its multiaddrs, as strings. */
+  readonly multiaddrs: readonly string[];
+}
+
+/**
+ * Serves one incoming stream of a protocol registered with
+ * `DhtNode.handle`. A thrown error or rejection aborts that stream
+ * only.
+ */
+export type DhtStreamHandler = (stream: DhtStream, peerId: string) => void | Promise<void>;
+
+/** Options of `DhtNode.handle`. */
+export interface DhtHandleOptions {
+  /** Incoming streams of the protocol allowed at once per connection. Default `32`. */
+  readonly maxInboundStreams?: number;
+  /** Outgoing streams of the protocol allowed at once per connection. Default `64`. */
+  readonly maxOutboundStreams?: number;
+}
+
+/**
+ * A chunk a {@linkcode DhtStream} yields: bytes, or a list of byte arrays
+ * (libp2p's `Uint8ArrayList`) whose `subarray()` copies them into one.
+ */
+export type DhtStreamChunk = Uint8Array | DhtChunkList;
+
+/** A list of byte arrays read as one, as libp2p's `Uint8ArrayList`. */
+export interface DhtChunkList {
+  /** The total length. */
+  readonly byteLength: number;
+  /**
+   * The bytes from `begin` to `end`, in one array.
+   *
+   * @param begin The first index. Default 0.
+   * @param end The index after the last. Default `byteLength`.
+   * @returns The bytes.
+   */
+  subarray(begin?: number, end?: number): Uint8Array;
+}
+
+/**
+ * A libp2p stream as DIM hands it out (`DhtNode.dialProtocol`,
+ * `DhtNode.handle`): read it with `for await`, write with
+ * `send(bytes)`, and `close()` it when done.
+ */
+export interface DhtStream extends AsyncIterable<DhtStreamChunk> {
+  /** The protocol negotiated for it. */
+  readonly protocol: string;
+  /** Whether it is open, closing, closed, aborted (here) or reset (by the remote). */
+  readonly status: "open" | "closing" | "closed" | "aborted" | "reset";
+  /** Whether the remote may still send: `closed` once it has closed its writable end. */
+  readonly remoteWriteStatus: "writable" | "closing" | "closed";
+  /**
+   * Queues bytes to send.
+   *
+   * @param data The bytes.
+   * @returns `false` when the caller should `await onDrain()` before sending more.
+   */
+  send(data: Uint8Array): boolean;
+  /**
+   * Waits until the send buffer has room again.
+   *
+   * @param options `signal`: aborts the wait.
+   * @returns When more may be sent.
+   */
+  onDrain(options?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * Closes the stream gracefully: sends what is queued, then ends both directions.
+   *
+   * @param options `signal`: aborts the close (the stream is then reset).
+   * @returns When the stream is closed.
+   */
+  close(options?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * Resets the stream at once.
+   *
+   * @param err Why.
+   */
+  abort(err: Error): void;
+}

@@ -1,0 +1,82 @@
+/**
+ * The shape check of lib/dht/_libp2p_internals.ts: it passes on the libp2p
+ * and kad-dht versions DIM pins, on a real node and a real TCP connection,
+ * and fails loudly, naming the missing part, when one is gone.
+ */
+import assert from "node:assert/strict";
+import {
+  checkConnectionInternals,
+  CHECKED_VERSIONS,
+  checkLibp2pInternals,
+  Libp2pInternalsError,
+} from "../../lib/dht/_libp2p_internals.ts";
+import { createDhtNode, libp2pOf } from "../../lib/dht/node.ts";
+import { testNodeOptions } from "./_helpers.ts";
+
+Deno.test("the pinned versions are the ones deno.json imports", async () => {
+  const config = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
+  for (const name of ["libp2p", "@libp2p/kad-dht", "@libp2p/tcp"]) {
+    assert.equal(config.imports[name], `npm:${name}@${CHECKED_VERSIONS[name]}`);
+  }
+});
+
+Deno.test("a real node and TCP connection have every internal part DIM relies on", async () => {
+  await using a = await createDhtNode(testNodeOptions());
+  await using b = await createDhtNode(testNodeOptions());
+  const internals = checkLibp2pInternals(libp2pOf(a));
+  assert.equal(internals.kad.routingTable.size, 0);
+  await b.dial(a.multiaddrs[0]!);
+  const [connection] = libp2pOf(b).getConnections();
+  assert.ok(connection !== undefined);
+  checkConnectionInternals(connection);
+});
+
+Deno.test("a missing internal part fails the check with a clear error", async (t) => {
+  await using node = await createDhtNode(testNodeOptions({ start: false }));
+  const libp2p = libp2pOf(node);
+  const dht = libp2p.services.dht as unknown as Record<string, unknown>;
+  const routingTable = dht.routingTable as Record<string, unknown>;
+
+  await t.step("kad-dht's routing table", () => {
+    const changed = { ...libp2p, services: { dht: { ...dht, routingTable: undefined } } };
+    assert.throws(
+      () => checkLibp2pInternals(changed as never),
+      (err: unknown) =>
+        err instanceof Libp2pInternalsError &&
+        err.message.startsWith("Cannot create DHT node: libp2p internals changed") &&
+        err.message.includes("@libp2p/kad-dht: services.dht.routingTable (an EventTarget)") &&
+        err.message.includes("@libp2p/kad-dht 16.4.5"),
+    );
+  });
+
+  await t.step("the k-bucket tree's closest()", () => {
+    // The same table and tree, but for the tree's closest().
+    const kb = Object.create(routingTable.kb as object, { closest: { value: undefined } });
+    const table = Object.create(routingTable, { kb: { value: kb } });
+    const changed = { ...libp2p, services: { dht: { ...dht, routingTable: table } } };
+    assert.throws(
+      () => checkLibp2pInternals(changed as never),
+      (err: unknown) =>
+        err instanceof Libp2pInternalsError &&
+        err.message.endsWith(
+          "missing: @libp2p/kad-dht: routingTable.kb.closest(). See lib/dht/_libp2p_internals.ts",
+        ),
+    );
+  });
+
+  await t.step("the address manager's debounced update", () => {
+    const changed = { services: libp2p.services, peerStore: libp2p.peerStore, components: {} };
+    assert.throws(
+      () => checkLibp2pInternals(changed as never),
+      /libp2p: components\.addressManager\._updatePeerStoreAddresses\.stop\(\)/,
+    );
+  });
+
+  await t.step("a TCP connection's socket", () => {
+    assert.throws(
+      () => checkConnectionInternals({ maConn: { sendData() {} } }),
+      (err: unknown) =>
+        err instanceof Libp2pInternalsError && err.message.includes("connection.maConn.socket"),
+    );
+  });
+});
