@@ -16,7 +16,7 @@
  * const ms = breakdown({
  *   nodes: [
  *     { id: 1, callFrame: frame("(root)", ""), children: [2, 4] },
- *     { id: 2, callFrame: frame("transaction", "file:///x/lib/store/database.ts"), children: [3] },
+ *     { id: 2, callFrame: frame("transaction", "file:///x/lib/store/connection.ts"), children: [3] },
  *     { id: 3, callFrame: frame("exec", "") },
  *     { id: 4, callFrame: frame("(idle)", "") },
  *   ],

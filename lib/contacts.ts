@@ -9,17 +9,17 @@
  * import assert from "node:assert/strict";
  * import { Identity } from "./crypto/identity.ts";
  * import { ContactBook } from "./contacts.ts";
- * import { Database } from "./store/database.ts";
+ * import { UserStore } from "./store/user_store.ts";
  *
- * using db = Database.open(":memory:");
+ * using db = UserStore.open(":memory:");
  * const bob = await Identity.generate();
- * db.upsertContact({
+ * db.contacts.upsert({
  *   name: "bob",
  *   userId: bob.id,
  *   signingPublicKey: bob.signingPublicKey,
  *   encryptionPublicKey: bob.encryptionPublicKey,
  * });
- * const book = new ContactBook(db);
+ * const book = new ContactBook(db.contacts);
  * assert.equal(book.contact(bob.id).name, "bob");
  * book.verify("bob");
  * assert.equal(book.contact("bob").verified, true);
@@ -30,7 +30,7 @@
 import type { PublicIdentity } from "./crypto/identity.ts";
 import { fingerprint, safetyNumber } from "./crypto/safety_number.ts";
 import { DimError } from "./errors.ts";
-import type { ContactRow, Database } from "./store/database.ts";
+import type { ContactStore, StoredContact } from "./store/contact_store.ts";
 
 /** A contact as DIM shows it. */
 export interface Contact {
@@ -55,14 +55,14 @@ export class UnknownContactError extends DimError {}
 
 /** Contacts in one database. */
 export class ContactBook {
-  readonly #db: Database;
+  readonly #db: ContactStore;
 
   /**
    * Opens the book of a database.
    *
-   * @param db The database.
+   * @param db The database's contacts.
    */
-  constructor(db: Database) {
+  constructor(db: ContactStore) {
     this.#db = db;
   }
 
@@ -72,9 +72,8 @@ export class ContactBook {
    * @param nameOrId The local name or user ID.
    * @returns The row, or `undefined`.
    */
-  find(nameOrId: string): ContactRow | undefined {
-    return this.#db.getContact(nameOrId) ??
-      this.#db.getContactById(nameOrId.trim().toLowerCase());
+  find(nameOrId: string): StoredContact | undefined {
+    return this.#db.get(nameOrId) ?? this.#db.getById(nameOrId.trim().toLowerCase());
   }
 
   /**
@@ -84,7 +83,7 @@ export class ContactBook {
    * @returns The row.
    * @throws {UnknownContactError} If there is none.
    */
-  row(nameOrId: string): ContactRow {
+  row(nameOrId: string): StoredContact {
     const row = this.find(nameOrId);
     if (row === undefined) throw new UnknownContactError(`Cannot find contact "${nameOrId}"`);
     return row;
@@ -107,7 +106,7 @@ export class ContactBook {
    * @returns The contacts.
    */
   list(): Contact[] {
-    return this.#db.listContacts().map(toContact);
+    return this.#db.list().map(toContact);
   }
 
   /**
@@ -117,7 +116,7 @@ export class ContactBook {
    * @returns Whether a contact was removed.
    */
   remove(name: string): boolean {
-    return this.#db.removeContact(name);
+    return this.#db.remove(name);
   }
 
   /**
@@ -147,7 +146,7 @@ export class ContactBook {
    */
   verify(nameOrId: string): Contact {
     const row = this.row(nameOrId);
-    this.#db.upsertContact({
+    this.#db.upsert({
       ...row,
       encryptionPublicKey: row.changedEncryptionKey ?? row.encryptionPublicKey,
       changedEncryptionKey: undefined,
@@ -157,7 +156,7 @@ export class ContactBook {
   }
 }
 
-function toContact(row: ContactRow): Contact {
+function toContact(row: StoredContact): Contact {
   return {
     name: row.name,
     id: row.userId,

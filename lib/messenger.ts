@@ -41,13 +41,9 @@ import {
 } from "./messaging/service.ts";
 import { CARD_RECORD_TYPE, type ContactCard, openCard, signCard } from "./record/card.ts";
 import { dimSelector, dimValidator, recordKey } from "./record/record.ts";
-import {
-  type ContactRow,
-  Database,
-  type MessageProtection,
-  type MessageRow,
-  type MessageState,
-} from "./store/database.ts";
+import type { MessageProtection, MessageState, StoredMessage } from "./messaging/storage.ts";
+import type { StoredContact } from "./store/contact_store.ts";
+import { UserStore } from "./store/user_store.ts";
 import { SecretBox } from "./crypto/secret_box.ts";
 import { type FileOffer, FileReceiver } from "./messaging/file_receive.ts";
 import { sendFile, type SendFileOptions, type SentFile } from "./messaging/file_send.ts";
@@ -170,7 +166,7 @@ export function contactString(id: string, bootstrap: readonly string[] = []): st
 /** One user's DIM: identity, database, node and messaging. */
 export class Messenger extends EventTarget implements AsyncDisposable {
   readonly #identity: Identity;
-  readonly #db: Database;
+  readonly #db: UserStore;
   readonly #node: DhtNode;
   readonly #service: MessagingService;
   readonly #book: ContactBook;
@@ -187,7 +183,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
 
   private constructor(
     identity: Identity,
-    db: Database,
+    db: UserStore,
     node: DhtNode,
     lock: DataDirLock,
     box: SecretBox,
@@ -199,7 +195,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     this.#node = node;
     this.#lock = lock;
     this.#clock = options.clock ?? Date.now;
-    this.#book = new ContactBook(db);
+    this.#book = new ContactBook(db.contacts);
     this.#files = new FileReceiver(identity, {
       accept: (offer) => this.#acceptFile(offer, options.downloadDir),
       onReceived: (file) => this.dispatchEvent(new CustomEvent("file", { detail: file })),
@@ -207,11 +203,11 @@ export class Messenger extends EventTarget implements AsyncDisposable {
         this.dispatchEvent(new CustomEvent("file-failed", { detail: { error, offer } })),
       ...(options.maxFileSize === undefined ? {} : { maxFileSize: options.maxFileSize }),
     });
-    this.#displayName = db.getMeta("display_name") ?? "DIM user";
+    this.#displayName = db.settings.get("display_name") ?? "DIM user";
     this.#sessions = new SessionManager(
       {
         identity,
-        database: db,
+        storage: db,
         box,
         fetchBundle: (id, o) => this.#fetchBundle(id, o),
       },
@@ -223,7 +219,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     this.#service = new MessagingService(
       {
         identity,
-        database: db,
+        storage: db,
         transport: transportFor(node),
         resolve: (id, o) => this.#resolvePeer(id, o),
         sessions: this.#sessions,
@@ -247,7 +243,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     for (const type of ["delivered", "stored"] as const) {
       this.#service.addEventListener(type, (e) => {
         const d = (e as CustomEvent).detail as { seq: number };
-        const row = this.#db.getMessage(d.seq);
+        const row = this.#db.messages.get(d.seq);
         if (row) this.dispatchEvent(new CustomEvent("status", { detail: this.#toChat(row) }));
       });
     }
@@ -264,14 +260,14 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     await ensureHome(options.home);
     const paths = dataPaths(options.home);
     const lock = lockDataDir(options.home);
-    let db: Database | undefined;
+    let db: UserStore | undefined;
     try {
       const identity = await Identity.generate();
       await createKeystore(paths.identityKey, identity, options.passphrase, {
         force: options.force ?? false,
       });
-      db = Database.open(paths.database);
-      db.setMeta("display_name", options.displayName);
+      db = UserStore.open(paths.database);
+      db.settings.set("display_name", options.displayName);
       return await Messenger.#launch(identity, db, lock, options);
     } catch (err) {
       db?.close();
@@ -293,10 +289,10 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     await ensureHome(options.home);
     const paths = dataPaths(options.home);
     const lock = lockDataDir(options.home);
-    let db: Database | undefined;
+    let db: UserStore | undefined;
     try {
       const identity = await unlockKeystore(paths.identityKey, options.passphrase);
-      db = Database.open(paths.database);
+      db = UserStore.open(paths.database);
       return await Messenger.#launch(identity, db, lock, options);
     } catch (err) {
       db?.close();
@@ -308,7 +304,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   /** Starts the node and messaging for an unlocked identity; stops the node on failure. */
   static async #launch(
     identity: Identity,
-    db: Database,
+    db: UserStore,
     lock: DataDirLock,
     options: MessengerOptions,
   ): Promise<Messenger> {
@@ -386,7 +382,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     // Storage nodes keep the card with the highest sequence number: after the
     // clock was set back, a card numbered by the clock alone would be refused
     // everywhere and the old addresses served until the clock caught up.
-    const seq = Math.max(now, Number(this.#db.getMeta(CARD_SEQ_META) ?? 0) + 1);
+    const seq = Math.max(now, Number(this.#db.settings.get(CARD_SEQ_META) ?? 0) + 1);
     const record = await signCard(this.#identity, {
       displayName: this.#displayName,
       peerId: this.#node.peerId,
@@ -394,7 +390,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       now,
       seq,
     });
-    this.#db.setMeta(CARD_SEQ_META, String(seq));
+    this.#db.settings.set(CARD_SEQ_META, String(seq));
     await this.#node.put(record.key, record.bytes, options);
     await this.publishPrekeys(options);
   }
@@ -462,10 +458,10 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   }
 
   #noteCard(card: ContactCard): void {
-    const row = this.#db.getContactById(card.id);
+    const row = this.#db.contacts.getById(card.id);
     if (row === undefined || card.seq < (row.cardSeq ?? 0)) return;
     const changed = !constantTimeEqual(row.encryptionPublicKey, card.encryptionPublicKey);
-    this.#db.upsertContact({
+    this.#db.contacts.upsert({
       ...row,
       displayName: card.displayName,
       peerId: card.peerId,
@@ -500,11 +496,11 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     if (name.trim() === "" || /\s/.test(name)) {
       throw new InvalidIdError("Cannot add contact: the name must be one word");
     }
-    const byName = this.#db.getContact(name);
+    const byName = this.#db.contacts.get(name);
     if (byName !== undefined && byName.userId !== id) {
       throw new DimError(`Cannot add contact: the name "${name}" is taken by another user`);
     }
-    const byId = this.#db.getContactById(id);
+    const byId = this.#db.contacts.getById(id);
     if (byId !== undefined && byId.name !== name) {
       throw new DimError(`Cannot add contact: this user is already saved as "${byId.name}"`);
     }
@@ -513,7 +509,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     // pinned keys themselves change only through verifyContact.
     const card = await this.resolveCard(id, options);
     if (byId !== undefined) return this.contact(name);
-    this.#db.upsertContact({
+    this.#db.contacts.upsert({
       name,
       userId: id,
       signingPublicKey: card.signingPublicKey,
@@ -539,7 +535,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     return this.#book.contact(nameOrId);
   }
 
-  #row(nameOrId: string): ContactRow {
+  #row(nameOrId: string): StoredContact {
     return this.#book.row(nameOrId);
   }
 
@@ -623,7 +619,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     offer: FileOffer,
     dir: string | undefined,
   ): Promise<WritableStream<Uint8Array> | undefined> {
-    const contact = this.#db.getContactById(offer.senderId);
+    const contact = this.#db.contacts.getById(offer.senderId);
     if (dir === undefined || contact === undefined) return undefined;
     if (contact.changedEncryptionKey !== undefined) return undefined;
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -673,7 +669,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
         // Each status event names one message: only its own costs a read.
         const about = (event as CustomEvent<ChatMessage> | undefined)?.detail?.seq;
         if (about !== undefined && about !== seq) return;
-        const row = this.#db.getMessage(seq);
+        const row = this.#db.messages.get(seq);
         if (row && done(row.state)) {
           cleanup();
           resolve(this.#toChat(row));
@@ -711,7 +707,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
    */
   history(nameOrId: string, options: { readonly limit?: number } = {}): ChatMessage[] {
     const peer = this.#book.find(nameOrId)?.userId ?? nameOrId.trim().toLowerCase();
-    return this.#db.history(peer, options).map((m) => this.#toChat(m));
+    return this.#db.messages.history(peer, options).map((m) => this.#toChat(m));
   }
 
   /**
@@ -720,8 +716,8 @@ export class Messenger extends EventTarget implements AsyncDisposable {
    * @returns The pending and offline-stored messages.
    */
   outbox(): ChatMessage[] {
-    return this.#db.listOutbox().flatMap((e) => {
-      const m = this.#db.getMessage(e.messageSeq);
+    return this.#db.outbox.list().flatMap((e) => {
+      const m = this.#db.messages.get(e.messageSeq);
       return m ? [this.#toChat(m)] : [];
     });
   }
@@ -740,8 +736,8 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     }
   }
 
-  #toChat(m: MessageRow): ChatMessage {
-    return chatMessage(m, this.#db.getContactById(m.peer));
+  #toChat(m: StoredMessage): ChatMessage {
+    return chatMessage(m, this.#db.contacts.getById(m.peer));
   }
 
   /** Stops messaging and the node, closes the database and releases the data directory. */
@@ -769,7 +765,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
 /**
  * A stored message as the messenger shows it.
  *
- * @param m The stored row.
+ * @param m The stored message.
  * @param contact The contact it is with, if any.
  * @returns The message; non-text content gets a placeholder text.
  * @example
@@ -785,7 +781,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
  * assert.equal(m.contact, undefined);
  * ```
  */
-export function chatMessage(m: MessageRow, contact: ContactRow | undefined): ChatMessage {
+export function chatMessage(m: StoredMessage, contact: StoredContact | undefined): ChatMessage {
   let text: string;
   if (m.contentType !== TEXT_CONTENT_TYPE) {
     text = `[a message of content type ${m.contentType}, which this dim cannot show]`;

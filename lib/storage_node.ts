@@ -17,7 +17,7 @@
 import { createDhtNode, type DhtNode, type DhtNodeOptions } from "./dht/node.ts";
 import { MailboxServer, type MailboxServerOptions } from "./messaging/mailbox.ts";
 import { dimSelector, dimValidator } from "./record/record.ts";
-import { Database } from "./store/database.ts";
+import { MailboxStore } from "./store/mailbox_store.ts";
 import { type DataDirLock, lockDataDir } from "./platform/lock.ts";
 import { dataPaths, ensureHome } from "./platform/paths.ts";
 
@@ -54,7 +54,7 @@ export interface StorageNode extends AsyncDisposable {
  */
 export async function createStorageNode(options: StorageNodeOptions = {}): Promise<StorageNode> {
   let lock: DataDirLock | undefined;
-  let db: Database | undefined;
+  let db: MailboxStore | undefined;
   let node: DhtNode | undefined;
   let mailbox: MailboxServer | undefined;
   try {
@@ -62,7 +62,11 @@ export async function createStorageNode(options: StorageNodeOptions = {}): Promi
       await ensureHome(options.home);
       lock = lockDataDir(options.home);
     }
-    db = Database.open(options.home === undefined ? ":memory:" : dataPaths(options.home).database);
+    // Only the mailboxes: a storage node keeps no user's tables, even in a
+    // data directory a user shares.
+    db = MailboxStore.open(
+      options.home === undefined ? ":memory:" : dataPaths(options.home).database,
+    );
     node = await createDhtNode({
       listen: options.listen ?? ["/ip4/0.0.0.0/tcp/0"],
       bootstrap: options.bootstrap ?? [],

@@ -12,7 +12,7 @@
  * @module
  */
 import type { ChatMessage, Contact } from "../messenger.ts";
-import type { MessageState } from "../store/database.ts";
+import type { MessageState } from "../messaging/storage.ts";
 
 /**
  * The mark shown after a sent message for its delivery state.

@@ -29,7 +29,8 @@ import { fromHex, toHex } from "../platform/bytes.ts";
 import { encodeUserId, type PublicIdentity } from "../crypto/identity.ts";
 import { type Contact, ContactBook } from "../contacts.ts";
 import { type ChatMessage, chatMessage } from "../messenger.ts";
-import { Database, type MessageRow } from "../store/database.ts";
+import type { StoredMessage } from "../messaging/storage.ts";
+import { UserStore } from "../store/user_store.ts";
 import { dataPaths } from "../platform/paths.ts";
 
 const META_PUBLIC_IDENTITY = "cli.public_identity";
@@ -56,12 +57,12 @@ const META_DISPLAY_NAME = "display_name";
  * ```
  */
 export class LocalStore implements Disposable {
-  readonly #db: Database;
+  readonly #db: UserStore;
   readonly #book: ContactBook;
 
-  private constructor(db: Database) {
+  private constructor(db: UserStore) {
     this.#db = db;
-    this.#book = new ContactBook(db);
+    this.#book = new ContactBook(db.contacts);
   }
 
   /**
@@ -80,7 +81,7 @@ export class LocalStore implements Disposable {
    * ```
    */
   static open(home: string): LocalStore {
-    return new LocalStore(Database.open(dataPaths(home).database));
+    return new LocalStore(UserStore.open(dataPaths(home).database));
   }
 
   /**
@@ -101,7 +102,7 @@ export class LocalStore implements Disposable {
    * ```
    */
   publicIdentity(): PublicIdentity | undefined {
-    const text = this.#db.getMeta(META_PUBLIC_IDENTITY);
+    const text = this.#db.settings.get(META_PUBLIC_IDENTITY);
     if (text === undefined) return undefined;
     try {
       const v = JSON.parse(text) as { id: string; signing: string; encryption: string };
@@ -128,8 +129,8 @@ export class LocalStore implements Disposable {
       signing: toHex(identity.signingPublicKey),
       encryption: toHex(identity.encryptionPublicKey),
     });
-    if (this.#db.getMeta(META_PUBLIC_IDENTITY) !== text) {
-      this.#db.setMeta(META_PUBLIC_IDENTITY, text);
+    if (this.#db.settings.get(META_PUBLIC_IDENTITY) !== text) {
+      this.#db.settings.set(META_PUBLIC_IDENTITY, text);
     }
   }
 
@@ -139,7 +140,7 @@ export class LocalStore implements Disposable {
    * @returns The name, or `undefined` if none is set.
    */
   displayName(): string | undefined {
-    return this.#db.getMeta(META_DISPLAY_NAME);
+    return this.#db.settings.get(META_DISPLAY_NAME);
   }
 
   /**
@@ -148,7 +149,7 @@ export class LocalStore implements Disposable {
    * @param name The display name.
    */
   setDisplayName(name: string): void {
-    this.#db.setMeta(META_DISPLAY_NAME, name);
+    this.#db.settings.set(META_DISPLAY_NAME, name);
   }
 
   /**
@@ -157,7 +158,7 @@ export class LocalStore implements Disposable {
    * @returns The number, 0 if none was shown.
    */
   lastShownSeq(): number {
-    const n = Number(this.#db.getMeta(META_LAST_SHOWN) ?? 0);
+    const n = Number(this.#db.settings.get(META_LAST_SHOWN) ?? 0);
     return Number.isSafeInteger(n) && n > 0 ? n : 0;
   }
 
@@ -167,7 +168,7 @@ export class LocalStore implements Disposable {
    * @param seq The local sequence number.
    */
   setLastShownSeq(seq: number): void {
-    if (seq > this.lastShownSeq()) this.#db.setMeta(META_LAST_SHOWN, String(seq));
+    if (seq > this.lastShownSeq()) this.#db.settings.set(META_LAST_SHOWN, String(seq));
   }
 
   /**
@@ -242,7 +243,7 @@ export class LocalStore implements Disposable {
    * @returns The messages.
    */
   incomingSince(seq: number): ChatMessage[] {
-    return this.#db.incomingSince(seq).map((m) => this.#toChat(m));
+    return this.#db.messages.incomingSince(seq).map((m) => this.#toChat(m));
   }
 
   /**
@@ -251,11 +252,11 @@ export class LocalStore implements Disposable {
    * @returns The outbox length.
    */
   outboxLength(): number {
-    return this.#db.listOutbox().length;
+    return this.#db.outbox.list().length;
   }
 
-  #toChat(m: MessageRow): ChatMessage {
-    return chatMessage(m, this.#db.getContactById(m.peer));
+  #toChat(m: StoredMessage): ChatMessage {
+    return chatMessage(m, this.#db.contacts.getById(m.peer));
   }
 
   /** Closes the database. Idempotent. */

@@ -13,7 +13,7 @@
  * @example Serve mailboxes on a node
  * ```ts ignore
  * import { MailboxServer } from "./mailbox.ts";
- * const server = new MailboxServer(database);
+ * const server = new MailboxServer(store.mailboxes);
  * await server.start(node);
  * ```
  *
@@ -25,7 +25,7 @@ import { concat, constantTimeEqual, utf8 } from "../platform/bytes.ts";
 import { verifySignature } from "../crypto/identity.ts";
 import { ProtocolError } from "../errors.ts";
 import { CLOCK_SKEW_TOLERANCE_MS } from "../record/record.ts";
-import type { Database } from "../store/database.ts";
+import type { MailboxStorage } from "./storage.ts";
 import { Deadlines } from "./_deadlines.ts";
 import {
   deleteSignedBytes,
@@ -198,7 +198,7 @@ export interface MailboxServerOptions {
 
 /** Serves `/dim/mbox/1.0.0`: STORE, FETCH and signed DELETE of sealed envelopes. */
 export class MailboxServer {
-  readonly #db: Database;
+  readonly #store: MailboxStorage;
   readonly #clock: () => number;
   readonly #limits: MailboxLimits;
   readonly #idleMs: number;
@@ -209,13 +209,13 @@ export class MailboxServer {
   #active = new Set<Promise<void>>();
 
   /**
-   * Makes a server over a database; call `start()` to serve.
+   * Makes a server over a mailbox store; call `start()` to serve.
    *
-   * @param database Where copies are kept.
+   * @param store Where copies are kept.
    * @param options Clock, quotas, timeouts.
    */
-  constructor(database: Database, options: MailboxServerOptions = {}) {
-    this.#db = database;
+  constructor(store: MailboxStorage, options: MailboxServerOptions = {}) {
+    this.#store = store;
     this.#clock = options.clock ?? Date.now;
     this.#limits = { ...DEFAULT_MAILBOX_LIMITS, ...options.limits };
     this.#idleMs = options.idleTimeoutMs ?? 10_000;
@@ -266,7 +266,7 @@ export class MailboxServer {
       if (frame.expiresAt <= now || frame.expiresAt > now + this.#limits.maxTtlMs) {
         return { type: FrameType.StoreResult, status: StoreStatus.Invalid };
       }
-      const outcome = this.#db.mailboxPut(
+      const outcome = this.#store.put(
         frame.mailbox,
         await sha256(frame.envelope),
         frame.envelope,
@@ -286,7 +286,7 @@ export class MailboxServer {
       // the answer unencodable, and with it the whole mailbox unreadable.
       const envelopes: Uint8Array[] = [];
       let bytes = 0;
-      for (const item of this.#db.mailboxList(frame.mailbox, now, MAX_FETCH_ITEMS)) {
+      for (const item of this.#store.list(frame.mailbox, now, MAX_FETCH_ITEMS)) {
         bytes += 4 + item.envelope.length;
         if (bytes > MAX_ITEMS_BYTES) break;
         envelopes.push(item.envelope);
@@ -302,7 +302,7 @@ export class MailboxServer {
         deleteSignedBytes(frame.mailbox, frame.timestamp, frame.hashes),
         frame.signature,
       );
-      const count = signed ? this.#db.mailboxDelete(frame.mailbox, frame.hashes) : 0;
+      const count = signed ? this.#store.delete(frame.mailbox, frame.hashes) : 0;
       return { type: FrameType.Deleted, count };
     }
     throw new ProtocolError("Cannot serve mailbox: unexpected frame type");

@@ -2,7 +2,9 @@
  * DIM's messaging layer: the wire protocols `/dim/msg/1.0.0` and
  * `/dim/mbox/1.0.0`, the service that sends with a persistent outbox and
  * signed acknowledgements, and the mailbox server that keeps sealed
- * envelopes for offline users.
+ * envelopes for offline users. What it keeps (messages, the outbox,
+ * sessions, mailbox copies) goes through the storage interfaces it defines
+ * ({@linkcode MessagingStorage}), which DIM's SQLite store implements.
  *
  * @example Encode a frame
  * ```ts
@@ -76,5 +78,27 @@ export { fileSink, fileSource } from "./file_io.ts";
 export type { FileSinkOptions } from "./file_io.ts";
 // The base class of TransferRefusedError.
 export { DimError } from "../errors.ts";
+export type {
+  ContactLookup,
+  HistoryStorage,
+  MailboxCopy,
+  MailboxPutOutcome,
+  MailboxQuota,
+  MailboxStorage,
+  MessageDirection,
+  MessageProtection,
+  MessageState,
+  MessagingStorage,
+  NewIncomingMessage,
+  NewOutgoingMessage,
+  OutboxEntry,
+  OutboxStorage,
+  SessionStorage,
+  SettingsStorage,
+  StorageTransactions,
+  StoredMessage,
+  StoredSession,
+  TransactionOptions,
+} from "./storage.ts";
 export { SessionContentType, SessionManager } from "./sessions.ts";
 export type { BundleFetcher, SessionPeer, SessionResult } from "./sessions.ts";

@@ -36,7 +36,7 @@ import { concat, constantTimeEqual, toHex } from "../platform/bytes.ts";
 import { type OpenedEnvelope, openEnvelope, sealEnvelope } from "../crypto/envelope.ts";
 import { decodeUserId, type Identity, verifySignature } from "../crypto/identity.ts";
 import { DecryptionError, DimError, PeerUnreachableError, ProtocolError } from "../errors.ts";
-import type { Database, MessageRow, OutboxRow } from "../store/database.ts";
+import type { MessagingStorage, OutboxEntry, StoredMessage } from "./storage.ts";
 import { raceSignal as race } from "race-signal";
 import {
   envelopeHash,
@@ -121,8 +121,8 @@ export interface MessagingOptions {
 
 /** A message delivered to this user. */
 export interface IncomingMessage {
-  /** The stored row. */
-  readonly message: MessageRow;
+  /** The stored message. */
+  readonly message: StoredMessage;
   /** The sender's verified signing key. */
   readonly senderSigningKey: Uint8Array;
 }
@@ -163,7 +163,7 @@ const CLOSEST_CACHE_MS = 5 * 60 * 1000;
  */
 export class MessagingService extends EventTarget {
   readonly #identity: Identity;
-  readonly #db: Database;
+  readonly #db: MessagingStorage;
   readonly #transport: MessagingTransport;
   readonly #resolve: RecipientResolver;
   readonly #sessions: SessionManager | undefined;
@@ -192,13 +192,13 @@ export class MessagingService extends EventTarget {
   /**
    * Makes the service; call `start()` to serve and send.
    *
-   * @param deps The identity, database, transport and a resolver for recipients' nodes.
+   * @param deps The identity, its storage, the transport and a resolver for recipients' nodes.
    * @param options Tunables.
    */
   constructor(
     deps: {
       readonly identity: Identity;
-      readonly database: Database;
+      readonly storage: MessagingStorage;
       readonly transport: MessagingTransport;
       readonly resolve: RecipientResolver;
       /** Forward-secret sessions; without it every message uses the static envelope. */
@@ -208,7 +208,7 @@ export class MessagingService extends EventTarget {
   ) {
     super();
     this.#identity = deps.identity;
-    this.#db = deps.database;
+    this.#db = deps.storage;
     this.#transport = deps.transport;
     this.#resolve = deps.resolve;
     this.#sessions = deps.sessions;
@@ -226,7 +226,7 @@ export class MessagingService extends EventTarget {
       ratePerSecond: options.ratePerSecond ?? 1000,
       idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
     };
-    this.#mailboxServer = new MailboxServer(this.#db, {
+    this.#mailboxServer = new MailboxServer(this.#db.mailboxes, {
       clock: this.#clock,
       idleTimeoutMs: this.#opts.idleTimeoutMs,
       onPeerError: this.#onPeerError,
@@ -301,8 +301,8 @@ export class MessagingService extends EventTarget {
     recipient: { readonly userId: string; readonly encryptionPublicKey: Uint8Array },
     body: Uint8Array,
     contentType = 1,
-  ): Promise<MessageRow> {
-    const seal = async (sealed: SessionResult): Promise<MessageRow> => {
+  ): Promise<StoredMessage> {
+    const seal = async (sealed: SessionResult): Promise<StoredMessage> => {
       const now = this.#clock();
       const id = crypto.getRandomValues(new Uint8Array(16));
       const { envelope, hash } = await this.#seal(recipient.encryptionPublicKey, sealed, id, now);
@@ -311,7 +311,7 @@ export class MessagingService extends EventTarget {
       // messages sent together share one flush.
       return this.#db.transaction(() => {
         sealed.save();
-        return this.#db.insertOutgoing(
+        return this.#db.outbox.enqueue(
           {
             id,
             peer: recipient.userId,
@@ -327,7 +327,7 @@ export class MessagingService extends EventTarget {
       }, { durable: false });
     };
     const sessions = this.#sessions;
-    let row: MessageRow;
+    let row: StoredMessage;
     if (sessions === undefined) {
       row = await seal({ contentType, body, protection: "static", save: () => {} });
     } else {
@@ -423,7 +423,7 @@ export class MessagingService extends EventTarget {
    */
   async flushOutbox(): Promise<void> {
     if (!this.#started) return;
-    const due = this.#db.dueOutbox(this.#clock());
+    const due = this.#db.outbox.due(this.#clock());
     await Promise.all(due.map(({ recipient }) => this.#deliver(recipient)));
   }
 
@@ -464,7 +464,7 @@ export class MessagingService extends EventTarget {
     // A kept stream may have been closed by the other side meanwhile: one
     // failure on it, before any acknowledgement, is retried on a new stream.
     let retry = link !== undefined;
-    let sent: OutboxRow[] = [];
+    let sent: OutboxEntry[] = [];
     let last = 0;
     // An attempt times out when no acknowledgement came for attemptTimeoutMs
     // while envelopes were waiting, however many new messages woke it meanwhile.
@@ -476,7 +476,7 @@ export class MessagingService extends EventTarget {
         return;
       }
       const room = SEND_WINDOW - sent.length;
-      const next = room > 0 ? this.#db.outboxAfter(recipient, last, room) : [];
+      const next = room > 0 ? this.#db.outbox.after(recipient, last, room) : [];
       // Nothing leaves before its flush; the order stops at the first that waits.
       const waiting = next.findIndex((e) => this.#unflushed.has(e.messageSeq));
       if (waiting >= 0) next.length = waiting;
@@ -564,7 +564,7 @@ export class MessagingService extends EventTarget {
    */
   async #restartSession(recipient: string): Promise<boolean> {
     const sessions = this.#sessions;
-    const contact = this.#db.getContactById(recipient);
+    const contact = this.#db.contacts.getById(recipient);
     const now = this.#clock();
     const last = this.#restartedAt.get(recipient);
     if (sessions === undefined || contact === undefined || !this.#started) return false;
@@ -584,10 +584,10 @@ export class MessagingService extends EventTarget {
         !constantTimeEqual(bundle.encryptionPublicKey, peer.encryptionPublicKey)
       ) return false;
       await sessions.lock(async () => {
-        this.#db.transaction(() => this.#db.deleteSessions(recipient), { durable: false });
-        const queue = this.#db.listOutbox().filter((e) => e.recipient === recipient);
+        this.#db.transaction(() => this.#db.sessions.deleteAll(recipient), { durable: false });
+        const queue = this.#db.outbox.list().filter((e) => e.recipient === recipient);
         for (const entry of queue) {
-          const message = this.#db.getMessage(entry.messageSeq);
+          const message = this.#db.messages.get(entry.messageSeq);
           if (message === undefined) continue;
           const sealed = await sessions.encrypt(peer, message.contentType, message.body, {
             signal,
@@ -604,7 +604,7 @@ export class MessagingService extends EventTarget {
           );
           this.#db.transaction(() => {
             sealed.save();
-            this.#db.replaceOutboxEnvelope(entry.messageSeq, envelope, hash, this.#clock());
+            this.#db.outbox.replaceEnvelope(entry.messageSeq, envelope, hash, this.#clock());
           }, { durable: false });
         }
         this.#db.sync();
@@ -625,12 +625,12 @@ export class MessagingService extends EventTarget {
    */
   async #confirm(
     recipient: string,
-    sent: OutboxRow[],
+    sent: OutboxEntry[],
     replies: Frame[],
   ): Promise<{ done: number; failure: ProtocolError | undefined }> {
     const key = decodeUserId(recipient);
     let failure: ProtocolError | undefined;
-    const acks: { entry: OutboxRow; check: Promise<boolean> }[] = [];
+    const acks: { entry: OutboxEntry; check: Promise<boolean> }[] = [];
     for (const [i, reply] of replies.entries()) {
       const entry = sent[i]!;
       if (reply.type !== FrameType.Ack) {
@@ -661,7 +661,7 @@ export class MessagingService extends EventTarget {
     const delivered = this.#db.transaction(
       () =>
         acks.slice(0, done).map(({ entry }) =>
-          this.#db.markDelivered(recipient, entry.envelopeHash)
+          this.#db.outbox.markDelivered(recipient, entry.envelopeHash)
         ),
       // Lost in a crash, a mark costs one more delivery, which the recipient deduplicates.
       { durable: false },
@@ -689,13 +689,13 @@ export class MessagingService extends EventTarget {
    * Schedules the next attempt of a conversation's head with backoff, and
    * leaves a copy of every queued message of it in the recipient's mailbox.
    */
-  async #defer(recipient: string, head: OutboxRow, error: unknown): Promise<void> {
+  async #defer(recipient: string, head: OutboxEntry, error: unknown): Promise<void> {
     if (!this.#started) return;
     const message = error instanceof Error ? error.message : String(error);
     const backoff = Math.min(this.#opts.retryMaxMs, this.#opts.retryBaseMs * 2 ** head.attempts);
     const jitter = 0.5 + Math.random();
-    this.#db.deferOutbox(head.messageSeq, this.#clock() + Math.round(backoff * jitter), message);
-    const unmailed = this.#db.listOutbox().filter((e) =>
+    this.#db.outbox.defer(head.messageSeq, this.#clock() + Math.round(backoff * jitter), message);
+    const unmailed = this.#db.outbox.list().filter((e) =>
       e.recipient === recipient && !e.storedOffline
     );
     if (unmailed.length === 0) return;
@@ -704,7 +704,7 @@ export class MessagingService extends EventTarget {
       const stored = await this.#storeOffline(recipient, unmailed.map((e) => e.envelope));
       unmailed.forEach((e, i) => {
         if (!stored[i]) return;
-        this.#db.markStoredOffline(e.messageSeq);
+        this.#db.outbox.markStoredOffline(e.messageSeq);
         this.#emit({ type: "stored", seq: e.messageSeq, recipient });
       });
     } catch (err) {
@@ -716,7 +716,7 @@ export class MessagingService extends EventTarget {
   async #acknowledge(recipient: string, hash: Uint8Array, signature: Uint8Array): Promise<boolean> {
     const key = decodeUserId(recipient);
     if (!(await verifySignature("ack", key, hash, signature))) return false;
-    const seq = this.#db.transaction(() => this.#db.markDelivered(recipient, hash), {
+    const seq = this.#db.transaction(() => this.#db.outbox.markDelivered(recipient, hash), {
       durable: false,
     });
     if (seq !== undefined) this.#emit({ type: "delivered", seq, recipient });
@@ -934,10 +934,10 @@ export class MessagingService extends EventTarget {
     const now = this.#clock();
     const sender = opened.senderId;
     // A replay is acknowledged again without touching the session.
-    if (this.#db.hasIncoming(sender, opened.id)) return undefined;
+    if (this.#db.messages.hasIncoming(sender, opened.id)) return undefined;
     const store = (content: SessionResult) =>
       this.#db.transaction(() => {
-        const message = this.#db.insertIncoming({
+        const message = this.#db.messages.insertIncoming({
           id: opened.id,
           peer: sender,
           sentAt: opened.timestamp,
@@ -949,7 +949,7 @@ export class MessagingService extends EventTarget {
         });
         // Only a new message may move the session on.
         if (message !== undefined) content.save();
-        this.#db.touchContact(sender, now);
+        this.#db.contacts.touch(sender, now);
         return message;
       }, { durable: false });
     const sessions = this.#sessions;
@@ -961,7 +961,7 @@ export class MessagingService extends EventTarget {
             {
               userId: sender,
               signingPublicKey: opened.senderSigningKey,
-              encryptionPublicKey: this.#db.getContactById(sender)?.encryptionPublicKey,
+              encryptionPublicKey: this.#db.contacts.getById(sender)?.encryptionPublicKey,
             },
             opened.contentType,
             opened.body,
@@ -1072,7 +1072,7 @@ export class MessagingService extends EventTarget {
   async #acknowledgeAny(hash: Uint8Array, signature: Uint8Array): Promise<void> {
     // A lookup by the indexed hash: receipts are rate-limited, but each one
     // must not cost a scan of the whole outbox.
-    const recipient = this.#db.outboxRecipient(hash);
+    const recipient = this.#db.outbox.recipientOf(hash);
     if (recipient !== undefined) await this.#acknowledge(recipient, hash, signature);
   }
 }

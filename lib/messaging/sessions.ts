@@ -64,7 +64,12 @@ import {
   SIGNED_PREKEY_ROTATION_MS,
 } from "../record/prekey_secrets.ts";
 import type { SignedRecord } from "../record/record.ts";
-import type { Database, MessageProtection, SessionRow } from "../store/database.ts";
+import type {
+  MessageProtection,
+  SessionStorage,
+  SettingsStorage,
+  StoredSession,
+} from "./storage.ts";
 import type { SecretBox } from "../crypto/secret_box.ts";
 
 /** Envelope content types that carry session messages. */
@@ -120,7 +125,8 @@ function sessionIdOf(headerBytes: Uint8Array): Uint8Array {
 /** Makes, keeps and uses the Double Ratchet sessions of one identity. */
 export class SessionManager {
   readonly #identity: Identity;
-  readonly #db: Database;
+  readonly #sessions: SessionStorage;
+  readonly #settings: SettingsStorage;
   readonly #box: SecretBox;
   readonly #fetchBundle: BundleFetcher;
   readonly #clock: () => number;
@@ -138,20 +144,25 @@ export class SessionManager {
   /**
    * Makes the manager.
    *
-   * @param deps The identity, its database and secret box, and how to find bundles.
+   * @param deps The identity, where its sessions and prekeys are kept, its secret box, and how
+   *   to find bundles.
    * @param options `clock`; `onPrekeysChanged`, called when the bundle should be republished.
    */
   constructor(
     deps: {
       readonly identity: Identity;
-      readonly database: Database;
+      readonly storage: {
+        readonly sessions: SessionStorage;
+        readonly settings: SettingsStorage;
+      };
       readonly box: SecretBox;
       readonly fetchBundle: BundleFetcher;
     },
     options: { readonly clock?: () => number; readonly onPrekeysChanged?: () => void } = {},
   ) {
     this.#identity = deps.identity;
-    this.#db = deps.database;
+    this.#sessions = deps.storage.sessions;
+    this.#settings = deps.storage.settings;
     this.#box = deps.box;
     this.#fetchBundle = deps.fetchBundle;
     this.#clock = options.clock ?? Date.now;
@@ -193,7 +204,7 @@ export class SessionManager {
   }
 
   async #loadPrekeys(): Promise<PrekeySecrets | undefined> {
-    const sealed = this.#db.getSecret(PREKEYS_SECRET);
+    const sealed = this.#settings.getSecret(PREKEYS_SECRET);
     if (sealed === undefined) return undefined;
     return decodePrekeySecrets(await this.#box.open(PREKEYS_SECRET, sealed));
   }
@@ -221,12 +232,12 @@ export class SessionManager {
         secrets = await refillOneTimePrekeys(secrets);
       }
       const sealed = await this.#sealPrekeys(secrets);
-      this.#db.setSecret(PREKEYS_SECRET, sealed);
+      this.#settings.setSecret(PREKEYS_SECRET, sealed);
       // Storage nodes keep the highest sequence number: after the clock went
       // back, a bundle numbered by the clock alone would be refused, and a
       // used one-time prekey would stay on offer.
-      const seq = Math.max(now, Number(this.#db.getMeta(PREKEYS_SEQ_META) ?? 0) + 1);
-      this.#db.setMeta(PREKEYS_SEQ_META, String(seq));
+      const seq = Math.max(now, Number(this.#settings.get(PREKEYS_SEQ_META) ?? 0) + 1);
+      this.#settings.set(PREKEYS_SEQ_META, String(seq));
       return await signPrekeyBundle(this.#identity, secrets, { now, seq });
     });
   }
@@ -238,10 +249,10 @@ export class SessionManager {
    * @returns `true` if messages to them use a session.
    */
   hasSession(userId: string): boolean {
-    return this.#db.sessions(userId).length > 0;
+    return this.#sessions.list(userId).length > 0;
   }
 
-  async #openState(row: SessionRow): Promise<RatchetState> {
+  async #openState(row: StoredSession): Promise<RatchetState> {
     const cached = this.#opened.get(row.peer);
     if (cached !== undefined && constantTimeEqual(cached.sealed, row.state)) return cached.state;
     return decodeSession(await this.#box.open(`session:${row.peer}`, row.state));
@@ -313,7 +324,7 @@ export class SessionManager {
   ): Promise<SessionResult> {
     const now = this.#clock();
     const plaintext = concat(new Uint8Array([contentType]), body);
-    let row = this.#db.sessions(peer.userId)[0];
+    let row = this.#sessions.list(peer.userId)[0];
     let state: RatchetState;
     if (row !== undefined) {
       state = await this.#openState(row);
@@ -352,7 +363,7 @@ export class SessionManager {
       header: decodeX3dhHeader(row.initialHeader),
       message,
     });
-    let saved: SessionRow | undefined;
+    let saved: StoredSession | undefined;
     const base = row;
     const ready = this.#sealState(peer.userId, next).then((state) => {
       saved = { ...base, state, usedAt: now, current: true };
@@ -368,7 +379,7 @@ export class SessionManager {
         if (saved === undefined) {
           throw new Error("Cannot save session: its state is not sealed yet");
         }
-        this.#db.saveSession(saved);
+        this.#sessions.save(saved);
       },
     };
   }
@@ -401,7 +412,7 @@ export class SessionManager {
     const sessionId = body.subarray(0, SESSION_ID_LENGTH);
     const payload = body.subarray(SESSION_ID_LENGTH);
     const now = this.#clock();
-    const rows = this.#db.sessions(sender.userId);
+    const rows = this.#sessions.list(sender.userId);
     let row = rows.find((r) => constantTimeEqual(r.sessionId, sessionId));
     let message: Uint8Array;
     let state: RatchetState;
@@ -469,7 +480,7 @@ export class SessionManager {
     const answered = contentType === SessionContentType.Ratchet;
     const current = row.current || (answered && row.initialHeader !== undefined) ||
       (answered && !rows.some((r) => r.current));
-    const saved: SessionRow = {
+    const saved: StoredSession = {
       ...row,
       state: await this.#sealState(sender.userId, next),
       initialHeader: answered ? undefined : row.initialHeader,
@@ -482,9 +493,9 @@ export class SessionManager {
       body: plaintext.subarray(1),
       protection: "ratchet",
       save: () => {
-        this.#db.saveSession(saved);
+        this.#sessions.save(saved);
         if (changedPrekeys !== undefined) {
-          this.#db.setSecret(PREKEYS_SECRET, changedPrekeys.sealed);
+          this.#settings.setSecret(PREKEYS_SECRET, changedPrekeys.sealed);
           queueMicrotask(this.#onPrekeysChanged);
         }
       },

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { main } from "../../lib/cli/main.ts";
 import { memoryIo } from "../../lib/cli/io.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
-import { Database } from "../../lib/store/database.ts";
+import { UserStore } from "../../lib/store/user_store.ts";
 import { lockDataDir } from "../../lib/platform/lock.ts";
 import { dim, initUser, PASSPHRASE, tempDir } from "./_helpers.ts";
 
@@ -200,13 +200,13 @@ Deno.test("--passphrase-file is read without its line end", async () => {
     });
     assert.equal(run.code, 0, run.err);
     // Remove the saved public keys so `id` must unlock the keystore.
-    const db = Database.open(`${home}/dim.db`);
-    db.setMeta("cli.public_identity", "{}");
+    const db = UserStore.open(`${home}/dim.db`);
+    db.settings.set("cli.public_identity", "{}");
     db.close();
     const ok = await dim(home, ["id", "--passphrase-file", file], { env: { DIM_PASSPHRASE: "" } });
     assert.equal(ok.code, 0, ok.err);
-    const db2 = Database.open(`${home}/dim.db`);
-    db2.setMeta("cli.public_identity", "{}");
+    const db2 = UserStore.open(`${home}/dim.db`);
+    db2.settings.set("cli.public_identity", "{}");
     db2.close();
     const wrong = await dim(home, ["id"], { env: { DIM_PASSPHRASE: "from a file\n" } });
     assert.equal(wrong.code, 1);
@@ -226,8 +226,8 @@ Deno.test("a wrong passphrase is one line, exit 1, and changes nothing", async (
   await using tmp = await tempDir();
   const home = tmp.path;
   await initUser(home, "Ada");
-  const db = Database.open(`${home}/dim.db`);
-  db.setMeta("cli.public_identity", "{}");
+  const db = UserStore.open(`${home}/dim.db`);
+  db.settings.set("cli.public_identity", "{}");
   db.close();
   const before = await Deno.readFile(`${home}/identity.key`);
   for (const args of [["id"], ["status"]]) {
@@ -389,9 +389,9 @@ Deno.test("contact list, verify and remove work offline; key changes are loud", 
   const bob = await Identity.generate();
   const carol = await Identity.generate();
   // Contacts as `contact add` leaves them (that needs a network: see network_test.ts).
-  const db = Database.open(`${home}/dim.db`);
+  const db = UserStore.open(`${home}/dim.db`);
   for (const [name, who] of [["bob", bob], ["carol", carol]] as const) {
-    db.upsertContact({
+    db.contacts.upsert({
       name,
       userId: who.id,
       signingPublicKey: who.signingPublicKey,
@@ -427,8 +427,11 @@ Deno.test("contact list, verify and remove work offline; key changes are loud", 
 
   // Bob's card now shows another encryption key than the pinned one.
   const other = await Identity.generate();
-  const db2 = Database.open(`${home}/dim.db`);
-  db2.upsertContact({ ...db2.getContact("bob")!, changedEncryptionKey: other.encryptionPublicKey });
+  const db2 = UserStore.open(`${home}/dim.db`);
+  db2.contacts.upsert({
+    ...db2.contacts.get("bob")!,
+    changedEncryptionKey: other.encryptionPublicKey,
+  });
   db2.close();
   const changed = await dim(home, ["contact", "list"]);
   assert.match(changed.out, /bob +BOB +⚠ KEYS CHANGED/);
@@ -458,8 +461,8 @@ Deno.test("contact verify asks on a terminal and marks verified on yes", async (
   const home = tmp.path;
   await initUser(home, "Ada");
   const bob = await Identity.generate();
-  const db = Database.open(`${home}/dim.db`);
-  db.upsertContact({
+  const db = UserStore.open(`${home}/dim.db`);
+  db.contacts.upsert({
     name: "bob",
     userId: bob.id,
     signingPublicKey: bob.signingPublicKey,

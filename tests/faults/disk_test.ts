@@ -10,7 +10,7 @@ import { Identity } from "../../lib/crypto/identity.ts";
 import { changePassphrase, createKeystore, unlockKeystore } from "../../lib/crypto/keystore.ts";
 import { KeystoreError, StorageError } from "../../lib/errors.ts";
 import { Messenger } from "../../lib/messenger.ts";
-import { Database } from "../../lib/store/database.ts";
+import { UserStore } from "../../lib/store/user_store.ts";
 import { nextMessages, testNet } from "../_support/network.ts";
 import { figure, sleep } from "../hostile/_support.ts";
 
@@ -93,14 +93,14 @@ Deno.test({
   async fn() {
     await withTmpfs(1024, async (dir) => {
       const path = `${dir}/dim.db`;
-      const db = Database.open(path);
+      const db = UserStore.open(path);
       const me = await Identity.generate();
       await createKeystore(`${dir}/identity.key`, me, "old passphrase");
       let stored = 0;
       let error: unknown;
       for (let n = 1; n < 100_000; n++) {
         try {
-          db.insertIncoming(row(n));
+          db.messages.insertIncoming(row(n));
           stored = n;
         } catch (err) {
           error = err;
@@ -116,16 +116,16 @@ Deno.test({
           err instanceof KeystoreError && err.code === "io" && /no space left/.test(err.message),
       );
       // Nothing lost or corrupted: every committed row is there, the keystore opens.
-      assert.equal(db.history("p", { limit: 1_000_000 }).length, stored);
+      assert.equal(db.messages.history("p", { limit: 1_000_000 }).length, stored);
       assert.equal((await unlockKeystore(`${dir}/identity.key`, "old passphrase")).id, me.id);
       db.close();
       assert.equal(integrity(path), "ok");
       // Space is back.
       await Deno.remove(`${dir}/filler`);
       assert.ok(await run("mount", ["-o", "remount,size=8m", dir]));
-      using again = Database.open(path);
-      again.insertIncoming(row(stored + 1));
-      assert.equal(again.history("p", { limit: 1_000_000 }).length, stored + 1);
+      using again = UserStore.open(path);
+      again.messages.insertIncoming(row(stored + 1));
+      assert.equal(again.messages.history("p", { limit: 1_000_000 }).length, stored + 1);
       await changePassphrase(`${dir}/identity.key`, "old passphrase", "new passphrase");
       assert.equal((await unlockKeystore(`${dir}/identity.key`, "new passphrase")).id, me.id);
       figure("disk-full", { rowsBeforeFull: stored, lost: 0, corrupt: 0 });
@@ -141,8 +141,8 @@ Deno.test({
       const me = await Identity.generate();
       await createKeystore(`${dir}/identity.key`, me, "passphrase");
       {
-        using db = Database.open(`${dir}/dim.db`);
-        db.insertIncoming(row(1));
+        using db = UserStore.open(`${dir}/dim.db`);
+        db.messages.insertIncoming(row(1));
       }
       assert.ok(await run("mount", ["-o", "remount,ro", dir]));
       await assert.rejects(
@@ -152,8 +152,8 @@ Deno.test({
       assert.equal((await unlockKeystore(`${dir}/identity.key`, "passphrase")).id, me.id);
       let message = "";
       try {
-        using db = Database.open(`${dir}/dim.db`);
-        db.insertIncoming(row(2));
+        using db = UserStore.open(`${dir}/dim.db`);
+        db.messages.insertIncoming(row(2));
       } catch (err) {
         assert.ok(err instanceof StorageError, String(err));
         message = err.message;
@@ -169,9 +169,9 @@ Deno.test({
       }
       assert.match(messengerError, /^StorageError: /);
       assert.ok(await run("mount", ["-o", "remount,rw", dir]));
-      using db = Database.open(`${dir}/dim.db`);
-      db.insertIncoming(row(2));
-      assert.equal(db.history("p").length, 2);
+      using db = UserStore.open(`${dir}/dim.db`);
+      db.messages.insertIncoming(row(2));
+      assert.equal(db.messages.history("p").length, 2);
       figure("read-only", {
         database: JSON.stringify(message),
         messenger: JSON.stringify(messengerError),

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Messenger } from "../../lib/messenger.ts";
 import { createStorageNode } from "../../lib/storage_node.ts";
-import { Database } from "../../lib/store/database.ts";
+import { UserStore } from "../../lib/store/user_store.ts";
 import { figure, LOOPBACK, Random, size, sleep } from "../hostile/_support.ts";
 import { Child } from "./_child.ts";
 
@@ -85,10 +85,10 @@ Deno.test({
       await Promise.all([...children].map((c) => c.stop()));
       children.clear();
 
-      using sent = Database.open(`${dir}/alice/dim.db`);
-      using got = Database.open(`${dir}/bob/dim.db`);
-      const outgoing = sent.history(bobId, { limit: 1_000_000 });
-      const incoming = got.history(aliceId, { limit: 1_000_000 });
+      using sent = UserStore.open(`${dir}/alice/dim.db`);
+      using got = UserStore.open(`${dir}/bob/dim.db`);
+      const outgoing = sent.messages.history(bobId, { limit: 1_000_000 });
+      const incoming = got.messages.history(aliceId, { limit: 1_000_000 });
       const text = (b: Uint8Array) => new TextDecoder().decode(b);
       const counts = new Map<string, number>();
       for (const m of incoming) counts.set(text(m.body), (counts.get(text(m.body)) ?? 0) + 1);
@@ -102,13 +102,13 @@ Deno.test({
         messages: COUNT,
         lost: lost.length,
         duplicated: duplicated.length,
-        outboxLeft: sent.listOutbox().length,
+        outboxLeft: sent.outbox.list().length,
         seconds: seconds.toFixed(0),
       });
       assert.deepEqual(lost, [], "lost messages");
       assert.deepEqual(duplicated, [], "duplicated messages");
       assert.equal(incoming.length, COUNT);
-      assert.deepEqual(sent.listOutbox(), [], "the sender's outbox is empty");
+      assert.deepEqual(sent.outbox.list(), [], "the sender's outbox is empty");
       assert.equal(outgoing.length, COUNT, "each message was sent once");
       assert.ok(outgoing.every((m) => m.state === "delivered"), "and acknowledged");
     } finally {

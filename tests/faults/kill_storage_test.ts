@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { createKeystore, unlockKeystore } from "../../lib/crypto/keystore.ts";
-import { Database } from "../../lib/store/database.ts";
+import { UserStore } from "../../lib/store/user_store.ts";
 import { blob } from "../fixtures/store_writer.ts";
 import { figure, Random, size, sleep } from "../hostile/_support.ts";
 import { Child } from "./_child.ts";
@@ -27,7 +27,7 @@ Deno.test("kill -9 during keystore, database and file writes leaves the old or t
   try {
     const me = await Identity.generate();
     await createKeystore(`${dir}/identity.key`, me, "pass-0");
-    Database.open(`${dir}/dim.db`).close();
+    UserStore.open(`${dir}/dim.db`).close();
     const rnd = new Random();
     let keystoreAt = 0;
     let rowsAt = 0;
@@ -68,8 +68,8 @@ Deno.test("kill -9 during keystore, database and file writes leaves the old or t
       // committed row, in order, and at most the one in flight besides.
       const committed = last(child, "rows", rowsAt);
       {
-        using db = Database.open(`${dir}/dim.db`);
-        const rows = db.history("writer", { limit: 100_000_000 });
+        using db = UserStore.open(`${dir}/dim.db`);
+        const rows = db.messages.history("writer", { limit: 100_000_000 });
         assert.ok(
           rows.length === committed || rows.length === committed + 1,
           `kill ${kill}: ${rows.length} rows, ${committed} reported`,

@@ -13,7 +13,7 @@ import {
   MESSAGE_PROTOCOL,
 } from "../../lib/messaging/wire.ts";
 import type { Messenger } from "../../lib/messenger.ts";
-import { Database } from "../../lib/store/database.ts";
+import { UserStore } from "../../lib/store/user_store.ts";
 import { FAST_MESSAGING, nextMessages, testNet } from "../_support/network.ts";
 import { attackerNode, figure, rawExchange, sleep } from "./_support.ts";
 
@@ -32,8 +32,8 @@ Deno.test("a replayed envelope is shown once, before and after the recipient res
   // What an eavesdropper on the wire or a mailbox node holds: the sealed envelope.
   let envelope: Uint8Array;
   {
-    using db = Database.open(`${net.dir}/alice/dim.db`);
-    envelope = db.listOutbox()[0]!.envelope;
+    using db = UserStore.open(`${net.dir}/alice/dim.db`);
+    envelope = db.outbox.list()[0]!.envelope;
   }
   const mailbox = await mailboxAddress(bob.identity.signingPublicKey);
   const attacker = await attackerNode(net.bootstrap());

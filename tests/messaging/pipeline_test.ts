@@ -12,7 +12,7 @@ import {
 } from "../../lib/messaging/service.ts";
 import { encodeFrame, FrameReader, FrameType, MESSAGE_PROTOCOL } from "../../lib/messaging/wire.ts";
 import { transportFor } from "../../lib/messenger.ts";
-import { Database } from "../../lib/store/database.ts";
+import { UserStore } from "../../lib/store/user_store.ts";
 import { LOOPBACK } from "../_support/network.ts";
 
 const ACK_FRAME_LENGTH = 4 + 1 + 32 + 64;
@@ -67,7 +67,7 @@ function counted(inner: MessagingTransport, traffic: Traffic): MessagingTranspor
 interface Side {
   node: DhtNode;
   identity: Identity;
-  db: Database;
+  db: UserStore;
   service: MessagingService | undefined;
 }
 
@@ -75,7 +75,7 @@ async function side(dir: string, name: string): Promise<Side> {
   return {
     node: await createDhtNode({ listen: LOOPBACK }),
     identity: await Identity.generate(),
-    db: Database.open(`${dir}/${name}.db`),
+    db: UserStore.open(`${dir}/${name}.db`),
     service: undefined,
   };
 }
@@ -88,7 +88,7 @@ function serve(
 ): MessagingService {
   s.service = new MessagingService({
     identity: s.identity,
-    database: s.db,
+    storage: s.db,
     transport,
     resolve: () => Promise.resolve({ peerId: to.node.peerId, addresses: to.node.multiaddrs }),
   }, { retryBaseMs: 60_000, outboxIntervalMs: 60_000, ...options });
@@ -149,10 +149,12 @@ Deno.test("a burst goes over one stream with many envelopes in flight, and arriv
     await Promise.all(Array.from({ length: N }, (_, i) => alice.send(recipient, text(`m${i}`))));
     const seqs = await done;
     assert.equal(new Set(seqs).size, N, "each delivered once");
-    assert.equal(a.db.listOutbox().length, 0);
+    assert.equal(a.db.outbox.list().length, 0);
     // The recipient stored them once, in the order the sender queued them.
-    const sentOrder = a.db.history(b.identity.id, { limit: N }).sort((x, y) => x.seq - y.seq);
-    assert.deepEqual(bodies(b.db.incomingSince(0)), bodies(sentOrder));
+    const sentOrder = a.db.messages.history(b.identity.id, { limit: N }).sort((x, y) =>
+      x.seq - y.seq
+    );
+    assert.deepEqual(bodies(b.db.messages.incomingSince(0)), bodies(sentOrder));
     assert.equal(traffic.streams, 1, "one stream for the whole burst");
     assert.equal(traffic.envelopes, N, "no envelope sent twice");
     assert.ok(traffic.maxOutstanding > 1, `at most ${traffic.maxOutstanding} in flight`);
@@ -193,16 +195,16 @@ Deno.test("the acknowledged envelopes before a refusal are delivered; the refuse
     assert.deepEqual((await done).sort(), rows.slice(0, 3).map((r) => r.seq));
     // The refusal deferred the first unacknowledged message, not one already delivered.
     const deadline = Date.now() + 5000;
-    while (a.db.listOutbox()[0]?.attempts !== 1 && Date.now() < deadline) {
+    while (a.db.outbox.list()[0]?.attempts !== 1 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    const outbox = a.db.listOutbox();
+    const outbox = a.db.outbox.list();
     assert.deepEqual(outbox.map((e) => e.messageSeq), rows.slice(3).map((r) => r.seq));
     assert.equal(outbox[0]!.attempts, 1);
     assert.match(outbox[0]!.lastError, /refused \(code 3\)/);
     assert.ok(outbox[0]!.nextAttemptAt > Date.now() + 10_000, "backed off");
-    for (const r of rows.slice(0, 3)) assert.equal(a.db.getMessage(r.seq)?.state, "delivered");
-    for (const r of rows.slice(3)) assert.notEqual(a.db.getMessage(r.seq)?.state, "delivered");
+    for (const r of rows.slice(0, 3)) assert.equal(a.db.messages.get(r.seq)?.state, "delivered");
+    for (const r of rows.slice(3)) assert.notEqual(a.db.messages.get(r.seq)?.state, "delivered");
   });
 });
 
@@ -226,7 +228,7 @@ Deno.test("a kept stream the recipient has closed is replaced at once, without a
     const row = await alice.send(recipient, text("two"));
     assert.deepEqual(await second, [row.seq]);
     assert.equal(traffic.streams, 2);
-    assert.deepEqual(bodies(b.db.incomingSince(0)), ["one", "two"]);
+    assert.deepEqual(bodies(b.db.messages.incomingSince(0)), ["one", "two"]);
   });
 });
 
@@ -249,12 +251,12 @@ Deno.test("a recipient that never acknowledges times out even while new messages
     for (let i = 0; i < 20 && deferredAfter === undefined; i++) {
       await alice.send(recipient, text(`more ${i}`));
       await new Promise((r) => setTimeout(r, 100));
-      const head = a.db.listOutbox().find((e) => e.messageSeq === first.seq);
+      const head = a.db.outbox.list().find((e) => e.messageSeq === first.seq);
       if (head !== undefined && head.attempts > 0) deferredAfter = Date.now() - started;
     }
     assert.ok(deferredAfter !== undefined, "the attempt never timed out");
     assert.ok(deferredAfter < 1500, `timed out after ${deferredAfter} ms`);
-    assert.equal(a.db.getMessage(first.seq)?.state === "delivered", false);
+    assert.equal(a.db.messages.get(first.seq)?.state === "delivered", false);
   });
 });
 
@@ -265,7 +267,7 @@ Deno.test("a message is not held up by a slow first message to someone else", as
     const carol = await Identity.generate();
     const sessions = new SessionManager({
       identity: a.identity,
-      database: a.db,
+      storage: a.db,
       box: await SecretBox.forIdentity(a.identity),
       // Bob has no prekeys out; finding Carol's takes a second.
       fetchBundle: async (userId) => {
@@ -275,7 +277,7 @@ Deno.test("a message is not held up by a slow first message to someone else", as
     });
     const alice = new MessagingService({
       identity: a.identity,
-      database: a.db,
+      storage: a.db,
       transport: transportFor(a.node),
       resolve: () => Promise.resolve({ peerId: b.node.peerId, addresses: b.node.multiaddrs }),
       sessions,
@@ -325,6 +327,6 @@ Deno.test("a recipient that ends a stream after answering some is no failure: th
     await Promise.all(Array.from({ length: 10 }, (_, i) => alice.send(recipient, text(`m${i}`))));
     assert.equal((await done).length, 10);
     assert.ok(traffic.streams >= 4, `${traffic.streams} streams`);
-    assert.equal(a.db.listOutbox().length, 0);
+    assert.equal(a.db.outbox.list().length, 0);
   });
 });

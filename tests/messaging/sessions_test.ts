@@ -3,7 +3,7 @@ import { Identity } from "../../lib/crypto/identity.ts";
 import { DecryptionError } from "../../lib/errors.ts";
 import { SessionContentType, SessionManager } from "../../lib/messaging/sessions.ts";
 import { openPrekeyBundle, type PrekeyBundle } from "../../lib/record/prekey.ts";
-import { Database } from "../../lib/store/database.ts";
+import { UserStore } from "../../lib/store/user_store.ts";
 import { SecretBox } from "../../lib/crypto/secret_box.ts";
 
 const TEXT = 1;
@@ -13,7 +13,7 @@ const signal = () => AbortSignal.timeout(5000);
 
 interface Party {
   identity: Identity;
-  db: Database;
+  db: UserStore;
   sessions: SessionManager;
   bundle?: PrekeyBundle;
   republished: number;
@@ -24,7 +24,7 @@ async function pair(options: { bobHasPrekeys?: boolean } = {}) {
   const network = new Map<string, PrekeyBundle>();
   const make = async (): Promise<Party> => {
     const identity = await Identity.generate();
-    const db = Database.open(":memory:");
+    const db = UserStore.open(":memory:");
     const party: Party = {
       identity,
       db,
@@ -34,7 +34,7 @@ async function pair(options: { bobHasPrekeys?: boolean } = {}) {
     party.sessions = new SessionManager(
       {
         identity,
-        database: db,
+        storage: db,
         box: await SecretBox.forIdentity(identity),
         fetchBundle: (id) => Promise.resolve(network.get(id)),
       },
@@ -138,7 +138,7 @@ Deno.test("both users starting a session at once converge on one session", async
     assert.equal((await receive(bob, alice, await send(alice, bob, `a${i}`))).text, `a${i}`);
     assert.equal((await receive(alice, bob, await send(bob, alice, `b${i}`))).text, `b${i}`);
   }
-  const current = (p: Party, other: Party) => p.db.sessions(other.identity.id)[0]!.sessionId;
+  const current = (p: Party, other: Party) => p.db.sessions.list(other.identity.id)[0]!.sessionId;
   assert.deepEqual(current(alice, bob), current(bob, alice));
 });
 
@@ -170,7 +170,7 @@ Deno.test("a forged initial message changes nothing and does not use up a prekey
 Deno.test("session states are sealed at rest", async () => {
   const { alice, bob } = await pair();
   await receive(bob, alice, await send(alice, bob, "x"));
-  const row = alice.db.sessions(bob.identity.id)[0]!;
+  const row = alice.db.sessions.list(bob.identity.id)[0]!;
   // The sealed blob does not contain the encoded state's recognisable parts.
   const eve = await SecretBox.forIdentity(await Identity.generate());
   await assert.rejects(eve.open(`session:${bob.identity.id}`, row.state));
@@ -178,11 +178,11 @@ Deno.test("session states are sealed at rest", async () => {
 
 Deno.test("a bundle signed after the clock went back still supersedes the last one", async () => {
   const identity = await Identity.generate();
-  const db = Database.open(":memory:");
+  const db = UserStore.open(":memory:");
   let now = Date.now();
   const sessions = new SessionManager({
     identity,
-    database: db,
+    storage: db,
     box: await SecretBox.forIdentity(identity),
     fetchBundle: () => Promise.resolve(undefined),
   }, { clock: () => now });

@@ -1,0 +1,293 @@
+/**
+ * The one SQLite connection a data directory's stores share: opening (with
+ * the tables of the stores that will use it), schema versions and
+ * migrations, transactions, group commit, and errors worded for people.
+ *
+ * It is one SQLite file (`node:sqlite`, built into Deno) in WAL mode with
+ * `synchronous=FULL`, so a row whose insert returned is on disk: a message is
+ * acknowledged to its sender only after its row is committed.
+ *
+ * Writes whose loss costs nothing but a repeat (a delivery mark, a message
+ * that will be acknowledged only after {@linkcode Connection.sync}) may commit
+ * with `{ durable: false }`: such a commit survives a crash of the process
+ * but not yet of the machine, until the next durable commit or `sync()`
+ * flushes the log. Many messages then share one flush.
+ *
+ * Each store declares its tables as a {@linkcode SchemaPart}; a connection
+ * creates only the parts it is opened with (a storage node opens the
+ * mailboxes alone), and the `meta` table, which holds the file's schema
+ * version.
+ *
+ * @example Open an in-memory connection with one table
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Connection } from "./connection.ts";
+ *
+ * using conn = Connection.open(":memory:", [
+ *   { tables: ["notes"], sql: "CREATE TABLE IF NOT EXISTS notes (text TEXT NOT NULL)" },
+ * ]);
+ * conn.transaction(() => conn.run("add note", (db) =>
+ *   db.prepare("INSERT INTO notes (text) VALUES (?)").run("hi")));
+ * const n = conn.run("count notes", (db) => db.prepare("SELECT COUNT(*) AS n FROM notes").get());
+ * assert.equal(n?.n, 1);
+ * ```
+ *
+ * @module
+ */
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { StorageError } from "../errors.ts";
+import { whyUnopenable } from "../platform/sqlite_errors.ts";
+import type { TransactionOptions } from "../messaging/storage.ts";
+
+/** The schema version this DIM writes; a file from a newer one is refused. */
+export const SCHEMA_VERSION = 2;
+
+/**
+ * Schema changes after version 1, applied in order to older files, each to
+ * the table it alters if the file has it (a table created by this open has
+ * the newest shape already). They are the file's history, so they run
+ * whichever stores a connection opens.
+ */
+const MIGRATIONS: Readonly<Record<number, { readonly table: string; readonly sql: string }>> = {
+  2: {
+    table: "messages",
+    sql: "ALTER TABLE messages ADD COLUMN protection TEXT NOT NULL DEFAULT 'static'",
+  },
+};
+
+/** The table every connection has: settings, the schema version, the flush counter. */
+const META_SCHEMA = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+
+/** The tables of one store. */
+export interface SchemaPart {
+  /** The tables it creates. */
+  readonly tables: readonly string[];
+  /** `CREATE … IF NOT EXISTS` statements of its tables and indexes, newest shape. */
+  readonly sql: string;
+}
+
+/** What statements run through: prepared statements are cached. */
+export interface SqlHandle {
+  /**
+   * The prepared statement for `sql`, compiled once per connection.
+   *
+   * @param sql One SQL statement.
+   * @returns The statement.
+   */
+  prepare(sql: string): StatementSync;
+  /**
+   * Runs SQL without a result.
+   *
+   * @param sql One or more statements.
+   */
+  exec(sql: string): void;
+}
+
+/** A result row. */
+export type Row = Record<string, SQLInputValue>;
+
+/**
+ * A blob column's value.
+ *
+ * @param v The column's value.
+ * @returns The bytes.
+ * @throws {StorageError} If it is not a blob.
+ */
+export function blob(v: SQLInputValue | undefined): Uint8Array {
+  if (v instanceof Uint8Array) return v;
+  throw new StorageError("Cannot read database: expected a blob");
+}
+
+/**
+ * A nullable blob column's value.
+ *
+ * @param v The column's value.
+ * @returns The bytes, or `undefined` for NULL.
+ */
+export function optionalBlob(v: SQLInputValue | undefined): Uint8Array | undefined {
+  return v instanceof Uint8Array ? v : undefined;
+}
+
+function storageError(action: string, cause: unknown, known?: string): StorageError {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  let reason = known ?? detail;
+  if (/SQLITE_FULL|database or disk is full/i.test(detail)) reason = "no space left on device";
+  else if (/readonly|read-only/i.test(detail)) reason = "the data directory is read-only";
+  else if (/not a database|malformed/i.test(detail)) reason = "the database file is corrupt";
+  else if (/locked|busy/i.test(detail)) reason = "the database is locked by another process";
+  return new StorageError(`Cannot ${action}: ${reason}`, { cause });
+}
+
+/** Creates the parts' tables and brings an older file up to {@linkcode SCHEMA_VERSION}. */
+function applySchema(db: DatabaseSync, parts: readonly SchemaPart[]): void {
+  db.exec(META_SCHEMA);
+  const existing = new Set(
+    (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Row[])
+      .map((r) => String(r.name)),
+  );
+  for (const part of parts) db.exec(part.sql);
+  const row = db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as Row | undefined;
+  if (row === undefined) {
+    db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
+    return;
+  }
+  if (Number(row.value) > SCHEMA_VERSION) {
+    throw new StorageError(
+      `Cannot open database: it was written by a newer DIM (schema ${row.value})`,
+    );
+  }
+  for (let v = Number(row.value) + 1; v <= SCHEMA_VERSION; v++) {
+    const migration = MIGRATIONS[v];
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      if (migration !== undefined && existing.has(migration.table)) db.exec(migration.sql);
+      db.prepare("UPDATE meta SET value = ? WHERE key = 'schema'").run(String(v));
+      db.exec("COMMIT");
+    } catch (err) {
+      db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+}
+
+/** One SQLite connection. Not safe to share between processes without the data-dir lock. */
+export class Connection implements Disposable {
+  #db: DatabaseSync;
+  #closed = false;
+  #inTransaction = false;
+  /** Commits made without a flush of the log since the last flush. */
+  #unsynced = false;
+
+  private constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /**
+   * Opens (creating if needed) the database at `path`, or `":memory:"`, with
+   * the tables of `parts`.
+   *
+   * @param path File path or `":memory:"`.
+   * @param parts The tables of the stores that will use the connection.
+   * @returns The open connection.
+   * @throws {StorageError} If the file is corrupt, locked, read-only or from a newer DIM.
+   */
+  static open(path: string, parts: readonly SchemaPart[]): Connection {
+    let db: DatabaseSync | undefined;
+    try {
+      db = new DatabaseSync(path);
+      db.exec("PRAGMA busy_timeout = 5000");
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = FULL");
+      db.exec("PRAGMA foreign_keys = ON");
+      applySchema(db, parts);
+    } catch (cause) {
+      try {
+        db?.close();
+      } catch { /* already failing */ }
+      if (cause instanceof StorageError) throw cause;
+      throw storageError(`open database ${path}`, cause, whyUnopenable(path, cause));
+    }
+    return new Connection(db);
+  }
+
+  // Compiling SQL costs more than running these small statements: each is
+  // prepared once and reused.
+  #statements = new Map<string, StatementSync>();
+  #handle: SqlHandle = {
+    prepare: (sql: string): StatementSync => {
+      let statement = this.#statements.get(sql);
+      if (statement === undefined) {
+        statement = this.#db.prepare(sql);
+        this.#statements.set(sql, statement);
+      }
+      return statement;
+    },
+    exec: (sql: string): void => this.#db.exec(sql),
+  };
+
+  /**
+   * Runs statements, with errors worded for people.
+   *
+   * @param action What is being done, for the error ("read contact").
+   * @param fn The work, given the statement cache.
+   * @returns What `fn` returned.
+   * @throws {StorageError} `Cannot <action>: <reason>` if it fails or the connection is closed.
+   */
+  run<T>(action: string, fn: (db: SqlHandle) => T): T {
+    if (this.#closed) throw new StorageError(`Cannot ${action}: the database is closed`);
+    try {
+      return fn(this.#handle);
+    } catch (cause) {
+      if (cause instanceof StorageError) throw cause;
+      throw storageError(action, cause);
+    }
+  }
+
+  /**
+   * Runs `fn` in one write transaction: all of it is committed, or none.
+   *
+   * @param fn The work; its return value is returned.
+   * @param options `durable: false` commits without flushing the log to
+   *   disk (the default flushes): the commit survives a crash of the process,
+   *   and one of the machine once {@linkcode Connection.sync} or a later durable
+   *   commit has run. Nested calls join the outer transaction and its mode.
+   * @returns What `fn` returned.
+   * @throws {StorageError} If the commit fails; whatever `fn` throws is rethrown after rollback.
+   */
+  transaction<T>(fn: () => T, options: TransactionOptions = {}): T {
+    if (this.#inTransaction) return fn();
+    const durable = options.durable ?? true;
+    if (!durable) this.run("begin transaction", (db) => db.exec("PRAGMA synchronous = NORMAL"));
+    try {
+      this.run("begin transaction", (db) => db.exec("BEGIN IMMEDIATE"));
+      this.#inTransaction = true;
+      try {
+        const out = fn();
+        this.run("commit", (db) => db.exec("COMMIT"));
+        this.#unsynced = !durable;
+        return out;
+      } catch (err) {
+        try {
+          this.#db.exec("ROLLBACK");
+        } catch { /* the failed statement may have rolled back already */ }
+        throw err;
+      } finally {
+        this.#inTransaction = false;
+      }
+    } finally {
+      if (!durable && !this.#closed) this.#db.exec("PRAGMA synchronous = FULL");
+    }
+  }
+
+  /**
+   * Makes every commit so far durable: after it returns, they survive a
+   * crash of the machine. Costs one flush if a commit was made with
+   * `durable: false` since the last one, nothing otherwise.
+   *
+   * @throws {StorageError} If the flush fails.
+   */
+  sync(): void {
+    if (!this.#unsynced) return;
+    // A durable commit flushes the whole log, the earlier commits with it;
+    // it must change a page, or SQLite has nothing to write and flush.
+    this.transaction(() =>
+      this.run("flush", (db) =>
+        db.prepare(
+          `INSERT INTO meta (key, value) VALUES ('flushes', '1')
+           ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1`,
+        ).run())
+    );
+  }
+
+  /** Closes the connection. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+
+  /** Closes the connection. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

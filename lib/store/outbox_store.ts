@@ -1,0 +1,254 @@
+/**
+ * The outbox: each sent message's sealed envelope, kept with its attempts
+ * and backoff until the recipient's signed acknowledgement arrives. Queuing
+ * a message also writes it to the history, and an acknowledgement or a
+ * mailbox copy moves its delivery state there.
+ *
+ * @example Queue a message, then mark it delivered
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Connection } from "./connection.ts";
+ * import { MESSAGES_SCHEMA, MessageStore } from "./message_store.ts";
+ * import { OUTBOX_SCHEMA, OutboxStore } from "./outbox_store.ts";
+ *
+ * using conn = Connection.open(":memory:", [MESSAGES_SCHEMA, OUTBOX_SCHEMA]);
+ * const outbox = new OutboxStore(conn);
+ * const hash = new Uint8Array(32).fill(7);
+ * const m = outbox.enqueue({
+ *   id: new Uint8Array(16), peer: "dim-bob", sentAt: 1, receivedAt: 1, contentType: 1,
+ *   body: new Uint8Array([1]), protection: "ratchet",
+ * }, new Uint8Array([1, 2, 3]), hash);
+ * assert.deepEqual(outbox.due(1).map((e) => e.messageSeq), [m.seq]);
+ * assert.equal(outbox.markDelivered("dim-bob", hash), m.seq);
+ * assert.equal(new MessageStore(conn).get(m.seq)?.state, "delivered");
+ * ```
+ *
+ * @module
+ */
+import type {
+  NewOutgoingMessage,
+  OutboxEntry,
+  OutboxStorage,
+  StoredMessage,
+} from "../messaging/storage.ts";
+import { blob, type Connection, type Row, type SchemaPart } from "./connection.ts";
+
+/** The `outbox` table; it refers to the `messages` table of the same file. */
+export const OUTBOX_SCHEMA: SchemaPart = {
+  tables: ["outbox"],
+  sql: `
+CREATE TABLE IF NOT EXISTS outbox (
+  message_seq INTEGER PRIMARY KEY REFERENCES messages (seq),
+  recipient TEXT NOT NULL,
+  envelope BLOB NOT NULL,
+  envelope_hash BLOB NOT NULL UNIQUE,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL,
+  stored_offline INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbox_by_recipient ON outbox (recipient, message_seq);`,
+};
+
+function toOutbox(r: Row): OutboxEntry {
+  return {
+    messageSeq: Number(r.message_seq),
+    recipient: String(r.recipient),
+    envelope: blob(r.envelope),
+    envelopeHash: blob(r.envelope_hash),
+    attempts: Number(r.attempts),
+    nextAttemptAt: Number(r.next_attempt_at),
+    storedOffline: Number(r.stored_offline) === 1,
+    lastError: String(r.last_error),
+  };
+}
+
+/** The `outbox` table, with the `messages` rows it moves, on a shared connection. */
+export class OutboxStore implements OutboxStorage {
+  readonly #conn: Connection;
+
+  /**
+   * Uses a connection opened with the messages' and the outbox's schemas.
+   *
+   * @param conn The connection.
+   */
+  constructor(conn: Connection) {
+    this.#conn = conn;
+  }
+
+  /**
+   * Stores an outgoing message and its sealed envelope in one transaction.
+   *
+   * @param m The message.
+   * @param envelope The sealed envelope.
+   * @param envelopeHash SHA-256 of the envelope.
+   * @returns The stored message (state "pending").
+   */
+  enqueue(m: NewOutgoingMessage, envelope: Uint8Array, envelopeHash: Uint8Array): StoredMessage {
+    return this.#conn.transaction(() => {
+      const r = this.#conn.run("store message", (db) =>
+        db.prepare(
+          `INSERT INTO messages (msg_id, peer, direction, sent_at, received_at, content_type, body,
+             state, protection)
+           VALUES (?, ?, 'out', ?, ?, ?, ?, 'pending', ?)`,
+        ).run(m.id, m.peer, m.sentAt, m.receivedAt, m.contentType, m.body, m.protection));
+      const seq = Number(r.lastInsertRowid);
+      this.#conn.run("queue message", (db) =>
+        db.prepare(
+          `INSERT INTO outbox (message_seq, recipient, envelope, envelope_hash, next_attempt_at)
+           VALUES (?, ?, ?, ?, ?)`,
+        ).run(seq, m.peer, envelope, envelopeHash, m.receivedAt));
+      return { ...m, seq, direction: "out" as const, state: "pending" as const, via: "direct" };
+    });
+  }
+
+  /**
+   * The entries due at `now`, oldest message first, at most one per recipient
+   * so each conversation is delivered in order.
+   *
+   * @param now Time in ms.
+   * @returns The due entries.
+   */
+  due(now: number): OutboxEntry[] {
+    const rows = this.#conn.run("read outbox", (db) =>
+      db.prepare(
+        `SELECT o.* FROM outbox o
+         WHERE o.message_seq = (SELECT MIN(message_seq) FROM outbox WHERE recipient = o.recipient)
+           AND o.next_attempt_at <= ?
+         ORDER BY o.message_seq`,
+      ).all(now)) as Row[];
+    return rows.map(toOutbox);
+  }
+
+  /**
+   * One conversation's entries after a given one, oldest first.
+   *
+   * @param recipient The recipient's user ID.
+   * @param afterSeq Only entries of later messages.
+   * @param limit At most this many.
+   * @returns The entries.
+   */
+  after(recipient: string, afterSeq: number, limit: number): OutboxEntry[] {
+    const rows = this.#conn.run("read outbox", (db) =>
+      db.prepare(
+        `SELECT * FROM outbox WHERE recipient = ? AND message_seq > ?
+         ORDER BY message_seq LIMIT ?`,
+      ).all(recipient, afterSeq, limit)) as Row[];
+    return rows.map(toOutbox);
+  }
+
+  /**
+   * All entries, oldest first.
+   *
+   * @returns The entries.
+   */
+  list(): OutboxEntry[] {
+    const rows = this.#conn.run(
+      "read outbox",
+      (db) => db.prepare("SELECT * FROM outbox ORDER BY message_seq").all(),
+    ) as Row[];
+    return rows.map(toOutbox);
+  }
+
+  /**
+   * The recipient of the entry whose envelope has this hash.
+   *
+   * @param envelopeHash SHA-256 of the envelope.
+   * @returns The recipient's user ID, or `undefined` if no entry has it.
+   */
+  recipientOf(envelopeHash: Uint8Array): string | undefined {
+    const r = this.#conn.run(
+      "read outbox",
+      (db) => db.prepare("SELECT recipient FROM outbox WHERE envelope_hash = ?").get(envelopeHash),
+    ) as Row | undefined;
+    return r === undefined ? undefined : String(r.recipient);
+  }
+
+  /**
+   * Records a failed attempt and when to try again.
+   *
+   * @param messageSeq The entry.
+   * @param nextAttemptAt When to retry (ms).
+   * @param error What went wrong.
+   */
+  defer(messageSeq: number, nextAttemptAt: number, error: string): void {
+    this.#conn.run("update outbox", (db) =>
+      db.prepare(
+        `UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
+         WHERE message_seq = ?`,
+      ).run(nextAttemptAt, error.slice(0, 500), messageSeq));
+  }
+
+  /**
+   * Replaces a queued message's envelope (sealed again, in a new session):
+   * it is due at once, and a copy left in the network before does not count.
+   *
+   * @param messageSeq The entry.
+   * @param envelope The new envelope.
+   * @param envelopeHash Its SHA-256.
+   * @param now Time in ms.
+   */
+  replaceEnvelope(
+    messageSeq: number,
+    envelope: Uint8Array,
+    envelopeHash: Uint8Array,
+    now: number,
+  ): void {
+    this.#conn.run("update outbox", (db) =>
+      db.prepare(
+        `UPDATE outbox SET envelope = ?, envelope_hash = ?, attempts = 0, next_attempt_at = ?,
+           stored_offline = 0, last_error = '' WHERE message_seq = ?`,
+      ).run(envelope, envelopeHash, now, messageSeq));
+  }
+
+  /**
+   * Marks that a copy was left in the recipient's network mailbox.
+   *
+   * @param messageSeq The entry.
+   */
+  markStoredOffline(messageSeq: number): void {
+    this.#conn.transaction(() => {
+      this.#conn.run(
+        "update outbox",
+        (db) =>
+          db.prepare("UPDATE outbox SET stored_offline = 1 WHERE message_seq = ?").run(messageSeq),
+      );
+      this.#conn.run(
+        "update message",
+        (db) =>
+          db.prepare("UPDATE messages SET state = 'stored' WHERE seq = ? AND state = 'pending'")
+            .run(messageSeq),
+      );
+    });
+  }
+
+  /**
+   * Marks the message whose envelope has this hash as delivered and removes it
+   * from the outbox, if `recipient` matches.
+   *
+   * @param recipient The user ID the acknowledgement came from.
+   * @param envelopeHash SHA-256 of the acknowledged envelope.
+   * @returns The delivered message's sequence number, or `undefined` if none matched.
+   */
+  markDelivered(recipient: string, envelopeHash: Uint8Array): number | undefined {
+    return this.#conn.transaction(() => {
+      const row = this.#conn.run(
+        "read outbox",
+        (db) =>
+          db.prepare("SELECT message_seq FROM outbox WHERE envelope_hash = ? AND recipient = ?")
+            .get(envelopeHash, recipient),
+      ) as Row | undefined;
+      if (row === undefined) return undefined;
+      const seq = Number(row.message_seq);
+      this.#conn.run(
+        "update outbox",
+        (db) => db.prepare("DELETE FROM outbox WHERE message_seq = ?").run(seq),
+      );
+      this.#conn.run(
+        "update message",
+        (db) => db.prepare("UPDATE messages SET state = 'delivered' WHERE seq = ?").run(seq),
+      );
+      return seq;
+    });
+  }
+}

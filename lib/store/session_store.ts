@@ -1,0 +1,140 @@
+/**
+ * The Double Ratchet sessions with each peer: a few per peer, one of them
+ * current, their states sealed by the session manager before they get here.
+ *
+ * @example Save a session and read it back
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Connection } from "./connection.ts";
+ * import { SESSIONS_SCHEMA, SessionStore } from "./session_store.ts";
+ *
+ * using conn = Connection.open(":memory:", [SESSIONS_SCHEMA]);
+ * const sessions = new SessionStore(conn);
+ * sessions.save({
+ *   peer: "dim-bob", sessionId: new Uint8Array(8), state: new Uint8Array([1]),
+ *   initialHeader: undefined, current: true, createdAt: 1, usedAt: 1,
+ * });
+ * assert.equal(sessions.list("dim-bob")[0]?.current, true);
+ * sessions.deleteAll("dim-bob");
+ * assert.deepEqual(sessions.list("dim-bob"), []);
+ * ```
+ *
+ * @module
+ */
+import type { SessionStorage, StoredSession } from "../messaging/storage.ts";
+import { blob, type Connection, optionalBlob, type Row, type SchemaPart } from "./connection.ts";
+
+/** The `sessions` table. */
+export const SESSIONS_SCHEMA: SchemaPart = {
+  tables: ["sessions"],
+  sql: `
+CREATE TABLE IF NOT EXISTS sessions (
+  peer TEXT NOT NULL,
+  session_id BLOB NOT NULL,
+  state BLOB NOT NULL,
+  initial_header BLOB,
+  current INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  used_at INTEGER NOT NULL,
+  PRIMARY KEY (peer, session_id)
+);`,
+};
+
+function toSession(r: Row): StoredSession {
+  return {
+    peer: String(r.peer),
+    sessionId: blob(r.session_id),
+    state: blob(r.state),
+    initialHeader: optionalBlob(r.initial_header),
+    current: Number(r.current) === 1,
+    createdAt: Number(r.created_at),
+    usedAt: Number(r.used_at),
+  };
+}
+
+/** The `sessions` table on a shared connection. */
+export class SessionStore implements SessionStorage {
+  readonly #conn: Connection;
+
+  /**
+   * Uses a connection opened with {@linkcode SESSIONS_SCHEMA}.
+   *
+   * @param conn The connection.
+   */
+  constructor(conn: Connection) {
+    this.#conn = conn;
+  }
+
+  /**
+   * The sessions with a peer, the current one first, then newest first.
+   *
+   * @param peer The other party's user ID.
+   * @returns The sessions.
+   */
+  list(peer: string): StoredSession[] {
+    const rows = this.#conn.run("read sessions", (db) =>
+      db.prepare(
+        "SELECT * FROM sessions WHERE peer = ? ORDER BY current DESC, used_at DESC, created_at DESC",
+      ).all(peer)) as Row[];
+    return rows.map(toSession);
+  }
+
+  /**
+   * Saves a session (inside the caller's transaction, if any), optionally
+   * making it the current one, and keeps at most `keep` sessions per peer.
+   *
+   * @param row The session.
+   * @param keep How many sessions per peer to keep (oldest-used dropped). Default 4.
+   */
+  save(row: StoredSession, keep = 4): void {
+    this.#conn.run("save session", (db) => {
+      if (row.current) {
+        db.prepare(
+          "UPDATE sessions SET current = 0 WHERE peer = ? AND session_id != ? AND current = 1",
+        ).run(row.peer, row.sessionId);
+      }
+      // Most saves move an existing session on: one update by key, no pruning.
+      const updated = db.prepare(
+        `UPDATE sessions SET state = ?, initial_header = ?, current = ?, used_at = ?
+         WHERE peer = ? AND session_id = ?`,
+      ).run(
+        row.state,
+        row.initialHeader ?? null,
+        row.current ? 1 : 0,
+        row.usedAt,
+        row.peer,
+        row.sessionId,
+      );
+      if (Number(updated.changes) > 0) return;
+      db.prepare(
+        `INSERT INTO sessions (peer, session_id, state, initial_header, current, created_at, used_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        row.peer,
+        row.sessionId,
+        row.state,
+        row.initialHeader ?? null,
+        row.current ? 1 : 0,
+        row.createdAt,
+        row.usedAt,
+      );
+      db.prepare(
+        `DELETE FROM sessions WHERE peer = ? AND current = 0 AND session_id NOT IN (
+           SELECT session_id FROM sessions WHERE peer = ? ORDER BY current DESC, used_at DESC
+           LIMIT ?)`,
+      ).run(row.peer, row.peer, keep);
+    });
+  }
+
+  /**
+   * Deletes every session with a peer (inside the caller's transaction, if any).
+   *
+   * @param peer The peer's user ID.
+   */
+  deleteAll(peer: string): void {
+    this.#conn.run(
+      "delete sessions",
+      (db) => db.prepare("DELETE FROM sessions WHERE peer = ?").run(peer),
+    );
+  }
+}
