@@ -38,12 +38,12 @@ import { Key } from "interface-datastore";
 import type { Batch, Datastore, KeyQuery, Pair, Query } from "interface-datastore";
 import { NotFoundError } from "interface-store";
 import { InvalidRecordError } from "../errors.ts";
+import { equalBytes, toBase32 } from "../platform/bytes.ts";
 import { RECORD_MAX_AGE_MS } from "./constants.ts";
 
 /** The datastore key prefix under which kad-dht keeps DHT records. */
 export const DHT_RECORD_PREFIX = "/dht/record/";
 
-const BASE32_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567";
 const decoder = new TextDecoder();
 
 /** A selector in kad-dht's shape: the index of the best of `records`. */
@@ -60,36 +60,13 @@ export interface RecordGuardOptions {
 }
 
 /**
- * Encodes bytes as kad-dht does in datastore keys: RFC 4648 base32, lower
- * case, no padding.
- *
- * @param bytes The bytes.
- * @returns The base32 text.
- */
-export function base32(bytes: Uint8Array): string {
-  let out = "";
-  let bits = 0;
-  let value = 0;
-  for (const byte of bytes) {
-    value = ((value << 8) | byte) & 0xfff;
-    bits += 8;
-    while (bits >= 5) {
-      out += BASE32_ALPHABET[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += BASE32_ALPHABET[(value << (5 - bits)) & 31];
-  return out;
-}
-
-/**
  * The datastore key under which kad-dht stores the record of a DHT key.
  *
  * @param dhtKey The DHT key bytes.
  * @returns The datastore key.
  */
 export function recordDatastoreKey(dhtKey: Uint8Array): Key {
-  return new Key(`${DHT_RECORD_PREFIX}${base32(dhtKey)}`, false);
+  return new Key(`${DHT_RECORD_PREFIX}${toBase32(dhtKey)}`, false);
 }
 
 /**
@@ -101,12 +78,6 @@ export function recordDatastoreKey(dhtKey: Uint8Array): Key {
 export function namespaceOf(dhtKey: Uint8Array): string | undefined {
   const parts = decoder.decode(dhtKey).split("/");
   return parts.length < 3 ? undefined : parts[1];
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function isNotFound(err: unknown): boolean {
