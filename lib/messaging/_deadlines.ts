@@ -4,7 +4,7 @@
  *
  * - {@linkcode Deadlines}: a fixed time per call (a request, an answer),
  *   each signal aborting after its time or when the service stops,
- *   whichever comes first.
+ *   whichever comes first, or (`within`) when the caller's signal aborts.
  * - {@linkcode IdleTimer}: a time without progress (a file transfer), one
  *   signal rearmed on every step, aborting after that much silence or when
  *   its parent signal aborts.
@@ -13,8 +13,9 @@
  * about 370 bytes a call, so a node that serves a million frames (or
  * transfers) would keep hundreds of megabytes. `Deadlines` holds its live
  * signals only weakly, so a signal nobody refers to any more is collected
- * with its timer, and `abort` aborts the ones still in use; an `IdleTimer`
- * hooks onto its parent with a listener that `release` removes.
+ * with its timer, and `abort` aborts the ones still in use; `within` and an
+ * `IdleTimer` hook onto the caller's or the parent signal with a listener
+ * they remove when done.
  *
  * @example
  * ```ts
@@ -72,10 +73,14 @@ export class Deadlines {
    * @returns The signal.
    */
   signal(ms: number): AbortSignal {
+    return this.#controller(ms).signal;
+  }
+
+  #controller(ms: number): AbortController {
     const controller = new AbortController();
     if (this.#stopped !== undefined) {
       controller.abort(this.#stopped.reason);
-      return controller.signal;
+      return controller;
     }
     const ref = new WeakRef(controller);
     const timer = setTimeout(() => {
@@ -88,7 +93,38 @@ export class Deadlines {
     this.#live.add(live);
     Object.defineProperty(controller.signal, CONTROLLER, { value: controller });
     this.#finalizer.register(controller.signal, live);
-    return controller.signal;
+    return controller;
+  }
+
+  /**
+   * Runs `fn` under a signal that aborts after `ms`, on `abort()`, or when
+   * the caller's `signal` aborts, whichever comes first. The caller's
+   * signal is followed by a listener removed when `fn` settles, not by
+   * `AbortSignal.any` (see the module doc): a caller may pass one
+   * long-lived signal to many calls.
+   *
+   * @param ms The time allowed, in milliseconds.
+   * @param caller The caller's signal, if any; if it has aborted, `fn`
+   *   does not run.
+   * @param fn The work, given the signal.
+   * @returns What `fn` returns.
+   * @throws {unknown} The caller's abort reason, if it aborted before `fn` ran.
+   */
+  async within<T>(
+    ms: number,
+    caller: AbortSignal | undefined,
+    fn: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    if (caller === undefined) return await fn(this.signal(ms));
+    caller.throwIfAborted();
+    const controller = this.#controller(ms);
+    const onAbort = () => controller.abort(caller.reason);
+    caller.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await fn(controller.signal);
+    } finally {
+      caller.removeEventListener("abort", onAbort);
+    }
   }
 
   /** How many signals are still waiting for their time (for tests and diagnostics). */

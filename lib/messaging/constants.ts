@@ -1,12 +1,15 @@
 /**
  * The tunables of DIM's messaging layer, with their defaults, in one place:
- * the framing every stream protocol shares, and file transfer
- * (`/dim/file/1.0.0`).
+ * the framing every stream protocol shares, file transfer
+ * (`/dim/file/1.0.0`), sending and receiving messages (`/dim/msg/1.0.0`:
+ * the outbox, the inbox), the network mailboxes (`/dim/mbox/1.0.0`: the
+ * mailbox client and server) and the forward-secret sessions.
  *
- * Sizes are in bytes, times in milliseconds. Options of `sendFile` and
- * `FileReceiver` override the ones that are per transfer or per receiver; the rest are fixed here. The limits a
- * wire format sets (field widths, a file name's 255 bytes) are not tunables
- * and stay with their format.
+ * Sizes are in bytes, times in milliseconds. Options of `sendFile`,
+ * `FileReceiver`, `MessagingService` and `MailboxServer` override the ones
+ * that are per transfer, per service or per server; the rest are fixed here.
+ * The limits a wire format sets (field widths, a file name's 255 bytes, the
+ * items of one FETCH or DELETE) are not tunables and stay with their format.
  *
  * @example Read a default
  * ```ts
@@ -18,6 +21,8 @@
  *
  * @module
  */
+import { CLOCK_SKEW_TOLERANCE_MS } from "../record/record.ts";
+
 // --- Framing -----------------------------------------------------------------
 
 /**
@@ -127,3 +132,233 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
  * before; more only hold more chunks in memory.
  */
 export const SEAL_AHEAD = 2;
+
+// --- Sending: the outbox ------------------------------------------------------
+
+/**
+ * Time allowed for one delivery attempt (dial, send, acknowledgement), and
+ * for each other call to one peer (a mailbox request, a prekey lookup): 5 s.
+ * A live peer on a slow link answers well within it; a dead one costs a
+ * sender no more than this before the message goes to the mailbox.
+ */
+export const DEFAULT_ATTEMPT_TIMEOUT_MS = 5000;
+
+/**
+ * Backoff before the first retry of an undelivered message: 1 s, doubled
+ * per attempt (with ±50% jitter, so senders do not retry in step). Short
+ * enough that a recipient who was only restarting gets the message soon.
+ */
+export const DEFAULT_RETRY_BASE_MS = 1000;
+
+/**
+ * The longest backoff: 5 minutes. A recipient offline for days is retried
+ * a few hundred times a day, which costs little, and is reached within
+ * minutes of coming back (its mailbox copy usually earlier).
+ */
+export const DEFAULT_RETRY_MAX_MS = 5 * 60 * 1000;
+
+/**
+ * How often the outbox is scanned for messages due again: 1 s, the
+ * shortest backoff, so no retry waits longer than it must. A new message
+ * does not wait for the scan: its conversation is woken at once.
+ */
+export const DEFAULT_OUTBOX_INTERVAL_MS = 1000;
+
+/**
+ * How many envelopes of one conversation may await their acknowledgements
+ * on its stream: 64. Enough to keep a stream busy across a round trip of a
+ * few milliseconds at thousands of messages a second (bench/chat_bench.ts),
+ * and the most messages a group commit waits for; the recipient stores and
+ * flushes as many together ({@linkcode RECEIVE_BATCH}).
+ */
+export const SEND_WINDOW = 64;
+
+/**
+ * The longest a sent message waits for others being sealed to share its
+ * flush: 50 ms. Messages submitted together then share flushes
+ * (bench/chat_bench.ts: 100 of 1 KiB submitted together cost about 1.2 ms
+ * each, one by one about 1.9 ms); a lone message never waits, and one
+ * behind a slow seal (a prekey lookup) does not wait for it longer than this.
+ */
+export const GROUP_COMMIT_MS = 50;
+
+/**
+ * How long an idle outgoing stream is kept for the conversation's next
+ * message: 3 s. A chat's next message usually comes within it and skips a
+ * dial (a round trip and a Noise handshake); it is below the recipient's
+ * {@linkcode DEFAULT_STREAM_IDLE_TIMEOUT_MS}, so the sender is the one that
+ * closes it.
+ */
+export const LINK_IDLE_MS = 3000;
+
+/**
+ * The shortest time between two session restarts with one recipient (a
+ * NACK "no session" starts a new session and seals the queue again): one
+ * minute, so a recipient that keeps refusing cannot make a sender re-key
+ * (a prekey lookup, X3DH, sealing every queued message) in a loop.
+ */
+export const SESSION_RESTART_INTERVAL_MS = 60_000;
+
+// --- Receiving: the inbox -----------------------------------------------------
+
+/**
+ * The most envelopes a recipient stores and flushes together, and reads
+ * ahead on one stream: 64, a sender's {@linkcode SEND_WINDOW}, so a full
+ * window costs the recipient one flush and one write of acknowledgements.
+ */
+export const RECEIVE_BATCH = 64;
+
+/**
+ * The most frames one inbound message stream may carry: 100,000. A sender
+ * keeps a stream for a conversation, so this is far beyond any chat; it
+ * bounds what one stream may cost before the recipient ends it (the sender
+ * then opens a new one and carries on).
+ */
+export const MAX_FRAMES_PER_STREAM = 100_000;
+
+/**
+ * The longest silence on an inbound stream (messages or mailbox requests)
+ * before it is reset: 10 s. Above {@linkcode LINK_IDLE_MS}, so an idle
+ * sender closes first; a peer that opens streams and says nothing holds
+ * them no longer than this.
+ */
+export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 10_000;
+
+/**
+ * Envelopes and receipts accepted from one peer at once: 2000. Each costs
+ * a signature check, a decryption and a write; a burst this size is a busy
+ * chat's backlog after a reconnect, and beyond it a flood is refused with a
+ * NACK instead of stalling the node.
+ */
+export const DEFAULT_MESSAGE_BURST = 2000;
+
+/**
+ * Envelopes and receipts accepted from one peer per second after the
+ * burst: 1000, several times what a person or a chat bench sends, and
+ * below what one node can verify and store.
+ */
+export const DEFAULT_MESSAGES_PER_SECOND = 1000;
+
+/**
+ * The most peers a rate limiter remembers before it starts afresh: 10,000.
+ * It bounds the limiter's memory against a peer that comes under ever new
+ * IDs; forgetting gives an honest peer a full burst again, nothing more.
+ */
+export const RATE_LIMITER_MAX_PEERS = 10_000;
+
+// --- Mailboxes: the client ----------------------------------------------------
+
+/**
+ * How often the user's own mailbox is polled: 30 s. Messages for a user
+ * who is online come directly; the mailbox catches what was sent while
+ * they were away, or past a path that failed, and each poll costs requests
+ * to the mailbox's nodes, so half a minute is late enough to be cheap and
+ * early enough for a chat.
+ */
+export const DEFAULT_MAILBOX_POLL_MS = 30_000;
+
+/**
+ * How many nodes keep a copy of an offline message: 3, the nodes closest
+ * to the recipient's mailbox address. One node leaving or losing its disk
+ * loses no message, and a sender stores three copies, not twenty (the
+ * DHT's replication); the recipient asks twice as many, so it finds the
+ * copies after the neighbourhood shifted a little.
+ */
+export const DEFAULT_MAILBOX_REPLICAS = 3;
+
+/**
+ * How long a sender asks an offline copy to be kept: 7 days, a long
+ * absence (holidays) and within what a storage node keeps
+ * ({@linkcode MAILBOX_MAX_TTL_MS}). The sender's outbox keeps the message
+ * longer and stores it again after a later failed attempt.
+ */
+export const DEFAULT_MAILBOX_TTL_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * How long the nodes closest to a mailbox are remembered: 5 minutes. A
+ * lookup is a DHT query across the network, the neighbourhood of an
+ * address changes slowly, and a poll that reaches none of them looks again.
+ */
+export const CLOSEST_CACHE_MS = 5 * 60 * 1000;
+
+/**
+ * The most mailbox neighbourhoods remembered before the cache starts afresh:
+ * 1000, many more than one user's own mailbox and the recipients it stores
+ * for at once.
+ */
+export const CLOSEST_CACHE_ENTRIES = 1000;
+
+// --- Mailboxes: the server ----------------------------------------------------
+
+/**
+ * Envelopes a node keeps in one mailbox: 200. A few days of a busy chat
+ * (more than one sender's window), small enough that one recipient's
+ * senders cannot fill a node's disk.
+ */
+export const MAILBOX_MAX_COUNT = 200;
+
+/**
+ * Bytes a node keeps in one mailbox: 8 MiB, the 200 envelopes of a chat
+ * with room for longer ones.
+ */
+export const MAILBOX_MAX_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Bytes a node keeps over all mailboxes: 256 MiB, a small part of any
+ * disk, for the few hundred mailboxes that fall near one node.
+ */
+export const MAILBOX_MAX_TOTAL_BYTES = 256 * 1024 * 1024;
+
+/**
+ * The longest a node keeps a copy: 14 days, twice a sender's default
+ * ({@linkcode DEFAULT_MAILBOX_TTL_MS}), so a sender with a slow clock is
+ * still served; a longer expiry is refused as invalid.
+ */
+export const MAILBOX_MAX_TTL_MS = 14 * 24 * 3600 * 1000;
+
+/**
+ * Mailbox requests accepted from one peer at once: 200. Each STORE is a
+ * disk write; a sender storing a window of messages for a few recipients
+ * fits, a flood does not.
+ */
+export const DEFAULT_MAILBOX_REQUEST_BURST = 200;
+
+/**
+ * Mailbox requests accepted from one peer per second, after the burst: 20,
+ * so one peer's flood of STOREs cannot stall a node's disk for everyone else.
+ */
+export const DEFAULT_MAILBOX_REQUESTS_PER_SECOND = 20;
+
+/**
+ * Tolerance for the timestamp of a signed DELETE: the clock skew records
+ * tolerate ({@linkcode CLOCK_SKEW_TOLERANCE_MS}, 10 minutes), plus a minute
+ * for the request's time in transit, so an owner whose clock is off by the
+ * full record tolerance can still empty their mailbox, while a captured
+ * DELETE cannot be replayed for long.
+ */
+export const DELETE_SKEW_MS: number = CLOCK_SKEW_TOLERANCE_MS + 60 * 1000;
+
+/**
+ * Envelopes up to this size (16 KiB) are hashed with JavaScript SHA-256 on
+ * the calling thread: for a few KiB it takes microseconds, less than
+ * handing the work to WebCrypto's thread and back; a larger one goes to
+ * WebCrypto, which is faster per byte and does not hold the thread.
+ */
+export const SMALL_ENVELOPE_LENGTH = 16 * 1024;
+
+// --- Sessions -------------------------------------------------------------------
+
+/**
+ * One-time prekeys are refilled (and the bundle republished) when fewer
+ * than 20 are left: each first contact uses one, and with none left a new
+ * session has only the signed prekey, which is weaker against a later
+ * compromise.
+ */
+export const PREKEY_REFILL_BELOW = 20;
+
+/**
+ * How many peers' opened session states are kept in memory: 256. Opening a
+ * sealed state costs an AES-GCM call and a decode per message; a user
+ * chats with far fewer peers at once, and the cache stays small.
+ */
+export const MAX_OPENED_SESSION_STATES = 256;

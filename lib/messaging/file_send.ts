@@ -65,7 +65,7 @@ import {
 } from "./file_wire.ts";
 import { RawFrameReader, writeRawFrame } from "./framing.ts";
 import type { MessageStream } from "./mailbox.ts";
-import type { PeerTarget } from "./service.ts";
+import type { PeerTarget } from "./types.ts";
 
 /** What the file transfer needs from the network to send. */
 export interface FileTransport {

@@ -24,8 +24,19 @@ import { raceSignal as race } from "race-signal";
 import { concat, constantTimeEqual, utf8 } from "../platform/bytes.ts";
 import { verifySignature } from "../crypto/identity.ts";
 import { ProtocolError } from "../errors.ts";
-import { CLOCK_SKEW_TOLERANCE_MS } from "../record/record.ts";
 import type { MailboxStorage } from "./storage.ts";
+import {
+  DEFAULT_MAILBOX_REQUEST_BURST,
+  DEFAULT_MAILBOX_REQUESTS_PER_SECOND,
+  DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+  DELETE_SKEW_MS,
+  MAILBOX_MAX_BYTES,
+  MAILBOX_MAX_COUNT,
+  MAILBOX_MAX_TOTAL_BYTES,
+  MAILBOX_MAX_TTL_MS,
+  RATE_LIMITER_MAX_PEERS,
+  SMALL_ENVELOPE_LENGTH,
+} from "./constants.ts";
 import { Deadlines } from "./_deadlines.ts";
 import {
   deleteSignedBytes,
@@ -75,25 +86,21 @@ export interface MailboxLimits {
   readonly maxTtlMs: number;
 }
 
-/** The default {@linkcode MailboxLimits}. */
+/** The default {@linkcode MailboxLimits}, each with its reason in `constants.ts`. */
 export const DEFAULT_MAILBOX_LIMITS: MailboxLimits = Object.freeze({
-  maxCount: 200,
-  maxBytes: 8 * 1024 * 1024,
-  maxTotalBytes: 256 * 1024 * 1024,
-  maxTtlMs: 14 * 24 * 3600 * 1000,
+  maxCount: MAILBOX_MAX_COUNT,
+  maxBytes: MAILBOX_MAX_BYTES,
+  maxTotalBytes: MAILBOX_MAX_TOTAL_BYTES,
+  maxTtlMs: MAILBOX_MAX_TTL_MS,
 });
-
-/** Mailbox requests accepted from one peer: burst size. */
-export const DEFAULT_MAILBOX_REQUEST_BURST = 200;
-/** Mailbox requests accepted from one peer per second, after the burst. */
-export const DEFAULT_MAILBOX_REQUESTS_PER_SECOND = 20;
 
 /** The bytes an ITEMS answer may hold: the frame limit less its header. */
 const MAX_ITEMS_BYTES = MAX_FRAME_LENGTH - 1 - 2;
 
 /**
  * A token bucket per key (a remote peer): `take` says whether one more
- * request fits. It remembers at most 10,000 keys, then starts afresh.
+ * request fits. It remembers at most {@linkcode RATE_LIMITER_MAX_PEERS}
+ * keys, then starts afresh.
  */
 export class RateLimiter {
   #buckets = new Map<string, { tokens: number; at: number }>();
@@ -114,7 +121,7 @@ export class RateLimiter {
   take(key: string, now: number): boolean {
     let b = this.#buckets.get(key);
     if (b === undefined) {
-      if (this.#buckets.size > 10_000) this.#buckets.clear();
+      if (this.#buckets.size > RATE_LIMITER_MAX_PEERS) this.#buckets.clear();
       b = { tokens: this.burst, at: now };
       this.#buckets.set(key, b);
     }
@@ -125,14 +132,6 @@ export class RateLimiter {
     return true;
   }
 }
-
-/**
- * Tolerance for the timestamp of a signed DELETE (ms): the clock skew
- * records tolerate ({@linkcode CLOCK_SKEW_TOLERANCE_MS}, 10 minutes), plus a
- * minute for the request's time in transit, so an owner whose clock is off
- * by the full record tolerance can still empty their mailbox.
- */
-export const DELETE_SKEW_MS: number = CLOCK_SKEW_TOLERANCE_MS + 60 * 1000;
 
 const MAILBOX_LABEL = utf8("DIM-v1-mailbox\0");
 
@@ -164,9 +163,6 @@ export async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(bytes)));
 }
 
-/** Envelopes up to this size are hashed on this thread. */
-const SMALL_ENVELOPE = 16 * 1024;
-
 /**
  * SHA-256 of an envelope. A small one is hashed on this thread: for a few
  * KiB the JavaScript hash (@noble/hashes) takes microseconds, less than
@@ -177,7 +173,7 @@ const SMALL_ENVELOPE = 16 * 1024;
  * @returns Its 32-byte hash.
  */
 export async function envelopeHash(envelope: Uint8Array): Promise<Uint8Array> {
-  return envelope.length <= SMALL_ENVELOPE ? nobleSha256(envelope) : await sha256(envelope);
+  return envelope.length <= SMALL_ENVELOPE_LENGTH ? nobleSha256(envelope) : await sha256(envelope);
 }
 
 /** Options of {@linkcode MailboxServer}. */
@@ -218,7 +214,7 @@ export class MailboxServer {
     this.#store = store;
     this.#clock = options.clock ?? Date.now;
     this.#limits = { ...DEFAULT_MAILBOX_LIMITS, ...options.limits };
-    this.#idleMs = options.idleTimeoutMs ?? 10_000;
+    this.#idleMs = options.idleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS;
     this.#onPeerError = options.onPeerError ?? (() => {});
     this.#rate = new RateLimiter(
       options.requestBurst ?? DEFAULT_MAILBOX_REQUEST_BURST,

@@ -32,28 +32,30 @@ export {
   StoreStatus,
 } from "./wire.ts";
 export type { Frame, StreamChunk } from "./wire.ts";
-export {
-  DEFAULT_MAILBOX_LIMITS,
-  DELETE_SKEW_MS,
-  mailboxAddress,
-  MailboxServer,
-} from "./mailbox.ts";
+export { DEFAULT_MAILBOX_LIMITS, mailboxAddress, MailboxServer } from "./mailbox.ts";
 export type { MailboxLimits, MailboxServerOptions, MessageStream, StreamHost } from "./mailbox.ts";
 export { MessagingService } from "./service.ts";
 export type {
+  FetchMailboxOptions,
+  FlushOutboxOptions,
   IncomingMessage,
+  MessageRecipient,
   MessagingEventDetail,
   MessagingOptions,
   MessagingTransport,
   PeerTarget,
   RecipientResolver,
-} from "./service.ts";
+  SendOptions,
+} from "./types.ts";
 export {
+  DEFAULT_ATTEMPT_TIMEOUT_MS,
   DEFAULT_CHUNK_SIZE,
   DEFAULT_MAX_CHUNK_SIZE,
   DEFAULT_MAX_FILE_SIZE,
+  DELETE_SKEW_MS,
   MAX_CHUNK_SIZE,
   MIN_CHUNK_SIZE,
+  SEND_WINDOW,
 } from "./constants.ts";
 export {
   FILE_PROTOCOL,
@@ -102,3 +104,6 @@ export type {
 } from "./storage.ts";
 export { SessionContentType, SessionManager } from "./sessions.ts";
 export type { BundleFetcher, SessionPeer, SessionResult } from "./sessions.ts";
+// Record- and crypto-layer types in the signatures of SessionManager and BundleFetcher.
+export type { PrekeyBundle, SignedRecord } from "../record/mod.ts";
+export type { IdentityKeys, PublicPrekey, SignedPrekey } from "../crypto/mod.ts";

@@ -71,6 +71,7 @@ import type {
   StoredSession,
 } from "./storage.ts";
 import type { SecretBox } from "../crypto/secret_box.ts";
+import { MAX_OPENED_SESSION_STATES, PREKEY_REFILL_BELOW } from "./constants.ts";
 
 /** Envelope content types that carry session messages. */
 export const SessionContentType = { Initial: 0x80, Ratchet: 0x81 } as const;
@@ -78,8 +79,6 @@ export const SessionContentType = { Initial: 0x80, Ratchet: 0x81 } as const;
 const SESSION_ID_LENGTH = 8;
 const PREKEYS_SECRET = "prekeys";
 const PREKEYS_SEQ_META = "prekeys_seq";
-/** Refill one-time prekeys when fewer than this many are left. */
-const REFILL_BELOW = 20;
 
 /** What a peer's public identity must offer for a session. */
 export interface SessionPeer {
@@ -114,9 +113,6 @@ export type BundleFetcher = (
   userId: string,
   options: { readonly signal: AbortSignal },
 ) => Promise<PrekeyBundle | undefined>;
-
-/** How many peers' opened session states are kept in memory. */
-const MAX_OPENED_STATES = 256;
 
 function sessionIdOf(headerBytes: Uint8Array): Uint8Array {
   return sha256(headerBytes).subarray(0, SESSION_ID_LENGTH);
@@ -228,7 +224,7 @@ export class SessionManager {
       if (current === undefined || now - current.createdAt > SIGNED_PREKEY_ROTATION_MS) {
         secrets = await rotateSignedPrekey(this.#identity, secrets, { now });
       }
-      if (secrets.oneTimePrekeys.length < REFILL_BELOW) {
+      if (secrets.oneTimePrekeys.length < PREKEY_REFILL_BELOW) {
         secrets = await refillOneTimePrekeys(secrets);
       }
       const sealed = await this.#sealPrekeys(secrets);
@@ -261,7 +257,7 @@ export class SessionManager {
   async #sealState(peer: string, state: RatchetState): Promise<Uint8Array> {
     const sealed = await this.#box.seal(`session:${peer}`, encodeSession(state));
     // Used only once a row with these bytes is read back, that is, committed.
-    if (this.#opened.size >= MAX_OPENED_STATES) this.#opened.clear();
+    if (this.#opened.size >= MAX_OPENED_SESSION_STATES) this.#opened.clear();
     this.#opened.set(peer, { sealed, state });
     return sealed;
   }

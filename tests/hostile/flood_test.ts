@@ -9,12 +9,11 @@ import assert from "node:assert/strict";
 import { sealEnvelope } from "../../lib/crypto/envelope.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import type { DhtNode } from "../../lib/dht/node.ts";
+import { mailboxAddress, type MessageStream } from "../../lib/messaging/mailbox.ts";
 import {
   DEFAULT_MAILBOX_REQUEST_BURST,
   DEFAULT_MAILBOX_REQUESTS_PER_SECOND,
-  mailboxAddress,
-  type MessageStream,
-} from "../../lib/messaging/mailbox.ts";
+} from "../../lib/messaging/constants.ts";
 import {
   encodeFrame,
   type Frame,

@@ -50,3 +50,42 @@ Deno.test("an idle timer follows its parent until release()", () => {
   other.abort(reason);
   assert.equal(released.signal.aborted, false, "unhooked from the parent");
 });
+
+Deno.test("within() follows the caller's signal while the work runs, and lets go of it after", async () => {
+  const deadlines = new Deadlines();
+  const reason = new Error("gave up");
+  const caller = new AbortController();
+  const running = deadlines.within(
+    60_000,
+    caller.signal,
+    (signal) =>
+      new Promise((_resolve, reject) => {
+        signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+      }),
+  );
+  caller.abort(reason);
+  await assert.rejects(running, (err) => err === reason);
+
+  const later = new AbortController();
+  let used: AbortSignal | undefined;
+  assert.equal(
+    await deadlines.within(60_000, later.signal, (signal) => {
+      used = signal;
+      return Promise.resolve(7);
+    }),
+    7,
+  );
+  later.abort(reason);
+  assert.equal(used?.aborted, false, "a finished call no longer follows the caller");
+
+  let ran = false;
+  await assert.rejects(
+    deadlines.within(60_000, caller.signal, () => {
+      ran = true;
+      return Promise.resolve();
+    }),
+    (err) => err === reason,
+  );
+  assert.equal(ran, false, "an aborted caller's work does not start");
+  deadlines.abort(new Error("done"));
+});

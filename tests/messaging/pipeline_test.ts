@@ -4,12 +4,9 @@
 import assert from "node:assert/strict";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { createDhtNode, type DhtNode } from "../../lib/dht/node.ts";
-import {
-  type MessagingOptions,
-  MessagingService,
-  type MessagingTransport,
-  SEND_WINDOW,
-} from "../../lib/messaging/service.ts";
+import { MessagingService } from "../../lib/messaging/service.ts";
+import type { MessagingOptions, MessagingTransport } from "../../lib/messaging/types.ts";
+import { SEND_WINDOW } from "../../lib/messaging/constants.ts";
 import { encodeFrame, FrameReader, FrameType, MESSAGE_PROTOCOL } from "../../lib/messaging/wire.ts";
 import { transportFor } from "../../lib/messenger.ts";
 import { UserStore } from "../../lib/store/user_store.ts";
@@ -328,5 +325,78 @@ Deno.test("a recipient that ends a stream after answering some is no failure: th
     assert.equal((await done).length, 10);
     assert.ok(traffic.streams >= 4, `${traffic.streams} streams`);
     assert.equal(a.db.outbox.list().length, 0);
+  });
+});
+
+Deno.test("send() given up while the prekeys are looked up stores nothing, and never falls back to the static envelope", async () => {
+  await pair(async (a, b) => {
+    const { SessionManager } = await import("../../lib/messaging/sessions.ts");
+    const { SecretBox } = await import("../../lib/crypto/secret_box.ts");
+    let lookups = 0;
+    const sessions = new SessionManager({
+      identity: a.identity,
+      storage: a.db,
+      box: await SecretBox.forIdentity(a.identity),
+      // The lookup ends only when its signal aborts.
+      fetchBundle: (_userId, { signal }) => {
+        lookups++;
+        return new Promise((_resolve, reject) => {
+          signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+        });
+      },
+    });
+    const alice = new MessagingService({
+      identity: a.identity,
+      storage: a.db,
+      transport: transportFor(a.node),
+      resolve: () => Promise.resolve({ peerId: b.node.peerId, addresses: b.node.multiaddrs }),
+      sessions,
+    }, { retryBaseMs: 60_000, outboxIntervalMs: 60_000 });
+    a.service = alice;
+    await alice.start();
+    const bob = { userId: b.identity.id, encryptionPublicKey: b.identity.encryptionPublicKey };
+    const reason = new Error("gave up");
+    const controller = new AbortController();
+    const sending = alice.send(bob, text("never sent"), { signal: controller.signal });
+    setTimeout(() => controller.abort(reason), 50);
+    const started = performance.now();
+    await assert.rejects(sending, (err) => err === reason);
+    assert.ok(performance.now() - started < 1000, "the lookup was cut short");
+    assert.equal(lookups, 1);
+    assert.equal(a.db.outbox.list().length, 0);
+    // Already aborted: nothing is looked up.
+    await assert.rejects(
+      alice.send(bob, text("never"), { signal: controller.signal }),
+      (err) => err === reason,
+    );
+    assert.equal(lookups, 1);
+    assert.equal(a.db.outbox.list().length, 0);
+  });
+});
+
+Deno.test("fetchMailbox() and flushOutbox() honour their signals", async () => {
+  await pair(async (a, b) => {
+    const alice = serve(a, b, transportFor(a.node));
+    await alice.start();
+    const reason = new Error("gave up");
+    const controller = new AbortController();
+    controller.abort(reason);
+    await assert.rejects(
+      alice.fetchMailbox({ signal: controller.signal }),
+      (err) => err === reason,
+    );
+    await assert.rejects(alice.flushOutbox({ signal: controller.signal }), (err) => err === reason);
+    const recipient = {
+      userId: b.identity.id,
+      encryptionPublicKey: b.identity.encryptionPublicKey,
+    };
+    await assert.rejects(
+      alice.send(recipient, text("never"), { signal: controller.signal }),
+      (err) => err === reason,
+    );
+    assert.equal(a.db.outbox.list().length, 0);
+    // Without a signal, or with a live one, they run as before.
+    assert.equal(await alice.fetchMailbox({ refresh: true }), 0);
+    await alice.flushOutbox({ signal: new AbortController().signal });
   });
 });
