@@ -6,7 +6,8 @@
  * offline. Every message is sealed with HPKE (RFC 9180) to the recipient's
  * X25519 key and signed inside the ciphertext by the sender's Ed25519 key.
  *
- * Most programs need only {@linkcode Messenger}; the layers below it are
+ * Most programs need only {@linkcode createProfile} or {@linkcode openProfile}
+ * (offline) and {@linkcode createMessenger} (online); the layers below are
  * importable on their own: `@dim/dim/crypto`, `@dim/dim/record`,
  * `@dim/dim/dht`, `@dim/dim/messaging`.
  *
@@ -27,46 +28,76 @@
  * @example Two users on one machine
  * ```ts
  * import assert from "node:assert/strict";
- * import { createStorageNode, Messenger } from "./mod.ts";
+ * import { createMessenger, createProfile, createStorageNode } from "./mod.ts";
  *
  * const dir = await Deno.makeTempDir();
  * const node = await createStorageNode({ listen: ["/ip4/127.0.0.1/tcp/0"] });
- * const options = (name: string) => ({
- *   home: `${dir}/${name}`,
- *   passphrase: `secret of ${name}`,
- *   displayName: name,
- *   listen: ["/ip4/127.0.0.1/tcp/0"],
- *   bootstrap: node.addresses,
- * });
- * const alice = await Messenger.create(options("alice"));
- * const bob = await Messenger.create(options("bob"));
+ * const start = async (name: string) =>
+ *   await createMessenger(
+ *     await createProfile({
+ *       home: `${dir}/${name}`,
+ *       passphrase: `secret of ${name}`,
+ *       displayName: name,
+ *     }),
+ *     { listen: ["/ip4/127.0.0.1/tcp/0"], bootstrap: node.addresses },
+ *   );
+ * const alice = await start("alice");
+ * const bob = await start("bob");
  * await alice.addContact("bob", bob.id);
  * const sent = await alice.send("bob", "hi Bob");
  * const incoming = await bob.messages().next();
  * assert.equal(incoming.value?.text, "hi Bob");
  * assert.equal((await alice.waitFor(sent.seq)).state, "delivered");
- * await alice.close();
- * await bob.close();
+ * await alice.stop();
+ * await bob.stop();
  * await node.stop();
  * await Deno.remove(dir, { recursive: true });
  * ```
  *
+ * @example Read contacts and history offline, without the passphrase
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createProfile, openProfile } from "./mod.ts";
+ *
+ * const home = await Deno.makeTempDir();
+ * await (await createProfile({ home, passphrase: "pw", displayName: "Ada" })).stop();
+ * await using profile = await openProfile({ home, exclusive: false });
+ * assert.equal(profile.displayName, "Ada");
+ * assert.deepEqual(profile.contacts(), []);
+ * assert.deepEqual(profile.history(profile.id), []);
+ * await Deno.remove(home, { recursive: true });
+ * ```
+ *
  * @module
  */
-export {
-  contactString,
-  KeyChangedError,
-  Messenger,
-  TEXT_CONTENT_TYPE,
-  transportFor,
-  UnknownContactError,
-} from "./lib/messenger.ts";
+export { createMessenger, Messenger } from "./lib/messenger/messenger.ts";
+export type { MessengerOptions, SignalOptions } from "./lib/messenger/messenger.ts";
+export { transportFor } from "./lib/messenger/transport.ts";
+export { createProfile, openProfile, Profile, ProfileLockedError } from "./lib/profile/profile.ts";
+export type { CreateProfileOptions, OpenProfileOptions } from "./lib/profile/profile.ts";
+export { KeyChangedError, UnknownContactError } from "./lib/profile/contacts.ts";
+export type { Contact } from "./lib/profile/contacts.ts";
+export { TEXT_CONTENT_TYPE } from "./lib/profile/chat_message.ts";
+export type { ChatMessage } from "./lib/profile/chat_message.ts";
+export { contactString, parseContactString } from "./lib/profile/contact_string.ts";
+export type { ParsedContactString } from "./lib/profile/contact_string.ts";
 export type {
-  ChatMessage,
-  Contact,
-  CreateMessengerOptions,
-  MessengerOptions,
-} from "./lib/messenger.ts";
+  FileOffer,
+  MailboxLimits,
+  MailboxServerOptions,
+  MessageProtection,
+  MessageState,
+  MessageStream,
+  MessagingOptions,
+  MessagingTransport,
+  PeerTarget,
+  ReceivedFile,
+  SendFileOptions,
+  SentFile,
+  StreamChunk,
+  StreamHost,
+  TransferProgress,
+} from "./lib/messaging/mod.ts";
 export { createStorageNode } from "./lib/storage_node.ts";
 export type { StorageNode, StorageNodeOptions } from "./lib/storage_node.ts";
 export {
@@ -92,8 +123,33 @@ export {
   safetyNumber,
   sealEnvelope,
 } from "./lib/crypto/mod.ts";
-export type { OpenedEnvelope, PublicIdentity } from "./lib/crypto/mod.ts";
+export type {
+  EnvelopeMessage,
+  IdentitySeeds,
+  OpenedEnvelope,
+  PublicIdentity,
+  SignatureDomain,
+} from "./lib/crypto/mod.ts";
 export { openCard, signCard } from "./lib/record/mod.ts";
-export type { ContactCard } from "./lib/record/mod.ts";
+export type {
+  CardSigner,
+  ContactCard,
+  OpenCardOptions,
+  SignCardOptions,
+  SignedRecord,
+} from "./lib/record/mod.ts";
 export { createDhtNode, DhtNode } from "./lib/dht/mod.ts";
-export type { DhtNodeOptions } from "./lib/dht/mod.ts";
+export type {
+  DhtCallOptions,
+  DhtChunkList,
+  DhtGetOptions,
+  DhtHandleOptions,
+  DhtNodeOptions,
+  DhtPeer,
+  DhtSelector,
+  DhtStats,
+  DhtStream,
+  DhtStreamChunk,
+  DhtStreamHandler,
+  DhtValidator,
+} from "./lib/dht/mod.ts";

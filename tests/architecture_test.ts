@@ -17,8 +17,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ["dht"],
   ["messaging"],
   ["store"],
-  ["profile.ts", "contacts.ts"],
-  ["messenger.ts"],
+  ["profile"],
+  ["messenger"],
   ["storage_node.ts"],
   ["cli"],
 ];

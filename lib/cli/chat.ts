@@ -15,15 +15,17 @@
  *
  * @module
  */
-import type { ReceivedFile } from "../messaging/file_transfer.ts";
-import type { ChatMessage, Contact, Messenger } from "../messenger.ts";
-import { KeyChangedError } from "../messenger.ts";
+import type { ReceivedFile } from "../messaging/file_receive.ts";
+import type { Messenger } from "../messenger/messenger.ts";
+import type { ChatMessage } from "../profile/chat_message.ts";
+import { type Contact, KeyChangedError } from "../profile/contacts.ts";
+import type { Profile } from "../profile/profile.ts";
 import { type Context, deadline } from "./context.ts";
 import { describeError } from "./errors.ts";
 import { keyChangedWarning, messageLine, stateMark } from "./format.ts";
 import type { CliIo, TerminalInput } from "./io.ts";
 import { LineEditor } from "./line_editor.ts";
-import { LocalStore } from "./local_store.ts";
+import { lastShownSeq, markShown } from "./marks.ts";
 
 /** Options of {@linkcode chatCommand}. */
 export interface ChatOptions {
@@ -67,21 +69,20 @@ export async function chatCommand(
 ): Promise<number> {
   {
     // Fail fast on an unknown name, before unlocking and going online.
-    using store = await ctx.store();
-    store.contact(name);
+    await using profile = await ctx.profile();
+    profile.contact(name);
   }
   const messenger = await ctx.openMessenger();
   try {
-    using store = LocalStore.open(ctx.home);
-    const contact = messenger.contact(name);
+    const contact = messenger.profile.contact(name);
     const terminal = ctx.io.terminal;
     const ui: ChatUi = terminal !== undefined && ctx.io.stdinIsTerminal && !ctx.json
       ? new TerminalUi(ctx.io, terminal)
       : new PlainUi(ctx.io);
-    const session = new ChatSession(ctx, messenger, store, contact, ui);
+    const session = new ChatSession(ctx, messenger, contact, ui);
     return await session.run(options.limit ?? DEFAULT_HISTORY);
   } finally {
-    await messenger.close();
+    await messenger.stop();
   }
 }
 
@@ -253,7 +254,7 @@ function width(text: string): number {
 class ChatSession {
   readonly #ctx: Context;
   readonly #messenger: Messenger;
-  readonly #store: LocalStore;
+  readonly #profile: Profile;
   readonly #contact: Contact;
   readonly #ui: ChatUi;
   /** Sent or shown outgoing messages whose line can be updated, by seq. */
@@ -269,13 +270,12 @@ class ChatSession {
   constructor(
     ctx: Context,
     messenger: Messenger,
-    store: LocalStore,
     contact: Contact,
     ui: ChatUi,
   ) {
     this.#ctx = ctx;
     this.#messenger = messenger;
-    this.#store = store;
+    this.#profile = messenger.profile;
     this.#contact = contact;
     this.#ui = ui;
   }
@@ -315,7 +315,7 @@ class ChatSession {
 
   #open(limit: number): void {
     const c = this.#contact;
-    const unseen = this.#store.incomingSince(this.#store.lastShownSeq());
+    const unseen = this.#profile.incomingSince(lastShownSeq(this.#profile));
     const trust = c.keyChanged
       ? "⚠ KEYS CHANGED"
       : c.verified
@@ -328,7 +328,7 @@ class ChatSession {
     if (c.keyChanged) this.#warnKeyChange();
     if (!this.#ui.interactive) return;
     const fromThem = unseen.filter((m) => m.peer === c.id).length;
-    const history = this.#messenger.history(c.name, { limit: Math.max(limit, fromThem) });
+    const history = this.#profile.history(c.name, { limit: Math.max(limit, fromThem) });
     if (history.length > 0) {
       this.#ui.print(
         `── last ${history.length === 1 ? "message" : `${history.length} messages`} ──`,
@@ -340,7 +340,7 @@ class ChatSession {
     for (const m of others) this.#show(m);
     if (history.length > 0 || others.length > 0) this.#ui.print("──");
     const last = unseen.at(-1);
-    if (last !== undefined) this.#store.setLastShownSeq(last.seq);
+    if (last !== undefined) markShown(this.#profile, last.seq);
   }
 
   #line(m: ChatMessage): string {
@@ -356,7 +356,7 @@ class ChatSession {
       this.#ctx.outJson({ type: "file", ...f });
       return;
     }
-    const from = this.#store.findContact(f.senderId)?.name ?? f.senderId;
+    const from = this.#profile.findContact(f.senderId)?.name ?? f.senderId;
     // deno-lint-ignore no-control-regex
     const name = f.name.replace(/[\x00-\x1f\x7f-\x9f]/g, "\uFFFD");
     this.#ui.print(`📎 ${from} sent ${name} (${f.bytes} bytes), saved in ${this.#ctx.home}/files`);
@@ -376,7 +376,7 @@ class ChatSession {
         this.#ctx.outJson({ type: "message", ...m });
       } else if (this.#ui.interactive) {
         this.#show(m);
-        this.#store.setLastShownSeq(m.seq);
+        markShown(this.#profile, m.seq);
       } else {
         this.#ui.print(this.#line(m));
       }
@@ -405,7 +405,7 @@ class ChatSession {
       // Offline or not found: sending will queue, and the outbox looks again.
       return;
     }
-    if (!this.#ended && this.#messenger.contact(this.#contact.name).keyChanged) {
+    if (!this.#ended && this.#profile.contact(this.#contact.name).keyChanged) {
       this.#warnKeyChange();
     }
   }
@@ -473,9 +473,9 @@ class ChatSession {
   }
 
   #verify(arg: string | undefined): void {
-    const c = this.#messenger.contact(this.#contact.name);
+    const c = this.#profile.contact(this.#contact.name);
     if (arg === "confirm") {
-      this.#messenger.verifyContact(c.name);
+      this.#profile.verifyContact(c.name);
       this.#warnedKeyChange = false;
       this.#info(`${c.name} is now verified.`);
       return;
@@ -484,7 +484,7 @@ class ChatSession {
       this.#info("usage: /verify, or /verify confirm");
       return;
     }
-    const groups = this.#messenger.safetyNumber(c.name).split(" ");
+    const groups = this.#profile.safetyNumber(c.name).split(" ");
     this.#info(`Safety number with ${c.name} (${c.verified ? "verified" : "not verified"}):`);
     for (let i = 0; i < groups.length; i += 4) {
       this.#info(`    ${groups.slice(i, i + 4).join(" ")}`);
@@ -500,7 +500,7 @@ class ChatSession {
       this.#info("usage: /history [number of messages]");
       return;
     }
-    const history = this.#messenger.history(this.#contact.name, { limit: n });
+    const history = this.#profile.history(this.#contact.name, { limit: n });
     if (history.length === 0) this.#info("no messages yet");
     for (const m of history) {
       if (this.#ctx.json) this.#ctx.outJson({ type: "history", ...m });

@@ -7,15 +7,14 @@
  *
  * @module
  */
-import { decodeUserId } from "../crypto/identity.ts";
-import { InvalidIdError, PeerUnreachableError } from "../errors.ts";
-import { type Contact, contactString } from "../messenger.ts";
-import { lockDataDir } from "../platform/lock.ts";
+import { PeerUnreachableError } from "../errors.ts";
+import { contactString, parseContactString } from "../profile/contact_string.ts";
+import type { Contact } from "../profile/contacts.ts";
 import { checkMultiaddr, writeConfig } from "./config.ts";
 import { type Context, deadline } from "./context.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { formatTime, keyChangedWarning, trustLabel } from "./format.ts";
-import { publicIdentity } from "./id.ts";
+import { knownIdentity, publicIdentity } from "./id.ts";
 import { withSpinner } from "./spinner.ts";
 
 /** Options of {@linkcode contactCommand}. */
@@ -92,25 +91,10 @@ function expect(args: readonly string[], names: readonly string[], sub: string):
   return [...args];
 }
 
-/** Splits a user ID or `dim:` contact string, checking the ID's checksum. */
+/** Splits a user ID or `dim:` contact string, checking the ID's checksum and the addresses. */
 function parseContact(text: string): { id: string; bootstrap: string[] } {
-  const trimmed = text.trim();
-  let id = trimmed;
-  let bootstrap: string[] = [];
-  if (/^dim:/i.test(trimmed)) {
-    let url: URL;
-    try {
-      url = new URL(trimmed);
-    } catch (cause) {
-      throw new InvalidIdError("Cannot parse contact string: it is not a valid dim: URI", {
-        cause,
-      });
-    }
-    id = url.pathname;
-    bootstrap = url.searchParams.getAll("bootstrap").map((a) => checkMultiaddr(a, { peer: true }));
-  }
-  decodeUserId(id);
-  return { id: id.toLowerCase(), bootstrap };
+  const { id, bootstrap } = parseContactString(text);
+  return { id, bootstrap: bootstrap.map((a) => checkMultiaddr(a, { peer: true })) };
 }
 
 function checkContactName(name: string): void {
@@ -127,10 +111,9 @@ async function add(ctx: Context, [name, idOrUri]: string[]): Promise<number> {
   const { id, bootstrap: carried } = parseContact(idOrUri!);
   const configured = await ctx.bootstrap();
   {
-    using store = await ctx.store();
-    const me = store.publicIdentity();
-    if (me?.id === id) throw new CliError("that is your own ID");
-    const byName = store.findContact(name!);
+    await using profile = await ctx.profile();
+    if (knownIdentity(profile)?.id === id) throw new CliError("that is your own ID");
+    const byName = profile.findContact(name!);
     if (byName !== undefined && byName.id !== id) {
       throw new CliError(
         `you already have a contact named ${name} with another ID; ` +
@@ -144,7 +127,7 @@ async function add(ctx: Context, [name, idOrUri]: string[]): Promise<number> {
       showContact(ctx, byName);
       return 0;
     }
-    const byId = store.findContact(id);
+    const byId = profile.findContact(id);
     if (byId !== undefined) {
       throw new CliError(`that ID is already your contact ${byId.name}`);
     }
@@ -169,7 +152,7 @@ async function add(ctx: Context, [name, idOrUri]: string[]): Promise<number> {
     }
     throw err;
   } finally {
-    await messenger.close();
+    await messenger.stop();
   }
   if (configured.length === 0 && carried.length > 0) {
     const config = await ctx.config();
@@ -219,9 +202,10 @@ async function verify(ctx: Context, name: string, confirm: boolean): Promise<num
   let contact: Contact;
   let number: string;
   {
-    using store = await ctx.store();
-    contact = store.contact(name);
-    number = store.safetyNumber(await publicIdentity(ctx, store), name);
+    await using profile = await ctx.profile();
+    contact = profile.contact(name);
+    await publicIdentity(ctx, profile);
+    number = profile.safetyNumber(name);
   }
   if (contact.keyChanged) ctx.note(keyChangedWarning(contact.name));
   let accept = confirm;
@@ -246,13 +230,9 @@ async function verify(ctx: Context, name: string, confirm: boolean): Promise<num
     }
   }
   if (accept) {
-    const lock = lockDataDir(ctx.home);
-    try {
-      using store = await ctx.store();
-      contact = store.verifyContact(name);
-    } finally {
-      lock.release();
-    }
+    // A profile opened offline takes the data directory's lock for the change.
+    await using profile = await ctx.profile();
+    contact = profile.verifyContact(name);
   }
   if (ctx.json) {
     ctx.outJson({ ...contactJson(contact), safetyNumber: number });
@@ -265,8 +245,8 @@ async function verify(ctx: Context, name: string, confirm: boolean): Promise<num
 }
 
 async function list(ctx: Context): Promise<number> {
-  using store = await ctx.store();
-  const contacts = store.contacts();
+  await using profile = await ctx.profile();
+  const contacts = profile.contacts();
   if (ctx.json) {
     ctx.outJson(contacts.map(contactJson));
     return 0;
@@ -292,14 +272,10 @@ async function list(ctx: Context): Promise<number> {
 }
 
 async function remove(ctx: Context, name: string): Promise<number> {
-  using store = await ctx.store();
-  const contact = store.contact(name);
-  const lock = lockDataDir(ctx.home);
-  try {
-    store.removeContact(contact.name);
-  } finally {
-    lock.release();
-  }
+  await using profile = await ctx.profile();
+  const contact = profile.contact(name);
+  // A profile opened offline takes the data directory's lock for the change.
+  profile.removeContact(contact.name);
   if (ctx.json) ctx.outJson({ removed: contact.name, id: contact.id });
   else ctx.out(`Removed ${contact.name} (your conversation history is kept).`);
   return 0;

@@ -20,11 +20,11 @@ import { DEFAULT_LISTEN } from "../dht/constants.ts";
 import { pathExists } from "../platform/atomic_file.ts";
 import { dataPaths, resolveHome } from "../platform/paths.ts";
 import { PeerUnreachableError } from "../errors.ts";
-import { Messenger } from "../messenger.ts";
+import { createMessenger, type Messenger } from "../messenger/messenger.ts";
+import { openProfile, type Profile } from "../profile/profile.ts";
 import { checkMultiaddr, type CliConfig, readConfig } from "./config.ts";
 import { CliError } from "./errors.ts";
 import type { CliIo } from "./io.ts";
-import { LocalStore } from "./local_store.ts";
 import { withSpinner } from "./spinner.ts";
 
 /** The environment variable holding the passphrase, for scripts. */
@@ -214,15 +214,17 @@ export class Context {
   }
 
   /**
-   * Opens the offline store of the data directory, which must hold an identity.
+   * Opens the profile of the data directory offline and locked, without
+   * holding the directory's lock (a running dim may hold it), for commands
+   * that need no network. The data directory must hold an identity.
    *
-   * @returns The store; close it when done.
+   * @returns The profile; stop it when done.
    * @throws {CliError} If there is no identity.
    * @throws {StorageError} If the database is unreadable.
    */
-  async store(): Promise<LocalStore> {
+  async profile(): Promise<Profile> {
     await this.requireIdentity();
-    return LocalStore.open(this.home);
+    return await openProfile({ home: this.home, exclusive: false });
   }
 
   /**
@@ -281,12 +283,12 @@ export class Context {
   }
 
   /**
-   * Unlocks the identity and starts the node: joins through the bootstrap
-   * nodes (failing if none answers), publishes the contact card and starts
-   * messaging. Shows a spinner meanwhile on a terminal.
+   * Unlocks the profile and starts the messenger on it: joins through the
+   * bootstrap nodes (failing if none answers), publishes the contact card
+   * and starts messaging. Shows a spinner meanwhile on a terminal.
    *
    * @param options `bootstrap`: nodes to use when none are configured or given.
-   * @returns The open messenger; close it when done.
+   * @returns The running messenger; stop it when done.
    * @throws {CliError} If there is no identity or no bootstrap node answers.
    * @throws {KeystoreError} On a wrong passphrase or damaged identity file.
    * @throws {StorageError} If another dim process uses the data directory.
@@ -306,10 +308,8 @@ export class Context {
       messenger = await withSpinner(
         this.io,
         bootstrap.length > 0 ? "unlocking and joining the network…" : "unlocking…",
-        () =>
-          Messenger.open({
-            home: this.home,
-            passphrase,
+        async () =>
+          await createMessenger(await openProfile({ home: this.home, passphrase }), {
             listen,
             bootstrap,
             // Files from verified or pinned contacts land here; strangers are refused.
@@ -327,13 +327,6 @@ export class Context {
           { cause: err },
         );
       }
-      throw err;
-    }
-    try {
-      using store = LocalStore.open(this.home);
-      store.savePublicIdentity(messenger.identity);
-    } catch (err) {
-      await messenger.close();
       throw err;
     }
     if (bootstrap.length === 0 && !this.json) {

@@ -14,6 +14,7 @@
  * @module
  */
 import { DimError, KeystoreError } from "../errors.ts";
+import { KeyChangedError } from "../profile/contacts.ts";
 
 /**
  * A failure the CLI reports as it is, with its exit code.
@@ -95,6 +96,13 @@ export interface ErrorDescription {
 export function describeError(err: unknown): ErrorDescription {
   if (err instanceof CliError) return { code: err.exitCode, message: oneLine(err.message) };
   if (err instanceof KeystoreError) return { code: 1, message: keystoreMessage(err) };
+  if (err instanceof KeyChangedError) {
+    return {
+      code: 1,
+      message: `not sent: ${err.contact}'s keys changed and must be verified again ` +
+        `(dim contact verify ${err.contact})`,
+    };
+  }
   // DIM's own errors are thrown on purpose, with messages written for people.
   if (err instanceof DimError) return { code: 1, message: userMessage(err.message) };
   if (err instanceof Deno.errors.Interrupted) return { code: 1, message: "interrupted" };

@@ -11,8 +11,9 @@
  *
  * @module
  */
-import type { ChatMessage, Contact } from "../messenger.ts";
 import type { MessageState } from "../messaging/storage.ts";
+import type { ChatMessage } from "../profile/chat_message.ts";
+import type { Contact } from "../profile/contacts.ts";
 
 /**
  * The mark shown after a sent message for its delivery state.

@@ -1,18 +1,16 @@
 /**
  * `dim id`: the user's ID, fingerprint and a shareable `dim:` contact
- * string, offline. It reads the copy of the public keys kept in the
- * database, so it needs no passphrase; without that copy it unlocks the
- * keystore once and saves one.
+ * string, offline. The profile keeps a copy of the public keys, so it needs
+ * no passphrase; without that copy it unlocks the profile once, which saves
+ * one.
  *
  * @module
  */
-import { unlockKeystore } from "../crypto/keystore.ts";
 import { fingerprint } from "../crypto/safety_number.ts";
 import type { PublicIdentity } from "../crypto/identity.ts";
-import { contactString } from "../messenger.ts";
-import { dataPaths } from "../platform/paths.ts";
+import { contactString } from "../profile/contact_string.ts";
+import { type Profile, ProfileLockedError } from "../profile/profile.ts";
 import type { Context } from "./context.ts";
-import type { LocalStore } from "./local_store.ts";
 import { withSpinner } from "./spinner.ts";
 
 /**
@@ -40,12 +38,12 @@ import { withSpinner } from "./spinner.ts";
  */
 export async function idCommand(ctx: Context): Promise<number> {
   const bootstrap = await ctx.bootstrap();
-  using store = await ctx.store();
-  const me = await publicIdentity(ctx, store);
+  await using profile = await ctx.profile();
+  const me = await publicIdentity(ctx, profile);
   const result = {
     id: me.id,
     fingerprint: fingerprint(me),
-    displayName: store.displayName() ?? "",
+    displayName: profile.displayName,
     contact: contactString(me.id, bootstrap),
   };
   if (ctx.json) {
@@ -60,10 +58,10 @@ export async function idCommand(ctx: Context): Promise<number> {
 }
 
 /**
- * The user's public keys: the saved copy, else from the unlocked keystore.
+ * The user's public keys: the profile's copy, else unlocked with the passphrase.
  *
  * @param ctx The command's context.
- * @param store The open store.
+ * @param profile The open profile.
  * @returns The public identity.
  * @throws {KeystoreError} If the keystore must be unlocked and cannot be.
  * @example
@@ -78,20 +76,30 @@ export async function idCommand(ctx: Context): Promise<number> {
  * const io = memoryIo({ env: { DIM_PASSPHRASE: "pw" } });
  * await main(["--home", home, "init", "--name", "Ada"], io);
  * const ctx = new Context(io, { home });
- * using store = await ctx.store();
- * assert.match((await publicIdentity(ctx, store)).id, /^dim/);
+ * await using profile = await ctx.profile();
+ * assert.match((await publicIdentity(ctx, profile)).id, /^dim/);
  * await Deno.remove(home, { recursive: true });
  * ```
  */
-export async function publicIdentity(ctx: Context, store: LocalStore): Promise<PublicIdentity> {
-  const saved = store.publicIdentity();
+export async function publicIdentity(ctx: Context, profile: Profile): Promise<PublicIdentity> {
+  const saved = knownIdentity(profile);
   if (saved !== undefined) return saved;
   const passphrase = await ctx.passphrase();
-  const identity = await withSpinner(
-    ctx.io,
-    "unlocking…",
-    () => unlockKeystore(dataPaths(ctx.home).identityKey, passphrase),
-  );
-  store.savePublicIdentity(identity.public);
-  return identity.public;
+  await withSpinner(ctx.io, "unlocking…", () => profile.unlock(passphrase));
+  return profile.publicIdentity;
+}
+
+/**
+ * The user's public keys if the profile knows them without unlocking.
+ *
+ * @param profile The open profile.
+ * @returns The public identity, or `undefined`.
+ */
+export function knownIdentity(profile: Profile): PublicIdentity | undefined {
+  try {
+    return profile.publicIdentity;
+  } catch (err) {
+    if (err instanceof ProfileLockedError) return undefined;
+    throw err;
+  }
 }

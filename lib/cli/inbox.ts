@@ -4,9 +4,10 @@
  *
  * @module
  */
-import type { ChatMessage } from "../messenger.ts";
+import type { ChatMessage } from "../profile/chat_message.ts";
 import { type Context, deadline } from "./context.ts";
 import { keyChangedWarning, messageLine } from "./format.ts";
+import { lastShownSeq, markShown } from "./marks.ts";
 import { withSpinner } from "./spinner.ts";
 
 /** Options of {@linkcode inboxCommand}. */
@@ -43,18 +44,26 @@ export async function inboxCommand(ctx: Context, options: InboxOptions = {}): Pr
     fetched = await withSpinner(
       ctx.io,
       "checking your mailbox in the network…",
-      () => Promise.race([messenger.fetchMailbox(), aborted]),
+      () =>
+        Promise.race([
+          // Out of time, what arrived so far is shown.
+          messenger.fetchMailbox({ signal: d.signal }).catch((err) => {
+            if (d.signal.aborted) return 0;
+            throw err;
+          }),
+          aborted,
+        ]),
     );
   } finally {
-    await messenger.close();
+    await messenger.stop();
   }
-  using store = await ctx.store();
-  const since = options.all ? 0 : store.lastShownSeq();
-  const messages: ChatMessage[] = store.incomingSince(since);
+  await using profile = await ctx.profile();
+  const since = options.all ? 0 : lastShownSeq(profile);
+  const messages: ChatMessage[] = profile.incomingSince(since);
   const last = messages.at(-1);
-  if (last !== undefined) store.setLastShownSeq(last.seq);
+  if (last !== undefined) markShown(profile, last.seq);
   const senders = new Set(messages.map((m) => m.contact));
-  for (const c of store.contacts()) {
+  for (const c of profile.contacts()) {
     if (c.keyChanged && senders.has(c.name)) ctx.note(keyChangedWarning(c.name));
   }
   if (ctx.json) {

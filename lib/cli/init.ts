@@ -1,22 +1,18 @@
 /**
- * `dim init` (alias `keygen`): creates the user's identity offline — keys,
+ * `dim init` (alias `keygen`): creates the user's profile offline — keys,
  * encrypted keystore, display name — and, when bootstrap nodes are known,
  * goes online once to publish the contact card.
  *
  * @module
  */
-import { Identity } from "../crypto/identity.ts";
-import { createKeystore } from "../crypto/keystore.ts";
-import { fingerprint } from "../crypto/safety_number.ts";
-import { contactString } from "../messenger.ts";
 import { pathExists } from "../platform/atomic_file.ts";
-import { lockDataDir } from "../platform/lock.ts";
-import { dataPaths, ensureHome } from "../platform/paths.ts";
+import { dataPaths } from "../platform/paths.ts";
+import { MAX_DISPLAY_NAME_BYTES } from "../record/card.ts";
+import { contactString } from "../profile/contact_string.ts";
+import { createProfile } from "../profile/profile.ts";
 import { type CliConfig, writeConfig } from "./config.ts";
 import type { Context } from "./context.ts";
 import { CliError, describeError } from "./errors.ts";
-import { LocalStore } from "./local_store.ts";
-import { MAX_DISPLAY_NAME_BYTES } from "../record/card.ts";
 
 /** Options of {@linkcode initCommand}. */
 export interface InitOptions {
@@ -66,26 +62,22 @@ export async function initCommand(ctx: Context, options: InitOptions): Promise<n
   const passphrase = await ctx.newPassphrase();
   const displayName = givenName ?? await askName(ctx);
 
-  await ensureHome(home);
-  const lock = lockDataDir(home);
   let id: string;
   let shown: string;
-  try {
-    const identity = await Identity.generate();
-    await createKeystore(paths.identityKey, identity, passphrase, {
+  {
+    // The new profile holds the data directory's lock while the settings are written.
+    await using profile = await createProfile({
+      home,
+      passphrase,
+      displayName,
       force: options.force ?? false,
     });
-    using store = LocalStore.open(home);
-    store.setDisplayName(displayName);
-    store.savePublicIdentity(identity.public);
-    id = identity.id;
-    shown = fingerprint(identity.public);
+    id = profile.id;
+    shown = profile.fingerprint();
     if ((ctx.options.bootstrap ?? []).length > 0 || listenGiven) {
       const config: CliConfig = { bootstrap, listen };
       await writeConfig(home, config);
     }
-  } finally {
-    lock.release();
   }
 
   const contact = contactString(id, bootstrap);
@@ -93,7 +85,7 @@ export async function initCommand(ctx: Context, options: InitOptions): Promise<n
   if (bootstrap.length > 0) {
     try {
       const messenger = await ctx.openMessenger();
-      await messenger.close();
+      await messenger.stop();
       published = true;
     } catch (err) {
       ctx.note(

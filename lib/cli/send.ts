@@ -4,9 +4,10 @@
  *
  * @module
  */
-import type { ChatMessage, Messenger } from "../messenger.ts";
 import { PeerUnreachableError } from "../errors.ts";
-import { TransferRefusedError } from "../messaging/file_transfer.ts";
+import { TransferRefusedError } from "../messaging/file_wire.ts";
+import type { Messenger } from "../messenger/messenger.ts";
+import type { ChatMessage } from "../profile/chat_message.ts";
 import { type Context, deadline } from "./context.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { keyChangedWarning } from "./format.ts";
@@ -57,17 +58,13 @@ export async function sendCommand(
   if (text.trim() === "") throw new UsageError("missing <text> (usage: dim send <name> <text>)");
 
   // Fail fast, before unlocking and going online.
-  {
-    using store = await ctx.store();
-    const contact = store.contact(name);
-    if (contact.keyChanged) throw keyChanged(ctx, contact.name);
-  }
+  await checkSendable(ctx, name);
 
   const messenger = await ctx.openMessenger();
   try {
-    const contact = messenger.contact(name);
+    const contact = messenger.profile.contact(name);
     await refreshCard(ctx, messenger, contact.id);
-    if (messenger.contact(name).keyChanged) throw keyChanged(ctx, contact.name);
+    if (messenger.profile.contact(name).keyChanged) throw keyChanged(ctx, contact.name);
     const sent = await messenger.send(contact.name, text);
     const final = await waitSent(ctx, messenger, sent, `sending to ${contact.name}…`);
     const state = final?.state ?? "pending";
@@ -90,16 +87,19 @@ export async function sendCommand(
     }
     return 0;
   } finally {
-    await messenger.close();
+    await messenger.stop();
   }
 }
 
+/** Fails on an unknown contact or one whose keys changed, offline. */
+async function checkSendable(ctx: Context, name: string): Promise<void> {
+  await using profile = await ctx.profile();
+  const contact = profile.contact(name);
+  if (contact.keyChanged) throw keyChanged(ctx, contact.name);
+}
+
 async function sendFileCommand(ctx: Context, name: string, path: string): Promise<number> {
-  {
-    using store = await ctx.store();
-    const contact = store.contact(name);
-    if (contact.keyChanged) throw keyChanged(ctx, contact.name);
-  }
+  await checkSendable(ctx, name);
   try {
     const info = await Deno.stat(path);
     if (!info.isFile) throw new CliError(`not a file: ${path}`);
@@ -109,9 +109,9 @@ async function sendFileCommand(ctx: Context, name: string, path: string): Promis
   }
   const messenger = await ctx.openMessenger();
   try {
-    const contact = messenger.contact(name);
+    const contact = messenger.profile.contact(name);
     await refreshCard(ctx, messenger, contact.id);
-    if (messenger.contact(name).keyChanged) throw keyChanged(ctx, contact.name);
+    if (messenger.profile.contact(name).keyChanged) throw keyChanged(ctx, contact.name);
     let sent;
     try {
       sent = await withSpinner(
@@ -155,7 +155,7 @@ async function sendFileCommand(ctx: Context, name: string, path: string): Promis
     }
     return 0;
   } finally {
-    await messenger.close();
+    await messenger.stop();
   }
 }
 

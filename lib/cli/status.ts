@@ -27,10 +27,10 @@ export async function statusCommand(ctx: Context): Promise<number> {
   let report;
   try {
     const node = messenger.node;
-    const outbox = messenger.outbox();
+    const outbox = messenger.profile.outbox();
     report = {
       id: messenger.id,
-      displayName: messenger.displayName,
+      displayName: messenger.profile.displayName,
       peerId: node.peerId,
       addresses: messenger.addresses,
       bootstrap,
@@ -39,11 +39,11 @@ export async function statusCommand(ctx: Context): Promise<number> {
       routingTable: node.routingTableSize,
       outbox: outbox.length,
       outboxStored: outbox.filter((m) => m.state === "stored").length,
-      contacts: messenger.contacts().length,
-      keyChanged: messenger.contacts().filter((c) => c.keyChanged).map((c) => c.name),
+      contacts: messenger.profile.contacts().length,
+      keyChanged: messenger.profile.contacts().filter((c) => c.keyChanged).map((c) => c.name),
     };
   } finally {
-    await messenger.close();
+    await messenger.stop();
   }
   if (ctx.json) {
     ctx.outJson(report);

@@ -1,0 +1,461 @@
+/**
+ * The messenger: a {@linkcode Profile} on the network. It starts a DIM node
+ * in the profile's data directory, publishes the user's contact card and
+ * prekeys, and sends and receives messages and files; contacts, history and
+ * settings stay the profile's (`messenger.profile`).
+ *
+ * @example Two users on one machine
+ * ```ts ignore
+ * import { createProfile } from "../profile/profile.ts";
+ * import { createMessenger } from "./messenger.ts";
+ *
+ * const alice = await createMessenger(
+ *   await createProfile({ home: "/tmp/alice", passphrase: "pw-a", displayName: "Alice" }),
+ * );
+ * const bob = await createMessenger(
+ *   await createProfile({ home: "/tmp/bob", passphrase: "pw-b", displayName: "Bob" }),
+ *   { bootstrap: alice.addresses },
+ * );
+ * await alice.addContact("bob", bob.id);
+ * await alice.send("bob", "hello");
+ * for await (const m of bob.messages()) {
+ *   console.log(m.text);
+ *   break;
+ * }
+ * await alice.stop();
+ * await bob.stop();
+ * ```
+ *
+ * @module
+ */
+import { utf8 } from "../platform/bytes.ts";
+import { SecretBox } from "../crypto/secret_box.ts";
+import { DEFAULT_LISTEN } from "../dht/constants.ts";
+import { createDhtNode, type DhtNode, type DhtNodeOptions } from "../dht/node.ts";
+import { DimError } from "../errors.ts";
+import {
+  FileReceiver,
+  fileSource,
+  type MessagingOptions,
+  MessagingService,
+  sendFile,
+  type SendFileOptions,
+  type SentFile,
+  SessionManager,
+} from "../messaging/mod.ts";
+import type { ContactCard } from "../record/card.ts";
+import { dimSelector, dimValidator } from "../record/record.ts";
+import { type ChatMessage, chatMessage, TEXT_CONTENT_TYPE } from "../profile/chat_message.ts";
+import { parseContactString } from "../profile/contact_string.ts";
+import type { Contact } from "../profile/contacts.ts";
+import type { Profile } from "../profile/profile.ts";
+import { type ProfileParts, profileParts } from "../profile/_internals.ts";
+import { CARD_REPUBLISH_MS, Cards, type SignalOptions } from "./cards.ts";
+import { downloadSink } from "./downloads.ts";
+import { transportFor } from "./transport.ts";
+
+export type { SignalOptions } from "./cards.ts";
+
+/** Options of {@linkcode createMessenger}. */
+export interface MessengerOptions {
+  /** Multiaddrs to listen on. Default `/ip4/0.0.0.0/tcp/0`. */
+  readonly listen?: readonly string[];
+  /** Multiaddrs (with `/p2p/`) of nodes to join through. */
+  readonly bootstrap?: readonly string[];
+  /** Clock in ms. Default `Date.now`. */
+  readonly clock?: () => number;
+  /** Tunables of the messaging layer. */
+  readonly messaging?: MessagingOptions;
+  /** Extra options for the DIM node. */
+  readonly node?: Partial<DhtNodeOptions>;
+  /** Whether to publish the contact card on start. Default `true`. */
+  readonly publish?: boolean;
+  /**
+   * Where files from contacts are saved. Default: none, and every incoming
+   * file is refused. Files from unknown senders, or from contacts whose keys
+   * changed, are always refused.
+   */
+  readonly downloadDir?: string;
+  /** The largest file accepted, in bytes. Default 4 GiB. */
+  readonly maxFileSize?: number;
+}
+
+/** Incoming messages kept for `messages()` while no iterator waits. */
+const MAX_QUEUED_MESSAGES = 10_000;
+/** How long `sendFile` looks for an online recipient when given no signal. */
+const FILE_PEER_LOOKUP_MS = 30_000;
+
+/**
+ * Starts a messenger on a profile: the DIM node in the profile's data
+ * directory (joining through `bootstrap`), messaging, file reception, and,
+ * unless `publish` is false, the contact card and a first mailbox fetch.
+ *
+ * The messenger takes the profile over: stopping the messenger, or a failed
+ * start, stops the profile too.
+ *
+ * @param profile An unlocked profile, opened exclusive.
+ * @param options Network options.
+ * @returns The running messenger; stop it when done.
+ * @throws {ProfileLockedError} If the profile is locked.
+ * @throws {TypeError} If the profile was opened with `exclusive: false`.
+ * @throws {PeerUnreachableError} If the node must join through bootstrap nodes and none answers.
+ */
+export async function createMessenger(
+  profile: Profile,
+  options: MessengerOptions = {},
+): Promise<Messenger> {
+  let node: DhtNode | undefined;
+  try {
+    const parts = profileParts(profile);
+    if (!parts.exclusive) {
+      throw new TypeError("Cannot start a messenger on a profile opened with exclusive: false");
+    }
+    const box = await SecretBox.forIdentity(parts.identity());
+    node = await createDhtNode({
+      listen: options.listen ?? DEFAULT_LISTEN,
+      bootstrap: options.bootstrap ?? [],
+      dataDir: profile.home,
+      validators: { dim: dimValidator },
+      selectors: { dim: dimSelector },
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...options.node,
+    });
+    const messenger = new Messenger(profile, node, box, options);
+    await messenger.start();
+    return messenger;
+  } catch (err) {
+    await node?.stop().catch(() => {});
+    await profile.stop();
+    throw err;
+  }
+}
+
+/** One user's DIM online: their profile, node, messaging and file transfer. */
+export class Messenger extends EventTarget implements AsyncDisposable {
+  /** The offline half: identity, contacts, history, settings. */
+  readonly profile: Profile;
+  readonly #parts: ProfileParts;
+  readonly #node: DhtNode;
+  readonly #service: MessagingService;
+  readonly #files: FileReceiver;
+  readonly #sessions: SessionManager;
+  readonly #cards: Cards;
+  readonly #clock: () => number;
+  readonly #publish: boolean;
+  #republish: ReturnType<typeof setInterval> | undefined;
+  #started: Promise<void> | undefined;
+  #stopped = false;
+  #queue: ChatMessage[] = [];
+  #waiters: ((m: ChatMessage | undefined) => void)[] = [];
+
+  /**
+   * Use {@linkcode createMessenger}.
+   *
+   * @ignore
+   */
+  constructor(profile: Profile, node: DhtNode, box: SecretBox, options: MessengerOptions) {
+    super();
+    this.profile = profile;
+    this.#parts = profileParts(profile);
+    const { store, book } = this.#parts;
+    const identity = this.#parts.identity();
+    this.#node = node;
+    this.#clock = options.clock ?? Date.now;
+    this.#publish = options.publish ?? true;
+    this.#files = new FileReceiver(identity, {
+      accept: (offer) => downloadSink(offer, book, options.downloadDir),
+      onReceived: (file) => this.dispatchEvent(new CustomEvent("file", { detail: file })),
+      onFailed: (error, offer) =>
+        this.dispatchEvent(new CustomEvent("file-failed", { detail: { error, offer } })),
+      ...(options.maxFileSize === undefined ? {} : { maxFileSize: options.maxFileSize }),
+    });
+    this.#cards = new Cards({
+      identity,
+      node,
+      book,
+      settings: store.settings,
+      displayName: () => profile.displayName,
+      prekeyBundle: () => this.#sessions.prekeyBundle(),
+      clock: this.#clock,
+    });
+    this.#sessions = new SessionManager(
+      {
+        identity,
+        storage: store,
+        box,
+        fetchBundle: (id, o) => this.#cards.fetchBundle(id, o),
+      },
+      {
+        clock: this.#clock,
+        onPrekeysChanged: () => this.publishPrekeys().catch(() => {}),
+      },
+    );
+    this.#service = new MessagingService(
+      {
+        identity,
+        storage: store,
+        transport: transportFor(node),
+        resolve: (id, o) => this.#cards.resolvePeer(id, o),
+        sessions: this.#sessions,
+      },
+      { clock: this.#clock, ...options.messaging },
+    );
+    this.#service.addEventListener("message", (e) => {
+      const d = (e as CustomEvent).detail;
+      if (d.type !== "message") return;
+      const m = chatMessage(d.incoming.message, store.contacts.getById(d.incoming.message.peer));
+      this.dispatchEvent(new CustomEvent("message", { detail: m }));
+      const w = this.#waiters.shift();
+      if (w) w(m);
+      else {
+        // Programs that only listen to events never drain the queue; the
+        // history keeps everything anyway.
+        if (this.#queue.length >= MAX_QUEUED_MESSAGES) this.#queue.shift();
+        this.#queue.push(m);
+      }
+    });
+    for (const type of ["delivered", "stored"] as const) {
+      this.#service.addEventListener(type, (e) => {
+        const d = (e as CustomEvent).detail as { seq: number };
+        const m = this.profile.message(d.seq);
+        if (m) this.dispatchEvent(new CustomEvent("status", { detail: m }));
+      });
+    }
+  }
+
+  /**
+   * Starts messaging and file reception; unless `publish` was false,
+   * publishes the card (and keeps it published) and fetches the mailbox.
+   * {@linkcode createMessenger} has called it already. Idempotent.
+   *
+   * @throws {DimError} If the messenger was stopped.
+   */
+  start(): Promise<void> {
+    if (this.#stopped) return Promise.reject(new DimError("Cannot start a stopped messenger"));
+    this.#started ??= this.#start();
+    return this.#started;
+  }
+
+  async #start(): Promise<void> {
+    await this.#service.start();
+    await this.#files.start(transportFor(this.#node));
+    if (!this.#publish) return;
+    await this.publishCard().catch(() => {});
+    this.#republish = setInterval(() => this.publishCard().catch(() => {}), CARD_REPUBLISH_MS);
+    Deno.unrefTimer(this.#republish as unknown as number);
+    this.#service.fetchMailbox({ refresh: true }).catch(() => {});
+  }
+
+  /** This user's ID (the profile's). */
+  get id(): string {
+    return this.profile.id;
+  }
+
+  /** The DIM node. */
+  get node(): DhtNode {
+    return this.#node;
+  }
+
+  /** The node's multiaddrs, each with `/p2p/<peer id>`. */
+  get addresses(): string[] {
+    return this.#node.multiaddrs;
+  }
+
+  /**
+   * Signs and publishes this user's contact card in the DHT, then the prekey bundle.
+   *
+   * @param options `signal` to abort.
+   */
+  publishCard(options: SignalOptions = {}): Promise<void> {
+    return this.#cards.publishCard(options);
+  }
+
+  /**
+   * Publishes this user's prekey bundle (rotating and refilling prekeys as
+   * due), so others can start forward-secret sessions, even while this user
+   * is offline.
+   *
+   * @param options `signal` to abort.
+   */
+  publishPrekeys(options: SignalOptions = {}): Promise<void> {
+    return this.#cards.publishPrekeys(options);
+  }
+
+  /**
+   * Looks a user's card up in the DHT and checks it; a contact's newer card
+   * updates the contact (and records a key change).
+   *
+   * @param id The user ID.
+   * @param options `signal` to abort; `fresh` to skip the 30-second cache.
+   * @returns The card with the highest valid sequence number.
+   * @throws {InvalidIdError} If the ID is malformed.
+   * @throws {PeerUnreachableError} If no valid card is found.
+   */
+  resolveCard(
+    id: string,
+    options: SignalOptions & { readonly fresh?: boolean } = {},
+  ): Promise<ContactCard> {
+    return this.#cards.resolveCard(id, options);
+  }
+
+  /**
+   * Finds a user's card and pins their keys under a local name (trust on first use).
+   *
+   * @param name The local name.
+   * @param idOrUri A user ID or `dim:` contact string (whose addresses are dialled first).
+   * @param options `signal` to abort.
+   * @returns The new contact.
+   * @throws {InvalidIdError} If the ID is malformed or mistyped, or the name is not one word.
+   * @throws {DimError} If the name or the user is saved for someone else.
+   * @throws {PeerUnreachableError} If the card cannot be found.
+   */
+  async addContact(name: string, idOrUri: string, options: SignalOptions = {}): Promise<Contact> {
+    const { id, bootstrap } = parseContactString(idOrUri);
+    const existing = this.#parts.book.checkNew(name, id);
+    for (const addr of bootstrap) await this.#node.dial(addr, options).catch(() => {});
+    // Resolving also records a key change for an existing contact; the
+    // pinned keys themselves change only through verifyContact.
+    const card = await this.resolveCard(id, options);
+    if (existing !== undefined) return this.profile.contact(name);
+    return this.#parts.book.pin(name, card, this.#clock());
+  }
+
+  /**
+   * Sends a text message to a contact. It is stored and queued at once, then
+   * delivered directly or through the network mailbox; watch `status` events.
+   *
+   * @param nameOrId The contact.
+   * @param text The message.
+   * @param options `signal` to abort before the message is stored.
+   * @returns The stored message (state "pending").
+   * @throws {UnknownContactError} If there is no such contact.
+   * @throws {KeyChangedError} If the contact's keys changed and were not verified again.
+   */
+  async send(nameOrId: string, text: string, options: SignalOptions = {}): Promise<ChatMessage> {
+    const row = this.#parts.book.sendable(nameOrId);
+    const stored = await this.#service.send(
+      { userId: row.userId, encryptionPublicKey: row.encryptionPublicKey },
+      utf8(text),
+      { contentType: TEXT_CONTENT_TYPE, ...(options.signal ? { signal: options.signal } : {}) },
+    );
+    return chatMessage(stored, row);
+  }
+
+  /**
+   * Sends a file to a contact who is online, streamed and encrypted chunk by
+   * chunk; returns once the recipient has verified the whole file and signed
+   * a receipt. Files never go through the network mailbox.
+   *
+   * @param nameOrId The contact.
+   * @param path The file to send.
+   * @param options `signal`, progress callback, chunk size and timeouts.
+   * @returns What was sent, with its SHA-256 and the recipient's receipt.
+   * @throws {UnknownContactError} If there is no such contact.
+   * @throws {KeyChangedError} If the contact's keys changed and were not verified again.
+   * @throws {TransferRefusedError} If the recipient refused or the file arrived damaged.
+   * @throws {PeerUnreachableError} If the contact is not online.
+   */
+  async sendFile(nameOrId: string, path: string, options: SendFileOptions = {}): Promise<SentFile> {
+    const row = this.#parts.book.sendable(nameOrId);
+    const peer = await this.#cards.resolvePeer(row.userId, {
+      signal: options.signal ?? AbortSignal.timeout(FILE_PEER_LOOKUP_MS),
+    });
+    return await sendFile(transportFor(this.#node), {
+      identity: this.#parts.identity(),
+      recipient: { userId: row.userId, encryptionPublicKey: row.encryptionPublicKey, peer },
+      source: await fileSource(path),
+    }, options);
+  }
+
+  /**
+   * Waits until a sent message is delivered (or stored offline, if `orStored`).
+   *
+   * @param seq The message's local sequence number.
+   * @param options `signal` to stop waiting; `orStored` to accept a mailbox copy.
+   * @returns The message in its new state.
+   */
+  waitFor(
+    seq: number,
+    options: SignalOptions & { readonly orStored?: boolean } = {},
+  ): Promise<ChatMessage> {
+    const done = (m: ChatMessage | undefined) =>
+      m !== undefined &&
+      (m.state === "delivered" || (options.orStored === true && m.state === "stored"));
+    return new Promise((resolve, reject) => {
+      const check = (event?: Event) => {
+        // Each status event names one message: only its own costs a read.
+        const about = (event as CustomEvent<ChatMessage> | undefined)?.detail?.seq;
+        if (about !== undefined && about !== seq) return;
+        const m = this.profile.message(seq);
+        if (done(m)) {
+          cleanup();
+          resolve(m!);
+        }
+      };
+      const onAbort = () => {
+        cleanup();
+        reject(options.signal?.reason);
+      };
+      const cleanup = () => {
+        this.removeEventListener("status", check);
+        options.signal?.removeEventListener("abort", onAbort);
+      };
+      this.addEventListener("status", check);
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      check();
+    });
+  }
+
+  /**
+   * Fetches pending messages from the network mailbox now.
+   *
+   * @param options `refresh`: look the mailbox's nodes up again (default
+   *   `true`); `signal` to abort.
+   * @returns How many new messages arrived.
+   */
+  fetchMailbox(
+    options: SignalOptions & { readonly refresh?: boolean } = {},
+  ): Promise<number> {
+    return this.#service.fetchMailbox({
+      refresh: options.refresh ?? true,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  }
+
+  /**
+   * Incoming messages as they arrive, until the messenger stops.
+   *
+   * @returns An async iterable of messages.
+   */
+  async *messages(): AsyncGenerator<ChatMessage> {
+    while (!this.#stopped) {
+      const next = this.#queue.shift() ??
+        await new Promise<ChatMessage | undefined>((r) => this.#waiters.push(r));
+      if (next === undefined) return;
+      yield next;
+    }
+  }
+
+  /**
+   * Stops messaging and the node, then the profile (closing the database and
+   * releasing the data directory). Idempotent.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#republish !== undefined) clearInterval(this.#republish);
+    for (const w of this.#waiters.splice(0)) w(undefined);
+    try {
+      await this.#files.stop();
+      await this.#service.stop();
+      await this.#node.stop();
+    } finally {
+      await this.profile.stop();
+    }
+  }
+
+  /** Same as {@linkcode Messenger.stop}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+}
