@@ -2,7 +2,8 @@
 // (keystore and SQLite in a temporary folder, a libp2p node on loopback),
 // known to each other as contacts, with bob reading what arrives as a chat
 // would (which keeps the messenger's queue short).
-import { Messenger } from "../lib/messenger.ts";
+import { createMessenger, type Messenger } from "../lib/messenger/messenger.ts";
+import { createProfile } from "../lib/profile/profile.ts";
 
 /** The two users and the folder that holds their homes (remove it when done). */
 export interface ChatPair {
@@ -15,19 +16,14 @@ export interface ChatPair {
 export async function openChatPair(prefix: string): Promise<ChatPair> {
   const listen = ["/ip4/127.0.0.1/tcp/0"];
   const dir = await Deno.makeTempDir({ prefix });
-  const alice = await Messenger.create({
-    home: `${dir}/alice`,
-    passphrase: `${prefix}alice`,
-    displayName: "alice",
-    listen,
-  });
-  const bob = await Messenger.create({
-    home: `${dir}/bob`,
-    passphrase: `${prefix}bob`,
-    displayName: "bob",
-    listen,
-    bootstrap: alice.addresses,
-  });
+  const user = async (name: string) =>
+    await createProfile({
+      home: `${dir}/${name}`,
+      passphrase: `${prefix}${name}`,
+      displayName: name,
+    });
+  const alice = await createMessenger(await user("alice"), { listen });
+  const bob = await createMessenger(await user("bob"), { listen, bootstrap: alice.addresses });
   await alice.addContact("bob", bob.id);
   await bob.addContact("alice", alice.id);
   (async () => {

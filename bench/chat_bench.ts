@@ -196,8 +196,8 @@ globalThis.addEventListener("unload", () => {
   }
   console.error(lines.join("\n"));
   raw.abort(new Error("bench over"));
-  alice.close().catch(() => {});
-  bob.close().catch(() => {});
+  alice.stop().catch(() => {});
+  bob.stop().catch(() => {});
   try {
     Deno.removeSync(dir, { recursive: true });
   } catch {

@@ -21,7 +21,7 @@ import type { MessageStream } from "../lib/messaging/mailbox.ts";
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE } from "../lib/messaging/constants.ts";
 import { FileReceiver } from "../lib/messaging/file_receive.ts";
 import { type FileSource, sendFile } from "../lib/messaging/file_send.ts";
-import { transportFor } from "../lib/messenger.ts";
+import { transportFor } from "../lib/messenger/transport.ts";
 import { openChatPair } from "./_chat_pair.ts";
 import { breakdown, type CpuProfile } from "./_profile_breakdown.ts";
 
@@ -190,7 +190,7 @@ async function chat(which: Set<string>): Promise<void> {
     }
   } finally {
     raw.abort(new Error("profile over"));
-    await Promise.all([alice.close(), bob.close()]);
+    await Promise.all([alice.stop(), bob.stop()]);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }

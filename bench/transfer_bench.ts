@@ -14,7 +14,7 @@ import type { MessageStream } from "../lib/messaging/mailbox.ts";
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE } from "../lib/messaging/constants.ts";
 import { FileReceiver } from "../lib/messaging/file_receive.ts";
 import { type FileSource, sendFile } from "../lib/messaging/file_send.ts";
-import { transportFor } from "../lib/messenger.ts";
+import { transportFor } from "../lib/messenger/transport.ts";
 
 const KIB = 1024;
 const MIB = 1024 * KIB;

@@ -7,7 +7,8 @@
  *
  * @module
  */
-import { Messenger } from "../lib/messenger.ts";
+import { createMessenger, type Messenger } from "../lib/messenger/messenger.ts";
+import { createProfile, openProfile } from "../lib/profile/profile.ts";
 import { createStorageNode } from "../lib/storage_node.ts";
 
 const LOOPBACK = ["/ip4/127.0.0.1/tcp/0"];
@@ -27,15 +28,17 @@ try {
     say(`node ${i + 1}`, `bootstrap node up at ${node.addresses[0]}`);
   }
   const bootstrap = [nodes[0]!.addresses[0]!];
-  const open = (name: string, create: boolean) => {
-    const options = {
-      home: `${dir}/${name}`,
-      passphrase: `demo passphrase of ${name}`,
+  const open = async (name: string, create: boolean) => {
+    const home = `${dir}/${name}`;
+    const passphrase = `demo passphrase of ${name}`;
+    const profile = create
+      ? await createProfile({ home, passphrase, displayName: name })
+      : await openProfile({ home, passphrase });
+    return await createMessenger(profile, {
       listen: LOOPBACK,
       bootstrap,
       messaging: { retryBaseMs: 200, retryMaxMs: 1000, mailboxPollMs: 1000 },
-    };
-    return create ? Messenger.create({ ...options, displayName: name }) : Messenger.open(options);
+    });
   };
 
   const alice = await open("Alice", true);
@@ -44,11 +47,14 @@ try {
   say("Bob", `identity created, card published: ${bob.id}`);
 
   await alice.addContact("bob", bob.id);
-  const card = alice.contact("bob");
+  const card = alice.profile.contact("bob");
   say("Alice", `found Bob's card in the DHT (fingerprint ${card.fingerprint})`);
   await bob.addContact("alice", alice.id);
-  say("Bob", `found Alice's card in the DHT (fingerprint ${bob.contact("alice").fingerprint})`);
-  say("both", `safety number ${alice.safetyNumber("bob")}`);
+  say(
+    "Bob",
+    `found Alice's card in the DHT (fingerprint ${bob.profile.contact("alice").fingerprint})`,
+  );
+  say("both", `safety number ${alice.profile.safetyNumber("bob")}`);
 
   const inbox = (m: Messenger) => m.messages()[Symbol.asyncIterator]();
   let bobInbox = inbox(bob);
@@ -73,7 +79,7 @@ try {
   await exchange(alice, "bob", "Hi Bob, it's Alice. No server in between!", bobInbox, "Bob");
   await exchange(bob, "alice", "Hi Alice! Only we can read this.", aliceInbox, "Alice");
 
-  await bob.close();
+  await bob.stop();
   say("Bob", "goes offline");
   const offline = await alice.send("bob", "Bob, this waits for you in the network.");
   say("Alice", `→ "Bob, this waits for you in the network."`);
@@ -91,8 +97,8 @@ try {
   await alice.waitFor(offline.seq, { signal: AbortSignal.timeout(15_000) });
   say("Alice", "  ✓ delivered: Bob's signed receipt arrived");
 
-  await alice.close();
-  await bob.close();
+  await alice.stop();
+  await bob.stop();
   console.log(`\nDone in ${(performance.now() - t0).toFixed(0)} ms. Every message was end-to-end`);
   console.log("encrypted; the bootstrap nodes only saw sealed envelopes.");
 } finally {

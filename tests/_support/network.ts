@@ -1,5 +1,10 @@
 // Helpers that build small DIM networks on 127.0.0.1 for tests.
-import { Messenger, type MessengerOptions } from "../../lib/messenger.ts";
+import {
+  createMessenger,
+  type Messenger,
+  type MessengerOptions,
+} from "../../lib/messenger/messenger.ts";
+import { createProfile, openProfile } from "../../lib/profile/profile.ts";
 import { createStorageNode, type StorageNode } from "../../lib/storage_node.ts";
 
 export const LOOPBACK = ["/ip4/127.0.0.1/tcp/0"];
@@ -13,12 +18,18 @@ export const FAST_MESSAGING = {
   attemptTimeoutMs: 2000,
 } as const;
 
+/** Network options, and the profile's data directory and passphrase if not the test's. */
+export type UserOptions = MessengerOptions & {
+  readonly home?: string;
+  readonly passphrase?: string;
+};
+
 export interface TestNet extends AsyncDisposable {
   readonly dir: string;
   readonly relays: StorageNode[];
   bootstrap(): string[];
-  user(name: string, extra?: Partial<MessengerOptions>): Promise<Messenger>;
-  reopen(name: string, extra?: Partial<MessengerOptions>): Promise<Messenger>;
+  user(name: string, extra?: UserOptions): Promise<Messenger>;
+  reopen(name: string, extra?: UserOptions): Promise<Messenger>;
 }
 
 /** A network of `relays` relay nodes; users join through the first. */
@@ -35,30 +46,35 @@ export async function testNet(relays = 1): Promise<TestNet> {
   }
   const open: Messenger[] = [];
   const bootstrap = () => started.slice(0, 2).map((r) => r.addresses[0]!);
-  const opts = (name: string, extra: Partial<MessengerOptions>) => ({
-    home: `${dir}/${name}`,
-    passphrase: `pass-${name}`,
-    listen: LOOPBACK,
-    bootstrap: bootstrap(),
-    messaging: FAST_MESSAGING,
-    ...extra,
-  });
+  const split = (name: string, extra: UserOptions) => {
+    const { home = `${dir}/${name}`, passphrase = `pass-${name}`, ...network } = extra;
+    const options: MessengerOptions = {
+      listen: LOOPBACK,
+      bootstrap: bootstrap(),
+      messaging: FAST_MESSAGING,
+      ...network,
+    };
+    return { home, passphrase, options };
+  };
   return {
     dir,
     relays: started,
     bootstrap,
     async user(name, extra = {}) {
-      const m = await Messenger.create({ ...opts(name, extra), displayName: name });
+      const { home, passphrase, options } = split(name, extra);
+      const profile = await createProfile({ home, passphrase, displayName: name });
+      const m = await createMessenger(profile, options);
       open.push(m);
       return m;
     },
     async reopen(name, extra = {}) {
-      const m = await Messenger.open(opts(name, extra));
+      const { home, passphrase, options } = split(name, extra);
+      const m = await createMessenger(await openProfile({ home, passphrase }), options);
       open.push(m);
       return m;
     },
     async [Symbol.asyncDispose]() {
-      for (const m of open) await m.close();
+      for (const m of open) await m.stop();
       for (const r of started) await r.stop();
       await Deno.remove(dir, { recursive: true });
     },

@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { Identity } from "../../lib/crypto/identity.ts";
-import { Messenger } from "../../lib/messenger.ts";
+import { createMessenger, type Messenger } from "../../lib/messenger/messenger.ts";
+import { openProfile } from "../../lib/profile/profile.ts";
 import {
   dim,
   initUser,
@@ -21,10 +22,8 @@ import {
 import { nextMessages } from "../_support/network.ts";
 
 /** Opens the messenger of a home the CLI created, on the test network. */
-function open(home: string, bootstrap: string): Promise<Messenger> {
-  return Messenger.open({
-    home,
-    passphrase: PASSPHRASE,
+async function open(home: string, bootstrap: string): Promise<Messenger> {
+  return await createMessenger(await openProfile({ home, passphrase: PASSPHRASE }), {
     listen: [LOOPBACK],
     bootstrap: [bootstrap],
     messaging: { retryBaseMs: 100, retryMaxMs: 1000, outboxIntervalMs: 100, mailboxPollMs: 500 },
@@ -119,7 +118,7 @@ Deno.test("send exits once delivered, or once stored for an offline contact; inb
     const text = await dim(alice, ["send", "--listen", LOOPBACK, "bob", "--", "-1 for that"]);
     assert.equal(text.out, "✓ delivered to bob\n");
   } finally {
-    await online.close();
+    await online.stop();
   }
 
   const stored = await dim(alice, ["send", "bob", "are you there?", "--listen", LOOPBACK]);
@@ -172,7 +171,7 @@ Deno.test("chat without a terminal sends each line, prints incoming ones, and ex
     assert.match(done.err, /Chatting with bob \(Bob\)/);
     assert.equal((await nextMessages(online, 1))[0]?.text, "four");
   } finally {
-    await online.close();
+    await online.stop();
   }
 });
 
@@ -198,7 +197,7 @@ Deno.test("chat --json prints one JSON event per line", async () => {
     assert.equal(events.find((e) => e.type === "message").text, "hello yourself");
     assert.equal(events.find((e) => e.type === "status").state, "delivered");
   } finally {
-    await online.close();
+    await online.stop();
   }
 });
 
@@ -252,7 +251,7 @@ Deno.test("chat on a raw terminal: live messages keep the typed line, states upd
     assert.equal(done.code, 0, done.err);
     assert.equal(io.raw, false, "the terminal is restored");
   } finally {
-    await online.close();
+    await online.stop();
   }
 });
 
@@ -297,9 +296,7 @@ Deno.test("send --file streams a file to an online contact, and says so when the
   const data = new TextEncoder().encode("a file from alice\n".repeat(5000));
   await Deno.writeFile(path, data);
 
-  const online = await Messenger.open({
-    home: bob,
-    passphrase: PASSPHRASE,
+  const online = await createMessenger(await openProfile({ home: bob, passphrase: PASSPHRASE }), {
     listen: [LOOPBACK],
     bootstrap: [r.address],
     downloadDir: `${bob}/files`,
@@ -311,7 +308,7 @@ Deno.test("send --file streams a file to an online contact, and says so when the
     assert.equal(out.bytes, data.length);
     assert.deepEqual(await Deno.readFile(`${bob}/files/notes.txt`), data);
   } finally {
-    await online.close();
+    await online.stop();
   }
   const offline = await dim(alice, ["send", "bob", "--file", path, "--listen", LOOPBACK]);
   assert.equal(offline.code, 1);

@@ -73,12 +73,12 @@ Deno.test({
       await Promise.all([churn, chat]);
       await until(
         "both outboxes empty",
-        () => alice.outbox().length === 0 && bob.outbox().length === 0,
+        () => alice.profile.outbox().length === 0 && bob.profile.outbox().length === 0,
         60_000,
       );
       await sleep(500);
       const texts = (m: typeof alice, peer: string) =>
-        m.history(peer, { limit: 1_000_000 }).filter((x) => x.direction === "in").map((x) =>
+        m.profile.history(peer, { limit: 1_000_000 }).filter((x) => x.direction === "in").map((x) =>
           x.text
         );
       const atBob = texts(bob, alice.id);

@@ -33,7 +33,7 @@ for (const skew of [CLOCK_SKEW_TOLERANCE_MS, -CLOCK_SKEW_TOLERANCE_MS]) {
     assert.equal(atAlice?.protection, "ratchet");
 
     // Through the mailbox, to the skewed user, who then deletes the copies.
-    await alice.close();
+    await alice.stop();
     const sent = await bob.send("alice", "while you were away");
     await bob.waitFor(sent.seq, { orStored: true, signal: AbortSignal.timeout(10_000) });
     const alice2 = await net.reopen("alice", opts);
@@ -49,7 +49,7 @@ for (const skew of [CLOCK_SKEW_TOLERANCE_MS, -CLOCK_SKEW_TOLERANCE_MS]) {
       );
       stream.send(encodeFrame({
         type: FrameType.Fetch,
-        mailbox: await mailboxAddress(alice2.identity.signingPublicKey),
+        mailbox: await mailboxAddress(alice2.profile.publicIdentity.signingPublicKey),
       }));
       const reply = await new FrameReader(stream).next();
       await stream.close();
@@ -73,7 +73,7 @@ Deno.test("a user whose clock was set back 10 minutes restarts: the new card sti
   const alice = await net.user("alice");
   const bob = await net.user("bob");
   const before = await bob.resolveCard(alice.id, { fresh: true });
-  await alice.close();
+  await alice.stop();
   const clock = () => Date.now() - CLOCK_SKEW_TOLERANCE_MS;
   const alice2 = await net.reopen("alice", { clock, messaging: { ...FAST_MESSAGING, clock } });
   const after = await bob.resolveCard(alice.id, { fresh: true });

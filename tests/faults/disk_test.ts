@@ -9,7 +9,8 @@ import { DatabaseSync } from "node:sqlite";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { changePassphrase, createKeystore, unlockKeystore } from "../../lib/crypto/keystore.ts";
 import { KeystoreError, StorageError } from "../../lib/errors.ts";
-import { Messenger } from "../../lib/messenger.ts";
+import { createMessenger } from "../../lib/messenger/messenger.ts";
+import { openProfile } from "../../lib/profile/profile.ts";
 import { UserStore } from "../../lib/store/user_store.ts";
 import { nextMessages, testNet } from "../_support/network.ts";
 import { figure, sleep } from "../hostile/_support.ts";
@@ -162,8 +163,8 @@ Deno.test({
       // A whole messenger on that directory: refused with a storage error.
       let messengerError = "";
       try {
-        await (await Messenger.open({ home: dir, passphrase: "passphrase", publish: false }))
-          .close();
+        const profile = await openProfile({ home: dir, passphrase: "passphrase" });
+        await (await createMessenger(profile, { publish: false })).stop();
       } catch (err) {
         messengerError = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
       }
@@ -195,14 +196,17 @@ Deno.test({
       const filler = await fill(dir);
       const sent = await alice.send("bob", "while full");
       await sleep(3000);
-      assert.notEqual(alice.history("bob").find((m) => m.seq === sent.seq)?.state, "delivered");
-      assert.equal(alice.outbox().length, 1, "kept in the outbox");
+      assert.notEqual(
+        alice.profile.history("bob").find((m) => m.seq === sent.seq)?.state,
+        "delivered",
+      );
+      assert.equal(alice.profile.outbox().length, 1, "kept in the outbox");
       await Deno.remove(filler);
       const [got] = await nextMessages(bob, 1, 20_000);
       assert.equal(got?.text, "while full");
       await alice.waitFor(sent.seq, { signal: AbortSignal.timeout(20_000) });
       await sleep(500);
-      const copies = bob.history(alice.id).filter((m) => m.text === "while full").length;
+      const copies = bob.profile.history(alice.id).filter((m) => m.text === "while full").length;
       figure("disk-full-recipient", { delivered: got ? 1 : 0, copies });
       assert.equal(copies, 1);
     });

@@ -5,7 +5,8 @@
  * sender's outbox is empty.
  */
 import assert from "node:assert/strict";
-import { Messenger } from "../../lib/messenger.ts";
+import { createMessenger } from "../../lib/messenger/messenger.ts";
+import { createProfile } from "../../lib/profile/profile.ts";
 import { createStorageNode } from "../../lib/storage_node.ts";
 import { UserStore } from "../../lib/store/user_store.ts";
 import { figure, LOOPBACK, Random, size, sleep } from "../hostile/_support.ts";
@@ -23,21 +24,22 @@ Deno.test({
     try {
       const bootstrap = relay.addresses[0]!;
       // Both identities exist, and each has the other as a contact.
-      const make = (name: string) =>
-        Messenger.create({
-          home: `${dir}/${name}`,
-          passphrase: `pass-${name}`,
-          displayName: name,
-          listen: LOOPBACK,
-          bootstrap: [bootstrap],
-        });
+      const make = async (name: string) =>
+        await createMessenger(
+          await createProfile({
+            home: `${dir}/${name}`,
+            passphrase: `pass-${name}`,
+            displayName: name,
+          }),
+          { listen: LOOPBACK, bootstrap: [bootstrap] },
+        );
       const alice = await make("alice");
       const bob = await make("bob");
       await alice.addContact("bob", bob.id);
       await bob.addContact("alice", alice.id);
       const [aliceId, bobId] = [alice.id, bob.id];
-      await alice.close();
-      await bob.close();
+      await alice.stop();
+      await bob.stop();
 
       const start = (name: "alice" | "bob") => {
         const role = name === "alice" ? ["--send", "bob", "--count", String(COUNT)] : ["--receive"];

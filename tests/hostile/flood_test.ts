@@ -24,7 +24,7 @@ import {
   NackCode,
   StoreStatus,
 } from "../../lib/messaging/wire.ts";
-import type { Messenger } from "../../lib/messenger.ts";
+import type { Messenger } from "../../lib/messenger/messenger.ts";
 import { chattingPair, FAST_MESSAGING, nextMessages, testNet } from "../_support/network.ts";
 import {
   attackerNode,
@@ -89,7 +89,7 @@ Deno.test("an envelope flood from one peer is rate limited; a contact still gets
       Array.from(
         { length: 2500 },
         (_, i) =>
-          sealEnvelope(mallory, bob.identity.encryptionPublicKey, {
+          sealEnvelope(mallory, bob.profile.publicIdentity.encryptionPublicKey, {
             body: new TextEncoder().encode(`flood ${i}`),
             contentType: 1,
           }),
@@ -139,7 +139,7 @@ Deno.test("an envelope flood from one peer is rate limited; a contact still gets
     const seconds = (performance.now() - started) / 1000;
     running = false;
     await probes.done;
-    const fromMallory = bob.history(mallory.id, { limit: 1_000_000 }).length;
+    const fromMallory = bob.profile.history(mallory.id, { limit: 1_000_000 }).length;
     figure("flood-envelopes", {
       seconds: seconds.toFixed(1),
       sent: counts.sent,
@@ -175,7 +175,7 @@ Deno.test("a mailbox STORE flood from one peer is limited per peer; others can s
   try {
     const rnd = new Random();
     const mallory = await Identity.generate();
-    const envelope = await sealEnvelope(mallory, bob.identity.encryptionPublicKey, {
+    const envelope = await sealEnvelope(mallory, bob.profile.publicIdentity.encryptionPublicKey, {
       body: new Uint8Array(1000),
     });
     let running = true;
@@ -240,11 +240,11 @@ Deno.test("a mailbox stuffed with large junk envelopes still hands its owner eve
   });
   const bob = await net.user("bob");
   await alice.addContact("bob", bob.id);
-  await bob.close();
+  await bob.stop();
   const attacker = await attackerNode(net.bootstrap());
   try {
     // Five envelopes of 250 KiB: over 1 MiB together, more than one answer frame holds.
-    const mailbox = await mailboxAddress(bob.identity.signingPublicKey);
+    const mailbox = await mailboxAddress(bob.profile.publicIdentity.signingPublicKey);
     const junk = Array.from({ length: 5 }, () => new Random().bytes(250 * 1024));
     const targets = [...net.relays.map((r) => r.addresses[0]!), alice.addresses[0]!];
     let stuffed = 0;

@@ -113,11 +113,11 @@ Deno.test({
     try {
       const rnd = new Random();
       const mallory = await Identity.generate();
-      const bobMailbox = await mailboxAddress(bob.identity.signingPublicKey);
+      const bobMailbox = await mailboxAddress(bob.profile.publicIdentity.signingPublicKey);
       const malloryMailbox = await mailboxAddress(mallory.signingPublicKey);
       const envelopes = await Promise.all(
         [0, 16, 300, 4000].map((n) =>
-          sealEnvelope(mallory, bob.identity.encryptionPublicKey, {
+          sealEnvelope(mallory, bob.profile.publicIdentity.encryptionPublicKey, {
             body: new TextEncoder().encode("x".repeat(n)),
             contentType: 1,
           })
@@ -276,7 +276,7 @@ Deno.test({
         );
       }
       // Each probe is in Bob's history once.
-      const texts = bob.history(alice.id, { limit: 100_000 }).map((m) => m.text);
+      const texts = bob.profile.history(alice.id, { limit: 100_000 }).map((m) => m.text);
       for (const text of sentAt.keys()) {
         assert.equal(texts.filter((t) => t === text).length, 1, `"${text}" stored once`);
       }

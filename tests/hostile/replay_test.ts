@@ -12,7 +12,7 @@ import {
   MAILBOX_PROTOCOL,
   MESSAGE_PROTOCOL,
 } from "../../lib/messaging/wire.ts";
-import type { Messenger } from "../../lib/messenger.ts";
+import type { Messenger } from "../../lib/messenger/messenger.ts";
 import { UserStore } from "../../lib/store/user_store.ts";
 import { FAST_MESSAGING, nextMessages, testNet } from "../_support/network.ts";
 import { attackerNode, figure, rawExchange, sleep } from "./_support.ts";
@@ -26,7 +26,7 @@ Deno.test("a replayed envelope is shown once, before and after the recipient res
   });
   const bob = await net.user("bob");
   await alice.addContact("bob", bob.id);
-  await bob.close();
+  await bob.stop();
   const sent = await alice.send("bob", "only once");
   await alice.waitFor(sent.seq, { orStored: true, signal: AbortSignal.timeout(10_000) });
   // What an eavesdropper on the wire or a mailbox node holds: the sealed envelope.
@@ -35,7 +35,7 @@ Deno.test("a replayed envelope is shown once, before and after the recipient res
     using db = UserStore.open(`${net.dir}/alice/dim.db`);
     envelope = db.outbox.list()[0]!.envelope;
   }
-  const mailbox = await mailboxAddress(bob.identity.signingPublicKey);
+  const mailbox = await mailboxAddress(bob.profile.publicIdentity.signingPublicKey);
   const attacker = await attackerNode(net.bootstrap());
   const shown: string[] = [];
   const replayAt = async (m: Messenger) => {
@@ -74,13 +74,13 @@ Deno.test("a replayed envelope is shown once, before and after the recipient res
     assert.equal(first?.text, "only once");
     const before = await replayAt(bob2);
     assert.ok(before.every((o) => o === "answered"), "a replay is acknowledged again");
-    await bob2.close();
+    await bob2.stop();
 
     const bob3 = await net.reopen("bob");
     bob3.addEventListener("message", (e) => shown.push((e as CustomEvent).detail.text));
     await bob3.fetchMailbox();
     const after = await replayAt(bob3);
-    const history = bob3.history(alice.id).filter((m) => m.text === "only once");
+    const history = bob3.profile.history(alice.id).filter((m) => m.text === "only once");
     figure("replay", {
       replaysDirect: 2 * REPLAYS,
       replaysViaMailbox: 2 * REPLAYS * net.relays.length,
@@ -115,7 +115,7 @@ Deno.test("messages say whether the sender is a contact, and whether verified", 
   const byText = Object.fromEntries(two.map((m) => [m.text, [m.contact, m.verified]]));
   assert.deepEqual(byText["from a contact"], ["alice", false]);
   assert.deepEqual(byText["from another stranger"], [undefined, false]);
-  bob.verifyContact("alice");
+  bob.profile.verifyContact("alice");
   await alice.send("bob", "from a verified contact");
   const [verified] = await nextMessages(bob, 1);
   assert.deepEqual([verified?.contact, verified?.verified], ["alice", true]);

@@ -27,7 +27,7 @@ import {
   type SendFileOptions,
 } from "../../lib/messaging/file_send.ts";
 import { fileSink } from "../../lib/messaging/file_io.ts";
-import { transportFor } from "../../lib/messenger.ts";
+import { transportFor } from "../../lib/messenger/transport.ts";
 
 const LOOPBACK = ["/ip4/127.0.0.1/tcp/0"];
 const MIB = 1024 * 1024;

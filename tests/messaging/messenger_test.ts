@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { KeyChangedError, UnknownContactError } from "../../lib/messenger.ts";
+import { KeyChangedError, UnknownContactError } from "../../lib/profile/contacts.ts";
 import { InvalidIdError, KeystoreError } from "../../lib/errors.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { TransferRefusedError } from "../../lib/messaging/file_wire.ts";
@@ -24,8 +24,8 @@ Deno.test("a direct message arrives exactly once and the sender sees the signed 
   assert.equal(got?.protection, "ratchet");
   const delivered = await alice.waitFor(sent.seq, { signal: AbortSignal.timeout(5000) });
   assert.equal(delivered.state, "delivered");
-  assert.deepEqual(alice.outbox(), []);
-  assert.equal(bob.history(alice.id).length, 1);
+  assert.deepEqual(alice.profile.outbox(), []);
+  assert.equal(bob.profile.history(alice.id).length, 1);
 });
 
 Deno.test("messages to an offline user are stored in the network and delivered once, in order, on return", async () => {
@@ -38,7 +38,7 @@ Deno.test("messages to an offline user are stored in the network and delivered o
   const oneTimePrekeys = async () =>
     (await openPrekeyBundle((await alice.node.get(prekeysKey))!)).oneTimePrekeys.length;
   const before = await oneTimePrekeys();
-  await bob.close();
+  await bob.stop();
   const sent = [];
   for (const text of ["one", "two", "three"]) sent.push(await alice.send("bob", text));
   for (const m of sent) {
@@ -48,7 +48,7 @@ Deno.test("messages to an offline user are stored in the network and delivered o
     });
     assert.equal(stored.state, "stored");
   }
-  assert.equal(alice.outbox().length, 3, "still in the outbox until acknowledged");
+  assert.equal(alice.profile.outbox().length, 3, "still in the outbox until acknowledged");
 
   const bob2 = await net.reopen("bob");
   const got = await nextMessages(bob2, 3);
@@ -61,10 +61,10 @@ Deno.test("messages to an offline user are stored in the network and delivered o
   }
   assert.equal(await oneTimePrekeys(), before - 1);
   for (const m of sent) await alice.waitFor(m.seq, { signal: AbortSignal.timeout(10_000) });
-  assert.deepEqual(alice.outbox(), []);
+  assert.deepEqual(alice.profile.outbox(), []);
   // The outbox retry and the mailbox both carried them: still one copy each.
   await new Promise((r) => setTimeout(r, 500));
-  assert.equal(bob2.history(alice.id).length, 3);
+  assert.equal(bob2.profile.history(alice.id).length, 3);
 });
 
 Deno.test("a conversation keeps the sender's order", async () => {
@@ -104,12 +104,12 @@ Deno.test("contacts: mistyped IDs, unknown names and verification", async () => 
   await assert.rejects(alice.addContact("bobby", bob.id), /already saved as "bob"/);
   assert.equal(c.displayName, "bob");
   await bob.addContact("alice", alice.id);
-  assert.equal(alice.safetyNumber("bob"), bob.safetyNumber("alice"));
-  assert.match(alice.safetyNumber("bob"), /^(\d{5} ){11}\d{5}$/);
-  alice.verifyContact("bob");
-  assert.equal(alice.contact("bob").verified, true);
-  assert.equal(alice.removeContact("bob"), true);
-  assert.deepEqual(alice.contacts(), []);
+  assert.equal(alice.profile.safetyNumber("bob"), bob.profile.safetyNumber("alice"));
+  assert.match(alice.profile.safetyNumber("bob"), /^(\d{5} ){11}\d{5}$/);
+  alice.profile.verifyContact("bob");
+  assert.equal(alice.profile.contact("bob").verified, true);
+  assert.equal(alice.profile.removeContact("bob"), true);
+  assert.deepEqual(alice.profile.contacts(), []);
 });
 
 Deno.test("a changed key in the network blocks sending until re-verified", async () => {
@@ -132,17 +132,17 @@ Deno.test("a changed key in the network blocks sending until re-verified", async
   });
   await alice.node.put(card.key, card.bytes);
   await alice.resolveCard(bob.id, { fresh: true });
-  assert.equal(alice.contact("bob").keyChanged, true);
+  assert.equal(alice.profile.contact("bob").keyChanged, true);
   await assert.rejects(alice.send("bob", "x"), KeyChangedError);
-  alice.verifyContact("bob");
-  assert.equal(alice.contact("bob").keyChanged, false);
+  alice.profile.verifyContact("bob");
+  assert.equal(alice.profile.contact("bob").keyChanged, false);
   assert.equal((await alice.send("bob", "x")).state, "pending");
 });
 
 Deno.test("a wrong passphrase is refused and the data directory stays usable", async () => {
   await using net = await testNet();
   const alice = await net.user("alice");
-  await alice.close();
+  await alice.stop();
   await assert.rejects(net.reopen("alice", { passphrase: "wrong" }), (e) => {
     assert.ok(e instanceof KeystoreError);
     assert.equal(e.code, "wrong-passphrase");
@@ -198,7 +198,7 @@ Deno.test("a mailbox copy the recipient cannot decrypt gets no receipt: the send
   await alice.waitFor(first.seq, { signal: AbortSignal.timeout(5000) });
   // Bob loses his session with Alice (say, a restored backup): her next
   // ratchet message cannot be decrypted.
-  await bob.close();
+  await bob.stop();
   forgetSessions(`${net.dir}/bob`);
   const second = await alice.send("bob", "two");
   const stored = await alice.waitFor(second.seq, {
@@ -210,9 +210,12 @@ Deno.test("a mailbox copy the recipient cannot decrypt gets no receipt: the send
   assert.equal(await bob2.fetchMailbox(), 0);
   // Receipts go out in the background: give one time to arrive.
   await new Promise((r) => setTimeout(r, 1000));
-  assert.deepEqual(bob2.history(alice.id).map((m) => m.text), ["one"]);
-  assert.notEqual(alice.history(bob.id).find((m) => m.seq === second.seq)?.state, "delivered");
-  assert.equal(alice.outbox().length, 1, "still Alice's to deliver");
+  assert.deepEqual(bob2.profile.history(alice.id).map((m) => m.text), ["one"]);
+  assert.notEqual(
+    alice.profile.history(bob.id).find((m) => m.seq === second.seq)?.state,
+    "delivered",
+  );
+  assert.equal(alice.profile.outbox().length, 1, "still Alice's to deliver");
 });
 
 Deno.test("a recipient that lost its sessions gets the next messages anyway, in a new session", async () => {
@@ -227,7 +230,7 @@ Deno.test("a recipient that lost its sessions gets the next messages anyway, in 
   const answer = await bob.send("alice", "hi alice");
   await nextMessages(alice, 1);
   await bob.waitFor(answer.seq, { signal: AbortSignal.timeout(5000) });
-  await bob.close();
+  await bob.stop();
   forgetSessions(`${net.dir}/bob`);
   const bob2 = await net.reopen("bob");
   const sent = [await alice.send("bob", "two"), await alice.send("bob", "three")];
@@ -240,5 +243,10 @@ Deno.test("a recipient that lost its sessions gets the next messages anyway, in 
       "delivered",
     );
   }
-  assert.deepEqual(bob2.history(alice.id).map((m) => m.text), ["one", "hi alice", "two", "three"]);
+  assert.deepEqual(bob2.profile.history(alice.id).map((m) => m.text), [
+    "one",
+    "hi alice",
+    "two",
+    "three",
+  ]);
 });

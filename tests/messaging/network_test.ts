@@ -1,6 +1,6 @@
 // Whole-network behaviour with 20 real nodes on 127.0.0.1.
 import assert from "node:assert/strict";
-import type { Messenger } from "../../lib/messenger.ts";
+import type { Messenger } from "../../lib/messenger/messenger.ts";
 import { nextMessages, testNet } from "../_support/network.ts";
 
 const USERS = 16;
@@ -47,13 +47,13 @@ Deno.test({
         "delivered",
       );
       await new Promise((r) => setTimeout(r, 300));
-      assert.equal(b.history(a.id).length, 1);
+      assert.equal(b.profile.history(a.id).length, 1);
     });
 
     await t.step("after 30% of the nodes stop, every published card still resolves", async () => {
       // 6 of 20: two relays and four users (their cards must survive them).
       const leaving = [...users.slice(1, 5)];
-      for (const u of leaving) await u.close();
+      for (const u of leaving) await u.stop();
       for (const r of net.relays.slice(2)) await r.stop();
       const survivor = users[USERS - 1]!;
       assert.deepEqual(await resolveAll(survivor, ids), []);

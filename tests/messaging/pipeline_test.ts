@@ -8,7 +8,7 @@ import { MessagingService } from "../../lib/messaging/service.ts";
 import type { MessagingOptions, MessagingTransport } from "../../lib/messaging/types.ts";
 import { SEND_WINDOW } from "../../lib/messaging/constants.ts";
 import { encodeFrame, FrameReader, FrameType, MESSAGE_PROTOCOL } from "../../lib/messaging/wire.ts";
-import { transportFor } from "../../lib/messenger.ts";
+import { transportFor } from "../../lib/messenger/transport.ts";
 import { UserStore } from "../../lib/store/user_store.ts";
 import { LOOPBACK } from "../_support/network.ts";
 
