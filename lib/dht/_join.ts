@@ -23,7 +23,7 @@ import type { DhtRecords } from "./records.ts";
 import type { DhtPeer } from "./types.ts";
 import { KadMessageType } from "./_kad_wire.ts";
 import { describe, peerIdOf } from "./_peers.ts";
-import { deadline, scopedSignal, settlesWithin } from "./_signals.ts";
+import { deadline, scopedSignal, settlesWithin } from "../platform/signals.ts";
 
 /** What {@linkcode joinNetwork} needs from the node. */
 export interface JoinInit {

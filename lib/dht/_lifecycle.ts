@@ -9,7 +9,7 @@
  * @module
  */
 import { DimError } from "../errors.ts";
-import { type ScopedSignal, scopedSignal, settlesWithin } from "./_signals.ts";
+import { type ScopedSignal, scopedSignal, settlesWithin } from "../platform/signals.ts";
 
 /** A node's state. */
 export type NodeState = "new" | "starting" | "started" | "stopping" | "stopped";

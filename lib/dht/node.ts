@@ -51,7 +51,8 @@ import { cancelAddressUpdate, coalesceWrites, withReliableIteration } from "./_l
 import { describe, parseMultiaddr, parseTarget, streamError } from "./_peers.ts";
 import { joinNetwork } from "./_join.ts";
 import { Lifecycle } from "./_lifecycle.ts";
-import { runQuery, settlesWithin } from "./_signals.ts";
+import { settlesWithin } from "../platform/signals.ts";
+import { runQuery } from "./_query.ts";
 
 export type {
   DhtCallOptions,

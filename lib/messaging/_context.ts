@@ -35,7 +35,7 @@ import type {
   MessagingTransport,
   RecipientResolver,
 } from "./types.ts";
-import { Deadlines } from "./_deadlines.ts";
+import { Deadlines } from "../platform/signals.ts";
 
 /** The tunables of {@linkcode MessagingOptions} that have a default, resolved. */
 export type ResolvedOptions = Required<

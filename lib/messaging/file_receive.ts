@@ -31,7 +31,7 @@ import { constantTimeEqual, toHex, u16, u32 } from "../platform/bytes.ts";
 import { HPKE_TAG_LENGTH, type HpkeRecipientContext, setupBaseR } from "../crypto/hpke.ts";
 import { encodeUserId, type Identity, verifySignature } from "../crypto/identity.ts";
 import { DecryptionError, DimError, ProtocolError } from "../errors.ts";
-import { IdleTimer } from "./_deadlines.ts";
+import { IdleTimer } from "../platform/signals.ts";
 import {
   DEFAULT_ACCEPT_TIMEOUT_MS,
   DEFAULT_IDLE_TIMEOUT_MS,

@@ -29,7 +29,7 @@ import { concat, toHex } from "../platform/bytes.ts";
 import { HPKE_TAG_LENGTH, type HpkeSenderContext, setupBaseS } from "../crypto/hpke.ts";
 import { decodeUserId, verifySignature } from "../crypto/identity.ts";
 import { DimError, PeerUnreachableError, ProtocolError } from "../errors.ts";
-import { IdleTimer } from "./_deadlines.ts";
+import { IdleTimer } from "../platform/signals.ts";
 import {
   DEFAULT_ACCEPT_TIMEOUT_MS,
   DEFAULT_CHUNK_SIZE,

@@ -37,7 +37,7 @@ import {
   RATE_LIMITER_MAX_PEERS,
   SMALL_ENVELOPE_LENGTH,
 } from "./constants.ts";
-import { Deadlines } from "./_deadlines.ts";
+import { Deadlines } from "../platform/signals.ts";
 import {
   deleteSignedBytes,
   type Frame,

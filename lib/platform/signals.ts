@@ -1,26 +1,30 @@
 /**
- * The timers of the messaging layer's calls, as abort signals, in two
- * kinds:
+ * Abort signals with time limits, for every layer, in one place:
  *
+ * - {@linkcode scopedSignal}: a signal that follows other signals only
+ *   until `release()`.
+ * - {@linkcode deadline}: a timeout signal whose timer is always cleared.
+ * - {@linkcode settlesWithin}: a bounded wait that never rejects.
  * - {@linkcode Deadlines}: a fixed time per call (a request, an answer),
- *   each signal aborting after its time or when the service stops,
- *   whichever comes first, or (`within`) when the caller's signal aborts.
+ *   each signal aborting after its time or when its owner stops, whichever
+ *   comes first, or (`within`) when the caller's signal aborts.
  * - {@linkcode IdleTimer}: a time without progress (a file transfer), one
  *   signal rearmed on every step, aborting after that much silence or when
  *   its parent signal aborts.
  *
- * Neither uses `AbortSignal.any`: Deno (2.9) never frees what it makes,
- * about 370 bytes a call, so a node that serves a million frames (or
- * transfers) would keep hundreds of megabytes. `Deadlines` holds its live
- * signals only weakly, so a signal nobody refers to any more is collected
- * with its timer, and `abort` aborts the ones still in use; `within` and an
- * `IdleTimer` hook onto the caller's or the parent signal with a listener
- * they remove when done.
+ * None uses `AbortSignal.any`: Deno (2.9) never frees what it makes, about
+ * 370 bytes a call, so a node that serves a million frames (or transfers)
+ * would keep hundreds of megabytes; and libp2p keeps listeners on the
+ * signals it is given after a call returns, so a caller's signal that fires
+ * later must not reach them. Each helper hooks onto its sources with a
+ * listener it removes when done. `Deadlines` holds its live signals only
+ * weakly, so a signal nobody refers to any more is collected with its
+ * timer, and `abort` aborts the ones still in use.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { Deadlines } from "./_deadlines.ts";
+ * import { Deadlines } from "./signals.ts";
  *
  * const deadlines = new Deadlines();
  * const signal = deadlines.signal(60_000);
@@ -35,7 +39,7 @@
  * @example An idle timer, rearmed on progress
  * ```ts
  * import assert from "node:assert/strict";
- * import { IdleTimer } from "./_deadlines.ts";
+ * import { IdleTimer } from "./signals.ts";
  *
  * const stopping = new AbortController();
  * const idle = new IdleTimer(30_000, () => new Error("silent"), stopping.signal);
@@ -47,6 +51,127 @@
  *
  * @module
  */
+import delay, { clearDelay } from "delay";
+
+/**
+ * Makes `source` abort `controller` with its reason, until the returned
+ * function is called; an aborted source aborts it at once.
+ */
+function follow(source: AbortSignal, controller: AbortController): () => void {
+  if (source.aborted) {
+    controller.abort(source.reason);
+    return () => {};
+  }
+  const onAbort = () => controller.abort(source.reason);
+  source.addEventListener("abort", onAbort, { once: true });
+  return () => source.removeEventListener("abort", onAbort);
+}
+
+/** A signal and the function that detaches it from its sources. */
+export interface ScopedSignal {
+  /** Aborts when the first source does, until `release()`. */
+  readonly signal: AbortSignal;
+  /** Detaches the signal from its sources. */
+  release(): void;
+}
+
+/**
+ * A signal that follows `sources` only until `release()`. libp2p keeps
+ * listeners on the signals it is given after a call returns; a caller's
+ * signal that fires later (a timeout, a shutdown) must not reach them, or
+ * their promises reject with nobody listening. (`AbortSignal.any` would
+ * keep them attached for the life of the sources.)
+ *
+ * @param sources The signals to follow; an aborted one aborts it at once.
+ * @returns The signal and its `release`.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { scopedSignal } from "./signals.ts";
+ *
+ * const outer = new AbortController();
+ * const scoped = scopedSignal([outer.signal]);
+ * scoped.release();
+ * outer.abort();
+ * assert.equal(scoped.signal.aborted, false);
+ * ```
+ */
+export function scopedSignal(sources: readonly AbortSignal[]): ScopedSignal {
+  const controller = new AbortController();
+  const unhooks: (() => void)[] = [];
+  for (const source of sources) {
+    if (controller.signal.aborted) break;
+    unhooks.push(follow(source, controller));
+  }
+  return {
+    signal: controller.signal,
+    release() {
+      for (const unhook of unhooks) unhook();
+    },
+  };
+}
+
+/** A signal that aborts after a time, and the function that cancels its timer. */
+export interface Deadline {
+  /** Aborts with a `TimeoutError` after the time. */
+  readonly signal: AbortSignal;
+  /** Cancels the timer. */
+  clear(): void;
+}
+
+/**
+ * A timeout signal whose timer is always cleared, so nothing lingers.
+ *
+ * @param ms The time, in milliseconds.
+ * @returns The signal and its `clear`.
+ * @example
+ * ```ts
+ * import { deadline } from "./signals.ts";
+ *
+ * const timeout = deadline(1000);
+ * timeout.clear();
+ * ```
+ */
+export function deadline(ms: number): Deadline {
+  const controller = new AbortController();
+  const id = setTimeout(() => {
+    controller.abort(new DOMException(`Timed out after ${ms} ms`, "TimeoutError"));
+  }, ms);
+  return { signal: controller.signal, clear: () => clearTimeout(id) };
+}
+
+/**
+ * Waits for `task` to settle, at most `ms` milliseconds and until `signal`
+ * aborts; never rejects.
+ *
+ * @param task The work.
+ * @param ms The longest wait.
+ * @param signal Ends the wait early.
+ * @returns `true` if `task` settled (fulfilled or rejected) in time, `false` otherwise.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { settlesWithin } from "./signals.ts";
+ *
+ * assert.equal(await settlesWithin(Promise.resolve(), 100), true);
+ * assert.equal(await settlesWithin(new Promise(() => {}), 10), false);
+ * ```
+ */
+export async function settlesWithin(
+  task: Promise<unknown>,
+  ms: number,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  const wait = delay(ms, signal === undefined ? {} : { signal });
+  try {
+    return await Promise.race([
+      task.then(() => true, () => true),
+      wait.then(() => false, () => false),
+    ]);
+  } finally {
+    clearDelay(wait);
+  }
+}
 
 /** The controller behind a signal, kept alive by the signal itself. */
 const CONTROLLER = Symbol("controller");
@@ -118,12 +243,11 @@ export class Deadlines {
     if (caller === undefined) return await fn(this.signal(ms));
     caller.throwIfAborted();
     const controller = this.#controller(ms);
-    const onAbort = () => controller.abort(caller.reason);
-    caller.addEventListener("abort", onAbort, { once: true });
+    const unhook = follow(caller, controller);
     try {
       return await fn(controller.signal);
     } finally {
-      caller.removeEventListener("abort", onAbort);
+      unhook();
     }
   }
 
@@ -162,8 +286,7 @@ export class IdleTimer {
   readonly #controller = new AbortController();
   readonly #ms: number;
   readonly #reason: () => Error;
-  readonly #parent: AbortSignal | undefined;
-  readonly #onParentAbort = () => this.#controller.abort(this.#parent!.reason);
+  readonly #unhook: () => void;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   /**
@@ -179,9 +302,7 @@ export class IdleTimer {
   constructor(ms: number, reason: () => Error, parent?: AbortSignal) {
     this.#ms = ms;
     this.#reason = reason;
-    this.#parent = parent;
-    if (parent?.aborted) this.#onParentAbort();
-    else parent?.addEventListener("abort", this.#onParentAbort, { once: true });
+    this.#unhook = parent === undefined ? () => {} : follow(parent, this.#controller);
     this.refresh();
   }
 
@@ -205,6 +326,6 @@ export class IdleTimer {
   /** Stops the clock and unhooks from the parent: call it when done. */
   release(): void {
     this.clear();
-    this.#parent?.removeEventListener("abort", this.#onParentAbort);
+    this.#unhook();
   }
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Deadlines, IdleTimer } from "../../lib/messaging/_deadlines.ts";
+import { Deadlines, IdleTimer } from "../../lib/platform/signals.ts";
 
 Deno.test("a deadline signal times out on its own, and leaves nothing behind", async () => {
   const deadlines = new Deadlines();
