@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { DEFAULT_LISTEN } from "./dht/constants.ts";
 import { createDhtNode, type DhtNode, type DhtNodeOptions } from "./dht/node.ts";
 import { MailboxServer, type MailboxServerOptions } from "./messaging/mailbox.ts";
 import { dimSelector, dimValidator } from "./record/record.ts";
@@ -68,7 +69,7 @@ export async function createStorageNode(options: StorageNodeOptions = {}): Promi
       options.home === undefined ? ":memory:" : dataPaths(options.home).database,
     );
     node = await createDhtNode({
-      listen: options.listen ?? ["/ip4/0.0.0.0/tcp/0"],
+      listen: options.listen ?? DEFAULT_LISTEN,
       bootstrap: options.bootstrap ?? [],
       ...(options.home === undefined ? {} : { dataDir: options.home }),
       validators: { dim: dimValidator },
