@@ -45,6 +45,7 @@ export { createDhtNode, DhtNode } from "./node.ts";
 export type {
   DhtCallOptions,
   DhtChunkList,
+  DhtClosestPeersOptions,
   DhtGetOptions,
   DhtHandleOptions,
   DhtNodeOptions,

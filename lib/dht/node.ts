@@ -39,6 +39,7 @@ import { assembleNode, checkQuorum, type DhtServices, type NodeParts } from "./c
 import type { DhtRecords } from "./records.ts";
 import type {
   DhtCallOptions,
+  DhtClosestPeersOptions,
   DhtGetOptions,
   DhtHandleOptions,
   DhtNodeOptions,
@@ -56,6 +57,7 @@ import { runQuery } from "./_query.ts";
 
 export type {
   DhtCallOptions,
+  DhtClosestPeersOptions,
   DhtGetOptions,
   DhtHandleOptions,
   DhtNodeOptions,
@@ -377,8 +379,9 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
    * Looks up the peers closest to `key` in the DHT's XOR metric.
    *
    * @param key Any bytes, or text used as its UTF-8 bytes.
-   * @param options `signal`: aborts the lookup.
-   * @returns The closest peers found, nearest first, with their addresses.
+   * @param options `signal`: aborts the lookup; `includeSelf`: rank this
+   *   node among them.
+   * @returns The closest peers found (at most k), nearest first, with their addresses.
    * @throws {PeerUnreachableError} If the lookup fails or times out.
    * @throws {DimError} If the node is not started.
    * @throws {DOMException} If `signal` is aborted or the node stops.
@@ -397,14 +400,14 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
    */
   async getClosestPeers(
     key: string | Uint8Array,
-    options: DhtCallOptions = {},
+    options: DhtClosestPeersOptions = {},
   ): Promise<DhtPeer[]> {
     const keyBytes = typeof key === "string" ? encoder.encode(key) : key;
     this.#life.assertStarted("find closest peers");
     return await this.#query(
       "find closest peers",
       options,
-      (signal) => this.#records.closestPeers(keyBytes, signal),
+      (signal) => this.#records.closestPeers(keyBytes, signal, options.includeSelf),
     );
   }
 

@@ -35,7 +35,7 @@ import {
 import { equalBytes } from "../platform/bytes.ts";
 import { DHT_K, LOOKUP_STRAGGLE_MS, RECORD_MAX_AGE_MS } from "./constants.ts";
 import type { DhtPeer, DhtSelector, DhtValidator } from "./types.ts";
-import { kadId } from "./_distance.ts";
+import { compareXor, kadId } from "./_distance.ts";
 import type { KadClient } from "./_kad_client.ts";
 import { KadMessageType, type KadPeer } from "./_kad_wire.ts";
 import type { KadInternals } from "./_libp2p_internals.ts";
@@ -250,13 +250,33 @@ export class DhtRecords {
    *
    * @param keyBytes The key's bytes.
    * @param signal Aborts the lookup.
+   * @param includeSelf Count this node among them (with no addresses).
    * @returns At most k peers, nearest first.
    */
-  async closestPeers(keyBytes: Uint8Array, signal: AbortSignal): Promise<DhtPeer[]> {
+  async closestPeers(
+    keyBytes: Uint8Array,
+    signal: AbortSignal,
+    includeSelf = false,
+  ): Promise<DhtPeer[]> {
     const { responses } = await this.lookup(keyBytes, KadMessageType.FIND_NODE, signal);
+    const found: { peer: KadPeer | undefined; peerId: PeerId }[] = responses.map(({ peer }) => ({
+      peer,
+      peerId: toPeerId(peer),
+    }));
+    if (includeSelf) found.push({ peer: undefined, peerId: this.#init.self });
+    // Sorted here, so every node that asks ranks the same peers the same way
+    // whatever order the lookup met them in.
+    const target = kadId(keyBytes);
+    const ranked = found
+      .map((entry) => ({ ...entry, at: kadId(entry.peerId.toMultihash().bytes) }))
+      .sort((a, b) => compareXor(a.at, b.at, target))
+      .slice(0, DHT_K);
     const peers: DhtPeer[] = [];
-    for (const { peer } of responses.slice(0, DHT_K)) {
-      const peerId = toPeerId(peer);
+    for (const { peer, peerId } of ranked) {
+      if (peer === undefined) {
+        peers.push({ peerId: peerId.toString(), multiaddrs: [] });
+        continue;
+      }
       let addresses = peer.addrs.map((bytes) => multiaddr(bytes).toString());
       // Peers the lookup started from carry no addresses: take the peer store's.
       if (addresses.length === 0) addresses = await this.#init.peerAddresses(peerId, signal);

@@ -97,6 +97,15 @@ export interface DhtCallOptions {
   readonly signal?: AbortSignal;
 }
 
+/** Options of `DhtNode.getClosestPeers`. */
+export interface DhtClosestPeersOptions extends DhtCallOptions {
+  /**
+   * Count this node among the peers, at its place by distance (it has no
+   * addresses in the result). Default `false`.
+   */
+  readonly includeSelf?: boolean;
+}
+
 /** Options of `DhtNode.get`. */
 export interface DhtGetOptions extends DhtCallOptions {
   /**

@@ -3,6 +3,9 @@
  * events, and stop() under load. Every node listens on 127.0.0.1 only.
  */
 import assert from "node:assert/strict";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { peerIdFromString } from "@libp2p/peer-id";
+import { compareBytes } from "../../lib/platform/bytes.ts";
 import { createDhtNode, type DhtNode, type DhtStream, libp2pOf } from "../../lib/dht/node.ts";
 import {
   DimError,
@@ -295,6 +298,29 @@ Deno.test("getClosestPeers and knownPeers list the other nodes", async () => {
     assert.ok(closest.every((peer) => peer.multiaddrs.length > 0));
     const known = await nodes[0]!.knownPeers();
     assert.deepEqual(known.map((peer) => peer.peerId).sort(), others);
+  } finally {
+    await stopAll(nodes);
+  }
+});
+
+Deno.test("getClosestPeers ranks peers nearest first, this node among them with includeSelf", async () => {
+  const nodes = await startNetwork(4);
+  try {
+    await waitForFullTables(nodes);
+    const key = new TextEncoder().encode("/test/ranked");
+    const position = (peerId: string) => sha256(peerIdFromString(peerId).toMultihash().bytes);
+    const target = sha256(key);
+    const distance = (peerId: string) => position(peerId).map((b, i) => b ^ target[i]!);
+    const everyone = nodes.map((node) => node.peerId)
+      .sort((a, b) => compareBytes(distance(a), distance(b)));
+    const ranked = await nodes[0]!.getClosestPeers(key, { includeSelf: true });
+    assert.deepEqual(ranked.map((peer) => peer.peerId), everyone);
+    assert.deepEqual(ranked.find((peer) => peer.peerId === nodes[0]!.peerId)?.multiaddrs, []);
+    const without = await nodes[0]!.getClosestPeers(key);
+    assert.deepEqual(
+      without.map((peer) => peer.peerId),
+      everyone.filter((id) => id !== nodes[0]!.peerId),
+    );
   } finally {
     await stopAll(nodes);
   }
