@@ -54,38 +54,6 @@ export interface GlobalOptions {
   readonly timeoutSeconds?: number;
 }
 
-/** A timer that aborts a signal, and keeps the process alive until it is disposed. */
-export interface Deadline extends Disposable {
-  /** Aborted when the time is up. */
-  readonly signal: AbortSignal;
-}
-
-/**
- * A deadline whose timer keeps the event loop alive, unlike
- * `AbortSignal.timeout` (which DIM's node makes unref'd): a one-shot command
- * waiting only on the network must not be ended by an idle event loop.
- *
- * @param ms How long until the signal aborts.
- * @returns The deadline; dispose of it when the wait is over.
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { deadline } from "./context.ts";
- *
- * using d = deadline(10);
- * await new Promise((r) => d.signal.addEventListener("abort", r));
- * assert.ok(d.signal.aborted);
- * ```
- */
-export function deadline(ms: number): Deadline {
-  const controller = new AbortController();
-  const id = setTimeout(
-    () => controller.abort(new DOMException(`timed out after ${ms / 1000} s`, "TimeoutError")),
-    ms,
-  );
-  return { signal: controller.signal, [Symbol.dispose]: () => clearTimeout(id) };
-}
-
 /**
  * One command's view of the process and its options.
  *

@@ -5,7 +5,8 @@
  * @module
  */
 import type { ChatMessage } from "../profile/chat_message.ts";
-import { type Context, deadline } from "./context.ts";
+import type { Context } from "./context.ts";
+import { deadline } from "../platform/signals.ts";
 import { keyChangedWarning, messageLine } from "./format.ts";
 import { lastShownSeq, markShown } from "./marks.ts";
 import { withSpinner } from "./spinner.ts";

@@ -112,32 +112,39 @@ export function scopedSignal(sources: readonly AbortSignal[]): ScopedSignal {
 }
 
 /** A signal that aborts after a time, and the function that cancels its timer. */
-export interface Deadline {
+export interface Deadline extends Disposable {
   /** Aborts with a `TimeoutError` after the time. */
   readonly signal: AbortSignal;
-  /** Cancels the timer. */
+  /** Cancels the timer (as disposing of it does). */
   clear(): void;
 }
 
 /**
  * A timeout signal whose timer is always cleared, so nothing lingers.
+ * Unlike `AbortSignal.timeout` (which DIM's node makes unref'd), its timer
+ * keeps the event loop alive: a one-shot command waiting only on the
+ * network must not be ended by an idle event loop.
  *
  * @param ms The time, in milliseconds.
- * @returns The signal and its `clear`.
+ * @returns The signal and its `clear`; disposing of it clears it too.
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { deadline } from "./signals.ts";
  *
- * const timeout = deadline(1000);
- * timeout.clear();
+ * using timeout = deadline(10);
+ * await new Promise((r) => timeout.signal.addEventListener("abort", r));
+ * assert.match(String(timeout.signal.reason), /timed out after 10 ms/);
  * ```
  */
 export function deadline(ms: number): Deadline {
   const controller = new AbortController();
+  const time = ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
   const id = setTimeout(() => {
-    controller.abort(new DOMException(`Timed out after ${ms} ms`, "TimeoutError"));
+    controller.abort(new DOMException(`timed out after ${time}`, "TimeoutError"));
   }, ms);
-  return { signal: controller.signal, clear: () => clearTimeout(id) };
+  const clear = () => clearTimeout(id);
+  return { signal: controller.signal, clear, [Symbol.dispose]: clear };
 }
 
 /**
