@@ -15,7 +15,7 @@
 //   configures them) on 127.0.0.1, each bootstrapped from one or two
 //   earlier ones, as in bench/dht_bench.ts. RSS per added node includes the
 //   node's share of the connections its network opened (reported too).
-// - `relays <n>`: the same with `createStorageNode` nodes, which also keep a
+// - `storage <n>`: the same with `createStorageNode` nodes, which also keep a
 //   mailbox database (SQLite `:memory:`) each.
 // - `connections`: 24 nodes that know nobody, then every pair connected
 //   (276 connections): RSS per idle connection (both of its ends).
@@ -120,7 +120,7 @@ async function runPhase(phase: string, count: number): Promise<PhaseResult> {
   const nodes: DhtNode[] = [];
   const stops: (() => Promise<void>)[] = [];
   let items = count;
-  if (phase === "network" || phase === "relays") {
+  if (phase === "network" || phase === "storage") {
     const addresses: string[] = [];
     for (let i = 0; i < count; i++) {
       const bootstrap = bootstrapFor(addresses);
@@ -129,13 +129,13 @@ async function runPhase(phase: string, count: number): Promise<PhaseResult> {
         nodes.push(node);
         stops.push(() => node.stop());
       } else {
-        const relay = await createStorageNode({
+        const storage = await createStorageNode({
           listen: LOOPBACK,
           bootstrap,
           node: { inboundConnectionThreshold: 10_000 },
         });
-        nodes.push(relay.node);
-        stops.push(() => relay.stop());
+        nodes.push(storage.node);
+        stops.push(() => storage.stop());
       }
       addresses.push(nodes[i]!.multiaddrs[0]!);
     }
@@ -208,7 +208,7 @@ if (import.meta.main) {
   const results = {
     network20: await child("network", 20),
     network100: await child("network", 100),
-    relays20: await child("relays", 20),
+    storage20: await child("storage", 20),
     connections: await child("connections", 24),
   };
   const perNode = (r: PhaseResult | { error: string }) =>
@@ -219,7 +219,7 @@ if (import.meta.main) {
       } connection ends per node)`;
   console.log(`RSS per added node, 20-node network:  ${perNode(results.network20)}`);
   console.log(`RSS per added node, 100-node network: ${perNode(results.network100)}`);
-  console.log(`RSS per added relay, 20 relays:       ${perNode(results.relays20)}`);
+  console.log(`RSS per added storage node, 20 nodes: ${perNode(results.storage20)}`);
   const c = results.connections;
   console.log(
     `RSS per idle connection (both ends):  ${

@@ -180,7 +180,7 @@ and how many sent messages still wait for acknowledgement.`,
   {
     name: "node",
     usage: "dim node [--listen <multiaddr>]",
-    summary: "run a bootstrap/relay node until Ctrl-C",
+    summary: "run a bootstrap/storage node until Ctrl-C",
     details: `Runs a node without a user: it keeps the DHT alive, stores records and the
 mailboxes of offline users. It prints its addresses (give one to others as
 --bootstrap) and runs until SIGINT or SIGTERM. Use a fixed port for a
@@ -232,7 +232,7 @@ Commands:
   inbox                     fetch and show new messages
   chat <name>               interactive chat
   status                    peers, addresses, DHT and outbox
-  node                      run a bootstrap/relay node until Ctrl-C
+  node                      run a bootstrap/storage node until Ctrl-C
   config                    show or change the settings (bootstrap, listen)
 
 ${GLOBAL_HELP}

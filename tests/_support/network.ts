@@ -26,17 +26,17 @@ export type UserOptions = MessengerOptions & {
 
 export interface TestNet extends AsyncDisposable {
   readonly dir: string;
-  readonly relays: StorageNode[];
+  readonly storageNodes: StorageNode[];
   bootstrap(): string[];
   user(name: string, extra?: UserOptions): Promise<Messenger>;
   reopen(name: string, extra?: UserOptions): Promise<Messenger>;
 }
 
-/** A network of `relays` relay nodes; users join through the first. */
-export async function testNet(relays = 1): Promise<TestNet> {
+/** A network of `count` storage nodes; users join through the first. */
+export async function testNet(count = 1): Promise<TestNet> {
   const dir = await Deno.makeTempDir({ prefix: "dim-test-" });
   const started: StorageNode[] = [];
-  for (let i = 0; i < relays; i++) {
+  for (let i = 0; i < count; i++) {
     started.push(
       await createStorageNode({
         listen: LOOPBACK,
@@ -58,7 +58,7 @@ export async function testNet(relays = 1): Promise<TestNet> {
   };
   return {
     dir,
-    relays: started,
+    storageNodes: started,
     bootstrap,
     async user(name, extra = {}) {
       const { home, passphrase, options } = split(name, extra);

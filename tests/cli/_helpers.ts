@@ -1,6 +1,6 @@
 /**
  * Shared pieces of the CLI tests: temporary data directories, `main` run
- * against a scripted terminal, relays on 127.0.0.1, and `dim` subprocesses.
+ * against a scripted terminal, storage nodes on 127.0.0.1, and `dim` subprocesses.
  *
  * @module
  */
@@ -75,8 +75,8 @@ export async function initUser(
   return JSON.parse(run.out).id;
 }
 
-/** A relay on 127.0.0.1 and its address; stops at the end of the test. */
-export async function relay(): Promise<StorageNode & { readonly address: string }> {
+/** A storage node on 127.0.0.1 and its address; stops at the end of the test. */
+export async function storageNode(): Promise<StorageNode & { readonly address: string }> {
   const r = await createStorageNode({ listen: [LOOPBACK] });
   return Object.assign(r, { address: r.addresses[0]! });
 }

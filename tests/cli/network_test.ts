@@ -1,5 +1,5 @@
 /**
- * The networked commands through `main(args, io)`, on a relay on 127.0.0.1:
+ * The networked commands through `main(args, io)`, on a storage node on 127.0.0.1:
  * contact add, send (delivered and stored offline), inbox, and chat both
  * without a terminal and on a simulated raw terminal. The other side is a
  * {@linkcode Messenger} opened on the same data directory the CLI created.
@@ -14,8 +14,8 @@ import {
   LOOPBACK,
   net,
   PASSPHRASE,
-  relay,
   startDim,
+  storageNode,
   tempDir,
   until,
 } from "./_helpers.ts";
@@ -46,7 +46,7 @@ async function pair(tmp: string, address: string): Promise<{ alice: string; bob:
 }
 
 Deno.test("contact add finds the card in the DHT, pins the keys and shows the fingerprint", async () => {
-  await using r = await relay();
+  await using r = await storageNode();
   await using tmp = await tempDir();
   const alice = `${tmp.path}/alice`;
   const bob = `${tmp.path}/bob`;
@@ -89,7 +89,7 @@ Deno.test("contact add finds the card in the DHT, pins the keys and shows the fi
 });
 
 Deno.test("contact add of an ID with no card in the network is one line, exit 1", async () => {
-  await using r = await relay();
+  await using r = await storageNode();
   await using tmp = await tempDir();
   await initUser(tmp.path, "Alice", net(r.address));
   const nobody = (await Identity.generate()).id;
@@ -104,7 +104,7 @@ Deno.test("contact add of an ID with no card in the network is one line, exit 1"
 });
 
 Deno.test("send exits once delivered, or once stored for an offline contact; inbox shows new messages once", async () => {
-  await using r = await relay();
+  await using r = await storageNode();
   await using tmp = await tempDir();
   const { alice, bob } = await pair(tmp.path, r.address);
 
@@ -145,7 +145,7 @@ Deno.test("send exits once delivered, or once stored for an offline contact; inb
 });
 
 Deno.test("chat without a terminal sends each line, prints incoming ones, and exits at the end of input once delivered", async () => {
-  await using r = await relay();
+  await using r = await storageNode();
   await using tmp = await tempDir();
   const { alice, bob } = await pair(tmp.path, r.address);
   const online = await open(bob, r.address);
@@ -176,7 +176,7 @@ Deno.test("chat without a terminal sends each line, prints incoming ones, and ex
 });
 
 Deno.test("chat --json prints one JSON event per line", async () => {
-  await using r = await relay();
+  await using r = await storageNode();
   await using tmp = await tempDir();
   const { alice, bob } = await pair(tmp.path, r.address);
   const online = await open(bob, r.address);
@@ -202,7 +202,7 @@ Deno.test("chat --json prints one JSON event per line", async () => {
 });
 
 Deno.test("chat on a raw terminal: live messages keep the typed line, states update in place, Ctrl-C quits", async () => {
-  await using r = await relay();
+  await using r = await storageNode();
   await using tmp = await tempDir();
   const { alice, bob } = await pair(tmp.path, r.address);
   const online = await open(bob, r.address);
@@ -256,7 +256,7 @@ Deno.test("chat on a raw terminal: live messages keep the typed line, states upd
 });
 
 Deno.test("chat /quit waits for messages in flight; an offline contact's are queued", async () => {
-  await using r = await relay();
+  await using r = await storageNode();
   await using tmp = await tempDir();
   const { alice } = await pair(tmp.path, r.address);
   // Bob is offline: the message is stored in the network.
@@ -272,7 +272,7 @@ Deno.test("chat /quit waits for messages in flight; an offline contact's are que
 });
 
 Deno.test("init with a bootstrap node publishes the card, asking the passphrase only twice", async () => {
-  await using r = await relay();
+  await using r = await storageNode();
   await using tmp = await tempDir();
   const run = await dim(tmp.path, ["init", "--name", "Ada", "--json", ...net(r.address)], {
     env: { DIM_PASSPHRASE: "" },
@@ -289,7 +289,7 @@ Deno.test("init with a bootstrap node publishes the card, asking the passphrase 
 });
 
 Deno.test("send --file streams a file to an online contact, and says so when they are offline", async () => {
-  await using r = await relay();
+  await using r = await storageNode();
   await using tmp = await tempDir();
   const { alice, bob } = await pair(tmp.path, r.address);
   const path = `${tmp.path}/notes.txt`;

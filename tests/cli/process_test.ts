@@ -5,14 +5,24 @@
  * stops cleanly with exit code 0.
  */
 import assert from "node:assert/strict";
-import { CLI, dim, initUser, LOOPBACK, net, relay, ROOT, runCli, tempDir } from "./_helpers.ts";
+import {
+  CLI,
+  dim,
+  initUser,
+  LOOPBACK,
+  net,
+  ROOT,
+  runCli,
+  storageNode,
+  tempDir,
+} from "./_helpers.ts";
 
 // Deno's start-up and the passphrase's key derivation take about a second;
 // a command that waited for an idle event loop would take far longer.
 const EXIT_WITHIN_MS = 8000;
 
 Deno.test("one-shot commands exit by themselves, promptly, with the right code", async (t) => {
-  await using r = await relay();
+  await using r = await storageNode();
   await using tmp = await tempDir();
   const alice = `${tmp.path}/alice`;
   const bob = `${tmp.path}/bob`;

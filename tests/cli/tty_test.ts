@@ -1,12 +1,22 @@
 /**
  * End to end under a pseudo-terminal: two real `dim chat` processes, each
- * in its own tmux session (on a private tmux socket), talk through a relay
+ * in its own tmux session (on a private tmux socket), talk through a storage node
  * on 127.0.0.1. A line typed on one appears on the other within 2 s without
  * breaking the line being typed there, the sender sees "✓ delivered", and
  * `/quit` exits 0.
  */
 import assert from "node:assert/strict";
-import { CLI, dim, initUser, LOOPBACK, net, PASSPHRASE, relay, ROOT, tempDir } from "./_helpers.ts";
+import {
+  CLI,
+  dim,
+  initUser,
+  LOOPBACK,
+  net,
+  PASSPHRASE,
+  ROOT,
+  storageNode,
+  tempDir,
+} from "./_helpers.ts";
 
 const TMUX = "/usr/bin/tmux";
 
@@ -84,7 +94,7 @@ Deno.test({
   name: "two dim chat processes under a terminal: live delivery, typed line kept, /quit exits 0",
   ignore: !(await Deno.stat(TMUX).then(() => true, () => false)),
   fn: async () => {
-    await using r = await relay();
+    await using r = await storageNode();
     await using tmp = await tempDir();
     const alice = `${tmp.path}/alice`;
     const bob = `${tmp.path}/bob`;

@@ -10,7 +10,7 @@ import { FAST_MESSAGING, testNet } from "../_support/network.ts";
 import { figure, LOOPBACK, Random, size, sleep, until } from "../hostile/_support.ts";
 
 const SECONDS = size(15, 60);
-/** Nodes in all: the stable relays, two users, and the ones that come and go. */
+/** Nodes in all: the stable storage nodes, two users, and the ones that come and go. */
 const NODES = size(8, 20);
 const STABLE = size(2, 3);
 
@@ -26,7 +26,7 @@ Deno.test({
     const rnd = new Random();
     const churners: StorageNode[] = [];
     const join = async () => {
-      const live = [...net.relays, ...churners];
+      const live = [...net.storageNodes, ...churners];
       churners.push(
         await createStorageNode({ listen: LOOPBACK, bootstrap: [rnd.pick(live).addresses[0]!] }),
       );

@@ -44,7 +44,7 @@ for (const skew of [CLOCK_SKEW_TOLERANCE_MS, -CLOCK_SKEW_TOLERANCE_MS]) {
     let left = -1;
     try {
       const stream: MessageStream = await attacker.dialProtocol(
-        net.relays[0]!.addresses[0]!,
+        net.storageNodes[0]!.addresses[0]!,
         MAILBOX_PROTOCOL,
       );
       stream.send(encodeFrame({

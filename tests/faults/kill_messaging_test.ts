@@ -19,10 +19,10 @@ Deno.test({
   name: "kill -9 of sender and receiver mid-flight: every message delivered exactly once",
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "dim-kill-" });
-    const relay = await createStorageNode({ listen: LOOPBACK });
+    const node = await createStorageNode({ listen: LOOPBACK });
     const children = new Set<Child>();
     try {
-      const bootstrap = relay.addresses[0]!;
+      const bootstrap = node.addresses[0]!;
       // Both identities exist, and each has the other as a contact.
       const make = async (name: string) =>
         await createMessenger(
@@ -115,7 +115,7 @@ Deno.test({
       assert.ok(outgoing.every((m) => m.state === "delivered"), "and acknowledged");
     } finally {
       await Promise.all([...children].map((c) => c.kill()));
-      await relay.stop();
+      await node.stop();
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -246,7 +246,7 @@ Deno.test("a mailbox stuffed with large junk envelopes still hands its owner eve
     // Five envelopes of 250 KiB: over 1 MiB together, more than one answer frame holds.
     const mailbox = await mailboxAddress(bob.profile.publicIdentity.signingPublicKey);
     const junk = Array.from({ length: 5 }, () => new Random().bytes(250 * 1024));
-    const targets = [...net.relays.map((r) => r.addresses[0]!), alice.addresses[0]!];
+    const targets = [...net.storageNodes.map((r) => r.addresses[0]!), alice.addresses[0]!];
     let stuffed = 0;
     for (const to of targets) {
       for (const envelope of junk) {
@@ -269,7 +269,7 @@ Deno.test("a mailbox stuffed with large junk envelopes still hands its owner eve
     // A raw FETCH of the stuffed mailbox is answered, not reset.
     const { outcome } = await rawExchange(
       attacker,
-      net.relays[0]!.addresses[0]!,
+      net.storageNodes[0]!.addresses[0]!,
       MAILBOX_PROTOCOL,
       encodeFrame({ type: FrameType.Fetch, mailbox }),
     );

@@ -49,7 +49,7 @@ Deno.test("malformed and forged records sent to a storage node are never stored"
   await using net = await testNet(2);
   const alice = await net.user("alice");
   const bob = await net.user("bob");
-  const storage = net.relays[0]!;
+  const storage = net.storageNodes[0]!;
   const attacker = await attackerNode(net.bootstrap());
   try {
     const rnd = new Random();
@@ -178,7 +178,7 @@ Deno.test("forged, unbound, older and expired cards are refused by every storage
         ttlMs: 24 * 3600_000,
       })).bytes,
     };
-    const storage = [...net.relays.map((r) => r.node), bob.node];
+    const storage = [...net.storageNodes.map((r) => r.node), bob.node];
     const results: Record<string, number> = {};
     for (const [what, value] of Object.entries(attacks)) {
       let acks = 0;

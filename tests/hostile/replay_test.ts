@@ -49,10 +49,10 @@ Deno.test("a replayed envelope is shown once, before and after the recipient res
           encodeFrame({ type: FrameType.Envelope, envelope }),
         )).outcome,
       );
-      for (const relay of net.relays) {
+      for (const node of net.storageNodes) {
         await rawExchange(
           attacker,
-          relay.addresses[0]!,
+          node.addresses[0]!,
           MAILBOX_PROTOCOL,
           encodeFrame({
             type: FrameType.Store,
@@ -83,7 +83,7 @@ Deno.test("a replayed envelope is shown once, before and after the recipient res
     const history = bob3.profile.history(alice.id).filter((m) => m.text === "only once");
     figure("replay", {
       replaysDirect: 2 * REPLAYS,
-      replaysViaMailbox: 2 * REPLAYS * net.relays.length,
+      replaysViaMailbox: 2 * REPLAYS * net.storageNodes.length,
       shown: shown.length,
       inHistory: history.length,
     });

@@ -4,7 +4,7 @@ import type { Messenger } from "../../lib/messenger/messenger.ts";
 import { nextMessages, testNet } from "../_support/network.ts";
 
 const USERS = 16;
-const RELAYS = 4;
+const STORAGE_NODES = 4;
 
 async function resolveAll(from: Messenger, ids: readonly string[]): Promise<string[]> {
   const failed: string[] = [];
@@ -22,7 +22,7 @@ async function resolveAll(from: Messenger, ids: readonly string[]): Promise<stri
 Deno.test({
   name: "20 nodes: every card resolves from other nodes, a message arrives once, and 30% can leave",
   async fn(t) {
-    await using net = await testNet(RELAYS);
+    await using net = await testNet(STORAGE_NODES);
     const users: Messenger[] = [];
     // Default mailbox polling: sixteen users polling every second would measure the poll.
     const slow = { messaging: { mailboxPollMs: 30_000 } };
@@ -51,10 +51,10 @@ Deno.test({
     });
 
     await t.step("after 30% of the nodes stop, every published card still resolves", async () => {
-      // 6 of 20: two relays and four users (their cards must survive them).
+      // 6 of 20: two storage nodes and four users (their cards must survive them).
       const leaving = [...users.slice(1, 5)];
       for (const u of leaving) await u.stop();
-      for (const r of net.relays.slice(2)) await r.stop();
+      for (const r of net.storageNodes.slice(2)) await r.stop();
       const survivor = users[USERS - 1]!;
       assert.deepEqual(await resolveAll(survivor, ids), []);
     });
