@@ -3,7 +3,7 @@
  * offer in their typed public API — in one module, behind one shape check.
  *
  * Checked against `libp2p` 3.3.11, `@libp2p/kad-dht` 16.4.5,
- * `@libp2p/tcp` 11.0.28 and `@libp2p/utils` 7.4.1 (the pins of
+ * `@libp2p/tcp` 11.0.28, `@libp2p/utils` 7.4.1 and `@libp2p/circuit-relay-v2` 4.2.13 (the pins of
  * `deno.json`). {@linkcode checkLibp2pInternals} runs when a node is made
  * and throws a {@linkcode Libp2pInternalsError} naming every part that is
  * missing, so an upgrade that moves one fails at once and loudly, not by
@@ -20,6 +20,8 @@
  * | `components.addressManager._updatePeerStoreAddresses.stop` | {@linkcode cancelAddressUpdate} | a 1 s debounced write that outlives `stop()` and would hit a closed database |
  * | a TCP connection's `maConn.socket` and `maConn.sendData` | {@linkcode coalesceWrites} | one `socket.write` per frame chunk: 8–26 writes per request, a third of a small request's CPU (`_coalesce.ts`) |
  * | a stream's `Symbol.asyncIterator` | {@linkcode withReliableIteration} | `@libp2p/utils` 7.4.1's iterator can wait for ever when the remote closes early (`_stream.ts`) |
+ * | the circuit-relay transport's `reservationStore` (`addRelay`, `reservations`, `relay:removed` events) and `components.addressManager` (`confirmObservedAddr`, `removeObservedAddr`) | {@linkcode relayInternals}, `_relays.ts` | the transport reserves on relays it discovers itself, on the bootstrap list's terms; DIM picks its relays (hop peers spread over /24s) and gives up a reservation when the node turns public |
+ * | the relay server's bound `onHop` | {@linkcode relayInternals}, `_relay_server.ts` | the server has no switch: `relayServer: "auto"` offers the hop protocol only while the node is public, by registering and removing that handler |
  *
  * The TCP connection shape is checked by {@linkcode checkConnectionInternals};
  * at run time a connection of another shape (another transport) is left
@@ -46,6 +48,7 @@
  * @module
  */
 import type { PeerId, PeerStore, Stream } from "@libp2p/interface";
+import type { Multiaddr } from "@multiformats/multiaddr";
 import { DimError } from "../errors.ts";
 import { ClosestIndex, type ClosestOptions, type KBucketLike } from "./_closest.ts";
 import { coalescedSendData, type SendData, type SocketLike } from "./_coalesce.ts";
@@ -59,6 +62,7 @@ export const CHECKED_VERSIONS: Readonly<Record<string, string>> = Object.freeze(
   "@libp2p/kad-dht": "16.4.5",
   "@libp2p/tcp": "11.0.28",
   "@libp2p/utils": "7.4.1",
+  "@libp2p/circuit-relay-v2": "4.2.13",
 });
 
 /** Thrown when a libp2p or kad-dht object lacks a part DIM relies on. */
@@ -372,4 +376,105 @@ export function withReliableIteration(stream: Stream): Stream {
     value: () => readStream(stream),
   });
   return stream;
+}
+
+/** A reservation the circuit-relay transport holds, as DIM reads it. */
+export interface HeldReservation {
+  /** Its renewal timer. */
+  readonly timeout: ReturnType<typeof setTimeout>;
+  /** The relay's answer: the relay's addresses (binary multiaddrs) and the expiry (s). */
+  readonly reservation: { readonly addrs: readonly Uint8Array[]; readonly expire: bigint };
+}
+
+/** The circuit-relay transport's reservation store, as DIM uses it. */
+export interface ReservationStoreInternals extends EventTarget {
+  /** Reserves (or renews) a slot on a relay; dials it if needed. Renews before expiry. */
+  addRelay(
+    peer: PeerId,
+    type: "configured",
+  ): Promise<{ relay: PeerId; details: HeldReservation }>;
+  /** The reservations held, by relay. */
+  readonly reservations: {
+    get(peer: PeerId): HeldReservation | undefined;
+    delete(peer: PeerId): boolean;
+    has(peer: PeerId): boolean;
+  };
+}
+
+/** The address manager's calls DIM makes to announce relay and mapped addresses. */
+export interface AddressManagerInternals {
+  /** Adds an address as verified. */
+  confirmObservedAddr(address: Multiaddr, options: { type: "observed"; ttl: number }): void;
+  /** Removes it. */
+  removeObservedAddr(address: Multiaddr): void;
+}
+
+/** What DIM uses of circuit relay v2 beyond its typed API. */
+export interface RelayInternals {
+  /** The transport's reservation store. */
+  readonly store: ReservationStoreInternals;
+  /** The address manager. */
+  readonly addressManager: AddressManagerInternals;
+  /** The relay server's hop handler, if the node has a relay server. */
+  readonly onHop: ((stream: Stream, connection: unknown) => Promise<void>) | undefined;
+}
+
+/**
+ * Finds and checks the circuit-relay parts DIM relies on.
+ *
+ * @param libp2p A libp2p node made with the circuit-relay transport and,
+ *   optionally, a relay server under `services.relay`.
+ * @returns Those parts, typed.
+ * @throws {Libp2pInternalsError} Naming every missing part, if any is missing.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Libp2pInternalsError, relayInternals } from "./_libp2p_internals.ts";
+ *
+ * assert.throws(() => relayInternals({ services: {} }), Libp2pInternalsError);
+ * ```
+ */
+export function relayInternals(libp2p: { readonly services: object }): RelayInternals {
+  const components = (libp2p as { components?: Record<string, unknown> }).components;
+  const manager = components?.transportManager as { getTransports?: () => unknown[] } | undefined;
+  const transport = (typeof manager?.getTransports === "function" ? manager.getTransports() : [])
+    .find((t) =>
+      (t as { [Symbol.toStringTag]?: string })?.[Symbol.toStringTag] ===
+        "@libp2p/circuit-relay-v2-transport"
+    ) as { reservationStore?: Partial<ReservationStoreInternals> } | undefined;
+  const store = transport?.reservationStore;
+  const addresses = components?.addressManager as Partial<AddressManagerInternals> | undefined;
+  const server = (libp2p.services as { relay?: { onHop?: unknown } }).relay;
+  const missing = [
+    [transport !== undefined, "libp2p: components.transportManager (a circuit-relay transport)"],
+    [store instanceof EventTarget, "@libp2p/circuit-relay-v2: transport.reservationStore"],
+    [
+      typeof store?.addRelay === "function",
+      "@libp2p/circuit-relay-v2: reservationStore.addRelay()",
+    ],
+    [
+      typeof store?.reservations?.get === "function",
+      "@libp2p/circuit-relay-v2: reservationStore.reservations",
+    ],
+    [
+      typeof addresses?.confirmObservedAddr === "function" &&
+      typeof addresses.removeObservedAddr === "function",
+      "libp2p: components.addressManager.confirmObservedAddr()/removeObservedAddr()",
+    ],
+    [
+      server === undefined || typeof server.onHop === "function",
+      "@libp2p/circuit-relay-v2: services.relay.onHop()",
+    ],
+  ].filter(([ok]) => !ok).map(([, name]) => name);
+  if (missing.length > 0) {
+    throw new Libp2pInternalsError(
+      `Cannot create DHT node: libp2p internals changed (checked against ${versions()}); ` +
+        `missing: ${missing.join(", ")}. See lib/dht/_libp2p_internals.ts`,
+    );
+  }
+  return {
+    store: store as ReservationStoreInternals,
+    addressManager: addresses as AddressManagerInternals,
+    onHop: server?.onHop as RelayInternals["onHop"],
+  };
 }

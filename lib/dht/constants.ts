@@ -194,3 +194,166 @@ export function kadProtocol(prefix: string): string {
   }
   return `${prefix}/kad/1.0.0`;
 }
+
+// ---------------------------------------------------------------------------
+// Reach: circuit relay v2, DIM's dial-back check, reservations.
+
+/** The protocol of DIM's dial-back reachability check. */
+export const REACH_PROTOCOL = "/dim/reach/1.0.0";
+
+/**
+ * The largest dial-back message (a request: 1 type byte, a 16-byte nonce, a
+ * count and at most {@linkcode REACH_MAX_PORTS} ports of 2 bytes). Anything
+ * longer is refused before it is read.
+ */
+export const REACH_MAX_MESSAGE_BYTES = 64;
+
+/**
+ * How many ports one dial-back request may name: the checker dials each on
+ * the requester's own IP address, so this bounds one request's work.
+ */
+export const REACH_MAX_PORTS = 4;
+
+/**
+ * How long a dial-back (connect, Noise, one stream) may take. Longer than a
+ * healthy dial across the internet (under 1 s), short enough that a SYN a
+ * NAT drops counts as a failure within one check.
+ */
+export const REACH_DIAL_TIMEOUT_MS = 5_000;
+
+/** How long a whole dial-back exchange may take, request to answer. */
+export const REACH_REQUEST_TIMEOUT_MS = 10_000;
+
+/**
+ * How often one peer, and separately one IP address, may have this node
+ * dial back: once a minute. Peer IDs cost nothing to make, so the IP limit
+ * is what holds; a requester gets dialled on its own address only, so the
+ * most it can cause is one connection attempt to itself a minute.
+ */
+export const REACH_SERVE_INTERVAL_MS = 60_000;
+
+/** How many dial-backs this node runs at once for others; more are refused. */
+export const REACH_SERVE_CONCURRENCY = 4;
+
+/** How many peers and IP addresses the dial-back rate limiter remembers. */
+export const REACH_LIMITER_ENTRIES = 1024;
+
+/** How many peers one check round asks at once. */
+export const REACH_CHECK_PEERS = 4;
+
+/**
+ * How many distinct peers must have dialled this node back on a public
+ * address (see `isPublicAddress`) for it to count as publicly reachable:
+ * two, so one lying or misconfigured peer cannot make a NATed node a DHT
+ * server.
+ */
+export const REACH_PUBLIC_SUCCESSES = 2;
+
+/**
+ * How many distinct peers must have failed to dial this node back, with
+ * none succeeding, for it to count as not reachable ("private"). Two, not
+ * more: a small network (one `dim node` and two users) has no third peer to
+ * ask, and a wrong "private" only costs relay reservations and DHT client
+ * mode, while a wrong "public" makes others time out on this node.
+ */
+export const REACH_PRIVATE_FAILURES = 2;
+
+/** How long a dial-back result counts towards the decision. */
+export const REACH_RESULT_TTL_MS = 30 * 60_000;
+
+/** How long after the node has started (and joined) the first check runs. */
+export const REACH_FIRST_CHECK_MS = 1_000;
+
+/** How soon a check round that could not decide is retried, with whatever peers are there then. */
+export const REACH_RETRY_MS = 30_000;
+
+/** How often a decided reachability is checked again. */
+export const REACH_RECHECK_MS = 15 * 60_000;
+
+/** The file, inside a node's data directory, of its last known reachability (JSON). */
+export const NODE_REACH_FILE = "reach.json";
+
+/** The largest reachability file read back. */
+export const MAX_REACH_FILE_BYTES = 16 * 1024;
+
+/** How many relay reservations a node keeps while it is not publicly reachable. */
+export const DEFAULT_RELAYS = 2;
+
+/**
+ * How often the relay keeper checks its reservations and fills missing
+ * ones. A relay whose connection closes is replaced at once (on the
+ * connection's close event); this tick catches the rest.
+ */
+export const RELAY_TICK_MS = 2_000;
+
+/**
+ * How often the keeper pings each relay it holds a reservation on, and how
+ * long a ping may take. Two missed pings close the connection and the relay
+ * is replaced: a relay whose host vanished without closing its sockets is
+ * replaced within about 2 × 3 s + a tick, under 10 s.
+ */
+export const RELAY_PING_INTERVAL_MS = 3_000;
+
+/** How long one relay ping may take before it counts as missed. */
+export const RELAY_PING_TIMEOUT_MS = 3_000;
+
+/** How many pings in a row a relay may miss before it is dropped. */
+export const RELAY_MAX_MISSED_PINGS = 2;
+
+/**
+ * How long a relay that refused or failed a reservation is not tried again,
+ * so the keeper moves on to other candidates.
+ */
+export const RELAY_RETRY_BACKOFF_MS = 60_000;
+
+/** How long a reservation request (dial included) may take. */
+export const RELAY_RESERVE_TIMEOUT_MS = 5_000;
+
+/**
+ * How many reservations this node holds as a relay, in all. Each costs the
+ * relay one kept connection (the client's) and a map entry; 128 stays well
+ * under the 300 connections libp2p keeps before pruning, leaving room for
+ * the DHT. A `dim node` with more memory can serve more by running more nodes.
+ */
+export const RELAY_MAX_RESERVATIONS = 128;
+
+/**
+ * How many of those reservations may come from one IP address: a quarter of
+ * them, so the many users behind one carrier-grade NAT (who each pick 2
+ * relays of the whole network) still get slots, while one host cannot take
+ * them all. One peer holds at most one reservation (a renewal keeps its slot).
+ */
+export const RELAY_MAX_RESERVATIONS_PER_IP = 32;
+
+/**
+ * How long a reservation lasts before the client must renew it (libp2p's
+ * client renews 5 minutes before expiry). 15 minutes, not libp2p's 2 hours,
+ * so a slot held by a client that vanished is freed soon (the relay also
+ * frees slots of clients it is no longer connected to when the cap is hit).
+ */
+export const RELAY_RESERVATION_TTL_MS = 15 * 60_000;
+
+/**
+ * The byte budget of one relayed connection, both directions together:
+ * 32 MiB, so an 8 MiB file (with DIM's framing and encryption overhead, a
+ * few percent) fits four times over alongside a chat. After it the relay
+ * resets the connection; DIM's outbox and file sender re-dial.
+ */
+export const RELAY_CONNECTION_BYTES = 32 * 1024 * 1024;
+
+/**
+ * The time budget of one relayed connection: 10 minutes, then the relay
+ * resets it and DIM re-dials on the next message (an hours-long chat runs
+ * over a chain of relayed connections). Bounds what an idle circuit costs.
+ */
+export const RELAY_CONNECTION_DURATION_MS = 10 * 60_000;
+
+/** How many relay requests (hop streams) one connection may have open at once. */
+export const RELAY_MAX_HOP_STREAMS = 32;
+
+/**
+ * How many relayed connections this relay may open to one reserved client
+ * at once (stop streams on its connection): the peers talking to one user
+ * through this relay at the same time.
+ */
+export const RELAY_MAX_STOP_STREAMS = 64;

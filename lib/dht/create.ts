@@ -13,6 +13,8 @@
  * @module
  */
 import { join } from "node:path";
+import { circuitRelayTransport } from "@libp2p/circuit-relay-v2";
+import type { CircuitRelayService } from "@libp2p/circuit-relay-v2";
 import { identify } from "@libp2p/identify";
 import type { Identify } from "@libp2p/identify";
 import type { PrivateKey } from "@libp2p/interface";
@@ -39,6 +41,7 @@ import {
   DEFAULT_PROTOCOL_PREFIX,
   DEFAULT_QUERY_CONCURRENCY,
   DEFAULT_QUORUM,
+  DEFAULT_RELAYS,
   DHT_K,
   KAD_REQUEST_TIMEOUT_MS,
   KAD_STREAM_IDLE_MS,
@@ -52,6 +55,8 @@ import {
   PEER_MAX_AGE_MS,
   PEER_STORE_CACHE_ENTRIES,
   PEER_STORE_CACHE_TTL_MS,
+  RELAY_MAX_STOP_STREAMS,
+  RELAY_RESERVE_TIMEOUT_MS,
 } from "./constants.ts";
 import { ensureDataDirectory, loadOrCreateNodeKey } from "./node_key.ts";
 import { DhtRecords } from "./records.ts";
@@ -64,7 +69,18 @@ import {
   installFastClosest,
   installPeerStoreCache,
   type Libp2pInternals,
+  relayInternals,
 } from "./_libp2p_internals.ts";
+import { checkPublicNetworks } from "./public_networks.ts";
+import { type NodePortMapper, Reach } from "./_reach.ts";
+import { ReachProtocol } from "./_reach_protocol.ts";
+import { RelayKeeper } from "./_relays.ts";
+import {
+  dimRelayServer,
+  type GaterTarget,
+  RelayServerSwitch,
+  reservationGater,
+} from "./_relay_server.ts";
 import { libp2pDebugRequested, SILENT_COMPONENT_LOGGER } from "./_logger.ts";
 import { PeerEventFilter } from "./_peer_events.ts";
 import { PeerStoreCache } from "./_peer_store_cache.ts";
@@ -79,6 +95,22 @@ export interface DhtServices extends Record<string, unknown> {
   ping: Ping;
   /** The Kademlia DHT, on `<protocolPrefix>/kad/1.0.0`. */
   dht: KadDHT;
+  /** The circuit relay v2 server, unless `relayServer` is `false`. */
+  relay?: CircuitRelayService;
+}
+
+/** What a node's reach reports back to it. */
+export interface ReachHooks {
+  /** The reachability changed. */
+  readonly onReachability: (value: import("./types.ts").Reachability) => void;
+  /** The announced addresses may have changed. */
+  readonly onAddresses: () => void;
+}
+
+/** Parts injected into {@linkcode assembleNode}, for tests and the integration of other layers. */
+export interface NodeInjections {
+  /** The UPnP port mapper used when `upnp` is on (the integration point of `lib/platform/upnp.ts`). */
+  readonly portMapper?: NodePortMapper;
 }
 
 /** Everything a `DhtNode` is made of: the libp2p node and DIM's settings. */
@@ -105,6 +137,8 @@ export interface NodeParts {
   readonly records: DhtRecords;
   /** One-line diagnostics. */
   readonly log: (message: string) => void;
+  /** Makes the node's reach (reachability, relays, UPnP), given its event hooks. */
+  readonly makeReach: (hooks: ReachHooks) => Reach;
 }
 
 const NAMESPACE_PATTERN = /^[A-Za-z0-9._-]+$/;
@@ -133,7 +167,10 @@ export function checkQuorum(quorum: number, action: string): void {
  * @throws {Libp2pInternalsError} If libp2p or kad-dht lacks a part DIM relies on.
  * @throws {DOMException} If `signal` is aborted.
  */
-export async function assembleNode(options: DhtNodeOptions): Promise<NodeParts> {
+export async function assembleNode(
+  options: DhtNodeOptions,
+  injections: NodeInjections = {},
+): Promise<NodeParts> {
   const {
     listen = DEFAULT_LISTEN,
     bootstrap = [],
@@ -150,11 +187,22 @@ export async function assembleNode(options: DhtNodeOptions): Promise<NodeParts> 
     disjointPaths = DEFAULT_DISJOINT_PATHS,
     quorum = DEFAULT_QUORUM,
     log = () => {},
+    publicNetworks = [],
+    relayServer = "auto",
+    relays = DEFAULT_RELAYS,
+    reachabilityCheck = true,
+    announce = [],
+    upnp = false,
     signal,
   } = options;
   signal?.throwIfAborted();
   const protocol = kadProtocol(protocolPrefix);
   const listenAddrs = listen.map((address) => parseMultiaddr(address, "listen on"));
+  const announceAddrs = announce.map((address) => parseMultiaddr(address, "announce"));
+  checkPublicNetworks(publicNetworks);
+  if (relayServer !== true && relayServer !== false && relayServer !== "auto") {
+    throw new TypeError('Cannot create DHT node: relayServer must be true, false or "auto"');
+  }
   const bootstrapAddrs = bootstrap.map((address) => {
     const parsed = parseMultiaddr(address, "bootstrap from");
     if (peerIdOf(parsed) === undefined) {
@@ -176,6 +224,7 @@ export async function assembleNode(options: DhtNodeOptions): Promise<NodeParts> 
       maxIncomingPendingConnections,
       queryConcurrency,
       disjointPaths,
+      relays: relays + 1,
     })
   ) {
     if (!Number.isSafeInteger(value) || value < 1) {
@@ -198,12 +247,20 @@ export async function assembleNode(options: DhtNodeOptions): Promise<NodeParts> 
     const datastore = new RecordGuardDatastore(inner, { selectors, clock, log });
     // kad-dht's alpha is per path: share queryConcurrency among them.
     const concurrency = Math.max(1, Math.ceil(queryConcurrency / disjointPaths));
+    const gaterTarget: GaterTarget = {};
     const libp2p = await createLibp2p<DhtServices>({
       ...(privateKey === undefined ? {} : { privateKey }),
       start: false,
       datastore,
-      addresses: { listen: listenAddrs.map(String) },
-      transports: [tcp()],
+      addresses: { listen: listenAddrs.map(String), announce: announceAddrs.map(String) },
+      transports: [
+        tcp(),
+        circuitRelayTransport({
+          reservationCompletionTimeout: RELAY_RESERVE_TIMEOUT_MS,
+          maxInboundStopStreams: RELAY_MAX_STOP_STREAMS,
+        }),
+      ],
+      connectionGater: reservationGater(gaterTarget),
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       connectionManager: {
@@ -234,9 +291,12 @@ export async function assembleNode(options: DhtNodeOptions): Promise<NodeParts> 
           // A lone node must answer "not found" rather than wait for peers.
           allowQueryWithZeroPeers: true,
         }),
+        ...(relayServer === false ? {} : { relay: dimRelayServer() }),
       },
     });
+    gaterTarget.libp2p = libp2p;
     const internals = checkLibp2pInternals(libp2p);
+    const relay = relayInternals(libp2p);
     const peerEvents = new PeerEventFilter({
       refreshMs: PEER_EVENT_REFRESH_MS,
       maxEntries: PEER_EVENT_MEMORY,
@@ -279,7 +339,40 @@ export async function assembleNode(options: DhtNodeOptions): Promise<NodeParts> 
       peerEvents,
       log,
     });
+    const makeReach = (hooks: ReachHooks): Reach => {
+      let reach: Reach | undefined = undefined;
+      const keeper = new RelayKeeper({
+        libp2p,
+        relay,
+        count: relays,
+        discover: async (signal) => {
+          await records.closestPeers(crypto.getRandomValues(new Uint8Array(32)), signal);
+        },
+        onChange: () => {
+          reach?.relaysChanged();
+          hooks.onAddresses();
+        },
+        clock,
+        log,
+      });
+      reach = new Reach({
+        libp2p,
+        kad: libp2p.services.dht,
+        protocol: new ReachProtocol({ libp2p, publicNetworks, clock, log }),
+        keeper,
+        server: relay.onHop === undefined ? undefined : new RelayServerSwitch(libp2p, relay.onHop),
+        relayServer,
+        check: reachabilityCheck,
+        dataDir,
+        portMapper: upnp ? injections.portMapper : undefined,
+        ...hooks,
+        clock,
+        log,
+      });
+      return reach;
+    };
     return {
+      makeReach,
       libp2p,
       internals,
       datastore,

@@ -25,6 +25,10 @@
  * off (`_logger.ts`). Every reliance on libp2p's internals goes through
  * `_libp2p_internals.ts`, which checks their shape when a node is made.
  *
+ * Reach (`_reach.ts`): circuit relay v2 on every node (dialling circuits,
+ * reservations while "private", the hop server per `relayServer`), DIM's
+ * dial-back reachability check, and UPnP when asked.
+ *
  * Making the first node applies two process-wide fixes for Deno
  * (`_deno_compat.ts`): `BroadcastChannel.prototype.unref` and an unref'd,
  * collectable `AbortSignal.timeout`. Importing this module changes nothing.
@@ -36,6 +40,8 @@ import type { Libp2p } from "libp2p";
 import { DimError, PeerUnreachableError } from "../errors.ts";
 import { LIBP2P_STOP_TIMEOUT_MS } from "./constants.ts";
 import { assembleNode, checkQuorum, type DhtServices, type NodeParts } from "./create.ts";
+import type { Reach } from "./_reach.ts";
+import { registerParts } from "./_access.ts";
 import type { DhtRecords } from "./records.ts";
 import type {
   DhtCallOptions,
@@ -47,6 +53,7 @@ import type {
   DhtStats,
   DhtStream,
   DhtStreamHandler,
+  Reachability,
 } from "./types.ts";
 import { cancelAddressUpdate, coalesceWrites, withReliableIteration } from "./_libp2p_internals.ts";
 import { describe, parseMultiaddr, parseTarget, streamError } from "./_peers.ts";
@@ -68,12 +75,12 @@ export type {
   DhtStreamChunk,
   DhtStreamHandler,
   DhtValidator,
+  Reachability,
 } from "./types.ts";
 
-const encoder = new TextEncoder();
+export { forceReachability, libp2pOf } from "./_access.ts";
 
-// The libp2p node under each DhtNode, for libp2pOf().
-const LIBP2P = new WeakMap<DhtNode, Libp2p<DhtServices>>();
+const encoder = new TextEncoder();
 
 /**
  * Makes a DIM DHT node and, unless `start: false`, starts it.
@@ -115,7 +122,11 @@ export async function createDhtNode(options: DhtNodeOptions = {}): Promise<DhtNo
  * progress. Dial failures and misbehaving peers are reported as errors of
  * the call concerned (or logged, for background work) and never end the
  * node. It dispatches `peer:connect` and `peer:disconnect` events, each a
- * `CustomEvent<string>` whose `detail` is the remote peer ID.
+ * `CustomEvent<string>` whose `detail` is the remote peer ID;
+ * `reachability` (`CustomEvent<Reachability>`) when its reachability
+ * changes; and `addresses` (`CustomEvent<string[]>`, the new `multiaddrs`)
+ * when the addresses it announces change (a relay reservation made or
+ * lost, a UPnP mapping).
  *
  * @example Listen for peers and dispose of the node with `await using`
  * ```ts
@@ -138,6 +149,8 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   readonly #parts: NodeParts;
   readonly #libp2p: Libp2p<DhtServices>;
   readonly #records: DhtRecords;
+  readonly #reach: Reach;
+  #announced = "";
   readonly #life: Lifecycle = new Lifecycle({
     start: (signal) => this.#start(signal),
     stop: () => this.#stop(),
@@ -155,6 +168,13 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   readonly #onDisconnect = (event: CustomEvent<PeerId>): void => {
     this.dispatchEvent(new CustomEvent("peer:disconnect", { detail: event.detail.toString() }));
   };
+  readonly #onAddresses = (): void => {
+    this.#reach.addressesChanged();
+    const addresses = this.multiaddrs;
+    if (addresses.join(" ") === this.#announced) return;
+    this.#announced = addresses.join(" ");
+    this.dispatchEvent(new CustomEvent("addresses", { detail: addresses }));
+  };
 
   /**
    * Wraps assembled parts; use {@linkcode createDhtNode} instead.
@@ -168,7 +188,11 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     this.#libp2p = parts.libp2p;
     this.#records = parts.records;
     this.peerId = parts.libp2p.peerId.toString();
-    LIBP2P.set(this, parts.libp2p);
+    this.#reach = parts.makeReach({
+      onReachability: (detail) => this.dispatchEvent(new CustomEvent("reachability", { detail })),
+      onAddresses: this.#onAddresses,
+    });
+    registerParts(this, parts.libp2p, this.#reach);
   }
 
   /** Whether the node is started (and not stopping). */
@@ -176,9 +200,23 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     return this.#life.state === "started";
   }
 
-  /** The addresses this node listens on, each ending in `/p2p/<peerId>`. */
+  /**
+   * The addresses this node can be dialled on, each ending in
+   * `/p2p/<peerId>`: its listen (or `announce`) addresses, the
+   * `/p2p-circuit` addresses of its relay reservations and its UPnP-mapped
+   * address.
+   */
   get multiaddrs(): string[] {
-    return this.#libp2p.getMultiaddrs().map(String);
+    return this.#reach.announced(this.#libp2p.getMultiaddrs().map(String), this.peerId);
+  }
+
+  /**
+   * What this node knows of its reachability: see {@linkcode Reachability}.
+   * Loaded from the data directory at start (with its `checkedAt`), then
+   * kept current by DIM's dial-back check.
+   */
+  get reachability(): Reachability {
+    return this.#reach.value;
   }
 
   /** The kad-dht protocol id this node speaks, such as `/dim/kad/1.0.0`. */
@@ -515,7 +553,9 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
       `open ${protocol} stream`,
       options,
       async (signal) =>
-        withReliableIteration(await this.#libp2p.dialProtocol(peer, protocol, { signal })),
+        withReliableIteration(
+          await this.#libp2p.dialProtocol(peer, protocol, { signal, runOnLimitedConnection: true }),
+        ),
       (cause) => streamError(target, protocol, cause),
     );
   }
@@ -555,7 +595,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
         );
         stream.abort(cause instanceof Error ? cause : new Error(String(cause)));
       }
-    }, { ...options });
+    }, { ...options, runOnLimitedConnection: true });
   }
 
   /**
@@ -606,6 +646,9 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     }
     this.#libp2p.addEventListener("peer:connect", this.#onConnect);
     this.#libp2p.addEventListener("peer:disconnect", this.#onDisconnect);
+    this.#libp2p.addEventListener("self:peer:update", this.#onAddresses);
+    this.#announced = this.multiaddrs.join(" ");
+    await this.#reach.start();
     signal.throwIfAborted();
 
     await joinNetwork({
@@ -619,6 +662,8 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   }
 
   async #stop(): Promise<void> {
+    this.#libp2p.removeEventListener("self:peer:update", this.#onAddresses);
+    await settlesWithin(this.#reach.stop(), 1_000);
     await settlesWithin(this.#parts.client.close(), 250);
     const stopped = Promise.resolve(this.#libp2p.stop()).then(
       () => true,
@@ -665,15 +710,4 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
       release();
     }
   }
-}
-
-/**
- * The libp2p node under a {@linkcode DhtNode}, for DIM's own tests and
- * benches; not part of the public API (`mod.ts` does not export it).
- *
- * @param node The node.
- * @returns Its libp2p node.
- */
-export function libp2pOf(node: DhtNode): Libp2p<DhtServices> {
-  return LIBP2P.get(node)!;
 }

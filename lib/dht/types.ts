@@ -85,10 +85,60 @@ export interface DhtNodeOptions {
    * They never contain key material. Default: discard.
    */
   readonly log?: (message: string) => void;
+  /**
+   * CIDRs (IPv4 or IPv6) whose addresses count as public in addition to
+   * libp2p's rule (which counts every reserved range, 198.18.0.0/15
+   * included, as private); see `isPublicAddress`. Only a dial-back on a
+   * public address makes a node "public". Default `[]`.
+   */
+  readonly publicNetworks?: readonly string[];
+  /**
+   * Offer circuit relay v2 (hop) to other nodes: `true` always, `false`
+   * never, `"auto"` while this node's reachability is "public". Storage
+   * nodes pass `true`. Default `"auto"`.
+   */
+  readonly relayServer?: boolean | "auto";
+  /** Relay reservations to keep while this node's reachability is "private". Default `2`. */
+  readonly relays?: number;
+  /**
+   * Run DIM's dial-back check (`/dim/reach/1.0.0`) to learn this node's
+   * reachability. With `false` the status stays "unknown". Default `true`.
+   */
+  readonly reachabilityCheck?: boolean;
+  /**
+   * Multiaddrs announced instead of the listen addresses, such as a port
+   * forwarded on the router. Default: the listen addresses.
+   */
+  readonly announce?: readonly string[];
+  /**
+   * Try UPnP IGD port mapping of the TCP listen port while the node is not
+   * public. Default `false`.
+   */
+  readonly upnp?: boolean;
   /** Whether `createDhtNode` also starts the node. Default `true`. */
   readonly start?: boolean;
   /** Aborts creating and starting the node. */
   readonly signal?: AbortSignal;
+}
+
+/**
+ * What a node knows of its reachability from the internet; see
+ * `DhtNode.reachability`.
+ */
+export interface Reachability {
+  /**
+   * "public": peers dialled it back on a public address; "private": peers
+   * failed to and none succeeded (it is then a DHT client and keeps relay
+   * reservations); "unknown": no evidence yet, or only on non-public
+   * addresses (loopback, a LAN), or the check is off.
+   */
+  readonly status: "unknown" | "public" | "private";
+  /** When the status was last decided, in ms since the epoch (also when loaded from disk). */
+  readonly checkedAt?: number;
+  /** The peer IDs of the relays this node holds a reservation on. */
+  readonly relays: readonly string[];
+  /** The external multiaddr a UPnP gateway maps to this node, if any. */
+  readonly mapped?: string;
 }
 
 /** The options every networked call of a `DhtNode` takes. */
