@@ -139,9 +139,12 @@ export type {
   SignedRecord,
 } from "./lib/record/mod.ts";
 export { createDhtNode, DhtNode } from "./lib/dht/mod.ts";
+export { isPublicAddress } from "./lib/dht/public_networks.ts";
+export type { Reachability } from "./lib/dht/types.ts";
 export type {
   DhtCallOptions,
   DhtChunkList,
+  DhtClosestPeersOptions,
   DhtGetOptions,
   DhtHandleOptions,
   DhtNodeOptions,

@@ -1,7 +1,9 @@
 /**
- * A DIM node without a user: it keeps the DHT alive, stores records, and
- * keeps offline users' mailboxes. `dim node` runs one; any user's messenger
- * does the same work besides its own.
+ * A DIM node without a user: it keeps the DHT alive, stores records,
+ * keeps offline users' mailboxes, and relays for users behind NAT (circuit
+ * relay v2, always offered: a storage node is meant to be run where it can
+ * be dialed). `dim node` runs one; any user's messenger does the same work
+ * besides its own.
  *
  * @example A bootstrap node on loopback
  * ```ts
@@ -30,7 +32,16 @@ export interface StorageNodeOptions {
   readonly listen?: readonly string[];
   /** Multiaddrs (with `/p2p/`) of nodes to join through. */
   readonly bootstrap?: readonly string[];
-  /** Extra options for the node. */
+  /**
+   * Multiaddrs announced instead of the listen addresses, for a node behind
+   * a forwarded port. Default: the listen addresses.
+   */
+  readonly announce?: readonly string[];
+  /** CIDRs whose addresses count as public besides libp2p's rule. Default: none. */
+  readonly publicNetworks?: readonly string[];
+  /** Whether to ask a UPnP gateway for a port mapping. Default `false`. */
+  readonly upnp?: boolean;
+  /** Extra options for the node (they win over the fields above). */
   readonly node?: Partial<DhtNodeOptions>;
   /** Options for the mailbox server. */
   readonly mailbox?: MailboxServerOptions;
@@ -47,7 +58,8 @@ export interface StorageNode extends AsyncDisposable {
 }
 
 /**
- * Starts a storage node: DHT server with DIM's record rules, and mailbox server.
+ * Starts a storage node: DHT server with DIM's record rules, mailbox
+ * server, and circuit relay server (`relayServer: true`).
  *
  * @param options Where to keep state and how to connect.
  * @returns The running node.
@@ -74,6 +86,10 @@ export async function createStorageNode(options: StorageNodeOptions = {}): Promi
       ...(options.home === undefined ? {} : { dataDir: options.home }),
       validators: { dim: dimValidator },
       selectors: { dim: dimSelector },
+      relayServer: true,
+      ...(options.announce === undefined ? {} : { announce: options.announce }),
+      ...(options.publicNetworks === undefined ? {} : { publicNetworks: options.publicNetworks }),
+      ...(options.upnp === undefined ? {} : { upnp: options.upnp }),
       ...options.node,
     });
     mailbox = new MailboxServer(db, options.mailbox);

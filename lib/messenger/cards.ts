@@ -11,19 +11,14 @@ import { decodeUserId, type Identity } from "../crypto/identity.ts";
 import type { DhtNode } from "../dht/node.ts";
 import { PeerUnreachableError } from "../errors.ts";
 import type { PeerTarget } from "../messaging/mod.ts";
-import {
-  CARD_RECORD_TYPE,
-  type ContactCard,
-  MAX_ADDRESSES,
-  openCard,
-  signCard,
-} from "../record/card.ts";
+import { CARD_RECORD_TYPE, type ContactCard, openCard, signCard } from "../record/card.ts";
 import { openPrekeyBundle, PREKEY_RECORD_TYPE, type PrekeyBundle } from "../record/prekey.ts";
 import type { SignedRecord } from "../record/record.ts";
 import { recordKey } from "../record/record.ts";
 import type { ContactBook } from "../profile/contacts.ts";
 import { PROFILE_SETTINGS } from "../profile/settings.ts";
 import type { SettingsStore } from "../store/settings_store.ts";
+import { cardAddresses } from "./card_addresses.ts";
 
 /** How often a running messenger publishes its card again. */
 export const CARD_REPUBLISH_MS = 6 * 3600 * 1000;
@@ -56,6 +51,8 @@ export interface CardsDeps {
   readonly prekeyBundle: () => Promise<SignedRecord>;
   /** Clock in ms. */
   readonly clock: () => number;
+  /** Whether an address counts as public (the node's `publicNetworks` rule). */
+  readonly isPublic: (address: string) => boolean;
 }
 
 /** One user's cards and prekey bundles in the DHT. */
@@ -73,7 +70,9 @@ export class Cards {
   }
 
   /**
-   * Signs and publishes the user's contact card, then their prekey bundle.
+   * Signs and publishes the user's contact card, listing the addresses
+   * {@linkcode cardAddresses} picks for the node's reachability, then their
+   * prekey bundle.
    *
    * @param options `signal` to abort.
    */
@@ -84,14 +83,22 @@ export class Cards {
     // clock was set back, a card numbered by the clock alone would be refused
     // everywhere and the old addresses served until the clock caught up.
     const seq = Math.max(now, Number(settings.get(PROFILE_SETTINGS.cardSeq) ?? 0) + 1);
+    // Taken before signing: two publications at once (an address change
+    // during the periodic one) must not sign two cards under one number.
+    settings.set(PROFILE_SETTINGS.cardSeq, String(seq));
+    const reach = node.reachability;
     const record = await signCard(identity, {
       displayName: this.#deps.displayName(),
       peerId: node.peerId,
-      addresses: publicAddresses(node.multiaddrs),
+      addresses: cardAddresses(node.multiaddrs, {
+        status: reach.status,
+        mapped: reach.mapped,
+        peerId: node.peerId,
+        isPublic: this.#deps.isPublic,
+      }),
       now,
       seq,
     });
-    settings.set(PROFILE_SETTINGS.cardSeq, String(seq));
     await node.put(record.key, record.bytes, options);
     await this.publishPrekeys(options);
   }
@@ -178,10 +185,4 @@ export class Cards {
     const card = await this.resolveCard(id, options);
     return { peerId: card.peerId, addresses: card.addresses };
   }
-}
-
-/** Drops wildcard addresses, which no peer can dial. */
-function publicAddresses(addrs: readonly string[]): string[] {
-  return addrs.filter((a) => !a.includes("/0.0.0.0/") && !a.includes("/::/"))
-    .slice(0, MAX_ADDRESSES);
 }

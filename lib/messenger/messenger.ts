@@ -31,6 +31,7 @@
 import { utf8 } from "../platform/bytes.ts";
 import { SecretBox } from "../crypto/secret_box.ts";
 import { DEFAULT_LISTEN } from "../dht/constants.ts";
+import { isPublicAddress } from "../dht/public_networks.ts";
 import { createDhtNode, type DhtNode, type DhtNodeOptions } from "../dht/node.ts";
 import { DimError } from "../errors.ts";
 import {
@@ -52,16 +53,45 @@ import type { Profile } from "../profile/profile.ts";
 import { type ProfileParts, profileParts } from "../profile/_internals.ts";
 import { CARD_REPUBLISH_MS, Cards, type SignalOptions } from "./cards.ts";
 import { downloadSink } from "./downloads.ts";
+import { Republisher } from "./republish.ts";
 import { transportFor } from "./transport.ts";
 
 export type { SignalOptions } from "./cards.ts";
 
-/** Options of {@linkcode createMessenger}. */
+/**
+ * Options of {@linkcode createMessenger}.
+ *
+ * The node's network options a program usually sets (`listen`, `bootstrap`
+ * and the reach options `publicNetworks`, `announce`, `upnp`, `relays`,
+ * `relayServer`) are top-level fields, passed through to
+ * {@linkcode createDhtNode} unchanged; `node` carries any other node
+ * option, and wins where both set the same one.
+ */
 export interface MessengerOptions {
   /** Multiaddrs to listen on. Default `/ip4/0.0.0.0/tcp/0`. */
   readonly listen?: readonly string[];
   /** Multiaddrs (with `/p2p/`) of nodes to join through. */
   readonly bootstrap?: readonly string[];
+  /**
+   * CIDRs (IPv4 or IPv6) whose addresses count as public besides libp2p's
+   * rule, in the node's reachability decisions and in the choice of the
+   * card's addresses. Default: none.
+   */
+  readonly publicNetworks?: readonly string[];
+  /**
+   * Multiaddrs announced instead of the listen addresses (a port forwarded
+   * by hand). Default: the listen addresses.
+   */
+  readonly announce?: readonly string[];
+  /** Whether to ask a UPnP gateway for a port mapping. Default `false`. */
+  readonly upnp?: boolean;
+  /** Relay reservations kept while the node is not publicly reachable. Default 2. */
+  readonly relays?: number;
+  /**
+   * Whether to relay for others: `true`, `false`, or `"auto"` (while this
+   * node is publicly reachable). Default `"auto"`.
+   */
+  readonly relayServer?: boolean | "auto";
   /** Clock in ms. Default `Date.now`. */
   readonly clock?: () => number;
   /** Tunables of the messaging layer. */
@@ -118,6 +148,7 @@ export async function createMessenger(
       validators: { dim: dimValidator },
       selectors: { dim: dimSelector },
       ...(options.clock ? { clock: options.clock } : {}),
+      ...reachOptions(options),
       ...options.node,
     });
     const messenger = new Messenger(profile, node, box, options);
@@ -128,6 +159,18 @@ export async function createMessenger(
     await profile.stop();
     throw err;
   }
+}
+
+/** The reach options given, and only those, for the node. */
+function reachOptions(options: MessengerOptions): Partial<DhtNodeOptions> {
+  const { publicNetworks, announce, upnp, relays, relayServer } = options;
+  return {
+    ...(publicNetworks === undefined ? {} : { publicNetworks }),
+    ...(announce === undefined ? {} : { announce }),
+    ...(upnp === undefined ? {} : { upnp }),
+    ...(relays === undefined ? {} : { relays }),
+    ...(relayServer === undefined ? {} : { relayServer }),
+  };
 }
 
 /** One user's DIM online: their profile, node, messaging and file transfer. */
@@ -143,6 +186,8 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   readonly #clock: () => number;
   readonly #publish: boolean;
   #republish: ReturnType<typeof setInterval> | undefined;
+  readonly #onAddresses: Republisher;
+  readonly #addressListener = () => this.#onAddresses.changed();
   #started: Promise<void> | undefined;
   #stopped = false;
   #queue: ChatMessage[] = [];
@@ -162,6 +207,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     this.#node = node;
     this.#clock = options.clock ?? Date.now;
     this.#publish = options.publish ?? true;
+    const publicNetworks = options.node?.publicNetworks ?? options.publicNetworks ?? [];
     this.#files = new FileReceiver(identity, {
       accept: (offer) => downloadSink(offer, book, options.downloadDir),
       onReceived: (file) => this.dispatchEvent(new CustomEvent("file", { detail: file })),
@@ -177,7 +223,9 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       displayName: () => profile.displayName,
       prekeyBundle: () => this.#sessions.prekeyBundle(),
       clock: this.#clock,
+      isPublic: (address) => isPublicAddress(address, publicNetworks),
     });
+    this.#onAddresses = new Republisher(() => this.publishCard());
     this.#sessions = new SessionManager(
       {
         identity,
@@ -243,6 +291,11 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     await this.publishCard().catch(() => {});
     this.#republish = setInterval(() => this.publishCard().catch(() => {}), CARD_REPUBLISH_MS);
     Deno.unrefTimer(this.#republish as unknown as number);
+    // New relay addresses, a UPnP mapping or a new reachability change what
+    // the card should list (see card_addresses.ts).
+    for (const type of ["addresses", "reachability"]) {
+      this.#node.addEventListener(type, this.#addressListener);
+    }
     this.#service.fetchMailbox({ refresh: true }).catch(() => {});
   }
 
@@ -444,6 +497,10 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#republish !== undefined) clearInterval(this.#republish);
+    this.#onAddresses.stop();
+    for (const type of ["addresses", "reachability"]) {
+      this.#node.removeEventListener(type, this.#addressListener);
+    }
     for (const w of this.#waiters.splice(0)) w(undefined);
     try {
       await this.#files.stop();

@@ -1,8 +1,14 @@
 /**
  * The DIM node as the transport the messaging layer needs: its streams, and
- * the peers closest to a key (this node among them) ranked by Kademlia
- * distance, so a sender and a recipient pick the same mailbox nodes
- * whatever order a query met them in.
+ * the peers closest to a key ranked by Kademlia distance, so a sender and a
+ * recipient pick the same mailbox nodes whatever order a query met them in.
+ *
+ * The node counts itself among those peers (and so keeps a mailbox copy
+ * itself) unless its reachability is `"private"`: a node nobody outside can
+ * dial would keep a copy the recipient cannot fetch, and report "stored in
+ * the network" for it. While its reachability is `"unknown"` it counts
+ * itself, as before reachability was checked, so that loopback tests, a LAN
+ * and the demo keep working.
  *
  * @module
  */
@@ -26,7 +32,8 @@ export function transportFor(node: DhtNode): MessagingTransport {
     openStream: (peer, protocol, options) =>
       node.dialProtocol({ peerId: peer.peerId, multiaddrs: peer.addresses }, protocol, options),
     closestPeers: async (key, options) => {
-      const found = await node.getClosestPeers(key, { ...options, includeSelf: true });
+      const includeSelf = node.reachability.status !== "private";
+      const found = await node.getClosestPeers(key, { ...options, includeSelf });
       return found
         .slice(0, options.count)
         .map((p) => ({ peerId: p.peerId, addresses: p.multiaddrs }));

@@ -8,6 +8,14 @@ import { unlockKeystore } from "../../lib/crypto/keystore.ts";
 import { signCard } from "../../lib/record/card.ts";
 import { openPrekeyBundle, PREKEY_RECORD_TYPE } from "../../lib/record/prekey.ts";
 import { recordKey } from "../../lib/record/record.ts";
+import type { DhtNode } from "../../lib/dht/node.ts";
+import { cardAddresses, relayOf } from "../../lib/messenger/card_addresses.ts";
+import {
+  CARD_CHANGE_MIN_INTERVAL_MS,
+  CARD_CHANGE_QUIET_MS,
+  Republisher,
+} from "../../lib/messenger/republish.ts";
+import { transportFor } from "../../lib/messenger/transport.ts";
 import { FAST_MESSAGING, nextMessages, testNet } from "../_support/network.ts";
 
 Deno.test("a direct message arrives exactly once and the sender sees the signed ack", async () => {
@@ -249,4 +257,200 @@ Deno.test("a recipient that lost its sessions gets the next messages anyway, in 
     "two",
     "three",
   ]);
+});
+
+const ME = "12D3KooWMe";
+const relayAddr = (relay: string, host: string) =>
+  `/ip4/${host}/tcp/4001/p2p/${relay}/p2p-circuit/p2p/${ME}`;
+/** The lab's rule: 198.18.0.0/15 counts as public, like any non-reserved address. */
+const isPublic = (a: string) =>
+  !/^\/ip4\/(10\.|127\.|192\.168\.)/.test(a.split("/p2p-circuit")[0]!);
+
+Deno.test("card addresses: relays first and direct ones left off while private, each relay on the card", async (t) => {
+  const lan = `/ip4/10.0.0.2/tcp/4001/p2p/${ME}`;
+  const loop = `/ip4/127.0.0.1/tcp/4001/p2p/${ME}`;
+  const wild = `/ip4/0.0.0.0/tcp/4001/p2p/${ME}`;
+  const a1 = relayAddr("12D3KooWRelayA", "198.18.0.1");
+  const a2 = relayAddr("12D3KooWRelayA", "10.9.9.9");
+  const b1 = relayAddr("12D3KooWRelayB", "198.18.1.1");
+  const all = [wild, loop, lan, a2, a1, b1];
+
+  await t.step("private: relays in turn, public hop first; no direct address", () => {
+    assert.deepEqual(cardAddresses(all, { status: "private", isPublic }), [a1, b1, a2]);
+  });
+  await t.step("private with a UPnP mapping: the mapped address after the relays", () => {
+    const mapped = "/ip4/198.18.0.21/tcp/40001";
+    assert.deepEqual(
+      cardAddresses(all, { status: "private", isPublic, mapped, peerId: ME }),
+      [a1, b1, a2, `${mapped}/p2p/${ME}`],
+    );
+  });
+  await t.step("private with no relay yet: the direct addresses, so the LAN can dial", () => {
+    assert.deepEqual(cardAddresses([loop, lan], { status: "private", isPublic }), [lan, loop]);
+  });
+  await t.step(
+    "unknown or public: mapped, direct (public first, loopback last), then relays",
+    () => {
+      const pub = `/ip4/198.18.0.9/tcp/4001/p2p/${ME}`;
+      const mapped = `/ip4/198.18.0.21/tcp/40001/p2p/${ME}`;
+      for (const status of ["unknown", "public"] as const) {
+        assert.deepEqual(
+          cardAddresses([loop, lan, a1, pub, mapped], {
+            status,
+            isPublic,
+            mapped: "/ip4/198.18.0.21/tcp/40001",
+          }),
+          [mapped, pub, lan, loop, a1],
+        );
+      }
+    },
+  );
+  await t.step("within a card's limits: 16 addresses of at most 256 bytes, no repeats", () => {
+    const many = Array.from(
+      { length: 12 },
+      (_, i) => relayAddr(`12D3KooWRelay${i % 3}`, `198.18.2.${i}`),
+    );
+    const long = relayAddr(`12D3KooW${"x".repeat(250)}`, "198.18.3.1");
+    const picked = cardAddresses([...many, ...many, long, lan, lan, lan, lan, lan], {
+      status: "unknown",
+      isPublic,
+    });
+    assert.equal(picked.length, 13);
+    assert.ok(!picked.includes(long));
+    assert.equal(new Set(picked).size, picked.length);
+    const capped = cardAddresses(
+      Array.from({ length: 20 }, (_, i) => `/ip4/198.18.4.${i}/tcp/1/p2p/${ME}`),
+      { status: "public", isPublic },
+    );
+    assert.equal(capped.length, 16);
+    // Three relays, four addresses each: all three stay on a card cut to three.
+    const three = cardAddresses(many, { status: "private", isPublic, max: 3 });
+    assert.deepEqual(three.map(relayOf).sort(), [
+      "12D3KooWRelay0",
+      "12D3KooWRelay1",
+      "12D3KooWRelay2",
+    ]);
+  });
+});
+
+/** Timers under the test's hand: `advance` runs the ones due. */
+function fakeTimers() {
+  let now = 0;
+  let timers: { at: number; run: () => void; id: number }[] = [];
+  let nextId = 1;
+  return {
+    clock: () => now,
+    setTimer: (run: () => void, ms: number) => {
+      const id = nextId++;
+      timers.push({ at: now + ms, run, id });
+      return id;
+    },
+    clearTimer: (id: unknown) => {
+      timers = timers.filter((t) => t.id !== id);
+    },
+    async advance(ms: number) {
+      const end = now + ms;
+      // Lets finished publications schedule their follow-up first.
+      for (let i = 0; i < 5; i++) await Promise.resolve();
+      for (;;) {
+        const due = timers.filter((t) => t.at <= end).sort((a, b) => a.at - b.at)[0];
+        if (due === undefined) break;
+        timers = timers.filter((t) => t !== due);
+        now = due.at;
+        due.run();
+        // Lets the publication settle and its follow-up be scheduled.
+        for (let i = 0; i < 5; i++) await Promise.resolve();
+      }
+      now = end;
+    },
+  };
+}
+
+Deno.test("card republication: a burst of address changes is one publication, at most one per 10 s", async () => {
+  assert.equal(CARD_CHANGE_QUIET_MS, 1_000);
+  assert.equal(CARD_CHANGE_MIN_INTERVAL_MS, 10_000);
+  const timers = fakeTimers();
+  const starts: number[] = [];
+  const r = new Republisher(() => {
+    starts.push(timers.clock());
+    return Promise.resolve();
+  }, timers);
+  // Two reservations and the reachability change within 0.3 s: one card, 1 s after the first.
+  r.changed();
+  await timers.advance(100);
+  r.changed();
+  await timers.advance(200);
+  r.changed();
+  assert.ok(r.pending);
+  await timers.advance(2_000);
+  assert.deepEqual(starts, [1_000]);
+  // A relay lost and replaced 3 s later: published 10 s after the last publication.
+  r.changed();
+  await timers.advance(5_000);
+  r.changed();
+  await timers.advance(20_000);
+  assert.deepEqual(starts, [1_000, 11_000]);
+  // Quiet for long (changed at 27.3 s): the quiet period alone again.
+  r.changed();
+  await timers.advance(5_000);
+  assert.deepEqual(starts, [1_000, 11_000, 28_300]);
+  r.stop();
+  r.changed();
+  await timers.advance(60_000);
+  assert.equal(starts.length, 3);
+  assert.ok(!r.pending);
+});
+
+Deno.test("card republication: a change during a publication is published after it; a failure does not stop later ones", async () => {
+  const timers = fakeTimers();
+  const starts: number[] = [];
+  let finish: (() => void) | undefined;
+  let fail = true;
+  const r = new Republisher(() => {
+    starts.push(timers.clock());
+    if (fail) {
+      fail = false;
+      return Promise.reject(new Error("no peer took the card"));
+    }
+    return new Promise<void>((resolve) => finish = resolve);
+  }, timers);
+  r.changed();
+  await timers.advance(1_000);
+  assert.deepEqual(starts, [1_000]);
+  r.changed();
+  await timers.advance(10_000);
+  assert.deepEqual(starts, [1_000, 11_000]);
+  // Changed while the second publication runs: one more, once it ends and 10 s have passed.
+  r.changed();
+  r.changed();
+  assert.ok(!r.pending);
+  finish!();
+  await timers.advance(30_000);
+  assert.deepEqual(starts, [1_000, 11_000, 21_000]);
+  finish!();
+  r.stop();
+});
+
+Deno.test("the transport counts its own node as a mailbox replica only while it is not private", async () => {
+  const asked: (boolean | undefined)[] = [];
+  let status: "unknown" | "public" | "private" = "unknown";
+  const node = {
+    peerId: ME,
+    get reachability() {
+      return { status, relays: [] };
+    },
+    getClosestPeers: (_key: Uint8Array, options: { includeSelf?: boolean }) => {
+      asked.push(options.includeSelf);
+      return Promise.resolve([]);
+    },
+  } as unknown as DhtNode;
+  const transport = transportFor(node);
+  for (const s of ["unknown", "public", "private"] as const) {
+    status = s;
+    await transport.closestPeers(new Uint8Array(32), {
+      count: 3,
+      signal: AbortSignal.timeout(1000),
+    });
+  }
+  assert.deepEqual(asked, [true, true, false]);
 });
