@@ -35,6 +35,7 @@ const OPTIONS = {
   confirm: { type: "boolean" },
   all: { type: "boolean" },
   limit: { type: "string" },
+  announce: { type: "string", multiple: true },
 } as const;
 
 /** The name of an option, without its dashes. */
@@ -85,6 +86,8 @@ export interface OptionValues {
   readonly all?: boolean;
   /** `--limit <n>` (chat, inbox). */
   readonly limit?: string;
+  /** `--announce <multiaddr>` (node), repeatable. */
+  readonly announce?: string[];
 }
 
 /** A parsed command line. */

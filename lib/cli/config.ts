@@ -1,11 +1,15 @@
 /**
  * The CLI's settings file, `config.json` in the data directory: the
  * bootstrap nodes to join through and the addresses to listen on, so they
- * need not be typed on every command. `--bootstrap` and `--listen` on the
- * command line replace what the file says.
+ * need not be typed on every command (`--bootstrap` and `--listen` on the
+ * command line replace what the file says); and, when set, the networks
+ * that count as public and whether to ask the router for a UPnP port
+ * mapping (default on; the environment variable `DIM_UPNP=off` turns it off
+ * whatever the file says).
  *
  * ```json
- * { "bootstrap": ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…"], "listen": [] }
+ * { "bootstrap": ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…"], "listen": [],
+ *   "publicNetworks": ["198.18.0.0/15"], "upnp": false }
  * ```
  *
  * @example Write and read the settings
@@ -22,6 +26,7 @@
  *
  * @module
  */
+import { isIP } from "node:net";
 import { join } from "node:path";
 import { multiaddr } from "@multiformats/multiaddr";
 import { StorageError } from "../errors.ts";
@@ -41,6 +46,13 @@ export interface CliConfig {
   readonly bootstrap: readonly string[];
   /** Multiaddrs to listen on; empty for the default. */
   readonly listen: readonly string[];
+  /**
+   * CIDRs whose addresses count as public besides libp2p's rule (for a
+   * deployment on a private network). Absent: none.
+   */
+  readonly publicNetworks?: readonly string[];
+  /** Whether to ask the router for a UPnP port mapping. Absent: yes. */
+  readonly upnp?: boolean;
 }
 
 /**
@@ -82,9 +94,16 @@ export async function readConfig(home: string): Promise<CliConfig> {
     throw new StorageError(`Cannot read settings ${path}: expected a JSON object`);
   }
   const record = value as Record<string, unknown>;
+  if (record.upnp !== undefined && typeof record.upnp !== "boolean") {
+    throw new StorageError(`Cannot read settings ${path}: "upnp" must be true or false`);
+  }
   return {
     bootstrap: stringList(record.bootstrap, "bootstrap", path),
     listen: stringList(record.listen, "listen", path),
+    ...(record.publicNetworks === undefined
+      ? {}
+      : { publicNetworks: stringList(record.publicNetworks, "publicNetworks", path) }),
+    ...(record.upnp === undefined ? {} : { upnp: record.upnp }),
   };
 }
 
@@ -116,7 +135,17 @@ function stringList(value: unknown, field: string, path: string): string[] {
  */
 export async function writeConfig(home: string, config: CliConfig): Promise<void> {
   await ensureHome(home);
-  const text = JSON.stringify({ bootstrap: config.bootstrap, listen: config.listen }, null, 2);
+  const text = JSON.stringify(
+    {
+      bootstrap: config.bootstrap,
+      listen: config.listen,
+      // Written only when set, so the file of a user who never set them stays as it was.
+      ...(config.publicNetworks?.length ? { publicNetworks: config.publicNetworks } : {}),
+      ...(config.upnp === undefined ? {} : { upnp: config.upnp }),
+    },
+    null,
+    2,
+  );
   await writeFileAtomic(join(home, CONFIG_FILE), new TextEncoder().encode(text + "\n"));
 }
 
@@ -151,6 +180,37 @@ export function checkMultiaddr(address: string, options: { readonly peer: boolea
   }
   if (options.peer && !components.some((c) => c.name === "p2p")) {
     throw new UsageError(`bootstrap address "${text}" needs its node's /p2p/<peer id> part`);
+  }
+  return text;
+}
+
+/**
+ * Checks a network given as a CIDR (`198.18.0.0/15`, `2001:db8::/32`).
+ *
+ * @param cidr The network.
+ * @returns The network, trimmed.
+ * @throws {UsageError} If it is not an IPv4 or IPv6 address with a prefix length in range.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkCidr } from "./config.ts";
+ *
+ * assert.equal(checkCidr("198.18.0.0/15"), "198.18.0.0/15");
+ * assert.throws(() => checkCidr("198.18.0.0/33"), /not a network/);
+ * ```
+ */
+export function checkCidr(cidr: string): string {
+  const text = cidr.trim();
+  const [address = "", prefix, ...rest] = text.split("/");
+  const family = isIP(address);
+  const bits = Number(prefix);
+  if (
+    family === 0 || rest.length > 0 || prefix === undefined || !/^\d{1,3}$/.test(prefix) ||
+    bits > (family === 4 ? 32 : 128)
+  ) {
+    throw new UsageError(
+      `"${text}" is not a network (expected a CIDR such as 198.18.0.0/15 or 2001:db8::/32)`,
+    );
   }
   return text;
 }

@@ -5,21 +5,32 @@
  * dim config                              # show
  * dim config bootstrap /ip4/…/p2p/12D3…   # set the bootstrap nodes (none: clear)
  * dim config listen /ip4/0.0.0.0/tcp/4001 # set the listen addresses (none: default)
+ * dim config public-networks 198.18.0.0/15 # networks that count as public (none: clear)
+ * dim config upnp off                     # no UPnP port mapping (on: the default)
  * ```
  *
  * @module
  */
-import { checkMultiaddr, type CliConfig, CONFIG_FILE, readConfig, writeConfig } from "./config.ts";
+import {
+  checkCidr,
+  checkMultiaddr,
+  type CliConfig,
+  CONFIG_FILE,
+  readConfig,
+  writeConfig,
+} from "./config.ts";
 import { type Context, DEFAULT_LISTEN } from "./context.ts";
 import { UsageError } from "./errors.ts";
 
 /**
- * Shows the settings, or replaces the bootstrap or listen list.
+ * Shows the settings, or replaces the bootstrap, listen or public-networks
+ * list, or turns UPnP on or off.
  *
  * @param ctx The command's context.
- * @param args Nothing (show), or `bootstrap`/`listen` and the new list.
+ * @param args Nothing (show), or `bootstrap`/`listen`/`public-networks` and
+ *   the new list, or `upnp` and `on` or `off`.
  * @returns The exit code.
- * @throws {UsageError} For an unknown key or a malformed multiaddr.
+ * @throws {UsageError} For an unknown key, a malformed multiaddr or network.
  * @throws {StorageError} If the file cannot be read or written.
  * @example
  * ```ts
@@ -45,13 +56,29 @@ export async function configCommand(ctx: Context, args: readonly string[]): Prom
   } else if (key === "listen") {
     config = { ...config, listen: values.map((v) => checkMultiaddr(v, { peer: false })) };
     await writeConfig(home, config);
+  } else if (key === "public-networks") {
+    config = { ...config, publicNetworks: values.map(checkCidr) };
+    await writeConfig(home, config);
+  } else if (key === "upnp") {
+    if (values.length !== 1 || (values[0] !== "on" && values[0] !== "off")) {
+      throw new UsageError("dim config upnp takes on or off");
+    }
+    config = { ...config, upnp: values[0] === "on" };
+    await writeConfig(home, config);
   } else if (key !== undefined && key !== "show") {
-    throw new UsageError(`unknown setting "${key}" (expected bootstrap or listen)`);
+    throw new UsageError(
+      `unknown setting "${key}" (expected bootstrap, listen, public-networks or upnp)`,
+    );
   } else if (values.length > 0) {
     throw new UsageError("dim config show takes no arguments");
   }
   if (ctx.json) {
-    ctx.outJson({ file: `${home}/${CONFIG_FILE}`, ...config });
+    ctx.outJson({
+      file: `${home}/${CONFIG_FILE}`,
+      ...config,
+      publicNetworks: config.publicNetworks ?? [],
+      upnp: config.upnp ?? true,
+    });
     return 0;
   }
   ctx.out(`Settings in ${home}/${CONFIG_FILE}:`);
@@ -65,5 +92,10 @@ export async function configCommand(ctx: Context, args: readonly string[]): Prom
         : `(default ${DEFAULT_LISTEN[0]})`
     }`,
   );
+  const networks = config.publicNetworks ?? [];
+  ctx.out(
+    `  public-networks: ${networks.length ? networks.join(", ") : "(none: libp2p's rule alone)"}`,
+  );
+  ctx.out(`  upnp:      ${config.upnp === false ? "off" : "on (the default)"}`);
   return 0;
 }

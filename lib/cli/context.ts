@@ -22,13 +22,20 @@ import { dataPaths, resolveHome } from "../platform/paths.ts";
 import { PeerUnreachableError } from "../errors.ts";
 import { createMessenger, type Messenger } from "../messenger/messenger.ts";
 import { openProfile, type Profile } from "../profile/profile.ts";
-import { checkMultiaddr, type CliConfig, readConfig } from "./config.ts";
-import { CliError } from "./errors.ts";
+import { checkCidr, checkMultiaddr, type CliConfig, readConfig } from "./config.ts";
+import { CliError, UsageError } from "./errors.ts";
 import type { CliIo } from "./io.ts";
 import { withSpinner } from "./spinner.ts";
 
 /** The environment variable holding the passphrase, for scripts. */
 export const PASSPHRASE_ENV_VAR = "DIM_PASSPHRASE";
+
+/**
+ * The environment variable that turns UPnP port mapping off (`off`) or on
+ * (`on`) whatever the settings say. Tests set it to `off`, so that no test
+ * sends SSDP multicast on the host's real interfaces.
+ */
+export const UPNP_ENV_VAR = "DIM_UPNP";
 
 /** How long networked waits last by default, in seconds. */
 export const DEFAULT_TIMEOUT_S = 30;
@@ -170,6 +177,33 @@ export class Context {
   }
 
   /**
+   * The networks that count as public besides libp2p's rule, from the settings.
+   *
+   * @returns The CIDRs.
+   * @throws {UsageError} If one is malformed.
+   */
+  async publicNetworks(): Promise<string[]> {
+    return ((await this.config()).publicNetworks ?? []).map(checkCidr);
+  }
+
+  /**
+   * Whether to ask the router for a UPnP port mapping: `DIM_UPNP` (`on` or
+   * `off`) if set, else the settings' `upnp`, else yes.
+   *
+   * @returns Whether UPnP is on.
+   * @throws {UsageError} If `DIM_UPNP` is neither `on` nor `off`.
+   */
+  async upnp(): Promise<boolean> {
+    const env = this.io.env(UPNP_ENV_VAR);
+    if (env === "off") return false;
+    if (env === "on") return true;
+    if (env !== undefined && env !== "") {
+      throw new UsageError(`${UPNP_ENV_VAR} must be on or off, not "${env}"`);
+    }
+    return (await this.config()).upnp ?? true;
+  }
+
+  /**
    * Fails unless the data directory holds an identity.
    *
    * @throws {CliError} Suggesting `dim init` if there is none.
@@ -252,12 +286,14 @@ export class Context {
 
   /**
    * Unlocks the profile and starts the messenger on it: joins through the
-   * bootstrap nodes (failing if none answers), publishes the contact card
-   * and starts messaging. Shows a spinner meanwhile on a terminal.
+   * bootstrap nodes (failing if none answers), with the settings' public
+   * networks and UPnP unless turned off, publishes the contact card and
+   * starts messaging. Shows a spinner meanwhile on a terminal.
    *
    * @param options `bootstrap`: nodes to use when none are configured or given.
    * @returns The running messenger; stop it when done.
    * @throws {CliError} If there is no identity or no bootstrap node answers.
+   * @throws {UsageError} If a setting or `DIM_UPNP` is malformed.
    * @throws {KeystoreError} On a wrong passphrase or damaged identity file.
    * @throws {StorageError} If another dim process uses the data directory.
    */
@@ -268,6 +304,8 @@ export class Context {
     const configured = await this.bootstrap();
     const bootstrap = configured.length > 0 ? configured : [...(options.bootstrap ?? [])];
     const listen = await this.listen();
+    const publicNetworks = await this.publicNetworks();
+    const upnp = await this.upnp();
     const passphrase = await this.passphrase();
     const debug = this.options.debug ?? false;
     const log = (m: string) => this.io.stderr(`debug: ${m}\n`);
@@ -280,6 +318,8 @@ export class Context {
           await createMessenger(await openProfile({ home: this.home, passphrase }), {
             listen,
             bootstrap,
+            publicNetworks,
+            upnp,
             // Files from verified or pinned contacts land here; strangers are refused.
             downloadDir: `${this.home}/files`,
             node: { requireBootstrap: bootstrap.length > 0, ...(debug ? { log } : {}) },

@@ -168,9 +168,13 @@ Options:
   {
     name: "status",
     usage: "dim status",
-    summary: "peers, addresses, DHT and outbox",
-    details: `Goes online and shows your node's peers, addresses, DHT routing table size,
-and how many sent messages still wait for acknowledgement.`,
+    summary: "reachability, relays, peers, addresses, DHT and outbox",
+    details: `Goes online and shows whether your node can be dialed from outside, and when
+that was last checked: "public", "behind NAT via relays <peer IDs>" (with the
+relays' addresses), "mapped by UPnP <address>", or "unknown" (not checked
+yet, or no peer to check with); then its addresses (relayed ones included),
+peers, DHT routing table size, and how many sent messages still wait for
+acknowledgement.`,
     options: [],
     run: (ctx, cl) => {
       positionals(cl, 0, 0, "dim status");
@@ -179,27 +183,37 @@ and how many sent messages still wait for acknowledgement.`,
   },
   {
     name: "node",
-    usage: "dim node [--listen <multiaddr>]",
-    summary: "run a bootstrap/storage node until Ctrl-C",
+    usage: "dim node [--listen <multiaddr>] [--announce <multiaddr>]…",
+    summary: "run a bootstrap/storage/relay node until Ctrl-C",
     details: `Runs a node without a user: it keeps the DHT alive, stores records and the
-mailboxes of offline users. It prints its addresses (give one to others as
---bootstrap) and runs until SIGINT or SIGTERM. Use a fixed port for a
-bootstrap node, e.g. --listen /ip4/0.0.0.0/tcp/4001; its peer ID is kept in
-the data directory (--home).`,
-    options: [],
+mailboxes of offline users, and relays for users behind NAT. It prints its
+addresses (give one to others as --bootstrap) and runs until SIGINT or
+SIGTERM. Use a fixed port for a bootstrap node, e.g. --listen
+/ip4/0.0.0.0/tcp/4001; its peer ID is kept in the data directory (--home).
+
+Options:
+  --announce <multiaddr>    the address others dial, when it is not a listen
+                            address (a port forwarded by hand to this machine,
+                            e.g. /ip4/203.0.113.7/tcp/4001); repeatable`,
+    options: ["announce"],
     run: (ctx, cl) => {
       positionals(cl, 0, 0, "dim node");
-      return nodeCommand(ctx);
+      return nodeCommand(ctx, { announce: cl.values.announce });
     },
   },
   {
     name: "config",
-    usage: "dim config [bootstrap|listen <multiaddr>…]",
+    usage: "dim config [bootstrap|listen <multiaddr>… | public-networks <cidr>… | upnp on|off]",
     summary: "show or change the settings",
     details:
       `  dim config                          show the settings (config.json in the data directory)
   dim config bootstrap <multiaddr>…   set the bootstrap nodes (none: clear them)
-  dim config listen <multiaddr>…      set the listen addresses (none: the default)`,
+  dim config listen <multiaddr>…      set the listen addresses (none: the default)
+  dim config public-networks <cidr>…  networks whose addresses count as public, besides
+                                      the usual rule (for a private deployment such as
+                                      198.18.0.0/15; none: clear them)
+  dim config upnp on|off              ask the router for a port mapping (default on;
+                                      DIM_UPNP=off in the environment overrides it)`,
     options: [],
     run: (ctx, cl) => configCommand(ctx, cl.positionals),
   },
@@ -215,7 +229,10 @@ const GLOBAL_HELP = `Global options:
   --json                    machine-readable output
   --debug                   stack traces and network diagnostics on stderr
   -h, --help                show help
-  -V, --version             show the version`;
+  -V, --version             show the version
+
+Environment: DIM_HOME (data directory), DIM_PASSPHRASE (passphrase),
+DIM_UPNP=off|on (UPnP port mapping; default: dim config upnp, else on)`;
 
 const HELP = `dim ${VERSION} — serverless, end-to-end encrypted instant messaging
 
@@ -231,9 +248,10 @@ Commands:
   send <name> <text>        send one message and exit
   inbox                     fetch and show new messages
   chat <name>               interactive chat
-  status                    peers, addresses, DHT and outbox
-  node                      run a bootstrap/storage node until Ctrl-C
-  config                    show or change the settings (bootstrap, listen)
+  status                    reachability, relays, peers, addresses, DHT, outbox
+  node                      run a bootstrap/storage/relay node until Ctrl-C
+  config                    show or change the settings (bootstrap, listen,
+                            public-networks, upnp)
 
 ${GLOBAL_HELP}
 

@@ -1,11 +1,16 @@
 /**
  * `dim node`: a long-running bootstrap and storage node without a user. It
- * keeps the DHT alive, stores records and offline users' mailboxes, prints
- * its multiaddrs, and runs until SIGINT or SIGTERM, then stops cleanly.
+ * keeps the DHT alive, stores records and offline users' mailboxes, relays
+ * for users behind NAT, prints its multiaddrs, and runs until SIGINT or
+ * SIGTERM, then stops cleanly. `--announce` gives the addresses others
+ * should dial when they differ from the listen addresses (a port forwarded
+ * by hand); the settings' public networks and UPnP (unless `DIM_UPNP=off`)
+ * apply as for a user's node.
  *
  * @module
  */
 import { createStorageNode } from "../storage_node.ts";
+import { checkMultiaddr } from "./config.ts";
 import type { Context } from "./context.ts";
 import { CliError } from "./errors.ts";
 import { withSpinner } from "./spinner.ts";
@@ -16,7 +21,10 @@ import { withSpinner } from "./spinner.ts";
  *
  * @param ctx The command's context; `--listen` picks the addresses (use a
  *   fixed port, such as `/ip4/0.0.0.0/tcp/4001`, for a bootstrap node).
+ * @param options `announce`: the multiaddrs to announce instead of the
+ *   listen addresses.
  * @returns The exit code, once stopped.
+ * @throws {UsageError} If an `--announce` address is malformed.
  * @throws {StorageError} If another dim process uses the data directory.
  * @example
  * ```ts
@@ -25,7 +33,8 @@ import { withSpinner } from "./spinner.ts";
  * import { memoryIo } from "./io.ts";
  *
  * const home = await Deno.makeTempDir();
- * const io = memoryIo();
+ * // DIM_UPNP=off: no UPnP discovery on the machine's network from an example.
+ * const io = memoryIo({ env: { DIM_UPNP: "off" } });
  * const running = main(["--home", home, "node", "--listen", "/ip4/127.0.0.1/tcp/0", "--json"], io);
  * while (!io.out.includes("\n")) await new Promise((r) => setTimeout(r, 20));
  * assert.match(JSON.parse(io.out).addresses[0], /\/p2p\//);
@@ -34,11 +43,17 @@ import { withSpinner } from "./spinner.ts";
  * await Deno.remove(home, { recursive: true });
  * ```
  */
-export async function nodeCommand(ctx: Context): Promise<number> {
+export async function nodeCommand(
+  ctx: Context,
+  options: { readonly announce?: readonly string[] | undefined } = {},
+): Promise<number> {
   const onSignal = ctx.io.onSignal;
   if (onSignal === undefined) throw new CliError("cannot run a node here: no signals to stop it");
   const listen = await ctx.listen();
   const bootstrap = await ctx.bootstrap();
+  const announce = (options.announce ?? []).map((a) => checkMultiaddr(a, { peer: false }));
+  const publicNetworks = await ctx.publicNetworks();
+  const upnp = await ctx.upnp();
   const home = ctx.home;
   const debug = ctx.options.debug ?? false;
   const server = await withSpinner(ctx.io, "starting the node…", () =>
@@ -46,6 +61,9 @@ export async function nodeCommand(ctx: Context): Promise<number> {
       home,
       listen,
       bootstrap,
+      ...(announce.length > 0 ? { announce } : {}),
+      publicNetworks,
+      upnp,
       node: debug ? { log: (m: string) => ctx.note(`debug: ${m}`) } : {},
     }));
   try {

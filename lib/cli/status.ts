@@ -1,10 +1,226 @@
 /**
- * `dim status`: goes online and reports the node's health — peers,
- * addresses, DHT routing table, and messages still waiting in the outbox.
+ * `dim status`: goes online and reports the node's health — reachability
+ * (public, behind NAT via which relays, or mapped by UPnP, and how long ago
+ * that was checked), peers, addresses, DHT routing table, and messages
+ * still waiting in the outbox.
  *
  * @module
  */
+import type { Reachability } from "../dht/types.ts";
+import { relayOf } from "../messenger/card_addresses.ts";
 import type { Context } from "./context.ts";
+
+/** The reachability part of `dim status --json`. */
+export interface ReachabilityReport {
+  /** `"unknown"`, `"public"` or `"private"` (behind NAT). */
+  readonly status: Reachability["status"];
+  /** The same in words, with its age, as the text output shows it. */
+  readonly summary: string;
+  /** When it was last checked (ISO 8601), or `null` if never. */
+  readonly checkedAt: string | null;
+  /** Seconds since it was last checked, or `null` if never. */
+  readonly ageSeconds: number | null;
+  /** The relays holding a reservation for this node, and their addresses. */
+  readonly relays: readonly { readonly peerId: string; readonly addresses: string[] }[];
+  /** The address a UPnP gateway maps to this node, or `null`. */
+  readonly mapped: string | null;
+}
+
+/**
+ * How long ago something happened, in words.
+ *
+ * @param ms The time since then, in ms.
+ * @returns `just now`, `42 s ago`, `5 min ago`, `3 h ago` or `2 days ago`.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatAge } from "./status.ts";
+ *
+ * assert.equal(formatAge(300), "just now");
+ * assert.equal(formatAge(5 * 60_000 + 1), "5 min ago");
+ * assert.equal(formatAge(50 * 3_600_000), "2 days ago");
+ * ```
+ */
+export function formatAge(ms: number): string {
+  const s = Math.floor(Math.max(0, ms) / 1000);
+  if (s < 1) return "just now";
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 48 * 3600) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86_400)} days ago`;
+}
+
+/**
+ * A node's reachability in words, with its age.
+ *
+ * @param reach The node's reachability.
+ * @param now The current time in ms.
+ * @returns For example `behind NAT via relays 12D3KooWa…, 12D3KooWb… (checked 3 min ago)`.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeReachability } from "./status.ts";
+ *
+ * assert.equal(
+ *   describeReachability({ status: "public", checkedAt: 0, relays: [] }, 120_000),
+ *   "public (checked 2 min ago)",
+ * );
+ * assert.equal(describeReachability({ status: "unknown", relays: [] }, 0), "unknown (not checked yet)");
+ * ```
+ */
+export function describeReachability(reach: Reachability, now: number): string {
+  let words: string;
+  if (reach.status === "private") {
+    words = reach.relays.length > 0
+      ? `behind NAT via relays ${reach.relays.join(", ")}`
+      : "behind NAT, no relay reserved yet";
+    if (reach.mapped !== undefined) words += `; mapped by UPnP ${reach.mapped}`;
+  } else if (reach.mapped !== undefined) {
+    words = `mapped by UPnP ${reach.mapped}`;
+  } else {
+    words = reach.status;
+  }
+  const age = reach.checkedAt === undefined
+    ? "not checked yet"
+    : `checked ${formatAge(now - reach.checkedAt)}`;
+  return `${words} (${age})`;
+}
+
+/**
+ * The reachability part of `dim status --json`: the node's reachability,
+ * its age, and each relay with the addresses this node is reached through it
+ * at (from the node's `/p2p-circuit` addresses).
+ *
+ * @param reach The node's reachability.
+ * @param multiaddrs The node's addresses.
+ * @param now The current time in ms.
+ * @returns The report.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { reachabilityReport } from "./status.ts";
+ *
+ * const relay = "12D3KooWRelay";
+ * const report = reachabilityReport(
+ *   { status: "private", checkedAt: 1_000, relays: [relay] },
+ *   [`/ip4/198.51.100.1/tcp/4001/p2p/${relay}/p2p-circuit/p2p/12D3KooWMe`],
+ *   61_000,
+ * );
+ * assert.equal(report.ageSeconds, 60);
+ * assert.deepEqual(report.relays, [{ peerId: relay, addresses: ["/ip4/198.51.100.1/tcp/4001"] }]);
+ * ```
+ */
+export function reachabilityReport(
+  reach: Reachability,
+  multiaddrs: readonly string[],
+  now: number,
+): ReachabilityReport {
+  const relays = reach.relays.map((peerId) => {
+    const addresses = new Set<string>();
+    for (const a of multiaddrs) {
+      if (relayOf(a) !== peerId) continue;
+      addresses.add(a.slice(0, a.indexOf("/p2p-circuit")).replace(`/p2p/${peerId}`, ""));
+    }
+    return { peerId, addresses: [...addresses] };
+  });
+  return {
+    status: reach.status,
+    summary: describeReachability(reach, now),
+    checkedAt: reach.checkedAt === undefined ? null : new Date(reach.checkedAt).toISOString(),
+    ageSeconds: reach.checkedAt === undefined
+      ? null
+      : Math.max(0, Math.floor((now - reach.checkedAt) / 1000)),
+    relays,
+    mapped: reach.mapped ?? null,
+  };
+}
+
+/** What `dim status` reports (its `--json` output). */
+export interface StatusReport {
+  /** The user's ID. */
+  readonly id: string;
+  /** The user's display name. */
+  readonly displayName: string;
+  /** The node's peer ID. */
+  readonly peerId: string;
+  /** The node's addresses, relayed ones included. */
+  readonly addresses: readonly string[];
+  /** The bootstrap nodes used. */
+  readonly bootstrap: readonly string[];
+  /** Reachability, its age and the relays. */
+  readonly reachability: ReachabilityReport;
+  /** Open connections. */
+  readonly connections: number;
+  /** Connected peers. */
+  readonly peers: number;
+  /** Peers in the DHT routing table. */
+  readonly routingTable: number;
+  /** Sent messages not yet acknowledged. */
+  readonly outbox: number;
+  /** Of those, the ones stored in the network. */
+  readonly outboxStored: number;
+  /** How many contacts. */
+  readonly contacts: number;
+  /** The contacts whose keys changed. */
+  readonly keyChanged: readonly string[];
+}
+
+/**
+ * The text output of `dim status`.
+ *
+ * @param report The report.
+ * @returns The lines, without line ends.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { statusLines } from "./status.ts";
+ *
+ * const lines = statusLines({
+ *   id: "dimabc", displayName: "Ada", peerId: "12D3KooWMe", addresses: [], bootstrap: [],
+ *   reachability: {
+ *     status: "public", summary: "public (checked just now)", checkedAt: null,
+ *     ageSeconds: 0, relays: [], mapped: null,
+ *   },
+ *   connections: 0, peers: 0, routingTable: 0, outbox: 0, outboxStored: 0, contacts: 0,
+ *   keyChanged: [],
+ * });
+ * assert.ok(lines.includes("Reachability:   public (checked just now)"));
+ * ```
+ */
+export function statusLines(report: StatusReport): string[] {
+  const lines: string[] = [];
+  const list = (label: string, items: readonly string[], none: string) => {
+    lines.push(`${label.padEnd(16)}${items[0] ?? none}`);
+    for (const item of items.slice(1)) lines.push(`${"".padEnd(16)}${item}`);
+  };
+  lines.push(`ID:             ${report.id} (${report.displayName})`);
+  lines.push(`Peer ID:        ${report.peerId}`);
+  lines.push(`Reachability:   ${report.reachability.summary}`);
+  if (report.reachability.relays.length > 0) {
+    list(
+      "Relays:",
+      report.reachability.relays.map((r) =>
+        r.addresses.length > 0 ? `${r.peerId} at ${r.addresses.join(", ")}` : r.peerId
+      ),
+      "",
+    );
+  }
+  list("Addresses:", report.addresses, "(nothing)");
+  list("Bootstrap:", report.bootstrap, "(none configured)");
+  lines.push(`Peers:          ${report.peers} connected (${report.connections} connections)`);
+  lines.push(`DHT:            ${report.routingTable} peers in the routing table`);
+  lines.push(
+    `Outbox:         ${report.outbox} waiting for acknowledgement` +
+      (report.outboxStored > 0 ? ` (${report.outboxStored} stored in the network)` : ""),
+  );
+  lines.push(
+    `Contacts:       ${report.contacts}` +
+      (report.keyChanged.length > 0
+        ? ` (⚠ KEYS CHANGED: ${report.keyChanged.join(", ")} — run dim contact verify)`
+        : ""),
+  );
+  return lines;
+}
 
 /**
  * Joins the network, publishes the contact card, prints what the node sees
@@ -24,16 +240,18 @@ import type { Context } from "./context.ts";
 export async function statusCommand(ctx: Context): Promise<number> {
   const bootstrap = await ctx.bootstrap();
   const messenger = await ctx.openMessenger();
-  let report;
+  let report: StatusReport;
   try {
     const node = messenger.node;
     const outbox = messenger.profile.outbox();
+    const addresses = messenger.addresses;
     report = {
       id: messenger.id,
       displayName: messenger.profile.displayName,
       peerId: node.peerId,
-      addresses: messenger.addresses,
+      addresses,
       bootstrap,
+      reachability: reachabilityReport(node.reachability, addresses, Date.now()),
       connections: node.connections,
       peers: node.peers.length,
       routingTable: node.routingTableSize,
@@ -49,23 +267,6 @@ export async function statusCommand(ctx: Context): Promise<number> {
     ctx.outJson(report);
     return 0;
   }
-  ctx.out(`ID:             ${report.id} (${report.displayName})`);
-  ctx.out(`Peer ID:        ${report.peerId}`);
-  ctx.out(`Listening on:   ${report.addresses[0] ?? "(nothing)"}`);
-  for (const a of report.addresses.slice(1)) ctx.out(`                ${a}`);
-  ctx.out(`Bootstrap:      ${report.bootstrap[0] ?? "(none configured)"}`);
-  for (const a of report.bootstrap.slice(1)) ctx.out(`                ${a}`);
-  ctx.out(`Peers:          ${report.peers} connected (${report.connections} connections)`);
-  ctx.out(`DHT:            ${report.routingTable} peers in the routing table`);
-  ctx.out(
-    `Outbox:         ${report.outbox} waiting for acknowledgement` +
-      (report.outboxStored > 0 ? ` (${report.outboxStored} stored in the network)` : ""),
-  );
-  ctx.out(
-    `Contacts:       ${report.contacts}` +
-      (report.keyChanged.length > 0
-        ? ` (⚠ KEYS CHANGED: ${report.keyChanged.join(", ")} — run dim contact verify)`
-        : ""),
-  );
+  for (const line of statusLines(report)) ctx.out(line);
   return 0;
 }

@@ -15,6 +15,16 @@ export const LOOPBACK = "/ip4/127.0.0.1/tcp/0";
 /** The passphrase of every test identity. */
 export const PASSPHRASE = "test passphrase";
 
+/**
+ * The environment of every `dim` a test runs, in this process or as a
+ * subprocess: the passphrase, and UPnP off, so that no test ever sends SSDP
+ * multicast on the host's real interfaces.
+ */
+export const TEST_ENV: Readonly<Record<string, string>> = Object.freeze({
+  DIM_PASSPHRASE: PASSPHRASE,
+  DIM_UPNP: "off",
+});
+
 /** The repository root and the CLI entry point. */
 export const ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
 export const CLI: string = fileURLToPath(new URL("../../cli.ts", import.meta.url));
@@ -29,7 +39,8 @@ export interface Run {
 
 /**
  * Runs `dim --home <home> …args` in this process against a scripted terminal,
- * with `DIM_PASSPHRASE` set unless `env` says otherwise.
+ * with {@linkcode TEST_ENV} (`DIM_PASSPHRASE` unless `env` says otherwise;
+ * `DIM_UPNP=off` always).
  */
 export function dim(
   home: string,
@@ -45,7 +56,10 @@ export function startDim(
   args: readonly string[],
   options: MemoryIoOptions = {},
 ): { readonly io: MemoryIo; readonly done: Promise<Run> } {
-  const io = memoryIo({ ...options, env: { DIM_PASSPHRASE: PASSPHRASE, ...options.env } });
+  const io = memoryIo({
+    ...options,
+    env: { ...TEST_ENV, ...options.env, DIM_UPNP: "off" },
+  });
   const done = main(["--home", home, ...args], io).then((code) => ({
     code,
     out: io.out,
@@ -99,7 +113,10 @@ export async function until(
   }
 }
 
-/** Runs `deno run -A cli.ts …args` to its end; kills it after `timeoutMs`. */
+/**
+ * Runs `deno run -A cli.ts …args` to its end, with {@linkcode TEST_ENV}
+ * (`DIM_UPNP=off` always); kills it after `timeoutMs`.
+ */
 export async function runCli(
   args: readonly string[],
   options: { readonly env?: Record<string, string>; readonly timeoutMs?: number } = {},
@@ -108,7 +125,7 @@ export async function runCli(
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--quiet", "-A", CLI, ...args],
     cwd: ROOT,
-    env: { DIM_PASSPHRASE: PASSPHRASE, NO_COLOR: "1", ...options.env },
+    env: { ...TEST_ENV, NO_COLOR: "1", ...options.env, DIM_UPNP: "off" },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -4,12 +4,20 @@
  * locked or corrupt data directory, and the offline contact commands.
  */
 import assert from "node:assert/strict";
+import { Context } from "../../lib/cli/context.ts";
 import { main } from "../../lib/cli/main.ts";
+import {
+  describeReachability,
+  formatAge,
+  reachabilityReport,
+  statusLines,
+  type StatusReport,
+} from "../../lib/cli/status.ts";
 import { memoryIo } from "../../lib/cli/io.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { UserStore } from "../../lib/store/user_store.ts";
 import { lockDataDir } from "../../lib/platform/lock.ts";
-import { dim, initUser, PASSPHRASE, tempDir } from "./_helpers.ts";
+import { dim, initUser, PASSPHRASE, tempDir, TEST_ENV } from "./_helpers.ts";
 
 /** Asserts stderr is exactly one `error: …` line, and returns it. */
 function oneErrorLine(err: string): string {
@@ -54,7 +62,7 @@ Deno.test("usage errors exit 2 with one line and a hint", async (t) => {
 });
 
 Deno.test("no arguments prints the help on stderr and exits 2", async () => {
-  const io = memoryIo();
+  const io = memoryIo({ env: TEST_ENV });
   assert.equal(await main([], io), 2);
   assert.match(io.err, /Usage: dim/);
   assert.equal(io.out, "");
@@ -65,7 +73,7 @@ Deno.test("--help on every command and --version exit 0 on stdout", async (t) =>
     const command of ["init", "keygen", "id", "contact", "send", "inbox", "chat", "status", "node"]
   ) {
     await t.step(command, async () => {
-      const io = memoryIo();
+      const io = memoryIo({ env: TEST_ENV });
       assert.equal(await main([command, "--help"], io), 0);
       assert.match(io.out, /^Usage: dim /);
       assert.match(io.out, /--home <dir>/);
@@ -73,15 +81,15 @@ Deno.test("--help on every command and --version exit 0 on stdout", async (t) =>
     });
   }
   await t.step("help <command>", async () => {
-    const io = memoryIo();
+    const io = memoryIo({ env: TEST_ENV });
     assert.equal(await main(["help", "send"], io), 0);
     assert.match(io.out, /Usage: dim send <name> <text>/);
   });
   await t.step("--version and --version --json", async () => {
-    const io = memoryIo();
+    const io = memoryIo({ env: TEST_ENV });
     assert.equal(await main(["--version"], io), 0);
     assert.match(io.out, /^dim \d+\.\d+\.\d+\n$/);
-    const json = memoryIo();
+    const json = memoryIo({ env: TEST_ENV });
     assert.equal(await main(["--version", "--json"], json), 0);
     assert.match(JSON.parse(json.out).version, /^\d/);
   });
@@ -506,4 +514,158 @@ Deno.test("every --json output parses as JSON", async () => {
     assert.equal(run.out.trimEnd().split("\n").length, 1);
   }
   assert.equal(PASSPHRASE.length > 0, true);
+});
+
+Deno.test("dim config sets the public networks and UPnP, and refuses what is not a network", async () => {
+  await using tmp = await tempDir();
+  const home = tmp.path;
+  assert.equal(
+    (await dim(home, ["config", "public-networks", "198.18.0.0/15", "2001:db8::/32"])).code,
+    0,
+  );
+  assert.equal((await dim(home, ["config", "upnp", "off"])).code, 0);
+  let shown = JSON.parse((await dim(home, ["config", "--json"])).out);
+  assert.deepEqual(shown.publicNetworks, ["198.18.0.0/15", "2001:db8::/32"]);
+  assert.equal(shown.upnp, false);
+  const text = await dim(home, ["config"]);
+  assert.match(text.out, /public-networks: 198\.18\.0\.0\/15, 2001:db8::\/32/);
+  assert.match(text.out, /upnp: +off/);
+  const file = JSON.parse(await Deno.readTextFile(`${home}/config.json`));
+  assert.deepEqual(file, {
+    bootstrap: [],
+    listen: [],
+    publicNetworks: ["198.18.0.0/15", "2001:db8::/32"],
+    upnp: false,
+  });
+  assert.equal((await dim(home, ["config", "upnp", "on"])).code, 0);
+  assert.equal((await dim(home, ["config", "public-networks"])).code, 0);
+  shown = JSON.parse((await dim(home, ["config", "--json"])).out);
+  assert.deepEqual([shown.publicNetworks, shown.upnp], [[], true]);
+  for (
+    const [args, message] of [
+      [["public-networks", "198.18.0.0/33"], /"198\.18\.0\.0\/33" is not a network/],
+      [["public-networks", "198.18.0.0"], /is not a network/],
+      [["public-networks", "example.com/8"], /is not a network/],
+      [["upnp", "maybe"], /takes on or off/],
+    ] as const
+  ) {
+    const bad = await dim(home, ["config", ...args]);
+    assert.equal(bad.code, 2, args.join(" "));
+    assert.match(oneErrorLine(bad.err), message);
+  }
+});
+
+Deno.test("DIM_UPNP must be on or off, and dim node --announce takes multiaddrs only", async () => {
+  await using tmp = await tempDir();
+  const home = tmp.path;
+  // The helpers force DIM_UPNP=off, so the variable is read through a context here.
+  const ctx = new Context(memoryIo({ env: { DIM_UPNP: "sometimes" } }), { home });
+  await assert.rejects(ctx.upnp(), /DIM_UPNP must be on or off, not "sometimes"/);
+  const off = new Context(memoryIo({ env: { DIM_UPNP: "off" } }), { home });
+  assert.equal(await off.upnp(), false);
+  assert.equal(await new Context(memoryIo({ env: {} }), { home }).upnp(), true);
+  await dim(home, ["config", "upnp", "off"]);
+  assert.equal(await new Context(memoryIo({ env: {} }), { home }).upnp(), false);
+  assert.equal(await new Context(memoryIo({ env: { DIM_UPNP: "on" } }), { home }).upnp(), true);
+
+  const bad = await dim(home, ["node", "--listen", "/ip4/127.0.0.1/tcp/0", "--announce", "nope"]);
+  assert.equal(bad.code, 2);
+  assert.match(oneErrorLine(bad.err), /"nope" is not a multiaddr/);
+  const elsewhere = await dim(home, ["status", "--announce", "/ip4/192.0.2.1/tcp/4001"]);
+  assert.equal(elsewhere.code, 2);
+  assert.match(oneErrorLine(elsewhere.err), /dim status does not take --announce/);
+});
+
+Deno.test("dim status shows reachability with its age, the relays and their addresses", async (t) => {
+  const now = Date.UTC(2026, 11, 6, 12, 0, 0);
+  const relayA = "12D3KooWRelayA";
+  const relayB = "12D3KooWRelayB";
+  const me = "12D3KooWMe";
+  const addresses = [
+    `/ip4/198.18.0.1/tcp/4001/p2p/${relayA}/p2p-circuit/p2p/${me}`,
+    `/ip4/198.18.1.1/tcp/4001/p2p/${relayB}/p2p-circuit/p2p/${me}`,
+    `/ip6/2001:db8::1/tcp/4001/p2p/${relayB}/p2p-circuit/p2p/${me}`,
+  ];
+  const base: Omit<StatusReport, "reachability"> = {
+    id: "dimabc",
+    displayName: "Ada",
+    peerId: me,
+    addresses,
+    bootstrap: [],
+    connections: 3,
+    peers: 2,
+    routingTable: 2,
+    outbox: 0,
+    outboxStored: 0,
+    contacts: 1,
+    keyChanged: [],
+  };
+
+  await t.step("ages in words", () => {
+    assert.deepEqual(
+      [0, 42_000, 5 * 60_000, 3 * 3_600_000, 3 * 86_400_000].map(formatAge),
+      ["just now", "42 s ago", "5 min ago", "3 h ago", "3 days ago"],
+    );
+  });
+  await t.step("behind NAT: the relays' IDs, then each with its addresses", () => {
+    const reach = {
+      status: "private" as const,
+      checkedAt: now - 180_000,
+      relays: [relayA, relayB],
+    };
+    const report = reachabilityReport(reach, addresses, now);
+    assert.deepEqual(report, {
+      status: "private",
+      summary: `behind NAT via relays ${relayA}, ${relayB} (checked 3 min ago)`,
+      checkedAt: "2026-12-06T11:57:00.000Z",
+      ageSeconds: 180,
+      relays: [
+        { peerId: relayA, addresses: ["/ip4/198.18.0.1/tcp/4001"] },
+        { peerId: relayB, addresses: ["/ip4/198.18.1.1/tcp/4001", "/ip6/2001:db8::1/tcp/4001"] },
+      ],
+      mapped: null,
+    });
+    const lines = statusLines({ ...base, reachability: report });
+    assert.deepEqual(lines.slice(2, 5), [
+      `Reachability:   behind NAT via relays ${relayA}, ${relayB} (checked 3 min ago)`,
+      `Relays:         ${relayA} at /ip4/198.18.0.1/tcp/4001`,
+      `                ${relayB} at /ip4/198.18.1.1/tcp/4001, /ip6/2001:db8::1/tcp/4001`,
+    ]);
+    assert.equal(lines[5], `Addresses:      ${addresses[0]}`);
+    // --json writes the same report as one line.
+    assert.deepEqual(
+      JSON.parse(JSON.stringify({ ...base, reachability: report })).reachability,
+      report,
+    );
+  });
+  await t.step("public, mapped by UPnP, unknown", () => {
+    assert.equal(
+      describeReachability({ status: "public", checkedAt: now - 7_200_000, relays: [] }, now),
+      "public (checked 2 h ago)",
+    );
+    const mapped = {
+      status: "public" as const,
+      checkedAt: now,
+      relays: [],
+      mapped: "/ip4/198.18.0.21/tcp/40001",
+    };
+    assert.equal(
+      describeReachability(mapped, now),
+      "mapped by UPnP /ip4/198.18.0.21/tcp/40001 (checked just now)",
+    );
+    assert.equal(reachabilityReport(mapped, [], now).mapped, "/ip4/198.18.0.21/tcp/40001");
+    const unknown = reachabilityReport({ status: "unknown", relays: [] }, [], now);
+    assert.deepEqual(
+      [unknown.summary, unknown.checkedAt, unknown.ageSeconds, unknown.relays],
+      ["unknown (not checked yet)", null, null, []],
+    );
+    const lines = statusLines({ ...base, addresses: [], reachability: unknown });
+    assert.ok(lines.includes("Reachability:   unknown (not checked yet)"));
+    assert.ok(!lines.some((l) => l.startsWith("Relays:")));
+    assert.ok(lines.includes("Addresses:      (nothing)"));
+    assert.equal(
+      describeReachability({ status: "private", checkedAt: now, relays: [] }, now),
+      "behind NAT, no relay reserved yet (checked just now)",
+    );
+  });
 });

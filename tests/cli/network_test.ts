@@ -129,6 +129,13 @@ Deno.test("send exits once delivered, or once stored for an offline contact; inb
   assert.equal(status.outboxStored, 1);
   assert.ok(status.routingTable >= 1);
   assert.ok(status.addresses.every((a: string) => a.includes("/ip4/127.0.0.1/")));
+  // On loopback no peer can check from outside: reachability stays as it was loaded.
+  assert.ok(["unknown", "public", "private"].includes(status.reachability.status));
+  assert.equal(typeof status.reachability.summary, "string");
+  assert.ok(Array.isArray(status.reachability.relays));
+  const shown = await dim(alice, ["status", "--listen", LOOPBACK]);
+  assert.equal(shown.code, 0, shown.err);
+  assert.match(shown.out, /^Reachability: {3}(public|unknown|behind NAT|mapped by UPnP)/m);
 
   const inbox = await dim(bob, ["inbox", "--listen", LOOPBACK]);
   assert.equal(inbox.code, 0, inbox.err);
