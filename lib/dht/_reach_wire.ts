@@ -157,7 +157,9 @@ export function decodeReach(body: Uint8Array): ReachMessage {
  *   ends before it is complete or has bytes after it.
  */
 export async function readReach(
-  chunks: AsyncIterable<Uint8Array | { subarray(): Uint8Array }>,
+  chunks:
+    | AsyncIterable<Uint8Array | { subarray(): Uint8Array }>
+    | Iterable<Uint8Array | { subarray(): Uint8Array }>,
 ): Promise<ReachMessage> {
   let buffered = new Uint8Array(0);
   let want = -1;

@@ -2,8 +2,11 @@
  * DIM's DHT node: a js-libp2p node (TCP, Noise, Yamux) running kad-dht in
  * server mode on `/dim/kad/1.0.0`, with DIM's record validators and
  * selectors, a replay guard that never lets a stored record go backwards,
- * and optional persistence (peer ID, peer store and DHT records) in a data
- * directory.
+ * optional persistence (peer ID, peer store and DHT records) in a data
+ * directory, and reach through NAT: circuit relay v2 (a relay server on
+ * public nodes, reservations on relays while not reachable), DIM's own
+ * dial-back reachability check, and an explicit rule for which networks
+ * count as public ({@linkcode isPublicAddress}).
  *
  * Importing this module changes no global. Making the first node applies
  * two Deno compatibility fixes, process-wide, so that a process exits once
@@ -42,6 +45,8 @@
  * @module
  */
 export { createDhtNode, DhtNode } from "./node.ts";
+export { isPublicAddress } from "./public_networks.ts";
+export { readReachability } from "./_reach.ts";
 export type {
   DhtCallOptions,
   DhtChunkList,
@@ -56,6 +61,7 @@ export type {
   DhtStreamChunk,
   DhtStreamHandler,
   DhtValidator,
+  Reachability,
 } from "./types.ts";
 export {
   DEFAULT_DISJOINT_PATHS,
@@ -66,10 +72,17 @@ export {
   DEFAULT_PROTOCOL_PREFIX,
   DEFAULT_QUERY_CONCURRENCY,
   DEFAULT_QUORUM,
+  DEFAULT_RELAYS,
   DHT_K,
   kadProtocol,
   NODE_DATABASE_FILE,
   NODE_KEY_FILE,
+  NODE_REACH_FILE,
   QUERY_TIMEOUT_MS,
+  REACH_PROTOCOL,
   RECORD_MAX_AGE_MS,
+  RELAY_CONNECTION_BYTES,
+  RELAY_CONNECTION_DURATION_MS,
+  RELAY_MAX_RESERVATIONS,
+  RELAY_MAX_RESERVATIONS_PER_IP,
 } from "./constants.ts";
