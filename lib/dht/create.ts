@@ -71,7 +71,8 @@ import {
   type Libp2pInternals,
   relayInternals,
 } from "./_libp2p_internals.ts";
-import { checkPublicNetworks } from "./public_networks.ts";
+import { createPortMapper } from "../platform/upnp.ts";
+import { checkPublicNetworks, isPublicAddress } from "./public_networks.ts";
 import { type NodePortMapper, Reach } from "./_reach.ts";
 import { ReachProtocol } from "./_reach_protocol.ts";
 import { RelayKeeper } from "./_relays.ts";
@@ -109,7 +110,11 @@ export interface ReachHooks {
 
 /** Parts injected into {@linkcode assembleNode}, for tests and the integration of other layers. */
 export interface NodeInjections {
-  /** The UPnP port mapper used when `upnp` is on (the integration point of `lib/platform/upnp.ts`). */
+  /**
+   * The UPnP port mapper used when `upnp` is on. Default: `lib/platform/upnp.ts`'s
+   * `createPortMapper`, searching by SSDP multicast, with the node's
+   * `publicNetworks` deciding which external addresses count as public.
+   */
   readonly portMapper?: NodePortMapper;
 }
 
@@ -364,7 +369,12 @@ export async function assembleNode(
         relayServer,
         check: reachabilityCheck,
         dataDir,
-        portMapper: upnp ? injections.portMapper : undefined,
+        portMapper: upnp
+          ? injections.portMapper ??
+            createPortMapper({
+              isPublic: (ip) => isPublicAddress(`/ip4/${ip}/tcp/1`, publicNetworks),
+            })
+          : undefined,
         ...hooks,
         clock,
         log,

@@ -114,3 +114,35 @@ Deno.test("a node without relayServer offers no hop protocol while unknown", asy
   await forceReachability(off, "public");
   assert.ok(!libp2pOf(off).getProtocols().includes("/libp2p/circuit/relay/0.2.0/hop"));
 });
+
+Deno.test("upnp: a mapped port is announced and released on stop", async () => {
+  const { assembleNode } = await import("../../lib/dht/create.ts");
+  const { DhtNode } = await import("../../lib/dht/node.ts");
+  let released = 0;
+  const portMapper = {
+    map: (request: { internalPort: number }) =>
+      Promise.resolve({
+        externalIp: "203.0.113.7",
+        externalPort: request.internalPort + 1,
+        leaseSeconds: 3600,
+        renew: () => Promise.resolve(),
+        release: () => {
+          released++;
+          return Promise.resolve();
+        },
+      }),
+  };
+  const node = new DhtNode(
+    await assembleNode({ listen: LOOPBACK, upnp: true, reachabilityCheck: false }, { portMapper }),
+  );
+  const addresses = new Promise<string[]>((resolve) =>
+    node.addEventListener("addresses", (e) => resolve((e as CustomEvent<string[]>).detail))
+  );
+  await node.start();
+  const port = Number(/tcp\/(\d+)/.exec(node.multiaddrs[0]!)![1]);
+  const mapped = `/ip4/203.0.113.7/tcp/${port + 1}`;
+  assert.ok((await addresses).includes(`${mapped}/p2p/${node.peerId}`));
+  assert.equal(node.reachability.mapped, mapped);
+  await node.stop();
+  assert.equal(released, 1);
+});
