@@ -99,3 +99,37 @@ export class ProtocolError extends DimError {}
 
 /** Persistent storage (database or files) failed. */
 export class StorageError extends DimError {}
+
+/** Which way port mapping failed. */
+export type PortMappingErrorCode =
+  | "no-gateway" // no gateway answered the search in time
+  | "timeout" // the gateway did not answer a request in time
+  | "unreachable" // a socket or connection failed
+  | "malformed" // an answer was not what the protocol says
+  | "too-large" // an answer was over its size limit
+  | "refused" // the gateway answered with an error (see `upnpCode`)
+  | "not-public"; // the gateway's external address is not public (double NAT)
+
+/** Port mapping through a UPnP gateway failed. */
+export class PortMappingError extends DimError {
+  /** Which way it failed. */
+  readonly code: PortMappingErrorCode;
+  /** The UPnP error code of a gateway's refusal (e.g. 718: the port is taken), if it sent one. */
+  readonly upnpCode: number | undefined;
+  /**
+   * Makes a port-mapping error.
+   *
+   * @param code Which way it failed.
+   * @param message "Cannot <action>: <state>".
+   * @param options `cause`, and `upnpCode` for a refusal.
+   */
+  constructor(
+    code: PortMappingErrorCode,
+    message: string,
+    options?: ErrorOptions & { readonly upnpCode?: number },
+  ) {
+    super(message, options);
+    this.code = code;
+    this.upnpCode = options?.upnpCode;
+  }
+}

@@ -87,6 +87,9 @@ export async function createStorageNode(options: StorageNodeOptions = {}): Promi
       validators: { dim: dimValidator },
       selectors: { dim: dimSelector },
       relayServer: true,
+      // `dim node` always serves the DHT and relays, whatever a dial-back
+      // check would say: it is deployed to be reachable.
+      reachabilityCheck: false,
       ...(options.announce === undefined ? {} : { announce: options.announce }),
       ...(options.publicNetworks === undefined ? {} : { publicNetworks: options.publicNetworks }),
       ...(options.upnp === undefined ? {} : { upnp: options.upnp }),

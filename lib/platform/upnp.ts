@@ -48,7 +48,7 @@
  * @module
  */
 import { raceSignal as race } from "race-signal";
-import { DimError } from "../errors.ts";
+import { PortMappingError } from "../errors.ts";
 import { searchGateway, SSDP_ADDRESS, SSDP_PORT } from "./_ssdp.ts";
 import { childText, descendants, escapeXml, parseXml, type XmlElement } from "./_xml.ts";
 import { deadline, scopedSignal } from "./signals.ts";
@@ -87,40 +87,6 @@ const UPNP_CONFLICT = 718;
 const UPNP_PERMANENT_ONLY = 725;
 /** UPnP error 714 (NoSuchEntryInArray): deleting a mapping that is gone already. */
 const UPNP_NO_SUCH_ENTRY = 714;
-
-/** Which way port mapping failed. */
-export type PortMappingErrorCode =
-  | "no-gateway" // no gateway answered the search in time
-  | "timeout" // the gateway did not answer a request in time
-  | "unreachable" // a socket or connection failed
-  | "malformed" // an answer was not what the protocol says
-  | "too-large" // an answer was over its size limit
-  | "refused" // the gateway answered with an error (see `upnpCode`)
-  | "not-public"; // the gateway's external address is not public (double NAT)
-
-/** Port mapping through a UPnP gateway failed. */
-export class PortMappingError extends DimError {
-  /** Which way it failed. */
-  readonly code: PortMappingErrorCode;
-  /** The UPnP error code of a gateway's refusal (e.g. 718: the port is taken), if it sent one. */
-  readonly upnpCode: number | undefined;
-  /**
-   * Makes a port-mapping error.
-   *
-   * @param code Which way it failed.
-   * @param message "Cannot <action>: <state>".
-   * @param options `cause`, and `upnpCode` for a refusal.
-   */
-  constructor(
-    code: PortMappingErrorCode,
-    message: string,
-    options?: ErrorOptions & { readonly upnpCode?: number },
-  ) {
-    super(message, options);
-    this.code = code;
-    this.upnpCode = options?.upnpCode;
-  }
-}
 
 /** Options of {@linkcode createPortMapper}. */
 export interface PortMapperOptions {

@@ -1,10 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  createPortMapper,
-  type PortMapperOptions,
-  PortMappingError,
-  type PortMappingErrorCode,
-} from "../../lib/platform/upnp.ts";
+import { createPortMapper, type PortMapperOptions } from "../../lib/platform/upnp.ts";
+import { PortMappingError, type PortMappingErrorCode } from "../../lib/errors.ts";
 import { description, type Igd, type IgdOptions, soapFault, startIgd } from "../reach/_igd.ts";
 
 // Everything runs on 127.0.0.1: the fake gateway's SSDP socket and HTTP
