@@ -6,7 +6,7 @@
  * stdin, one command a line: `{ "id": 1, "cmd": "send", "to": "bob", "text": "hi" }`.
  * Commands: `status`, `add-contact` (name, contact), `send` (to, text),
  * `send-file` (to, path), `card` (contact: a user ID; looked up afresh),
- * `fetch-mailbox`, `dial` (address), `stop`.
+ * `history` (with: a contact), `fetch-mailbox`, `closest-mailbox` (user: a user ID), `dial` (address), `stop`.
  * stdout, one JSON object a line: replies `{ "reply": 1, "ok": true, … }` or
  * `{ "reply": 1, "ok": false, "error": "…" }`, and events `{ "event": "…", "at": ms, … }`:
  * `ready` (peerId, userId, addresses), `message` (from, text, id, seq, via),
@@ -15,7 +15,9 @@
  *
  * @module
  */
+import { decodeUserId } from "../../lib/crypto/identity.ts";
 import { libp2pOf } from "../../lib/dht/node.ts";
+import { mailboxAddress } from "../../lib/messaging/mailbox.ts";
 import type { DhtNode } from "../../lib/dht/node.ts";
 import { createMessenger, type Messenger } from "../../lib/messenger/messenger.ts";
 import { createProfile, openProfile } from "../../lib/profile/profile.ts";
@@ -64,22 +66,29 @@ if (config.role === "storage") {
     publicNetworks: config.publicNetworks,
     ...(config.upnp === undefined ? {} : { upnp: config.upnp }),
     ...(config.relays === undefined ? {} : { relays: config.relays }),
-    ...(config.messaging ? { messaging: config.messaging } : {}),
+    messaging: {
+      ...config.messaging,
+      // Failures talking to one peer: in stderr, which the tests show on failure.
+      onPeerError: (err) => console.error(`peer error: ${err}`),
+    },
     ...(config.downloadDir ? { downloadDir: config.downloadDir } : {}),
   });
   node = messenger.node;
   const m = messenger;
-  m.addEventListener("message", (e) => {
-    const msg = (e as CustomEvent<ChatMessage>).detail;
-    event("message", {
-      from: msg.contact ?? msg.peer,
-      text: msg.text,
-      id: msg.id,
-      seq: msg.seq,
-      via: msg.via,
-      sentAt: msg.sentAt,
-    });
-  });
+  // The iterator, not the "message" event: it also yields what arrived
+  // while createMessenger was still starting.
+  (async () => {
+    for await (const msg of m.messages()) {
+      event("message", {
+        from: msg.contact ?? msg.peer,
+        text: msg.text,
+        id: msg.id,
+        seq: msg.seq,
+        via: msg.via,
+        sentAt: msg.sentAt,
+      });
+    }
+  })();
   m.addEventListener("status", (e) => {
     const msg = (e as CustomEvent<ChatMessage>).detail;
     event("status", { seq: msg.seq, state: msg.state, via: msg.via });
@@ -143,6 +152,21 @@ async function run(c: Command): Promise<Record<string, unknown>> {
       });
       return { peerId: card.peerId, addresses: card.addresses, seq: card.seq };
     }
+    case "closest-mailbox": {
+      // The nodes this node finds closest to a user's mailbox (diagnostics).
+      const mailbox = await mailboxAddress(decodeUserId(String(c.user)));
+      const peers = await node.getClosestPeers(mailbox, { signal: AbortSignal.timeout(20_000) });
+      return { peers: peers.map((p) => p.peerId) };
+    }
+    case "history":
+      return {
+        messages: messenger!.profile.history(String(c.with)).map((m) => ({
+          text: m.text,
+          direction: m.direction,
+          state: m.state,
+          via: m.via,
+        })),
+      };
     case "fetch-mailbox":
       return { count: await messenger!.fetchMailbox() };
     case "dial":

@@ -45,6 +45,13 @@ async function liveChat(s: Scenario, alice: Peer, bob: Peer, label: string): Pro
       ba.p50.toFixed(0)
     } ms (max ${Math.max(...ab.latencies, ...ba.latencies).toFixed(0)} ms)`,
   );
+  const links = (await alice.status()).connections.filter((c) => c.peer === bob.peerId);
+  console.log(
+    `${label}: alice's connections to bob: ${
+      links.map((c) => c.address.includes("/p2p-circuit") ? "relayed" : "direct").join(", ") ||
+      "none"
+    }`,
+  );
   assert.ok(ab.p50 <= LIVE_P50_MS, `alice→bob p50 ${ab.p50} ms`);
   assert.ok(ba.p50 <= LIVE_P50_MS, `bob→alice p50 ${ba.p50} ms`);
   for (const p of [alice, bob]) {
@@ -72,7 +79,8 @@ async function liveChat(s: Scenario, alice: Peer, bob: Peer, label: string): Pro
     } MiB/s)`,
   );
 
-  // Offline: bob leaves, alice's message is stored in the network, bob comes back.
+  // Offline: bob leaves, alice's message is stored in the network, alice
+  // leaves too (so nothing comes directly), bob comes back.
   await bob.stop();
   const away = await alice.call<{ seq: number }>("send", {
     to: "bob",
@@ -83,6 +91,7 @@ async function liveChat(s: Scenario, alice: Peer, bob: Peer, label: string): Pro
     60_000,
     `"stored" for the message to offline bob`,
   );
+  await alice.stop();
   const back = await s.user(bob.host, "bob", { reopen: true });
   const m = await back.waitUntil(
     () => back.messages().find((m) => m.text === "while you were away"),
