@@ -471,7 +471,7 @@ console.error(
     `| MiB relayed (${figures.pairs} × ${
       TRAFFIC_PER_CIRCUIT / MIB
     } MiB at once) | | | ${figures.cpuPerRelayedMibMs} ms |`,
-    `| idle relayed connection, per minute | | | ${figures.idleCpuPerCircuitMsPerMin} ms |`,
+    `| idle pair, per minute (reservation pings every 3 s, keep-alives, the relayed connection) | | | ${figures.idleCpuPerCircuitMsPerMin} ms |`,
   ].join("\n"),
 );
 console.log(`relay_bench ${JSON.stringify(figures)}`);
