@@ -20,28 +20,45 @@ const REPLACE_MS = 10_000;
 /** Messages may fall back to the mailbox (polled every 30 s by default). */
 const ARRIVAL_MS = 75_000;
 
-/** Public alice, bob behind NAT with two relays among three storage nodes, introduced. */
+/**
+ * Alice and bob behind two NATs (so every connection between them goes
+ * through a relay), bob with two relays among three storage nodes, introduced.
+ */
 async function setUp(s: Scenario): Promise<{ alice: Peer; bob: Peer }> {
-  const home = await s.lab.router("home");
-  const alice = await s.user(await s.lab.publicHost("alice"), "alice");
-  const bob = await s.user(await s.lab.hostBehind(home, "bob"), "bob");
-  await waitRelayed(bob, 2);
+  const alice = await s.user(await s.lab.hostBehind(await s.lab.router("home1"), "alice"), "alice");
+  const bob = await s.user(await s.lab.hostBehind(await s.lab.router("home2"), "bob"), "bob");
+  await Promise.all([waitRelayed(alice), waitRelayed(bob, 2)]);
   await waitCardRelayed(alice, bob);
+  await waitCardRelayed(bob, alice);
   await introduce(alice, "alice", bob, "bob");
   await chat(alice, bob, "bob", 1, "warm-up");
   return { alice, bob };
 }
 
+/** How the messages tagged `tag` travelled: "direct 8, mailbox 2". */
+function routes(bob: Peer, tag: string): string {
+  const counts = new Map<string, number>();
+  for (const m of bob.messages().filter((m) => m.text.startsWith(tag))) {
+    counts.set(m.via, (counts.get(m.via) ?? 0) + 1);
+  }
+  return [...counts].map(([via, n]) => `${via} ${n}`).join(", ");
+}
+
 /** The relay alice's connection to bob goes through, else bob's first relay. */
-async function relayInUse(s: Scenario, alice: Peer, bob: Peer): Promise<Peer> {
+async function relayInUse(
+  s: Scenario,
+  alice: Peer,
+  bob: Peer,
+): Promise<{ relay: Peer; inUse: boolean }> {
   const relays = (await bob.status()).reachability!.relays;
   const through = (await alice.status()).connections
     .filter((c) => c.peer === bob.peerId && c.address.includes("/p2p-circuit"))
     .map((c) => /\/p2p\/([^/]+)\/p2p-circuit/.exec(c.address)?.[1]);
-  const id = through.find((r) => r !== undefined && relays.includes(r)) ?? relays[0];
+  const used = through.find((r) => r !== undefined && relays.includes(r));
+  const id = used ?? relays[0];
   const relay = s.storage.find((p) => p.peerId === id);
   assert.ok(relay, `bob's relay ${id} is one of the storage nodes`);
-  return relay;
+  return { relay, inUse: used !== undefined };
 }
 
 Deno.test({
@@ -52,12 +69,14 @@ Deno.test({
     await using s = await Scenario.create(3);
     const { alice, bob } = await setUp(s);
     let replaced: Promise<number> | undefined;
+    let carried = false;
     const result = await chat(alice, bob, "bob", 20, "mid-chat", {
       gapMs: 250,
       timeoutMs: ARRIVAL_MS,
       async onSent(i) {
         if (i !== 4) return;
-        const relay = await relayInUse(s, alice, bob);
+        const { relay, inUse } = await relayInUse(s, alice, bob);
+        carried = inUse;
         await relay.kill();
         const killedAt = Date.now();
         replaced = bob.waitReachability(
@@ -70,9 +89,9 @@ Deno.test({
     });
     const ms = await replaced!;
     console.log(
-      `relay killed: new reservation after ${ms} ms; send→display p50 ${
+      `relay killed (it carried alice→bob: ${carried}): new reservation after ${ms} ms; send→display p50 ${
         result.p50.toFixed(0)
-      } ms, max ${Math.max(...result.latencies).toFixed(0)} ms`,
+      } ms, max ${Math.max(...result.latencies).toFixed(0)} ms (${routes(bob, "mid-chat")})`,
     );
     assert.ok(ms <= REPLACE_MS, `a new relay after ${ms} ms`);
     assert.deepEqual(duplicates(bob), []);
@@ -86,16 +105,16 @@ Deno.test({
   async fn() {
     await using s = await Scenario.create(3);
     const { alice, bob } = await setUp(s);
-    const hostile = await relayInUse(s, alice, bob);
+    const { relay: hostile, inUse } = await relayInUse(s, alice, bob);
     await s.lab.blackhole(hostile.host);
     const result = await chat(alice, bob, "bob", 10, "past a hostile relay", {
       gapMs: 250,
       timeoutMs: ARRIVAL_MS,
     });
     console.log(
-      `hostile relay: send→display p50 ${result.p50.toFixed(0)} ms, max ${
-        Math.max(...result.latencies).toFixed(0)
-      } ms`,
+      `hostile relay (it carried alice→bob: ${inUse}): send→display p50 ${
+        result.p50.toFixed(0)
+      } ms, max ${Math.max(...result.latencies).toFixed(0)} ms (${routes(bob, "past a hostile")})`,
     );
     await new Promise((r) => setTimeout(r, 1000));
     assert.deepEqual(duplicates(bob), []);
