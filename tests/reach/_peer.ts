@@ -6,7 +6,8 @@
  * stdin, one command a line: `{ "id": 1, "cmd": "send", "to": "bob", "text": "hi" }`.
  * Commands: `status`, `add-contact` (name, contact), `send` (to, text),
  * `send-file` (to, path), `card` (contact: a user ID; looked up afresh),
- * `history` (with: a contact), `fetch-mailbox`, `closest-mailbox` (user: a user ID), `dial` (address), `stop`.
+ * `history` (with: a contact), `fetch-mailbox`, `closest-mailbox` (user: a user ID), `hang-up` (peer),
+ * `dial` (address), `stop`.
  * stdout, one JSON object a line: replies `{ "reply": 1, "ok": true, … }` or
  * `{ "reply": 1, "ok": false, "error": "…" }`, and events `{ "event": "…", "at": ms, … }`:
  * `ready` (peerId, userId, addresses), `message` (from, text, id, seq, via),
@@ -169,6 +170,9 @@ async function run(c: Command): Promise<Record<string, unknown>> {
       };
     case "fetch-mailbox":
       return { count: await messenger!.fetchMailbox() };
+    case "hang-up":
+      await node.hangUp(String(c.peer));
+      return {};
     case "dial":
       return { peer: await node.dial(String(c.address), { signal: AbortSignal.timeout(10_000) }) };
     default:

@@ -49,10 +49,19 @@ Deno.test({
     const added = await igd.stdout.next();
     assert.match(String(added.value), /"added"/);
 
-    // Alice dials the mapped address itself: it goes through the router's DNAT.
+    // Alice drops whatever bob opened to her and dials the mapped address
+    // itself: a new connection, through the router's DNAT, inbound at bob.
     const address = mapped.includes("/p2p/") ? mapped : `${mapped}/p2p/${bob.peerId}`;
+    await alice.call("hang-up", { peer: bob.peerId });
     const dialed = await alice.call<{ peer: string }>("dial", { address });
     assert.equal(dialed.peer, bob.peerId);
+    const inbound = (await bob.status()).connections.filter((c) =>
+      c.peer === alice.peerId && c.direction === "inbound"
+    );
+    assert.ok(
+      inbound.some((c) => !c.address.includes("/p2p-circuit")),
+      `bob was dialed directly: ${JSON.stringify(inbound)}`,
+    );
 
     await introduce(alice, "alice", bob, "bob");
     await chat(alice, bob, "bob", 1, "warm-up");
@@ -62,12 +71,5 @@ Deno.test({
     const toBob = (await alice.status()).connections.filter((c) => c.peer === bob.peerId);
     assert.ok(toBob.length > 0, "alice is connected to bob");
     assert.deepEqual(toBob.filter((c) => c.address.includes("/p2p-circuit")), [], "no relay");
-    const fromAlice = (await bob.status()).connections.filter((c) =>
-      c.peer === alice.peerId && c.direction === "inbound"
-    );
-    assert.ok(
-      fromAlice.some((c) => !c.address.includes("/p2p-circuit")),
-      "bob was dialed directly",
-    );
   },
 });
