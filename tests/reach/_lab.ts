@@ -95,17 +95,22 @@ export async function labUnavailable(): Promise<string | undefined> {
 }
 
 /**
- * Declares the tests of one file: skipped with one line on stderr when the
- * lab cannot run here.
+ * Whether the tests of a file must be skipped because the lab cannot run
+ * here; the first file to ask says why, in one line on stderr.
  *
- * @param file The test file's name, for the skip line.
  * @returns `ignore` for `Deno.test`.
  */
-export async function skipUnlessLab(file: string): Promise<boolean> {
+export async function skipUnlessLab(): Promise<boolean> {
   const reason = await labUnavailable();
-  if (reason !== undefined) console.error(`tests/reach/${file}: skipped, the NAT lab ${reason}`);
+  // One line for the whole run, said by the first file (each test file has
+  // its own module instance; the environment is the process's).
+  if (reason !== undefined && Deno.env.get(SKIP_SAID) === undefined) {
+    Deno.env.set(SKIP_SAID, "1");
+    console.error(`tests/reach: skipped, the NAT lab ${reason}`);
+  }
   return reason !== undefined;
 }
+const SKIP_SAID = "DIM_REACH_SKIP_SAID";
 
 /** A process started in a namespace. */
 export class LabProcess {

@@ -12,7 +12,7 @@ import {
 } from "./_driver.ts";
 import { skipUnlessLab } from "./_lab.ts";
 
-const ignore = await skipUnlessLab("chat_test.ts");
+const ignore = await skipUnlessLab();
 
 /** Live-arrival bound of issue 14: send to display, median. */
 const LIVE_P50_MS = 2000;

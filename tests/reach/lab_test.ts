@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { type Host, Lab, labNamespaces, type LabProcess, skipUnlessLab } from "./_lab.ts";
 
-const ignore = await skipUnlessLab("lab_test.ts");
+const ignore = await skipUnlessLab();
 
 const SERVER = `
 const l = Deno.listen({ hostname: "0.0.0.0", port: Number(Deno.args[0]) });

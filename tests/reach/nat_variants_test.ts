@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { chat, duplicates, introduce, Scenario, waitCardRelayed, waitRelayed } from "./_driver.ts";
 import { skipUnlessLab } from "./_lab.ts";
 
-const ignore = await skipUnlessLab("nat_variants_test.ts");
+const ignore = await skipUnlessLab();
 
 Deno.test({
   name: "reach: users behind double NAT and behind random port mapping are reached through relays",

@@ -13,7 +13,7 @@ import {
 } from "./_driver.ts";
 import { skipUnlessLab } from "./_lab.ts";
 
-const ignore = await skipUnlessLab("relay_failover_test.ts");
+const ignore = await skipUnlessLab();
 
 /** Issue 14: a lost relay is replaced within 10 s. */
 const REPLACE_MS = 10_000;

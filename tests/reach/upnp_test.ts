@@ -8,7 +8,7 @@ import { skipUnlessLab } from "./_lab.ts";
 
 const IGD = fileURLToPath(new URL("./_igd.ts", import.meta.url));
 const CONFIG = fileURLToPath(new URL("../../deno.json", import.meta.url));
-let ignore = await skipUnlessLab("upnp_test.ts");
+let ignore = await skipUnlessLab();
 if (!ignore && !(await Deno.stat(IGD).then(() => true, () => false))) {
   console.error("tests/reach/upnp_test.ts: skipped, no test gateway (tests/reach/_igd.ts)");
   ignore = true;
