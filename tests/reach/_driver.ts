@@ -264,7 +264,8 @@ export class Peer {
         }
       };
       const timer = setTimeout(
-        () => finish(new Error(`${this.name}: no ${what} within ${timeoutMs} ms`)),
+        () =>
+          finish(new Error(`${this.name}: no ${what} within ${timeoutMs} ms\n${this.describe()}`)),
         timeoutMs,
       );
       const poll = setInterval(test, 200);
