@@ -36,6 +36,7 @@
  * @module
  */
 import type { Connection, PeerId, Stream } from "@libp2p/interface";
+import type { Multiaddr } from "@multiformats/multiaddr";
 import type { Libp2p } from "libp2p";
 import { DimError, PeerUnreachableError } from "../errors.ts";
 import { LIBP2P_STOP_TIMEOUT_MS } from "./constants.ts";
@@ -56,7 +57,7 @@ import type {
   Reachability,
 } from "./types.ts";
 import { cancelAddressUpdate, coalesceWrites, withReliableIteration } from "./_libp2p_internals.ts";
-import { describe, parseMultiaddr, parseTarget, streamError } from "./_peers.ts";
+import { describe, parseMultiaddr, parseTarget, peerIdOf, streamError } from "./_peers.ts";
 import { joinNetwork } from "./_join.ts";
 import { Lifecycle } from "./_lifecycle.ts";
 import { settlesWithin } from "../platform/signals.ts";
@@ -552,12 +553,35 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     return await this.#connect(
       `open ${protocol} stream`,
       options,
-      async (signal) =>
-        withReliableIteration(
-          await this.#libp2p.dialProtocol(peer, protocol, { signal, runOnLimitedConnection: true }),
-        ),
+      async (signal) => {
+        const options = { signal, runOnLimitedConnection: true };
+        // libp2p reuses only unlimited connections: to a peer reached through
+        // a relay it would dial a second relayed connection for every stream.
+        const relayed = this.#relayedConnection(peer);
+        return withReliableIteration(
+          relayed === undefined
+            ? await this.#libp2p.dialProtocol(peer, protocol, options)
+            : await relayed.newStream(protocol, options),
+        );
+      },
       (cause) => streamError(target, protocol, cause),
     );
+  }
+
+  // The open relayed connection to the peer a dial target names, when it
+  // has no direct one.
+  #relayedConnection(peer: Multiaddr | Multiaddr[] | PeerId): Connection | undefined {
+    const first = Array.isArray(peer) ? peer[0] : peer;
+    const peerId = first === undefined
+      ? undefined
+      : "toMultihash" in first
+      ? first.toString()
+      : peerIdOf(first);
+    if (peerId === undefined) return undefined;
+    const open = this.#libp2p.getConnections()
+      .filter((c) => c.remotePeer.toString() === peerId && c.status === "open");
+    if (open.some((c) => c.limits === undefined)) return undefined;
+    return open[0];
   }
 
   /**

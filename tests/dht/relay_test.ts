@@ -69,6 +69,16 @@ Deno.test("a private node reserves on relays and is dialled through a circuit", 
   assert.ok(connection.remoteAddr.toString().includes("/p2p-circuit"));
   assert.ok(connection.limits !== undefined, "a relayed connection is limited");
 
+  // More streams to A go over the same relayed connection, whatever
+  // address or peer ID names A, instead of a new relayed connection each.
+  for (const target of [viaR1, a.peerId, { peerId: a.peerId, multiaddrs: circuits }]) {
+    const again = await b.dialProtocol(target, ECHO);
+    again.send(new Uint8Array([4]));
+    await again.close();
+    for await (const _ of again);
+  }
+  assert.deepEqual(libp2pOf(b).getConnections(libp2pOf(a).peerId), [connection]);
+
   // Back to unknown: reservations are given up, kad-dht serves again.
   await forceReachability(a, "unknown");
   assert.equal(a.reachability.relays.length, 0);
