@@ -43,6 +43,15 @@ export const CARD_CHANGE_QUIET_MS = 1_000;
  */
 export const CARD_CHANGE_MIN_INTERVAL_MS = 10_000;
 
+/**
+ * The longest wait before a failed publication is tried again. A failure
+ * is tried again after {@linkcode CARD_CHANGE_MIN_INTERVAL_MS}, and each
+ * further failure in a row doubles that: a node
+ * that lost the network retries a few times a minute at first, then every
+ * five minutes, until a publication goes through.
+ */
+export const CARD_RETRY_MAX_MS = 5 * 60_000;
+
 /** Options of {@linkcode Republisher}; the timers are injectable for tests. */
 export interface RepublisherOptions {
   /** The quiet period. Default {@linkcode CARD_CHANGE_QUIET_MS}. */
@@ -70,12 +79,14 @@ export class Republisher {
   #again = false;
   #lastStart = -Infinity;
   #stopped = false;
+  #failures = 0;
 
   /**
    * Makes a republisher; nothing happens until {@linkcode Republisher.changed}.
    *
-   * @param publish Publishes the card; its failure is ignored (the next
-   *   change, or the periodic republication, tries again).
+   * @param publish Publishes the card; a failure is tried again, after
+   *   an interval that doubles with each failure in a row (at most
+   *   {@linkcode CARD_RETRY_MAX_MS}).
    * @param options The quiet period, the interval and the timers.
    */
   constructor(publish: () => Promise<void>, options: RepublisherOptions = {}) {
@@ -105,7 +116,9 @@ export class Republisher {
       return;
     }
     if (this.#timer !== undefined) return;
-    const wait = Math.max(this.#quietMs, this.#lastStart + this.#minIntervalMs - this.#clock());
+    const backoff = this.#failures === 0 ? 1 : 2 ** (this.#failures - 1);
+    const interval = Math.min(this.#minIntervalMs * backoff, CARD_RETRY_MAX_MS);
+    const wait = Math.max(this.#quietMs, this.#lastStart + interval - this.#clock());
     this.#timer = this.#setTimer(() => this.#fire(), wait);
   }
 
@@ -127,7 +140,13 @@ export class Republisher {
     } catch (err) {
       publishing = Promise.reject(err);
     }
-    publishing.catch(() => {}).finally(() => {
+    publishing.then(
+      () => this.#failures = 0,
+      () => {
+        this.#failures++;
+        this.#again = true;
+      },
+    ).finally(() => {
       this.#running = false;
       if (this.#again) {
         this.#again = false;

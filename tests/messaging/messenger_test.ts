@@ -431,6 +431,31 @@ Deno.test("card republication: a change during a publication is published after 
   r.stop();
 });
 
+Deno.test("card republication: a failed publication is tried again, less often after each failure", async () => {
+  const timers = fakeTimers();
+  const starts: number[] = [];
+  let failures = 3;
+  const r = new Republisher(() => {
+    starts.push(timers.clock());
+    if (failures > 0) {
+      failures--;
+      return Promise.reject(new Error("no peer took the card"));
+    }
+    return Promise.resolve();
+  }, timers);
+  r.changed();
+  await timers.advance(200_000);
+  // 1 s quiet period, then 10 s, 20 s and 40 s after each failed start.
+  assert.deepEqual(starts, [1_000, 11_000, 31_000, 71_000]);
+  assert.ok(!r.pending, "nothing more once a publication went through");
+  r.changed();
+  await timers.advance(1_000);
+  r.changed();
+  await timers.advance(10_000);
+  assert.deepEqual(starts.slice(4), [201_000, 211_000], "the interval is back to 10 s");
+  r.stop();
+});
+
 Deno.test("the transport counts its own node as a mailbox replica only while it is not private", async () => {
   const asked: (boolean | undefined)[] = [];
   let status: "unknown" | "public" | "private" = "unknown";
