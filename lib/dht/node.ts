@@ -13,17 +13,12 @@
  * in the SQLite database `node.db`, and on start it redials peers it knew.
  *
  * kad-dht serves the protocol and keeps the routing table; `get`, `put` and
- * `getClosestPeers` run DIM's own lookup (`_lookup.ts`, called by
- * `records.ts`): the same iterative
- * Kademlia over disjoint paths, sending its requests on streams it keeps
- * open per peer (`_kad_client.ts`), and ending a `get` once the closest
- * peers agree (see {@linkcode DhtGetOptions.quorum}). Around libp2p, the
- * node trims per-request work that changed nothing: repeated peer-store
- * writes and reads (`_peer_store_cache.ts`, `_peer_events.ts`), the
- * routing table's slow closest-peer search (`_closest.ts`), one socket
- * write per frame chunk (`_coalesce.ts`), and libp2p's logging when it is
- * off (`_logger.ts`). Every reliance on libp2p's internals goes through
- * `_libp2p_internals.ts`, which checks their shape when a node is made.
+ * `getClosestPeers` run DIM's own Kademlia lookup over disjoint paths
+ * (`_lookup.ts`, called by `records.ts`, on streams kept per peer by
+ * `_kad_client.ts`), ending a `get` once the closest peers agree. The
+ * `_*.ts` modules beside it trim per-request work libp2p does for nothing;
+ * every reliance on libp2p's internals goes through `_libp2p_internals.ts`,
+ * which checks their shape when a node is made.
  *
  * Reach (`_reach.ts`): circuit relay v2 on every node (dialling circuits,
  * reservations while "private", the hop server per `relayServer`), DIM's
@@ -36,7 +31,6 @@
  * @module
  */
 import type { Connection, PeerId, Stream } from "@libp2p/interface";
-import type { Multiaddr } from "@multiformats/multiaddr";
 import type { Libp2p } from "libp2p";
 import { DimError, PeerUnreachableError } from "../errors.ts";
 import { LIBP2P_STOP_TIMEOUT_MS } from "./constants.ts";
@@ -57,7 +51,8 @@ import type {
   Reachability,
 } from "./types.ts";
 import { cancelAddressUpdate, coalesceWrites, withReliableIteration } from "./_libp2p_internals.ts";
-import { describe, parseMultiaddr, parseTarget, peerIdOf, streamError } from "./_peers.ts";
+import { describe, parseMultiaddr, parseTarget, streamError } from "./_peers.ts";
+import { openRelayedStream, relayedConnection } from "./_relayed.ts";
 import { joinNetwork } from "./_join.ts";
 import { Lifecycle } from "./_lifecycle.ts";
 import { settlesWithin } from "../platform/signals.ts";
@@ -557,31 +552,15 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
         const options = { signal, runOnLimitedConnection: true };
         // libp2p reuses only unlimited connections: to a peer reached through
         // a relay it would dial a second relayed connection for every stream.
-        const relayed = this.#relayedConnection(peer);
+        const relayed = relayedConnection(this.#libp2p.getConnections(), peer);
         return withReliableIteration(
           relayed === undefined
             ? await this.#libp2p.dialProtocol(peer, protocol, options)
-            : await relayed.newStream(protocol, options),
+            : await openRelayedStream(relayed, protocol, options),
         );
       },
       (cause) => streamError(target, protocol, cause),
     );
-  }
-
-  // The open relayed connection to the peer a dial target names, when it
-  // has no direct one.
-  #relayedConnection(peer: Multiaddr | Multiaddr[] | PeerId): Connection | undefined {
-    const first = Array.isArray(peer) ? peer[0] : peer;
-    const peerId = first === undefined
-      ? undefined
-      : "toMultihash" in first
-      ? first.toString()
-      : peerIdOf(first);
-    if (peerId === undefined) return undefined;
-    const open = this.#libp2p.getConnections()
-      .filter((c) => c.remotePeer.toString() === peerId && c.status === "open");
-    if (open.some((c) => c.limits === undefined)) return undefined;
-    return open[0];
   }
 
   /**
