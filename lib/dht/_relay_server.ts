@@ -31,13 +31,15 @@ import {
 import type { RelayInternals } from "./_libp2p_internals.ts";
 import { ipOf } from "./public_networks.ts";
 import { HOP_PROTOCOL } from "./_relays.ts";
+import type { RelayLimits } from "./types.ts";
 
 /**
  * The relay server service with DIM's limits.
  *
+ * @param limits What one relayed connection may carry; DIM's defaults otherwise.
  * @returns The service factory for `createLibp2p`'s `services`.
  */
-export function dimRelayServer(): ReturnType<typeof circuitRelayServer> {
+export function dimRelayServer(limits: RelayLimits = {}): ReturnType<typeof circuitRelayServer> {
   return circuitRelayServer({
     maxInboundHopStreams: RELAY_MAX_HOP_STREAMS,
     maxOutboundStopStreams: RELAY_MAX_STOP_STREAMS,
@@ -45,9 +47,11 @@ export function dimRelayServer(): ReturnType<typeof circuitRelayServer> {
       maxReservations: RELAY_MAX_RESERVATIONS,
       reservationTtl: RELAY_RESERVATION_TTL_MS,
       applyDefaultLimit: true,
-      defaultDataLimit: BigInt(RELAY_CONNECTION_BYTES),
-      // The server times relayed connections with AbortSignal.timeout(duration): milliseconds.
-      defaultDurationLimit: RELAY_CONNECTION_DURATION_MS,
+      defaultDataLimit: BigInt(limits.bytes ?? RELAY_CONNECTION_BYTES),
+      // The server times relayed connections with AbortSignal.timeout(duration):
+      // milliseconds. (It also sends this number in the reservation, where the
+      // relay v2 spec means seconds; DIM's clients do not read it.)
+      defaultDurationLimit: limits.durationMs ?? RELAY_CONNECTION_DURATION_MS,
     },
   });
 }

@@ -195,6 +195,7 @@ export async function assembleNode(
     publicNetworks = [],
     relayServer = "auto",
     relays = DEFAULT_RELAYS,
+    relayLimits = {},
     reachabilityCheck = true,
     announce = [],
     upnp = false,
@@ -230,6 +231,8 @@ export async function assembleNode(
       queryConcurrency,
       disjointPaths,
       relays: relays + 1,
+      "relayLimits.bytes": relayLimits.bytes ?? 1,
+      "relayLimits.durationMs": relayLimits.durationMs ?? 1,
     })
   ) {
     if (!Number.isSafeInteger(value) || value < 1) {
@@ -296,7 +299,7 @@ export async function assembleNode(
           // A lone node must answer "not found" rather than wait for peers.
           allowQueryWithZeroPeers: true,
         }),
-        ...(relayServer === false ? {} : { relay: dimRelayServer() }),
+        ...(relayServer === false ? {} : { relay: dimRelayServer(relayLimits) }),
       },
     });
     gaterTarget.libp2p = libp2p;

@@ -62,6 +62,7 @@ export type {
   DhtStreamHandler,
   DhtValidator,
   Reachability,
+  RelayLimits,
 } from "./types.ts";
 export {
   DEFAULT_DISJOINT_PATHS,

@@ -72,6 +72,7 @@ export type {
   DhtStreamHandler,
   DhtValidator,
   Reachability,
+  RelayLimits,
 } from "./types.ts";
 
 export { forceReachability, libp2pOf } from "./_access.ts";

@@ -101,6 +101,13 @@ export interface DhtNodeOptions {
   /** Relay reservations to keep while this node's reachability is "private". Default `2`. */
   readonly relays?: number;
   /**
+   * What one connection relayed by this node may carry before the relay
+   * resets it (the two ends then dial a fresh one). Defaults:
+   * `RELAY_CONNECTION_BYTES` (32 MiB, both directions together) and
+   * `RELAY_CONNECTION_DURATION_MS` (10 min).
+   */
+  readonly relayLimits?: RelayLimits;
+  /**
    * Run DIM's dial-back check (`/dim/reach/1.0.0`) to learn this node's
    * reachability. With `false` the status stays "unknown". Default `true`.
    */
@@ -263,4 +270,12 @@ export interface DhtStream extends AsyncIterable<DhtStreamChunk> {
    * @param err Why.
    */
   abort(err: Error): void;
+}
+
+/** Limits of one relayed connection, see {@linkcode DhtNodeOptions.relayLimits}. */
+export interface RelayLimits {
+  /** Bytes, both directions together. */
+  readonly bytes?: number;
+  /** Milliseconds. */
+  readonly durationMs?: number;
 }

@@ -17,12 +17,16 @@ async function waitFor(what: string, ok: () => boolean, ms = 8_000): Promise<num
   return Date.now() - start;
 }
 
-function relayNode(bootstrap: readonly string[] = []): Promise<DhtNode> {
+function relayNode(
+  bootstrap: readonly string[] = [],
+  relayLimits: { bytes?: number } = {},
+): Promise<DhtNode> {
   return createDhtNode({
     listen: LOOPBACK,
     bootstrap,
     relayServer: true,
     reachabilityCheck: false,
+    relayLimits,
   });
 }
 
@@ -86,6 +90,50 @@ Deno.test("a private node reserves on relays and is dialled through a circuit", 
   assert.equal(a.reachability.relays.length, 0);
   assert.ok(!a.multiaddrs.some((m) => m.includes("/p2p-circuit")));
   assert.equal(libp2pOf(a).services.dht.getMode(), "server");
+});
+
+Deno.test("past a relayed connection's byte budget the relay resets it, and the next stream dials a fresh one", async () => {
+  await using r = await relayNode([], { bytes: 64 * 1024 });
+  await using a = await createDhtNode({
+    listen: LOOPBACK,
+    bootstrap: r.multiaddrs,
+    reachabilityCheck: false,
+    relays: 1,
+  });
+  await using b = await createDhtNode({ listen: LOOPBACK, reachabilityCheck: false });
+  await a.handle(ECHO, async (stream) => {
+    for await (const chunk of stream) stream.send(chunk.subarray());
+    await stream.close();
+  });
+  await forceReachability(a, "private");
+  await waitFor("a reservation", () => a.reachability.relays.length === 1);
+  const circuit = a.multiaddrs.find((m) => m.includes("/p2p-circuit"))!;
+  const echo = async (bytes: number): Promise<number> => {
+    const stream = await b.dialProtocol(circuit, ECHO);
+    stream.send(new Uint8Array(bytes).fill(7));
+    await stream.close();
+    let got = 0;
+    for await (const chunk of stream) got += chunk.byteLength;
+    // A reset ends the stream early, without an error on this side.
+    if (got !== bytes) throw new Error(`echo cut short at ${got} bytes`);
+    return got;
+  };
+  // 10 round trips of 16 KiB (320 KiB through the relay) on a 64 KiB budget:
+  // the relay resets a connection several times; a retry after a reset, as
+  // DIM's outbox makes, gets through on a fresh connection.
+  const connections = new Set<string>();
+  for (let i = 0; i < 10; i++) {
+    let got = 0;
+    for (let attempt = 0; attempt < 3 && got === 0; attempt++) {
+      got = await echo(16 * 1024).catch(() => 0);
+    }
+    assert.equal(got, 16 * 1024);
+    for (const c of libp2pOf(b).getConnections(libp2pOf(a).peerId)) {
+      assert.ok(c.remoteAddr.toString().includes("/p2p-circuit"), "only relayed connections");
+      connections.add(c.id);
+    }
+  }
+  assert.ok(connections.size >= 3, `relayed connections used: ${connections.size}`);
 });
 
 Deno.test("a relay that stops is replaced within 10 s", async () => {
