@@ -310,6 +310,16 @@ export const RELAY_RETRY_BACKOFF_MS = 60_000;
 export const RELAY_RESERVE_TIMEOUT_MS = 5_000;
 
 /**
+ * How long opening a stream on an open relayed connection may take before
+ * the connection is taken for dead (a relay that went silent keeps it open)
+ * and a fresh one is dialed in the same call. Negotiating a stream is one
+ * round trip through the relay, milliseconds even across continents; 2 s
+ * leaves room for a loaded relay and still leaves most of a delivery
+ * attempt (5 s) for the fresh dial.
+ */
+export const RELAY_STREAM_OPEN_TIMEOUT_MS = 2_000;
+
+/**
  * How many reservations this node holds as a relay, in all. Each costs the
  * relay one kept connection (the client's) and a map entry; 128 stays well
  * under the 300 connections libp2p keeps before pruning, leaving room for

@@ -553,11 +553,12 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
         const options = { signal, runOnLimitedConnection: true };
         // libp2p reuses only unlimited connections: to a peer reached through
         // a relay it would dial a second relayed connection for every stream.
+        const dial = () => this.#libp2p.dialProtocol(peer, protocol, options);
         const relayed = relayedConnection(this.#libp2p.getConnections(), peer);
         return withReliableIteration(
           relayed === undefined
-            ? await this.#libp2p.dialProtocol(peer, protocol, options)
-            : await openRelayedStream(relayed, protocol, options),
+            ? await dial()
+            : await openRelayedStream(relayed, protocol, options, dial),
         );
       },
       (cause) => streamError(target, protocol, cause),

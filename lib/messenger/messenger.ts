@@ -288,14 +288,16 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     await this.#service.start();
     await this.#files.start(transportFor(this.#node));
     if (!this.#publish) return;
-    await this.publishCard().catch(() => {});
-    this.#republish = setInterval(() => this.publishCard().catch(() => {}), CARD_REPUBLISH_MS);
-    Deno.unrefTimer(this.#republish as unknown as number);
     // New relay addresses, a UPnP mapping or a new reachability change what
-    // the card should list (see card_addresses.ts).
+    // the card should list (see card_addresses.ts). Listening before the
+    // first publication: a change while it runs (the first reachability
+    // check, the first reservations) is published after it.
     for (const type of ["addresses", "reachability"]) {
       this.#node.addEventListener(type, this.#addressListener);
     }
+    await this.publishCard().catch(() => {});
+    this.#republish = setInterval(() => this.publishCard().catch(() => {}), CARD_REPUBLISH_MS);
+    Deno.unrefTimer(this.#republish as unknown as number);
     this.#service.fetchMailbox({ refresh: true }).catch(() => {});
   }
 
