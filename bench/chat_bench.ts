@@ -14,8 +14,8 @@
 // Run:    deno bench -A bench/chat_bench.ts
 // Report: deno bench -A --json bench/chat_bench.ts | deno run -A bench/report.ts
 // The p50/p99 of every bench (from per-iteration times) go to stderr at the end.
+import { Acks } from "./_acks.ts";
 import { openChatPair } from "./_chat_pair.ts";
-import type { MessageStream } from "../lib/messaging/mailbox.ts";
 
 const ECHO_PROTOCOL = "/dim-bench/ack/1.0.0";
 const BATCH = 100;
@@ -61,29 +61,6 @@ await bob.node.handle(ECHO_PROTOCOL, async (stream) => {
 });
 const raw = await alice.node.dialProtocol(bob.addresses[0]!, ECHO_PROTOCOL);
 
-/** Counts the acknowledgements arriving on a stream. */
-class Acks {
-  #bytes = 0;
-  #waiting: { count: number; resolve: () => void } | undefined;
-  constructor(stream: MessageStream) {
-    (async () => {
-      for await (const chunk of stream) {
-        this.#bytes += chunk instanceof Uint8Array ? chunk.length : chunk.subarray().length;
-        if (this.#waiting !== undefined && this.#bytes >= this.#waiting.count * 4) {
-          this.#waiting.resolve();
-          this.#waiting = undefined;
-        }
-      }
-    })().catch(() => {
-      // The stream is reset at the end of the run.
-    });
-  }
-  /** Resolves once `count` acknowledgements arrived in all. */
-  until(count: number): Promise<void> {
-    if (this.#bytes >= count * 4) return Promise.resolve();
-    return new Promise((resolve) => (this.#waiting = { count, resolve }));
-  }
-}
 const acks = new Acks(raw);
 let framesSent = 0;
 

@@ -34,6 +34,7 @@
 // Run:    deno bench -A bench/relay_bench.ts
 // Report: deno bench -A --json bench/relay_bench.ts | deno run -A bench/report.ts
 // The p50/p99 of every bench and the relay's figures go to stderr.
+import { Acks } from "./_acks.ts";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type { Connection, Stream } from "@libp2p/interface";
@@ -189,30 +190,6 @@ async function rawStream(connection: Connection, protocol: string): Promise<Stre
 }
 
 // --- Group 1: round trip of 1 KiB ---------------------------------------------
-
-/** Counts the 4-byte acknowledgements arriving on a stream. */
-class Acks {
-  #bytes = 0;
-  #waiting: { count: number; resolve: () => void } | undefined;
-  constructor(stream: Stream) {
-    (async () => {
-      for await (const chunk of stream) {
-        this.#bytes += chunk.byteLength;
-        if (this.#waiting !== undefined && this.#bytes >= this.#waiting.count * 4) {
-          this.#waiting.resolve();
-          this.#waiting = undefined;
-        }
-      }
-    })().catch(() => {
-      // The stream is reset when group 2 replaces the connection.
-    });
-  }
-  /** Resolves once `count` acknowledgements arrived in all. */
-  until(count: number): Promise<void> {
-    if (this.#bytes >= count * 4) return Promise.resolve();
-    return new Promise((resolve) => (this.#waiting = { count, resolve }));
-  }
-}
 
 const ackStream = await rawStream(relayedConnection(), ACK_PROTOCOL);
 const acks = new Acks(ackStream);

@@ -68,6 +68,20 @@ export const CHECKED_VERSIONS: Readonly<Record<string, string>> = Object.freeze(
 /** Thrown when a libp2p or kad-dht object lacks a part DIM relies on. */
 export class Libp2pInternalsError extends DimError {}
 
+/**
+ * Throws one {@linkcode Libp2pInternalsError} naming every part of the
+ * checked list that is missing.
+ */
+function requireAll(checks: readonly (readonly [boolean, string])[]): void {
+  const missing = checks.filter(([ok]) => !ok).map(([, name]) => name);
+  if (missing.length > 0) {
+    throw new Libp2pInternalsError(
+      `Cannot create DHT node: libp2p internals changed (checked against ${versions()}); ` +
+        `missing: ${missing.join(", ")}. See lib/dht/_libp2p_internals.ts`,
+    );
+  }
+}
+
 /** kad-dht's routing table, as DIM uses it. */
 export interface RoutingTableInternals extends EventTarget {
   /** How many peers it holds. */
@@ -129,7 +143,7 @@ export function checkLibp2pInternals(libp2p: Libp2pLike): Libp2pInternals {
   const components = (libp2p as { components?: { addressManager?: unknown } }).components;
   const update = (components?.addressManager as { _updatePeerStoreAddresses?: unknown } | undefined)
     ?._updatePeerStoreAddresses as { stop?: unknown } | undefined;
-  const missing = [
+  requireAll([
     [dht?.network instanceof EventTarget, "@libp2p/kad-dht: services.dht.network (an EventTarget)"],
     [table instanceof EventTarget, "@libp2p/kad-dht: services.dht.routingTable (an EventTarget)"],
     [typeof table?.size === "number", "@libp2p/kad-dht: routingTable.size"],
@@ -144,13 +158,7 @@ export function checkLibp2pInternals(libp2p: Libp2pLike): Libp2pInternals {
       typeof update?.stop === "function",
       "libp2p: components.addressManager._updatePeerStoreAddresses.stop()",
     ],
-  ].filter(([ok]) => !ok).map(([, name]) => name);
-  if (missing.length > 0) {
-    throw new Libp2pInternalsError(
-      `Cannot create DHT node: libp2p internals changed (checked against ${versions()}); ` +
-        `missing: ${missing.join(", ")}. See lib/dht/_libp2p_internals.ts`,
-    );
-  }
+  ]);
   return {
     kad: dht as KadInternals,
     peerStore: libp2p.peerStore,
@@ -445,7 +453,7 @@ export function relayInternals(libp2p: { readonly services: object }): RelayInte
   const store = transport?.reservationStore;
   const addresses = components?.addressManager as Partial<AddressManagerInternals> | undefined;
   const server = (libp2p.services as { relay?: { onHop?: unknown } }).relay;
-  const missing = [
+  requireAll([
     [transport !== undefined, "libp2p: components.transportManager (a circuit-relay transport)"],
     [store instanceof EventTarget, "@libp2p/circuit-relay-v2: transport.reservationStore"],
     [
@@ -465,13 +473,7 @@ export function relayInternals(libp2p: { readonly services: object }): RelayInte
       server === undefined || typeof server.onHop === "function",
       "@libp2p/circuit-relay-v2: services.relay.onHop()",
     ],
-  ].filter(([ok]) => !ok).map(([, name]) => name);
-  if (missing.length > 0) {
-    throw new Libp2pInternalsError(
-      `Cannot create DHT node: libp2p internals changed (checked against ${versions()}); ` +
-        `missing: ${missing.join(", ")}. See lib/dht/_libp2p_internals.ts`,
-    );
-  }
+  ]);
   return {
     store: store as ReservationStoreInternals,
     addressManager: addresses as AddressManagerInternals,
