@@ -147,6 +147,8 @@ export interface StatusReport {
   readonly addresses: readonly string[];
   /** The bootstrap nodes used. */
   readonly bootstrap: readonly string[];
+  /** The peer IDs of the peers that answered the node's start dials. */
+  readonly joinedThrough: readonly string[];
   /** Reachability, its age and the relays. */
   readonly reachability: ReachabilityReport;
   /** Open connections. */
@@ -176,7 +178,7 @@ export interface StatusReport {
  * import { statusLines } from "./status.ts";
  *
  * const lines = statusLines({
- *   id: "dimabc", displayName: "Ada", peerId: "12D3KooWMe", addresses: [], bootstrap: [],
+ *   id: "dimabc", displayName: "Ada", peerId: "12D3KooWMe", addresses: [], bootstrap: [], joinedThrough: [],
  *   reachability: {
  *     status: "public", summary: "public (checked just now)", checkedAt: null,
  *     ageSeconds: 0, relays: [], mapped: null,
@@ -207,6 +209,7 @@ export function statusLines(report: StatusReport): string[] {
   }
   list("Addresses:", report.addresses, "(nothing)");
   list("Bootstrap:", report.bootstrap, "(none configured)");
+  list("Joined through:", report.joinedThrough, "(nobody answered)");
   lines.push(`Peers:          ${report.peers} connected (${report.connections} connections)`);
   lines.push(`DHT:            ${report.routingTable} peers in the routing table`);
   lines.push(
@@ -251,6 +254,7 @@ export async function statusCommand(ctx: Context): Promise<number> {
       peerId: node.peerId,
       addresses,
       bootstrap,
+      joinedThrough: node.joinedThrough,
       reachability: reachabilityReport(node.reachability, addresses, Date.now()),
       connections: node.connections,
       peers: node.peers.length,

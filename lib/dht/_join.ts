@@ -1,9 +1,11 @@
 /**
  * How a started DIM node joins the DHT: it dials its bootstrap peers and up
- * to 16 peers known from an earlier run (a few at a time, for at most 5 s
- * before it goes on), waits for the first routing-table peer, then looks up
- * its own neighbourhood, so that a put or get right after `start()`
- * reaches the DHT.
+ * to 16 peers known from an earlier run together (a few at a time, for at
+ * most 5 s before it goes on), and is online as soon as any of them
+ * answers, bootstrap or not: one stopped bootstrap node does not keep out a
+ * node that knows other peers. Then it waits for the first routing-table
+ * peer and looks up its own neighbourhood, so that a put or get right after
+ * `start()` reaches the DHT.
  *
  * @module
  */
@@ -31,12 +33,17 @@ export interface JoinInit {
   readonly libp2p: Pick<Libp2p, "dial" | "getConnections" | "peerId">;
   /** Bootstrap peers. */
   readonly bootstrap: readonly Multiaddr[];
-  /** Whether joining fails when no bootstrap peer answers. */
+  /**
+   * Whether joining fails when there are bootstrap peers and no peer
+   * answers, bootstrap or known from an earlier run.
+   */
   readonly requireBootstrap: boolean;
   /** The node's record operations, for the self lookup. */
   readonly records: Pick<DhtRecords, "lookup">;
   /** The routing table's size now. */
   readonly routingTableSize: () => number;
+  /** Called with the peer ID of each peer that answered a start dial. */
+  readonly joined: (peerId: string) => void;
   /** The peers of the peer store. */
   readonly knownPeers: (signal: AbortSignal) => Promise<DhtPeer[]>;
   /** Aborts dials that go on after the join (the node's stop signal). */
@@ -53,7 +60,8 @@ export interface JoinInit {
  * @param init The node's parts.
  * @param signal Aborts the join.
  * @returns When the node has joined, or found no peer to join through.
- * @throws {PeerUnreachableError} If `requireBootstrap` is set and no bootstrap peer answered.
+ * @throws {PeerUnreachableError} If `requireBootstrap` is set, there are
+ *   bootstrap peers, and no peer answered.
  * @throws {DOMException} If `signal` is aborted.
  */
 export async function joinNetwork(init: JoinInit, signal: AbortSignal): Promise<void> {
@@ -61,28 +69,19 @@ export async function joinNetwork(init: JoinInit, signal: AbortSignal): Promise<
   const known = (await init.knownPeers(signal))
     .filter((peer) => !bootstrapIds.has(peer.peerId) && peer.multiaddrs.length > 0)
     .slice(0, RECONNECT_PEER_LIMIT);
-  const targets: { label: string; target: Multiaddr | PeerId; bootstrap: boolean }[] = [
-    ...init.bootstrap.map((address) => ({
-      label: address.toString(),
-      target: address,
-      bootstrap: true,
-    })),
-    ...known.map((peer) => ({
-      label: peer.peerId,
-      target: peerIdFromString(peer.peerId),
-      bootstrap: false,
-    })),
+  const targets: { label: string; target: Multiaddr | PeerId }[] = [
+    ...init.bootstrap.map((address) => ({ label: address.toString(), target: address })),
+    ...known.map((peer) => ({ label: peer.peerId, target: peerIdFromString(peer.peerId) })),
   ];
-  let bootstrapped = 0;
   let connected = 0;
   const dials = runLimited(
     targets,
     START_DIAL_CONCURRENCY,
-    async ({ label, target, bootstrap }) => {
+    async ({ label, target }) => {
       try {
-        await init.libp2p.dial(target, { signal: init.dialSignal });
+        const connection = await init.libp2p.dial(target, { signal: init.dialSignal });
         connected++;
-        if (bootstrap) bootstrapped++;
+        init.joined(connection.remotePeer.toString());
       } catch (cause) {
         init.log(`could not dial ${label}: ${describe(cause)}`);
       }
@@ -92,9 +91,10 @@ export async function joinNetwork(init: JoinInit, signal: AbortSignal): Promise<
   // Slow dials go on in the background; start() does not wait for them all.
   await settlesWithin(dials, START_DIAL_TIMEOUT_MS, signal);
   signal.throwIfAborted();
-  if (init.requireBootstrap && init.bootstrap.length > 0 && bootstrapped === 0) {
+  if (init.requireBootstrap && init.bootstrap.length > 0 && connected === 0) {
+    const others = known.length === 0 ? "" : `, nor any of ${known.length} peers known before`;
     throw new PeerUnreachableError(
-      `Cannot start DHT node: none of the ${init.bootstrap.length} bootstrap peers answered`,
+      `Cannot start DHT node: none of the ${init.bootstrap.length} bootstrap peers answered${others}`,
     );
   }
   if (connected === 0 && init.libp2p.getConnections().length === 0) return;

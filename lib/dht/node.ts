@@ -89,8 +89,8 @@ const encoder = new TextEncoder();
  * @throws {RangeError} If a numeric option is out of range.
  * @throws {StorageError} If the data directory, key file or database cannot
  *   be used (unreadable, corrupt, locked).
- * @throws {PeerUnreachableError} If `requireBootstrap` is set and no bootstrap peer answers
- *   within 5 s.
+ * @throws {PeerUnreachableError} If `requireBootstrap` is set and no peer, bootstrap or
+ *   known from an earlier run, answers within 5 s.
  * @throws {DimError} If libp2p cannot start, for example when a listen address is in use.
  * @throws {DOMException} If `signal` is aborted.
  * @example An isolated node with its state in a temporary directory
@@ -148,6 +148,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   readonly #records: DhtRecords;
   readonly #reach: Reach;
   #announced = "";
+  readonly #joinedThrough = new Set<string>();
   readonly #life: Lifecycle = new Lifecycle({
     start: (signal) => this.#start(signal),
     stop: () => this.#stop(),
@@ -216,6 +217,14 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     return this.#reach.value;
   }
 
+  /**
+   * The peer IDs of the peers that answered this node's start dials: its
+   * bootstrap peers and the peers it knew from an earlier run.
+   */
+  get joinedThrough(): string[] {
+    return [...this.#joinedThrough];
+  }
+
   /** The kad-dht protocol id this node speaks, such as `/dim/kad/1.0.0`. */
   get protocol(): string {
     return this.#parts.protocol;
@@ -261,7 +270,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
    * @param options `signal`: aborts the start, which then stops the node.
    * @returns When the node is started and, if any peer answered, has joined the DHT.
    * @throws {PeerUnreachableError} If `requireBootstrap` was set and no
-   *   bootstrap peer could be dialled (the node is then stopped).
+   *   peer could be dialled, bootstrap or known before (the node is then stopped).
    * @throws {DimError} If the node has been stopped.
    * @throws {StorageError} If the datastore fails.
    * @throws {DOMException} If `signal` is aborted.
@@ -661,6 +670,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
       routingTableSize: () => this.routingTableSize,
       knownPeers: (signal) => this.knownPeers({ signal }),
       dialSignal: this.#life.stopSignal,
+      joined: (peerId) => this.#joinedThrough.add(peerId),
       track: (task) => this.#life.track(task),
       log: this.#parts.log,
     }, signal);

@@ -28,9 +28,10 @@ export interface DhtNodeOptions {
    */
   readonly bootstrap?: readonly string[];
   /**
-   * Whether `start()` fails with `PeerUnreachableError` (and the
-   * node stops) when `bootstrap` is not empty and no bootstrap peer could be
-   * dialled. Default `false`.
+   * Whether `start()` fails with `PeerUnreachableError` (and the node
+   * stops) when `bootstrap` is not empty and no peer could be dialled:
+   * neither a bootstrap peer nor one known from an earlier run (with a
+   * `dataDir`). Default `false`.
    */
   readonly requireBootstrap?: boolean;
   /**

@@ -592,6 +592,7 @@ Deno.test("dim status shows reachability with its age, the relays and their addr
     peerId: me,
     addresses,
     bootstrap: [],
+    joinedThrough: [],
     connections: 3,
     peers: 2,
     routingTable: 2,

@@ -324,3 +324,21 @@ Deno.test("send --file streams a file to an online contact, and says so when the
   assert.equal(missing.code, 1);
   assert.match(missing.err, /error: no such file: /);
 });
+
+Deno.test("with the bootstrap node stopped, dim status gets in through a peer it knew", async () => {
+  await using tmp = await tempDir();
+  const bootstrap = await storageNode();
+  await using other = await storageNode();
+  await other.node.dial(bootstrap.address);
+  const home = `${tmp.path}/ada`;
+  await initUser(home, "Ada", net(bootstrap.address));
+  const before = JSON.parse((await dim(home, ["status", "--json", ...net(bootstrap.address)])).out);
+  assert.ok(before.joinedThrough.includes(bootstrap.node.peerId));
+  await bootstrap.stop();
+
+  const after = await dim(home, ["status", "--json", ...net(bootstrap.address)]);
+  assert.equal(after.code, 0, after.err);
+  assert.deepEqual(JSON.parse(after.out).joinedThrough, [other.node.peerId]);
+  const shown = await dim(home, ["status", ...net(bootstrap.address)]);
+  assert.match(shown.out, new RegExp(`^Joined through: ${other.node.peerId}$`, "m"));
+});

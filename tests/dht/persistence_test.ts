@@ -41,6 +41,38 @@ Deno.test("a restarted node keeps its peer ID, serves its records and rejoins it
   }
 });
 
+Deno.test("with its bootstrap peer gone, a node starts through a peer it knew, even with requireBootstrap", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const nodes: DhtNode[] = [];
+  try {
+    const bootstrap = await createDhtNode(testNodeOptions());
+    nodes.push(bootstrap);
+    const other = await createDhtNode(testNodeOptions({ bootstrap: bootstrap.multiaddrs }));
+    nodes.push(other);
+    const first = await createDhtNode(
+      testNodeOptions({ dataDir, bootstrap: bootstrap.multiaddrs, requireBootstrap: true }),
+    );
+    nodes.push(first);
+    assert.deepEqual(first.joinedThrough, [bootstrap.peerId]);
+    // The self lookup met `other`, which is now in the peer store.
+    assert.ok(first.peers.includes(other.peerId), `peers: ${first.peers.join(", ")}`);
+    await first.stop();
+    await bootstrap.stop();
+
+    const second = await createDhtNode(
+      testNodeOptions({ dataDir, bootstrap: bootstrap.multiaddrs, requireBootstrap: true }),
+    );
+    nodes.push(second);
+    assert.equal(second.started, true);
+    assert.deepEqual(second.joinedThrough, [other.peerId]);
+    await other.put("/test/after-bootstrap", testRecord(1, "still here"));
+    assert.equal(payloadOf(await second.get("/test/after-bootstrap")), "still here");
+  } finally {
+    await Promise.all(nodes.map((node) => node.stop()));
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
 Deno.test("records older than 48 h are neither served nor protected", async () => {
   let now = Date.now();
   await using node = await createDhtNode(testNodeOptions({ clock: () => now }));
