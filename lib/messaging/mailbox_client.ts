@@ -107,9 +107,14 @@ export class MailboxClient {
   /**
    * Stores envelopes on the nodes closest to the recipient's mailbox.
    *
+   * A copy this node keeps itself (it is among the closest, or the only
+   * node it knows, when it is alone) is kept, but does not count: the
+   * message is "in the network" only once another node holds it, and until
+   * then it stays queued here and is mailed again on the next failure.
+   *
    * @param recipient The recipient's user ID.
    * @param envelopes The sealed envelopes.
-   * @returns For each envelope, whether at least one node took it.
+   * @returns For each envelope, whether at least one other node took it.
    */
   async storeOffline(recipient: string, envelopes: readonly Uint8Array[]): Promise<boolean[]> {
     const mailbox = await mailboxAddress(decodeUserId(recipient));
@@ -117,11 +122,13 @@ export class MailboxClient {
     // recipient will ask.
     const peers = await this.#closestTo(mailbox, this.#ctx.options.mailboxReplicas, true);
     const expiresAt = this.#ctx.clock() + this.#ctx.options.mailboxTtlMs;
+    const self = this.#ctx.transport.peerId;
     return await Promise.all(envelopes.map(async (envelope) => {
       const results = await Promise.allSettled(
         peers.map((p) => this.#request(p, { type: FrameType.Store, mailbox, expiresAt, envelope })),
       );
-      return results.some((r) =>
+      return results.some((r, i) =>
+        peers[i]!.peerId !== self &&
         r.status === "fulfilled" && r.value.type === FrameType.StoreResult &&
         (r.value.status === StoreStatus.Stored || r.value.status === StoreStatus.Duplicate)
       );

@@ -263,12 +263,14 @@ export class Outbox {
    * Tries every outbox entry that is due now: one worker per conversation
    * sends its queue in order over one stream.
    *
-   * @param options `signal`: stops waiting; the attempts go on.
+   * @param options `signal`: stops waiting; the attempts go on. `all`: try
+   *   every queued conversation now, backoff or not.
    * @returns When the attempts have finished.
    * @throws {unknown} The signal's reason if it aborts first.
    */
   async flush(options: FlushOutboxOptions = {}): Promise<void> {
     if (!this.#ctx.running) return;
+    if (options.all === true) this.#storage.outbox.retryNow(this.#ctx.clock());
     const due = this.#storage.outbox.due(this.#ctx.clock());
     const attempts = Promise.all(due.map(({ recipient }) => this.#deliver(recipient)));
     if (options.signal === undefined) {

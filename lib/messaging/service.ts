@@ -142,7 +142,9 @@ export class MessagingService extends EventTarget {
     await this.#mailboxServer.start(this.#transport);
     this.#every(ctx.options.outboxIntervalMs, () => this.flushOutbox());
     this.#every(ctx.options.mailboxPollMs, () => this.fetchMailbox());
-    ctx.track(this.flushOutbox());
+    // What was queued in an earlier run goes now, whatever backoff it was
+    // left with: a new start is a new chance that the network is there.
+    ctx.track(this.flushOutbox({ all: true }));
   }
 
   /** Stops handlers and loops, aborts what is in flight. Idempotent. */
@@ -201,7 +203,8 @@ export class MessagingService extends EventTarget {
    * sends its queue in order over one stream. The service also does this
    * every `outboxIntervalMs`.
    *
-   * @param options `signal`: stops waiting (the attempts go on).
+   * @param options `signal`: stops waiting (the attempts go on); `all`:
+   *   every queued conversation now, even one waiting out a backoff.
    * @returns When the attempts have finished.
    * @throws {unknown} The signal's reason, if it aborts first.
    */

@@ -249,6 +249,13 @@ export interface OutboxStorage {
    */
   defer(messageSeq: number, nextAttemptAt: number, error: string): void;
   /**
+   * Makes every entry waiting out a backoff due at once (a new start, or a
+   * node that was alone and now reaches a peer: the network may be back).
+   *
+   * @param now Time in ms.
+   */
+  retryNow(now: number): void;
+  /**
    * Replaces a queued message's envelope (sealed again, in a new session):
    * it is due at once, and a copy left in the network before does not count.
    *

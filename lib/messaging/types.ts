@@ -124,6 +124,12 @@ export interface FetchMailboxOptions {
 export interface FlushOutboxOptions {
   /** Stops waiting for the attempts, which go on in the background. */
   readonly signal?: AbortSignal;
+  /**
+   * Tries every queued conversation now, even one waiting out a backoff
+   * (the service starts, or the node reaches a peer after being alone).
+   * Default `false`.
+   */
+  readonly all?: boolean;
 }
 
 /** A message delivered to this user. */

@@ -188,6 +188,18 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   #republish: ReturnType<typeof setInterval> | undefined;
   readonly #onAddresses: Republisher;
   readonly #addressListener = () => this.#onAddresses.changed();
+  /** Whether the node has no connection: what is queued waits for the first peer. */
+  #alone = false;
+  readonly #connectListener = () => {
+    if (!this.#alone || this.#stopped) return;
+    this.#alone = false;
+    // Back in touch with the network: the queue goes now, not after its backoff.
+    this.#service.flushOutbox({ all: true }).catch(() => {});
+    this.#service.fetchMailbox({ refresh: true }).catch(() => {});
+  };
+  readonly #disconnectListener = () => {
+    if (this.#node.connections === 0) this.#alone = true;
+  };
   #started: Promise<void> | undefined;
   #stopped = false;
   #queue: ChatMessage[] = [];
@@ -285,6 +297,9 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   }
 
   async #start(): Promise<void> {
+    this.#alone = this.#node.connections === 0;
+    this.#node.addEventListener("peer:connect", this.#connectListener);
+    this.#node.addEventListener("peer:disconnect", this.#disconnectListener);
     await this.#service.start();
     await this.#files.start(transportFor(this.#node));
     if (!this.#publish) return;
@@ -503,6 +518,8 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     for (const type of ["addresses", "reachability"]) {
       this.#node.removeEventListener(type, this.#addressListener);
     }
+    this.#node.removeEventListener("peer:connect", this.#connectListener);
+    this.#node.removeEventListener("peer:disconnect", this.#disconnectListener);
     for (const w of this.#waiters.splice(0)) w(undefined);
     try {
       await this.#files.stop();

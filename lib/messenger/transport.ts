@@ -5,8 +5,9 @@
  *
  * The node counts itself among those peers (and so keeps a mailbox copy
  * itself) unless its reachability is `"private"`: a node nobody outside can
- * dial would keep a copy the recipient cannot fetch, and report "stored in
- * the network" for it. While its reachability is `"unknown"` it counts
+ * dial would keep a copy the recipient cannot fetch. (A copy on this node
+ * alone never counts as "stored in the network": see
+ * `MailboxClient.storeOffline`.) While its reachability is `"unknown"` it counts
  * itself, as before reachability was checked, so that loopback tests, a LAN
  * and the demo keep working.
  *

@@ -180,6 +180,19 @@ export class OutboxStore implements OutboxStorage {
   }
 
   /**
+   * Makes every entry waiting out a backoff due at once.
+   *
+   * @param now Time in ms.
+   */
+  retryNow(now: number): void {
+    this.#conn.run(
+      "update outbox",
+      (db) =>
+        db.prepare("UPDATE outbox SET next_attempt_at = ? WHERE next_attempt_at > ?").run(now, now),
+    );
+  }
+
+  /**
    * Replaces a queued message's envelope (sealed again, in a new session):
    * it is due at once, and a copy left in the network before does not count.
    *
