@@ -142,6 +142,7 @@ async function add(ctx: Context, [name, idOrUri]: string[]): Promise<number> {
       `looking up the contact card of ${id.slice(0, 16)}…`,
       () => messenger.addContact(name!, contactString(id, carried), { signal: d.signal }),
     );
+    await ctx.sendQueued(messenger);
   } catch (err) {
     if (err instanceof PeerUnreachableError || isTimeout(err)) {
       const hint = configured.length === 0 && carried.length === 0

@@ -25,6 +25,7 @@ import { openProfile, type Profile } from "../profile/profile.ts";
 import { checkCidr, checkMultiaddr, type CliConfig, readConfig } from "./config.ts";
 import { CliError, UsageError } from "./errors.ts";
 import type { CliIo } from "./io.ts";
+import { deadline } from "../platform/signals.ts";
 import { withSpinner } from "./spinner.ts";
 
 /** The environment variable holding the passphrase, for scripts. */
@@ -39,6 +40,13 @@ export const UPNP_ENV_VAR = "DIM_UPNP";
 
 /** How long networked waits last by default, in seconds. */
 export const DEFAULT_TIMEOUT_S = 30;
+
+/**
+ * The exit code of a command that kept what the user wrote but could not
+ * reach any peer: `dim send` queued the message on this device, and it goes
+ * the next time DIM connects. Not a failure (1) nor a usage error (2).
+ */
+export const EXIT_QUEUED = 3;
 
 /** Where a node listens unless told otherwise. */
 export { DEFAULT_LISTEN };
@@ -286,19 +294,23 @@ export class Context {
 
   /**
    * Unlocks the profile and starts the messenger on it: joins through the
-   * bootstrap nodes (failing if none answers), with the settings' public
-   * networks and UPnP unless turned off, publishes the contact card and
-   * starts messaging. Shows a spinner meanwhile on a terminal.
+   * bootstrap nodes and the peers known from earlier runs (failing if none
+   * answers, unless `allowOffline`), with the settings' public networks and
+   * UPnP unless turned off, publishes the contact card and starts
+   * messaging. Shows a spinner meanwhile on a terminal.
    *
-   * @param options `bootstrap`: nodes to use when none are configured or given.
+   * @param options `bootstrap`: nodes to use when none are configured or
+   *   given; `allowOffline`: start even when no peer answers (see
+   *   {@linkcode isOffline}), for commands that keep what the user writes.
    * @returns The running messenger; stop it when done.
-   * @throws {CliError} If there is no identity or no bootstrap node answers.
+   * @throws {CliError} If there is no identity, or no peer answers and
+   *   `allowOffline` is not set.
    * @throws {UsageError} If a setting or `DIM_UPNP` is malformed.
    * @throws {KeystoreError} On a wrong passphrase or damaged identity file.
    * @throws {StorageError} If another dim process uses the data directory.
    */
   async openMessenger(
-    options: { readonly bootstrap?: readonly string[] } = {},
+    options: { readonly bootstrap?: readonly string[]; readonly allowOffline?: boolean } = {},
   ): Promise<Messenger> {
     await this.requireIdentity();
     const configured = await this.bootstrap();
@@ -322,19 +334,15 @@ export class Context {
             upnp,
             // Files from verified or pinned contacts land here; strangers are refused.
             downloadDir: `${this.home}/files`,
-            node: { requireBootstrap: bootstrap.length > 0, ...(debug ? { log } : {}) },
+            node: {
+              requireBootstrap: bootstrap.length > 0 && options.allowOffline !== true,
+              ...(debug ? { log } : {}),
+            },
             ...(debug ? { messaging: { onPeerError: (e) => log(String(e)) } } : {}),
           }),
       );
     } catch (err) {
-      if (err instanceof PeerUnreachableError) {
-        throw new CliError(
-          `cannot reach ${
-            bootstrap.length === 1 ? "the bootstrap node" : "any of the bootstrap nodes"
-          } ${bootstrap.join(", ")}: check the address and that the node is running`,
-          { cause: err },
-        );
-      }
+      if (err instanceof PeerUnreachableError) throw unreachable(bootstrap, err);
       throw err;
     }
     if (bootstrap.length === 0 && !this.json) {
@@ -345,6 +353,75 @@ export class Context {
     }
     return messenger;
   }
+
+  /**
+   * Gives messages queued in earlier runs (on this device only, not yet in
+   * the network) time to go before a short command stops its messenger: the
+   * outbox tries them as soon as the messenger starts, and this waits until
+   * each is delivered or stored in the network, at most
+   * {@linkcode QUEUED_WAIT_MS} (or `--timeout` if shorter). Does nothing
+   * offline or with nothing queued.
+   *
+   * @param messenger The running messenger.
+   * @returns How many of them are still only on this device.
+   */
+  async sendQueued(messenger: Messenger): Promise<number> {
+    const queued = messenger.profile.outbox().filter((m) => m.state === "pending");
+    if (queued.length === 0 || isOffline(messenger)) return queued.length;
+    using d = deadline(Math.min(this.timeoutMs, QUEUED_WAIT_MS));
+    await withSpinner(
+      this.io,
+      `sending ${queued.length} queued message${queued.length === 1 ? "" : "s"}…`,
+      () =>
+        Promise.allSettled(
+          queued.map((m) => messenger.waitFor(m.seq, { orStored: true, signal: d.signal })),
+        ),
+    );
+    return messenger.profile.outbox().filter((m) => m.state === "pending").length;
+  }
+}
+
+/**
+ * How long a short command waits for messages queued in earlier runs before
+ * it stops (see {@linkcode Context.sendQueued}), in ms: one delivery attempt
+ * and one mailbox store, with room to spare.
+ */
+export const QUEUED_WAIT_MS = 15_000;
+
+/**
+ * Whether a messenger opened with `allowOffline` reached nobody: no peer,
+ * bootstrap or known from an earlier run, answered its start dials, and no
+ * peer dialed it meanwhile. With no bootstrap node configured and no peer
+ * remembered, a node is offline too.
+ *
+ * @param messenger The running messenger.
+ * @returns Whether it has no connection.
+ */
+export function isOffline(messenger: Messenger): boolean {
+  return messenger.node.connections === 0;
+}
+
+/**
+ * The error of a command that needs the network when nobody answered.
+ *
+ * @param bootstrap The bootstrap nodes tried.
+ * @param cause What the node threw, if anything.
+ * @returns The error to throw.
+ */
+export function unreachable(bootstrap: readonly string[], cause?: unknown): CliError {
+  if (bootstrap.length === 0) {
+    return new CliError(
+      "no peer answered and no bootstrap node is configured " +
+        "(use --bootstrap <multiaddr>, or dim config bootstrap <multiaddr>)",
+      { cause },
+    );
+  }
+  return new CliError(
+    `cannot reach ${bootstrap.length === 1 ? "the bootstrap node" : "any of the bootstrap nodes"} ${
+      bootstrap.join(", ")
+    }: check the address and that the node is running`,
+    { cause },
+  );
 }
 
 function noPassphrase(): CliError {

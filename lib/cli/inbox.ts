@@ -55,6 +55,7 @@ export async function inboxCommand(ctx: Context, options: InboxOptions = {}): Pr
           aborted,
         ]),
     );
+    await ctx.sendQueued(messenger);
   } finally {
     await messenger.stop();
   }

@@ -2,7 +2,8 @@
  * The runner of the `dim` CLI: owns argv, exit codes and the terminal, and
  * calls the commands, which call the library.
  *
- * Exit codes: 0 success, 1 failure, 2 usage error. Results go to stdout,
+ * Exit codes: 0 success, 1 failure, 2 usage error, 3 queued (`dim send`
+ * reached no peer: the message waits on this device). Results go to stdout,
  * diagnostics to stderr; a failure is one line `error: …` (with the stack
  * under `--debug`).
  *
@@ -122,7 +123,10 @@ dim contact alone lists the contacts.`,
     details: `Sends one message and exits once it is delivered, or stored in the network
 for a contact who is offline (it says which). Exit code 1 if neither happened
 within --timeout seconds (default 30): the message then stays queued and is
-retried whenever dim runs. Use -- before a text that starts with a dash.
+retried whenever dim runs. Exit code 3 if no peer answered at all (DIM is
+offline): the message is queued on this device only, and goes by itself the
+next time any dim command reaches the network. Use -- before a text that
+starts with a dash.
 
 Options:
   --file <path>             send a file to a contact who is online`,
@@ -150,7 +154,9 @@ Options:
     summary: "interactive chat",
     details: `Shows recent history, then incoming messages as they arrive, while you type.
 Each sent message shows "… sending", "✓ delivered" or "⧗ queued for offline
-delivery". Commands: /verify, /history, /help, /quit.
+delivery". Commands: /verify, /history, /help, /quit. With no peer reachable
+the chat opens anyway, says it is offline, and queues what you type on this
+device ("⧗ queued on this device") until DIM connects.
 
 When stdin is not a terminal, each input line is sent as a message and
 incoming messages are printed; at the end of input dim waits until the sent
@@ -256,7 +262,8 @@ Commands:
 ${GLOBAL_HELP}
 
 Run dim <command> --help for a command's details. Exit codes: 0 success,
-1 failure, 2 usage error.
+1 failure, 2 usage error, 3 queued (dim send reached no peer: the message
+waits on this device and goes the next time dim connects).
 `;
 
 function commandHelp(spec: CommandSpec): string {
@@ -301,7 +308,7 @@ function report(io: CliIo, err: unknown, debug: boolean, command: string | undef
  *
  * @param args The command-line arguments (without the program name).
  * @param io The terminal; the real process by default.
- * @returns The exit code: 0 success, 1 failure, 2 usage error.
+ * @returns The exit code: 0 success, 1 failure, 2 usage error, 3 queued.
  * @example
  * ```ts
  * import assert from "node:assert/strict";

@@ -1,6 +1,8 @@
 /**
  * `dim send <name> <text>`: sends one message and exits once it is
- * delivered, or stored in the network for a recipient who is offline.
+ * delivered, or stored in the network for a recipient who is offline. When
+ * no peer answers at all, the message is queued on this device (exit code
+ * {@linkcode EXIT_QUEUED}) and goes the next time DIM connects.
  *
  * @module
  */
@@ -8,7 +10,7 @@ import { PeerUnreachableError } from "../errors.ts";
 import { TransferRefusedError } from "../messaging/file_wire.ts";
 import type { Messenger } from "../messenger/messenger.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
-import type { Context } from "./context.ts";
+import { type Context, EXIT_QUEUED, isOffline } from "./context.ts";
 import { deadline } from "../platform/signals.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { keyChangedWarning } from "./format.ts";
@@ -27,7 +29,10 @@ export interface SendOptions {
  * Sends `text` (the arguments after the name, joined by spaces) to a
  * contact, and waits up to `--timeout` for its delivery or its storage in
  * the network. Exit code 0 in both cases; 1 if neither happened in time (the
- * message then stays in the outbox, retried whenever dim runs).
+ * message then stays in the outbox, retried whenever dim runs). When no peer
+ * answers at all (DIM is offline), the message is queued in the outbox
+ * without waiting, and the exit code is {@linkcode EXIT_QUEUED} (3): it goes
+ * on the next start of any networked dim command that reaches a peer.
  *
  * @param ctx The command's context.
  * @param args The contact's name, then the text.
@@ -61,12 +66,26 @@ export async function sendCommand(
   // Fail fast, before unlocking and going online.
   await checkSendable(ctx, name);
 
-  const messenger = await ctx.openMessenger();
+  const messenger = await ctx.openMessenger({ allowOffline: true });
   try {
     const contact = messenger.profile.contact(name);
-    await refreshCard(ctx, messenger, contact.id);
+    const offline = isOffline(messenger);
+    if (!offline) await refreshCard(ctx, messenger, contact.id);
     if (messenger.profile.contact(name).keyChanged) throw keyChanged(ctx, contact.name);
     const sent = await messenger.send(contact.name, text);
+    if (offline) {
+      // The only copy is on this device: never "stored in the network".
+      if (ctx.json) {
+        ctx.outJson({ to: contact.name, seq: sent.seq, id: sent.id, state: "queued" });
+      } else {
+        ctx.out(
+          `⧗ queued: no peer answered, so DIM is offline. The message to ${contact.name} is ` +
+            "kept on this device and goes the next time DIM connects (any dim command that " +
+            "reaches the network sends it; do not send it again)",
+        );
+      }
+      return EXIT_QUEUED;
+    }
     const final = await waitSent(ctx, messenger, sent, `sending to ${contact.name}…`);
     const state = final?.state ?? "pending";
     if (ctx.json) {
@@ -86,6 +105,8 @@ export async function sendCommand(
           "(do not send it again)",
       );
     }
+    // Earlier messages queued for others go too before dim stops.
+    await ctx.sendQueued(messenger);
     return 0;
   } finally {
     await messenger.stop();

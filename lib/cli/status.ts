@@ -8,7 +8,7 @@
  */
 import type { Reachability } from "../dht/types.ts";
 import { relayOf } from "../messenger/card_addresses.ts";
-import type { Context } from "./context.ts";
+import { type Context, isOffline, unreachable } from "./context.ts";
 
 /** The reachability part of `dim status --json`. */
 export interface ReachabilityReport {
@@ -211,10 +211,19 @@ export function statusLines(report: StatusReport): string[] {
   list("Bootstrap:", report.bootstrap, "(none configured)");
   list("Joined through:", report.joinedThrough, "(nobody answered)");
   lines.push(`Peers:          ${report.peers} connected (${report.connections} connections)`);
+  if (report.connections === 0) {
+    lines.push("Network:        offline: no peer answered; what you send is queued here");
+  }
   lines.push(`DHT:            ${report.routingTable} peers in the routing table`);
+  // What is not in the network yet has its only copy on this device.
+  const queued = report.outbox - report.outboxStored;
+  const parts = [
+    ...(report.outboxStored > 0 ? [`${report.outboxStored} stored in the network`] : []),
+    ...(queued > 0 ? [`${queued} queued on this device until DIM connects`] : []),
+  ];
   lines.push(
     `Outbox:         ${report.outbox} waiting for acknowledgement` +
-      (report.outboxStored > 0 ? ` (${report.outboxStored} stored in the network)` : ""),
+      (parts.length > 0 ? ` (${parts.join(", ")})` : ""),
   );
   lines.push(
     `Contacts:       ${report.contacts}` +
@@ -227,11 +236,14 @@ export function statusLines(report: StatusReport): string[] {
 
 /**
  * Joins the network, publishes the contact card, prints what the node sees
- * and exits.
+ * and exits. When no peer answers, it still prints what it knows (the
+ * outbox's queued messages among it), then fails if bootstrap nodes were
+ * configured.
  *
  * @param ctx The command's context.
  * @returns The exit code.
- * @throws {CliError} If there is no identity or no bootstrap node answers.
+ * @throws {CliError} If there is no identity, or no peer answered though
+ *   bootstrap nodes are configured (after printing the report).
  * @example
  * ```ts ignore
  * import { main } from "./main.ts";
@@ -242,9 +254,12 @@ export function statusLines(report: StatusReport): string[] {
  */
 export async function statusCommand(ctx: Context): Promise<number> {
   const bootstrap = await ctx.bootstrap();
-  const messenger = await ctx.openMessenger();
+  const messenger = await ctx.openMessenger({ allowOffline: true });
+  const offline = isOffline(messenger);
   let report: StatusReport;
   try {
+    // Messages queued while offline go now; the report then shows where they are.
+    await ctx.sendQueued(messenger);
     const node = messenger.node;
     const outbox = messenger.profile.outbox();
     const addresses = messenger.addresses;
@@ -267,10 +282,8 @@ export async function statusCommand(ctx: Context): Promise<number> {
   } finally {
     await messenger.stop();
   }
-  if (ctx.json) {
-    ctx.outJson(report);
-    return 0;
-  }
-  for (const line of statusLines(report)) ctx.out(line);
+  if (ctx.json) ctx.outJson(report);
+  else for (const line of statusLines(report)) ctx.out(line);
+  if (offline && bootstrap.length > 0) throw unreachable(bootstrap);
   return 0;
 }

@@ -1,0 +1,145 @@
+/**
+ * Nothing the user writes is lost: with no peer reachable, `dim send` queues
+ * the message on this device (exit code 3, never "stored in the network"),
+ * `dim status` shows it queued, and the next networked command that reaches
+ * a peer sends it, once.
+ */
+import assert from "node:assert/strict";
+import { EXIT_QUEUED } from "../../lib/cli/context.ts";
+import { Identity } from "../../lib/crypto/identity.ts";
+import { UserStore } from "../../lib/store/user_store.ts";
+import { createMessenger, type Messenger } from "../../lib/messenger/messenger.ts";
+import { openProfile } from "../../lib/profile/profile.ts";
+import {
+  dim,
+  initUser,
+  LOOPBACK,
+  net,
+  PASSPHRASE,
+  startDim,
+  storageNode,
+  tempDir,
+  until,
+} from "./_helpers.ts";
+import { nextMessages } from "../_support/network.ts";
+
+/** Opens the messenger of a home the CLI created, on the test network. */
+async function open(home: string, bootstrap: string): Promise<Messenger> {
+  return await createMessenger(await openProfile({ home, passphrase: PASSPHRASE }), {
+    listen: [LOOPBACK],
+    bootstrap: [bootstrap],
+    messaging: { retryBaseMs: 100, retryMaxMs: 1000, outboxIntervalMs: 100, mailboxPollMs: 500 },
+  });
+}
+
+/** Two CLI users who added each other through `address`. */
+async function pair(tmp: string, address: string): Promise<{ alice: string; bob: string }> {
+  const alice = `${tmp}/alice`;
+  const bob = `${tmp}/bob`;
+  await initUser(alice, "Alice", net(address));
+  await initUser(bob, "Bob", net(address));
+  for (const [home, name, other] of [[alice, "bob", bob], [bob, "alice", alice]] as const) {
+    const id = JSON.parse((await dim(other, ["id", "--json"])).out).id;
+    const added = await dim(home, ["contact", "add", name, id, "--listen", LOOPBACK]);
+    assert.equal(added.code, 0, added.err);
+  }
+  return { alice, bob };
+}
+
+Deno.test("a message written with no network is queued (exit 3), shown queued, and sent once on the next start", async () => {
+  await using tmp = await tempDir();
+  const first = await storageNode();
+  const { alice, bob } = await pair(tmp.path, first.address);
+  // The only node Alice knows goes away, and Bob is not running: nobody answers.
+  await first.stop();
+
+  const queued = await dim(alice, ["send", "bob", "written offline", "--listen", LOOPBACK]);
+  assert.equal(queued.code, EXIT_QUEUED, queued.err);
+  assert.equal(EXIT_QUEUED, 3);
+  assert.match(queued.out, /^⧗ queued: no peer answered, so DIM is offline\./);
+  assert.match(queued.out, /goes the next time DIM connects/);
+  assert.doesNotMatch(queued.out + queued.err, /stored in the network/);
+  const json = await dim(alice, ["send", "bob", "--json", "--listen", LOOPBACK, "second"]);
+  assert.equal(json.code, EXIT_QUEUED, json.err);
+  assert.equal(JSON.parse(json.out).state, "queued");
+
+  // Status still reports, the queue among it, then fails on the bootstrap node.
+  const status = await dim(alice, ["status", "--json", "--listen", LOOPBACK]);
+  assert.equal(status.code, 1);
+  assert.match(status.err, /^error: cannot reach the bootstrap node /);
+  const report = JSON.parse(status.out);
+  assert.equal(report.outbox, 2);
+  assert.equal(report.outboxStored, 0, "a copy on this device alone is not in the network");
+  assert.equal(report.connections, 0);
+  const text = await dim(alice, ["status", "--listen", LOOPBACK]);
+  assert.match(text.out, /^Network: +offline/m);
+  assert.match(text.out, /^Outbox: +2 waiting for acknowledgement \(2 queued on this device/m);
+
+  // The network is back (another node), and Bob is online.
+  await using second = await storageNode();
+  const online = await open(bob, second.address);
+  try {
+    const back = await dim(alice, ["status", "--json", ...net(second.address)]);
+    assert.equal(back.code, 0, back.err);
+    assert.equal(JSON.parse(back.out).outbox, 0, "the queue went on start");
+    const got = await nextMessages(online, 2);
+    assert.deepEqual(got.map((m) => m.text), ["written offline", "second"]);
+    const again = await dim(alice, ["status", "--json", ...net(second.address)]);
+    assert.equal(JSON.parse(again.out).outbox, 0);
+    await new Promise((r) => setTimeout(r, 500));
+    const alices = online.profile.history("alice").map((m) => m.text);
+    assert.deepEqual(alices, ["written offline", "second"], "each arrived once");
+  } finally {
+    await online.stop();
+  }
+});
+
+Deno.test("with no bootstrap node and no peer known, dim send queues too", async () => {
+  await using tmp = await tempDir();
+  const home = `${tmp.path}/ada`;
+  await initUser(home, "Ada");
+  // A contact pinned earlier (as contact add leaves it); nobody is reachable now.
+  const bob = await Identity.generate();
+  const db = UserStore.open(`${home}/dim.db`);
+  db.contacts.upsert({
+    name: "bob",
+    userId: bob.id,
+    signingPublicKey: bob.signingPublicKey,
+    encryptionPublicKey: bob.encryptionPublicKey,
+    displayName: "Bob",
+    addedAt: Date.now(),
+  });
+  db.close();
+  const run = await dim(home, ["send", "bob", "hello", "--listen", LOOPBACK]);
+  assert.equal(run.code, EXIT_QUEUED, run.err);
+  assert.match(run.out, /^⧗ queued/);
+  assert.match(run.err, /no bootstrap nodes configured/);
+  const status = await dim(home, ["status", "--json", "--listen", LOOPBACK]);
+  assert.equal(status.code, 0, status.err);
+  assert.equal(JSON.parse(status.out).outbox, 1);
+});
+
+Deno.test("chat with no network opens, shows history, queues what is typed and says it is offline", async () => {
+  await using tmp = await tempDir();
+  const first = await storageNode();
+  const { alice } = await pair(tmp.path, first.address);
+  await first.stop();
+  const earlier = await dim(alice, ["send", "bob", "from before", "--listen", LOOPBACK]);
+  assert.equal(earlier.code, EXIT_QUEUED, earlier.err);
+
+  const chat = startDim(alice, ["chat", "bob", "--listen", LOOPBACK], {
+    terminal: { columns: 100, rows: 24 },
+  });
+  const io = chat.io;
+  await until(() => io.out.includes("> "), 10_000, "the prompt");
+  assert.match(io.out, /you: from before {2}⧗ queued on this device/);
+  assert.match(io.out, /offline: no peer answered/);
+  io.pushKeys("typed offline\r/quit\r");
+  const done = await chat.done;
+  assert.equal(done.code, 0, done.err);
+  assert.match(io.out, /you: typed offline {2}⧗ queued on this device/);
+  assert.match(io.out, /1 message queued on this device goes the next time DIM connects/);
+  assert.doesNotMatch(io.out, /stored in the network/);
+  const status = await dim(alice, ["status", "--json", "--listen", LOOPBACK]);
+  assert.equal(JSON.parse(status.out).outbox, 2);
+});
