@@ -13,6 +13,12 @@
  * input the chat waits until the messages it sent are delivered or stored in
  * the network (up to `--timeout`), then exits.
  *
+ * With no peer reachable the chat opens anyway: it says it is offline, shows
+ * the history, and queues what is typed on this device (`⧗ queued on this
+ * device`); when a peer connects it says it is back online and the queue
+ * goes. Quitting while offline does not wait: the queue goes the next time
+ * DIM connects.
+ *
  * @module
  */
 import type { ReceivedFile } from "../messaging/file_receive.ts";
@@ -20,7 +26,7 @@ import type { Messenger } from "../messenger/messenger.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
 import { type Contact, KeyChangedError } from "../profile/contacts.ts";
 import type { Profile } from "../profile/profile.ts";
-import type { Context } from "./context.ts";
+import { type Context, isOffline } from "./context.ts";
 import { deadline } from "../platform/signals.ts";
 import { describeError } from "./errors.ts";
 import { keyChangedWarning, messageLine, stateMark } from "./format.ts";
@@ -73,7 +79,7 @@ export async function chatCommand(
     await using profile = await ctx.profile();
     profile.contact(name);
   }
-  const messenger = await ctx.openMessenger();
+  const messenger = await ctx.openMessenger({ allowOffline: true });
   try {
     const contact = messenger.profile.contact(name);
     const terminal = ctx.io.terminal;
@@ -266,6 +272,8 @@ class ChatSession {
   #drained: (() => void) | undefined;
   #warnedKeyChange = false;
   #ended = false;
+  /** No peer is connected: what is sent stays on this device for now. */
+  #offline = false;
   readonly #stop = new AbortController();
 
   constructor(
@@ -287,8 +295,20 @@ class ChatSession {
     this.#messenger.addEventListener("status", onStatus);
     const onFile = (e: Event) => this.#file((e as CustomEvent<ReceivedFile>).detail);
     this.#messenger.addEventListener("file", onFile);
+    const node = this.#messenger.node;
+    const onConnect = () => this.#connected();
+    const onDisconnect = () => this.#disconnected();
+    node.addEventListener("peer:connect", onConnect);
+    node.addEventListener("peer:disconnect", onDisconnect);
+    this.#offline = isOffline(this.#messenger);
     try {
       this.#open(limit);
+      if (this.#offline) {
+        this.#info(
+          "offline: no peer answered. What you type is queued on this device and goes " +
+            "when DIM connects.",
+        );
+      }
       this.#receive().catch(() => {});
       this.#refreshKeys().catch(() => {});
       for (;;) {
@@ -303,6 +323,8 @@ class ChatSession {
       offSignal?.();
       this.#messenger.removeEventListener("status", onStatus);
       this.#messenger.removeEventListener("file", onFile);
+      node.removeEventListener("peer:connect", onConnect);
+      node.removeEventListener("peer:disconnect", onDisconnect);
       this.#ui.close();
     }
   }
@@ -344,8 +366,25 @@ class ChatSession {
     if (last !== undefined) markShown(this.#profile, last.seq);
   }
 
+  #connected(): void {
+    if (!this.#offline || this.#ended) return;
+    this.#offline = false;
+    const n = this.#pending.size;
+    this.#info(`back online${n > 0 ? `: sending ${n} queued message${n === 1 ? "" : "s"}` : ""}`);
+  }
+
+  #disconnected(): void {
+    if (this.#offline || this.#ended || !isOffline(this.#messenger)) return;
+    this.#offline = true;
+    this.#info("offline: no peer connected. What you type is queued on this device.");
+  }
+
   #line(m: ChatMessage): string {
-    const line = messageLine(m);
+    let line = messageLine(m);
+    // Not "sending" while nobody is there to send to.
+    if (this.#offline && m.state === "pending") {
+      line = line.replace(stateMark("pending"), "⧗ queued on this device");
+    }
     // Someone else writing in this conversation's window is labelled as such.
     return m.direction === "in" && m.peer !== this.#contact.id
       ? line.replace("] ", "] ✉ from ")
@@ -513,6 +552,14 @@ class ChatSession {
   async #drain(): Promise<void> {
     if (this.#pending.size === 0) return;
     const n = this.#pending.size;
+    if (this.#offline) {
+      this.#info(
+        `${n} message${n === 1 ? "" : "s"} queued on this device go${
+          n === 1 ? "es" : ""
+        } the next time DIM connects`,
+      );
+      return;
+    }
     this.#info(
       `waiting for ${n} message${n === 1 ? "" : "s"} to be delivered or stored in the network…` +
         (this.#ui.interactive ? " (Ctrl-C to leave them queued)" : ""),
