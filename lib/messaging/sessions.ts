@@ -51,7 +51,7 @@ import {
   initiateX3dh,
   respondX3dh,
 } from "../crypto/x3dh.ts";
-import { DecryptionError } from "../errors.ts";
+import { DecryptionError, PeerUnreachableError } from "../errors.ts";
 import { type PrekeyBundle, signPrekeyBundle, toX3dhBundle } from "../record/prekey.ts";
 import {
   consumeOneTimePrekey,
@@ -288,15 +288,36 @@ export class SessionManager {
    *
    * @param userId The recipient.
    * @param options `signal` for the lookup.
-   * @returns The bundle, `null` if none was found, or `undefined` if a
-   *   session exists (and no bundle is needed).
+   * @returns The bundle, `null` if none was found (or it is invalid), or
+   *   `undefined` if a session exists (and no bundle is needed).
+   * @throws {PeerUnreachableError} If the lookup could not ask any peer, or
+   *   timed out: a first message must not lose its forward secrecy to a
+   *   network outage.
    */
   async prepare(
     userId: string,
     options: { readonly signal: AbortSignal },
   ): Promise<PrekeyBundle | null | undefined> {
     if (this.hasSession(userId)) return undefined;
-    return await this.lookupBundle(userId, options) ?? null;
+    try {
+      return await this.#fetchBundle(userId, options) ?? null;
+    } catch (cause) {
+      // Not found is not the same as not looked up: a first message sealed
+      // with no forward secrecy because the network was out of reach would
+      // be a silent downgrade. It waits for the network instead.
+      // A lookup the caller cut short ends with the caller's reason.
+      if (options.signal.aborted && options.signal.reason?.name !== "TimeoutError") {
+        throw options.signal.reason;
+      }
+      if (cause instanceof PeerUnreachableError || options.signal.aborted) {
+        throw new PeerUnreachableError(
+          `Cannot seal a first message to ${userId}: their prekeys cannot be looked up ` +
+            "while no peer answers",
+          { cause },
+        );
+      }
+      return null;
+    }
   }
 
   /**

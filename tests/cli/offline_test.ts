@@ -46,10 +46,28 @@ async function pair(tmp: string, address: string): Promise<{ alice: string; bob:
   return { alice, bob };
 }
 
+/**
+ * Alice's first message to Bob, delivered while both are online: Alice then
+ * has a session with him. (A first message needs Bob's prekeys from the
+ * network, so offline it is refused rather than sealed without forward
+ * secrecy.)
+ */
+async function firstMessage(alice: string, bob: string, address: string): Promise<void> {
+  const online = await open(bob, address);
+  try {
+    const sent = await dim(alice, ["send", "bob", "while online", ...net(address)]);
+    assert.equal(sent.code, 0, sent.err);
+    assert.equal((await nextMessages(online, 1))[0]?.text, "while online");
+  } finally {
+    await online.stop();
+  }
+}
+
 Deno.test("a message written with no network is queued (exit 3), shown queued, and sent once on the next start", async () => {
   await using tmp = await tempDir();
   const first = await storageNode();
   const { alice, bob } = await pair(tmp.path, first.address);
+  await firstMessage(alice, bob, first.address);
   // The only node Alice knows goes away, and Bob is not running: nobody answers.
   await first.stop();
 
@@ -88,13 +106,13 @@ Deno.test("a message written with no network is queued (exit 3), shown queued, a
     assert.equal(JSON.parse(again.out).outbox, 0);
     await new Promise((r) => setTimeout(r, 500));
     const alices = online.profile.history("alice").map((m) => m.text);
-    assert.deepEqual(alices, ["written offline", "second"], "each arrived once");
+    assert.deepEqual(alices, ["while online", "written offline", "second"], "each arrived once");
   } finally {
     await online.stop();
   }
 });
 
-Deno.test("with no bootstrap node and no peer known, dim send queues too", async () => {
+Deno.test("with no peer known, a first message is refused, not sealed without forward secrecy", async () => {
   await using tmp = await tempDir();
   const home = `${tmp.path}/ada`;
   await initUser(home, "Ada");
@@ -111,18 +129,18 @@ Deno.test("with no bootstrap node and no peer known, dim send queues too", async
   });
   db.close();
   const run = await dim(home, ["send", "bob", "hello", "--listen", LOOPBACK]);
-  assert.equal(run.code, EXIT_QUEUED, run.err);
-  assert.match(run.out, /^⧗ queued/);
-  assert.match(run.err, /no bootstrap nodes configured/);
+  assert.equal(run.code, 1, run.err);
+  assert.match(run.err, /cannot seal a first message to .*: their prekeys cannot be looked up/);
   const status = await dim(home, ["status", "--json", "--listen", LOOPBACK]);
   assert.equal(status.code, 0, status.err);
-  assert.equal(JSON.parse(status.out).outbox, 1);
+  assert.equal(JSON.parse(status.out).outbox, 0, "nothing was sealed in the static envelope");
 });
 
 Deno.test("chat with no network opens, shows history, queues what is typed and says it is offline", async () => {
   await using tmp = await tempDir();
   const first = await storageNode();
-  const { alice } = await pair(tmp.path, first.address);
+  const { alice, bob } = await pair(tmp.path, first.address);
+  await firstMessage(alice, bob, first.address);
   await first.stop();
   const earlier = await dim(alice, ["send", "bob", "from before", "--listen", LOOPBACK]);
   assert.equal(earlier.code, EXIT_QUEUED, earlier.err);
