@@ -4,10 +4,13 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { main } from "../../lib/cli/main.ts";
 import { type MemoryIo, memoryIo, type MemoryIoOptions } from "../../lib/cli/io.ts";
 import { createStorageNode, type StorageNode } from "../../lib/storage_node.ts";
+import { createMessenger, type Messenger } from "../../lib/messenger/messenger.ts";
+import { openProfile } from "../../lib/profile/profile.ts";
 
 /** Loopback only: tests never listen on other interfaces. */
 export const LOOPBACK = "/ip4/127.0.0.1/tcp/0";
@@ -149,4 +152,31 @@ export async function runCli(
   } finally {
     clearTimeout(killer);
   }
+}
+
+/** Opens the messenger of a home the CLI created, on the test network. */
+export async function openUser(home: string, bootstrap: string): Promise<Messenger> {
+  return await createMessenger(await openProfile({ home, passphrase: PASSPHRASE }), {
+    listen: [LOOPBACK],
+    bootstrap: [bootstrap],
+    messaging: { retryBaseMs: 100, retryMaxMs: 1000, outboxIntervalMs: 100, mailboxPollMs: 500 },
+  });
+}
+
+/** Two CLI users, `alice` and `bob`, who added each other through `address`. */
+export async function pairUsers(
+  tmp: string,
+  address: string,
+): Promise<{ alice: string; bob: string }> {
+  const alice = `${tmp}/alice`;
+  const bob = `${tmp}/bob`;
+  await initUser(alice, "Alice", net(address));
+  await initUser(bob, "Bob", net(address));
+  const bobId = JSON.parse((await dim(bob, ["id", "--json"])).out).id;
+  const aliceId = JSON.parse((await dim(alice, ["id", "--json"])).out).id;
+  const added = await dim(alice, ["contact", "add", "bob", bobId, "--listen", LOOPBACK]);
+  assert.equal(added.code, 0, added.err);
+  const back = await dim(bob, ["contact", "add", "alice", aliceId, "--listen", LOOPBACK]);
+  assert.equal(back.code, 0, back.err);
+  return { alice, bob };
 }

@@ -2,17 +2,19 @@
  * The networked commands through `main(args, io)`, on a storage node on 127.0.0.1:
  * contact add, send (delivered and stored offline), inbox, and chat both
  * without a terminal and on a simulated raw terminal. The other side is a
- * {@linkcode Messenger} opened on the same data directory the CLI created.
+ * messenger opened on the same data directory the CLI created (`openUser`).
  */
 import assert from "node:assert/strict";
 import { Identity } from "../../lib/crypto/identity.ts";
-import { createMessenger, type Messenger } from "../../lib/messenger/messenger.ts";
+import { createMessenger } from "../../lib/messenger/messenger.ts";
 import { openProfile } from "../../lib/profile/profile.ts";
 import {
   dim,
   initUser,
   LOOPBACK,
   net,
+  openUser,
+  pairUsers,
   PASSPHRASE,
   startDim,
   storageNode,
@@ -20,30 +22,6 @@ import {
   until,
 } from "./_helpers.ts";
 import { nextMessages } from "../_support/network.ts";
-
-/** Opens the messenger of a home the CLI created, on the test network. */
-async function open(home: string, bootstrap: string): Promise<Messenger> {
-  return await createMessenger(await openProfile({ home, passphrase: PASSPHRASE }), {
-    listen: [LOOPBACK],
-    bootstrap: [bootstrap],
-    messaging: { retryBaseMs: 100, retryMaxMs: 1000, outboxIntervalMs: 100, mailboxPollMs: 500 },
-  });
-}
-
-/** Two CLI users who added each other: `alice` and `bob`. */
-async function pair(tmp: string, address: string): Promise<{ alice: string; bob: string }> {
-  const alice = `${tmp}/alice`;
-  const bob = `${tmp}/bob`;
-  await initUser(alice, "Alice", net(address));
-  await initUser(bob, "Bob", net(address));
-  const bobId = JSON.parse((await dim(bob, ["id", "--json"])).out).id;
-  const aliceId = JSON.parse((await dim(alice, ["id", "--json"])).out).id;
-  const added = await dim(alice, ["contact", "add", "bob", bobId, "--listen", LOOPBACK]);
-  assert.equal(added.code, 0, added.err);
-  const back = await dim(bob, ["contact", "add", "alice", aliceId, "--listen", LOOPBACK]);
-  assert.equal(back.code, 0, back.err);
-  return { alice, bob };
-}
 
 Deno.test("contact add finds the card in the DHT, pins the keys and shows the fingerprint", async () => {
   await using r = await storageNode();
@@ -106,9 +84,9 @@ Deno.test("contact add of an ID with no card in the network is one line, exit 1"
 Deno.test("send exits once delivered, or once stored for an offline contact; inbox shows new messages once", async () => {
   await using r = await storageNode();
   await using tmp = await tempDir();
-  const { alice, bob } = await pair(tmp.path, r.address);
+  const { alice, bob } = await pairUsers(tmp.path, r.address);
 
-  const online = await open(bob, r.address);
+  const online = await openUser(bob, r.address);
   try {
     const sent = await dim(alice, ["send", "bob", "hello", "bob", "--json", "--listen", LOOPBACK]);
     assert.equal(sent.code, 0, sent.err);
@@ -154,8 +132,8 @@ Deno.test("send exits once delivered, or once stored for an offline contact; inb
 Deno.test("chat without a terminal sends each line, prints incoming ones, and exits at the end of input once delivered", async () => {
   await using r = await storageNode();
   await using tmp = await tempDir();
-  const { alice, bob } = await pair(tmp.path, r.address);
-  const online = await open(bob, r.address);
+  const { alice, bob } = await pairUsers(tmp.path, r.address);
+  const online = await openUser(bob, r.address);
   try {
     const chat = startDim(alice, ["chat", "bob", "--listen", LOOPBACK], {
       lines: ["one", "two"],
@@ -185,8 +163,8 @@ Deno.test("chat without a terminal sends each line, prints incoming ones, and ex
 Deno.test("chat --json prints one JSON event per line", async () => {
   await using r = await storageNode();
   await using tmp = await tempDir();
-  const { alice, bob } = await pair(tmp.path, r.address);
-  const online = await open(bob, r.address);
+  const { alice, bob } = await pairUsers(tmp.path, r.address);
+  const online = await openUser(bob, r.address);
   try {
     const chat = startDim(alice, ["chat", "bob", "--json", "--listen", LOOPBACK], {
       lines: ["hi"],
@@ -211,8 +189,8 @@ Deno.test("chat --json prints one JSON event per line", async () => {
 Deno.test("chat on a raw terminal: live messages keep the typed line, states update in place, Ctrl-C quits", async () => {
   await using r = await storageNode();
   await using tmp = await tempDir();
-  const { alice, bob } = await pair(tmp.path, r.address);
-  const online = await open(bob, r.address);
+  const { alice, bob } = await pairUsers(tmp.path, r.address);
+  const online = await openUser(bob, r.address);
   try {
     // A message from before the chat, fetched by `dim inbox`.
     const old = await online.send("alice", "an old message");
@@ -265,7 +243,7 @@ Deno.test("chat on a raw terminal: live messages keep the typed line, states upd
 Deno.test("chat /quit waits for messages in flight; an offline contact's are queued", async () => {
   await using r = await storageNode();
   await using tmp = await tempDir();
-  const { alice } = await pair(tmp.path, r.address);
+  const { alice } = await pairUsers(tmp.path, r.address);
   // Bob is offline: the message is stored in the network.
   const chat = startDim(alice, ["chat", "bob", "--listen", LOOPBACK], {
     terminal: { columns: 80, rows: 24 },
@@ -298,7 +276,7 @@ Deno.test("init with a bootstrap node publishes the card, asking the passphrase 
 Deno.test("send --file streams a file to an online contact, and says so when they are offline", async () => {
   await using r = await storageNode();
   await using tmp = await tempDir();
-  const { alice, bob } = await pair(tmp.path, r.address);
+  const { alice, bob } = await pairUsers(tmp.path, r.address);
   const path = `${tmp.path}/notes.txt`;
   const data = new TextEncoder().encode("a file from alice\n".repeat(5000));
   await Deno.writeFile(path, data);

@@ -8,43 +8,19 @@ import assert from "node:assert/strict";
 import { EXIT_QUEUED } from "../../lib/cli/context.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { UserStore } from "../../lib/store/user_store.ts";
-import { createMessenger, type Messenger } from "../../lib/messenger/messenger.ts";
-import { openProfile } from "../../lib/profile/profile.ts";
 import {
   dim,
   initUser,
   LOOPBACK,
   net,
-  PASSPHRASE,
+  openUser,
+  pairUsers,
   startDim,
   storageNode,
   tempDir,
   until,
 } from "./_helpers.ts";
 import { nextMessages } from "../_support/network.ts";
-
-/** Opens the messenger of a home the CLI created, on the test network. */
-async function open(home: string, bootstrap: string): Promise<Messenger> {
-  return await createMessenger(await openProfile({ home, passphrase: PASSPHRASE }), {
-    listen: [LOOPBACK],
-    bootstrap: [bootstrap],
-    messaging: { retryBaseMs: 100, retryMaxMs: 1000, outboxIntervalMs: 100, mailboxPollMs: 500 },
-  });
-}
-
-/** Two CLI users who added each other through `address`. */
-async function pair(tmp: string, address: string): Promise<{ alice: string; bob: string }> {
-  const alice = `${tmp}/alice`;
-  const bob = `${tmp}/bob`;
-  await initUser(alice, "Alice", net(address));
-  await initUser(bob, "Bob", net(address));
-  for (const [home, name, other] of [[alice, "bob", bob], [bob, "alice", alice]] as const) {
-    const id = JSON.parse((await dim(other, ["id", "--json"])).out).id;
-    const added = await dim(home, ["contact", "add", name, id, "--listen", LOOPBACK]);
-    assert.equal(added.code, 0, added.err);
-  }
-  return { alice, bob };
-}
 
 /**
  * Alice's first message to Bob, delivered while both are online: Alice then
@@ -53,7 +29,7 @@ async function pair(tmp: string, address: string): Promise<{ alice: string; bob:
  * secrecy.)
  */
 async function firstMessage(alice: string, bob: string, address: string): Promise<void> {
-  const online = await open(bob, address);
+  const online = await openUser(bob, address);
   try {
     const sent = await dim(alice, ["send", "bob", "while online", ...net(address)]);
     assert.equal(sent.code, 0, sent.err);
@@ -66,7 +42,7 @@ async function firstMessage(alice: string, bob: string, address: string): Promis
 Deno.test("a message written with no network is queued (exit 3), shown queued, and sent once on the next start", async () => {
   await using tmp = await tempDir();
   const first = await storageNode();
-  const { alice, bob } = await pair(tmp.path, first.address);
+  const { alice, bob } = await pairUsers(tmp.path, first.address);
   await firstMessage(alice, bob, first.address);
   // The only node Alice knows goes away, and Bob is not running: nobody answers.
   await first.stop();
@@ -95,7 +71,7 @@ Deno.test("a message written with no network is queued (exit 3), shown queued, a
 
   // The network is back (another node), and Bob is online.
   await using second = await storageNode();
-  const online = await open(bob, second.address);
+  const online = await openUser(bob, second.address);
   try {
     const back = await dim(alice, ["status", "--json", ...net(second.address)]);
     assert.equal(back.code, 0, back.err);
@@ -139,7 +115,7 @@ Deno.test("with no peer known, a first message is refused, not sealed without fo
 Deno.test("chat with no network opens, shows history, queues what is typed and says it is offline", async () => {
   await using tmp = await tempDir();
   const first = await storageNode();
-  const { alice, bob } = await pair(tmp.path, first.address);
+  const { alice, bob } = await pairUsers(tmp.path, first.address);
   await firstMessage(alice, bob, first.address);
   await first.stop();
   const earlier = await dim(alice, ["send", "bob", "from before", "--listen", LOOPBACK]);
