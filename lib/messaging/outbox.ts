@@ -22,6 +22,10 @@
  * recipient's network mailbox (through the mailbox client). A recipient
  * that answers "no session" gets a new session, and the queue is sealed in
  * it again, at most once per {@linkcode SESSION_RESTART_INTERVAL_MS}.
+ * A first message whose recipient's prekeys cannot be looked up (no peer
+ * answers) is kept unsealed, with an empty envelope, and sealed in a new
+ * session by the delivery that finds them: never in the static envelope
+ * because of an outage.
  *
  * @example
  * ```ts ignore
@@ -35,7 +39,7 @@
 import { concat, constantTimeEqual } from "../platform/bytes.ts";
 import { sealEnvelope } from "../crypto/envelope.ts";
 import { decodeUserId, verifySignature } from "../crypto/identity.ts";
-import { ProtocolError } from "../errors.ts";
+import { PeerUnreachableError, ProtocolError } from "../errors.ts";
 import { raceSignal as race } from "race-signal";
 import type {
   ContactLookup,
@@ -46,6 +50,7 @@ import type {
   StorageTransactions,
   StoredMessage,
 } from "./storage.ts";
+import { isUnsealed } from "./storage.ts";
 import { envelopeHash } from "./mailbox.ts";
 import type { SessionResult } from "./sessions.ts";
 import type { FlushOutboxOptions, MessageRecipient, SendOptions } from "./types.ts";
@@ -68,7 +73,7 @@ export interface OutboxStore extends StorageTransactions {
   /** The queue of sealed envelopes. */
   readonly outbox: OutboxStorage;
   /** The queued messages' content, to seal them again. */
-  readonly messages: Pick<HistoryStorage, "get">;
+  readonly messages: Pick<HistoryStorage, "get" | "setProtection">;
   /** The recipient's pinned key, to check a new prekey bundle against. */
   readonly contacts: Pick<ContactLookup, "getById">;
   /** The sessions dropped when one is restarted. */
@@ -171,7 +176,16 @@ export class Outbox {
       // A first message needs the recipient's prekeys from the network:
       // looked up before taking the lock, which every other message waits for.
       row = await this.#ctx.within(this.#ctx.options.attemptTimeoutMs, caller, async (signal) => {
-        const bundle = await sessions.prepare(recipient.userId, { signal });
+        let bundle: Awaited<ReturnType<typeof sessions.prepare>>;
+        try {
+          bundle = await sessions.prepare(recipient.userId, { signal });
+        } catch (err) {
+          // No peer answers the prekey lookup: the message waits, unsealed,
+          // and is sealed when the network is back (never in the static
+          // envelope for want of a lookup).
+          if (!(err instanceof PeerUnreachableError) || caller?.aborted) throw err;
+          return this.#queueUnsealed(recipient.userId, contentType, body);
+        }
         return await sessions.lock(async () => {
           // A lookup the caller cut short found nothing: that must not
           // send the message in the static envelope.
@@ -200,6 +214,80 @@ export class Outbox {
     // Only this conversation: the periodic scan looks after the others.
     this.#ctx.track(this.#deliver(recipient.userId));
     return row;
+  }
+
+  /**
+   * Stores a message that cannot be sealed yet in the history and the
+   * outbox, with an empty envelope and a random placeholder hash (which no
+   * acknowledgement can sign); `#sealQueued` seals it before it is sent.
+   */
+  #queueUnsealed(recipient: string, contentType: number, body: Uint8Array): StoredMessage {
+    const now = this.#ctx.clock();
+    const message = {
+      id: crypto.getRandomValues(new Uint8Array(16)),
+      peer: recipient,
+      sentAt: now,
+      receivedAt: now,
+      contentType,
+      body,
+      // What it will have, unless the recipient turns out to publish no prekeys.
+      protection: "ratchet" as const,
+    };
+    const placeholder = crypto.getRandomValues(new Uint8Array(32));
+    return this.#storage.transaction(
+      () => this.#storage.outbox.enqueue(message, new Uint8Array(0), placeholder),
+      { durable: false },
+    );
+  }
+
+  /**
+   * Seals a conversation's queued messages that wait to be sealed (see
+   * `#queueUnsealed`), in order, now that the recipient's prekeys may be
+   * looked up; durable before it returns.
+   *
+   * @throws {PeerUnreachableError} If the prekeys still cannot be looked up.
+   */
+  async #sealQueued(recipient: string, signal: AbortSignal): Promise<void> {
+    const sessions = this.#ctx.sessions;
+    const contact = this.#storage.contacts.getById(recipient);
+    if (sessions === undefined || contact === undefined) {
+      throw new ProtocolError(`Cannot seal a queued message: ${recipient} is not a contact`);
+    }
+    const peer = {
+      userId: recipient,
+      signingPublicKey: decodeUserId(recipient),
+      encryptionPublicKey: contact.encryptionPublicKey,
+    };
+    const bundle = await sessions.prepare(recipient, { signal });
+    await sessions.lock(async () => {
+      const queue = this.#storage.outbox.list().filter((e) =>
+        e.recipient === recipient && isUnsealed(e)
+      );
+      for (const entry of queue) {
+        const message = this.#storage.messages.get(entry.messageSeq);
+        if (message === undefined) continue;
+        const sealed = await sessions.encrypt(
+          peer,
+          message.contentType,
+          message.body,
+          bundle === undefined ? { signal } : { signal, bundle },
+        );
+        const { envelope, hash } = await this.#seal(
+          peer.encryptionPublicKey,
+          sealed,
+          message.id,
+          message.sentAt,
+        );
+        this.#storage.transaction(() => {
+          sealed.save();
+          this.#storage.outbox.replaceEnvelope(entry.messageSeq, envelope, hash, this.#ctx.clock());
+          if (sealed.protection !== message.protection) {
+            this.#storage.messages.setProtection(entry.messageSeq, sealed.protection);
+          }
+        }, { durable: false });
+      }
+      this.#storage.sync();
+    });
   }
 
   /**
@@ -343,6 +431,10 @@ export class Outbox {
       const left = progressAt + this.#ctx.options.attemptTimeoutMs - performance.now();
       const signal = this.#ctx.signal(Math.max(0, left));
       try {
+        if (next.some(isUnsealed)) {
+          await this.#sealQueued(recipient, signal);
+          continue;
+        }
         if (next.length > 0) {
           if (link === undefined) {
             const target = await this.#ctx.resolve(recipient, { signal });
@@ -567,7 +659,7 @@ export class Outbox {
       message,
     );
     const unmailed = this.#storage.outbox.list().filter((e) =>
-      e.recipient === recipient && !e.storedOffline
+      e.recipient === recipient && !e.storedOffline && !isUnsealed(e)
     );
     if (unmailed.length === 0) return;
     try {

@@ -84,7 +84,11 @@ export interface OutboxEntry {
   readonly messageSeq: number;
   /** Recipient user ID. */
   readonly recipient: string;
-  /** The sealed envelope bytes. */
+  /**
+   * The sealed envelope bytes; empty while the message waits to be sealed
+   * (a first message whose recipient's prekeys could not be looked up: it
+   * is sealed when the network is back, see {@linkcode isUnsealed}).
+   */
   readonly envelope: Uint8Array;
   /** SHA-256 of the envelope, which the acknowledgement signs. */
   readonly envelopeHash: Uint8Array;
@@ -96,6 +100,16 @@ export interface OutboxEntry {
   readonly storedOffline: boolean;
   /** The last failure, for status displays. */
   readonly lastError: string;
+}
+
+/**
+ * Whether an outbox entry still waits to be sealed.
+ *
+ * @param entry The entry.
+ * @returns `true` if its envelope is empty.
+ */
+export function isUnsealed(entry: Pick<OutboxEntry, "envelope">): boolean {
+  return entry.envelope.length === 0;
 }
 
 /** A stored Double Ratchet session (its state sealed at rest by the session manager). */
@@ -193,6 +207,14 @@ export interface HistoryStorage {
    * @returns The message, or `undefined`.
    */
   get(seq: number): StoredMessage | undefined;
+  /**
+   * Records how an outgoing message was finally protected (a message queued
+   * before it could be sealed is sealed at delivery).
+   *
+   * @param seq The local sequence number.
+   * @param protection How its content is protected.
+   */
+  setProtection(seq: number, protection: MessageProtection): void;
 }
 
 /** The outbox: sealed envelopes kept until the recipient acknowledges them. */

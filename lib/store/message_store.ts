@@ -134,6 +134,23 @@ export class MessageStore implements HistoryStorage {
   }
 
   /**
+   * Records how an outgoing message was finally protected.
+   *
+   * @param seq The local sequence number.
+   * @param protection How its content is protected.
+   */
+  setProtection(seq: number, protection: MessageProtection): void {
+    this.#conn.run(
+      "update message",
+      (db) =>
+        db.prepare("UPDATE messages SET protection = ? WHERE seq = ? AND direction = 'out'").run(
+          protection,
+          seq,
+        ),
+    );
+  }
+
+  /**
    * The conversation with one peer, oldest first, in the sender's order.
    *
    * @param peer The other party's user ID.

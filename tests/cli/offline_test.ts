@@ -6,11 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { EXIT_QUEUED } from "../../lib/cli/context.ts";
-import { Identity } from "../../lib/crypto/identity.ts";
-import { UserStore } from "../../lib/store/user_store.ts";
 import {
   dim,
-  initUser,
   LOOPBACK,
   net,
   openUser,
@@ -24,9 +21,7 @@ import { nextMessages } from "../_support/network.ts";
 
 /**
  * Alice's first message to Bob, delivered while both are online: Alice then
- * has a session with him. (A first message needs Bob's prekeys from the
- * network, so offline it is refused rather than sealed without forward
- * secrecy.)
+ * has a session with him.
  */
 async function firstMessage(alice: string, bob: string, address: string): Promise<void> {
   const online = await openUser(bob, address);
@@ -88,28 +83,37 @@ Deno.test("a message written with no network is queued (exit 3), shown queued, a
   }
 });
 
-Deno.test("with no peer known, a first message is refused, not sealed without forward secrecy", async () => {
+Deno.test("a first message written with no network waits unsealed, then goes with forward secrecy", async () => {
   await using tmp = await tempDir();
-  const home = `${tmp.path}/ada`;
-  await initUser(home, "Ada");
-  // A contact pinned earlier (as contact add leaves it); nobody is reachable now.
-  const bob = await Identity.generate();
-  const db = UserStore.open(`${home}/dim.db`);
-  db.contacts.upsert({
-    name: "bob",
-    userId: bob.id,
-    signingPublicKey: bob.signingPublicKey,
-    encryptionPublicKey: bob.encryptionPublicKey,
-    displayName: "Bob",
-    addedAt: Date.now(),
-  });
-  db.close();
-  const run = await dim(home, ["send", "bob", "hello", "--listen", LOOPBACK]);
-  assert.equal(run.code, 1, run.err);
-  assert.match(run.err, /cannot seal a first message to .*: their prekeys cannot be looked up/);
-  const status = await dim(home, ["status", "--json", "--listen", LOOPBACK]);
-  assert.equal(status.code, 0, status.err);
-  assert.equal(JSON.parse(status.out).outbox, 0, "nothing was sealed in the static envelope");
+  const first = await storageNode();
+  const { alice, bob } = await pairUsers(tmp.path, first.address);
+  // Alice has no session with Bob, and nobody answers: his prekeys cannot be looked up.
+  await first.stop();
+  const queued = await dim(alice, [
+    "send",
+    "bob",
+    "hello before any session",
+    "--listen",
+    LOOPBACK,
+  ]);
+  assert.equal(queued.code, EXIT_QUEUED, queued.err);
+  assert.match(queued.out, /^⧗ queued: no peer answered/);
+  const offline = await dim(alice, ["status", "--json", "--listen", LOOPBACK]);
+  assert.equal(JSON.parse(offline.out).outbox, 1, "kept, not refused");
+
+  // The network is back with Bob on it: the start seals it in a new session and sends it.
+  await using second = await storageNode();
+  const online = await openUser(bob, second.address);
+  try {
+    const back = await dim(alice, ["status", "--json", ...net(second.address)]);
+    assert.equal(back.code, 0, back.err);
+    assert.equal(JSON.parse(back.out).outbox, 0, "the queue went on start");
+    const [got] = await nextMessages(online, 1);
+    assert.equal(got?.text, "hello before any session");
+    assert.equal(got?.protection, "ratchet", "never the static envelope for want of a lookup");
+  } finally {
+    await online.stop();
+  }
 });
 
 Deno.test("chat with no network opens, shows history, queues what is typed and says it is offline", async () => {
