@@ -18,6 +18,7 @@ import type { Identity } from "../crypto/identity.ts";
 import {
   DEFAULT_ATTEMPT_TIMEOUT_MS,
   DEFAULT_MAILBOX_POLL_MS,
+  DEFAULT_MAILBOX_RECHECK_MS,
   DEFAULT_MAILBOX_REPLICAS,
   DEFAULT_MAILBOX_TTL_MS,
   DEFAULT_MESSAGE_BURST,
@@ -98,6 +99,7 @@ export class ServiceContext {
       mailboxPollMs: options.mailboxPollMs ?? DEFAULT_MAILBOX_POLL_MS,
       mailboxReplicas: options.mailboxReplicas ?? DEFAULT_MAILBOX_REPLICAS,
       mailboxTtlMs: options.mailboxTtlMs ?? DEFAULT_MAILBOX_TTL_MS,
+      mailboxRecheckMs: options.mailboxRecheckMs ?? DEFAULT_MAILBOX_RECHECK_MS,
       rateBurst: options.rateBurst ?? DEFAULT_MESSAGE_BURST,
       ratePerSecond: options.ratePerSecond ?? DEFAULT_MESSAGES_PER_SECOND,
       idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS,

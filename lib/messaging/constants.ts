@@ -270,9 +270,44 @@ export const DEFAULT_MAILBOX_REPLICAS = 3;
  * How long a sender asks an offline copy to be kept: 7 days, a long
  * absence (holidays) and within what a storage node keeps
  * ({@linkcode MAILBOX_MAX_TTL_MS}). The sender's outbox keeps the message
- * longer and stores it again after a later failed attempt.
+ * longer, and its mailbox check ({@linkcode DEFAULT_MAILBOX_RECHECK_MS})
+ * stores it again once the copies have expired.
  */
 export const DEFAULT_MAILBOX_TTL_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * How often a sender checks that the copies it left in the network are
+ * still on the nodes closest to their recipients' mailboxes, and stores
+ * them again on the ones that do not hold them: 10 minutes (and once after
+ * each start). Nodes come and go; a copy whose holders all left is lost
+ * unless someone stores it again, and the sender is the one who still has
+ * it. A check costs one lookup per recipient, so a few an hour is cheap,
+ * and a recipient who comes back within minutes of a holder leaving is
+ * usually reached directly by the outbox's retries anyway.
+ */
+export const DEFAULT_MAILBOX_RECHECK_MS = 10 * 60 * 1000;
+
+/**
+ * The most messages one mailbox check stores again: 64. With many messages
+ * queued, each check takes the ones confirmed longest ago, so all are
+ * checked in turn without a burst of requests.
+ */
+export const MAILBOX_RECHECK_MAX_MESSAGES = 64;
+
+/**
+ * The most recipients one mailbox check looks up: 4. Each costs a DHT
+ * lookup; a user with messages queued for many offline contacts checks
+ * them over several rounds instead of querying the network for all at once.
+ */
+export const MAILBOX_RECHECK_MAX_RECIPIENTS = 4;
+
+/**
+ * The most messages whose holders (the nodes that took their mailbox
+ * copies) a sender remembers before it starts afresh: 10,000. Remembering
+ * them spares a check the requests to nodes known to hold a copy;
+ * forgetting costs only requests answered "duplicate".
+ */
+export const MAILBOX_HOLDERS_MAX_MESSAGES = 10_000;
 
 /**
  * How long the nodes closest to a mailbox are remembered: 5 minutes. A

@@ -5,7 +5,13 @@
  * A user's mailbox address is SHA-256("DIM-v1-mailbox\0" || signing key).
  * A sender whose delivery failed stores the envelopes on the
  * `mailboxReplicas` nodes closest to the recipient's address in the DHT
- * ({@linkcode MailboxClient.storeOffline}). The recipient asks twice as many
+ * ({@linkcode MailboxClient.storeOffline}), and, while the message is not
+ * delivered, stores it again now and then
+ * ({@linkcode MailboxClient.recheck}): the closest nodes are looked up
+ * afresh and asked to store it, except the ones this client saw take it
+ * (it remembers, per envelope, which nodes hold a copy until when), so a
+ * copy whose holders left the network is stored on the nodes that replaced
+ * them, where the recipient will look. The recipient asks twice as many
  * of the closest nodes on start and periodically
  * ({@linkcode MailboxClient.fetch}), stores what it can read through the
  * inbox, flushes, sends each sender a signed receipt, and deletes the
@@ -27,10 +33,16 @@ import { openEnvelope } from "../crypto/envelope.ts";
 import { decodeUserId } from "../crypto/identity.ts";
 import { ProtocolError } from "../errors.ts";
 import { raceSignal as race } from "race-signal";
-import type { StorageTransactions } from "./storage.ts";
+import type { OutboxEntry, OutboxStorage, StorageTransactions } from "./storage.ts";
 import { envelopeHash, mailboxAddress, type MailboxServer } from "./mailbox.ts";
 import type { FetchMailboxOptions, IncomingMessage, PeerTarget } from "./types.ts";
-import { CLOSEST_CACHE_ENTRIES, CLOSEST_CACHE_MS } from "./constants.ts";
+import {
+  CLOSEST_CACHE_ENTRIES,
+  CLOSEST_CACHE_MS,
+  MAILBOX_HOLDERS_MAX_MESSAGES,
+  MAILBOX_RECHECK_MAX_MESSAGES,
+  MAILBOX_RECHECK_MAX_RECIPIENTS,
+} from "./constants.ts";
 import type { ServiceContext } from "./_context.ts";
 import {
   deleteSignedBytes,
@@ -49,24 +61,43 @@ export type ReceiveEnvelope = (
   envelope: Uint8Array,
 ) => Promise<IncomingMessage | "duplicate" | "unreadable">;
 
+/**
+ * What the mailbox client keeps and reads: transactions and flushes, and
+ * the outbox entries whose copies it checks.
+ */
+export interface MailboxClientStore extends StorageTransactions {
+  /** The outbox, whose copies in the network are checked and stored again. */
+  readonly outbox: Pick<OutboxStorage, "storedOfflineBefore" | "markStoredOffline" | "recipientOf">;
+}
+
 /** Stores copies in other users' mailboxes and fetches this user's own. */
 export class MailboxClient {
   readonly #ctx: ServiceContext;
   readonly #server: Pick<MailboxServer, "answer">;
-  readonly #storage: Pick<StorageTransactions, "sync">;
+  readonly #storage: MailboxClientStore;
   readonly #receive: ReceiveEnvelope;
   #mailbox: Uint8Array | undefined;
   #closest = new Map<string, { peers: PeerTarget[]; at: number }>();
+  /**
+   * The nodes seen taking a copy of an envelope, by the envelope's hash, and
+   * until when each keeps it: those need not be asked again. Only this
+   * run's STOREs are known; a node that answered "duplicate" keeps a copy
+   * of unknown age, and is asked again on the next call.
+   */
+  #holders = new Map<string, Map<string, number>>();
+  /** Whether a check of the copies in the network runs: one at a time. */
+  #rechecking = false;
 
   /**
    * @param deps The service's shared context; the mailbox server that
    *   answers this node's own requests; the storage, flushed before any
-   *   copy is deleted; and `receive`, which stores a fetched envelope.
+   *   copy is deleted, with the outbox whose copies are checked; and
+   *   `receive`, which stores a fetched envelope.
    */
   constructor(deps: {
     readonly context: ServiceContext;
     readonly server: Pick<MailboxServer, "answer">;
-    readonly storage: Pick<StorageTransactions, "sync">;
+    readonly storage: MailboxClientStore;
     readonly receive: ReceiveEnvelope;
   }) {
     this.#ctx = deps.context;
@@ -105,7 +136,11 @@ export class MailboxClient {
   }
 
   /**
-   * Stores envelopes on the nodes closest to the recipient's mailbox.
+   * Stores envelopes on the nodes closest to the recipient's mailbox, now,
+   * except on the ones this client saw take them and keep them past the
+   * next check (the service's `mailboxRecheckMs`). The same call stores a
+   * first copy and checks an old one: a holder that left the network is no
+   * longer among the closest, and its successor is asked.
    *
    * A copy this node keeps itself (it is among the closest, or the only
    * node it knows, when it is alone) is kept, but does not count: the
@@ -114,25 +149,139 @@ export class MailboxClient {
    *
    * @param recipient The recipient's user ID.
    * @param envelopes The sealed envelopes.
-   * @returns For each envelope, whether at least one other node took it.
+   * @param options `signal`: gives up (what was stored stays stored).
+   * @returns For each envelope, whether at least one other node among the
+   *   closest took it, holds it, or is known to hold it.
+   * @throws {unknown} The signal's reason if it aborts during the lookup.
    */
-  async storeOffline(recipient: string, envelopes: readonly Uint8Array[]): Promise<boolean[]> {
+  async storeOffline(
+    recipient: string,
+    envelopes: readonly Uint8Array[],
+    options: { readonly signal?: AbortSignal } = {},
+  ): Promise<boolean[]> {
     const mailbox = await mailboxAddress(decodeUserId(recipient));
     // Fresh each time: storing is rare, and must reach the nodes the
     // recipient will ask.
-    const peers = await this.#closestTo(mailbox, this.#ctx.options.mailboxReplicas, true);
-    const expiresAt = this.#ctx.clock() + this.#ctx.options.mailboxTtlMs;
+    const peers = await this.#closestTo(
+      mailbox,
+      this.#ctx.options.mailboxReplicas,
+      true,
+      options.signal,
+    );
+    const now = this.#ctx.clock();
+    const expiresAt = now + this.#ctx.options.mailboxTtlMs;
+    // A copy that expires before the next check is asked for again: the
+    // holder answers "duplicate" while it has it, and takes it anew after.
+    const keptUntil = now + this.#ctx.options.mailboxRecheckMs;
     const self = this.#ctx.transport.peerId;
     return await Promise.all(envelopes.map(async (envelope) => {
+      const key = toHex(await envelopeHash(envelope));
+      const holders = this.#holders.get(key) ?? new Map<string, number>();
+      const known = (p: PeerTarget) =>
+        p.peerId !== self && (holders.get(p.peerId) ?? 0) > keptUntil;
+      const ask = peers.filter((p) => !known(p));
       const results = await Promise.allSettled(
-        peers.map((p) => this.#request(p, { type: FrameType.Store, mailbox, expiresAt, envelope })),
+        ask.map((p) =>
+          this.#request(p, { type: FrameType.Store, mailbox, expiresAt, envelope }, options.signal)
+        ),
       );
-      return results.some((r, i) =>
-        peers[i]!.peerId !== self &&
-        r.status === "fulfilled" && r.value.type === FrameType.StoreResult &&
-        (r.value.status === StoreStatus.Stored || r.value.status === StoreStatus.Duplicate)
-      );
+      results.forEach((r, i) => {
+        const peer = ask[i]!.peerId;
+        if (peer === self) return;
+        const status = r.status === "fulfilled" && r.value.type === FrameType.StoreResult
+          ? r.value.status
+          : undefined;
+        if (status === StoreStatus.Stored) holders.set(peer, expiresAt);
+        // Held, since a time this run may not know: asked again next time.
+        else if (status === StoreStatus.Duplicate) holders.set(peer, holders.get(peer) ?? now);
+        else holders.delete(peer);
+      });
+      if (holders.size > 0) this.#remember(key, holders);
+      else this.#holders.delete(key);
+      return peers.some((p) => p.peerId !== self && holders.has(p.peerId));
     }));
+  }
+
+  /**
+   * Checks the copies left for messages not yet acknowledged, and stores
+   * them again on the nodes now closest to their recipients' mailboxes that
+   * do not hold them (see {@linkcode MailboxClient.storeOffline}): a copy
+   * whose holders left the network reaches the nodes the recipient will
+   * ask. A message confirmed held gets the time in the outbox
+   * (`markStoredOffline`); one that no other node holds keeps its old time,
+   * and is among the first of the next check.
+   *
+   * The work is bounded: the messages whose copies were confirmed longest
+   * ago, at most {@linkcode MAILBOX_RECHECK_MAX_MESSAGES} of them for at
+   * most {@linkcode MAILBOX_RECHECK_MAX_RECIPIENTS} recipients, one lookup
+   * per recipient, one recipient after the other. One check runs at a time;
+   * a call while one runs returns 0 at once.
+   *
+   * @param options `all`: every message with a copy in the network, however
+   *   recently confirmed (after a start), instead of the ones confirmed
+   *   more than `mailboxRecheckMs` ago; `signal`: gives up.
+   * @returns How many messages were found held by another node.
+   * @throws {unknown} The signal's reason if it aborts.
+   */
+  async recheck(
+    options: { readonly all?: boolean; readonly signal?: AbortSignal } = {},
+  ): Promise<number> {
+    if (!this.#ctx.running || this.#rechecking) return 0;
+    this.#rechecking = true;
+    try {
+      const now = this.#ctx.clock();
+      const before = options.all === true ? now : now - this.#ctx.options.mailboxRecheckMs;
+      const byRecipient = new Map<string, OutboxEntry[]>();
+      for (
+        const entry of this.#storage.outbox.storedOfflineBefore(
+          before,
+          MAILBOX_RECHECK_MAX_MESSAGES,
+        )
+      ) {
+        const queue = byRecipient.get(entry.recipient);
+        if (queue !== undefined) queue.push(entry);
+        else if (byRecipient.size < MAILBOX_RECHECK_MAX_RECIPIENTS) {
+          byRecipient.set(entry.recipient, [entry]);
+        }
+      }
+      let held = 0;
+      for (const [recipient, queue] of byRecipient) {
+        if (!this.#ctx.running) break;
+        let stored: boolean[];
+        try {
+          stored = await this.storeOffline(recipient, queue.map((e) => e.envelope), options);
+        } catch (err) {
+          options.signal?.throwIfAborted();
+          this.#ctx.onPeerError(err);
+          continue;
+        }
+        const at = this.#ctx.clock();
+        held += this.#storage.transaction(() => {
+          let marked = 0;
+          queue.forEach((entry, i) => {
+            // Not if it was delivered, or sealed again in a new session, meanwhile.
+            if (!stored[i] || this.#storage.outbox.recipientOf(entry.envelopeHash) === undefined) {
+              return;
+            }
+            this.#storage.outbox.markStoredOffline(entry.messageSeq, at);
+            marked++;
+          });
+          return marked;
+          // Lost in a crash, a mark costs one more check.
+        }, { durable: false });
+      }
+      return held;
+    } finally {
+      this.#rechecking = false;
+    }
+  }
+
+  /** Remembers an envelope's holders, within {@linkcode MAILBOX_HOLDERS_MAX_MESSAGES}. */
+  #remember(key: string, holders: Map<string, number>): void {
+    if (!this.#holders.has(key) && this.#holders.size >= MAILBOX_HOLDERS_MAX_MESSAGES) {
+      this.#holders.clear();
+    }
+    this.#holders.set(key, holders);
   }
 
   /** One mailbox request frame, one answer frame; this node answers its own. */

@@ -19,9 +19,11 @@
  *
  * A failed attempt is retried with exponential backoff and jitter, and a
  * copy of every queued message of the conversation is left in the
- * recipient's network mailbox (through the mailbox client). A recipient
- * that answers "no session" gets a new session, and the queue is sealed in
- * it again, at most once per {@linkcode SESSION_RESTART_INTERVAL_MS}.
+ * recipient's network mailbox (through the mailbox client, which checks
+ * the copies now and then and stores them again where their holders left).
+ * A recipient that answers "no session" gets a new session, and the queue
+ * is sealed in it again, at most once per
+ * {@linkcode SESSION_RESTART_INTERVAL_MS}.
  * A first message whose recipient's prekeys cannot be looked up (no peer
  * answers) is kept unsealed, with an empty envelope, and sealed in a new
  * session by the delivery that finds them: never in the static envelope
@@ -665,9 +667,10 @@ export class Outbox {
     try {
       this.#storage.sync();
       const stored = await this.#storeOffline(recipient, unmailed.map((e) => e.envelope));
+      const at = this.#ctx.clock();
       unmailed.forEach((e, i) => {
         if (!stored[i]) return;
-        this.#storage.outbox.markStoredOffline(e.messageSeq);
+        this.#storage.outbox.markStoredOffline(e.messageSeq, at);
         this.#ctx.emit({ type: "stored", seq: e.messageSeq, recipient });
       });
     } catch (err) {

@@ -142,9 +142,17 @@ export class MessagingService extends EventTarget {
     await this.#mailboxServer.start(this.#transport);
     this.#every(ctx.options.outboxIntervalMs, () => this.flushOutbox());
     this.#every(ctx.options.mailboxPollMs, () => this.fetchMailbox());
+    this.#every(ctx.options.mailboxRecheckMs, () => this.recheckMailboxCopies());
     // What was queued in an earlier run goes now, whatever backoff it was
     // left with: a new start is a new chance that the network is there.
-    ctx.track(this.flushOutbox({ all: true }));
+    // Then the copies left in the network for what is still queued are
+    // checked: their holders may have left while this node was away.
+    ctx.track(this.#flushThenRecheck());
+  }
+
+  async #flushThenRecheck(): Promise<void> {
+    await this.flushOutbox({ all: true }).catch(this.#ctx.onPeerError);
+    await this.recheckMailboxCopies({ all: true });
   }
 
   /** Stops handlers and loops, aborts what is in flight. Idempotent. */
@@ -210,6 +218,27 @@ export class MessagingService extends EventTarget {
    */
   flushOutbox(options: FlushOutboxOptions = {}): Promise<void> {
     return this.#outbox.flush(options);
+  }
+
+  /**
+   * Checks the copies left in the network for messages not yet
+   * acknowledged, and stores them again on the nodes now closest to their
+   * recipients' mailboxes that do not hold them (a holder may have left the
+   * network). The service does this every `mailboxRecheckMs` and once
+   * after each start. At most a few recipients and a few dozen messages per
+   * call, those confirmed longest ago first.
+   *
+   * @param options `all`: every message with a copy in the network, not
+   *   only those confirmed more than `mailboxRecheckMs` ago (default
+   *   `false`); `signal`: gives up.
+   * @returns How many messages were found held by another node (0 if the
+   *   service is not started, or a check is running).
+   * @throws {unknown} The signal's reason, if it aborts.
+   */
+  recheckMailboxCopies(
+    options: { readonly all?: boolean; readonly signal?: AbortSignal } = {},
+  ): Promise<number> {
+    return this.#mailboxes.recheck(options);
   }
 
   /**

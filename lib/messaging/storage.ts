@@ -98,6 +98,12 @@ export interface OutboxEntry {
   readonly nextAttemptAt: number;
   /** Whether a copy sits in the recipient's mailbox in the network. */
   readonly storedOffline: boolean;
+  /**
+   * When a node other than this one last took a copy or was found holding
+   * one (ms); 0 if none did. Outboxes written before this time was kept
+   * say 1: long ago, so the next mailbox check looks at them first.
+   */
+  readonly storedOfflineAt: number;
   /** The last failure, for status displays. */
   readonly lastError: string;
 }
@@ -293,11 +299,22 @@ export interface OutboxStorage {
     now: number,
   ): void;
   /**
-   * Marks that a copy was left in the recipient's network mailbox.
+   * Marks that a copy was left in the recipient's network mailbox, or that
+   * nodes closest to it were found holding one, at `at`.
    *
    * @param messageSeq The entry.
+   * @param at Time in ms. Default now.
    */
-  markStoredOffline(messageSeq: number): void;
+  markStoredOffline(messageSeq: number, at?: number): void;
+  /**
+   * The entries with a copy in the network last confirmed at or before
+   * `before`, the longest ago first: the ones a mailbox check looks at.
+   *
+   * @param before Time in ms.
+   * @param limit At most this many.
+   * @returns The entries.
+   */
+  storedOfflineBefore(before: number, limit: number): OutboxEntry[];
   /**
    * Marks the message whose envelope has this hash as delivered and removes
    * it from the outbox, if `recipient` matches.

@@ -77,6 +77,12 @@ export interface MessagingOptions {
   readonly mailboxReplicas?: number;
   /** How long an offline copy is kept (ms). Default 7 days. */
   readonly mailboxTtlMs?: number;
+  /**
+   * How often the copies left for offline recipients are checked and
+   * stored again on the nodes now closest to their mailboxes that do not
+   * hold them (ms); also once after each start. Default 10 minutes.
+   */
+  readonly mailboxRecheckMs?: number;
   /** Quotas for mailboxes kept for others. */
   readonly mailboxLimits?: Partial<MailboxLimits>;
   /** Inbound envelopes accepted per peer: burst size. Default 2000. */

@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS outbox (
   envelope_hash BLOB NOT NULL UNIQUE,
   attempts INTEGER NOT NULL DEFAULT 0,
   next_attempt_at INTEGER NOT NULL,
+  -- When a node other than this one last took or held a mailbox copy (ms),
+  -- 0 if none did; 1 in rows from before the time was kept (long ago).
   stored_offline INTEGER NOT NULL DEFAULT 0,
   last_error TEXT NOT NULL DEFAULT ''
 );
@@ -58,7 +60,8 @@ function toOutbox(r: Row): OutboxEntry {
     envelopeHash: blob(r.envelope_hash),
     attempts: Number(r.attempts),
     nextAttemptAt: Number(r.next_attempt_at),
-    storedOffline: Number(r.stored_offline) === 1,
+    storedOffline: Number(r.stored_offline) > 0,
+    storedOfflineAt: Number(r.stored_offline),
     lastError: String(r.last_error),
   };
 }
@@ -215,17 +218,21 @@ export class OutboxStore implements OutboxStorage {
   }
 
   /**
-   * Marks that a copy was left in the recipient's network mailbox.
+   * Marks that a copy was left in the recipient's network mailbox, or that
+   * nodes closest to it were found holding one, at `at`. An earlier time
+   * never replaces a later one.
    *
    * @param messageSeq The entry.
+   * @param at Time in ms. Default now.
    */
-  markStoredOffline(messageSeq: number): void {
+  markStoredOffline(messageSeq: number, at: number = Date.now()): void {
+    // Never 0 or 1, which say "none" and "before the time was kept".
+    const time = Math.max(2, Math.floor(at));
     this.#conn.transaction(() => {
-      this.#conn.run(
-        "update outbox",
-        (db) =>
-          db.prepare("UPDATE outbox SET stored_offline = 1 WHERE message_seq = ?").run(messageSeq),
-      );
+      this.#conn.run("update outbox", (db) =>
+        db.prepare(
+          "UPDATE outbox SET stored_offline = MAX(stored_offline, ?) WHERE message_seq = ?",
+        ).run(time, messageSeq));
       this.#conn.run(
         "update message",
         (db) =>
@@ -233,6 +240,23 @@ export class OutboxStore implements OutboxStorage {
             .run(messageSeq),
       );
     });
+  }
+
+  /**
+   * The entries with a copy in the network last confirmed at or before
+   * `before`, the longest ago first.
+   *
+   * @param before Time in ms.
+   * @param limit At most this many.
+   * @returns The entries.
+   */
+  storedOfflineBefore(before: number, limit: number): OutboxEntry[] {
+    const rows = this.#conn.run("read outbox", (db) =>
+      db.prepare(
+        `SELECT * FROM outbox WHERE stored_offline > 0 AND stored_offline <= ?
+         ORDER BY stored_offline, message_seq LIMIT ?`,
+      ).all(before, limit)) as Row[];
+    return rows.map(toOutbox);
   }
 
   /**

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { UserStore } from "../../lib/store/user_store.ts";
-import { msg } from "./_fixtures.ts";
+import { DatabaseSync } from "node:sqlite";
+import { inTempDir, msg } from "./_fixtures.ts";
 
 Deno.test("the outbox hands out one entry per recipient, oldest first, until delivered", () => {
   using db = UserStore.open(":memory:");
@@ -70,9 +71,48 @@ Deno.test("replaceEnvelope() makes an entry due at once and forgets its mailbox 
       attempts: 0,
       nextAttemptAt: 100,
       storedOffline: false,
+      storedOfflineAt: 0,
       lastError: "",
     },
   );
   assert.equal(db.outbox.recipientOf(hash), "a");
   assert.equal(db.outbox.recipientOf(new Uint8Array(32)), undefined);
+});
+
+Deno.test("storedOfflineBefore() lists the copies confirmed longest ago first; a row from before the time was kept counts as long ago", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/user.db`;
+    const out = (db: UserStore, n: number) =>
+      db.outbox.enqueue(
+        { ...msg(n, n), peer: "a" },
+        new Uint8Array([n]),
+        new Uint8Array(32).fill(n),
+      ).seq;
+    let legacy: number;
+    {
+      using db = UserStore.open(path);
+      legacy = out(db, 1);
+    }
+    // What DIM wrote before the time was kept: 1 for "stored".
+    const raw = new DatabaseSync(path);
+    raw.prepare("UPDATE outbox SET stored_offline = 1 WHERE message_seq = ?").run(legacy);
+    raw.close();
+    using db = UserStore.open(path);
+    const [never, recent, older] = [out(db, 2), out(db, 3), out(db, 4)];
+    db.outbox.markStoredOffline(recent!, 5000);
+    db.outbox.markStoredOffline(older!, 3000);
+    // An earlier time never replaces a later one.
+    db.outbox.markStoredOffline(recent!, 4000);
+    const entries = db.outbox.list();
+    const at = (seq: number) => entries.find((e) => e.messageSeq === seq)!;
+    assert.deepEqual([at(never!).storedOffline, at(never!).storedOfflineAt], [false, 0]);
+    assert.deepEqual([at(legacy).storedOffline, at(legacy).storedOfflineAt], [true, 1]);
+    assert.equal(at(recent!).storedOfflineAt, 5000);
+    assert.equal(db.messages.get(older!)?.state, "stored");
+    const before = (t: number, limit: number) =>
+      db.outbox.storedOfflineBefore(t, limit).map((e) => e.messageSeq);
+    assert.deepEqual(before(4000, 10), [legacy, older]);
+    assert.deepEqual(before(9000, 2), [legacy, older]);
+    assert.deepEqual(before(9000, 10), [legacy, older, recent]);
+  });
 });
