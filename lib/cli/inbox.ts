@@ -5,7 +5,8 @@
  * @module
  */
 import type { ChatMessage } from "../profile/chat_message.ts";
-import type { Context } from "./context.ts";
+import { type Context, isOffline } from "./context.ts";
+import type { Messenger } from "../messenger/messenger.ts";
 import { deadline } from "../platform/signals.ts";
 import { keyChangedWarning, messageLine } from "./format.ts";
 import { lastShownSeq, markShown } from "./marks.ts";
@@ -20,12 +21,14 @@ export interface InboxOptions {
 /**
  * Fetches the mailbox and prints new incoming messages, oldest first, then
  * remembers that they were shown (in the database, so `dim chat` and the
- * next `dim inbox` agree).
+ * next `dim inbox` agree). With no peer answering, it shows the messages
+ * already on this device and says the network mailbox was not checked
+ * (`"offline": true` with `--json`).
  *
  * @param ctx The command's context.
  * @param options `all` to show everything again.
  * @returns The exit code.
- * @throws {CliError} If there is no identity or the network cannot be joined.
+ * @throws {CliError} If there is no identity.
  * @example
  * ```ts ignore
  * import { main } from "./main.ts";
@@ -35,30 +38,52 @@ export interface InboxOptions {
  * ```
  */
 export async function inboxCommand(ctx: Context, options: InboxOptions = {}): Promise<number> {
-  const messenger = await ctx.openMessenger();
+  // Offline, the messages already here are still shown, and the mailbox is not checked.
+  const messenger = await ctx.openMessenger({ allowOffline: true });
+  const offline = isOffline(messenger);
   let fetched = 0;
   try {
-    using d = deadline(ctx.timeoutMs);
-    const aborted = new Promise<number>((resolve) =>
-      d.signal.addEventListener("abort", () => resolve(0), { once: true })
-    );
-    fetched = await withSpinner(
-      ctx.io,
-      "checking your mailbox in the network…",
-      () =>
-        Promise.race([
-          // Out of time, what arrived so far is shown.
-          messenger.fetchMailbox({ signal: d.signal }).catch((err) => {
-            if (d.signal.aborted) return 0;
-            throw err;
-          }),
-          aborted,
-        ]),
-    );
-    await ctx.sendQueued(messenger);
+    if (!offline) fetched = await fetchMailbox(ctx, messenger);
   } finally {
     await messenger.stop();
   }
+  if (offline) {
+    ctx.note(
+      "offline: no peer answered, so your mailbox in the network was not checked; " +
+        "showing the messages already on this device",
+    );
+  }
+  return await show(ctx, options, { fetched, offline });
+}
+
+// Fetches the network mailbox, sends what was queued, and says how many arrived.
+async function fetchMailbox(ctx: Context, messenger: Messenger): Promise<number> {
+  using d = deadline(ctx.timeoutMs);
+  const aborted = new Promise<number>((resolve) =>
+    d.signal.addEventListener("abort", () => resolve(0), { once: true })
+  );
+  const fetched = await withSpinner(
+    ctx.io,
+    "checking your mailbox in the network…",
+    () =>
+      Promise.race([
+        // Out of time, what arrived so far is shown.
+        messenger.fetchMailbox({ signal: d.signal }).catch((err) => {
+          if (d.signal.aborted) return 0;
+          throw err;
+        }),
+        aborted,
+      ]),
+  );
+  await ctx.sendQueued(messenger);
+  return fetched;
+}
+
+async function show(
+  ctx: Context,
+  options: InboxOptions,
+  found: { readonly fetched: number; readonly offline: boolean },
+): Promise<number> {
   await using profile = await ctx.profile();
   const since = options.all ? 0 : lastShownSeq(profile);
   const messages: ChatMessage[] = profile.incomingSince(since);
@@ -69,7 +94,7 @@ export async function inboxCommand(ctx: Context, options: InboxOptions = {}): Pr
     if (c.keyChanged && senders.has(c.name)) ctx.note(keyChangedWarning(c.name));
   }
   if (ctx.json) {
-    ctx.outJson({ fetched, messages });
+    ctx.outJson({ ...found, messages });
     return 0;
   }
   if (messages.length === 0) {

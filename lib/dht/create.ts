@@ -87,6 +87,7 @@ import { PeerEventFilter } from "./_peer_events.ts";
 import { PeerStoreCache } from "./_peer_store_cache.ts";
 import { parseMultiaddr, peerIdOf } from "./_peers.ts";
 import { RecordGuardDatastore } from "./_record_guard.ts";
+import { StablePorts } from "./_stable_ports.ts";
 
 /** The libp2p services a DIM node runs. */
 export interface DhtServices extends Record<string, unknown> {
@@ -144,6 +145,8 @@ export interface NodeParts {
   readonly log: (message: string) => void;
   /** Makes the node's reach (reachability, relays, UPnP), given its event hooks. */
   readonly makeReach: (hooks: ReachHooks) => Reach;
+  /** Keeps the ports of port-0 listen addresses across runs (with a data directory). */
+  readonly ports: StablePorts | undefined;
 }
 
 const NAMESPACE_PATTERN = /^[A-Za-z0-9._-]+$/;
@@ -245,9 +248,13 @@ export async function assembleNode(
 
   let privateKey: PrivateKey | undefined;
   let sqlite: SqliteDatastore | undefined;
+  let ports: StablePorts | undefined;
+  let listenOn = listenAddrs;
   if (dataDir !== undefined) {
     await ensureDataDirectory(dataDir);
     privateKey = await loadOrCreateNodeKey(join(dataDir, NODE_KEY_FILE));
+    ports = new StablePorts(dataDir, listenAddrs);
+    listenOn = await ports.listen();
     sqlite = SqliteDatastore.open(join(dataDir, NODE_DATABASE_FILE));
   }
   try {
@@ -260,7 +267,7 @@ export async function assembleNode(
       ...(privateKey === undefined ? {} : { privateKey }),
       start: false,
       datastore,
-      addresses: { listen: listenAddrs.map(String), announce: announceAddrs.map(String) },
+      addresses: { listen: listenOn.map(String), announce: announceAddrs.map(String) },
       transports: [
         tcp(),
         circuitRelayTransport({
@@ -386,6 +393,7 @@ export async function assembleNode(
     };
     return {
       makeReach,
+      ports,
       libp2p,
       internals,
       datastore,

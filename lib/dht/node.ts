@@ -662,6 +662,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     this.#libp2p.addEventListener("peer:disconnect", this.#onDisconnect);
     this.#libp2p.addEventListener("self:peer:update", this.#onAddresses);
     this.#announced = this.multiaddrs.join(" ");
+    await this.#parts.ports?.remember(this.#libp2p.getMultiaddrs());
     await this.#reach.start();
     signal.throwIfAborted();
 

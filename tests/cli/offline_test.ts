@@ -83,6 +83,26 @@ Deno.test("a message written with no network is queued (exit 3), shown queued, a
   }
 });
 
+Deno.test("inbox with no network shows the messages already here and says the mailbox was not checked", async () => {
+  await using tmp = await tempDir();
+  const first = await storageNode();
+  const { alice, bob } = await pairUsers(tmp.path, first.address);
+  await firstMessage(alice, bob, first.address);
+  await first.stop();
+  const shown = await dim(bob, ["inbox", "--all", "--listen", LOOPBACK]);
+  assert.equal(shown.code, 0, shown.err);
+  assert.match(
+    shown.err,
+    /offline: no peer answered, so your mailbox in the network was not checked/,
+  );
+  assert.match(shown.out, /while online/);
+  const json = await dim(bob, ["inbox", "--all", "--json", "--listen", LOOPBACK]);
+  assert.equal(json.code, 0, json.err);
+  const report = JSON.parse(json.out);
+  assert.equal(report.offline, true);
+  assert.deepEqual(report.messages.map((m: { text: string }) => m.text), ["while online"]);
+});
+
 Deno.test("a first message written with no network waits unsealed, then goes with forward secrecy", async () => {
   await using tmp = await tempDir();
   const first = await storageNode();
