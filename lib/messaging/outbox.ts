@@ -152,7 +152,7 @@ export class Outbox {
       // The session state is saved with the outbox entry, before anything is
       // sent. The commit is flushed after the lock is released (below), so
       // messages sent together share one flush.
-      return this.#storage.transaction(() => {
+      const row = this.#storage.transaction(() => {
         sealed.save();
         return this.#storage.outbox.enqueue(
           {
@@ -168,6 +168,10 @@ export class Outbox {
           hash,
         );
       }, { durable: false });
+      // In the same synchronous block as the commit: a delivery that runs
+      // before the flush must not send it (a crash would roll the ratchet back).
+      this.#unflushed.add(row.seq);
+      return row;
     };
     const sessions = this.#ctx.sessions;
     let row: StoredMessage;
@@ -207,7 +211,6 @@ export class Outbox {
       });
     }
     // Durable before the caller hears of it, and before any of it is sent.
-    this.#unflushed.add(row.seq);
     try {
       await this.#flushed();
     } finally {

@@ -400,3 +400,82 @@ Deno.test("fetchMailbox() and flushOutbox() honour their signals", async () => {
     await alice.flushOutbox({ signal: new AbortController().signal });
   });
 });
+
+Deno.test("a delivery that runs between a message's commit and its flush does not send it before the flush", async () => {
+  await pair(async (a, b) => {
+    const events: string[] = [];
+    let interleave = false;
+    // Alice's storage: logs commits of new outbox entries and flushes, and,
+    // when asked, starts a delivery right after a commit (a drain resuming
+    // in the gap before the flush).
+    const storage = new Proxy(a.db, {
+      get(target, key) {
+        if (key === "sync") {
+          return () => {
+            events.push("sync");
+            target.sync();
+          };
+        }
+        if (key === "transaction") {
+          return <T>(fn: () => T, options?: { durable?: boolean }): T => {
+            const before = target.outbox.list().length;
+            const result = target.transaction(fn, options);
+            if (target.outbox.list().length > before) {
+              events.push("commit");
+              if (interleave) queueMicrotask(() => void alice.flushOutbox({ all: true }));
+            }
+            return result;
+          };
+        }
+        const value = Reflect.get(target, key);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const inner = transportFor(a.node);
+    const transport: MessagingTransport = {
+      get peerId() {
+        return inner.peerId;
+      },
+      handle: (p, h) => inner.handle(p, h),
+      unhandle: (p) => inner.unhandle(p),
+      closestPeers: (k, o) => inner.closestPeers(k, o),
+      async openStream(peer, protocol, options) {
+        const stream = await inner.openStream(peer, protocol, options);
+        if (protocol !== MESSAGE_PROTOCOL) return stream;
+        const send = stream.send.bind(stream);
+        stream.send = (data: Uint8Array) => {
+          events.push("send");
+          return send(data);
+        };
+        return stream;
+      },
+    };
+    a.service = new MessagingService({
+      identity: a.identity,
+      storage,
+      transport,
+      resolve: () => Promise.resolve({ peerId: b.node.peerId, addresses: b.node.multiaddrs }),
+    }, { retryBaseMs: 60_000, outboxIntervalMs: 60_000 });
+    const alice = a.service;
+    const bob = serve(b, a, transportFor(b.node));
+    await bob.start();
+    await alice.start();
+    const recipient = {
+      userId: b.identity.id,
+      encryptionPublicKey: b.identity.encryptionPublicKey,
+    };
+    // The first message leaves a kept stream: the next delivery sends at once, without awaiting.
+    const first = delivered(alice, 1);
+    await alice.send(recipient, text("one"));
+    await first;
+    events.length = 0;
+    interleave = true;
+    const second = delivered(alice, 1);
+    await alice.send(recipient, text("two"));
+    await second;
+    const commit = events.indexOf("commit");
+    const sent = events.indexOf("send", commit);
+    assert.ok(commit >= 0 && sent > commit, events.join(" "));
+    assert.ok(events.slice(commit, sent).includes("sync"), `sent before its flush: ${events}`);
+  });
+});
