@@ -3,6 +3,7 @@
  * copies senders leave there: which nodes hold a copy for a mailbox.
  */
 import type { DhtNode } from "../../lib/dht/node.ts";
+import type { DhtPeer } from "../../lib/dht/types.ts";
 import { encodeFrame, FrameReader, FrameType, MAILBOX_PROTOCOL } from "../../lib/messaging/wire.ts";
 
 /**
@@ -10,18 +11,18 @@ import { encodeFrame, FrameReader, FrameType, MAILBOX_PROTOCOL } from "../../lib
  * nothing), or 0 if it does not answer.
  *
  * @param from The node that asks.
- * @param address The asked node's multiaddr, with its peer ID.
+ * @param target The asked node: a multiaddr with its peer ID, or a peer.
  * @param mailbox The 32-byte mailbox address.
  * @returns The number of envelopes.
  */
 export async function copiesOn(
   from: DhtNode,
-  address: string,
+  target: string | DhtPeer,
   mailbox: Uint8Array,
 ): Promise<number> {
   const signal = AbortSignal.timeout(3000);
   try {
-    const stream = await from.dialProtocol(address, MAILBOX_PROTOCOL, { signal });
+    const stream = await from.dialProtocol(target, MAILBOX_PROTOCOL, { signal });
     try {
       stream.send(encodeFrame({ type: FrameType.Fetch, mailbox }));
       const reply = await new FrameReader(stream).next();
