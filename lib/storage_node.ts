@@ -41,6 +41,8 @@ export interface StorageNodeOptions {
   readonly publicNetworks?: readonly string[];
   /** Whether to ask a UPnP gateway for a port mapping. Default `false`. */
   readonly upnp?: boolean;
+  /** Whether to find DIM peers on the local network over mDNS. Default `false`. */
+  readonly lanDiscovery?: boolean;
   /** Extra options for the node (they win over the fields above). */
   readonly node?: Partial<DhtNodeOptions>;
   /** Options for the mailbox server. */
@@ -93,6 +95,7 @@ export async function createStorageNode(options: StorageNodeOptions = {}): Promi
       ...(options.announce === undefined ? {} : { announce: options.announce }),
       ...(options.publicNetworks === undefined ? {} : { publicNetworks: options.publicNetworks }),
       ...(options.upnp === undefined ? {} : { upnp: options.upnp }),
+      ...(options.lanDiscovery === undefined ? {} : { lanDiscovery: options.lanDiscovery }),
       ...options.node,
     });
     mailbox = new MailboxServer(db, options.mailbox);

@@ -5,11 +5,12 @@
  * command line replace what the file says); and, when set, the networks
  * that count as public and whether to ask the router for a UPnP port
  * mapping (default on; the environment variable `DIM_UPNP=off` turns it off
- * whatever the file says).
+ * whatever the file says) and whether to look for DIM peers on the local
+ * network over mDNS (default on; `DIM_LAN=off` turns it off).
  *
  * ```json
  * { "bootstrap": ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…"], "listen": [],
- *   "publicNetworks": ["198.18.0.0/15"], "upnp": false }
+ *   "publicNetworks": ["198.18.0.0/15"], "upnp": false, "lanDiscovery": false }
  * ```
  *
  * @example Write and read the settings
@@ -53,6 +54,8 @@ export interface CliConfig {
   readonly publicNetworks?: readonly string[];
   /** Whether to ask the router for a UPnP port mapping. Absent: yes. */
   readonly upnp?: boolean;
+  /** Whether to find DIM peers on the local network over mDNS. Absent: yes. */
+  readonly lanDiscovery?: boolean;
 }
 
 /**
@@ -94,17 +97,25 @@ export async function readConfig(home: string): Promise<CliConfig> {
     throw new StorageError(`Cannot read settings ${path}: expected a JSON object`);
   }
   const record = value as Record<string, unknown>;
-  if (record.upnp !== undefined && typeof record.upnp !== "boolean") {
-    throw new StorageError(`Cannot read settings ${path}: "upnp" must be true or false`);
-  }
+  const upnp = flag(record, "upnp", path);
+  const lanDiscovery = flag(record, "lanDiscovery", path);
   return {
     bootstrap: stringList(record.bootstrap, "bootstrap", path),
     listen: stringList(record.listen, "listen", path),
     ...(record.publicNetworks === undefined
       ? {}
       : { publicNetworks: stringList(record.publicNetworks, "publicNetworks", path) }),
-    ...(record.upnp === undefined ? {} : { upnp: record.upnp }),
+    ...(upnp === undefined ? {} : { upnp }),
+    ...(lanDiscovery === undefined ? {} : { lanDiscovery }),
   };
+}
+
+function flag(record: Record<string, unknown>, field: string, path: string): boolean | undefined {
+  const value = record[field];
+  if (value !== undefined && typeof value !== "boolean") {
+    throw new StorageError(`Cannot read settings ${path}: "${field}" must be true or false`);
+  }
+  return value;
 }
 
 function stringList(value: unknown, field: string, path: string): string[] {
@@ -142,6 +153,7 @@ export async function writeConfig(home: string, config: CliConfig): Promise<void
       // Written only when set, so the file of a user who never set them stays as it was.
       ...(config.publicNetworks?.length ? { publicNetworks: config.publicNetworks } : {}),
       ...(config.upnp === undefined ? {} : { upnp: config.upnp }),
+      ...(config.lanDiscovery === undefined ? {} : { lanDiscovery: config.lanDiscovery }),
     },
     null,
     2,

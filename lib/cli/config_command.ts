@@ -7,6 +7,7 @@
  * dim config listen /ip4/0.0.0.0/tcp/4001 # set the listen addresses (none: default)
  * dim config public-networks 198.18.0.0/15 # networks that count as public (none: clear)
  * dim config upnp off                     # no UPnP port mapping (on: the default)
+ * dim config lan-discovery off            # no mDNS on the local network (on: the default)
  * ```
  *
  * @module
@@ -24,11 +25,11 @@ import { UsageError } from "./errors.ts";
 
 /**
  * Shows the settings, or replaces the bootstrap, listen or public-networks
- * list, or turns UPnP on or off.
+ * list, or turns UPnP or LAN discovery on or off.
  *
  * @param ctx The command's context.
  * @param args Nothing (show), or `bootstrap`/`listen`/`public-networks` and
- *   the new list, or `upnp` and `on` or `off`.
+ *   the new list, or `upnp` or `lan-discovery` and `on` or `off`.
  * @returns The exit code.
  * @throws {UsageError} For an unknown key, a malformed multiaddr or network.
  * @throws {StorageError} If the file cannot be read or written.
@@ -59,15 +60,16 @@ export async function configCommand(ctx: Context, args: readonly string[]): Prom
   } else if (key === "public-networks") {
     config = { ...config, publicNetworks: values.map(checkCidr) };
     await writeConfig(home, config);
-  } else if (key === "upnp") {
+  } else if (key === "upnp" || key === "lan-discovery") {
     if (values.length !== 1 || (values[0] !== "on" && values[0] !== "off")) {
-      throw new UsageError("dim config upnp takes on or off");
+      throw new UsageError(`dim config ${key} takes on or off`);
     }
-    config = { ...config, upnp: values[0] === "on" };
+    const on = values[0] === "on";
+    config = key === "upnp" ? { ...config, upnp: on } : { ...config, lanDiscovery: on };
     await writeConfig(home, config);
   } else if (key !== undefined && key !== "show") {
     throw new UsageError(
-      `unknown setting "${key}" (expected bootstrap, listen, public-networks or upnp)`,
+      `unknown setting "${key}" (expected bootstrap, listen, public-networks, upnp or lan-discovery)`,
     );
   } else if (values.length > 0) {
     throw new UsageError("dim config show takes no arguments");
@@ -78,6 +80,7 @@ export async function configCommand(ctx: Context, args: readonly string[]): Prom
       ...config,
       publicNetworks: config.publicNetworks ?? [],
       upnp: config.upnp ?? true,
+      lanDiscovery: config.lanDiscovery ?? true,
     });
     return 0;
   }
@@ -97,5 +100,6 @@ export async function configCommand(ctx: Context, args: readonly string[]): Prom
     `  public-networks: ${networks.length ? networks.join(", ") : "(none: libp2p's rule alone)"}`,
   );
   ctx.out(`  upnp:      ${config.upnp === false ? "off" : "on (the default)"}`);
+  ctx.out(`  lan-discovery: ${config.lanDiscovery === false ? "off" : "on (the default)"}`);
   return 0;
 }

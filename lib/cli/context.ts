@@ -38,6 +38,13 @@ export const PASSPHRASE_ENV_VAR = "DIM_PASSPHRASE";
  */
 export const UPNP_ENV_VAR = "DIM_UPNP";
 
+/**
+ * The environment variable that turns LAN discovery (mDNS) off (`off`) or
+ * on (`on`) whatever the settings say. Tests set it to `off`, so that no
+ * test sends mDNS on the host's real interfaces.
+ */
+export const LAN_ENV_VAR = "DIM_LAN";
+
 /** How long networked waits last by default, in seconds. */
 export const DEFAULT_TIMEOUT_S = 30;
 
@@ -202,13 +209,29 @@ export class Context {
    * @throws {UsageError} If `DIM_UPNP` is neither `on` nor `off`.
    */
   async upnp(): Promise<boolean> {
-    const env = this.io.env(UPNP_ENV_VAR);
+    return this.#onOff(UPNP_ENV_VAR) ?? (await this.config()).upnp ?? true;
+  }
+
+  /**
+   * Whether to look for DIM peers on the local network over mDNS: `DIM_LAN`
+   * (`on` or `off`) if set, else the settings' `lanDiscovery`, else yes.
+   *
+   * @returns Whether LAN discovery is on.
+   * @throws {UsageError} If `DIM_LAN` is neither `on` nor `off`.
+   */
+  async lanDiscovery(): Promise<boolean> {
+    return this.#onOff(LAN_ENV_VAR) ?? (await this.config()).lanDiscovery ?? true;
+  }
+
+  // An on/off environment variable; undefined when unset or empty.
+  #onOff(name: string): boolean | undefined {
+    const env = this.io.env(name);
     if (env === "off") return false;
     if (env === "on") return true;
     if (env !== undefined && env !== "") {
-      throw new UsageError(`${UPNP_ENV_VAR} must be on or off, not "${env}"`);
+      throw new UsageError(`${name} must be on or off, not "${env}"`);
     }
-    return (await this.config()).upnp ?? true;
+    return undefined;
   }
 
   /**
@@ -295,9 +318,10 @@ export class Context {
   /**
    * Unlocks the profile and starts the messenger on it: joins through the
    * bootstrap nodes and the peers known from earlier runs (failing if none
-   * answers, unless `allowOffline`), with the settings' public networks and
-   * UPnP unless turned off, publishes the contact card and starts
-   * messaging. Shows a spinner meanwhile on a terminal.
+   * answers, unless `allowOffline`; a DIM peer found on the local network
+   * counts), with the settings' public networks, UPnP and LAN discovery
+   * unless turned off, publishes the contact card and starts messaging.
+   * Shows a spinner meanwhile on a terminal.
    *
    * @param options `bootstrap`: nodes to use when none are configured or
    *   given; `allowOffline`: start even when no peer answers (see
@@ -305,7 +329,7 @@ export class Context {
    * @returns The running messenger; stop it when done.
    * @throws {CliError} If there is no identity, or no peer answers and
    *   `allowOffline` is not set.
-   * @throws {UsageError} If a setting or `DIM_UPNP` is malformed.
+   * @throws {UsageError} If a setting, `DIM_UPNP` or `DIM_LAN` is malformed.
    * @throws {KeystoreError} On a wrong passphrase or damaged identity file.
    * @throws {StorageError} If another dim process uses the data directory.
    */
@@ -318,6 +342,7 @@ export class Context {
     const listen = await this.listen();
     const publicNetworks = await this.publicNetworks();
     const upnp = await this.upnp();
+    const lanDiscovery = await this.lanDiscovery();
     const passphrase = await this.passphrase();
     const debug = this.options.debug ?? false;
     const log = (m: string) => this.io.stderr(`debug: ${m}\n`);
@@ -325,13 +350,14 @@ export class Context {
     try {
       messenger = await withSpinner(
         this.io,
-        bootstrap.length > 0 ? "unlocking and joining the network…" : "unlocking…",
+        bootstrap.length > 0 || lanDiscovery ? "unlocking and joining the network…" : "unlocking…",
         async () =>
           await createMessenger(await openProfile({ home: this.home, passphrase }), {
             listen,
             bootstrap,
             publicNetworks,
             upnp,
+            lanDiscovery,
             // Files from verified or pinned contacts land here; strangers are refused.
             downloadDir: `${this.home}/files`,
             node: {
@@ -345,9 +371,11 @@ export class Context {
       if (err instanceof PeerUnreachableError) throw unreachable(bootstrap, err);
       throw err;
     }
-    if (bootstrap.length === 0 && !this.json) {
+    if (bootstrap.length === 0 && !this.json && messenger.node.connections === 0) {
       this.note(
-        "note: no bootstrap nodes configured, so this node is on its own " +
+        "note: no bootstrap nodes configured" +
+          (lanDiscovery ? " and no DIM peer found on the local network" : "") +
+          ", so this node is on its own " +
           "(use --bootstrap <multiaddr>, or dim config bootstrap <multiaddr>)",
       );
     }

@@ -209,7 +209,8 @@ Options:
   },
   {
     name: "config",
-    usage: "dim config [bootstrap|listen <multiaddr>… | public-networks <cidr>… | upnp on|off]",
+    usage:
+      "dim config [bootstrap|listen <multiaddr>… | public-networks <cidr>… | upnp|lan-discovery on|off]",
     summary: "show or change the settings",
     details:
       `  dim config                          show the settings (config.json in the data directory)
@@ -219,7 +220,9 @@ Options:
                                       the usual rule (for a private deployment such as
                                       198.18.0.0/15; none: clear them)
   dim config upnp on|off              ask the router for a port mapping (default on;
-                                      DIM_UPNP=off in the environment overrides it)`,
+                                      DIM_UPNP=off in the environment overrides it)
+  dim config lan-discovery on|off     find DIM peers on the local network over mDNS
+                                      (default on; DIM_LAN=off overrides it)`,
     options: [],
     run: (ctx, cl) => configCommand(ctx, cl.positionals),
   },
@@ -238,7 +241,8 @@ const GLOBAL_HELP = `Global options:
   -V, --version             show the version
 
 Environment: DIM_HOME (data directory), DIM_PASSPHRASE (passphrase),
-DIM_UPNP=off|on (UPnP port mapping; default: dim config upnp, else on)`;
+DIM_UPNP=off|on (UPnP port mapping; default: dim config upnp, else on),
+DIM_LAN=off|on (LAN discovery over mDNS; default: dim config lan-discovery, else on)`;
 
 const HELP = `dim ${VERSION} — serverless, end-to-end encrypted instant messaging
 
@@ -257,7 +261,7 @@ Commands:
   status                    reachability, relays, peers, addresses, DHT, outbox
   node                      run a bootstrap/storage/relay node until Ctrl-C
   config                    show or change the settings (bootstrap, listen,
-                            public-networks, upnp)
+                            public-networks, upnp, lan-discovery)
 
 ${GLOBAL_HELP}
 

@@ -1,8 +1,8 @@
 /**
  * `dim status`: goes online and reports the node's health — reachability
  * (public, behind NAT via which relays, or mapped by UPnP, and how long ago
- * that was checked), peers, addresses, DHT routing table, and messages
- * still waiting in the outbox.
+ * that was checked), peers, addresses, whether LAN discovery is on, DHT
+ * routing table, and messages still waiting in the outbox.
  *
  * @module
  */
@@ -149,6 +149,11 @@ export interface StatusReport {
   readonly bootstrap: readonly string[];
   /** The peer IDs of the peers that answered the node's start dials. */
   readonly joinedThrough: readonly string[];
+  /**
+   * Whether the node looks for DIM peers on the local network (mDNS);
+   * `dim status` always says.
+   */
+  readonly lanDiscovery?: boolean;
   /** Reachability, its age and the relays. */
   readonly reachability: ReachabilityReport;
   /** Open connections. */
@@ -210,6 +215,11 @@ export function statusLines(report: StatusReport): string[] {
   list("Addresses:", report.addresses, "(nothing)");
   list("Bootstrap:", report.bootstrap, "(none configured)");
   list("Joined through:", report.joinedThrough, "(nobody answered)");
+  if (report.lanDiscovery !== undefined) {
+    lines.push(
+      `LAN discovery:  ${report.lanDiscovery ? "on (mDNS; dim config lan-discovery off)" : "off"}`,
+    );
+  }
   lines.push(`Peers:          ${report.peers} connected (${report.connections} connections)`);
   if (report.connections === 0) {
     lines.push("Network:        offline: no peer answered; what you send is queued here");
@@ -254,6 +264,7 @@ export function statusLines(report: StatusReport): string[] {
  */
 export async function statusCommand(ctx: Context): Promise<number> {
   const bootstrap = await ctx.bootstrap();
+  const lanDiscovery = await ctx.lanDiscovery();
   const messenger = await ctx.openMessenger({ allowOffline: true });
   const offline = isOffline(messenger);
   let report: StatusReport;
@@ -270,6 +281,7 @@ export async function statusCommand(ctx: Context): Promise<number> {
       addresses,
       bootstrap,
       joinedThrough: node.joinedThrough,
+      lanDiscovery,
       reachability: reachabilityReport(node.reachability, addresses, Date.now()),
       connections: node.connections,
       peers: node.peers.length,

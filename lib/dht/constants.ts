@@ -367,3 +367,72 @@ export const RELAY_MAX_HOP_STREAMS = 32;
  * through this relay at the same time.
  */
 export const RELAY_MAX_STOP_STREAMS = 64;
+
+// ---------------------------------------------------------------------------
+// LAN discovery: mDNS (`_lan.ts`), when `lanDiscovery` is on.
+
+/**
+ * The DNS-SD service DIM nodes ask for and answer on the LAN. DIM's own
+ * name, not libp2p's `_p2p._udp.local`, so other libp2p programs on the
+ * LAN (IPFS, …) are neither asked nor found.
+ */
+export const LAN_SERVICE_TAG = "_dim._udp.local";
+
+/**
+ * How often a node sends its mDNS query (one multicast packet). Others
+ * answer each query with a multicast answer everyone hears, so a node that
+ * joins the LAN is found by the others within this time, and finds them
+ * within a few milliseconds of its first query. `@libp2p/mdns`'s default.
+ */
+export const LAN_QUERY_INTERVAL_MS = 10_000;
+
+/**
+ * The most mDNS answers handled per minute; more are ignored until the
+ * minute is over. Ten DIM nodes on a LAN make about 600 (each hears every
+ * node's answer to every node's query), all about peers already checked;
+ * a flood of made-up peers is cut off here.
+ */
+export const LAN_EVENTS_PER_MINUTE = 600;
+
+/**
+ * The most peers found on the LAN that are dialed (to check they speak
+ * DIM) per minute: a LAN host answering with ever new peer IDs costs at
+ * most this many dials.
+ */
+export const LAN_CHECKS_PER_MINUTE = 30;
+
+/** The most such checks running at once; a peer found meanwhile is checked on a later answer. */
+export const LAN_MAX_CHECKS = 4;
+
+/**
+ * The most peers found on the LAN kept at once (each costs a connection
+ * and a routing-table slot); others found meanwhile are ignored until one
+ * disconnects.
+ */
+export const LAN_MAX_PEERS = 32;
+
+/** The most addresses of one LAN answer dialed (the rest are ignored). */
+export const LAN_MAX_ADDRESSES = 4;
+
+/** How long a LAN check (dial, Noise, identify) may take. */
+export const LAN_CHECK_TIMEOUT_MS = 5_000;
+
+/**
+ * How long a LAN peer that does not speak DIM's protocols is left alone
+ * after it was dropped: its answers every 10 s would otherwise be dials.
+ */
+export const LAN_REJECT_MS = 10 * 60_000;
+
+/** How long a LAN peer that could not be dialed is left alone before it is tried again. */
+export const LAN_RETRY_MS = 60_000;
+
+/** How many rejected or unreachable LAN peers are remembered. */
+export const LAN_MEMORY = 256;
+
+/**
+ * How long `start()` waits for a DIM peer on the LAN when no bootstrap or
+ * remembered peer answered: the first query is answered within
+ * milliseconds and a LAN check takes tens of them, so 3 s leave room for
+ * a slow Wi-Fi and cost an offline node little.
+ */
+export const LAN_JOIN_WAIT_MS = 3_000;

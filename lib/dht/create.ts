@@ -3,8 +3,10 @@
  * options, loads the node key and opens the database of a data directory,
  * and builds libp2p with TCP, Noise, Yamux, identify, ping and kad-dht
  * (server mode, DIM's protocol, validators and selectors), over a datastore
- * that never lets a stored record go backwards (`_record_guard.ts`). It
- * then applies DIM's patches of libp2p internals (`_libp2p_internals.ts`)
+ * that never lets a stored record go backwards (`_record_guard.ts`), and,
+ * with `lanDiscovery`, the mDNS discovery of DIM peers on the LAN
+ * (`_lan.ts`). It then applies DIM's patches of libp2p internals
+ * (`_libp2p_internals.ts`)
  * and, once per process, the Deno compatibility fixes (`_deno_compat.ts`).
  *
  * `createDhtNode` (`node.ts`) calls {@linkcode assembleNode} and wraps the
@@ -87,6 +89,7 @@ import { PeerEventFilter } from "./_peer_events.ts";
 import { PeerStoreCache } from "./_peer_store_cache.ts";
 import { parseMultiaddr, peerIdOf } from "./_peers.ts";
 import { RecordGuardDatastore } from "./_record_guard.ts";
+import { type LanDiscovery, lanDiscovery as lanService } from "./_lan.ts";
 import { StablePorts } from "./_stable_ports.ts";
 
 /** The libp2p services a DIM node runs. */
@@ -99,6 +102,8 @@ export interface DhtServices extends Record<string, unknown> {
   dht: KadDHT;
   /** The circuit relay v2 server, unless `relayServer` is `false`. */
   relay?: CircuitRelayService;
+  /** mDNS discovery of DIM peers on the LAN, if `lanDiscovery` is on. */
+  lan?: LanDiscovery;
 }
 
 /** What a node's reach reports back to it. */
@@ -202,6 +207,7 @@ export async function assembleNode(
     reachabilityCheck = true,
     announce = [],
     upnp = false,
+    lanDiscovery = false,
     signal,
   } = options;
   signal?.throwIfAborted();
@@ -307,6 +313,7 @@ export async function assembleNode(
           allowQueryWithZeroPeers: true,
         }),
         ...(relayServer === false ? {} : { relay: dimRelayServer(relayLimits) }),
+        ...(lanDiscovery ? { lan: lanService({ protocol, log, clock }) } : {}),
       },
     });
     gaterTarget.libp2p = libp2p;

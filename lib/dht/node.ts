@@ -219,7 +219,8 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
 
   /**
    * The peer IDs of the peers that answered this node's start dials: its
-   * bootstrap peers and the peers it knew from an earlier run.
+   * bootstrap peers and the peers it knew from an earlier run (and, with
+   * `lanDiscovery`, the DIM peers it found on the LAN while starting).
    */
   get joinedThrough(): string[] {
     return [...this.#joinedThrough];
@@ -666,15 +667,22 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     await this.#reach.start();
     signal.throwIfAborted();
 
+    const lan = this.#libp2p.services.lan;
+    const joined = (peerId: string) => this.#joinedThrough.add(peerId);
     await joinNetwork({
       ...this.#parts,
+      // A DIM peer on the LAN may do instead of the bootstrap peers: lan.join decides.
+      requireBootstrap: this.#parts.requireBootstrap && lan === undefined,
       routingTableSize: () => this.routingTableSize,
       knownPeers: (signal) => this.knownPeers({ signal }),
       dialSignal: this.#life.stopSignal,
-      joined: (peerId) => this.#joinedThrough.add(peerId),
+      joined,
       track: (task) => this.#life.track(task),
       log: this.#parts.log,
     }, signal);
+    const connections = () => this.connections;
+    const routingTableSize = () => this.routingTableSize;
+    await lan?.join({ ...this.#parts, connections, routingTableSize, joined }, signal);
   }
 
   async #stop(): Promise<void> {

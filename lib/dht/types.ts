@@ -123,6 +123,16 @@ export interface DhtNodeOptions {
    * public. Default `false`.
    */
   readonly upnp?: boolean;
+  /**
+   * Find DIM peers on the local network over mDNS, with no bootstrap
+   * node: the node multicasts a query for DIM's service every 10 s and
+   * answers others' with its peer ID and private addresses; a peer found so
+   * is dialled and kept only if it speaks this node's kad protocol. When no
+   * bootstrap or remembered peer answers, `start()` waits up to 3 s for
+   * one. Default `false` for the library (it sends on the host's
+   * networks); the `dim` CLI turns it on unless told not to.
+   */
+  readonly lanDiscovery?: boolean;
   /** Whether `createDhtNode` also starts the node. Default `true`. */
   readonly start?: boolean;
   /** Aborts creating and starting the node. */

@@ -63,7 +63,7 @@ export type { SignalOptions } from "./cards.ts";
  *
  * The node's network options a program usually sets (`listen`, `bootstrap`
  * and the reach options `publicNetworks`, `announce`, `upnp`, `relays`,
- * `relayServer`) are top-level fields, passed through to
+ * `relayServer`, `lanDiscovery`) are top-level fields, passed through to
  * {@linkcode createDhtNode} unchanged; `node` carries any other node
  * option, and wins where both set the same one.
  */
@@ -85,6 +85,11 @@ export interface MessengerOptions {
   readonly announce?: readonly string[];
   /** Whether to ask a UPnP gateway for a port mapping. Default `false`. */
   readonly upnp?: boolean;
+  /**
+   * Whether to find DIM peers on the local network over mDNS (see
+   * `DhtNodeOptions.lanDiscovery`). Default `false`.
+   */
+  readonly lanDiscovery?: boolean;
   /** Relay reservations kept while the node is not publicly reachable. Default 2. */
   readonly relays?: number;
   /**
@@ -163,13 +168,14 @@ export async function createMessenger(
 
 /** The reach options given, and only those, for the node. */
 function reachOptions(options: MessengerOptions): Partial<DhtNodeOptions> {
-  const { publicNetworks, announce, upnp, relays, relayServer } = options;
+  const { publicNetworks, announce, upnp, relays, relayServer, lanDiscovery } = options;
   return {
     ...(publicNetworks === undefined ? {} : { publicNetworks }),
     ...(announce === undefined ? {} : { announce }),
     ...(upnp === undefined ? {} : { upnp }),
     ...(relays === undefined ? {} : { relays }),
     ...(relayServer === undefined ? {} : { relayServer }),
+    ...(lanDiscovery === undefined ? {} : { lanDiscovery }),
   };
 }
 

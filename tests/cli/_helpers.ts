@@ -20,12 +20,13 @@ export const PASSPHRASE = "test passphrase";
 
 /**
  * The environment of every `dim` a test runs, in this process or as a
- * subprocess: the passphrase, and UPnP off, so that no test ever sends SSDP
- * multicast on the host's real interfaces.
+ * subprocess: the passphrase, and UPnP and LAN discovery off, so that no
+ * test ever sends SSDP or mDNS multicast on the host's real interfaces.
  */
 export const TEST_ENV: Readonly<Record<string, string>> = Object.freeze({
   DIM_PASSPHRASE: PASSPHRASE,
   DIM_UPNP: "off",
+  DIM_LAN: "off",
 });
 
 /** The repository root and the CLI entry point. */
@@ -43,7 +44,7 @@ export interface Run {
 /**
  * Runs `dim --home <home> …args` in this process against a scripted terminal,
  * with {@linkcode TEST_ENV} (`DIM_PASSPHRASE` unless `env` says otherwise;
- * `DIM_UPNP=off` always).
+ * `DIM_UPNP=off` and `DIM_LAN=off` always).
  */
 export function dim(
   home: string,
@@ -61,7 +62,7 @@ export function startDim(
 ): { readonly io: MemoryIo; readonly done: Promise<Run> } {
   const io = memoryIo({
     ...options,
-    env: { ...TEST_ENV, ...options.env, DIM_UPNP: "off" },
+    env: { ...TEST_ENV, ...options.env, DIM_UPNP: "off", DIM_LAN: "off" },
   });
   const done = main(["--home", home, ...args], io).then((code) => ({
     code,
@@ -118,7 +119,7 @@ export async function until(
 
 /**
  * Runs `deno run -A cli.ts …args` to its end, with {@linkcode TEST_ENV}
- * (`DIM_UPNP=off` always); kills it after `timeoutMs`.
+ * (`DIM_UPNP=off` and `DIM_LAN=off` always); kills it after `timeoutMs`.
  */
 export async function runCli(
   args: readonly string[],
@@ -128,7 +129,7 @@ export async function runCli(
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--quiet", "-A", CLI, ...args],
     cwd: ROOT,
-    env: { ...TEST_ENV, NO_COLOR: "1", ...options.env, DIM_UPNP: "off" },
+    env: { ...TEST_ENV, NO_COLOR: "1", ...options.env, DIM_UPNP: "off", DIM_LAN: "off" },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

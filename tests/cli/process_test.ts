@@ -57,7 +57,7 @@ Deno.test("dim node prints its addresses, serves the network, and stops cleanly 
         args: ["run", "--quiet", "-A", CLI, "--home", `${tmp.path}/node`, "node", "--json"]
           .concat(["--listen", LOOPBACK]),
         cwd: ROOT,
-        env: { DIM_UPNP: "off" },
+        env: { DIM_UPNP: "off", DIM_LAN: "off" },
         stdin: "null",
         stdout: "piped",
         stderr: "piped",

@@ -87,8 +87,9 @@ function chatCommand(home: string, contact: string): string {
   const dim = [Deno.execPath(), "run", "--quiet", "-A", CLI, "--home", home, "--listen", LOOPBACK]
     .concat(["chat", contact]).map(quote).join(" ");
   // The pane stays after the exit, so the exit code can be read.
-  // DIM_UPNP=off: no test sends UPnP discovery on the host's interfaces.
-  return `env DIM_PASSPHRASE=${quote(PASSPHRASE)} DIM_UPNP=off ${dim}; echo "EXIT=$?"; sleep 60`;
+  // DIM_UPNP=off, DIM_LAN=off: no test sends UPnP or mDNS discovery on the host's interfaces.
+  const env = `env DIM_PASSPHRASE=${quote(PASSPHRASE)} DIM_UPNP=off DIM_LAN=off`;
+  return `${env} ${dim}; echo "EXIT=$?"; sleep 60`;
 }
 
 Deno.test({

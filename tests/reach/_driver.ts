@@ -35,6 +35,8 @@ export interface PeerConfig {
   readonly publicNetworks: readonly string[];
   /** UPnP port mapping (only inside the lab's namespaces). */
   readonly upnp?: boolean;
+  /** LAN discovery over mDNS (only inside the lab's namespaces). */
+  readonly lanDiscovery?: boolean;
   /** Relay reservations to keep while private. */
   readonly relays?: number;
   /** Messaging tunables. */
@@ -332,6 +334,7 @@ export class Peer {
 export interface UserOptions {
   readonly reopen?: boolean;
   readonly upnp?: boolean;
+  readonly lanDiscovery?: boolean;
   readonly relays?: number;
   readonly messaging?: MessagingOptions;
 }

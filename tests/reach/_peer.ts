@@ -66,6 +66,7 @@ if (config.role === "storage") {
     bootstrap: config.bootstrap,
     publicNetworks: config.publicNetworks,
     ...(config.upnp === undefined ? {} : { upnp: config.upnp }),
+    ...(config.lanDiscovery === undefined ? {} : { lanDiscovery: config.lanDiscovery }),
     ...(config.relays === undefined ? {} : { relays: config.relays }),
     messaging: {
       ...config.messaging,
