@@ -47,7 +47,7 @@ async function dim(
     "env",
     "-u",
     "DIM_LAN",
-    "DIM_PASSPHRASE=carol's passphrase",
+    "DIM_PASSPHRASE=quiet lantern mosses orbit under carol's window",
     "DIM_UPNP=off",
     "NO_COLOR=1",
     Deno.execPath(),
