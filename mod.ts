@@ -140,7 +140,14 @@ export type {
 } from "./lib/record/mod.ts";
 export { createDhtNode, DhtNode } from "./lib/dht/mod.ts";
 export { isPublicAddress } from "./lib/dht/public_networks.ts";
-export type { Reachability, RelayLimits } from "./lib/dht/types.ts";
+export type {
+  JoinHintSource,
+  PeerBookView,
+  PeerSource,
+  Reachability,
+  RelayLimits,
+  RememberedPeer,
+} from "./lib/dht/types.ts";
 export type {
   DhtCallOptions,
   DhtChunkList,

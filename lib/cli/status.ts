@@ -149,6 +149,13 @@ export interface StatusReport {
   readonly bootstrap: readonly string[];
   /** The peer IDs of the peers that answered the node's start dials. */
   readonly joinedThrough: readonly string[];
+  /** How many peers the node remembers having met (its peer book); `dim status` always says. */
+  readonly rememberedPeers?: number;
+  /**
+   * The peer IDs of its learned bootstrap peers, dialled on every start
+   * beside the configured ones; `dim status` always says.
+   */
+  readonly learnedBootstrap?: readonly string[];
   /**
    * Whether the node looks for DIM peers on the local network (mDNS);
    * `dim status` always says.
@@ -215,6 +222,12 @@ export function statusLines(report: StatusReport): string[] {
   list("Addresses:", report.addresses, "(nothing)");
   list("Bootstrap:", report.bootstrap, "(none configured)");
   list("Joined through:", report.joinedThrough, "(nobody answered)");
+  if (report.rememberedPeers !== undefined) {
+    const learned = report.learnedBootstrap?.length ?? 0;
+    lines.push(
+      `Remembered:     ${report.rememberedPeers} peers, ${learned} learned as bootstrap peers`,
+    );
+  }
   if (report.lanDiscovery !== undefined) {
     lines.push(
       `LAN discovery:  ${report.lanDiscovery ? "on (mDNS; dim config lan-discovery off)" : "off"}`,
@@ -281,6 +294,8 @@ export async function statusCommand(ctx: Context): Promise<number> {
       addresses,
       bootstrap,
       joinedThrough: node.joinedThrough,
+      rememberedPeers: node.peerBook.remembered.length,
+      learnedBootstrap: node.peerBook.learnedBootstrap.map((peer) => peer.peerId),
       lanDiscovery,
       reachability: reachabilityReport(node.reachability, addresses, Date.now()),
       connections: node.connections,

@@ -1,28 +1,35 @@
 /**
- * How a started DIM node joins the DHT: it dials its bootstrap peers and up
- * to 16 peers known from an earlier run together (a few at a time, for at
- * most 5 s before it goes on), and is online as soon as any of them
- * answers, bootstrap or not: one stopped bootstrap node does not keep out a
- * node that knows other peers. Then it waits for the first routing-table
- * peer and looks up its own neighbourhood, so that a put or get right after
- * `start()` reaches the DHT.
+ * How a started DIM node joins the DHT: it dials its bootstrap peers and,
+ * in parallel, up to 16 remembered peers ({@linkcode joinCandidates}: the
+ * learned bootstrap list, peers named by join hints, the most recently
+ * seen peers of the peer book, then other peers of libp2p's peer store),
+ * a few at a time, and is online as soon as any of them answers,
+ * bootstrap or not: one stopped bootstrap node does not keep out a node
+ * that knows other peers. Once one answered it waits a moment for the
+ * others (at most 5 s in all), then waits for the first routing-table
+ * peer and looks up its own neighbourhood, so that a put or get right
+ * after `start()` reaches the DHT. Dials still pending go on in the
+ * background.
  *
  * @module
  */
 import delay from "delay";
 import type { PeerId } from "@libp2p/interface";
 import { peerIdFromString } from "@libp2p/peer-id";
-import type { Multiaddr } from "@multiformats/multiaddr";
+import { type Multiaddr, multiaddr } from "@multiformats/multiaddr";
 import type { Libp2p } from "libp2p";
 import { PeerUnreachableError } from "../errors.ts";
 import {
+  JOIN_GRACE_MS,
+  JOIN_HINT_PEERS,
   JOIN_TIMEOUT_MS,
   RECONNECT_PEER_LIMIT,
   START_DIAL_CONCURRENCY,
   START_DIAL_TIMEOUT_MS,
 } from "./constants.ts";
 import type { DhtRecords } from "./records.ts";
-import type { DhtPeer } from "./types.ts";
+import type { DhtPeer, RememberedPeer } from "./types.ts";
+import type { JoinHint } from "./_peer_book.ts";
 import { KadMessageType } from "./_kad_wire.ts";
 import { describe, peerIdOf } from "./_peers.ts";
 import { deadline, scopedSignal, settlesWithin } from "../platform/signals.ts";
@@ -44,6 +51,8 @@ export interface JoinInit {
   readonly routingTableSize: () => number;
   /** Called with the peer ID of each peer that answered a start dial. */
   readonly joined: (peerId: string) => void;
+  /** What the peer book remembers: learned bootstrap peers, hints, peers by last seen. */
+  readonly book: RememberedPeers;
   /** The peers of the peer store. */
   readonly knownPeers: (signal: AbortSignal) => Promise<DhtPeer[]>;
   /** Aborts dials that go on after the join (the node's stop signal). */
@@ -65,31 +74,48 @@ export interface JoinInit {
  * @throws {DOMException} If `signal` is aborted.
  */
 export async function joinNetwork(init: JoinInit, signal: AbortSignal): Promise<void> {
-  const bootstrapIds = new Set(init.bootstrap.map((address) => peerIdOf(address)));
-  const known = (await init.knownPeers(signal))
-    .filter((peer) => !bootstrapIds.has(peer.peerId) && peer.multiaddrs.length > 0)
-    .slice(0, RECONNECT_PEER_LIMIT);
-  const targets: { label: string; target: Multiaddr | PeerId }[] = [
-    ...init.bootstrap.map((address) => ({ label: address.toString(), target: address })),
-    ...known.map((peer) => ({ label: peer.peerId, target: peerIdFromString(peer.peerId) })),
-  ];
+  const bootstrapIds = init.bootstrap.map((address) => peerIdOf(address));
+  const exclude = new Set([init.libp2p.peerId.toString(), ...bootstrapIds.filter(isString)]);
+  const known = joinCandidates(init.book, await init.knownPeers(signal), exclude);
+  if (init.bootstrap.length + known.length > 0) {
+    init.log(
+      `start dials: bootstrap ${init.bootstrap.length}; remembered ${
+        known.map((c) => `${c.peerId} (${c.reason})`).join(", ") || "none"
+      }`,
+    );
+  }
   let connected = 0;
-  const dials = runLimited(
-    targets,
-    START_DIAL_CONCURRENCY,
-    async ({ label, target }) => {
-      try {
-        const connection = await init.libp2p.dial(target, { signal: init.dialSignal });
-        connected++;
-        init.joined(connection.remotePeer.toString());
-      } catch (cause) {
-        init.log(`could not dial ${label}: ${describe(cause)}`);
-      }
-    },
-  );
+  let waiting = true;
+  let answered = (): void => {};
+  const firstAnswer = new Promise<void>((resolve) => answered = resolve);
+  const dial = async ({ label, target }: DialItem) => {
+    try {
+      const connection = await init.libp2p.dial(target(), { signal: init.dialSignal });
+      connected++;
+      init.joined(connection.remotePeer.toString());
+      answered();
+    } catch (cause) {
+      init.log(`could not dial ${label}: ${describe(cause)}`);
+    }
+  };
+  // The bootstrap peers and the remembered ones dial side by side: a dead
+  // bootstrap list does not queue the remembered peers behind it.
+  const dials = Promise.all([
+    runLimited(
+      init.bootstrap.map((address) => ({ label: address.toString(), target: () => address })),
+      START_DIAL_CONCURRENCY,
+      dial,
+    ),
+    runLimited(known.map(dialTarget), START_DIAL_CONCURRENCY, dial),
+  ]);
   init.track(dials);
-  // Slow dials go on in the background; start() does not wait for them all.
-  await settlesWithin(dials, START_DIAL_TIMEOUT_MS, signal);
+  // Online once any peer answered and the others had a moment to; slow
+  // dials go on in the background.
+  const enough = firstAnswer.then(() =>
+    waiting ? settlesWithin(dials, JOIN_GRACE_MS, signal) : false
+  );
+  await settlesWithin(Promise.race([dials, enough]), START_DIAL_TIMEOUT_MS, signal);
+  waiting = false;
   signal.throwIfAborted();
   if (init.requireBootstrap && init.bootstrap.length > 0 && connected === 0) {
     const others = known.length === 0 ? "" : `, nor any of ${known.length} peers known before`;
@@ -99,6 +125,92 @@ export async function joinNetwork(init: JoinInit, signal: AbortSignal): Promise<
   }
   if (connected === 0 && init.libp2p.getConnections().length === 0) return;
   await lookUpSelf(init, signal);
+}
+
+/** What {@linkcode joinCandidates} reads of the peer book. */
+export interface RememberedPeers {
+  /** The learned bootstrap peers. */
+  readonly learnedBootstrap: readonly RememberedPeer[];
+  /** The join hints, newest first. */
+  readonly hints: readonly JoinHint[];
+  /** The remembered peers, most recently seen first. */
+  readonly remembered: readonly RememberedPeer[];
+}
+
+/** A peer `start()` dials beside the bootstrap peers. */
+export interface JoinCandidate {
+  /** The peer ID. */
+  readonly peerId: string;
+  /** Why it is dialled. */
+  readonly reason: "learned" | "hint" | "recent" | "known";
+  /** The addresses to dial; empty to dial by peer ID (the peer store's addresses). */
+  readonly multiaddrs: readonly string[];
+}
+
+/**
+ * The remembered peers `start()` dials, in this order: the learned
+ * bootstrap peers, the peers named by the newest join hints (at most
+ * `JOIN_HINT_PEERS`), the peer book's peers by last seen, most recent
+ * first, then other peers of libp2p's peer store; each peer once, none in
+ * `exclude`, at most `limit`.
+ *
+ * @param book The peer book.
+ * @param known The peers of libp2p's peer store.
+ * @param exclude Peer IDs not to dial (this node, the bootstrap peers).
+ * @param limit The most candidates. Default `RECONNECT_PEER_LIMIT`.
+ * @returns The candidates, in dial order.
+ */
+export function joinCandidates(
+  book: RememberedPeers,
+  known: readonly DhtPeer[],
+  exclude: ReadonlySet<string>,
+  limit: number = RECONNECT_PEER_LIMIT,
+): JoinCandidate[] {
+  const out: JoinCandidate[] = [];
+  const taken = new Set(exclude);
+  const add = (peerId: string, reason: JoinCandidate["reason"], multiaddrs: readonly string[]) => {
+    if (out.length >= limit || taken.has(peerId)) return;
+    taken.add(peerId);
+    out.push({ peerId, reason, multiaddrs });
+  };
+  for (const peer of book.learnedBootstrap) add(peer.peerId, "learned", peer.multiaddrs);
+  const hinted = new Map<string, string[]>();
+  for (const hint of book.hints) {
+    for (const address of hint.multiaddrs) {
+      const peerId = peerIdOf(multiaddr(address));
+      if (peerId === undefined || taken.has(peerId)) continue;
+      const addresses = hinted.get(peerId);
+      if (addresses !== undefined) addresses.push(address);
+      else if (hinted.size < JOIN_HINT_PEERS) hinted.set(peerId, [address]);
+    }
+  }
+  for (const [peerId, addresses] of hinted) add(peerId, "hint", addresses);
+  for (const peer of book.remembered) {
+    if (peer.multiaddrs.length > 0) add(peer.peerId, "recent", peer.multiaddrs);
+  }
+  for (const peer of known) if (peer.multiaddrs.length > 0) add(peer.peerId, "known", []);
+  return out;
+}
+
+interface DialItem {
+  readonly label: string;
+  // Parsed when dialled: an address the peer book kept that no longer
+  // parses fails that dial only.
+  readonly target: () => Multiaddr | Multiaddr[] | PeerId;
+}
+
+function dialTarget(candidate: JoinCandidate): DialItem {
+  return {
+    label: candidate.peerId,
+    target: () =>
+      candidate.multiaddrs.length === 0
+        ? peerIdFromString(candidate.peerId)
+        : candidate.multiaddrs.map((address) => multiaddr(address)),
+  };
+}
+
+function isString(value: string | undefined): value is string {
+  return value !== undefined;
 }
 
 // Waits for the first routing-table peer, then looks up this node's own

@@ -108,10 +108,96 @@ export const START_DIAL_TIMEOUT_MS = 5_000;
 export const START_DIAL_CONCURRENCY = 8;
 
 /**
- * How many previously known peers `start()` dials, so that a node restarted
- * with its data directory rejoins without a bootstrap list.
+ * How many remembered peers `start()` dials beside its bootstrap peers
+ * (learned bootstrap peers, peers named by join hints, then the most
+ * recently seen), so that a node restarted with its data directory
+ * rejoins when its bootstrap peers are gone.
  */
 export const RECONNECT_PEER_LIMIT = 16;
+
+/**
+ * Once one start dial answered, how much longer `start()` waits for the
+ * others before it goes on (they continue in the background): a node is
+ * online as soon as any peer answers, and one dead address that takes a
+ * dial timeout to fail must not hold every start up.
+ */
+export const JOIN_GRACE_MS = 500;
+
+/** The file of a node's data directory that remembers the peers it met (the peer book). */
+export const NODE_PEERS_FILE = "peers.json";
+
+/** The largest peer book file read; a larger one is ignored (and replaced on the next write). */
+export const MAX_PEERS_FILE_BYTES = 1024 * 1024;
+
+/** How many peers the peer book remembers; the least recently seen are forgotten first. */
+export const PEER_BOOK_CAPACITY = 256;
+
+/** How many addresses the peer book keeps per peer (the one this node dialled first). */
+export const PEER_BOOK_ADDRESSES = 4;
+
+/** The longest address the peer book keeps, as a contact card does. */
+export const PEER_BOOK_ADDRESS_LENGTH = 256;
+
+/**
+ * How often, at most, the peer book is written while the node runs (it is
+ * written once more on stop): a busy node meets peers every second, and
+ * one file write per connection would cost more than the memory is worth.
+ */
+export const PEER_BOOK_WRITE_MS = 30_000;
+
+/**
+ * How long a peer must have been out of sight for a new connection to
+ * count as another occasion it was seen: reconnections within minutes
+ * (a dropped connection, two commands in a row) are one occasion.
+ */
+export const PEER_OCCASION_GAP_MS = 10 * 60_000;
+
+/**
+ * How many peers the learned bootstrap list holds. It is dialled on every
+ * start beside the configured bootstrap peers; a few vetted peers are
+ * enough to get in, and a short list is hard to fill with an attacker's.
+ */
+export const LEARNED_BOOTSTRAP_CAP = 8;
+
+/** On how many separate occasions a peer must have been seen to be learned as a bootstrap peer. */
+export const LEARNED_MIN_OCCASIONS = 3;
+
+/**
+ * Over how long those occasions must spread: a peer learned as a bootstrap
+ * peer has stayed reachable for a while, not just appeared in a burst.
+ */
+export const LEARNED_MIN_SPAN_MS = 60 * 60_000;
+
+/**
+ * How many learned bootstrap peers may share one network (IPv4 /16, IPv6
+ * /48, or DNS name): peers an attacker runs are mostly on few networks.
+ */
+export const LEARNED_PER_NETWORK = 2;
+
+/**
+ * How many learned bootstrap peers may come from one source (the
+ * configuration, one contact's card or hint, or the network): no single
+ * party can fill the list.
+ */
+export const LEARNED_PER_SOURCE = 2;
+
+/**
+ * After how long unseen a learned bootstrap peer may be replaced by a new
+ * one that qualifies; until then the list does not churn.
+ */
+export const LEARNED_STALE_MS = 7 * 24 * 60 * 60_000;
+
+/**
+ * How many addresses one source of join hints (one contact's card, one
+ * contact string) may add; a new set from the same source replaces its old one.
+ */
+export const JOIN_HINTS_PER_SOURCE = 3;
+
+/** How many sources of join hints are remembered; the oldest are forgotten first. */
+export const JOIN_HINT_SOURCES = 32;
+
+/** How many peers named by join hints `start()` dials, newest hints first. */
+export const JOIN_HINT_PEERS = 4;
 
 /**
  * After a successful dial, how long `start()` waits for the first peer to

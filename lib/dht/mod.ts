@@ -61,8 +61,12 @@ export type {
   DhtStreamChunk,
   DhtStreamHandler,
   DhtValidator,
+  JoinHintSource,
+  PeerBookView,
+  PeerSource,
   Reachability,
   RelayLimits,
+  RememberedPeer,
 } from "./types.ts";
 export {
   DEFAULT_DISJOINT_PATHS,

@@ -48,12 +48,14 @@ import type {
   DhtStats,
   DhtStream,
   DhtStreamHandler,
+  PeerBookView,
   Reachability,
 } from "./types.ts";
 import { cancelAddressUpdate, coalesceWrites, withReliableIteration } from "./_libp2p_internals.ts";
 import { describe, parseMultiaddr, parseTarget, streamError } from "./_peers.ts";
 import { openRelayedStream, relayedConnection } from "./_relayed.ts";
 import { joinNetwork } from "./_join.ts";
+import { PeerBookKeeper } from "./_peer_book_keeper.ts";
 import { Lifecycle } from "./_lifecycle.ts";
 import { settlesWithin } from "../platform/signals.ts";
 import { runQuery } from "./_query.ts";
@@ -71,8 +73,12 @@ export type {
   DhtStreamChunk,
   DhtStreamHandler,
   DhtValidator,
+  JoinHintSource,
+  PeerBookView,
+  PeerSource,
   Reachability,
   RelayLimits,
+  RememberedPeer,
 } from "./types.ts";
 
 export { forceReachability, libp2pOf } from "./_access.ts";
@@ -105,7 +111,7 @@ const encoder = new TextEncoder();
  * ```
  */
 export async function createDhtNode(options: DhtNodeOptions = {}): Promise<DhtNode> {
-  const node = new DhtNode(await assembleNode(options));
+  const node = new DhtNode(await assembleNode(options), options);
   if (options.start ?? true) {
     await node.start(options.signal === undefined ? {} : { signal: options.signal });
   }
@@ -149,6 +155,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   readonly #reach: Reach;
   #announced = "";
   readonly #joinedThrough = new Set<string>();
+  readonly #peerBook: PeerBookKeeper;
   readonly #life: Lifecycle = new Lifecycle({
     start: (signal) => this.#start(signal),
     stop: () => this.#stop(),
@@ -179,8 +186,9 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
    *
    * @internal
    * @param parts What `assembleNode` (`create.ts`) built.
+   * @param options The node's `dataDir` (for `peers.json`) and `clock`.
    */
-  constructor(parts: NodeParts) {
+  constructor(parts: NodeParts, options: Pick<DhtNodeOptions, "dataDir" | "clock"> = {}) {
     super();
     this.#parts = parts;
     this.#libp2p = parts.libp2p;
@@ -191,6 +199,11 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
       onAddresses: this.#onAddresses,
     });
     registerParts(this, parts.libp2p, this.#reach);
+    this.#peerBook = new PeerBookKeeper({
+      ...parts,
+      dataDir: options.dataDir,
+      clock: options.clock ?? Date.now,
+    });
   }
 
   /** Whether the node is started (and not stopping). */
@@ -224,6 +237,15 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
    */
   get joinedThrough(): string[] {
     return [...this.#joinedThrough];
+  }
+
+  /**
+   * The peers this node remembers (in `peers.json` with a `dataDir`), its
+   * learned bootstrap peers, and `addJoinHints` for addresses to dial on
+   * the next start; see {@linkcode PeerBookView}.
+   */
+  get peerBook(): PeerBookView {
+    return this.#peerBook.book.view;
   }
 
   /** The kad-dht protocol id this node speaks, such as `/dim/kad/1.0.0`. */
@@ -653,6 +675,8 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   }
 
   async #start(signal: AbortSignal): Promise<void> {
+    await this.#peerBook.load();
+    this.#peerBook.attach();
     this.#libp2p.addEventListener("connection:open", this.#onConnectionOpen);
     try {
       await this.#libp2p.start();
@@ -674,6 +698,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
       // A DIM peer on the LAN may do instead of the bootstrap peers: lan.join decides.
       requireBootstrap: this.#parts.requireBootstrap && lan === undefined,
       routingTableSize: () => this.routingTableSize,
+      book: this.#peerBook.book,
       knownPeers: (signal) => this.knownPeers({ signal }),
       dialSignal: this.#life.stopSignal,
       joined,
@@ -686,6 +711,8 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   }
 
   async #stop(): Promise<void> {
+    // Before libp2p stops: the peers still connected count as seen now.
+    await settlesWithin(this.#peerBook.close(), 1_000);
     this.#libp2p.removeEventListener("self:peer:update", this.#onAddresses);
     await settlesWithin(this.#reach.stop(), 1_000);
     await settlesWithin(this.#parts.client.close(), 250);

@@ -290,3 +290,66 @@ export interface RelayLimits {
   /** Milliseconds. */
   readonly durationMs?: number;
 }
+
+/**
+ * How a node learned of a remembered peer: `"bootstrap"` (its configured
+ * bootstrap list), `"network"` (met while running), or a join hint's
+ * source (see {@linkcode JoinHintSource}).
+ */
+export type PeerSource = "bootstrap" | "network" | JoinHintSource;
+
+/**
+ * Who vouched for a join hint: `hint:<user id>` for the bootstrap
+ * addresses a `dim:` contact string carried, `contact:<user id>` for the
+ * addresses on a contact's card.
+ */
+export type JoinHintSource = `hint:${string}` | `contact:${string}`;
+
+/** A peer a node remembers having been connected to; see `DhtNode.peerBook`. */
+export interface RememberedPeer {
+  /** The peer ID. */
+  readonly peerId: string;
+  /**
+   * A few of its addresses, each ending in `/p2p/<peer id>`: first the one
+   * this node last dialled it on directly, if any, then those it announced.
+   */
+  readonly multiaddrs: readonly string[];
+  /** When this node first saw it, in ms since the epoch. */
+  readonly firstSeen: number;
+  /** When this node last saw it (connected, or still connected), in ms since the epoch. */
+  readonly lastSeen: number;
+  /** On how many separate occasions (at least `PEER_OCCASION_GAP_MS` apart) it was seen. */
+  readonly occasions: number;
+  /** How the node learned of it. */
+  readonly source: PeerSource;
+}
+
+/**
+ * What a node remembers of the peers it met (the peer book, `peers.json`
+ * in its data directory), and the join hints it was given. `start()` dials
+ * the learned bootstrap peers, hinted peers and the most recently seen
+ * peers beside the configured bootstrap peers.
+ */
+export interface PeerBookView {
+  /** The remembered peers, most recently seen first. */
+  readonly remembered: readonly RememberedPeer[];
+  /**
+   * The learned bootstrap peers: peers this node itself connected to on
+   * several occasions spread over at least an hour, on a direct (not
+   * relayed) address, at most two per network (IPv4 /16, IPv6 /48) and
+   * two per source, at most `LEARNED_BOOTSTRAP_CAP` in all.
+   */
+  readonly learnedBootstrap: readonly RememberedPeer[];
+  /**
+   * Adds addresses to dial on the next start: a contact string's bootstrap
+   * addresses, or a contact's card. A source keeps at most
+   * `JOIN_HINTS_PER_SOURCE` addresses, and a new set replaces its old one.
+   *
+   * @param multiaddrs Multiaddrs, each ending in `/p2p/<peer id>`; others
+   *   (and this node's own) are skipped.
+   * @param source Who vouched for them.
+   * @returns How many addresses were kept.
+   * @throws {TypeError} If `source` is not `hint:<id>` or `contact:<id>`.
+   */
+  addJoinHints(multiaddrs: readonly string[], source: JoinHintSource): number;
+}

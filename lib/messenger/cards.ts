@@ -2,7 +2,8 @@
  * Contact cards and prekey bundles in the DHT, for one user: publishing
  * their own (signed, with a sequence number that never goes back, even when
  * the clock does) and finding others' (checked, cached for a short while,
- * retried once, and noted in the contact book when they are contacts).
+ * retried once, and noted in the contact book when they are contacts, whose
+ * nodes' direct addresses also become the DHT node's join hints).
  *
  * @module
  */
@@ -170,7 +171,25 @@ export class Cards {
     const card = await openCard(bytes, { key, now: clock() });
     this.#cache.set(id, { card, at: clock() });
     this.#deps.book.noteCard(card);
+    if (this.#deps.book.find(id)?.userId === id) this.rememberNode(card);
     return card;
+  }
+
+  /**
+   * Keeps a contact's node as a peer to join through should every other be
+   * gone: the card's direct addresses become the DHT node's join hints
+   * (source `contact:<id>`; relayed ones are left off, as a relay may be
+   * gone by then).
+   *
+   * @param card The contact's card.
+   */
+  rememberNode(card: ContactCard): void {
+    const direct = card.addresses
+      .filter((address) => !address.includes("/p2p-circuit"))
+      .map((address) =>
+        address.endsWith(`/p2p/${card.peerId}`) ? address : `${address}/p2p/${card.peerId}`
+      );
+    this.#deps.node.peerBook.addJoinHints(direct, `contact:${card.id}`);
   }
 
   /**

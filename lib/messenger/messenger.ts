@@ -378,7 +378,8 @@ export class Messenger extends EventTarget implements AsyncDisposable {
    * Finds a user's card and pins their keys under a local name (trust on first use).
    *
    * @param name The local name.
-   * @param idOrUri A user ID or `dim:` contact string (whose addresses are dialled first).
+   * @param idOrUri A user ID or `dim:` contact string (whose addresses are dialled
+   *   first, and kept as join hints of the node).
    * @param options `signal` to abort.
    * @returns The new contact.
    * @throws {InvalidIdError} If the ID is malformed or mistyped, or the name is not one word.
@@ -388,12 +389,17 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   async addContact(name: string, idOrUri: string, options: SignalOptions = {}): Promise<Contact> {
     const { id, bootstrap } = parseContactString(idOrUri);
     const existing = this.#parts.book.checkNew(name, id);
+    // Before the dials, so that the node remembers where it learned of these
+    // peers; they are dialled on later starts too, a few at most.
+    if (bootstrap.length > 0) this.#node.peerBook.addJoinHints(bootstrap, `hint:${id}`);
     for (const addr of bootstrap) await this.#node.dial(addr, options).catch(() => {});
     // Resolving also records a key change for an existing contact; the
     // pinned keys themselves change only through verifyContact.
     const card = await this.resolveCard(id, options);
     if (existing !== undefined) return this.profile.contact(name);
-    return this.#parts.book.pin(name, card, this.#clock());
+    const contact = this.#parts.book.pin(name, card, this.#clock());
+    this.#cards.rememberNode(card);
+    return contact;
   }
 
   /**

@@ -320,3 +320,40 @@ Deno.test("with the bootstrap node stopped, dim status gets in through a peer it
   const shown = await dim(home, ["status", ...net(bootstrap.address)]);
   assert.match(shown.out, new RegExp(`^Joined through: ${other.node.peerId}$`, "m"));
 });
+
+Deno.test("contact add keeps a dim: string's bootstrap address as a join hint; status joins through it once the bootstrap node is gone", async () => {
+  await using tmp = await tempDir();
+  const bootstrap = await storageNode();
+  await using hinted = await storageNode();
+  await hinted.node.dial(bootstrap.address);
+  const alice = `${tmp.path}/alice`;
+  const bob = `${tmp.path}/bob`;
+  await initUser(alice, "Alice", net(bootstrap.address));
+  await initUser(bob, "Bob", net(bootstrap.address));
+  const bobId = JSON.parse((await dim(bob, ["id", "--json", "--bootstrap", hinted.address])).out);
+  const added = await dim(alice, [
+    "contact",
+    "add",
+    "bob",
+    bobId.contact,
+    ...net(bootstrap.address),
+  ]);
+  assert.equal(added.code, 0, added.err);
+  const book = JSON.parse(await Deno.readTextFile(`${alice}/peers.json`));
+  const hints = Object.fromEntries(
+    book.hints.map((h: { source: string; multiaddrs: string[] }) => [h.source, h.multiaddrs]),
+  );
+  assert.deepEqual(hints[`hint:${bobId.id}`], [hinted.address]);
+  assert.ok(hints[`contact:${bobId.id}`]?.length > 0, "Bob's card addresses are hints too");
+
+  await bootstrap.stop();
+  const after = await dim(alice, ["status", "--json", ...net(bootstrap.address)]);
+  assert.equal(after.code, 0, after.err);
+  const report = JSON.parse(after.out);
+  assert.ok(report.joinedThrough.includes(hinted.node.peerId), after.out);
+  assert.ok(report.rememberedPeers >= 2, `remembered ${report.rememberedPeers}`);
+  assert.deepEqual(report.learnedBootstrap, []);
+  const shown = await dim(alice, ["status", ...net(bootstrap.address)]);
+  assert.match(shown.out, /^Remembered: +\d+ peers, 0 learned as bootstrap peers$/m);
+  assert.match(shown.out, /^Joined through: /m);
+});

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createDhtNode, type DhtNode } from "../../lib/dht/node.ts";
+import { createDhtNode, type DhtNode, type RememberedPeer } from "../../lib/dht/node.ts";
 import { StorageError } from "../../lib/errors.ts";
 import { payloadOf, seqOf, testNodeOptions, testRecord } from "./_helpers.ts";
 
@@ -113,4 +113,113 @@ Deno.test("a corrupt node key or database is a StorageError", async (t) => {
       await Deno.remove(dataDir, { recursive: true });
     }
   });
+});
+
+Deno.test("with its bootstrap peer gone, a restarted node dials the peer it saw last first, and joins through it", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const nodes: DhtNode[] = [];
+  let now = Date.now();
+  const lines: string[] = [];
+  const log = (line: string) => lines.push(line);
+  try {
+    const bootstrap = await createDhtNode(testNodeOptions());
+    const earlier = await createDhtNode(testNodeOptions());
+    const later = await createDhtNode(testNodeOptions());
+    nodes.push(bootstrap, earlier, later);
+    const first = await createDhtNode(
+      testNodeOptions({ dataDir, bootstrap: bootstrap.multiaddrs, clock: () => now }),
+    );
+    nodes.push(first);
+    now += 60_000;
+    await first.dial(earlier.multiaddrs[0]!);
+    await first.hangUp(earlier.peerId);
+    now += 60_000;
+    await first.dial(later.multiaddrs[0]!);
+    now += 60_000;
+    await bootstrap.stop();
+    await first.stop();
+    if (Deno.build.os !== "windows") {
+      assert.equal((await Deno.stat(join(dataDir, "peers.json"))).mode! & 0o777, 0o600);
+    }
+    const saved: { peers: RememberedPeer[] } = JSON.parse(
+      await Deno.readTextFile(join(dataDir, "peers.json")),
+    );
+    const seen = Object.fromEntries(saved.peers.map((p) => [p.peerId, p]));
+    assert.equal(seen[bootstrap.peerId]?.source, "bootstrap");
+    assert.equal(seen[later.peerId]?.source, "network");
+    assert.ok(seen[later.peerId]!.lastSeen > seen[earlier.peerId]!.lastSeen);
+
+    now += 60_000;
+    const second = await createDhtNode(
+      testNodeOptions({ dataDir, bootstrap: bootstrap.multiaddrs, clock: () => now, log }),
+    );
+    nodes.push(second);
+    const dials = lines.find((line) => line.startsWith("start dials:")) ?? "";
+    assert.ok(
+      dials.indexOf(later.peerId) >= 0 &&
+        dials.indexOf(later.peerId) < dials.indexOf(earlier.peerId),
+      dials,
+    );
+    assert.ok(second.joinedThrough.includes(later.peerId), second.joinedThrough.join(", "));
+    assert.ok(!second.joinedThrough.includes(bootstrap.peerId));
+  } finally {
+    await Promise.all(nodes.map((node) => node.stop()));
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("a node given join hints dials them on its next start, with no bootstrap list", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const nodes: DhtNode[] = [];
+  try {
+    const hinted = await createDhtNode(testNodeOptions());
+    nodes.push(hinted);
+    const first = await createDhtNode(testNodeOptions({ dataDir }));
+    nodes.push(first);
+    assert.equal(first.peerBook.addJoinHints(hinted.multiaddrs, "hint:dimada"), 1);
+    await first.stop();
+
+    const second = await createDhtNode(testNodeOptions({ dataDir }));
+    nodes.push(second);
+    assert.deepEqual(second.joinedThrough, [hinted.peerId]);
+    assert.equal(second.peerBook.remembered[0]?.source, "hint:dimada");
+  } finally {
+    await Promise.all(nodes.map((node) => node.stop()));
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("a damaged or oversized peers.json is logged and ignored, and replaced", async (t) => {
+  for (
+    const [name, bytes] of [
+      ["corrupt", new TextEncoder().encode("{ not json")],
+      ["oversized", new Uint8Array(1024 * 1024 + 1).fill(32)],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const dataDir = await Deno.makeTempDir();
+      const nodes: DhtNode[] = [];
+      const lines: string[] = [];
+      try {
+        await Deno.writeFile(join(dataDir, "peers.json"), bytes);
+        const peer = await createDhtNode(testNodeOptions());
+        nodes.push(peer);
+        const node = await createDhtNode(
+          testNodeOptions({ dataDir, bootstrap: peer.multiaddrs, log: (l) => lines.push(l) }),
+        );
+        nodes.push(node);
+        assert.equal(node.started, true);
+        assert.ok(lines.some((l) => l.startsWith("ignoring the peer book")), lines.join("\n"));
+        await node.stop();
+        const saved = JSON.parse(await Deno.readTextFile(join(dataDir, "peers.json")));
+        assert.deepEqual(
+          saved.peers.map((p: { peerId: string }) => p.peerId),
+          [peer.peerId],
+        );
+      } finally {
+        await Promise.all(nodes.map((node) => node.stop()));
+        await Deno.remove(dataDir, { recursive: true });
+      }
+    });
+  }
 });
