@@ -302,6 +302,16 @@ export const MAILBOX_RECHECK_MAX_MESSAGES = 64;
 export const MAILBOX_RECHECK_MAX_RECIPIENTS = 4;
 
 /**
+ * How many envelopes a sender stores in a mailbox at once: 16, each on
+ * every one of the closest nodes. A long queue for an offline recipient
+ * (after a day of chatting to them, or the first check after a start)
+ * then opens a few dozen streams at a time, not hundreds, and stays well
+ * within what a storage node accepts from one peer
+ * ({@linkcode DEFAULT_MAILBOX_REQUEST_BURST}).
+ */
+export const MAILBOX_STORE_PARALLEL = 16;
+
+/**
  * The most messages whose holders (the nodes that took their mailbox
  * copies) a sender remembers before it starts afresh: 10,000. Remembering
  * them spares a check the requests to nodes known to hold a copy;

@@ -42,6 +42,7 @@ import {
   MAILBOX_HOLDERS_MAX_MESSAGES,
   MAILBOX_RECHECK_MAX_MESSAGES,
   MAILBOX_RECHECK_MAX_RECIPIENTS,
+  MAILBOX_STORE_PARALLEL,
 } from "./constants.ts";
 import type { ServiceContext } from "./_context.ts";
 import {
@@ -174,7 +175,7 @@ export class MailboxClient {
     // holder answers "duplicate" while it has it, and takes it anew after.
     const keptUntil = now + this.#ctx.options.mailboxRecheckMs;
     const self = this.#ctx.transport.peerId;
-    return await Promise.all(envelopes.map(async (envelope) => {
+    const storeOne = async (envelope: Uint8Array): Promise<boolean> => {
       const key = toHex(await envelopeHash(envelope));
       const holders = this.#holders.get(key) ?? new Map<string, number>();
       const known = (p: PeerTarget) =>
@@ -199,7 +200,14 @@ export class MailboxClient {
       if (holders.size > 0) this.#remember(key, holders);
       else this.#holders.delete(key);
       return peers.some((p) => p.peerId !== self && holders.has(p.peerId));
-    }));
+    };
+    // A long queue goes a few envelopes at a time, not as one request per
+    // envelope and node at once.
+    const held: boolean[] = [];
+    for (let i = 0; i < envelopes.length; i += MAILBOX_STORE_PARALLEL) {
+      held.push(...await Promise.all(envelopes.slice(i, i + MAILBOX_STORE_PARALLEL).map(storeOne)));
+    }
+    return held;
   }
 
   /**

@@ -14,6 +14,7 @@ import { MailboxClient } from "../../lib/messaging/mailbox_client.ts";
 import {
   MAILBOX_RECHECK_MAX_MESSAGES,
   MAILBOX_RECHECK_MAX_RECIPIENTS,
+  MAILBOX_STORE_PARALLEL,
 } from "../../lib/messaging/constants.ts";
 import type { PeerTarget } from "../../lib/messaging/types.ts";
 import { ServiceContext } from "../../lib/messaging/_context.ts";
@@ -43,6 +44,7 @@ async function fakeNetwork() {
   };
   const gone = new Set<string>();
   const stores: string[] = [];
+  const streams = { open: 0, most: 0 };
   let lookups = 0;
   let closest: string[] = [];
   const stream = (answer: (frame: Frame) => Promise<Frame>): MessageStream => {
@@ -56,8 +58,13 @@ async function fakeNetwork() {
         return true;
       },
       onDrain: () => Promise.resolve(),
-      close: () => Promise.resolve(),
-      abort: () => {},
+      close: () => {
+        streams.open--;
+        return Promise.resolve();
+      },
+      abort: () => {
+        streams.open--;
+      },
       async *[Symbol.asyncIterator]() {
         if (reply !== undefined) yield await reply;
       },
@@ -69,6 +76,7 @@ async function fakeNetwork() {
     unhandle: () => Promise.resolve(),
     openStream: (peer: PeerTarget) => {
       if (gone.has(peer.peerId)) return Promise.reject(new Error(`${peer.peerId} is gone`));
+      streams.most = Math.max(streams.most, ++streams.open);
       return Promise.resolve(stream((frame) => {
         if (frame.type === FrameType.Store) stores.push(peer.peerId);
         return node(peer.peerId).server.answer(frame);
@@ -129,6 +137,7 @@ async function fakeNetwork() {
     held,
     gone,
     stores,
+    streams,
     get lookups() {
       return lookups;
     },
@@ -272,6 +281,20 @@ Deno.test("a mailbox check is bounded: a few recipients, a few dozen messages, t
   const third = await net.client.recheck();
   assert.equal(third, recipients.length - MAILBOX_RECHECK_MAX_RECIPIENTS);
   assert.equal(await net.client.recheck(), 0, "all confirmed now");
+});
+
+Deno.test("a long queue is stored a few envelopes at a time", async () => {
+  using net = await fakeNetwork();
+  const bob = await recipient();
+  net.setClosest(["a", "b", "c"]);
+  const queue = Array.from({ length: 3 * MAILBOX_STORE_PARALLEL }, () => net.queue(bob.id));
+  const held = await net.client.storeOffline(bob.id, queue.map((m) => m.envelope));
+  assert.ok(held.every((h) => h));
+  assert.equal(net.stores.length, 3 * queue.length);
+  assert.ok(
+    net.streams.most <= 3 * MAILBOX_STORE_PARALLEL,
+    `${net.streams.most} streams open at once`,
+  );
 });
 
 Deno.test("checks do not overlap, and a stopped service checks nothing", async () => {
