@@ -447,12 +447,21 @@ export class LanDiscovery implements Startable {
 
   /**
    * Starts asking and answering on the LAN. A failure (no multicast route,
-   * port 5353 refused) is logged, and the node runs without LAN discovery.
+   * port 5353 refused, no permission to list the network interfaces) is
+   * logged, and the node runs without LAN discovery.
    *
    * @returns When started.
    */
   async afterStart(): Promise<void> {
     if (this.#started) return;
+    // multicast-dns lists the interfaces from a socket event, where a
+    // permission error would end the process.
+    if (
+      Deno.permissions.querySync({ name: "sys", kind: "networkInterfaces" }).state !== "granted"
+    ) {
+      this.#log("LAN: mDNS needs --allow-sys=networkInterfaces; LAN discovery is off");
+      return;
+    }
     this.#started = true;
     this.#peers.reopen();
     this.#source.addEventListener("peer", this.#onPeer);
@@ -495,7 +504,8 @@ export class LanDiscovery implements Startable {
    * @throws {DOMException} If `signal` is aborted.
    */
   async join(init: LanJoin, signal: AbortSignal): Promise<void> {
-    if (init.connections() === 0 && await this.#peers.waitForPeer(LAN_JOIN_WAIT_MS, signal)) {
+    const alone = this.#started && init.connections() === 0;
+    if (alone && await this.#peers.waitForPeer(LAN_JOIN_WAIT_MS, signal)) {
       const until = performance.now() + JOIN_TIMEOUT_MS;
       while (init.routingTableSize() === 0 && performance.now() < until) {
         signal.throwIfAborted();
