@@ -19,6 +19,9 @@ import { MAX_PEERS_FILE_BYTES, NODE_PEERS_FILE, PEER_BOOK_WRITE_MS } from "./con
 import { PeerBook } from "./_peer_book.ts";
 import { describe, peerIdOf } from "./_peers.ts";
 
+/** How many peers that do not speak DIM's protocol are remembered as such, per run. */
+const STRANGERS = 1024;
+
 /** What {@linkcode PeerBookKeeper} works with. */
 export interface PeerBookKeeperInit {
   /** The libp2p node, for its peer ID, events and connections. */
@@ -51,6 +54,9 @@ export class PeerBookKeeper {
   #writing: Promise<void> = Promise.resolve();
   #written = 0;
   #attached = false;
+  // Peers whose identify did not list DIM's protocol: not remembered again
+  // when they are still connected at the next write.
+  readonly #strangers = new Set<string>();
 
   readonly #onConnect = (event: CustomEvent<PeerId>): void => {
     const peerId = event.detail.toString();
@@ -64,6 +70,7 @@ export class PeerBookKeeper {
       if (connection.limits === undefined && !address.includes("/p2p-circuit")) dialed ??= address;
       addresses.push(address);
     }
+    if (this.#strangers.has(peerId)) return;
     this.book.seen(peerId, { dialed, addresses });
     this.#schedule();
   };
@@ -72,6 +79,10 @@ export class PeerBookKeeper {
     const { peerId, protocols, listenAddrs } = event.detail;
     if (!protocols.includes(this.#init.protocol)) {
       this.book.forget(peerId.toString());
+      this.#strangers.add(peerId.toString());
+      if (this.#strangers.size > STRANGERS) {
+        this.#strangers.delete(this.#strangers.values().next().value!);
+      }
     } else {
       this.book.announced(peerId.toString(), listenAddrs.map(String));
     }
@@ -136,7 +147,9 @@ export class PeerBookKeeper {
   }
 
   #touchConnected(): void {
-    for (const peer of this.#init.libp2p.getPeers()) this.book.seen(peer.toString());
+    for (const peer of this.#init.libp2p.getPeers()) {
+      if (!this.#strangers.has(peer.toString())) this.book.seen(peer.toString());
+    }
   }
 
   #schedule(): void {

@@ -223,3 +223,30 @@ Deno.test("a damaged or oversized peers.json is logged and ignored, and replaced
     });
   }
 });
+
+Deno.test("a peer that does not speak this node's kad protocol is not remembered", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const nodes: DhtNode[] = [];
+  try {
+    const other = await createDhtNode(testNodeOptions({ protocolPrefix: "/other" }));
+    const same = await createDhtNode(testNodeOptions());
+    nodes.push(other, same);
+    const node = await createDhtNode(testNodeOptions({ dataDir }));
+    nodes.push(node);
+    await node.dial(other.multiaddrs[0]!);
+    await node.dial(same.multiaddrs[0]!);
+    // Identify runs after the connection opens.
+    const until = Date.now() + 5_000;
+    while (node.peerBook.remembered.length !== 1 && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await node.stop();
+    const saved: { peers: RememberedPeer[] } = JSON.parse(
+      await Deno.readTextFile(join(dataDir, "peers.json")),
+    );
+    assert.deepEqual(saved.peers.map((p) => p.peerId), [same.peerId]);
+  } finally {
+    await Promise.all(nodes.map((node) => node.stop()));
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
