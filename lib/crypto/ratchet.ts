@@ -42,6 +42,9 @@
  * chain, is rejected without touching a chain key. At most
  * {@linkcode MAX_SKIPPED_KEYS} skipped message keys are kept; the oldest go
  * first. A used message key is deleted, so a replayed message is refused.
+ * Each skipped key records when it was stored, so that `expireSkippedKeys`
+ * ({@link "./ratchet_session.ts"}) can drop old ones (the specification's
+ * section 6.4: the key of a message that never came is not kept forever).
  *
  * @example Alice and Bob exchange messages
  * ```ts
@@ -141,6 +144,8 @@ export interface SkippedMessageKey {
   readonly messageNumber: number;
   /** The 32-byte message key. */
   readonly messageKey: Uint8Array;
+  /** When the key was stored (ms since the epoch), so that it can expire. */
+  readonly storedAt: number;
 }
 
 /**
@@ -534,12 +539,13 @@ function skipKeys(
   from: number,
   until: number,
   ratchetKey: Uint8Array,
+  storedAt: number,
   into: SkippedMessageKey[],
 ): Uint8Array {
   let ck = chainKey;
   for (let n = from; n < until; n++) {
     const [next, messageKey] = kdfChain(ck);
-    into.push({ ratchetKey, messageNumber: n, messageKey });
+    into.push({ ratchetKey, messageNumber: n, messageKey, storedAt });
     ck = next;
   }
   return ck;
@@ -555,8 +561,14 @@ function skipKeys(
  * returned only once the AEAD has opened, so on failure `state` remains the
  * one to keep.
  *
+ * Keys of messages it skips are stamped with `options.now`; a caller that
+ * expires skipped keys (`expireSkippedKeys`) does so before it calls this,
+ * so an expired key cannot open a late message.
+ *
  * @param state The session state; it is not changed.
  * @param message The message in its wire format.
+ * @param options `now`: the time (ms) recorded with the keys of skipped
+ *   messages. Default `Date.now()`.
  * @returns The new state (persist it first) and the plaintext.
  * @throws {TooManySkippedMessagesError} If the header asks to skip more than
  *   {@linkcode MAX_SKIP} keys in one chain.
@@ -588,7 +600,9 @@ function skipKeys(
 export async function ratchetDecrypt(
   state: RatchetState,
   message: Uint8Array,
+  options: { readonly now?: number } = {},
 ): Promise<RatchetDecryptResult> {
+  const now = options.now ?? Date.now();
   // 1. Structure, without looking at the state.
   const header = parseHeader(message);
   if (header === undefined) throw new DecryptionError();
@@ -636,7 +650,7 @@ export async function ratchetDecrypt(
       receivingChainKey = state.receivingChainKey!;
     } else {
       if (current !== null) {
-        skipKeys(state.receivingChainKey!, receivingCount, pn, current, newSkipped);
+        skipKeys(state.receivingChainKey!, receivingCount, pn, current, now, newSkipped);
       }
       // DHRatchet.
       previousSendingCount = sendingCount;
@@ -652,7 +666,14 @@ export async function ratchetDecrypt(
         await dh(sendingRatchetKey.privateKey, ratchetKey),
       );
     }
-    receivingChainKey = skipKeys(receivingChainKey, receivingCount, n, ratchetKey, newSkipped);
+    receivingChainKey = skipKeys(
+      receivingChainKey,
+      receivingCount,
+      n,
+      ratchetKey,
+      now,
+      newSkipped,
+    );
   } catch {
     // A low-order ratchet key in a forged header.
     throw new DecryptionError();

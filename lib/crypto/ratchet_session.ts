@@ -8,6 +8,12 @@
  * before it sends the message or shows the plaintext. The encoding holds
  * every secret of the session, so it is stored encrypted.
  *
+ * Version 2 records when each skipped message key was stored, so that
+ * {@linkcode expireSkippedKeys} can drop old ones; version 1 (DIM before
+ * skipped keys expired) is still read, and its skipped keys count as stored
+ * when it is decoded (they then live one full age from the upgrade). Every
+ * encoding is written as version 2.
+ *
  * @example Persist a session between two messages
  * ```ts
  * import assert from "node:assert/strict";
@@ -37,10 +43,15 @@ import {
   type SkippedMessageKey,
 } from "./ratchet.ts";
 
-/** The session encoding version {@linkcode encodeSession} writes and the only one it reads. */
-export const SESSION_VERSION = 1;
-const SKIPPED_ENTRY_LENGTH = KEY_LENGTH + 4 + KEY_LENGTH;
-/** The largest valid session encoding in bytes. */
+/**
+ * The session encoding version {@linkcode encodeSession} writes.
+ * {@linkcode decodeSession} reads it and version 1.
+ */
+export const SESSION_VERSION = 2;
+/** Version 1: a skipped entry without the time it was stored. */
+const SESSION_VERSION_1 = 1;
+const SKIPPED_ENTRY_LENGTH = KEY_LENGTH + 4 + 8 + KEY_LENGTH;
+/** The largest valid session encoding in bytes (version 2, the largest). */
 export const MAX_SESSION_LENGTH: number = 1 + 3 * KEY_LENGTH + 1 + 2 * KEY_LENGTH + 1 +
   KEY_LENGTH + 3 * 4 + 2 + MAX_ASSOCIATED_DATA_LENGTH + 2 + MAX_SKIPPED_KEYS * SKIPPED_ENTRY_LENGTH;
 
@@ -51,15 +62,19 @@ function checkCount(n: number, what: string): void {
 }
 
 /**
- * Encodes a session state for storage (version 1, integers big-endian):
+ * Encodes a session state for storage (version 2, integers big-endian):
  *
  * ```text
- * version u8 (= 1) | rootKey (32) | DHs private (32) | DHs public (32)
+ * version u8 (= 2) | rootKey (32) | DHs private (32) | DHs public (32)
  * | hasReceivingChain u8 (0|1) [ DHr (32) | CKr (32) ]
  * | hasSendingChain u8 (0|1) [ CKs (32) ]
  * | Ns u32 | Nr u32 | PN u32 | adLength u16 | AD
- * | skippedCount u16 | { ratchetKey (32) | messageNumber u32 | messageKey (32) } × skippedCount
+ * | skippedCount u16
+ * | { ratchetKey (32) | messageNumber u32 | storedAt u64 | messageKey (32) } × skippedCount
  * ```
+ *
+ * `storedAt` is in ms since the epoch. Version 1 was the same without
+ * `storedAt`.
  *
  * The result holds every secret of the session: store it encrypted.
  *
@@ -67,8 +82,8 @@ function checkCount(n: number, what: string): void {
  * @returns The encoding, at most {@linkcode MAX_SESSION_LENGTH} bytes.
  * @throws {TypeError} If a key is not 32 bytes, or exactly one of
  *   `receivingRatchetKey` and `receivingChainKey` is `null`.
- * @throws {RangeError} If a counter, the associated data or the number of
- *   skipped keys is out of range.
+ * @throws {RangeError} If a counter, a skipped key's time, the associated
+ *   data or the number of skipped keys is out of range.
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -133,9 +148,13 @@ export function encodeSession(state: RatchetState): Uint8Array<ArrayBuffer> {
     checkKeyLength(entry.ratchetKey, "a skipped key's ratchet key");
     checkKeyLength(entry.messageKey, "a skipped message key");
     checkCount(entry.messageNumber, "a skipped message number");
+    if (!Number.isSafeInteger(entry.storedAt) || entry.storedAt < 0) {
+      throw new RangeError(`Cannot ${action}: a skipped key's time is out of range`);
+    }
     skipped.set(entry.ratchetKey, offset);
     view.setUint32(offset + KEY_LENGTH, entry.messageNumber);
-    skipped.set(entry.messageKey, offset + KEY_LENGTH + 4);
+    view.setBigUint64(offset + KEY_LENGTH + 4, BigInt(entry.storedAt));
+    skipped.set(entry.messageKey, offset + KEY_LENGTH + 12);
     offset += SKIPPED_ENTRY_LENGTH;
   }
   parts.push(skipped);
@@ -151,10 +170,15 @@ function presence(r: Reader): boolean {
 /**
  * Decodes a session stored with {@linkcode encodeSession}, strictly: the
  * length is checked before parsing, and an unknown version, a truncated
- * input, trailing bytes, an inconsistent state or a repeated skipped key is
- * refused.
+ * input, trailing bytes, an inconsistent state, a repeated skipped key or a
+ * skipped key's time beyond 2^53 is refused.
  *
- * @param bytes The encoding.
+ * A version-1 encoding has no times: its skipped keys count as stored at
+ * `options.now`, so they expire one full age after the upgrade.
+ *
+ * @param bytes The encoding (version 2, or version 1).
+ * @param options `now`: the time (ms) given to the skipped keys of a
+ *   version-1 encoding. Default `Date.now()`.
  * @returns The state.
  * @throws {SyntaxError} If the bytes are not a valid session encoding.
  * @example
@@ -169,15 +193,19 @@ function presence(r: Reader): boolean {
  * assert.throws(() => decodeSession(new Uint8Array([...bytes, 0])), SyntaxError);
  * ```
  */
-export function decodeSession(bytes: Uint8Array): RatchetState {
+export function decodeSession(
+  bytes: Uint8Array,
+  options: { readonly now?: number } = {},
+): RatchetState {
   if (bytes.length > MAX_SESSION_LENGTH) {
     throw new SyntaxError(`Cannot decode session: longer than ${MAX_SESSION_LENGTH} bytes`);
   }
   const r = new Reader(bytes);
   const version = r.u8();
-  if (version !== SESSION_VERSION) {
+  if (version !== SESSION_VERSION && version !== SESSION_VERSION_1) {
     throw new SyntaxError(`Cannot decode session: unknown version ${version}`);
   }
+  const decodedAt = version === SESSION_VERSION_1 ? options.now ?? Date.now() : 0;
   const rootKey = r.bytes(KEY_LENGTH);
   const sendingRatchetKey = { privateKey: r.bytes(KEY_LENGTH), publicKey: r.bytes(KEY_LENGTH) };
   let receivingRatchetKey: Uint8Array | null = null;
@@ -205,6 +233,7 @@ export function decodeSession(bytes: Uint8Array): RatchetState {
   if (skippedCount > MAX_SKIPPED_KEYS) {
     throw new SyntaxError("Cannot decode session: too many skipped keys");
   }
+
   const skippedMessageKeys: SkippedMessageKey[] = [];
   // Skipped keys come in runs of one chain: entries of a chain share one
   // copy of its ratchet key, and the repeat check is per chain.
@@ -213,6 +242,7 @@ export function decodeSession(bytes: Uint8Array): RatchetState {
   for (let i = 0; i < skippedCount; i++) {
     const ratchetKey = r.bytes(KEY_LENGTH);
     const messageNumber = r.u32();
+    const storedAt = version === SESSION_VERSION ? r.u64() : decodedAt;
     const messageKey = r.bytes(KEY_LENGTH);
     if (chain === undefined || !constantTimeEqual(chain.key, ratchetKey)) {
       const id = toHex(ratchetKey);
@@ -223,7 +253,7 @@ export function decodeSession(bytes: Uint8Array): RatchetState {
       throw new SyntaxError("Cannot decode session: a skipped key is repeated");
     }
     chain.numbers.add(messageNumber);
-    skippedMessageKeys.push({ ratchetKey: chain.key, messageNumber, messageKey });
+    skippedMessageKeys.push({ ratchetKey: chain.key, messageNumber, messageKey, storedAt });
   }
   r.end();
   return {
@@ -238,4 +268,44 @@ export function decodeSession(bytes: Uint8Array): RatchetState {
     skippedMessageKeys,
     associatedData,
   };
+}
+
+/**
+ * Drops the skipped message keys stored before `before` (Signal's Double
+ * Ratchet, section 6.4): a message delayed longer than the caller's limit
+ * can no longer be read, and its key no longer waits in storage for an
+ * attacker who later reads the state.
+ *
+ * @param state The session state; it is not changed.
+ * @param before Keys stored earlier than this time (ms) are dropped.
+ * @returns The state without those keys; `state` itself if none was dropped.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   generateRatchetKeyPair,
+ *   initReceiver,
+ *   initSender,
+ *   ratchetDecrypt,
+ *   ratchetEncrypt,
+ * } from "./ratchet.ts";
+ * import { expireSkippedKeys } from "./ratchet_session.ts";
+ *
+ * const sk = new Uint8Array(32).fill(5);
+ * const prekey = await generateRatchetKeyPair();
+ * const alice = await initSender(sk, prekey.publicKey, new Uint8Array());
+ * const first = await ratchetEncrypt(alice, new Uint8Array([1]));
+ * const second = await ratchetEncrypt(first.state, new Uint8Array([2]));
+ * // Bob reads the second message on day 0: the first one's key is kept.
+ * const bob = initReceiver(sk, prekey, new Uint8Array());
+ * const { state } = await ratchetDecrypt(bob, second.message, { now: 0 });
+ * assert.equal(state.skippedMessageKeys.length, 1);
+ * assert.equal(expireSkippedKeys(state, 0), state);
+ * assert.equal(expireSkippedKeys(state, 1).skippedMessageKeys.length, 0);
+ * ```
+ */
+export function expireSkippedKeys(state: RatchetState, before: number): RatchetState {
+  const skipped = state.skippedMessageKeys;
+  if (!skipped.some((entry) => entry.storedAt < before)) return state;
+  return { ...state, skippedMessageKeys: skipped.filter((entry) => entry.storedAt >= before) };
 }

@@ -407,3 +407,14 @@ export const PREKEY_REFILL_BELOW = 20;
  * chats with far fewer peers at once, and the cache stays small.
  */
 export const MAX_OPENED_SESSION_STATES = 256;
+
+/**
+ * How long a session keeps the key of a skipped message (one that has not
+ * arrived while later ones have): 30 days, after which the key is dropped
+ * the next time the state is saved or used (the Double Ratchet
+ * specification, section 6.4). It is longer than a mailbox copy can live
+ * ({@linkcode MAILBOX_MAX_TTL_MS}, 14 days), so a message that waited out
+ * its whole life in a mailbox still reads; a key kept longer would only
+ * serve an attacker who later steals the state.
+ */
+export const SKIPPED_KEY_MAX_AGE_MS = 30 * 24 * 3600 * 1000;

@@ -29,6 +29,9 @@
  *   and a new state is saved in the same transaction as the message it
  *   encrypted or decrypted: the state is saved before the message is sent,
  *   and a failed decryption changes nothing.
+ * - Keys of skipped messages expire after `SKIPPED_KEY_MAX_AGE_MS` (30
+ *   days): they are dropped from a state whenever it is used or saved, so a
+ *   message later than that no longer reads.
  *
  * @module
  */
@@ -42,7 +45,7 @@ import {
   ratchetEncrypt,
   type RatchetState,
 } from "../crypto/ratchet.ts";
-import { decodeSession, encodeSession } from "../crypto/ratchet_session.ts";
+import { decodeSession, encodeSession, expireSkippedKeys } from "../crypto/ratchet_session.ts";
 import {
   decodeInitialMessage,
   decodeX3dhHeader,
@@ -71,7 +74,11 @@ import type {
   StoredSession,
 } from "./storage.ts";
 import type { SecretBox } from "../crypto/secret_box.ts";
-import { MAX_OPENED_SESSION_STATES, PREKEY_REFILL_BELOW } from "./constants.ts";
+import {
+  MAX_OPENED_SESSION_STATES,
+  PREKEY_REFILL_BELOW,
+  SKIPPED_KEY_MAX_AGE_MS,
+} from "./constants.ts";
 
 /** Envelope content types that carry session messages. */
 export const SessionContentType = { Initial: 0x80, Ratchet: 0x81 } as const;
@@ -248,13 +255,17 @@ export class SessionManager {
     return this.#sessions.list(userId).length > 0;
   }
 
-  async #openState(row: StoredSession): Promise<RatchetState> {
+  /** The state of a row, without the skipped keys that have expired by `now`. */
+  async #openState(row: StoredSession, now: number): Promise<RatchetState> {
     const cached = this.#opened.get(row.peer);
-    if (cached !== undefined && constantTimeEqual(cached.sealed, row.state)) return cached.state;
-    return decodeSession(await this.#box.open(`session:${row.peer}`, row.state));
+    const state = cached !== undefined && constantTimeEqual(cached.sealed, row.state)
+      ? cached.state
+      : decodeSession(await this.#box.open(`session:${row.peer}`, row.state), { now });
+    return expireSkippedKeys(state, now - SKIPPED_KEY_MAX_AGE_MS);
   }
 
-  async #sealState(peer: string, state: RatchetState): Promise<Uint8Array> {
+  async #sealState(peer: string, state: RatchetState, now: number): Promise<Uint8Array> {
+    state = expireSkippedKeys(state, now - SKIPPED_KEY_MAX_AGE_MS);
     const sealed = await this.#box.seal(`session:${peer}`, encodeSession(state));
     // Used only once a row with these bytes is read back, that is, committed.
     if (this.#opened.size >= MAX_OPENED_SESSION_STATES) this.#opened.clear();
@@ -344,7 +355,7 @@ export class SessionManager {
     let row = this.#sessions.list(peer.userId)[0];
     let state: RatchetState;
     if (row !== undefined) {
-      state = await this.#openState(row);
+      state = await this.#openState(row, now);
     } else {
       let bundle: PrekeyBundle | undefined;
       try {
@@ -382,7 +393,7 @@ export class SessionManager {
     });
     let saved: StoredSession | undefined;
     const base = row;
-    const ready = this.#sealState(peer.userId, next).then((state) => {
+    const ready = this.#sealState(peer.userId, next, now).then((state) => {
       saved = { ...base, state, usedAt: now, current: true };
     });
     return {
@@ -451,7 +462,7 @@ export class SessionManager {
       ) throw new DecryptionError();
       message = initial.message;
       if (row !== undefined) {
-        state = await this.#openState(row);
+        state = await this.#openState(row, now);
       } else {
         const secrets = await this.#loadPrekeys();
         if (secrets === undefined) throw new DecryptionError();
@@ -488,9 +499,9 @@ export class SessionManager {
     } else {
       if (row === undefined) throw new DecryptionError();
       message = payload;
-      state = await this.#openState(row);
+      state = await this.#openState(row, now);
     }
-    const { state: next, plaintext } = await ratchetDecrypt(state, message);
+    const { state: next, plaintext } = await ratchetDecrypt(state, message, { now });
     if (plaintext.length < 1) throw new DecryptionError();
     // A ratchet message in a session we started means the peer answered:
     // stop sending the X3DH header, and send in this session from now on.
@@ -499,7 +510,7 @@ export class SessionManager {
       (answered && !rows.some((r) => r.current));
     const saved: StoredSession = {
       ...row,
-      state: await this.#sealState(sender.userId, next),
+      state: await this.#sealState(sender.userId, next, now),
       initialHeader: answered ? undefined : row.initialHeader,
       current,
       usedAt: now,

@@ -5,6 +5,9 @@ import { SessionContentType, SessionManager } from "../../lib/messaging/sessions
 import { openPrekeyBundle, type PrekeyBundle } from "../../lib/record/prekey.ts";
 import { UserStore } from "../../lib/store/user_store.ts";
 import { SecretBox } from "../../lib/crypto/secret_box.ts";
+import { decodeSession } from "../../lib/crypto/ratchet_session.ts";
+import type { RatchetState } from "../../lib/crypto/ratchet.ts";
+import { SKIPPED_KEY_MAX_AGE_MS } from "../../lib/messaging/constants.ts";
 
 const TEXT = 1;
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -20,7 +23,7 @@ interface Party {
 }
 
 /** Two parties whose bundles are "in the network" as long as `online` says. */
-async function pair(options: { bobHasPrekeys?: boolean } = {}) {
+async function pair(options: { bobHasPrekeys?: boolean; clock?: () => number } = {}) {
   const network = new Map<string, PrekeyBundle>();
   const make = async (): Promise<Party> => {
     const identity = await Identity.generate();
@@ -38,7 +41,10 @@ async function pair(options: { bobHasPrekeys?: boolean } = {}) {
         box: await SecretBox.forIdentity(identity),
         fetchBundle: (id) => Promise.resolve(network.get(id)),
       },
-      { onPrekeysChanged: () => party.republished++ },
+      {
+        onPrekeysChanged: () => party.republished++,
+        ...(options.clock ? { clock: options.clock } : {}),
+      },
     );
     return party;
   };
@@ -191,4 +197,55 @@ Deno.test("a bundle signed after the clock went back still supersedes the last o
   const second = await sessions.prekeyBundle();
   assert.ok(second.seq > first.seq);
   db.close();
+});
+
+/** The state a party has stored for its current session with a peer, opened. */
+async function storedState(at: Party, peer: Party): Promise<RatchetState> {
+  const row = at.db.sessions.list(peer.identity.id)[0]!;
+  const box = await SecretBox.forIdentity(at.identity);
+  return decodeSession(await box.open(`session:${peer.identity.id}`, row.state));
+}
+
+Deno.test("a skipped message key older than SKIPPED_KEY_MAX_AGE_MS is gone after the next save, and its message fails cleanly", async () => {
+  let now = Date.now();
+  const { alice, bob } = await pair({ clock: () => now });
+  const early = await send(alice, bob, "early");
+  const lost = await send(alice, bob, "delayed for a month");
+  const kept = await send(alice, bob, "delayed a little");
+  await receive(bob, alice, early);
+  const late = await send(alice, bob, "late");
+  await receive(bob, alice, late);
+  assert.deepEqual((await storedState(bob, alice)).skippedMessageKeys.map((e) => e.storedAt), [
+    now,
+    now,
+  ]);
+  // Within the age, a delayed message still reads.
+  now += SKIPPED_KEY_MAX_AGE_MS - 1;
+  assert.equal((await receive(bob, alice, kept)).text, "delayed a little");
+  assert.equal((await storedState(bob, alice)).skippedMessageKeys.length, 1);
+  // Past it, the next save drops the key...
+  now += 2;
+  await receive(alice, bob, await send(bob, alice, "a month later"));
+  await receive(bob, alice, await send(alice, bob, "and back"));
+  assert.equal((await storedState(bob, alice)).skippedMessageKeys.length, 0);
+  // ...and the message it was kept for fails like any undecryptable one, changing nothing.
+  const before = bob.db.sessions.list(alice.identity.id)[0]!.state;
+  await assert.rejects(receive(bob, alice, lost), DecryptionError);
+  assert.deepEqual(bob.db.sessions.list(alice.identity.id)[0]!.state, before);
+  assert.equal(
+    (await receive(bob, alice, await send(alice, bob, "still fine"))).text,
+    "still fine",
+  );
+});
+
+Deno.test("an expired skipped key does not open a late message even before any save", async () => {
+  let now = Date.now();
+  const { alice, bob } = await pair({ clock: () => now });
+  await receive(bob, alice, await send(alice, bob, "first"));
+  const lost = await send(alice, bob, "lost");
+  await receive(bob, alice, await send(alice, bob, "third"));
+  now += SKIPPED_KEY_MAX_AGE_MS + 1;
+  // The stored state still holds the key (nothing was saved since), but it is not used.
+  assert.equal((await storedState(bob, alice)).skippedMessageKeys.length, 1);
+  await assert.rejects(receive(bob, alice, lost), DecryptionError);
 });
