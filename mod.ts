@@ -36,7 +36,7 @@
  *   await createMessenger(
  *     await createProfile({
  *       home: `${dir}/${name}`,
- *       passphrase: `secret of ${name}`,
+ *       passphrase: `${name}: plum vortex quietly sings`,
  *       displayName: name,
  *     }),
  *     { listen: ["/ip4/127.0.0.1/tcp/0"], bootstrap: node.addresses },
@@ -60,7 +60,8 @@
  * import { createProfile, openProfile } from "./mod.ts";
  *
  * const home = await Deno.makeTempDir();
- * await (await createProfile({ home, passphrase: "pw", displayName: "Ada" })).stop();
+ * const passphrase = "plum vortex quietly sings";
+ * await (await createProfile({ home, passphrase, displayName: "Ada" })).stop();
  * await using profile = await openProfile({ home, exclusive: false });
  * assert.equal(profile.displayName, "Ada");
  * assert.deepEqual(profile.contacts(), []);
@@ -75,6 +76,12 @@ export type { MessengerOptions, SignalOptions } from "./lib/messenger/messenger.
 export { transportFor } from "./lib/messenger/transport.ts";
 export { createProfile, openProfile, Profile, ProfileLockedError } from "./lib/profile/profile.ts";
 export type { CreateProfileOptions, OpenProfileOptions } from "./lib/profile/profile.ts";
+export {
+  checkNewPassphrase,
+  MIN_PASSPHRASE_SCORE,
+  passphraseStrength,
+} from "./lib/profile/passphrase.ts";
+export type { CheckPassphraseOptions, PassphraseStrength } from "./lib/profile/passphrase.ts";
 export { KeyChangedError, UnknownContactError } from "./lib/profile/contacts.ts";
 export type { Contact } from "./lib/profile/contacts.ts";
 export { TEXT_CONTENT_TYPE } from "./lib/profile/chat_message.ts";
@@ -112,6 +119,7 @@ export {
   ProtocolError,
   StorageError,
   TooManySkippedMessagesError,
+  WeakPassphraseError,
 } from "./lib/errors.ts";
 export type { KeystoreErrorCode } from "./lib/errors.ts";
 export {

@@ -19,7 +19,7 @@ export async function openChatPair(prefix: string): Promise<ChatPair> {
   const user = async (name: string) =>
     await createProfile({
       home: `${dir}/${name}`,
-      passphrase: `${prefix}${name}`,
+      passphrase: `${name}: plum vortex quietly sings`,
       displayName: name,
     });
   const alice = await createMessenger(await user("alice"), { listen });

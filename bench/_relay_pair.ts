@@ -77,7 +77,7 @@ export async function openRelayPair(prefix: string): Promise<RelayPair> {
   const user = async (name: string) => {
     const profile = await createProfile({
       home: `${dir}/${name}`,
-      passphrase: `${prefix}${name}`,
+      passphrase: `${name}: plum vortex quietly sings`,
       displayName: name,
     });
     const messenger = await createMessenger(profile, {

@@ -91,6 +91,25 @@ export type KeystoreErrorCode =
   | "parameters-out-of-range"
   | "io";
 
+/**
+ * A new passphrase is too easy to guess (see `checkNewPassphrase` in
+ * `lib/profile/passphrase.ts`); nothing was created.
+ */
+export class WeakPassphraseError extends DimError {
+  /** The estimated strength, 0 (guessed at once) to 4 (very hard to guess). */
+  readonly score: number;
+  /**
+   * Makes a weak passphrase error.
+   *
+   * @param score The estimated strength, 0 to 4.
+   * @param message The human-readable explanation, with advice.
+   */
+  constructor(score: number, message: string) {
+    super(message);
+    this.score = score;
+  }
+}
+
 /** A peer could not be found or reached. */
 export class PeerUnreachableError extends DimError {}
 

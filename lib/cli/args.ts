@@ -31,6 +31,7 @@ const OPTIONS = {
   timeout: { type: "string" },
   name: { type: "string" },
   force: { type: "boolean" },
+  "weak-passphrase": { type: "boolean" },
   file: { type: "string" },
   confirm: { type: "boolean" },
   all: { type: "boolean" },
@@ -78,6 +79,8 @@ export interface OptionValues {
   readonly name?: string;
   /** `--force` (init). */
   readonly force?: boolean;
+  /** `--weak-passphrase` (init): accept a passphrase that is easy to guess. */
+  readonly "weak-passphrase"?: boolean;
   /** `--file <path>` (send). */
   readonly file?: string;
   /** `--confirm` (contact verify). */

@@ -41,7 +41,7 @@ export interface ContactOptions {
  * import { memoryIo } from "./io.ts";
  *
  * const home = await Deno.makeTempDir();
- * const env = { DIM_PASSPHRASE: "pw" };
+ * const env = { DIM_PASSPHRASE: "plum vortex quietly sings" };
  * await main(["--home", home, "init", "--name", "Ada"], memoryIo({ env }));
  * const io = memoryIo({ env });
  * assert.equal(await main(["--home", home, "contact", "list", "--json"], io), 0);

@@ -19,11 +19,11 @@
 import { DEFAULT_LISTEN } from "../dht/constants.ts";
 import { pathExists } from "../platform/atomic_file.ts";
 import { dataPaths, resolveHome } from "../platform/paths.ts";
-import { PeerUnreachableError } from "../errors.ts";
+import { PeerUnreachableError, WeakPassphraseError } from "../errors.ts";
 import { createMessenger, type Messenger } from "../messenger/messenger.ts";
 import { openProfile, type Profile } from "../profile/profile.ts";
 import { checkCidr, checkMultiaddr, type CliConfig, readConfig } from "./config.ts";
-import { CliError, UsageError } from "./errors.ts";
+import { CliError, describeError, UsageError } from "./errors.ts";
 import type { CliIo } from "./io.ts";
 import { deadline } from "../platform/signals.ts";
 import { withSpinner } from "./spinner.ts";
@@ -54,6 +54,9 @@ export const DEFAULT_TIMEOUT_S = 30;
  * the next time DIM connects. Not a failure (1) nor a usage error (2).
  */
 export const EXIT_QUEUED = 3;
+
+/** How many times `dim init` asks again for a new passphrase that is too weak. */
+export const NEW_PASSPHRASE_TRIES = 3;
 
 /** Where a node listens unless told otherwise. */
 export { DEFAULT_LISTEN };
@@ -278,16 +281,36 @@ export class Context {
 
   /**
    * A passphrase for a new identity: `DIM_PASSPHRASE`, else
-   * `--passphrase-file`, else typed twice with no echo.
+   * `--passphrase-file`, else typed twice with no echo. `check` judges it
+   * (strength): a typed one it refuses is asked again, up to
+   * {@linkcode NEW_PASSPHRASE_TRIES} times, with its reason.
    *
+   * @param check Rejects a passphrase that may not be used, with the reason.
    * @returns The passphrase.
    * @throws {CliError} If none is given or the two do not match.
+   * @throws {WeakPassphraseError} If `check` refuses a given passphrase, or
+   *   the last one typed.
    */
-  async newPassphrase(): Promise<string> {
+  async newPassphrase(check: (passphrase: string) => Promise<void> = async () => {}): Promise<
+    string
+  > {
     const given = await this.#givenPassphrase();
-    if (given !== undefined) return given;
-    const first = await this.io.readSecret("New passphrase: ");
-    if (first === undefined || first === "") throw noPassphrase();
+    if (given !== undefined) {
+      await check(given);
+      return given;
+    }
+    let first: string | undefined;
+    for (let tries = 1;; tries++) {
+      first = await this.io.readSecret("New passphrase: ");
+      if (first === undefined || first === "") throw noPassphrase();
+      try {
+        await check(first);
+        break;
+      } catch (err) {
+        if (!(err instanceof WeakPassphraseError) || tries === NEW_PASSPHRASE_TRIES) throw err;
+        this.io.stderr(`${describeError(err).message}\n`);
+      }
+    }
     const second = await this.io.readSecret("Repeat the passphrase: ");
     if (second !== first) {
       throw new CliError("the two passphrases do not match; nothing was created");

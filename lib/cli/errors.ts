@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { DimError, KeystoreError } from "../errors.ts";
+import { DimError, KeystoreError, WeakPassphraseError } from "../errors.ts";
 import { KeyChangedError } from "../profile/contacts.ts";
 
 /**
@@ -101,6 +101,12 @@ export function describeError(err: unknown): ErrorDescription {
       code: 1,
       message: `not sent: ${err.contact}'s keys changed and must be verified again ` +
         `(dim contact verify ${err.contact})`,
+    };
+  }
+  if (err instanceof WeakPassphraseError) {
+    return {
+      code: 1,
+      message: `${userMessage(err.message)} (To use it anyway: dim init --weak-passphrase.)`,
     };
   }
   // DIM's own errors are thrown on purpose, with messages written for people.

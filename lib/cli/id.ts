@@ -28,7 +28,7 @@ import { withSpinner } from "./spinner.ts";
  * import { memoryIo } from "./io.ts";
  *
  * const home = await Deno.makeTempDir();
- * const env = { DIM_PASSPHRASE: "pw" };
+ * const env = { DIM_PASSPHRASE: "plum vortex quietly sings" };
  * assert.equal(await main(["--home", home, "init", "--name", "Ada"], memoryIo({ env })), 0);
  * const io = memoryIo();
  * assert.equal(await main(["--home", home, "id", "--json"], io), 0);
@@ -73,7 +73,7 @@ export async function idCommand(ctx: Context): Promise<number> {
  * import { memoryIo } from "./io.ts";
  *
  * const home = await Deno.makeTempDir();
- * const io = memoryIo({ env: { DIM_PASSPHRASE: "pw" } });
+ * const io = memoryIo({ env: { DIM_PASSPHRASE: "plum vortex quietly sings" } });
  * await main(["--home", home, "init", "--name", "Ada"], io);
  * const ctx = new Context(io, { home });
  * await using profile = await ctx.profile();

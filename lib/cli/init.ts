@@ -9,6 +9,7 @@ import { pathExists } from "../platform/atomic_file.ts";
 import { dataPaths } from "../platform/paths.ts";
 import { MAX_DISPLAY_NAME_BYTES } from "../record/card.ts";
 import { contactString } from "../profile/contact_string.ts";
+import { checkNewPassphrase } from "../profile/passphrase.ts";
 import { createProfile } from "../profile/profile.ts";
 import { type CliConfig, writeConfig } from "./config.ts";
 import type { Context } from "./context.ts";
@@ -20,6 +21,8 @@ export interface InitOptions {
   readonly name?: string | undefined;
   /** Replace an existing identity. */
   readonly force?: boolean | undefined;
+  /** Accept a passphrase that is easy to guess (`--weak-passphrase`). */
+  readonly weakPassphrase?: boolean | undefined;
 }
 
 /**
@@ -39,7 +42,7 @@ export interface InitOptions {
  * import { memoryIo } from "./io.ts";
  *
  * const home = await Deno.makeTempDir();
- * const io = memoryIo({ env: { DIM_PASSPHRASE: "correct horse" } });
+ * const io = memoryIo({ env: { DIM_PASSPHRASE: "plum vortex quietly sings" } });
  * assert.equal(await main(["--home", home, "init", "--name", "Ada", "--json"], io), 0);
  * assert.match(JSON.parse(io.out).id, /^dim/);
  * await Deno.remove(home, { recursive: true });
@@ -59,7 +62,13 @@ export async function initCommand(ctx: Context, options: InitOptions): Promise<n
   const listenGiven = (ctx.options.listen ?? []).length > 0;
   const listen = listenGiven ? await ctx.listen() : (await ctx.config()).listen;
   const givenName = options.name === undefined ? undefined : checkName(options.name);
-  const passphrase = await ctx.newPassphrase();
+  const allowWeak = options.weakPassphrase ?? false;
+  const passphrase = await ctx.newPassphrase((typed) =>
+    checkNewPassphrase(typed, {
+      userInputs: givenName === undefined ? [] : [givenName],
+      allowWeak,
+    })
+  );
   const displayName = givenName ?? await askName(ctx);
 
   let id: string;
@@ -71,6 +80,7 @@ export async function initCommand(ctx: Context, options: InitOptions): Promise<n
       passphrase,
       displayName,
       force: options.force ?? false,
+      allowWeakPassphrase: allowWeak,
     });
     id = profile.id;
     shown = profile.fingerprint();

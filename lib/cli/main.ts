@@ -65,7 +65,7 @@ const COMMANDS: readonly CommandSpec[] = [
   {
     name: "init",
     aliases: ["keygen"],
-    usage: "dim init [--name <display name>] [--force]",
+    usage: "dim init [--name <display name>] [--force] [--weak-passphrase]",
     summary: "create your identity (asks for a passphrase twice)",
     details: `Creates your keys and stores them encrypted under a passphrase in the data
 directory. Nothing goes online unless --bootstrap is given (or already
@@ -75,11 +75,20 @@ Options:
   --name <display name>     the name your contacts see (asked on a terminal)
   --force                   replace an existing identity
   --passphrase-file <path>  read the passphrase from a file (or set DIM_PASSPHRASE)
-  --bootstrap, --listen     also saved in the settings (config.json)`,
-    options: ["name", "force"],
+  --weak-passphrase         accept a passphrase that is easy to guess (not advised:
+                            it is all that protects your keys on disk)
+  --bootstrap, --listen     also saved in the settings (config.json)
+
+The passphrase must be hard to guess: a zxcvbn strength of at least 3 of 4,
+about four random words or a long sentence of your own.`,
+    options: ["name", "force", "weak-passphrase"],
     run: (ctx, cl) => {
       positionals(cl, 0, 0, "dim init");
-      return initCommand(ctx, { name: cl.values.name, force: cl.values.force });
+      return initCommand(ctx, {
+        name: cl.values.name,
+        force: cl.values.force,
+        weakPassphrase: cl.values["weak-passphrase"],
+      });
     },
   },
   {

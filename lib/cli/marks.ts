@@ -10,7 +10,8 @@
  *
  * const home = await Deno.makeTempDir();
  * {
- *   await using profile = await createProfile({ home, passphrase: "pw", displayName: "Ada" });
+ *   const passphrase = "plum vortex quietly sings";
+ *   await using profile = await createProfile({ home, passphrase, displayName: "Ada" });
  *   assert.equal(lastShownSeq(profile), 0);
  *   markShown(profile, 7);
  *   markShown(profile, 3);

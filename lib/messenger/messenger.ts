@@ -10,10 +10,18 @@
  * import { createMessenger } from "./messenger.ts";
  *
  * const alice = await createMessenger(
- *   await createProfile({ home: "/tmp/alice", passphrase: "pw-a", displayName: "Alice" }),
+ *   await createProfile({
+ *     home: "/tmp/alice",
+ *     passphrase: "plum vortex quietly sings",
+ *     displayName: "Alice",
+ *   }),
  * );
  * const bob = await createMessenger(
- *   await createProfile({ home: "/tmp/bob", passphrase: "pw-b", displayName: "Bob" }),
+ *   await createProfile({
+ *     home: "/tmp/bob",
+ *     passphrase: "amber kettle drifts north",
+ *     displayName: "Bob",
+ *   }),
  *   { bootstrap: alice.addresses },
  * );
  * await alice.addContact("bob", bob.id);

@@ -15,7 +15,11 @@
  * import { createProfile, openProfile } from "./profile.ts";
  *
  * const home = await Deno.makeTempDir();
- * const created = await createProfile({ home, passphrase: "pw", displayName: "Ada" });
+ * const created = await createProfile({
+ *   home,
+ *   passphrase: "plum vortex quietly sings",
+ *   displayName: "Ada",
+ * });
  * const id = created.id;
  * await created.stop();
  *
@@ -43,6 +47,7 @@ import { UserStore } from "../store/user_store.ts";
 import { type ChatMessage, chatMessage } from "./chat_message.ts";
 import { type Contact, ContactBook } from "./contacts.ts";
 import { setProfileParts } from "./_internals.ts";
+import { checkNewPassphrase } from "./passphrase.ts";
 import {
   decodePublicIdentity,
   DEFAULT_DISPLAY_NAME,
@@ -70,12 +75,21 @@ export interface OpenProfileOptions {
 export interface CreateProfileOptions {
   /** The data directory; made (mode 0700) if missing. */
   readonly home: string;
-  /** The passphrase the new keystore is encrypted under. */
+  /**
+   * The passphrase the new keystore is encrypted under. It must be hard to
+   * guess (see `checkNewPassphrase`): a weak one is refused unless
+   * `allowWeakPassphrase` is set.
+   */
   readonly passphrase: string;
   /** The display name in the contact card. */
   readonly displayName: string;
   /** Replace an existing identity (contacts and history stay). Default `false`. */
   readonly force?: boolean;
+  /**
+   * Accept a passphrase that is easy to guess: the user insisted. Default
+   * `false`.
+   */
+  readonly allowWeakPassphrase?: boolean;
 }
 
 /** Thrown when what is asked needs the identity's private keys, or its public keys are unknown, and the profile is locked. */
@@ -88,6 +102,8 @@ export class ProfileLockedError extends DimError {}
  * @param options Where, the passphrase and the display name.
  * @returns The open profile; stop it when done.
  * @throws {KeystoreError} If an identity exists and `force` is not set.
+ * @throws {WeakPassphraseError} If the passphrase is easy to guess and
+ *   `allowWeakPassphrase` is not set; nothing is created.
  * @throws {StorageError} If the data directory is in use or unreadable.
  * @example
  * ```ts
@@ -96,7 +112,8 @@ export class ProfileLockedError extends DimError {}
  *
  * const home = await Deno.makeTempDir();
  * {
- *   await using profile = await createProfile({ home, passphrase: "pw", displayName: "Ada" });
+ *   const passphrase = "plum vortex quietly sings";
+ *   await using profile = await createProfile({ home, passphrase, displayName: "Ada" });
  *   assert.match(profile.id, /^dim/);
  *   assert.equal(profile.locked, false);
  * }
@@ -104,6 +121,10 @@ export class ProfileLockedError extends DimError {}
  * ```
  */
 export async function createProfile(options: CreateProfileOptions): Promise<Profile> {
+  await checkNewPassphrase(options.passphrase, {
+    userInputs: [options.displayName],
+    allowWeak: options.allowWeakPassphrase ?? false,
+  });
   await ensureHome(options.home);
   const lock = lockDataDir(options.home);
   let store: UserStore | undefined;

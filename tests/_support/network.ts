@@ -47,7 +47,11 @@ export async function testNet(count = 1): Promise<TestNet> {
   const open: Messenger[] = [];
   const bootstrap = () => started.slice(0, 2).map((r) => r.addresses[0]!);
   const split = (name: string, extra: UserOptions) => {
-    const { home = `${dir}/${name}`, passphrase = `pass-${name}`, ...network } = extra;
+    const {
+      home = `${dir}/${name}`,
+      passphrase = `${name}: plum vortex quietly sings`,
+      ...network
+    } = extra;
     const options: MessengerOptions = {
       listen: LOOPBACK,
       bootstrap: bootstrap(),

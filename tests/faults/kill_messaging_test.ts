@@ -28,7 +28,7 @@ Deno.test({
         await createMessenger(
           await createProfile({
             home: `${dir}/${name}`,
-            passphrase: `pass-${name}`,
+            passphrase: `${name}: plum vortex quietly sings`,
             displayName: name,
           }),
           { listen: LOOPBACK, bootstrap: [bootstrap] },
@@ -47,7 +47,7 @@ Deno.test({
           "--home",
           `${dir}/${name}`,
           "--passphrase",
-          `pass-${name}`,
+          `${name}: plum vortex quietly sings`,
           "--bootstrap",
           bootstrap,
           ...role,

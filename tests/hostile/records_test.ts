@@ -154,7 +154,10 @@ Deno.test("forged, unbound, older and expired cards are refused by every storage
   const bob = await net.user("bob");
   const attacker = await attackerNode(net.bootstrap());
   try {
-    const identity = await unlockKeystore(`${net.dir}/alice/identity.key`, "pass-alice");
+    const identity = await unlockKeystore(
+      `${net.dir}/alice/identity.key`,
+      "alice: plum vortex quietly sings",
+    );
     const key = recordKey("card", alice.id);
     const keyBytes = encoder.encode(key);
     const base = { displayName: "alice", peerId: alice.node.peerId, addresses: alice.addresses };

@@ -126,7 +126,10 @@ Deno.test("a changed key in the network blocks sending until re-verified", async
   const bob = await net.user("bob");
   await alice.addContact("bob", bob.id);
   // Bob's identity with a new encryption key publishes a newer card.
-  const real = await unlockKeystore(`${net.dir}/bob/identity.key`, "pass-bob");
+  const real = await unlockKeystore(
+    `${net.dir}/bob/identity.key`,
+    "bob: plum vortex quietly sings",
+  );
   const rekeyed = await Identity.fromSeeds({
     signing: real.exportSeeds().signing,
     encryption: crypto.getRandomValues(new Uint8Array(32)),

@@ -32,7 +32,11 @@ async function addContact(home: string, name: string): Promise<Identity> {
 
 Deno.test("a profile opens without the passphrase: its public keys, display name and contacts", async () => {
   await withHome(async (home) => {
-    const created = await createProfile({ home, passphrase: "pw", displayName: "Ada" });
+    const created = await createProfile({
+      home,
+      passphrase: "plum vortex quietly sings",
+      displayName: "Ada",
+    });
     const id = created.id;
     const fingerprint = created.fingerprint();
     await created.stop();
@@ -51,7 +55,11 @@ Deno.test("a profile opens without the passphrase: its public keys, display name
 
 Deno.test("without a saved copy of the public keys, a locked profile needs unlocking", async () => {
   await withHome(async (home) => {
-    const created = await createProfile({ home, passphrase: "pw", displayName: "Ada" });
+    const created = await createProfile({
+      home,
+      passphrase: "plum vortex quietly sings",
+      displayName: "Ada",
+    });
     const id = created.id;
     await created.stop();
     {
@@ -61,7 +69,7 @@ Deno.test("without a saved copy of the public keys, a locked profile needs unloc
     await using profile = await openProfile({ home, exclusive: false });
     assert.throws(() => profile.id, ProfileLockedError);
     await assert.rejects(profile.unlock("wrong"), KeystoreError);
-    await profile.unlock("pw");
+    await profile.unlock("plum vortex quietly sings");
     assert.equal(profile.locked, false);
     assert.equal(profile.id, id);
     await profile.stop();
@@ -77,13 +85,17 @@ Deno.test("openProfile() needs an identity, and the right passphrase", async () 
       openProfile({ home }),
       (e) => e instanceof KeystoreError && e.code === "not-found",
     );
-    await (await createProfile({ home, passphrase: "pw", displayName: "Ada" })).stop();
+    await (await createProfile({
+      home,
+      passphrase: "plum vortex quietly sings",
+      displayName: "Ada",
+    })).stop();
     await assert.rejects(
       openProfile({ home, passphrase: "nope" }),
       (e) => e instanceof KeystoreError && e.code === "wrong-passphrase",
     );
     await assert.rejects(
-      createProfile({ home, passphrase: "pw", displayName: "Ada" }),
+      createProfile({ home, passphrase: "plum vortex quietly sings", displayName: "Ada" }),
       (e) => e instanceof KeystoreError && e.code === "exists",
     );
   });
@@ -91,7 +103,11 @@ Deno.test("openProfile() needs an identity, and the right passphrase", async () 
 
 Deno.test("an exclusive profile holds the data directory; a shared one takes it for each change", async () => {
   await withHome(async (home) => {
-    const profile = await createProfile({ home, passphrase: "pw", displayName: "Ada" });
+    const profile = await createProfile({
+      home,
+      passphrase: "plum vortex quietly sings",
+      displayName: "Ada",
+    });
     await addContact(home, "bob");
     assert.throws(() => lockDataDir(home), StorageError);
     await assert.rejects(openProfile({ home }), StorageError);
@@ -107,7 +123,11 @@ Deno.test("an exclusive profile holds the data directory; a shared one takes it 
 
 Deno.test("applications keep their own settings, not DIM's", async () => {
   await withHome(async (home) => {
-    await using profile = await createProfile({ home, passphrase: "pw", displayName: "Ada" });
+    await using profile = await createProfile({
+      home,
+      passphrase: "plum vortex quietly sings",
+      displayName: "Ada",
+    });
     profile.setSetting("app.theme", "dark");
     assert.equal(profile.getSetting("app.theme"), "dark");
     assert.throws(() => profile.setSetting(PROFILE_SETTINGS.displayName, "Eve"), RangeError);
@@ -118,12 +138,20 @@ Deno.test("applications keep their own settings, not DIM's", async () => {
 
 Deno.test("a messenger starts only on an unlocked, exclusive profile, and stops it when it cannot", async () => {
   await withHome(async (home) => {
-    await (await createProfile({ home, passphrase: "pw", displayName: "Ada" })).stop();
+    await (await createProfile({
+      home,
+      passphrase: "plum vortex quietly sings",
+      displayName: "Ada",
+    })).stop();
     const locked = await openProfile({ home });
     await assert.rejects(createMessenger(locked), ProfileLockedError);
     // The failed start stopped the profile: the directory is free again.
     lockDataDir(home).release();
-    const shared = await openProfile({ home, passphrase: "pw", exclusive: false });
+    const shared = await openProfile({
+      home,
+      passphrase: "plum vortex quietly sings",
+      exclusive: false,
+    });
     await assert.rejects(createMessenger(shared), TypeError);
   });
 });

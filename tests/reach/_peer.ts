@@ -57,7 +57,7 @@ if (config.role === "storage") {
   });
   node = storage.node;
 } else {
-  const passphrase = `pass-${config.name}`;
+  const passphrase = `${config.name}: plum vortex quietly sings`;
   const profile = config.reopen
     ? await openProfile({ home: config.home, passphrase })
     : await createProfile({ home: config.home, passphrase, displayName: config.name });
