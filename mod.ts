@@ -149,6 +149,7 @@ export type {
 export { createDhtNode, DhtNode } from "./lib/dht/mod.ts";
 export { isPublicAddress } from "./lib/dht/public_networks.ts";
 export type {
+  JoinHint,
   JoinHintSource,
   PeerBookView,
   PeerSource,

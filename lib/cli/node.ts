@@ -4,8 +4,8 @@
  * for users behind NAT, prints its multiaddrs, and runs until SIGINT or
  * SIGTERM, then stops cleanly. `--announce` gives the addresses others
  * should dial when they differ from the listen addresses (a port forwarded
- * by hand); the settings' public networks and UPnP (unless `DIM_UPNP=off`)
- * apply as for a user's node.
+ * by hand); the settings' public networks, UPnP (unless `DIM_UPNP=off`) and
+ * LAN discovery (unless `DIM_LAN=off`) apply as for a user's node.
  *
  * @module
  */
@@ -33,8 +33,8 @@ import { withSpinner } from "./spinner.ts";
  * import { memoryIo } from "./io.ts";
  *
  * const home = await Deno.makeTempDir();
- * // DIM_UPNP=off: no UPnP discovery on the machine's network from an example.
- * const io = memoryIo({ env: { DIM_UPNP: "off" } });
+ * // No UPnP or mDNS on the machine's network from an example.
+ * const io = memoryIo({ env: { DIM_UPNP: "off", DIM_LAN: "off" } });
  * const running = main(["--home", home, "node", "--listen", "/ip4/127.0.0.1/tcp/0", "--json"], io);
  * while (!io.out.includes("\n")) await new Promise((r) => setTimeout(r, 20));
  * assert.match(JSON.parse(io.out).addresses[0], /\/p2p\//);
@@ -54,6 +54,7 @@ export async function nodeCommand(
   const announce = (options.announce ?? []).map((a) => checkMultiaddr(a, { peer: false }));
   const publicNetworks = await ctx.publicNetworks();
   const upnp = await ctx.upnp();
+  const lanDiscovery = await ctx.lanDiscovery();
   const home = ctx.home;
   const debug = ctx.options.debug ?? false;
   const server = await withSpinner(ctx.io, "starting the node…", () =>
@@ -64,6 +65,7 @@ export async function nodeCommand(
       ...(announce.length > 0 ? { announce } : {}),
       publicNetworks,
       upnp,
+      lanDiscovery,
       node: debug ? { log: (m: string) => ctx.note(`debug: ${m}`) } : {},
     }));
   try {

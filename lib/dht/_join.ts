@@ -29,7 +29,7 @@ import {
 } from "./constants.ts";
 import type { DhtRecords } from "./records.ts";
 import type { DhtPeer, RememberedPeer } from "./types.ts";
-import type { JoinHint } from "./_peer_book.ts";
+import type { JoinHint } from "./types.ts";
 import { KadMessageType } from "./_kad_wire.ts";
 import { describe, peerIdOf } from "./_peers.ts";
 import { deadline, scopedSignal, settlesWithin } from "../platform/signals.ts";

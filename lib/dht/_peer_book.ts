@@ -43,18 +43,14 @@ import {
   PEER_BOOK_CAPACITY,
   PEER_OCCASION_GAP_MS,
 } from "./constants.ts";
-import type { JoinHintSource, PeerBookView, PeerSource, RememberedPeer } from "./types.ts";
+import type {
+  JoinHint,
+  JoinHintSource,
+  PeerBookView,
+  PeerSource,
+  RememberedPeer,
+} from "./types.ts";
 import { peerIdOf } from "./_peers.ts";
-
-/** A set of join hints from one source. */
-export interface JoinHint {
-  /** Who vouched for them. */
-  readonly source: JoinHintSource;
-  /** The addresses, each ending in `/p2p/<peer id>`. */
-  readonly multiaddrs: readonly string[];
-  /** When they were last given, in ms since the epoch. */
-  readonly at: number;
-}
 
 /** What a peer book needs to know of its node. */
 export interface PeerBookInit {
@@ -88,7 +84,7 @@ interface Hint extends JoinHint {
   readonly peerIds: readonly string[];
 }
 
-const SOURCE = /^(?:hint|contact):\S{1,128}$/;
+const SOURCE = /^(?:hint|contact|mailbox):\S{1,128}$/;
 const PEER_ID = /^[A-Za-z0-9]{1,128}$/;
 const FILE_VERSION = 1;
 
@@ -160,6 +156,9 @@ export class PeerBook {
       },
       get learnedBootstrap() {
         return book.learnedBootstrap;
+      },
+      get hints() {
+        return book.hints;
       },
       addJoinHints: (multiaddrs: readonly string[], source: JoinHintSource) =>
         book.addJoinHints(multiaddrs, source),
@@ -239,7 +238,7 @@ export class PeerBook {
    * @param multiaddrs Multiaddrs, each ending in `/p2p/<peer id>`.
    * @param source Who vouched for them.
    * @returns How many addresses were kept.
-   * @throws {TypeError} If `source` is not `hint:<id>` or `contact:<id>`.
+   * @throws {TypeError} If `source` is not `hint:<id>`, `contact:<id>` or `mailbox:<id>`.
    */
   addJoinHints(multiaddrs: readonly string[], source: JoinHintSource): number {
     if (typeof source !== "string" || !SOURCE.test(source)) {

@@ -61,6 +61,7 @@ export type {
   DhtStreamChunk,
   DhtStreamHandler,
   DhtValidator,
+  JoinHint,
   JoinHintSource,
   PeerBookView,
   PeerSource,

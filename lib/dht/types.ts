@@ -301,9 +301,20 @@ export type PeerSource = "bootstrap" | "network" | JoinHintSource;
 /**
  * Who vouched for a join hint: `hint:<user id>` for the bootstrap
  * addresses a `dim:` contact string carried, `contact:<user id>` for the
- * addresses on a contact's card.
+ * addresses on a contact's card, `mailbox:<user id>` for the nodes that
+ * answered a fetch of that user's own mailbox.
  */
-export type JoinHintSource = `hint:${string}` | `contact:${string}`;
+export type JoinHintSource = `hint:${string}` | `contact:${string}` | `mailbox:${string}`;
+
+/** A set of join hints from one source; see `PeerBookView.hints`. */
+export interface JoinHint {
+  /** Who vouched for them. */
+  readonly source: JoinHintSource;
+  /** The addresses, each ending in `/p2p/<peer id>`. */
+  readonly multiaddrs: readonly string[];
+  /** When they were last given, in ms since the epoch. */
+  readonly at: number;
+}
 
 /** A peer a node remembers having been connected to; see `DhtNode.peerBook`. */
 export interface RememberedPeer {
@@ -340,6 +351,8 @@ export interface PeerBookView {
    * two per source, at most `LEARNED_BOOTSTRAP_CAP` in all.
    */
   readonly learnedBootstrap: readonly RememberedPeer[];
+  /** The join hints, newest first: dialled on start after the learned bootstrap peers. */
+  readonly hints: readonly JoinHint[];
   /**
    * Adds addresses to dial on the next start: a contact string's bootstrap
    * addresses, or a contact's card. A source keeps at most
@@ -349,7 +362,7 @@ export interface PeerBookView {
    *   (and this node's own) are skipped.
    * @param source Who vouched for them.
    * @returns How many addresses were kept.
-   * @throws {TypeError} If `source` is not `hint:<id>` or `contact:<id>`.
+   * @throws {TypeError} If `source` is not `hint:<id>`, `contact:<id>` or `mailbox:<id>`.
    */
   addJoinHints(multiaddrs: readonly string[], source: JoinHintSource): number;
 }

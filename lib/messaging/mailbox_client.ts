@@ -328,6 +328,7 @@ export class MailboxClient {
     const { refresh = false, signal: caller } = options;
     const mailbox = this.#mailbox;
     let reached = 0;
+    const holders: PeerTarget[] = [];
     const peers = await this.#closestTo(
       mailbox,
       this.#ctx.options.mailboxReplicas * 2,
@@ -340,6 +341,7 @@ export class MailboxClient {
         const reply = await this.#request(peer, { type: FrameType.Fetch, mailbox }, caller);
         if (reply.type !== FrameType.Items) return;
         reached++;
+        if (peer.peerId !== this.#ctx.transport.peerId) holders.push(peer);
         for (const envelope of reply.envelopes) {
           const hash = await envelopeHash(envelope);
           const key = toHex(hash);
@@ -353,6 +355,7 @@ export class MailboxClient {
       }
     }));
     caller?.throwIfAborted();
+    if (holders.length > 0) this.#ctx.emit({ type: "mailbox", holders });
     // Only this node answered: the cached neighbourhood is stale.
     if (reached <= 1 && !refresh) this.#closest.clear();
     const fresh: IncomingMessage[] = [];

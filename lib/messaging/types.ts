@@ -146,8 +146,14 @@ export interface IncomingMessage {
   readonly senderSigningKey: Uint8Array;
 }
 
-/** Payload of the service's `message`, `delivered` and `stored` events. */
+/**
+ * Payload of the service's `message`, `delivered`, `stored` and `mailbox`
+ * events. `mailbox` names the nodes that answered a fetch of this user's
+ * mailbox: nodes that keep copies for this user, worth dialling on a later
+ * start when the bootstrap nodes are gone.
+ */
 export type MessagingEventDetail =
   | { readonly type: "message"; readonly incoming: IncomingMessage }
   | { readonly type: "delivered"; readonly seq: number; readonly recipient: string }
-  | { readonly type: "stored"; readonly seq: number; readonly recipient: string };
+  | { readonly type: "stored"; readonly seq: number; readonly recipient: string }
+  | { readonly type: "mailbox"; readonly holders: readonly PeerTarget[] };

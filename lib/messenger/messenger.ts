@@ -45,6 +45,7 @@ import { DimError } from "../errors.ts";
 import {
   FileReceiver,
   fileSource,
+  type MessagingEventDetail,
   type MessagingOptions,
   MessagingService,
   sendFile,
@@ -210,6 +211,8 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     // Back in touch with the network: the queue goes now, not after its backoff.
     this.#service.flushOutbox({ all: true }).catch(() => {});
     this.#service.fetchMailbox({ refresh: true }).catch(() => {});
+    // Copies left in mailboxes before may have lost their holders meanwhile.
+    this.#service.recheckMailboxCopies({ all: true }).catch(() => {});
   };
   readonly #disconnectListener = () => {
     if (this.#node.connections === 0) this.#alone = true;
@@ -287,6 +290,17 @@ export class Messenger extends EventTarget implements AsyncDisposable {
         if (this.#queue.length >= MAX_QUEUED_MESSAGES) this.#queue.shift();
         this.#queue.push(m);
       }
+    });
+    // The nodes keeping this user's mailbox: join candidates on a later start.
+    this.#service.addEventListener("mailbox", (e) => {
+      const d = (e as CustomEvent).detail as MessagingEventDetail;
+      if (d.type !== "mailbox") return;
+      const addresses = d.holders.flatMap(({ peerId, addresses }) =>
+        addresses.filter((a) => !a.includes("/p2p-circuit")).slice(0, 1).map((a) =>
+          a.endsWith(`/p2p/${peerId}`) ? a : `${a}/p2p/${peerId}`
+        )
+      );
+      if (addresses.length > 0) node.peerBook.addJoinHints(addresses, `mailbox:${this.id}`);
     });
     for (const type of ["delivered", "stored"] as const) {
       this.#service.addEventListener(type, (e) => {

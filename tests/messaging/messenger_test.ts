@@ -63,6 +63,14 @@ Deno.test("messages to an offline user are stored in the network and delivered o
   assert.deepEqual(got.map((m) => m.text), ["one", "two", "three"]);
   assert.ok(got.every((m) => m.via === "mailbox"));
   assert.ok(got.every((m) => m.protection === "ratchet"), "prekeys from the DHT: forward secret");
+  // The nodes that kept Bob's mailbox are join hints for his next start.
+  const kept = bob2.node.peerBook.hints.find((h) => h.source === `mailbox:${bob.id}`);
+  const nodes = new Set([alice.node.peerId, ...net.storageNodes.map((n) => n.node.peerId)]);
+  assert.ok(kept && kept.multiaddrs.length > 0, "mailbox holders kept as join hints");
+  assert.ok(
+    kept.multiaddrs.every((a) => nodes.has(a.split("/p2p/").at(-1)!)),
+    `${kept.multiaddrs}`,
+  );
   // Bob republished his bundle without the one-time prekey Alice used.
   for (let i = 0; i < 50 && (await oneTimePrekeys()) !== before - 1; i++) {
     await new Promise((r) => setTimeout(r, 100));
