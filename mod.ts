@@ -18,7 +18,7 @@
  *
  * const alice = await Identity.generate();
  * const bob = await Identity.generate();
- * const sealed = await sealEnvelope(alice, bob.encryptionPublicKey, {
+ * const sealed = await sealEnvelope(alice, bob.public, {
  *   body: new TextEncoder().encode("hello"),
  * });
  * const opened = await openEnvelope(bob, sealed);
@@ -115,6 +115,7 @@ export {
   InvalidRecordError,
   KeyAgreementError,
   KeystoreError,
+  OutdatedVersionError,
   PeerUnreachableError,
   ProtocolError,
   StorageError,
@@ -133,6 +134,7 @@ export {
 } from "./lib/crypto/mod.ts";
 export type {
   EnvelopeMessage,
+  EnvelopeRecipient,
   IdentitySeeds,
   OpenedEnvelope,
   PublicIdentity,

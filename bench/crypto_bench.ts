@@ -103,7 +103,7 @@ for (const size of SIZES) {
     async fn() {
       await openEnvelope(
         bob,
-        await sealEnvelope(alice, bob.encryptionPublicKey, { body: message }),
+        await sealEnvelope(alice, bob, { body: message }),
       );
     },
   });
@@ -118,7 +118,7 @@ for (const size of SIZES) {
         const to = strangers[next++ % strangers.length]!;
         await openEnvelope(
           to,
-          await sealEnvelope(alice, to.encryptionPublicKey, { body: message }),
+          await sealEnvelope(alice, to, { body: message }),
         );
       },
     });

@@ -71,7 +71,7 @@ Deno.bench({
   group: "1 KiB message",
   baseline: true,
   fn: async () => {
-    const sealed = await sealEnvelope(alice, bob.encryptionPublicKey, { body });
+    const sealed = await sealEnvelope(alice, bob, { body });
     await openEnvelope(bob, sealed);
   },
 });

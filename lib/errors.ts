@@ -57,6 +57,31 @@ export class DecryptionError extends DimError {
  */
 export class TooManySkippedMessagesError extends DecryptionError {}
 
+/**
+ * A message or file offer in a format version older than this DIM reads:
+ * its sender runs an older DIM. It is not read (it is a
+ * {@linkcode DecryptionError}, so whoever handles unreadable messages alike
+ * still does), but its message says so, since the version byte is sent in
+ * the clear and telling it reveals nothing.
+ */
+export class OutdatedVersionError extends DecryptionError {
+  /** The version the sender used. */
+  readonly version: number;
+  /**
+   * Makes the error for one outdated version.
+   *
+   * @param format The format, e.g. "envelope" or "file transfer".
+   * @param version The version the sender used.
+   * @param current The only version this DIM reads.
+   */
+  constructor(format: string, version: number, current: number) {
+    super();
+    this.message = `Cannot open message: the sender runs an older DIM (${format} version ` +
+      `${version}, this DIM reads version ${current} only); ask them to update DIM`;
+    this.version = version;
+  }
+}
+
 /** The X3DH key agreement failed: a bad prekey signature, an unknown prekey or a bad key. */
 export class KeyAgreementError extends DimError {}
 

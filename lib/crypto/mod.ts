@@ -15,7 +15,7 @@
  *
  * const alice = await Identity.generate();
  * const bob = await Identity.generate();
- * const sealed = await sealEnvelope(alice, bob.encryptionPublicKey, {
+ * const sealed = await sealEnvelope(alice, bob.public, {
  *   body: new TextEncoder().encode("hi Bob"),
  * });
  * const opened = await openEnvelope(bob, sealed);
@@ -59,10 +59,11 @@ export {
   ENVELOPE_VERSION,
   MAX_BODY_LENGTH,
   MAX_ENVELOPE_LENGTH,
+  MIN_ENVELOPE_LENGTH,
   openEnvelope,
   sealEnvelope,
 } from "./envelope.ts";
-export type { EnvelopeMessage, OpenedEnvelope } from "./envelope.ts";
+export type { EnvelopeMessage, EnvelopeRecipient, OpenedEnvelope } from "./envelope.ts";
 export {
   changePassphrase,
   createKeystore,
@@ -145,6 +146,7 @@ export {
   EncryptionError,
   InvalidIdError,
   KeystoreError,
+  OutdatedVersionError,
   ProtocolError,
   StorageError,
 } from "../errors.ts";

@@ -10,7 +10,9 @@
  * or buffered, whatever the transport's own windows. It writes to the
  * `WritableStream<Uint8Array>` its policy returns, which it closes
  * (commits) only after the SHA-256 and the signature check out and aborts
- * (discards) on any failure. The format is in file_wire.ts.
+ * (discards) on any failure. An offer must name this receiver's own
+ * identity: one made for another user is unreadable, even if it was sealed
+ * to this receiver's X25519 key. The format is in file_wire.ts.
  *
  * @example Accept files from one contact
  * ```ts ignore
@@ -30,7 +32,7 @@ import { raceSignal as race } from "race-signal";
 import { constantTimeEqual, toHex, u16, u32 } from "../platform/bytes.ts";
 import { HPKE_TAG_LENGTH, type HpkeRecipientContext, setupBaseR } from "../crypto/hpke.ts";
 import { encodeUserId, type Identity, verifySignature } from "../crypto/identity.ts";
-import { DecryptionError, DimError, ProtocolError } from "../errors.ts";
+import { DecryptionError, DimError, OutdatedVersionError, ProtocolError } from "../errors.ts";
 import { IdleTimer } from "../platform/signals.ts";
 import {
   DEFAULT_ACCEPT_TIMEOUT_MS,
@@ -59,7 +61,7 @@ import {
   FileFrameType,
   fileHash,
   HASH_LENGTH,
-  HPKE_INFO,
+  hpkeInfo,
   MAX_OFFER_FRAME_LENGTH,
   MAX_WINDOW,
   maxChunkFrameLength,
@@ -207,7 +209,8 @@ export class FileReceiver implements AsyncDisposable {
   /**
    * Makes a receiver; call `start()` to serve.
    *
-   * @param identity Whose files: its X25519 key opens them, its Ed25519 key signs receipts.
+   * @param identity Whose files: its X25519 key opens them (only offers that
+   *   name its identity), its Ed25519 key signs receipts.
    * @param options The `accept` policy, callbacks and limits.
    * @throws {RangeError} If a limit is out of range.
    * @example
@@ -317,13 +320,14 @@ export class FileReceiver implements AsyncDisposable {
   async #openOffer(body: Uint8Array, remotePeer: string): Promise<OpenedOffer> {
     try {
       const { enc, sealed } = decodeOfferBody(body);
-      const recipientKey = this.#identity.encryptionPublicKey;
+      // Opened with this identity's own keys: an offer made for another
+      // identity does not open, even one sealed to this X25519 key.
       const context = await setupBaseR(enc, {
         privateKey: this.#identity.encryptionPrivateKey,
-        publicKey: recipientKey,
-      }, { info: HPKE_INFO });
+        publicKey: this.#identity.encryptionPublicKey,
+      }, { info: hpkeInfo(this.#identity.signingPublicKey) });
       const fields = decodeOffer(await context.open(sealed, OFFER_AAD));
-      const signed = offerSignedBytes(recipientKey, enc, fields.unsigned);
+      const signed = offerSignedBytes(this.#identity, enc, fields.unsigned);
       if (
         !(await verifySignature(
           SIGNATURE_DOMAIN,
@@ -345,7 +349,9 @@ export class FileReceiver implements AsyncDisposable {
         remotePeer,
       };
       return { offer, fileId: fields.fileId, enc: enc.slice(), context };
-    } catch {
+    } catch (err) {
+      // An older version says so: its version byte is in the clear anyway.
+      if (err instanceof OutdatedVersionError) throw err;
       // One uniform failure: which check failed must not leak.
       throw new DecryptionError();
     }
@@ -542,13 +548,11 @@ export class FileReceiver implements AsyncDisposable {
       const end = await context.open(frame.body, endAad(fileId, count));
       const claimed = end.subarray(0, HASH_LENGTH);
       const signature = end.subarray(HASH_LENGTH);
-      const signed = endSignedBytes(
-        this.#identity.encryptionPublicKey,
-        opened.enc,
+      const signed = endSignedBytes(this.#identity, opened.enc, {
         fileId,
         size,
-        claimed,
-      );
+        hash: claimed,
+      });
       if (
         !constantTimeEqual(claimed, digest) ||
         !(await verifySignature(SIGNATURE_DOMAIN, offer.senderSigningKey, signed, signature))

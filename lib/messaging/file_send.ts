@@ -53,7 +53,7 @@ import {
   FILE_PROTOCOL,
   FileFrameType,
   fileHash,
-  HPKE_INFO,
+  hpkeInfo,
   MAX_CONTROL_FRAME_LENGTH,
   OFFER_AAD,
   offerSignedBytes,
@@ -295,7 +295,13 @@ export async function sendFile(
     const name = sanitizeFileName(source.name);
     const fileId = crypto.getRandomValues(new Uint8Array(FILE_ID_LENGTH));
     const recipientKey = recipient.encryptionPublicKey;
-    const { enc, context } = await setupBaseS(recipientKey, { info: HPKE_INFO });
+    const recipientKeys = {
+      signingPublicKey: recipientSigningKey,
+      encryptionPublicKey: recipientKey,
+    };
+    const { enc, context } = await setupBaseS(recipientKey, {
+      info: hpkeInfo(recipientSigningKey),
+    });
     const offer = encodeOffer({
       fileId,
       senderSigningKey: identity.signingPublicKey,
@@ -306,7 +312,7 @@ export async function sendFile(
     });
     const offerSignature = await identity.sign(
       SIGNATURE_DOMAIN,
-      offerSignedBytes(recipientKey, enc, offer),
+      offerSignedBytes(recipientKeys, enc, offer),
     );
     const sealedOffer = await context.seal(concat(offer, offerSignature), OFFER_AAD);
 
@@ -468,7 +474,11 @@ async function streamChunks(
     const digest = hash.digest();
     const endSignature = await t.identity.sign(
       SIGNATURE_DOMAIN,
-      endSignedBytes(t.recipientKey, t.enc, t.fileId, t.size, digest),
+      endSignedBytes(
+        { signingPublicKey: t.recipientSigningKey, encryptionPublicKey: t.recipientKey },
+        t.enc,
+        { fileId: t.fileId, size: t.size, hash: digest },
+      ),
     );
     const end = await t.context.seal(concat(digest, endSignature), endAad(t.fileId, count));
     await writeRawFrame(stream, FileFrameType.End, end, t.signal);

@@ -1,5 +1,5 @@
 /**
- * The format of `/dim/file/1.0.0`, version 1: its frames, their limits,
+ * The format of `/dim/file/1.0.0`, version 2: its frames, their limits,
  * what is sealed with which additional data, and what each side signs.
  * file_send.ts and file_receive.ts speak it; nothing here touches a stream.
  *
@@ -24,10 +24,11 @@
  * whether it is the last one, so chunks cannot be reordered, dropped,
  * replayed from another file or cut short without the recipient noticing.
  * The offer is signed by the sender's identity key under the `file`
- * signature domain (and binds the recipient's key and HPKE's `enc`, so the
- * context belongs to the signer); the end carries the signed SHA-256 of the
- * whole plaintext, which the recipient checks before it presents the file,
- * and the recipient answers with a receipt signed by its own identity key.
+ * signature domain (and binds the recipient's identity and key and HPKE's
+ * `enc`, so the context belongs to the signer and is meant for that
+ * recipient); the end carries the signed SHA-256 of the whole plaintext,
+ * which the recipient checks before it presents the file, and the recipient
+ * answers with a receipt signed by its own identity key.
  *
  * Neither side holds the file in memory: the sender reads a
  * `ReadableStream<Uint8Array>` chunk by chunk, and the recipient writes to a
@@ -48,7 +49,7 @@
  *
  * ```text
  * type  frame    from  body
- * 0x01  OFFER    S     version u8 (= 1) | enc (32) | seal(offer), aad = version | 0
+ * 0x01  OFFER    S     version u8 (= 2) | enc (32) | seal(offer), aad = version | 0
  *                      offer = fileId (16) | senderSigningKey (32) | size u64
  *                              | chunkSize u32 | timestamp u64 | nameLength u16
  *                              | name (UTF-8) | signature (64)
@@ -63,7 +64,8 @@
  * ```
  *
  * `seal` is the file's HPKE context (RFC 9180 base mode to the recipient's
- * X25519 key, info "DIM-v1 file transfer"), one sequence number per frame:
+ * X25519 key, info "DIM-v2 file transfer" | recipientSigningKey (32), the
+ * Ed25519 key its user ID names), one sequence number per frame:
  * 0 for the offer, 1 … count for the chunks, count + 1 for the end. A file
  * of `size` bytes has `max(1, ceil(size / chunkSize))` chunks, all
  * `chunkSize` long but the last.
@@ -75,17 +77,26 @@
  * one), over a prefix naming the message, then the fields:
  *
  * ```text
- * offer    (sender)     "DIM-v1 file transfer: offer\0"
+ * offer    (sender)     "DIM-v2 file transfer: offer\0" | recipientSigningKey
  *                       | recipientEncryptionKey | enc | offer without its signature
- * end      (sender)     "DIM-v1 file transfer: end\0"
+ * end      (sender)     "DIM-v2 file transfer: end\0" | recipientSigningKey
  *                       | recipientEncryptionKey | enc | fileId | size u64 | sha256
  * receipt  (recipient)  "DIM-v1 file transfer: receipt\0"
  *                       | senderSigningKey | recipientEncryptionKey | enc | fileId
  *                       | size u64 | sha256
  * ```
  *
- * The offer binds the recipient's key and HPKE's `enc`, so the context
- * belongs to the signer; the end signs the SHA-256 of the whole plaintext.
+ * The offer binds the recipient's identity and key and HPKE's `enc`, so the
+ * context belongs to the signer; the end signs the SHA-256 of the whole
+ * plaintext. The recipient checks both with its own signing key, and opens
+ * the context with it in `info`: an offer made for another identity does
+ * not open, even for the holder of the X25519 key it was sealed to (a card
+ * may list someone else's X25519 key; see envelope.ts). The receipt is
+ * signed by the recipient's identity key, which names it already.
+ *
+ * A version 1 offer (which named the recipient by its X25519 key only) is
+ * refused as unreadable, with an {@linkcode OutdatedVersionError} that
+ * says the sender runs an older DIM.
  *
  * The SHA-256 is computed as the bytes stream past. WebCrypto can only hash
  * a whole buffer at once, so it comes from Deno's built-in `node:crypto`
@@ -138,12 +149,15 @@ import { createHash } from "node:crypto";
 import { concat, fromUtf8, Reader, u16, u32, u64, utf8 } from "../platform/bytes.ts";
 import { HPKE_ENC_LENGTH, HPKE_TAG_LENGTH } from "../crypto/hpke.ts";
 import type { SignatureDomain } from "../crypto/identity.ts";
-import { DimError, ProtocolError } from "../errors.ts";
+import { DimError, OutdatedVersionError, ProtocolError } from "../errors.ts";
 
 /** Protocol ID of file transfers. */
 export const FILE_PROTOCOL = "/dim/file/1.0.0";
-/** The file transfer format version this module writes and reads. */
-export const FILE_TRANSFER_VERSION = 1;
+/**
+ * The file transfer format version this module writes and reads. Version 1
+ * did not name the recipient's identity; its offers are refused.
+ */
+export const FILE_TRANSFER_VERSION = 2;
 /** The longest file name carried, in UTF-8 bytes (most file systems' limit). */
 export const MAX_FILE_NAME_LENGTH = 255;
 /** Length of a file ID in bytes (shown as 32 hex digits). */
@@ -197,7 +211,7 @@ const REFUSAL_CODES: Record<RefusalReason, number> = {
 const REFUSAL_TEXT: Record<RefusalReason, string> = {
   refused: "the recipient refused it",
   "too-large": "it is over the recipient's size limits",
-  unreadable: "the recipient could not open the offer",
+  unreadable: "the recipient could not open the offer (it may run an older DIM)",
   busy: "the recipient is busy with other transfers",
   corrupt: "the recipient found it altered or incomplete",
   "sink-failed": "the recipient could not store it",
@@ -257,8 +271,17 @@ export function decodeRefusal(body: Uint8Array): Error {
 
 // --- Lengths and limits ------------------------------------------------------
 
-/** HPKE's `info` for a file's context. */
-export const HPKE_INFO: Uint8Array = utf8("DIM-v1 file transfer");
+const HPKE_INFO_PREFIX = utf8("DIM-v2 file transfer");
+
+/**
+ * HPKE's `info` for a file's context: it names the recipient's identity.
+ *
+ * @param recipientSigningKey The recipient's Ed25519 key (the one its user ID names).
+ * @returns `"DIM-v2 file transfer" | recipientSigningKey`.
+ */
+export function hpkeInfo(recipientSigningKey: Uint8Array): Uint8Array {
+  return concat(HPKE_INFO_PREFIX, recipientSigningKey);
+}
 /** The signature domain of offers, ends and receipts. */
 export const SIGNATURE_DOMAIN = "file" satisfies SignatureDomain;
 /** Length of an Ed25519 signature. */
@@ -409,10 +432,15 @@ export function encodeOfferBody(enc: Uint8Array, sealed: Uint8Array): Uint8Array
  *
  * @param body The body.
  * @returns HPKE's `enc` and the sealed offer (views of `body`).
- * @throws {SyntaxError} On another version or a short body.
+ * @throws {OutdatedVersionError} On an older version (the sender runs an older DIM).
+ * @throws {SyntaxError} On an unknown version or a short body.
  */
 export function decodeOfferBody(body: Uint8Array): { enc: Uint8Array; sealed: Uint8Array } {
-  if (body[0] !== FILE_TRANSFER_VERSION || body.length < 1 + HPKE_ENC_LENGTH) {
+  const version = body[0] ?? 0;
+  if (version >= 1 && version < FILE_TRANSFER_VERSION) {
+    throw new OutdatedVersionError("file transfer", version, FILE_TRANSFER_VERSION);
+  }
+  if (version !== FILE_TRANSFER_VERSION || body.length < 1 + HPKE_ENC_LENGTH) {
     throw new SyntaxError("version");
   }
   return {
@@ -479,44 +507,62 @@ export function endAad(fileId: Uint8Array, count: number): Uint8Array {
 
 // --- What is signed ----------------------------------------------------------
 
-const SIGNED_OFFER = utf8("DIM-v1 file transfer: offer\0");
-const SIGNED_END = utf8("DIM-v1 file transfer: end\0");
+const SIGNED_OFFER = utf8("DIM-v2 file transfer: offer\0");
+const SIGNED_END = utf8("DIM-v2 file transfer: end\0");
 const SIGNED_RECEIPT = utf8("DIM-v1 file transfer: receipt\0");
+
+/** The recipient as an offer or an end names it. */
+export interface FileRecipientKeys {
+  /** The recipient's Ed25519 key, the one its user ID names. */
+  readonly signingPublicKey: Uint8Array;
+  /** The recipient's X25519 key, which the file is sealed to. */
+  readonly encryptionPublicKey: Uint8Array;
+}
 
 /**
  * What the sender signs for an offer.
  *
- * @param recipientKey The recipient's X25519 key.
+ * @param recipient The recipient's signing and X25519 keys.
  * @param enc HPKE's encapsulated key.
  * @param unsigned The offer without its signature.
  * @returns The bytes to sign under {@linkcode SIGNATURE_DOMAIN}.
  */
 export function offerSignedBytes(
-  recipientKey: Uint8Array,
+  recipient: FileRecipientKeys,
   enc: Uint8Array,
   unsigned: Uint8Array,
 ): Uint8Array {
-  return concat(SIGNED_OFFER, recipientKey, enc, unsigned);
+  return concat(
+    SIGNED_OFFER,
+    recipient.signingPublicKey,
+    recipient.encryptionPublicKey,
+    enc,
+    unsigned,
+  );
 }
 
 /**
  * What the sender signs for the end.
  *
- * @param recipientKey The recipient's X25519 key.
+ * @param recipient The recipient's signing and X25519 keys.
  * @param enc HPKE's encapsulated key.
- * @param fileId The file ID.
- * @param size The file size.
- * @param hash The file's SHA-256.
+ * @param file The file ID, size and SHA-256.
  * @returns The bytes to sign under {@linkcode SIGNATURE_DOMAIN}.
  */
 export function endSignedBytes(
-  recipientKey: Uint8Array,
+  recipient: FileRecipientKeys,
   enc: Uint8Array,
-  fileId: Uint8Array,
-  size: number,
-  hash: Uint8Array,
+  file: { readonly fileId: Uint8Array; readonly size: number; readonly hash: Uint8Array },
 ): Uint8Array {
-  return concat(SIGNED_END, recipientKey, enc, fileId, u64(size), hash);
+  return concat(
+    SIGNED_END,
+    recipient.signingPublicKey,
+    recipient.encryptionPublicKey,
+    enc,
+    file.fileId,
+    u64(file.size),
+    file.hash,
+  );
 }
 
 /**

@@ -12,6 +12,11 @@
  * again, never stored twice. An envelope that does not open is refused
  * with NACK "unreadable"; one that opens but does not decrypt in any
  * session with NACK "no session", so its sender starts a new session.
+ * Opening checks that the envelope names this user's own identity (see
+ * envelope.ts): one sealed for another user, even to the same X25519 key,
+ * is unreadable. An envelope of an older version is unreadable too, and
+ * its {@linkcode OutdatedVersionError} goes to `onPeerError`, which says
+ * the sender runs an older DIM.
  * Each peer's envelopes and receipts are rate-limited, and a stream ends
  * after {@linkcode MAX_FRAMES_PER_STREAM} frames or a silence.
  *
@@ -28,7 +33,12 @@
  */
 import { concat } from "../platform/bytes.ts";
 import { type OpenedEnvelope, openEnvelope } from "../crypto/envelope.ts";
-import { DecryptionError, PeerUnreachableError, ProtocolError } from "../errors.ts";
+import {
+  DecryptionError,
+  OutdatedVersionError,
+  PeerUnreachableError,
+  ProtocolError,
+} from "../errors.ts";
 import { raceSignal as race } from "race-signal";
 import type { ContactLookup, HistoryStorage, StorageTransactions } from "./storage.ts";
 import { envelopeHash, type MessageStream, RateLimiter } from "./mailbox.ts";
@@ -84,8 +94,9 @@ export class Inbox {
       const opened = await openEnvelope(this.#ctx.identity, envelope);
       return await this.#accept(opened, "mailbox") ?? "duplicate";
     } catch (err) {
-      if (err instanceof DecryptionError) return "unreadable";
-      throw err;
+      if (!(err instanceof DecryptionError)) throw err;
+      if (err instanceof OutdatedVersionError) this.#ctx.onPeerError(err);
+      return "unreadable";
     }
   }
 
@@ -218,6 +229,7 @@ export class Inbox {
       const result = await opening[i]!;
       if ("error" in result) {
         if (!(result.error instanceof DecryptionError)) throw result.error;
+        if (result.error instanceof OutdatedVersionError) this.#ctx.onPeerError(result.error);
         replies.push({ type: FrameType.Nack, code: NackCode.Unreadable });
         continue;
       }

@@ -148,7 +148,7 @@ export class Outbox {
     const seal = async (sealed: SessionResult): Promise<StoredMessage> => {
       const now = this.#ctx.clock();
       const id = crypto.getRandomValues(new Uint8Array(16));
-      const { envelope, hash } = await this.#seal(recipient.encryptionPublicKey, sealed, id, now);
+      const { envelope, hash } = await this.#seal(recipient, sealed, id, now);
       // The session state is saved with the outbox entry, before anything is
       // sent. The commit is flushed after the lock is released (below), so
       // messages sent together share one flush.
@@ -278,7 +278,7 @@ export class Outbox {
           bundle === undefined ? { signal } : { signal, bundle },
         );
         const { envelope, hash } = await this.#seal(
-          peer.encryptionPublicKey,
+          peer,
           sealed,
           message.id,
           message.sentAt,
@@ -300,13 +300,16 @@ export class Outbox {
    * sealed for storage meanwhile (`sealed.ready`).
    */
   async #seal(
-    recipientKey: Uint8Array,
+    recipient: MessageRecipient,
     sealed: SessionResult,
     id: Uint8Array,
     timestamp: number,
   ): Promise<{ envelope: Uint8Array; hash: Uint8Array }> {
     const [envelope] = await Promise.all([
-      sealEnvelope(this.#ctx.identity, recipientKey, {
+      sealEnvelope(this.#ctx.identity, {
+        signingPublicKey: decodeUserId(recipient.userId),
+        encryptionPublicKey: recipient.encryptionPublicKey,
+      }, {
         body: sealed.body,
         contentType: sealed.contentType,
         id,
@@ -553,7 +556,7 @@ export class Outbox {
             throw new ProtocolError("Cannot restart session: no prekeys to start it with");
           }
           const { envelope, hash } = await this.#seal(
-            peer.encryptionPublicKey,
+            peer,
             sealed,
             message.id,
             message.sentAt,

@@ -32,6 +32,7 @@
  *
  * @module
  */
+import { ENVELOPE_VERSION } from "../crypto/envelope.ts";
 
 /** Direction of a stored message. */
 export type MessageDirection = "in" | "out";
@@ -109,13 +110,15 @@ export interface OutboxEntry {
 }
 
 /**
- * Whether an outbox entry still waits to be sealed.
+ * Whether an outbox entry still waits to be sealed: its envelope is empty,
+ * or of another envelope version (sealed by an older DIM before an upgrade:
+ * recipients refuse it, so the outbox seals the message again).
  *
  * @param entry The entry.
- * @returns `true` if its envelope is empty.
+ * @returns `true` if its envelope is empty or not of {@linkcode ENVELOPE_VERSION}.
  */
 export function isUnsealed(entry: Pick<OutboxEntry, "envelope">): boolean {
-  return entry.envelope.length === 0;
+  return entry.envelope.length === 0 || entry.envelope[0] !== ENVELOPE_VERSION;
 }
 
 /** A stored Double Ratchet session (its state sealed at rest by the session manager). */

@@ -97,7 +97,7 @@ Deno.test("a node survives peers that drop mid-handshake and mid-frame, and keep
   let streamsOpened = 0;
   try {
     const mallory = await Identity.generate();
-    const envelope = await sealEnvelope(mallory, bob.profile.publicIdentity.encryptionPublicKey, {
+    const envelope = await sealEnvelope(mallory, bob.profile.publicIdentity, {
       body: new Uint8Array(2000),
       contentType: 1,
     });

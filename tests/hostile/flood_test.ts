@@ -89,7 +89,7 @@ Deno.test("an envelope flood from one peer is rate limited; a contact still gets
       Array.from(
         { length: 2500 },
         (_, i) =>
-          sealEnvelope(mallory, bob.profile.publicIdentity.encryptionPublicKey, {
+          sealEnvelope(mallory, bob.profile.publicIdentity, {
             body: new TextEncoder().encode(`flood ${i}`),
             contentType: 1,
           }),
@@ -175,7 +175,7 @@ Deno.test("a mailbox STORE flood from one peer is limited per peer; others can s
   try {
     const rnd = new Random();
     const mallory = await Identity.generate();
-    const envelope = await sealEnvelope(mallory, bob.profile.publicIdentity.encryptionPublicKey, {
+    const envelope = await sealEnvelope(mallory, bob.profile.publicIdentity, {
       body: new Uint8Array(1000),
     });
     let running = true;

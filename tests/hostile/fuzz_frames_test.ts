@@ -117,7 +117,7 @@ Deno.test({
       const malloryMailbox = await mailboxAddress(mallory.signingPublicKey);
       const envelopes = await Promise.all(
         [0, 16, 300, 4000].map((n) =>
-          sealEnvelope(mallory, bob.profile.publicIdentity.encryptionPublicKey, {
+          sealEnvelope(mallory, bob.profile.publicIdentity, {
             body: new TextEncoder().encode("x".repeat(n)),
             contentType: 1,
           })

@@ -4,7 +4,12 @@ import { concat, toHex, u32, u64, utf8 } from "../../lib/platform/bytes.ts";
 import { setupBaseS } from "../../lib/crypto/hpke.ts";
 import { Identity, verifySignature } from "../../lib/crypto/identity.ts";
 import { createDhtNode, type DhtNode } from "../../lib/dht/node.ts";
-import { DecryptionError, PeerUnreachableError, ProtocolError } from "../../lib/errors.ts";
+import {
+  DecryptionError,
+  OutdatedVersionError,
+  PeerUnreachableError,
+  ProtocolError,
+} from "../../lib/errors.ts";
 import type { MessageStream } from "../../lib/messaging/mailbox.ts";
 import { DEFAULT_CHUNK_SIZE } from "../../lib/messaging/constants.ts";
 import {
@@ -516,18 +521,47 @@ Deno.test("a source with fewer bytes than announced fails and the recipient keep
   assert.deepEqual(await listDir(net.dir), []);
 });
 
-Deno.test("a receipt not signed by the named recipient is rejected", async () => {
+Deno.test("an offer for another identity sealed to the recipient's key is refused as unreadable", async () => {
   await using net = await pair();
   const carol = await Identity.generate();
-  await net.receive({ accept: () => countingSinks().sink() });
-  // Sealed to Bob's key but addressed to Carol: Bob's receipt cannot pass as Carol's.
+  const sinks = countingSinks();
+  const reports = await net.receive({ accept: () => sinks.sink() });
+  // Sealed to Bob's key but addressed to Carol (a card may list anyone's
+  // X25519 key): Bob does not take it as a file from Alice to him.
+  const failed = reports.next();
   const err = await sendFile(transportFor(net.a), {
     identity: net.alice,
     recipient: { ...net.bobRecipient, userId: carol.id },
     source: sourceOf("x.bin", randomBytes(100)),
   }, QUICK).catch((e) => e);
-  assert.ok(err instanceof ProtocolError, String(err));
-  assert.equal(err.message, "Cannot send file: the receipt's signature does not verify");
+  await failed;
+  assert.ok(err instanceof TransferRefusedError, String(err));
+  assert.equal(err.reason, "unreadable");
+  assert.equal(sinks.bytes, 0);
+  assert.deepEqual(reports.received, []);
+  assert.ok(reports.failed[0]?.error instanceof DecryptionError);
+  assert.equal(reports.failed[0]?.offer, undefined);
+});
+
+Deno.test("a receipt not signed by the named recipient is rejected", async () => {
+  await using net = await pair();
+  // Bob's receiver opens the file (Bob's keys) but signs the receipt as Carol.
+  const carol = await Identity.generate();
+  const posing: Identity = Object.create(net.bob);
+  posing.sign = (domain, message) => carol.sign(domain, message);
+  const receiver = new FileReceiver(posing, { accept: () => countingSinks().sink() });
+  await receiver.start(transportFor(net.b));
+  try {
+    const err = await sendFile(transportFor(net.a), {
+      identity: net.alice,
+      recipient: net.bobRecipient,
+      source: sourceOf("x.bin", randomBytes(100)),
+    }, QUICK).catch((e) => e);
+    assert.ok(err instanceof ProtocolError, String(err));
+    assert.equal(err.message, "Cannot send file: the receipt's signature does not verify");
+  } finally {
+    await receiver.stop();
+  }
 });
 
 Deno.test("file names arrive sanitised: no separators, no dot names, at most 255 bytes", async () => {
@@ -613,6 +647,38 @@ function frame(type: number, body: Uint8Array): Uint8Array {
   return concat(u32(body.length + 1), new Uint8Array([type]), body);
 }
 
+/** An offer as the module documentation says a sender writes it, in `version` 2 or 1. */
+async function offerByHand(net: Pair, size: number, chunkSize: number, version: 1 | 2 = 2) {
+  const recipientKey = net.bob.encryptionPublicKey;
+  // Version 1 named the recipient by its X25519 key only.
+  const named = version === 2 ? net.bob.signingPublicKey : new Uint8Array(0);
+  const { enc, context } = await setupBaseS(recipientKey, {
+    info: concat(utf8(`DIM-v${version} file transfer`), named),
+  });
+  const fileId = crypto.getRandomValues(new Uint8Array(16));
+  const name = utf8("by-hand.bin");
+  const offer = concat(
+    fileId,
+    net.alice.signingPublicKey,
+    u64(size),
+    u32(chunkSize),
+    u64(Date.now()),
+    new Uint8Array([0, name.length]),
+    name,
+  );
+  const prefix = (what: string) => utf8(`DIM-v${version} file transfer: ${what}\0`);
+  const offerSignature = await net.alice.sign(
+    "file",
+    concat(prefix("offer"), named, recipientKey, enc, offer),
+  );
+  const body = concat(
+    new Uint8Array([version]),
+    enc,
+    await context.seal(concat(offer, offerSignature), new Uint8Array([version, 0])),
+  );
+  return { enc, context, fileId, prefix, named, recipientKey, body };
+}
+
 /**
  * Sends `bytes` as the module documentation says a sender does, signing
  * `claimedSha256` as the file's hash; returns the recipient's frames.
@@ -624,40 +690,20 @@ async function sendByHand(
 ): Promise<{ frames: { type: number; body: Uint8Array }[]; enc: Uint8Array; fileId: Uint8Array }> {
   const chunkSize = 4096;
   const count = Math.max(1, Math.ceil(bytes.length / chunkSize));
-  const recipientKey = net.bob.encryptionPublicKey;
-  const { enc, context } = await setupBaseS(recipientKey, { info: utf8("DIM-v1 file transfer") });
-  const fileId = crypto.getRandomValues(new Uint8Array(16));
-  const name = utf8("by-hand.bin");
-  const offer = concat(
-    fileId,
-    net.alice.signingPublicKey,
-    u64(bytes.length),
-    u32(chunkSize),
-    u64(Date.now()),
-    new Uint8Array([0, name.length]),
-    name,
-  );
-  const prefix = (what: string) => utf8(`DIM-v1 file transfer: ${what}\0`);
-  const offerSignature = await net.alice.sign(
-    "file",
-    concat(prefix("offer"), recipientKey, enc, offer),
+  const { enc, context, fileId, prefix, named, recipientKey, body } = await offerByHand(
+    net,
+    bytes.length,
+    chunkSize,
   );
   const aad = (kind: number, index: number) =>
-    concat(new Uint8Array([1, kind]), fileId, u64(index));
+    concat(new Uint8Array([2, kind]), fileId, u64(index));
 
   const stream = await transportFor(net.a).openStream(net.bobRecipient.peer, FILE_PROTOCOL, {
     signal: new AbortController().signal,
   });
   const answers = frames(stream);
   const got: { type: number; body: Uint8Array }[] = [];
-  stream.send(frame(
-    FileFrameType.Offer,
-    concat(
-      new Uint8Array([1]),
-      enc,
-      await context.seal(concat(offer, offerSignature), new Uint8Array([1, 0])),
-    ),
-  ));
+  stream.send(frame(FileFrameType.Offer, body));
   const accept = (await answers.next()).value!;
   got.push(accept);
   assert.equal(accept.type, FileFrameType.Accept);
@@ -669,7 +715,7 @@ async function sendByHand(
   }
   const endSignature = await net.alice.sign(
     "file",
-    concat(prefix("end"), recipientKey, enc, fileId, u64(bytes.length), claimedSha256),
+    concat(prefix("end"), named, recipientKey, enc, fileId, u64(bytes.length), claimedSha256),
   );
   stream.send(frame(
     FileFrameType.End,
@@ -725,4 +771,29 @@ Deno.test("the wire format is as documented, and a signed SHA-256 that does not 
     assert.ok(reports.failed.at(-1)?.error instanceof DecryptionError);
     assert.deepEqual(await listDir(net.dir), []);
   });
+
+  await t.step(
+    "a version 1 offer is refused as unreadable: the sender runs an older DIM",
+    async () => {
+      const failed = reports.next();
+      const { body } = await offerByHand(net, bytes.length, 4096, 1);
+      const stream = await transportFor(net.a).openStream(net.bobRecipient.peer, FILE_PROTOCOL, {
+        signal: new AbortController().signal,
+      });
+      const answers = frames(stream);
+      stream.send(frame(FileFrameType.Offer, body));
+      const answer = (await answers.next()).value;
+      await failed;
+      assert.deepEqual(answer, { type: FileFrameType.Refuse, body: new Uint8Array([3]) });
+      const err = reports.failed.at(-1)?.error;
+      assert.ok(err instanceof OutdatedVersionError, String(err));
+      assert.equal(
+        err.message,
+        "Cannot open message: the sender runs an older DIM (file transfer version 1, " +
+          "this DIM reads version 2 only); ask them to update DIM",
+      );
+      assert.equal(reports.failed.at(-1)?.offer, undefined);
+      assert.deepEqual(await listDir(net.dir), []);
+    },
+  );
 });
