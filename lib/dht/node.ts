@@ -33,7 +33,6 @@
 import type { Connection, PeerId, Stream } from "@libp2p/interface";
 import type { Libp2p } from "libp2p";
 import { DimError, PeerUnreachableError } from "../errors.ts";
-import { LIBP2P_STOP_TIMEOUT_MS } from "./constants.ts";
 import { assembleNode, checkQuorum, type DhtServices, type NodeParts } from "./create.ts";
 import type { Reach } from "./_reach.ts";
 import { registerParts } from "./_access.ts";
@@ -51,35 +50,16 @@ import type {
   PeerBookView,
   Reachability,
 } from "./types.ts";
-import { cancelAddressUpdate, coalesceWrites, withReliableIteration } from "./_libp2p_internals.ts";
+import { coalesceWrites, withReliableIteration } from "./_libp2p_internals.ts";
 import { describe, parseMultiaddr, parseTarget, streamError } from "./_peers.ts";
 import { openRelayedStream, relayedConnection } from "./_relayed.ts";
-import { joinNetwork } from "./_join.ts";
+import { type NodeRun, startNode, stopNode } from "./_node_run.ts";
 import { PeerBookKeeper } from "./_peer_book_keeper.ts";
 import { Lifecycle } from "./_lifecycle.ts";
-import { settlesWithin } from "../platform/signals.ts";
 import { runQuery } from "./_query.ts";
 
-export type {
-  DhtCallOptions,
-  DhtClosestPeersOptions,
-  DhtGetOptions,
-  DhtHandleOptions,
-  DhtNodeOptions,
-  DhtPeer,
-  DhtSelector,
-  DhtStats,
-  DhtStream,
-  DhtStreamChunk,
-  DhtStreamHandler,
-  DhtValidator,
-  JoinHintSource,
-  PeerBookView,
-  PeerSource,
-  Reachability,
-  RelayLimits,
-  RememberedPeer,
-} from "./types.ts";
+// Every public type of the node, for those who import it from here.
+export type * from "./types.ts";
 
 export { forceReachability, libp2pOf } from "./_access.ts";
 
@@ -157,8 +137,8 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   readonly #joinedThrough = new Set<string>();
   readonly #peerBook: PeerBookKeeper;
   readonly #life: Lifecycle = new Lifecycle({
-    start: (signal) => this.#start(signal),
-    stop: () => this.#stop(),
+    start: (signal) => startNode(this.#run(), signal),
+    stop: () => stopNode(this.#run()),
     release: () => {
       this.#parts.datastore.seal();
       this.#parts.sqlite?.close();
@@ -674,64 +654,25 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
       }));
   }
 
-  async #start(signal: AbortSignal): Promise<void> {
-    await this.#peerBook.load();
-    this.#peerBook.attach();
-    this.#libp2p.addEventListener("connection:open", this.#onConnectionOpen);
-    try {
-      await this.#libp2p.start();
-    } catch (cause) {
-      throw new DimError(`Cannot start DHT node: ${describe(cause)}`, { cause });
-    }
-    this.#libp2p.addEventListener("peer:connect", this.#onConnect);
-    this.#libp2p.addEventListener("peer:disconnect", this.#onDisconnect);
-    this.#libp2p.addEventListener("self:peer:update", this.#onAddresses);
-    this.#announced = this.multiaddrs.join(" ");
-    await this.#parts.ports?.remember(this.#libp2p.getMultiaddrs());
-    await this.#reach.start();
-    signal.throwIfAborted();
-
-    const lan = this.#libp2p.services.lan;
-    const joined = (peerId: string) => this.#joinedThrough.add(peerId);
-    await joinNetwork({
-      ...this.#parts,
-      // A DIM peer on the LAN may do instead of the bootstrap peers: lan.join decides.
-      requireBootstrap: this.#parts.requireBootstrap && lan === undefined,
-      routingTableSize: () => this.routingTableSize,
-      book: this.#peerBook.book,
-      knownPeers: (signal) => this.knownPeers({ signal }),
-      dialSignal: this.#life.stopSignal,
-      joined,
-      track: (task) => this.#life.track(task),
-      log: this.#parts.log,
-    }, signal);
-    const connections = () => this.connections;
-    const routingTableSize = () => this.routingTableSize;
-    await lan?.join({ ...this.#parts, connections, routingTableSize, joined }, signal);
-  }
-
-  async #stop(): Promise<void> {
-    // Before libp2p stops: the peers still connected count as seen now.
-    await settlesWithin(this.#peerBook.close(), 1_000);
-    this.#libp2p.removeEventListener("self:peer:update", this.#onAddresses);
-    await settlesWithin(this.#reach.stop(), 1_000);
-    await settlesWithin(this.#parts.client.close(), 250);
-    const stopped = Promise.resolve(this.#libp2p.stop()).then(
-      () => true,
-      (cause: unknown) => {
-        this.#parts.log(`libp2p stop failed: ${describe(cause)}`);
-        return true;
+  // The parts and hooks `_node_run.ts` starts and stops.
+  #run(): NodeRun {
+    return {
+      parts: this.#parts,
+      peerBook: this.#peerBook,
+      reach: this.#reach,
+      life: this.#life,
+      listeners: {
+        "connection:open": this.#onConnectionOpen as EventListener,
+        "peer:connect": this.#onConnect as EventListener,
+        "peer:disconnect": this.#onDisconnect as EventListener,
+        "self:peer:update": this.#onAddresses,
       },
-    );
-    if (!(await settlesWithin(stopped, LIBP2P_STOP_TIMEOUT_MS))) {
-      this.#parts.log(`libp2p did not stop within ${LIBP2P_STOP_TIMEOUT_MS} ms; closing anyway`);
-    }
-    cancelAddressUpdate(this.#parts.internals);
-    this.#libp2p.removeEventListener("connection:open", this.#onConnectionOpen);
-    this.#libp2p.removeEventListener("peer:connect", this.#onConnect);
-    this.#libp2p.removeEventListener("peer:disconnect", this.#onDisconnect);
-    await this.#life.settleBackground(250);
-    await settlesWithin(this.#parts.datastore.settled(), 250);
+      listening: () => this.#announced = this.multiaddrs.join(" "),
+      joined: (peerId) => this.#joinedThrough.add(peerId),
+      routingTableSize: () => this.routingTableSize,
+      connections: () => this.connections,
+      knownPeers: (signal) => this.knownPeers({ signal }),
+    };
   }
 
   #query<T>(
