@@ -418,3 +418,14 @@ export const MAX_OPENED_SESSION_STATES = 256;
  * serve an attacker who later steals the state.
  */
 export const SKIPPED_KEY_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
+
+/**
+ * How many session state saves go by between two writes of the high-water
+ * mark kept outside `dim.db` (the session manager's rollback check): 1,000.
+ * Each write replaces a small file and flushes it to disk; once per 1,000
+ * messages sent or received no message pays for it noticeably. The exact
+ * mark is also written at a clean stop, so only a crash leaves a window: a
+ * `dim.db` put back to a copy less than this many saves older than the
+ * crash is not detected.
+ */
+export const SESSION_MARK_INTERVAL = 1000;

@@ -95,6 +95,7 @@ export type {
   NewOutgoingMessage,
   OutboxEntry,
   OutboxStorage,
+  SessionMarkStorage,
   SessionStorage,
   SettingsStorage,
   StorageTransactions,
@@ -103,7 +104,13 @@ export type {
   TransactionOptions,
 } from "./storage.ts";
 export { SessionContentType, SessionManager } from "./sessions.ts";
-export type { BundleFetcher, SessionPeer, SessionResult } from "./sessions.ts";
+export type {
+  BundleFetcher,
+  SessionManagerOptions,
+  SessionPeer,
+  SessionResult,
+  SessionRollback,
+} from "./sessions.ts";
 // Record- and crypto-layer types in the signatures of SessionManager and BundleFetcher.
 export type { PrekeyBundle, SignedRecord } from "../record/mod.ts";
 export type { IdentityKeys, PublicPrekey, SignedPrekey } from "../crypto/mod.ts";

@@ -32,11 +32,17 @@
  * - Keys of skipped messages expire after `SKIPPED_KEY_MAX_AGE_MS` (30
  *   days): they are dropped from a state whenever it is used or saved, so a
  *   message later than that no longer reads.
+ * - Each saved state gets the next value of a save counter and is sealed
+ *   with the peer, the session ID and that counter as associated data; a
+ *   high-water mark of the counter is kept outside the database (`mark`),
+ *   and a start that finds the database put back to an older copy drops
+ *   every session rather than encrypt again under a used message key
+ *   (`_save_counter.ts` tells how, and what it does not detect).
  *
  * @module
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { compareBytes, concat, constantTimeEqual } from "../platform/bytes.ts";
+import { compareBytes, concat, constantTimeEqual, toHex } from "../platform/bytes.ts";
 import type { Identity } from "../crypto/identity.ts";
 import {
   initReceiver,
@@ -69,16 +75,21 @@ import {
 import type { SignedRecord } from "../record/record.ts";
 import type {
   MessageProtection,
+  SessionMarkStorage,
   SessionStorage,
   SettingsStorage,
   StoredSession,
 } from "./storage.ts";
 import type { SecretBox } from "../crypto/secret_box.ts";
+import { SaveCounter, type SessionRollback } from "./_save_counter.ts";
 import {
   MAX_OPENED_SESSION_STATES,
   PREKEY_REFILL_BELOW,
+  SESSION_MARK_INTERVAL,
   SKIPPED_KEY_MAX_AGE_MS,
 } from "./constants.ts";
+
+export type { SessionRollback } from "./_save_counter.ts";
 
 /** Envelope content types that carry session messages. */
 export const SessionContentType = { Initial: 0x80, Ratchet: 0x81 } as const;
@@ -115,6 +126,24 @@ export interface SessionResult {
   readonly ready?: Promise<void>;
 }
 
+/** Options of {@linkcode SessionManager}. */
+export interface SessionManagerOptions {
+  /** The time in ms. Default `Date.now`. */
+  readonly clock?: () => number;
+  /** Called when the prekey bundle should be republished. */
+  readonly onPrekeysChanged?: () => void;
+  /**
+   * Where the high-water mark of the save counter is kept, outside the
+   * database. Without it, a database put back to an older copy is not
+   * detected (the states are still bound to their session and counter).
+   */
+  readonly mark?: SessionMarkStorage;
+  /** Called once if the start finds the database put back and drops its sessions. */
+  readonly onRollback?: (rollback: SessionRollback) => void;
+  /** Saves between two writes of the mark. Default `SESSION_MARK_INTERVAL` (1,000). */
+  readonly markInterval?: number;
+}
+
 /** Finds a user's prekey bundle in the network, or `undefined`. */
 export type BundleFetcher = (
   userId: string,
@@ -123,6 +152,15 @@ export type BundleFetcher = (
 
 function sessionIdOf(headerBytes: Uint8Array): Uint8Array {
   return sha256(headerBytes).subarray(0, SESSION_ID_LENGTH);
+}
+
+/**
+ * The associated data a state is sealed under: the peer, the session and
+ * the save counter. Counter 0 is a state sealed before counters, under the
+ * peer alone.
+ */
+function stateLabel(peer: string, sessionId: Uint8Array, counter: number): string {
+  return counter === 0 ? `session:${peer}` : `session:${peer}:${toHex(sessionId)}:${counter}`;
 }
 
 /** Makes, keeps and uses the Double Ratchet sessions of one identity. */
@@ -142,14 +180,27 @@ export class SessionManager {
    * holds exactly those bytes needs no decryption. States are never changed
    * in place, so a cached one cannot drift from its bytes.
    */
-  #opened = new Map<string, { readonly sealed: Uint8Array; readonly state: RatchetState }>();
+  #opened = new Map<
+    string,
+    {
+      readonly sessionId: Uint8Array;
+      readonly counter: number;
+      readonly sealed: Uint8Array;
+      readonly state: RatchetState;
+    }
+  >();
+  readonly #counter: SaveCounter;
+  /** The start's check against the mark; every call of `lock` waits for it. */
+  readonly #ready: Promise<SessionRollback | undefined>;
 
   /**
    * Makes the manager.
    *
    * @param deps The identity, where its sessions and prekeys are kept, its secret box, and how
    *   to find bundles.
-   * @param options `clock`; `onPrekeysChanged`, called when the bundle should be republished.
+   * @param options `clock`; `onPrekeysChanged`; `mark`, where the high-water mark is kept
+   *   (the check against it starts at once, and {@linkcode SessionManager.whenReady} tells
+   *   its result); `onRollback`; `markInterval`.
    */
   constructor(
     deps: {
@@ -161,7 +212,7 @@ export class SessionManager {
       readonly box: SecretBox;
       readonly fetchBundle: BundleFetcher;
     },
-    options: { readonly clock?: () => number; readonly onPrekeysChanged?: () => void } = {},
+    options: SessionManagerOptions = {},
   ) {
     this.#identity = deps.identity;
     this.#sessions = deps.storage.sessions;
@@ -170,6 +221,47 @@ export class SessionManager {
     this.#fetchBundle = deps.fetchBundle;
     this.#clock = options.clock ?? Date.now;
     this.#onPrekeysChanged = options.onPrekeysChanged ?? (() => {});
+    this.#counter = new SaveCounter(
+      this.#settings,
+      options.mark,
+      options.markInterval ?? SESSION_MARK_INTERVAL,
+    );
+    this.#ready = this.#counter.check(() => {
+      this.#opened.clear();
+      return this.#sessions.clear();
+    }).then((rollback) => {
+      if (rollback !== undefined) options.onRollback?.(rollback);
+      return rollback;
+    });
+    // Its failure reaches every call of `lock`, and `whenReady`.
+    this.#ready.catch(() => {});
+  }
+
+  /**
+   * Resolves once the start's check of the database against the mark is
+   * done (at once without a mark). Every call of
+   * {@linkcode SessionManager.lock} waits for it too.
+   *
+   * @returns What was found if the database had been put back to an older
+   *   copy (its sessions are then dropped), else `undefined`.
+   * @throws {StorageError} If the sessions of a rolled-back database could
+   *   not be dropped; no session is used then.
+   */
+  whenReady(): Promise<SessionRollback | undefined> {
+    return this.#ready;
+  }
+
+  /**
+   * Writes the exact mark: call at a clean stop, after the last message.
+   * A failed write keeps the last mark, which stays at or below the
+   * database's counter.
+   *
+   * @returns When the mark is written.
+   */
+  async close(): Promise<void> {
+    await this.whenIdle();
+    await this.#ready.catch(() => {});
+    await this.#counter.close();
   }
 
   /**
@@ -181,7 +273,8 @@ export class SessionManager {
    */
   lock<T>(fn: () => Promise<T>): Promise<T> {
     this.#queued++;
-    const run = this.#tail.then(fn, fn).finally(() => {
+    const start = () => this.#ready.then(fn);
+    const run = this.#tail.then(start, start).finally(() => {
       if (--this.#queued > 0) return;
       const idle = this.#idle;
       this.#idle = [];
@@ -258,19 +351,35 @@ export class SessionManager {
   /** The state of a row, without the skipped keys that have expired by `now`. */
   async #openState(row: StoredSession, now: number): Promise<RatchetState> {
     const cached = this.#opened.get(row.peer);
-    const state = cached !== undefined && constantTimeEqual(cached.sealed, row.state)
+    // The cached state is this row's only if the row is the one it was sealed for.
+    const state = cached !== undefined && cached.counter === row.counter &&
+        constantTimeEqual(cached.sessionId, row.sessionId) &&
+        constantTimeEqual(cached.sealed, row.state)
       ? cached.state
-      : decodeSession(await this.#box.open(`session:${row.peer}`, row.state), { now });
+      : decodeSession(
+        await this.#box.open(stateLabel(row.peer, row.sessionId, row.counter), row.state),
+        { now },
+      );
     return expireSkippedKeys(state, now - SKIPPED_KEY_MAX_AGE_MS);
   }
 
-  async #sealState(peer: string, state: RatchetState, now: number): Promise<Uint8Array> {
+  /** Seals a state under the next save counter, which the row must keep. */
+  async #sealState(
+    peer: string,
+    sessionId: Uint8Array,
+    state: RatchetState,
+    now: number,
+  ): Promise<{ readonly sealed: Uint8Array; readonly counter: number }> {
+    const counter = this.#counter.next();
     state = expireSkippedKeys(state, now - SKIPPED_KEY_MAX_AGE_MS);
-    const sealed = await this.#box.seal(`session:${peer}`, encodeSession(state));
+    const sealed = await this.#box.seal(
+      stateLabel(peer, sessionId, counter),
+      encodeSession(state),
+    );
     // Used only once a row with these bytes is read back, that is, committed.
     if (this.#opened.size >= MAX_OPENED_SESSION_STATES) this.#opened.clear();
-    this.#opened.set(peer, { sealed, state });
-    return sealed;
+    this.#opened.set(peer, { sessionId, counter, sealed, state });
+    return { sealed, counter };
   }
 
   /**
@@ -384,6 +493,7 @@ export class SessionManager {
         current: true,
         createdAt: now,
         usedAt: now,
+        counter: 0,
       };
     }
     const { state: next, message } = await ratchetEncrypt(state, plaintext);
@@ -393,8 +503,14 @@ export class SessionManager {
     });
     let saved: StoredSession | undefined;
     const base = row;
-    const ready = this.#sealState(peer.userId, next, now).then((state) => {
-      saved = { ...base, state, usedAt: now, current: true };
+    const ready = this.#sealState(peer.userId, row.sessionId, next, now).then((sealed) => {
+      saved = {
+        ...base,
+        state: sealed.sealed,
+        counter: sealed.counter,
+        usedAt: now,
+        current: true,
+      };
     });
     return {
       contentType: row.initialHeader === undefined
@@ -408,6 +524,7 @@ export class SessionManager {
           throw new Error("Cannot save session: its state is not sealed yet");
         }
         this.#sessions.save(saved);
+        this.#counter.saved(saved.counter);
       },
     };
   }
@@ -494,6 +611,7 @@ export class SessionManager {
           current: !keepMine,
           createdAt: now,
           usedAt: now,
+          counter: 0,
         };
       }
     } else {
@@ -508,9 +626,11 @@ export class SessionManager {
     const answered = contentType === SessionContentType.Ratchet;
     const current = row.current || (answered && row.initialHeader !== undefined) ||
       (answered && !rows.some((r) => r.current));
+    const sealed = await this.#sealState(sender.userId, row.sessionId, next, now);
     const saved: StoredSession = {
       ...row,
-      state: await this.#sealState(sender.userId, next, now),
+      state: sealed.sealed,
+      counter: sealed.counter,
       initialHeader: answered ? undefined : row.initialHeader,
       current,
       usedAt: now,
@@ -522,6 +642,7 @@ export class SessionManager {
       protection: "ratchet",
       save: () => {
         this.#sessions.save(saved);
+        this.#counter.saved(saved.counter);
         if (changedPrekeys !== undefined) {
           this.#settings.setSecret(PREKEYS_SECRET, changedPrekeys.sealed);
           queueMicrotask(this.#onPrekeysChanged);

@@ -137,6 +137,12 @@ export interface StoredSession {
   readonly createdAt: number;
   /** When it last encrypted or decrypted (ms). */
   readonly usedAt: number;
+  /**
+   * The session manager's save counter when this state was sealed (bound
+   * into the sealing's associated data, with the session ID); 0 for a state
+   * sealed before states were counted.
+   */
+  readonly counter: number;
 }
 
 /** Quotas for the envelopes kept for other users. */
@@ -370,6 +376,35 @@ export interface SessionStorage {
    * @param peer The peer's user ID.
    */
   deleteAll(peer: string): void;
+  /**
+   * Deletes every session with every peer (inside the caller's transaction,
+   * if any): the states were found rolled back, and none may send again.
+   *
+   * @returns How many sessions were deleted.
+   */
+  clear(): number;
+}
+
+/**
+ * A number kept outside the database, for the session manager's high-water
+ * mark: a copy of the database put back alone cannot put it back too.
+ */
+export interface SessionMarkStorage {
+  /**
+   * Reads the mark.
+   *
+   * @returns The mark, or `undefined` if there is none yet.
+   * @throws {unknown} If it cannot be read or is malformed (the session
+   *   manager then acts as if the database was rolled back).
+   */
+  read(): Promise<number | undefined>;
+  /**
+   * Replaces the mark, durably.
+   *
+   * @param value The new mark, a non-negative safe integer.
+   * @returns When it is on disk.
+   */
+  write(value: number): Promise<void>;
 }
 
 /** Sealed envelopes kept for users who are offline, within quotas. */

@@ -36,7 +36,9 @@
  *
  * @module
  */
+import { join } from "node:path";
 import { utf8 } from "../platform/bytes.ts";
+import { CounterFile } from "../platform/counter_file.ts";
 import { SecretBox } from "../crypto/secret_box.ts";
 import { DEFAULT_LISTEN } from "../dht/constants.ts";
 import { isPublicAddress } from "../dht/public_networks.ts";
@@ -126,6 +128,14 @@ export interface MessengerOptions {
 
 /** Incoming messages kept for `messages()` while no iterator waits. */
 const MAX_QUEUED_MESSAGES = 10_000;
+/**
+ * The file in the data directory that keeps the high-water mark of session
+ * saves, outside `dim.db` (see `SessionManager`): a separate small file, not
+ * the keystore, since rewriting the keystore needs the passphrase-derived
+ * key, and the mark needs no secrecy, only to be elsewhere than `dim.db`.
+ */
+const SESSION_MARK_FILE = "sessions.mark";
+
 /** How long `sendFile` looks for an online recipient when given no signal. */
 const FILE_PEER_LOOKUP_MS = 30_000;
 
@@ -265,6 +275,18 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       {
         clock: this.#clock,
         onPrekeysChanged: () => this.publishPrekeys().catch(() => {}),
+        // Beside dim.db, outside it: a copy of dim.db put back alone is found out.
+        mark: new CounterFile(join(profile.home, SESSION_MARK_FILE)),
+        // Said only when there was something to drop (not for a new, empty dim.db).
+        onRollback: ({ saves, mark, dropped }) => {
+          if (dropped === 0) return;
+          console.warn(
+            `warning: ${profile.home}/dim.db is older than its session mark ` +
+              `(${saves} saves, mark ${mark ?? "missing"}): it was put back to an older copy. ` +
+              `${dropped} sessions were dropped so that no message key is used twice; ` +
+              "the next message to each contact starts a new session.",
+          );
+        },
       },
     );
     this.#service = new MessagingService(
@@ -558,6 +580,8 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     try {
       await this.#files.stop();
       await this.#service.stop();
+      // The exact mark, now that no state changes any more.
+      await this.#sessions.close();
       await this.#node.stop();
     } finally {
       await this.profile.stop();

@@ -2,6 +2,11 @@
  * The Double Ratchet sessions with each peer: a few per peer, one of them
  * current, their states sealed by the session manager before they get here.
  *
+ * Each row keeps the save counter its state was sealed under (`counter`,
+ * bound into the sealing by the session manager). A file from before the
+ * counter gets the column when it is opened, 0 in every row: states sealed
+ * the old way.
+ *
  * @example Save a session and read it back
  * ```ts
  * import assert from "node:assert/strict";
@@ -12,7 +17,7 @@
  * const sessions = new SessionStore(conn);
  * sessions.save({
  *   peer: "dim-bob", sessionId: new Uint8Array(8), state: new Uint8Array([1]),
- *   initialHeader: undefined, current: true, createdAt: 1, usedAt: 1,
+ *   initialHeader: undefined, current: true, createdAt: 1, usedAt: 1, counter: 1,
  * });
  * assert.equal(sessions.list("dim-bob")[0]?.current, true);
  * sessions.deleteAll("dim-bob");
@@ -36,9 +41,22 @@ CREATE TABLE IF NOT EXISTS sessions (
   current INTEGER NOT NULL DEFAULT 0,
   created_at INTEGER NOT NULL,
   used_at INTEGER NOT NULL,
+  counter INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (peer, session_id)
 );`,
 };
+
+/**
+ * Adds the `counter` column to a `sessions` table made before it. The column
+ * is additive (an older DIM ignores it), so the file's schema version stays.
+ */
+function addCounterColumn(conn: Connection): void {
+  conn.run("upgrade sessions", (db) => {
+    const columns = db.prepare("PRAGMA table_info(sessions)").all() as Row[];
+    if (columns.length === 0 || columns.some((c) => c.name === "counter")) return;
+    db.exec("ALTER TABLE sessions ADD COLUMN counter INTEGER NOT NULL DEFAULT 0");
+  });
+}
 
 function toSession(r: Row): StoredSession {
   return {
@@ -49,6 +67,7 @@ function toSession(r: Row): StoredSession {
     current: Number(r.current) === 1,
     createdAt: Number(r.created_at),
     usedAt: Number(r.used_at),
+    counter: Number(r.counter),
   };
 }
 
@@ -57,12 +76,15 @@ export class SessionStore implements SessionStorage {
   readonly #conn: Connection;
 
   /**
-   * Uses a connection opened with {@linkcode SESSIONS_SCHEMA}.
+   * Uses a connection opened with {@linkcode SESSIONS_SCHEMA}, adding the
+   * `counter` column to a table made before it.
    *
    * @param conn The connection.
+   * @throws {StorageError} If the table cannot be upgraded.
    */
   constructor(conn: Connection) {
     this.#conn = conn;
+    addCounterColumn(conn);
   }
 
   /**
@@ -95,20 +117,22 @@ export class SessionStore implements SessionStorage {
       }
       // Most saves move an existing session on: one update by key, no pruning.
       const updated = db.prepare(
-        `UPDATE sessions SET state = ?, initial_header = ?, current = ?, used_at = ?
+        `UPDATE sessions SET state = ?, initial_header = ?, current = ?, used_at = ?, counter = ?
          WHERE peer = ? AND session_id = ?`,
       ).run(
         row.state,
         row.initialHeader ?? null,
         row.current ? 1 : 0,
         row.usedAt,
+        row.counter,
         row.peer,
         row.sessionId,
       );
       if (Number(updated.changes) > 0) return;
       db.prepare(
-        `INSERT INTO sessions (peer, session_id, state, initial_header, current, created_at, used_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO sessions
+           (peer, session_id, state, initial_header, current, created_at, used_at, counter)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         row.peer,
         row.sessionId,
@@ -117,6 +141,7 @@ export class SessionStore implements SessionStorage {
         row.current ? 1 : 0,
         row.createdAt,
         row.usedAt,
+        row.counter,
       );
       db.prepare(
         `DELETE FROM sessions WHERE peer = ? AND current = 0 AND session_id NOT IN (
@@ -135,6 +160,18 @@ export class SessionStore implements SessionStorage {
     this.#conn.run(
       "delete sessions",
       (db) => db.prepare("DELETE FROM sessions WHERE peer = ?").run(peer),
+    );
+  }
+
+  /**
+   * Deletes every session with every peer (inside the caller's transaction, if any).
+   *
+   * @returns How many sessions were deleted.
+   */
+  clear(): number {
+    return this.#conn.run(
+      "delete sessions",
+      (db) => Number(db.prepare("DELETE FROM sessions").run().changes),
     );
   }
 }

@@ -1,13 +1,15 @@
 import assert from "node:assert/strict";
 import { Identity } from "../../lib/crypto/identity.ts";
-import { DecryptionError } from "../../lib/errors.ts";
+import { DecryptionError, StorageError } from "../../lib/errors.ts";
 import { SessionContentType, SessionManager } from "../../lib/messaging/sessions.ts";
 import { openPrekeyBundle, type PrekeyBundle } from "../../lib/record/prekey.ts";
 import { UserStore } from "../../lib/store/user_store.ts";
 import { SecretBox } from "../../lib/crypto/secret_box.ts";
 import { decodeSession } from "../../lib/crypto/ratchet_session.ts";
+import { toHex } from "../../lib/platform/bytes.ts";
 import type { RatchetState } from "../../lib/crypto/ratchet.ts";
 import { SKIPPED_KEY_MAX_AGE_MS } from "../../lib/messaging/constants.ts";
+import type { StoredSession } from "../../lib/messaging/storage.ts";
 
 const TEXT = 1;
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -203,7 +205,8 @@ Deno.test("a bundle signed after the clock went back still supersedes the last o
 async function storedState(at: Party, peer: Party): Promise<RatchetState> {
   const row = at.db.sessions.list(peer.identity.id)[0]!;
   const box = await SecretBox.forIdentity(at.identity);
-  return decodeSession(await box.open(`session:${peer.identity.id}`, row.state));
+  const label = `session:${peer.identity.id}:${toHex(row.sessionId)}:${row.counter}`;
+  return decodeSession(await box.open(label, row.state));
 }
 
 Deno.test("a skipped message key older than SKIPPED_KEY_MAX_AGE_MS is gone after the next save, and its message fails cleanly", async () => {
@@ -248,4 +251,79 @@ Deno.test("an expired skipped key does not open a late message even before any s
   // The stored state still holds the key (nothing was saved since), but it is not used.
   assert.equal((await storedState(bob, alice)).skippedMessageKeys.length, 1);
   await assert.rejects(receive(bob, alice, lost), DecryptionError);
+});
+
+Deno.test("a state is bound to its session and save counter: moved to another counter or row, it does not open", async () => {
+  const { alice, bob } = await pair();
+  const a1 = await send(alice, bob, "a1");
+  const b1 = await send(bob, alice, "b1");
+  await receive(bob, alice, a1);
+  await receive(alice, bob, b1);
+  // Alice now keeps two sessions with Bob (both started one).
+  const rows = alice.db.sessions.list(bob.identity.id);
+  assert.equal(rows.length, 2);
+  const [current, other] = rows as [StoredSession, StoredSession];
+  assert.ok(current.counter > 0 && other.counter > 0);
+  for (
+    const moved of [
+      { ...current, counter: current.counter + 1 },
+      { ...current, state: other.state },
+      { ...current, state: other.state, counter: other.counter },
+    ]
+  ) {
+    alice.db.sessions.save(moved);
+    await assert.rejects(send(alice, bob, "x"), StorageError);
+  }
+  alice.db.sessions.save(current);
+  assert.equal((await receive(bob, alice, await send(alice, bob, "back"))).text, "back");
+});
+
+Deno.test("each save takes the next counter, committed with the state or not at all", async () => {
+  const { alice, bob } = await pair();
+  const saves = () => Number(alice.db.settings.get("session_saves"));
+  await send(alice, bob, "one");
+  const after = saves();
+  assert.equal(alice.db.sessions.list(bob.identity.id)[0]!.counter, after);
+  // A transaction that fails after the save leaves the counter and the state as they were.
+  const r = await alice.sessions.lock(async () => {
+    const r = await alice.sessions.encrypt(peerOf(bob), TEXT, enc("two"), { signal: signal() });
+    await r.ready;
+    return r;
+  });
+  assert.throws(() =>
+    alice.db.transaction(() => {
+      r.save();
+      throw new Error("the outbox entry could not be written");
+    })
+  );
+  assert.equal(saves(), after);
+  assert.equal(alice.db.sessions.list(bob.identity.id)[0]!.counter, after);
+  await send(alice, bob, "three");
+  assert.ok(saves() > after);
+});
+
+Deno.test("a session sealed before save counters still reads, and is sealed with one at its next save", async () => {
+  const { alice, bob } = await pair();
+  await receive(bob, alice, await send(alice, bob, "before the upgrade"));
+  // Bob's row as an older DIM left it: sealed under the peer alone, no counter anywhere.
+  const row = bob.db.sessions.list(alice.identity.id)[0]!;
+  const box = await SecretBox.forIdentity(bob.identity);
+  const label = `session:${alice.identity.id}:${toHex(row.sessionId)}:${row.counter}`;
+  const plain = await box.open(label, row.state);
+  const legacy = await box.seal(`session:${alice.identity.id}`, plain);
+  bob.db.sessions.save({ ...row, state: legacy, counter: 0 });
+  bob.db.connection.run("forget", (db) => db.exec("DELETE FROM meta WHERE key = 'session_saves'"));
+  const upgraded = new SessionManager({
+    identity: bob.identity,
+    storage: bob.db,
+    box,
+    fetchBundle: () => Promise.resolve(undefined),
+  });
+  bob.sessions = upgraded;
+  assert.equal(await upgraded.whenReady(), undefined);
+  assert.equal((await receive(bob, alice, await send(alice, bob, "after"))).text, "after");
+  const now = bob.db.sessions.list(alice.identity.id)[0]!;
+  assert.ok(now.counter > 0);
+  assert.equal(Number(bob.db.settings.get("session_saves")), now.counter);
+  assert.equal((await receive(alice, bob, await send(bob, alice, "answer"))).text, "answer");
 });

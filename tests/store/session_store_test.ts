@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import type { StoredSession } from "../../lib/messaging/storage.ts";
 import { UserStore } from "../../lib/store/user_store.ts";
 
@@ -10,6 +11,7 @@ const session = (id: number, usedAt: number, current = false): StoredSession => 
   current,
   createdAt: usedAt,
   usedAt,
+  counter: usedAt,
 });
 
 Deno.test("save() keeps one current session per peer, listed first", () => {
@@ -28,4 +30,41 @@ Deno.test("save() drops the least recently used sessions beyond `keep`", () => {
   assert.deepEqual(db.sessions.list("dimpeer").map((s) => s.sessionId[0]), [1, 5, 4]);
   db.sessions.deleteAll("dimpeer");
   assert.deepEqual(db.sessions.list("dimpeer"), []);
+});
+
+Deno.test("save() keeps each state's counter, and clear() deletes every session", () => {
+  using db = UserStore.open(":memory:");
+  db.sessions.save(session(1, 10, true));
+  db.sessions.save({ ...session(1, 10, true), counter: 11 });
+  db.sessions.save({ ...session(2, 20, true), peer: "dimother" });
+  assert.equal(db.sessions.list("dimpeer")[0]?.counter, 11);
+  assert.equal(db.sessions.clear(), 2);
+  assert.deepEqual(db.sessions.list("dimpeer"), []);
+  assert.deepEqual(db.sessions.list("dimother"), []);
+});
+
+Deno.test("a sessions table made before the counter gets it, 0 in its rows", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/dim.db`;
+    const old = new DatabaseSync(path);
+    old.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      INSERT INTO meta VALUES ('schema', '2');
+      CREATE TABLE sessions (peer TEXT NOT NULL, session_id BLOB NOT NULL, state BLOB NOT NULL,
+        initial_header BLOB, current INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,
+        used_at INTEGER NOT NULL, PRIMARY KEY (peer, session_id));
+      INSERT INTO sessions VALUES ('dimpeer', x'0101010101010101', x'07', NULL, 1, 5, 5);`);
+    old.close();
+    {
+      using db = UserStore.open(path);
+      const [row] = db.sessions.list("dimpeer");
+      assert.equal(row?.counter, 0);
+      assert.deepEqual(row?.state, new Uint8Array([7]));
+      db.sessions.save({ ...row!, counter: 3 });
+    }
+    using again = UserStore.open(path);
+    assert.equal(again.sessions.list("dimpeer")[0]?.counter, 3);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
