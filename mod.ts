@@ -71,7 +71,7 @@
  *
  * @module
  */
-export { createMessenger, Messenger } from "./lib/messenger/messenger.ts";
+export { createMessenger, Messenger, sessionRollbackMessage } from "./lib/messenger/messenger.ts";
 export type { MessengerOptions, SignalOptions } from "./lib/messenger/messenger.ts";
 export { transportFor } from "./lib/messenger/transport.ts";
 export { createProfile, openProfile, Profile, ProfileLockedError } from "./lib/profile/profile.ts";
@@ -101,6 +101,7 @@ export type {
   ReceivedFile,
   SendFileOptions,
   SentFile,
+  SessionRollback,
   StreamChunk,
   StreamHost,
   TransferProgress,

@@ -20,7 +20,7 @@ import { DEFAULT_LISTEN } from "../dht/constants.ts";
 import { pathExists } from "../platform/atomic_file.ts";
 import { dataPaths, resolveHome } from "../platform/paths.ts";
 import { PeerUnreachableError, WeakPassphraseError } from "../errors.ts";
-import { createMessenger, type Messenger } from "../messenger/messenger.ts";
+import { createMessenger, type Messenger, sessionRollbackMessage } from "../messenger/messenger.ts";
 import { openProfile, type Profile } from "../profile/profile.ts";
 import { checkCidr, checkMultiaddr, type CliConfig, readConfig } from "./config.ts";
 import { CliError, describeError, UsageError } from "./errors.ts";
@@ -381,6 +381,8 @@ export class Context {
             publicNetworks,
             upnp,
             lanDiscovery,
+            onSessionRollback: (rollback) =>
+              this.note(`warning: ${sessionRollbackMessage(this.home, rollback)}`),
             // Files from verified or pinned contacts land here; strangers are refused.
             downloadDir: `${this.home}/files`,
             node: {

@@ -136,6 +136,7 @@ export type {
 export {
   decodeSession,
   encodeSession,
+  expireSkippedKeys,
   MAX_SESSION_LENGTH,
   SESSION_VERSION,
 } from "./ratchet_session.ts";

@@ -54,6 +54,7 @@ import {
   type SendFileOptions,
   type SentFile,
   SessionManager,
+  type SessionRollback,
 } from "../messaging/mod.ts";
 import type { ContactCard } from "../record/card.ts";
 import { dimSelector, dimValidator } from "../record/record.ts";
@@ -112,6 +113,13 @@ export interface MessengerOptions {
   readonly clock?: () => number;
   /** Tunables of the messaging layer. */
   readonly messaging?: MessagingOptions;
+  /**
+   * Told when the start finds `dim.db` older than its session mark (put
+   * back to an older copy) and dropped the sessions, so that no message key
+   * is used twice; the next message to each contact starts a new session.
+   * Default: a warning on the console.
+   */
+  readonly onSessionRollback?: (rollback: SessionRollback) => void;
   /** Extra options for the DIM node. */
   readonly node?: Partial<DhtNodeOptions>;
   /** Whether to publish the contact card on start. Default `true`. */
@@ -135,6 +143,21 @@ const MAX_QUEUED_MESSAGES = 10_000;
  * key, and the mark needs no secrecy, only to be elsewhere than `dim.db`.
  */
 const SESSION_MARK_FILE = "sessions.mark";
+
+/**
+ * Says what a session rollback found and did, for people.
+ *
+ * @param home The data directory.
+ * @param rollback What the start found.
+ * @returns One sentence.
+ */
+export function sessionRollbackMessage(home: string, rollback: SessionRollback): string {
+  const { saves, mark, dropped } = rollback;
+  return `${home}/dim.db is older than its session mark (${saves} saves, mark ` +
+    `${mark ?? "missing"}): it was put back to an older copy. ${dropped} sessions were ` +
+    "dropped so that no message key is used twice; the next message to each contact starts " +
+    "a new session.";
+}
 
 /** How long `sendFile` looks for an online recipient when given no signal. */
 const FILE_PEER_LOOKUP_MS = 30_000;
@@ -278,14 +301,10 @@ export class Messenger extends EventTarget implements AsyncDisposable {
         // Beside dim.db, outside it: a copy of dim.db put back alone is found out.
         mark: new CounterFile(join(profile.home, SESSION_MARK_FILE)),
         // Said only when there was something to drop (not for a new, empty dim.db).
-        onRollback: ({ saves, mark, dropped }) => {
-          if (dropped === 0) return;
-          console.warn(
-            `warning: ${profile.home}/dim.db is older than its session mark ` +
-              `(${saves} saves, mark ${mark ?? "missing"}): it was put back to an older copy. ` +
-              `${dropped} sessions were dropped so that no message key is used twice; ` +
-              "the next message to each contact starts a new session.",
-          );
+        onRollback: (rollback) => {
+          if (rollback.dropped === 0) return;
+          if (options.onSessionRollback !== undefined) return options.onSessionRollback(rollback);
+          console.warn(`warning: ${sessionRollbackMessage(profile.home, rollback)}`);
         },
       },
     );
