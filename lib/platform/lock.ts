@@ -20,6 +20,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { StorageError } from "../errors.ts";
 import { whyUnopenable } from "./sqlite_errors.ts";
+import { privateSqliteFile } from "./sqlite_files.ts";
 
 /** A held data-directory lock. */
 export interface DataDirLock {
@@ -38,6 +39,7 @@ export function lockDataDir(dir: string): DataDirLock {
   const path = `${dir}/lock`;
   let db: DatabaseSync | undefined;
   try {
+    privateSqliteFile(path);
     db = new DatabaseSync(path);
     db.exec("PRAGMA busy_timeout = 0");
     db.exec("PRAGMA locking_mode = EXCLUSIVE");

@@ -32,6 +32,7 @@ import { Key } from "interface-datastore";
 import type { Batch, Datastore, KeyQuery, Pair, Query } from "interface-datastore";
 import { NotFoundError } from "interface-store";
 import { StorageError } from "../errors.ts";
+import { privateSqliteFile } from "./sqlite_files.ts";
 
 /** The schema version this module writes into `PRAGMA user_version`. */
 const SCHEMA_VERSION = 1;
@@ -130,6 +131,7 @@ export class SqliteDatastore implements Datastore, Disposable {
     }
     let db: DatabaseSync | undefined;
     try {
+      privateSqliteFile(path);
       db = new DatabaseSync(path);
       db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
       // Reading the journal mode is the first statement that touches the

@@ -37,6 +37,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { StorageError } from "../errors.ts";
 import { whyUnopenable } from "../platform/sqlite_errors.ts";
+import { privateSqliteFile } from "../platform/sqlite_files.ts";
 import type { TransactionOptions } from "../messaging/storage.ts";
 
 /** The schema version this DIM writes; a file from a newer one is refused. */
@@ -174,6 +175,7 @@ export class Connection implements Disposable {
   static open(path: string, parts: readonly SchemaPart[]): Connection {
     let db: DatabaseSync | undefined;
     try {
+      privateSqliteFile(path);
       db = new DatabaseSync(path);
       db.exec("PRAGMA busy_timeout = 5000");
       db.exec("PRAGMA journal_mode = WAL");
