@@ -54,10 +54,10 @@
  * await Deno.remove(dir, { recursive: true });
  * ```
  *
- * @example Read contacts and history offline, without the passphrase
+ * @example Read contacts offline, without the passphrase; messages need it
  * ```ts
  * import assert from "node:assert/strict";
- * import { createProfile, openProfile } from "./mod.ts";
+ * import { createProfile, openProfile, ProfileLockedError } from "./mod.ts";
  *
  * const home = await Deno.makeTempDir();
  * const passphrase = "plum vortex quietly sings";
@@ -65,6 +65,9 @@
  * await using profile = await openProfile({ home, exclusive: false });
  * assert.equal(profile.displayName, "Ada");
  * assert.deepEqual(profile.contacts(), []);
+ * // Message bodies are sealed at rest with a key of the identity.
+ * assert.throws(() => profile.history(profile.id), ProfileLockedError);
+ * await profile.unlock(passphrase);
  * assert.deepEqual(profile.history(profile.id), []);
  * await Deno.remove(home, { recursive: true });
  * ```

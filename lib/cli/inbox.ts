@@ -5,6 +5,7 @@
  * @module
  */
 import type { ChatMessage } from "../profile/chat_message.ts";
+import type { Profile } from "../profile/profile.ts";
 import { type Context, isOffline } from "./context.ts";
 import type { Messenger } from "../messenger/messenger.ts";
 import { deadline } from "../platform/signals.ts";
@@ -41,19 +42,19 @@ export async function inboxCommand(ctx: Context, options: InboxOptions = {}): Pr
   // Offline, the messages already here are still shown, and the mailbox is not checked.
   const messenger = await ctx.openMessenger({ allowOffline: true });
   const offline = isOffline(messenger);
-  let fetched = 0;
   try {
-    if (!offline) fetched = await fetchMailbox(ctx, messenger);
+    const fetched = offline ? 0 : await fetchMailbox(ctx, messenger);
+    if (offline) {
+      ctx.note(
+        "offline: no peer answered, so your mailbox in the network was not checked; " +
+          "showing the messages already on this device",
+      );
+    }
+    // The messenger's profile is unlocked: message bodies are sealed at rest.
+    return show(ctx, messenger.profile, options, { fetched, offline });
   } finally {
     await messenger.stop();
   }
-  if (offline) {
-    ctx.note(
-      "offline: no peer answered, so your mailbox in the network was not checked; " +
-        "showing the messages already on this device",
-    );
-  }
-  return await show(ctx, options, { fetched, offline });
 }
 
 // Fetches the network mailbox, sends what was queued, and says how many arrived.
@@ -79,12 +80,12 @@ async function fetchMailbox(ctx: Context, messenger: Messenger): Promise<number>
   return fetched;
 }
 
-async function show(
+function show(
   ctx: Context,
+  profile: Profile,
   options: InboxOptions,
   found: { readonly fetched: number; readonly offline: boolean },
-): Promise<number> {
-  await using profile = await ctx.profile();
+): number {
   const since = options.all ? 0 : lastShownSeq(profile);
   const messages: ChatMessage[] = profile.incomingSince(since);
   const last = messages.at(-1);

@@ -54,7 +54,8 @@ export async function initCommand(ctx: Context, options: InitOptions): Promise<n
   if (!options.force && await pathExists(paths.identityKey)) {
     throw new CliError(
       `an identity already exists in ${home}; keep it, or replace it with --force ` +
-        `(its contacts and history stay, but people must add your new ID)`,
+        `(its contacts stay, its message history is deleted since the new identity cannot open ` +
+        `it, and people must add your new ID)`,
     );
   }
   // Check the addresses before asking anything.

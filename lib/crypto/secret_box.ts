@@ -20,8 +20,15 @@
  * await assert.rejects(box.open("session:eve", sealed));
  * ```
  *
+ * {@linkcode HistoryBox} seals message bodies the same way, under a key of
+ * its own (another HKDF label), and synchronously: the history is written
+ * inside the storage's synchronous transactions, which WebCrypto's promises
+ * cannot enter, so it uses the AES-256-GCM of `node:crypto` (built into
+ * Deno). Its output is what WebCrypto's would be for the same key and nonce.
+ *
  * @module
  */
+import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from "node:crypto";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, utf8 } from "../platform/bytes.ts";
@@ -29,7 +36,28 @@ import type { Identity } from "./identity.ts";
 import { StorageError } from "../errors.ts";
 
 const NONCE_LENGTH = 12;
+const TAG_LENGTH = 16;
 const INFO = utf8("DIM-v1 local secrets");
+/** The HKDF label of the history's key: not the key of the other secrets. */
+const HISTORY_INFO = utf8("DIM-v1 message history");
+
+/** A 32-byte key derived from an identity's seeds under `info`. */
+function deriveKey(
+  identity: Pick<Identity, "exportSeeds">,
+  info: Uint8Array,
+): Uint8Array<ArrayBuffer> {
+  const seeds = identity.exportSeeds();
+  const raw = hkdf(sha256, concat(seeds.signing, seeds.encryption), undefined, info, 32);
+  seeds.signing.fill(0);
+  seeds.encryption.fill(0);
+  return raw;
+}
+
+function corrupt(label: string, cause: unknown): StorageError {
+  return new StorageError(`Cannot read ${label.split(":")[0]}: the stored secret is corrupt`, {
+    cause,
+  });
+}
 
 /** Seals and opens labelled secrets with a key derived from an identity. */
 export class SecretBox {
@@ -46,10 +74,7 @@ export class SecretBox {
    * @returns The box.
    */
   static async forIdentity(identity: Pick<Identity, "exportSeeds">): Promise<SecretBox> {
-    const seeds = identity.exportSeeds();
-    const raw = hkdf(sha256, concat(seeds.signing, seeds.encryption), undefined, INFO, 32);
-    seeds.signing.fill(0);
-    seeds.encryption.fill(0);
+    const raw = deriveKey(identity, INFO);
     const key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, [
       "encrypt",
       "decrypt",
@@ -96,9 +121,86 @@ export class SecretBox {
       );
       return new Uint8Array(pt);
     } catch (cause) {
-      throw new StorageError(`Cannot read ${label.split(":")[0]}: the stored secret is corrupt`, {
-        cause,
-      });
+      throw corrupt(label, cause);
+    }
+  }
+}
+
+/**
+ * Seals and opens message bodies at rest, synchronously, with a key derived
+ * from an identity under its own HKDF label ("DIM-v1 message history").
+ * Each value is `nonce (12) | AES-256-GCM ciphertext | tag (16)`, with its
+ * label as associated data.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Identity } from "./identity.ts";
+ * import { HistoryBox } from "./secret_box.ts";
+ *
+ * const box = HistoryBox.forIdentity(await Identity.generate());
+ * const sealed = box.seal("message:in:bob:01", new Uint8Array([1, 2, 3]));
+ * assert.deepEqual(box.open("message:in:bob:01", sealed), new Uint8Array([1, 2, 3]));
+ * assert.throws(() => box.open("message:in:bob:02", sealed));
+ * ```
+ */
+export class HistoryBox {
+  readonly #key: KeyObject;
+
+  private constructor(key: KeyObject) {
+    this.#key = key;
+  }
+
+  /**
+   * Derives the history box of an identity.
+   *
+   * @param identity The unlocked identity.
+   * @returns The box.
+   */
+  static forIdentity(identity: Pick<Identity, "exportSeeds">): HistoryBox {
+    const raw = deriveKey(identity, HISTORY_INFO);
+    const key = createSecretKey(raw);
+    raw.fill(0);
+    return new HistoryBox(key);
+  }
+
+  /**
+   * Seals a value under a label.
+   *
+   * @param label What the value is and where it belongs (bound as associated data).
+   * @param value The bytes.
+   * @returns `nonce | ciphertext | tag`.
+   */
+  seal(label: string, value: Uint8Array): Uint8Array {
+    const iv = crypto.getRandomValues(new Uint8Array(NONCE_LENGTH));
+    const cipher = createCipheriv("aes-256-gcm", this.#key, iv, { authTagLength: TAG_LENGTH });
+    cipher.setAAD(utf8(label));
+    return concat(iv, cipher.update(value), cipher.final(), cipher.getAuthTag());
+  }
+
+  /**
+   * Opens a sealed value.
+   *
+   * @param label The label it was sealed under.
+   * @param sealed `nonce | ciphertext | tag`.
+   * @returns The bytes.
+   * @throws {StorageError} If it was altered, or sealed by another identity or label.
+   */
+  open(label: string, sealed: Uint8Array): Uint8Array {
+    try {
+      if (sealed.length < NONCE_LENGTH + TAG_LENGTH) throw new RangeError("too short");
+      const decipher = createDecipheriv(
+        "aes-256-gcm",
+        this.#key,
+        sealed.subarray(0, NONCE_LENGTH),
+        { authTagLength: TAG_LENGTH },
+      );
+      decipher.setAAD(utf8(label));
+      decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH));
+      const body = decipher.update(sealed.subarray(NONCE_LENGTH, sealed.length - TAG_LENGTH));
+      return concat(body, decipher.final());
+    } catch (cause) {
+      throw corrupt(label, cause);
     }
   }
 }

@@ -5,14 +5,18 @@
  * profile.
  *
  * A profile opens without the passphrase: it then shows the user's public
- * keys (from a copy kept in the database), contacts, history and settings;
+ * keys (from a copy kept in the database), contacts and settings;
  * {@linkcode Profile.unlock} unlocks the identity for what needs the private
- * keys (a messenger).
+ * keys: a messenger, and the messages themselves, whose bodies are sealed at
+ * rest with a key derived from the identity (see `HistoryBox`). Who wrote to
+ * whom, when, and how far each message got stay readable while locked, in
+ * the database; what they said does not. On its first unlock a profile
+ * seals, in one transaction, the bodies an older DIM kept in the clear.
  *
  * @example Create a profile, then open it again without the passphrase
  * ```ts
  * import assert from "node:assert/strict";
- * import { createProfile, openProfile } from "./profile.ts";
+ * import { createProfile, openProfile, ProfileLockedError } from "./profile.ts";
  *
  * const home = await Deno.makeTempDir();
  * const created = await createProfile({
@@ -29,6 +33,7 @@
  *   assert.equal(profile.displayName, "Ada");
  *   assert.equal(profile.locked, true);
  *   assert.deepEqual(profile.contacts(), []);
+ *   assert.throws(() => profile.history("bob"), ProfileLockedError);
  * }
  * await Deno.remove(home, { recursive: true });
  * ```
@@ -38,6 +43,7 @@
 import { Identity, type PublicIdentity } from "../crypto/identity.ts";
 import { createKeystore, unlockKeystore } from "../crypto/keystore.ts";
 import { fingerprint } from "../crypto/safety_number.ts";
+import { HistoryBox } from "../crypto/secret_box.ts";
 import { DimError, KeystoreError } from "../errors.ts";
 import { pathExists } from "../platform/atomic_file.ts";
 import { type DataDirLock, lockDataDir } from "../platform/lock.ts";
@@ -83,7 +89,11 @@ export interface CreateProfileOptions {
   readonly passphrase: string;
   /** The display name in the contact card. */
   readonly displayName: string;
-  /** Replace an existing identity (contacts and history stay). Default `false`. */
+  /**
+   * Replace an existing identity. Contacts stay; the messages sealed under
+   * the old identity are deleted, since the new one cannot open them.
+   * Default `false`.
+   */
   readonly force?: boolean;
   /**
    * Accept a passphrase that is easy to guess: the user insisted. Default
@@ -92,7 +102,11 @@ export interface CreateProfileOptions {
   readonly allowWeakPassphrase?: boolean;
 }
 
-/** Thrown when what is asked needs the identity's private keys, or its public keys are unknown, and the profile is locked. */
+/**
+ * Thrown when what is asked needs the unlocked identity (its private keys, or
+ * the history's key: message bodies are sealed at rest), or its public keys
+ * are unknown, and the profile is locked.
+ */
 export class ProfileLockedError extends DimError {}
 
 /**
@@ -134,6 +148,8 @@ export async function createProfile(options: CreateProfileOptions): Promise<Prof
       force: options.force ?? false,
     });
     store = UserStore.open(dataPaths(options.home).database);
+    // Sealed under an identity that is gone: nobody can read them any more.
+    store.messages.deleteSealed();
     store.settings.set(PROFILE_SETTINGS.displayName, options.displayName);
     return new Profile(options.home, store, lock, identity);
   } catch (err) {
@@ -235,9 +251,44 @@ export class Profile implements AsyncDisposable {
   #unlocked(identity: Identity): void {
     this.#identity = identity;
     this.#public = identity.public;
+    this.#store.messages.useKey(HistoryBox.forIdentity(identity));
     const text = encodePublicIdentity(identity.public);
     if (this.#store.settings.get(PROFILE_SETTINGS.publicIdentity) !== text) {
       this.#store.settings.set(PROFILE_SETTINGS.publicIdentity, text);
+    }
+    this.#sealHistory();
+  }
+
+  /**
+   * Seals the bodies an older DIM kept in the clear, in one transaction. A
+   * profile without the lock leaves them to the process that holds it, which
+   * seals them when it unlocks.
+   */
+  #sealHistory(): void {
+    if (!this.#store.messages.hasPlaintext()) return;
+    if (this.#lock !== undefined) {
+      this.#store.messages.sealPlaintext();
+      return;
+    }
+    let lock: DataDirLock;
+    try {
+      lock = lockDataDir(this.home);
+    } catch {
+      return;
+    }
+    try {
+      this.#store.messages.sealPlaintext();
+    } finally {
+      lock.release();
+    }
+  }
+
+  /** Throws unless the history's key is here. */
+  #readable(what: string): void {
+    if (this.#identity === undefined) {
+      throw new ProfileLockedError(
+        `Cannot read ${what} in ${this.home}: messages are sealed, and the profile is locked`,
+      );
     }
   }
 
@@ -402,8 +453,10 @@ export class Profile implements AsyncDisposable {
    * @param nameOrId The contact or user ID.
    * @param options `limit`: how many (default 50).
    * @returns The messages.
+   * @throws {ProfileLockedError} If the profile is locked.
    */
   history(nameOrId: string, options: { readonly limit?: number } = {}): ChatMessage[] {
+    this.#readable("the history");
     const peer = this.#book.find(nameOrId)?.userId ?? nameOrId.trim().toLowerCase();
     return this.#store.messages.history(peer, options).map((m) => this.#toChat(m));
   }
@@ -413,8 +466,10 @@ export class Profile implements AsyncDisposable {
    *
    * @param seq A local sequence number (0 for all).
    * @returns The messages.
+   * @throws {ProfileLockedError} If the profile is locked.
    */
   incomingSince(seq: number): ChatMessage[] {
+    this.#readable("messages");
     return this.#store.messages.incomingSince(seq).map((m) => this.#toChat(m));
   }
 
@@ -423,8 +478,10 @@ export class Profile implements AsyncDisposable {
    *
    * @param seq Its local sequence number.
    * @returns The message, or `undefined`.
+   * @throws {ProfileLockedError} If the profile is locked.
    */
   message(seq: number): ChatMessage | undefined {
+    this.#readable("a message");
     const m = this.#store.messages.get(seq);
     return m === undefined ? undefined : this.#toChat(m);
   }
@@ -433,8 +490,10 @@ export class Profile implements AsyncDisposable {
    * The sent messages not yet acknowledged, oldest first.
    *
    * @returns The pending and offline-stored messages.
+   * @throws {ProfileLockedError} If the profile is locked.
    */
   outbox(): ChatMessage[] {
+    this.#readable("the outbox");
     return this.#store.outbox.list().flatMap((e) => {
       const m = this.#store.messages.get(e.messageSeq);
       return m ? [this.#toChat(m)] : [];

@@ -40,19 +40,29 @@ import { whyUnopenable } from "../platform/sqlite_errors.ts";
 import { privateSqliteFile } from "../platform/sqlite_files.ts";
 import type { TransactionOptions } from "../messaging/storage.ts";
 
-/** The schema version this DIM writes; a file from a newer one is refused. */
-export const SCHEMA_VERSION = 2;
+/**
+ * The schema version this DIM writes; a file from a newer one is refused.
+ * Version 3 seals message bodies (`messages.body_format`): a DIM of version
+ * 2 would take sealed bodies for text, so it must refuse the file.
+ */
+export const SCHEMA_VERSION = 3;
 
 /**
  * Schema changes after version 1, applied in order to older files, each to
  * the table it alters if the file has it (a table created by this open has
- * the newest shape already). They are the file's history, so they run
- * whichever stores a connection opens.
+ * the newest shape already), before the stores' `CREATE … IF NOT EXISTS`
+ * statements, whose indexes may need the new columns. They are the file's
+ * history, so they run whichever stores a connection opens.
  */
 const MIGRATIONS: Readonly<Record<number, { readonly table: string; readonly sql: string }>> = {
   2: {
     table: "messages",
     sql: "ALTER TABLE messages ADD COLUMN protection TEXT NOT NULL DEFAULT 'static'",
+  },
+  // Every older body is in the clear; the profile seals them on its first unlock.
+  3: {
+    table: "messages",
+    sql: "ALTER TABLE messages ADD COLUMN body_format INTEGER NOT NULL DEFAULT 0",
   },
 };
 
@@ -126,18 +136,13 @@ function applySchema(db: DatabaseSync, parts: readonly SchemaPart[]): void {
     (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Row[])
       .map((r) => String(r.name)),
   );
-  for (const part of parts) db.exec(part.sql);
   const row = db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as Row | undefined;
-  if (row === undefined) {
-    db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
-    return;
-  }
-  if (Number(row.value) > SCHEMA_VERSION) {
+  if (row !== undefined && Number(row.value) > SCHEMA_VERSION) {
     throw new StorageError(
       `Cannot open database: it was written by a newer DIM (schema ${row.value})`,
     );
   }
-  for (let v = Number(row.value) + 1; v <= SCHEMA_VERSION; v++) {
+  for (let v = Number(row?.value ?? SCHEMA_VERSION) + 1; v <= SCHEMA_VERSION; v++) {
     const migration = MIGRATIONS[v];
     db.exec("BEGIN IMMEDIATE");
     try {
@@ -148,6 +153,10 @@ function applySchema(db: DatabaseSync, parts: readonly SchemaPart[]): void {
       db.exec("ROLLBACK");
       throw err;
     }
+  }
+  for (const part of parts) db.exec(part.sql);
+  if (row === undefined) {
+    db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
   }
 }
 

@@ -3,34 +3,64 @@
  * state. Incoming messages are unique by (sender, message ID), so a replay
  * is never stored twice, even after a restart.
  *
+ * Bodies are sealed at rest once the store has the history key
+ * ({@linkcode MessageStore.useKey}, which a profile gives it when it is
+ * unlocked): a copy of the file shows who wrote to whom, when, how much and
+ * how far each message got, but not what it says. The `body_format` column
+ * says how a row's body is kept:
+ *
+ * | body_format | body                                                            |
+ * | ----------- | --------------------------------------------------------------- |
+ * | 0           | in the clear: rows of DIM before 0.2.0, or of a store given no key |
+ * | 1           | `nonce (12) \| AES-256-GCM ciphertext \| tag (16)` ({@linkcode HistoryBox}), associated data `message:<direction>:<peer>:<hex message ID>` |
+ *
+ * The associated data binds a body to its row: moved to another row, it does
+ * not open. {@linkcode MessageStore.sealPlaintext} seals the rows of format
+ * 0 in place, in one transaction.
+ *
  * @example Store a received message once
  * ```ts
  * import assert from "node:assert/strict";
+ * import { Identity } from "../crypto/identity.ts";
+ * import { HistoryBox } from "../crypto/secret_box.ts";
  * import { Connection } from "./connection.ts";
  * import { MESSAGES_SCHEMA, MessageStore } from "./message_store.ts";
  *
  * using conn = Connection.open(":memory:", [MESSAGES_SCHEMA]);
  * const messages = new MessageStore(conn);
+ * messages.useKey(HistoryBox.forIdentity(await Identity.generate()));
  * const m = {
  *   id: new Uint8Array(16), peer: "dim-example", sentAt: 1, receivedAt: 2, contentType: 1,
  *   body: new TextEncoder().encode("hi"), via: "direct", protection: "ratchet" as const,
  * };
  * assert.equal(messages.insertIncoming(m)?.state, "received");
  * assert.equal(messages.insertIncoming(m), undefined);
- * assert.equal(messages.history("dim-example").length, 1);
+ * assert.deepEqual(messages.history("dim-example")[0]?.body, m.body);
  * ```
  *
  * @module
  */
+import type { HistoryBox } from "../crypto/secret_box.ts";
+import { StorageError } from "../errors.ts";
+import { toHex } from "../platform/bytes.ts";
 import type {
   HistoryStorage,
   MessageDirection,
   MessageProtection,
   MessageState,
   NewIncomingMessage,
+  NewOutgoingMessage,
   StoredMessage,
 } from "../messaging/storage.ts";
 import { blob, type Connection, type Row, type SchemaPart } from "./connection.ts";
+
+/** How a row's body is kept (the `body_format` column). */
+export const BODY_FORMAT = {
+  /** In the clear. */
+  plain: 0,
+  /** Sealed with the history key, version 1. */
+  sealed: 1,
+} as const;
 
 /** The `messages` table. */
 export const MESSAGES_SCHEMA: SchemaPart = {
@@ -48,30 +78,26 @@ CREATE TABLE IF NOT EXISTS messages (
   state TEXT NOT NULL,
   via TEXT NOT NULL DEFAULT 'direct',
   protection TEXT NOT NULL DEFAULT 'static',
+  body_format INTEGER NOT NULL DEFAULT 0,
   UNIQUE (direction, peer, msg_id)
 );
-CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, sent_at, seq);`,
+CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, sent_at, seq);
+CREATE INDEX IF NOT EXISTS messages_in_clear ON messages (seq) WHERE body_format = 0;`,
 };
 
-function toMessage(r: Row): StoredMessage {
-  return {
-    seq: Number(r.seq),
-    id: blob(r.msg_id),
-    peer: String(r.peer),
-    direction: String(r.direction) as MessageDirection,
-    sentAt: Number(r.sent_at),
-    receivedAt: Number(r.received_at),
-    contentType: Number(r.content_type),
-    body: blob(r.body),
-    state: String(r.state) as MessageState,
-    via: String(r.via),
-    protection: String(r.protection) as MessageProtection,
-  };
+/** The associated data of a row's sealed body: what binds it to the row. */
+function bodyLabel(direction: MessageDirection, peer: string, id: Uint8Array): string {
+  return `message:${direction}:${peer}:${toHex(id)}`;
 }
 
-/** The `messages` table on a shared connection. */
+/**
+ * The `messages` table on a shared connection. Without a key
+ * ({@linkcode MessageStore.useKey}) it writes bodies in the clear and cannot
+ * read sealed ones: a profile gives it the key before any message is stored.
+ */
 export class MessageStore implements HistoryStorage {
   readonly #conn: Connection;
+  #box: HistoryBox | undefined;
 
   /**
    * Uses a connection opened with {@linkcode MESSAGES_SCHEMA}.
@@ -83,21 +109,203 @@ export class MessageStore implements HistoryStorage {
   }
 
   /**
+   * Gives the store the history key: from now on bodies are sealed when
+   * written and opened when read. Writes nothing (see
+   * {@linkcode MessageStore.sealPlaintext}).
+   *
+   * @param box The history box of the user's identity.
+   */
+  useKey(box: HistoryBox): void {
+    this.#box = box;
+  }
+
+  /** Whether the store has the history key. */
+  get hasKey(): boolean {
+    return this.#box !== undefined;
+  }
+
+  /** A body as it is written: sealed if there is a key. */
+  #keep(
+    direction: MessageDirection,
+    peer: string,
+    id: Uint8Array,
+    body: Uint8Array,
+  ): { readonly body: Uint8Array; readonly format: number } {
+    if (this.#box === undefined) return { body, format: BODY_FORMAT.plain };
+    return {
+      body: this.#box.seal(bodyLabel(direction, peer, id), body),
+      format: BODY_FORMAT.sealed,
+    };
+  }
+
+  #toMessage(r: Row): StoredMessage {
+    const id = blob(r.msg_id);
+    const peer = String(r.peer);
+    const direction = String(r.direction) as MessageDirection;
+    let body = blob(r.body);
+    const format = Number(r.body_format);
+    if (format === BODY_FORMAT.sealed) {
+      if (this.#box === undefined) {
+        throw new StorageError("Cannot read message: the history is locked");
+      }
+      body = this.#box.open(bodyLabel(direction, peer, id), body);
+    } else if (format !== BODY_FORMAT.plain) {
+      throw new StorageError(`Cannot read message: unknown body format ${format}`);
+    }
+    return {
+      seq: Number(r.seq),
+      id,
+      peer,
+      direction,
+      sentAt: Number(r.sent_at),
+      receivedAt: Number(r.received_at),
+      contentType: Number(r.content_type),
+      body,
+      state: String(r.state) as MessageState,
+      via: String(r.via),
+      protection: String(r.protection) as MessageProtection,
+    };
+  }
+
+  /**
    * Stores a received message unless the same sender already sent this ID.
    *
    * @param m The message.
    * @returns The stored message if it was new, `undefined` if it was a duplicate.
    */
   insertIncoming(m: NewIncomingMessage): StoredMessage | undefined {
+    const kept = this.#keep("in", m.peer, m.id, m.body);
     const r = this.#conn.run("store message", (db) =>
       db.prepare(
         `INSERT INTO messages (msg_id, peer, direction, sent_at, received_at, content_type, body,
-           state, via, protection)
-         VALUES (?, ?, 'in', ?, ?, ?, ?, 'received', ?, ?)
+           state, via, protection, body_format)
+         VALUES (?, ?, 'in', ?, ?, ?, ?, 'received', ?, ?, ?)
          ON CONFLICT (direction, peer, msg_id) DO NOTHING`,
-      ).run(m.id, m.peer, m.sentAt, m.receivedAt, m.contentType, m.body, m.via, m.protection));
+      ).run(
+        m.id,
+        m.peer,
+        m.sentAt,
+        m.receivedAt,
+        m.contentType,
+        kept.body,
+        m.via,
+        m.protection,
+        kept.format,
+      ));
     if (Number(r.changes) === 0) return undefined;
     return { ...m, seq: Number(r.lastInsertRowid), direction: "in", state: "received" };
+  }
+
+  /**
+   * Stores a message being sent (the outbox queues its envelope in the same
+   * transaction).
+   *
+   * @param m The message.
+   * @returns The stored message (state "pending").
+   */
+  insertOutgoing(m: NewOutgoingMessage): StoredMessage {
+    const kept = this.#keep("out", m.peer, m.id, m.body);
+    const r = this.#conn.run("store message", (db) =>
+      db.prepare(
+        `INSERT INTO messages (msg_id, peer, direction, sent_at, received_at, content_type, body,
+           state, protection, body_format)
+         VALUES (?, ?, 'out', ?, ?, ?, ?, 'pending', ?, ?)`,
+      ).run(
+        m.id,
+        m.peer,
+        m.sentAt,
+        m.receivedAt,
+        m.contentType,
+        kept.body,
+        m.protection,
+        kept.format,
+      ));
+    return {
+      ...m,
+      seq: Number(r.lastInsertRowid),
+      direction: "out",
+      state: "pending",
+      via: "direct",
+    };
+  }
+
+  /**
+   * Whether some body is kept in the clear (see
+   * {@linkcode MessageStore.sealPlaintext}). Cheap: an index holds only
+   * those rows.
+   *
+   * @returns `true` if there is one.
+   */
+  hasPlaintext(): boolean {
+    const r = this.#conn.run(
+      "read history",
+      (db) => db.prepare("SELECT 1 FROM messages WHERE body_format = 0 LIMIT 1").get(),
+    );
+    return r !== undefined;
+  }
+
+  /**
+   * Seals, in place and in one transaction, every body kept in the clear
+   * (rows of an older DIM); then rebuilds the file (`VACUUM`) and empties
+   * its log into it, so no old copy of a clear body stays behind in free
+   * pages, unused space of a page, or `dim.db-wal`. Call it outside a
+   * transaction.
+   *
+   * @returns How many rows were sealed.
+   * @throws {StorageError} If the store has no key, or the commit fails
+   *   (then no row changed).
+   */
+  sealPlaintext(): number {
+    const box = this.#box;
+    if (box === undefined) throw new StorageError("Cannot seal the history: it is locked");
+    const sealed = this.#conn.transaction(() =>
+      this.#conn.run("seal history", (db) => {
+        const rows = db.prepare(
+          "SELECT seq, msg_id, peer, direction, body FROM messages WHERE body_format = 0",
+        ).all() as Row[];
+        const update = db.prepare("UPDATE messages SET body = ?, body_format = ? WHERE seq = ?");
+        for (const r of rows) {
+          const direction = String(r.direction) as MessageDirection;
+          const label = bodyLabel(direction, String(r.peer), blob(r.msg_id));
+          update.run(box.seal(label, blob(r.body)), BODY_FORMAT.sealed, Number(r.seq));
+        }
+        return rows.length;
+      })
+    );
+    // Updated rows leave their old bytes in pages SQLite does not clear; a
+    // rebuild copies only what is live. A reader in another process may keep
+    // the log a while; the next checkpoint overwrites it.
+    if (sealed > 0) {
+      this.#conn.run(
+        "clean up history",
+        (db) => db.exec("VACUUM; PRAGMA wal_checkpoint(TRUNCATE)"),
+      );
+    }
+    return sealed;
+  }
+
+  /**
+   * Deletes every sealed body's row, and its outbox entry if the file has an
+   * outbox: for an identity replaced by a new one, whose key cannot open them.
+   *
+   * @returns How many messages were deleted.
+   * @throws {StorageError} If the commit fails.
+   */
+  deleteSealed(): number {
+    return this.#conn.transaction(() =>
+      this.#conn.run("delete history", (db) => {
+        const outbox = db.prepare(
+          "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+        ).get();
+        if (outbox !== undefined) {
+          db.prepare(
+            `DELETE FROM outbox WHERE message_seq IN
+               (SELECT seq FROM messages WHERE body_format <> 0)`,
+          ).run();
+        }
+        return Number(db.prepare("DELETE FROM messages WHERE body_format <> 0").run().changes);
+      })
+    );
   }
 
   /**
@@ -130,7 +338,7 @@ export class MessageStore implements HistoryStorage {
       "read message",
       (db) => db.prepare("SELECT * FROM messages WHERE seq = ?").get(seq),
     ) as Row | undefined;
-    return r === undefined ? undefined : toMessage(r);
+    return r === undefined ? undefined : this.#toMessage(r);
   }
 
   /**
@@ -166,7 +374,7 @@ export class MessageStore implements HistoryStorage {
         `SELECT * FROM (SELECT * FROM messages WHERE peer = ? AND seq > ?
            ORDER BY sent_at DESC, seq DESC LIMIT ?) ORDER BY sent_at, seq`,
       ).all(peer, options.afterSeq ?? 0, options.limit ?? 50)) as Row[];
-    return rows.map(toMessage);
+    return rows.map((r) => this.#toMessage(r));
   }
 
   /**
@@ -183,6 +391,6 @@ export class MessageStore implements HistoryStorage {
           afterSeq,
         ),
     ) as Row[];
-    return rows.map(toMessage);
+    return rows.map((r) => this.#toMessage(r));
   }
 }

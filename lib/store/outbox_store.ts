@@ -32,6 +32,7 @@ import type {
   StoredMessage,
 } from "../messaging/storage.ts";
 import { blob, type Connection, type Row, type SchemaPart } from "./connection.ts";
+import { MessageStore } from "./message_store.ts";
 
 /** The `outbox` table; it refers to the `messages` table of the same file. */
 export const OUTBOX_SCHEMA: SchemaPart = {
@@ -70,13 +71,18 @@ function toOutbox(r: Row): OutboxEntry {
 export class OutboxStore implements OutboxStorage {
   readonly #conn: Connection;
 
+  readonly #messages: MessageStore;
+
   /**
    * Uses a connection opened with the messages' and the outbox's schemas.
    *
    * @param conn The connection.
+   * @param messages The history on it, which writes (and seals) the rows of
+   *   queued messages. Default: a history of its own, without a key.
    */
-  constructor(conn: Connection) {
+  constructor(conn: Connection, messages: MessageStore = new MessageStore(conn)) {
     this.#conn = conn;
+    this.#messages = messages;
   }
 
   /**
@@ -89,19 +95,13 @@ export class OutboxStore implements OutboxStorage {
    */
   enqueue(m: NewOutgoingMessage, envelope: Uint8Array, envelopeHash: Uint8Array): StoredMessage {
     return this.#conn.transaction(() => {
-      const r = this.#conn.run("store message", (db) =>
-        db.prepare(
-          `INSERT INTO messages (msg_id, peer, direction, sent_at, received_at, content_type, body,
-             state, protection)
-           VALUES (?, ?, 'out', ?, ?, ?, ?, 'pending', ?)`,
-        ).run(m.id, m.peer, m.sentAt, m.receivedAt, m.contentType, m.body, m.protection));
-      const seq = Number(r.lastInsertRowid);
+      const message = this.#messages.insertOutgoing(m);
       this.#conn.run("queue message", (db) =>
         db.prepare(
           `INSERT INTO outbox (message_seq, recipient, envelope, envelope_hash, next_attempt_at)
            VALUES (?, ?, ?, ?, ?)`,
-        ).run(seq, m.peer, envelope, envelopeHash, m.receivedAt));
-      return { ...m, seq, direction: "out" as const, state: "pending" as const, via: "direct" };
+        ).run(message.seq, m.peer, envelope, envelopeHash, m.receivedAt));
+      return message;
     });
   }
 

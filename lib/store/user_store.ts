@@ -7,7 +7,7 @@
  * | store       | tables             | what it keeps                                   |
  * | ----------- | ------------------ | ----------------------------------------------- |
  * | `contacts`  | contacts           | pinned keys, cards, trust                       |
- * | `messages`  | messages           | the history, sent and received                  |
+ * | `messages`  | messages           | the history, sent and received; bodies sealed   |
  * | `outbox`    | outbox (+messages) | envelopes until acknowledged, delivery states   |
  * | `sessions`  | sessions           | Double Ratchet states, sealed                   |
  * | `mailboxes` | mailbox            | envelopes kept for offline users                |
@@ -70,7 +70,7 @@ export class UserStore implements MessagingStorage, Disposable {
     this.connection = connection;
     this.contacts = new ContactStore(connection);
     this.messages = new MessageStore(connection);
-    this.outbox = new OutboxStore(connection);
+    this.outbox = new OutboxStore(connection, this.messages);
     this.sessions = new SessionStore(connection);
     this.mailboxes = new MailboxStore(connection);
     this.settings = new SettingsStore(connection);

@@ -5,6 +5,8 @@
  * sender's outbox is empty.
  */
 import assert from "node:assert/strict";
+import { unlockKeystore } from "../../lib/crypto/keystore.ts";
+import { HistoryBox } from "../../lib/crypto/secret_box.ts";
 import { createMessenger } from "../../lib/messenger/messenger.ts";
 import { createProfile } from "../../lib/profile/profile.ts";
 import { createStorageNode } from "../../lib/storage_node.ts";
@@ -89,6 +91,14 @@ Deno.test({
 
       using sent = UserStore.open(`${dir}/alice/dim.db`);
       using got = UserStore.open(`${dir}/bob/dim.db`);
+      // Message bodies are sealed at rest with a key of each identity.
+      for (const [db, name] of [[sent, "alice"], [got, "bob"]] as const) {
+        const identity = await unlockKeystore(
+          `${dir}/${name}/identity.key`,
+          `${name}: plum vortex quietly sings`,
+        );
+        db.messages.useKey(HistoryBox.forIdentity(identity));
+      }
       const outgoing = sent.messages.history(bobId, { limit: 1_000_000 });
       const incoming = got.messages.history(aliceId, { limit: 1_000_000 });
       const text = (b: Uint8Array) => new TextDecoder().decode(b);

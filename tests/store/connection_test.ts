@@ -55,7 +55,7 @@ Deno.test("UserStore.open() upgrades a version-1 database and keeps its messages
     const path = `${dir}/dim.db`;
     writeVersion1(path);
     using db = UserStore.open(path);
-    assert.equal(db.settings.get("schema"), "2");
+    assert.equal(db.settings.get("schema"), "3");
     const [m] = db.messages.history("dimpeer");
     assert.equal(m?.protection, "static");
     assert.ok(db.messages.insertIncoming({ ...msg(9, 10), protection: "ratchet" }));
@@ -69,7 +69,7 @@ Deno.test("a storage node upgrades a user's version-1 file for the user too", ()
     writeVersion1(path);
     MailboxStore.open(path).close();
     using db = UserStore.open(path);
-    assert.equal(db.settings.get("schema"), "2");
+    assert.equal(db.settings.get("schema"), "3");
     assert.equal(db.messages.history("dimpeer")[0]?.protection, "static");
   });
 });
