@@ -18,9 +18,23 @@
  * (`_libp2p_internals.ts`) installs it as the iterator of a stream DIM
  * hands to its callers.
  *
+ * It also holds the sender back when the reader falls behind: past
+ * {@linkcode READ_AHEAD_BYTES} received and not yet read, it pauses the
+ * stream, so the muxer stops granting the sender window (yamux sends its
+ * window updates as data arrives, read or not), and resumes it once the
+ * reader has caught up. Without the pause, whatever a peer sends piles up
+ * here, however slowly the protocol above reads.
+ *
  * @module
  */
 import type { Stream } from "@libp2p/interface";
+
+/**
+ * Bytes received and not yet read past which a stream is paused: 256 KiB,
+ * yamux's initial stream window, so a sender that keeps writing is held to
+ * about twice that before the reader catches up.
+ */
+export const READ_AHEAD_BYTES = 256 * 1024;
 
 /** A chunk as libp2p streams deliver it. */
 export type StreamChunk = Stream extends AsyncIterable<infer T> ? T : never;
@@ -43,6 +57,8 @@ interface CloseEvent extends Event {
 export async function* readStream(stream: Stream): AsyncGenerator<StreamChunk, void, undefined> {
   if (stream.readStatus !== "readable" && stream.readStatus !== "paused") return;
   const queue: StreamChunk[] = [];
+  let queued = 0;
+  let paused = false;
   let ended = false;
   let failure: Error | undefined;
   let wake: (() => void) | undefined;
@@ -52,7 +68,13 @@ export async function* readStream(stream: Stream): AsyncGenerator<StreamChunk, v
     resolve?.();
   };
   const onMessage = (event: Event): void => {
-    queue.push((event as DataEvent).data);
+    const chunk = (event as DataEvent).data;
+    queue.push(chunk);
+    queued += chunk.byteLength;
+    if (!paused && queued > READ_AHEAD_BYTES && stream.readStatus === "readable") {
+      paused = true;
+      stream.pause();
+    }
     notify();
   };
   const onClose = (event: Event): void => {
@@ -74,6 +96,12 @@ export async function* readStream(stream: Stream): AsyncGenerator<StreamChunk, v
     while (true) {
       const chunk = queue.shift();
       if (chunk !== undefined) {
+        queued -= chunk.byteLength;
+        // Resumed once half the limit is read: not after every chunk.
+        if (paused && queued <= READ_AHEAD_BYTES / 2) {
+          paused = false;
+          if (stream.readStatus === "paused") stream.resume();
+        }
         yield chunk;
         continue;
       }

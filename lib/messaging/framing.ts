@@ -169,10 +169,18 @@ export class RawFrameReader {
    * Reads the next frame.
    *
    * @param maxLength The largest frame accepted, type byte included.
+   * @param reserve Called with the frame's length once its prefix is read
+   *   and accepted, before the body is read: a reader that must budget its
+   *   memory waits here, and the body stays in the stream (where the
+   *   muxer's flow control holds the sender) until it resolves.
    * @returns The frame, or `undefined` at a clean end of stream.
    * @throws {ProtocolError} If the frame is empty, over `maxLength` or cut short.
+   * @throws {unknown} What `reserve` throws.
    */
-  async next(maxLength: number): Promise<RawFrame | undefined> {
+  async next(
+    maxLength: number,
+    reserve?: (length: number) => void | Promise<void>,
+  ): Promise<RawFrame | undefined> {
     if (!(await this.#fill(4))) {
       if (this.#buffer.byteLength === 0) return undefined;
       throw new ProtocolError("Cannot read frame: stream ended inside a length prefix");
@@ -182,10 +190,114 @@ export class RawFrameReader {
       throw new ProtocolError(`Cannot read frame: length ${length} is out of range`);
     }
     this.#buffer.consume(4);
+    // Awaited only when it is a promise: a reader without a budget keeps
+    // its pace (no extra turn per frame).
+    const reserving = reserve?.(length);
+    if (reserving !== undefined) await reserving;
     if (!(await this.#fill(length))) {
       throw new ProtocolError("Cannot read frame: stream ended inside a frame");
     }
     const frame = this.#take(length);
     return { type: frame[0]!, body: frame.subarray(1) };
+  }
+}
+
+/**
+ * Bytes that several readers share, such as the frames read ahead on all
+ * of a node's inbound streams: {@linkcode ByteBudget.reserve} waits while
+ * the budget is spent, and waiters are served in the order they came, so
+ * a large frame is not passed over for ever by small ones. A reservation
+ * larger than the whole budget is granted once nothing else is held, so no
+ * reader waits for ever.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ByteBudget } from "./framing.ts";
+ *
+ * const budget = new ByteBudget(100);
+ * await budget.reserve(80);
+ * let second = false;
+ * const waiting = budget.reserve(40).then(() => (second = true));
+ * await Promise.resolve();
+ * assert.equal(second, false);
+ * budget.release(80);
+ * await waiting;
+ * assert.equal(budget.used, 40);
+ * ```
+ */
+export class ByteBudget {
+  /** The bytes that may be held at once. */
+  readonly limit: number;
+  #used = 0;
+  readonly #waiters: { n: number; grant: () => void; signal: AbortSignal | undefined }[] = [];
+
+  /**
+   * @param limit The bytes that may be held at once.
+   */
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  /** The bytes held now. */
+  get used(): number {
+    return this.#used;
+  }
+
+  #fits(n: number): boolean {
+    return this.#used + n <= this.limit || this.#used === 0;
+  }
+
+  /**
+   * Holds `n` bytes, waiting until they fit.
+   *
+   * @param n The bytes.
+   * @param signal Gives up the wait (nothing is then held).
+   * @returns When the bytes are held.
+   * @throws {unknown} The signal's reason, if it aborts first.
+   */
+  reserve(n: number, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    if (this.#waiters.length === 0 && this.#fits(n)) {
+      this.#used += n;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        n,
+        signal,
+        grant: () => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(signal!.reason);
+        // The waiter at the head may have been held back by this one.
+        this.#grant();
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /**
+   * Gives back bytes held with {@linkcode ByteBudget.reserve}.
+   *
+   * @param n The bytes.
+   */
+  release(n: number): void {
+    this.#used = Math.max(0, this.#used - n);
+    this.#grant();
+  }
+
+  #grant(): void {
+    while (this.#waiters.length > 0 && this.#fits(this.#waiters[0]!.n)) {
+      const waiter = this.#waiters.shift()!;
+      this.#used += waiter.n;
+      waiter.grant();
+    }
   }
 }

@@ -37,6 +37,7 @@ import { MAX_ENVELOPE_LENGTH } from "../crypto/envelope.ts";
 import { ProtocolError } from "../errors.ts";
 import { MAX_FRAME_LENGTH } from "./constants.ts";
 import {
+  type ByteBudget,
   encodeRawFrame,
   type FrameSink,
   RawFrameReader,
@@ -315,11 +316,13 @@ export class FrameReader {
   /**
    * Reads the next frame.
    *
+   * @param reserve Called with the frame's length before its body is read
+   *   (see `RawFrameReader.next`).
    * @returns The decoded frame, or `undefined` at a clean end of stream.
    * @throws {ProtocolError} On an oversized, truncated or malformed frame.
    */
-  async next(): Promise<Frame | undefined> {
-    const raw = await this.#raw.next(this.#maxLength);
+  async next(reserve?: (length: number) => void | Promise<void>): Promise<Frame | undefined> {
+    const raw = await this.#raw.next(this.#maxLength, reserve);
     return raw === undefined ? undefined : decodeBody(raw.type, raw.body);
   }
 }
@@ -330,11 +333,22 @@ export class FrameReader {
  * per wait. When the queue is full, reading stops until frames are taken:
  * a fast peer is held back by the stream's flow control, never buffered
  * without bound.
+ *
+ * The queue is bounded in frames (`capacity`) and, optionally, in bytes:
+ * `maxBytes` counts the frames queued and those taken but not yet given
+ * back with {@linkcode FrameQueue.release}, and each frame's length is
+ * reserved from every shared {@linkcode ByteBudget} in `budgets` as soon as
+ * its length prefix is read, before its body is, and held until released.
  */
 export class FrameQueue {
   readonly #reader: FrameReader;
   readonly #capacity: number;
-  #frames: Frame[] = [];
+  readonly #maxBytes: number;
+  readonly #budgets: readonly ByteBudget[];
+  readonly #stop = new AbortController();
+  #frames: { frame: Frame; length: number }[] = [];
+  #queuedBytes = 0;
+  #takenBytes = 0;
   #ended = false;
   #error: unknown = undefined;
   #notify: (() => void) | undefined;
@@ -345,29 +359,72 @@ export class FrameQueue {
    *
    * @param source The stream.
    * @param options `capacity`: frames held before reading pauses;
-   *   `maxLength`: the largest frame accepted.
+   *   `maxLength`: the largest frame accepted; `maxBytes`: bytes queued or
+   *   taken and not released before reading pauses (default no limit);
+   *   `budgets`: shared budgets each frame's bytes are held in.
    */
   constructor(
     source: AsyncIterable<StreamChunk>,
-    options: { readonly capacity: number; readonly maxLength?: number },
+    options: {
+      readonly capacity: number;
+      readonly maxLength?: number;
+      readonly maxBytes?: number;
+      readonly budgets?: readonly ByteBudget[];
+    },
   ) {
     this.#reader = new FrameReader(
       source,
       options.maxLength === undefined ? {} : { maxLength: options.maxLength },
     );
     this.#capacity = options.capacity;
+    this.#maxBytes = options.maxBytes ?? Infinity;
+    this.#budgets = options.budgets ?? [];
     this.#pump();
+  }
+
+  #full(): boolean {
+    return this.#frames.length >= this.#capacity ||
+      (this.#queuedBytes + this.#takenBytes >= this.#maxBytes &&
+        this.#queuedBytes + this.#takenBytes > 0);
+  }
+
+  async #reserve(length: number): Promise<void> {
+    const held: ByteBudget[] = [];
+    try {
+      for (const budget of this.#budgets) {
+        await budget.reserve(length, this.#stop.signal);
+        held.push(budget);
+      }
+    } catch (err) {
+      for (const budget of held) budget.release(length);
+      throw err;
+    }
+  }
+
+  #give(bytes: number): void {
+    if (bytes === 0) return;
+    for (const budget of this.#budgets) budget.release(bytes);
   }
 
   async #pump(): Promise<void> {
     try {
       for (;;) {
-        while (this.#frames.length >= this.#capacity) {
+        while (this.#full() && !this.#stop.signal.aborted) {
           await new Promise<void>((resolve) => (this.#space = resolve));
         }
-        const frame = await this.#reader.next();
+        if (this.#stop.signal.aborted) break;
+        let length = 0;
+        const frame = await this.#reader.next((n) => {
+          length = n;
+          return this.#budgets.length > 0 ? this.#reserve(n) : undefined;
+        });
+        if (this.#stop.signal.aborted) {
+          this.#give(length);
+          break;
+        }
         if (frame === undefined) break;
-        this.#frames.push(frame);
+        this.#frames.push({ frame, length });
+        this.#queuedBytes += length;
         this.#wake();
       }
     } catch (err) {
@@ -383,9 +440,21 @@ export class FrameQueue {
     notify?.();
   }
 
+  #makeSpace(): void {
+    if (this.#full()) return;
+    const space = this.#space;
+    this.#space = undefined;
+    space?.();
+  }
+
   /** How many frames are queued. */
   get size(): number {
     return this.#frames.length;
+  }
+
+  /** The bytes of the frames queued, and of those taken and not released. */
+  get bytes(): number {
+    return this.#queuedBytes + this.#takenBytes;
   }
 
   /** Whether the stream ended (cleanly or not) and nothing is left to take. */
@@ -411,7 +480,8 @@ export class FrameQueue {
   }
 
   /**
-   * Takes up to `max` queued frames, oldest first.
+   * Takes up to `max` queued frames, oldest first. Their bytes stay counted
+   * until {@linkcode FrameQueue.release}.
    *
    * @param max The most frames to take.
    * @returns The frames; empty if none are queued (see `done`).
@@ -420,12 +490,35 @@ export class FrameQueue {
    */
   take(max: number): Frame[] {
     const out = this.#frames.splice(0, max);
-    if (this.#frames.length < this.#capacity) {
-      const space = this.#space;
-      this.#space = undefined;
-      space?.();
+    for (const { length } of out) {
+      this.#queuedBytes -= length;
+      this.#takenBytes += length;
     }
+    this.#makeSpace();
     if (out.length === 0 && this.#ended && this.#error !== undefined) throw this.#error;
-    return out;
+    return out.map(({ frame }) => frame);
+  }
+
+  /** Gives back the bytes of every frame taken so far: the consumer is done with them. */
+  release(): void {
+    this.#give(this.#takenBytes);
+    this.#takenBytes = 0;
+    this.#makeSpace();
+  }
+
+  /**
+   * Stops reading and gives back every byte held, queued or taken. Call it
+   * once the stream is done with (it does not end the stream).
+   */
+  dispose(): void {
+    if (this.#stop.signal.aborted) return;
+    this.#stop.abort(new Error("frame queue disposed"));
+    this.#give(this.#queuedBytes + this.#takenBytes);
+    this.#queuedBytes = 0;
+    this.#takenBytes = 0;
+    this.#frames = [];
+    const space = this.#space;
+    this.#space = undefined;
+    space?.();
   }
 }

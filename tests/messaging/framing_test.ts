@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { Uint8ArrayList } from "uint8arraylist";
 import { ProtocolError } from "../../lib/errors.ts";
 import {
+  ByteBudget,
   encodeRawFrame,
   type FrameSink,
   RawFrameReader,
@@ -84,4 +85,59 @@ Deno.test("writeRawFrame sends a large body as it is and waits for the drain", a
   sent.length = 0;
   await writeRawFrame(sink, 5, new Uint8Array([1]), new AbortController().signal);
   assert.deepEqual(sent, [new Uint8Array([0, 0, 0, 2, 5, 1])], "a small frame goes in one piece");
+});
+
+Deno.test("RawFrameReader reserves a frame's length before it reads the body", async () => {
+  let pulled = 0;
+  async function* chunks() {
+    const frame = encodeRawFrame(1, new Uint8Array(1000));
+    pulled++;
+    yield frame.subarray(0, 4);
+    pulled++;
+    yield frame.subarray(4);
+  }
+  const reader = new RawFrameReader(chunks());
+  const reserved: number[] = [];
+  const frame = await reader.next(2000, (length) => {
+    reserved.push(length);
+    assert.equal(pulled, 1, "the body is still in the stream");
+  });
+  assert.deepEqual(reserved, [1001]);
+  assert.equal(frame?.body.length, 1000);
+  // A reservation that fails ends the read before the body is pulled.
+  const refused = new RawFrameReader(yieldAll([encodeRawFrame(1, new Uint8Array(10))]));
+  await assert.rejects(() =>
+    refused.next(100, () => {
+      throw new RangeError("no room");
+    }), RangeError);
+});
+
+Deno.test("ByteBudget serves waiters in order, and grants an oversized one once nothing is held", async () => {
+  const budget = new ByteBudget(100);
+  await budget.reserve(60);
+  const order: string[] = [];
+  const big = budget.reserve(50).then(() => order.push("big"));
+  const small = budget.reserve(10).then(() => order.push("small"));
+  await Promise.resolve();
+  assert.deepEqual(order, [], "the small one does not pass the big one");
+  budget.release(60);
+  await Promise.all([big, small]);
+  assert.deepEqual(order, ["big", "small"]);
+  assert.equal(budget.used, 60);
+  budget.release(60);
+  await budget.reserve(500);
+  assert.equal(budget.used, 500, "more than the limit, but nothing else was held");
+  budget.release(500);
+});
+
+Deno.test("ByteBudget gives up a wait when its signal aborts, and lets the next waiter in", async () => {
+  const budget = new ByteBudget(100);
+  await budget.reserve(90);
+  const controller = new AbortController();
+  const blocked = budget.reserve(50, controller.signal);
+  const next = budget.reserve(10);
+  controller.abort(new Error("stream gone"));
+  await assert.rejects(blocked, /stream gone/);
+  await next;
+  assert.equal(budget.used, 100);
 });
