@@ -93,6 +93,7 @@ export { contactString, parseContactString } from "./lib/profile/contact_string.
 export type { ParsedContactString } from "./lib/profile/contact_string.ts";
 export type {
   FileOffer,
+  InboxLimits,
   MailboxLimits,
   MailboxServerOptions,
   MessageProtection,

@@ -40,7 +40,7 @@ import { Deadlines } from "../platform/signals.ts";
 
 /** The tunables of {@linkcode MessagingOptions} that have a default, resolved. */
 export type ResolvedOptions = Required<
-  Omit<MessagingOptions, "mailboxLimits" | "clock" | "onPeerError">
+  Omit<MessagingOptions, "mailboxLimits" | "inboxLimits" | "clock" | "onPeerError">
 >;
 
 /** What the service's parts share. */

@@ -246,6 +246,64 @@ export const DEFAULT_MESSAGES_PER_SECOND = 1000;
  */
 export const RATE_LIMITER_MAX_PEERS = 10_000;
 
+/**
+ * How many of the keys used longest ago a full rate limiter looks at to
+ * pick the one it forgets: 8. It forgets the fullest of them (a refilled
+ * bucket is as good as a new one), so a throttled peer's empty bucket
+ * outlives a flood of new keys, at a cost per new key that does not grow
+ * with the number of keys.
+ */
+export const RATE_LIMITER_EVICTION_SAMPLE = 8;
+
+/**
+ * Bytes of frames one inbound message stream may hold read ahead of its
+ * answers (queued, or being answered): 1 MiB. A full
+ * {@linkcode RECEIVE_BATCH} of chat messages is a few dozen KiB, so a burst
+ * still travels as one batch; a peer sending the largest envelopes gets
+ * four at a time, not 64 (16.8 MB) as when only frames were counted.
+ */
+export const DEFAULT_STREAM_READ_AHEAD_BYTES = 1024 * 1024;
+
+/**
+ * Bytes of frames read ahead on all inbound message streams from one IP
+ * address (an IPv6 /64): 8 MiB. Peer IDs cost nothing; an address does.
+ */
+export const DEFAULT_IP_READ_AHEAD_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Bytes of frames read ahead on all of a node's inbound message streams:
+ * 32 MiB. Past it, streams wait (and their senders are held back by flow
+ * control) until frames already read are answered.
+ */
+export const DEFAULT_NODE_READ_AHEAD_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Inbound message streams one peer may have open at once: 8. A sender keeps
+ * one stream per conversation, so an honest peer needs one or two; a
+ * stream over the cap is reset at once.
+ */
+export const DEFAULT_STREAMS_PER_PEER = 8;
+
+/**
+ * Inbound message streams all peers at one IP address (an IPv6 /64) may
+ * have open at once: 64, room for many users behind one NAT.
+ */
+export const DEFAULT_STREAMS_PER_IP = 64;
+
+/**
+ * Envelopes and receipts accepted from all peers at one IP address (an
+ * IPv6 /64) at once: 4000, twice one peer's burst. Each peer first spends
+ * its own bucket, so one flooding peer cannot use up its neighbours'
+ * share; new peer IDs from one address together get no more than this.
+ */
+export const DEFAULT_IP_MESSAGE_BURST = 4000;
+
+/**
+ * Envelopes and receipts accepted from all peers at one IP address per
+ * second after the burst: 2000, twice one peer's rate.
+ */
+export const DEFAULT_IP_MESSAGES_PER_SECOND = 2000;
+
 // --- Mailboxes: the client ----------------------------------------------------
 
 /**

@@ -20,6 +20,16 @@
  * Each peer's envelopes and receipts are rate-limited, and a stream ends
  * after {@linkcode MAX_FRAMES_PER_STREAM} frames or a silence.
  *
+ * Before an envelope opens, its sender is only a free peer ID on some IP
+ * address, so what a stranger can make the node spend is bounded
+ * ({@linkcode InboxLimits}): the bytes read ahead, per stream, per IP
+ * address and for the whole node, each frame's length reserved before its
+ * body is read (past them, reading stops and the muxer's flow control
+ * holds the sender); the streams open at once, per peer and per IP; and
+ * the envelopes opened, per peer and then per IP, so new peer IDs from
+ * one address share that address's bucket. Only an envelope that opens
+ * is hashed and gets a signed acknowledgement; junk gets an unsigned NACK.
+ *
  * The mailbox client stores what it fetches through
  * {@linkcode Inbox.receive}, so both paths store alike.
  *
@@ -32,7 +42,7 @@
  * @module
  */
 import { concat } from "../platform/bytes.ts";
-import { type OpenedEnvelope, openEnvelope } from "../crypto/envelope.ts";
+import { MAX_ENVELOPE_LENGTH, type OpenedEnvelope, openEnvelope } from "../crypto/envelope.ts";
 import {
   DecryptionError,
   OutdatedVersionError,
@@ -40,13 +50,79 @@ import {
   ProtocolError,
 } from "../errors.ts";
 import { raceSignal as race } from "race-signal";
+import { ipOf, ipToBytes } from "../dht/public_networks.ts";
 import type { ContactLookup, HistoryStorage, StorageTransactions } from "./storage.ts";
 import { envelopeHash, type MessageStream, RateLimiter } from "./mailbox.ts";
 import type { SessionResult } from "./sessions.ts";
 import type { IncomingMessage } from "./types.ts";
-import { MAX_FRAMES_PER_STREAM, RECEIVE_BATCH } from "./constants.ts";
+import {
+  DEFAULT_IP_MESSAGE_BURST,
+  DEFAULT_IP_MESSAGES_PER_SECOND,
+  DEFAULT_IP_READ_AHEAD_BYTES,
+  DEFAULT_NODE_READ_AHEAD_BYTES,
+  DEFAULT_STREAM_READ_AHEAD_BYTES,
+  DEFAULT_STREAMS_PER_IP,
+  DEFAULT_STREAMS_PER_PEER,
+  MAX_FRAMES_PER_STREAM,
+  RECEIVE_BATCH,
+} from "./constants.ts";
 import type { ServiceContext } from "./_context.ts";
+import { ByteBudget } from "./framing.ts";
 import { encodeFrame, type Frame, FrameQueue, FrameType, NackCode } from "./wire.ts";
+
+/**
+ * What the inbox lets a peer cost it before any envelope of the peer's has
+ * opened. The defaults, and the reasons for them, are in `constants.ts`.
+ */
+export interface InboxLimits {
+  /** Bytes of frames one stream may hold read ahead of its answers. Default 1 MiB. */
+  readonly streamReadAheadBytes: number;
+  /** Bytes read ahead on all streams from one IP address (IPv6: one /64). Default 8 MiB. */
+  readonly ipReadAheadBytes: number;
+  /** Bytes read ahead on all inbound message streams. Default 32 MiB. */
+  readonly nodeReadAheadBytes: number;
+  /** Inbound message streams one peer may have open at once. Default 8. */
+  readonly streamsPerPeer: number;
+  /** Inbound message streams all peers at one IP address may have open at once. Default 64. */
+  readonly streamsPerIp: number;
+  /** Envelopes and receipts accepted from one IP address at once. Default 4000. */
+  readonly ipRateBurst: number;
+  /** Envelopes and receipts accepted from one IP address per second after the burst. Default 2000. */
+  readonly ipRatePerSecond: number;
+}
+
+/** The default {@linkcode InboxLimits}. */
+export const DEFAULT_INBOX_LIMITS: InboxLimits = Object.freeze({
+  streamReadAheadBytes: DEFAULT_STREAM_READ_AHEAD_BYTES,
+  ipReadAheadBytes: DEFAULT_IP_READ_AHEAD_BYTES,
+  nodeReadAheadBytes: DEFAULT_NODE_READ_AHEAD_BYTES,
+  streamsPerPeer: DEFAULT_STREAMS_PER_PEER,
+  streamsPerIp: DEFAULT_STREAMS_PER_IP,
+  ipRateBurst: DEFAULT_IP_MESSAGE_BURST,
+  ipRatePerSecond: DEFAULT_IP_MESSAGES_PER_SECOND,
+});
+
+/** The largest frame a message stream carries: an envelope of the largest size. */
+const MAX_MESSAGE_FRAME_LENGTH = 1 + MAX_ENVELOPE_LENGTH;
+
+/**
+ * The key an address is limited under: the IPv4 address, or the /64 of an
+ * IPv6 address (one subscriber's usual allotment); `undefined` for a
+ * relayed or unknown address (its relay limits it).
+ */
+function ipKey(remoteAddress: string | undefined): string | undefined {
+  const ip = remoteAddress === undefined ? undefined : ipOf(remoteAddress);
+  if (ip === undefined) return undefined;
+  const bytes = ipToBytes(ip);
+  if (bytes.length !== 16) return ip;
+  return `${Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("")}/64`;
+}
+
+/** The inbound message streams of one IP address, and the bytes they hold. */
+interface IpState {
+  streams: number;
+  readonly budget: ByteBudget;
+}
 
 /** What the inbox keeps and reads: the history, in transactions, and the contacts. */
 export interface InboxStore extends StorageTransactions {
@@ -62,22 +138,33 @@ export class Inbox {
   readonly #storage: InboxStore;
   readonly #onReceipt: (hash: Uint8Array, signature: Uint8Array) => Promise<void>;
   readonly #rate: RateLimiter;
+  readonly #ipRate: RateLimiter;
+  readonly #limits: InboxLimits;
+  readonly #nodeBytes: ByteBudget;
+  readonly #peerStreams = new Map<string, number>();
+  readonly #ips = new Map<string, IpState>();
 
   /**
-   * @param deps The service's shared context; the storage; and
-   *   `onReceipt`, which takes a recipient's receipt for a message this
-   *   user sent.
+   * @param deps The service's shared context; the storage; `onReceipt`,
+   *   which takes a recipient's receipt for a message this user sent; and
+   *   `limits`, what a peer may cost before it is known (defaults in
+   *   {@linkcode DEFAULT_INBOX_LIMITS}).
    */
   constructor(deps: {
     readonly context: ServiceContext;
     readonly storage: InboxStore;
     readonly onReceipt: (hash: Uint8Array, signature: Uint8Array) => Promise<void>;
+    readonly limits?: Partial<InboxLimits> | undefined;
   }) {
     this.#ctx = deps.context;
     this.#storage = deps.storage;
     this.#onReceipt = deps.onReceipt;
     const { rateBurst, ratePerSecond } = deps.context.options;
     this.#rate = new RateLimiter(rateBurst, ratePerSecond);
+    const limits = { ...DEFAULT_INBOX_LIMITS, ...deps.limits };
+    this.#limits = limits;
+    this.#ipRate = new RateLimiter(limits.ipRateBurst, limits.ipRatePerSecond);
+    this.#nodeBytes = new ByteBudget(limits.nodeReadAheadBytes);
   }
 
   /**
@@ -149,6 +236,44 @@ export class Inbox {
     return { message, senderSigningKey: opened.senderSigningKey };
   }
 
+  /**
+   * Counts a new stream against its peer's and its IP's caps.
+   *
+   * @returns The stream's IP state (`null` if its IP is unknown), or
+   *   `undefined` if a cap is reached and the stream is refused.
+   */
+  #admit(remotePeer: string, ip: string | undefined): IpState | null | undefined {
+    const { streamsPerPeer, streamsPerIp, ipReadAheadBytes } = this.#limits;
+    const peerStreams = this.#peerStreams.get(remotePeer) ?? 0;
+    let state = ip === undefined ? null : this.#ips.get(ip);
+    if (peerStreams >= streamsPerPeer || (state != null && state.streams >= streamsPerIp)) {
+      return undefined;
+    }
+    this.#peerStreams.set(remotePeer, peerStreams + 1);
+    if (ip !== undefined && state === undefined) {
+      state = { streams: 0, budget: new ByteBudget(ipReadAheadBytes) };
+      this.#ips.set(ip, state);
+    }
+    if (state != null) state.streams++;
+    return state ?? null;
+  }
+
+  #leave(remotePeer: string, ip: string | undefined, state: IpState | null): void {
+    const left = (this.#peerStreams.get(remotePeer) ?? 1) - 1;
+    if (left > 0) this.#peerStreams.set(remotePeer, left);
+    else this.#peerStreams.delete(remotePeer);
+    if (state !== null && --state.streams === 0 && ip !== undefined) this.#ips.delete(ip);
+  }
+
+  /** Whether one more envelope or receipt from this peer and IP may be handled. */
+  #allow(remotePeer: string, ip: string | undefined, now: number): boolean {
+    // The peer's own bucket first: a flooding peer spends its own tokens,
+    // not its neighbours' share of the IP's.
+    if (!this.#rate.has(remotePeer, now)) return false;
+    if (ip !== undefined && !this.#ipRate.take(ip, now)) return false;
+    return this.#rate.take(remotePeer, now);
+  }
+
   async #signAck(envelope: Uint8Array): Promise<Frame> {
     const hash = await envelopeHash(envelope);
     const signature = await this.#ctx.identity.sign("ack", hash);
@@ -159,19 +284,38 @@ export class Inbox {
    * Serves one inbound `/dim/msg/1.0.0` stream until it ends, goes silent
    * or reaches its frame limit.
    *
+   * A stream over its peer's or its IP's cap on open streams is reset at
+   * once.
+   *
    * @param stream The stream.
    * @param remotePeer The peer that opened it.
+   * @param remoteAddress The connection's remote multiaddr, if known: its
+   *   IP address is limited as a whole.
    */
-  async serve(stream: MessageStream, remotePeer: string): Promise<void> {
+  async serve(stream: MessageStream, remotePeer: string, remoteAddress?: string): Promise<void> {
+    const ip = ipKey(remoteAddress);
+    const state = this.#admit(remotePeer, ip);
+    if (state === undefined) {
+      const err = new ProtocolError("Cannot serve stream: too many streams from this peer");
+      stream.abort(err);
+      this.#ctx.onPeerError(err);
+      return;
+    }
     this.#ctx.streams.add(stream);
-    const queue = new FrameQueue(stream, { capacity: RECEIVE_BATCH });
+    const queue = new FrameQueue(stream, {
+      capacity: RECEIVE_BATCH,
+      maxLength: MAX_MESSAGE_FRAME_LENGTH,
+      maxBytes: this.#limits.streamReadAheadBytes,
+      budgets: state === null ? [this.#nodeBytes] : [state.budget, this.#nodeBytes],
+    });
     try {
       for (let count = 0; count < MAX_FRAMES_PER_STREAM && this.#ctx.running;) {
         await race(queue.ready(), this.#ctx.signal(this.#ctx.options.idleTimeoutMs));
         const frames = queue.take(Math.min(RECEIVE_BATCH, MAX_FRAMES_PER_STREAM - count));
         if (frames.length === 0) break;
         count += frames.length;
-        await this.#answer(stream, remotePeer, frames);
+        await this.#answer(stream, remotePeer, ip, frames);
+        queue.release();
       }
       await stream.close({ signal: this.#ctx.signal(this.#ctx.options.idleTimeoutMs) }).catch(
         () => {},
@@ -180,6 +324,8 @@ export class Inbox {
       stream.abort(err instanceof Error ? err : new Error(String(err)));
       if (!(err instanceof PeerUnreachableError)) this.#ctx.onPeerError(err);
     } finally {
+      queue.dispose();
+      this.#leave(remotePeer, ip, state);
       this.#ctx.streams.delete(stream);
     }
   }
@@ -189,14 +335,20 @@ export class Inbox {
    * stores them in order, flushes once, and answers each envelope in order
    * with one write.
    */
-  async #answer(stream: MessageStream, remotePeer: string, frames: Frame[]): Promise<void> {
+  async #answer(
+    stream: MessageStream,
+    remotePeer: string,
+    ip: string | undefined,
+    frames: Frame[],
+  ): Promise<void> {
     for (const frame of frames) {
       if (frame.type !== FrameType.Envelope && frame.type !== FrameType.Receipt) {
         throw new ProtocolError("Cannot serve stream: unexpected frame type");
       }
     }
     // Each envelope or receipt costs crypto and a lookup: both are rate-limited.
-    const allowed = frames.map(() => this.#rate.take(remotePeer, this.#ctx.clock()));
+    const now = this.#ctx.clock();
+    const allowed = frames.map(() => this.#allow(remotePeer, ip, now));
     const opening = frames.map((frame, i) =>
       frame.type === FrameType.Envelope && allowed[i]
         ? openEnvelope(this.#ctx.identity, frame.envelope).then(
@@ -205,11 +357,16 @@ export class Inbox {
         )
         : undefined
     );
-    // Acknowledgements are signed while the envelopes are opened and stored,
-    // off the critical path; one leaves only for a message that is stored
-    // and flushed.
+    // An acknowledgement is hashed and signed once its envelope has opened
+    // (its sender is then known and rate-limited: junk costs no signature),
+    // while the envelopes are decrypted and stored, off the critical path;
+    // one leaves only for a message that is stored and flushed.
     const signing = frames.map((frame, i) =>
-      frame.type === FrameType.Envelope && allowed[i] ? this.#signAck(frame.envelope) : undefined
+      frame.type === FrameType.Envelope
+        ? opening[i]?.then((result) =>
+          "opened" in result ? this.#signAck(frame.envelope) : undefined
+        )
+        : undefined
     );
     // Awaited below unless an earlier frame fails the batch.
     for (const p of signing) p?.catch(() => {});
@@ -236,7 +393,7 @@ export class Inbox {
       try {
         const message = await this.#accept(result.opened, "direct");
         if (message !== undefined) incoming.push(message);
-        replies.push({ ack: signing[i]! });
+        replies.push({ ack: signing[i]! as Promise<Frame> });
       } catch (err) {
         if (!(err instanceof DecryptionError)) throw err;
         // The sender is verified; its session is what failed.

@@ -34,6 +34,7 @@ import {
   MAILBOX_MAX_COUNT,
   MAILBOX_MAX_TOTAL_BYTES,
   MAILBOX_MAX_TTL_MS,
+  RATE_LIMITER_EVICTION_SAMPLE,
   RATE_LIMITER_MAX_PEERS,
   SMALL_ENVELOPE_LENGTH,
 } from "./constants.ts";
@@ -98,18 +99,55 @@ export const DEFAULT_MAILBOX_LIMITS: MailboxLimits = Object.freeze({
 const MAX_ITEMS_BYTES = MAX_FRAME_LENGTH - 1 - 2;
 
 /**
- * A token bucket per key (a remote peer): `take` says whether one more
- * request fits. It remembers at most {@linkcode RATE_LIMITER_MAX_PEERS}
- * keys, then starts afresh.
+ * A token bucket per key (a remote peer, or an IP): `take` says whether one
+ * more request fits. It remembers at most `maxKeys` keys (default
+ * {@linkcode RATE_LIMITER_MAX_PEERS}); past that, each new key makes it
+ * forget one other, never all at once. It looks at the few keys used
+ * longest ago and forgets the one whose bucket is fullest: a bucket that
+ * has refilled says nothing a new one would not, while a throttled peer's
+ * empty bucket is kept, so a flood of new keys cannot hand it its burst
+ * back.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RateLimiter } from "./mailbox.ts";
+ *
+ * const limiter = new RateLimiter(2, 1);
+ * assert.equal(limiter.take("peer", 0), true);
+ * assert.equal(limiter.take("peer", 0), true);
+ * assert.equal(limiter.take("peer", 0), false);
+ * assert.equal(limiter.take("peer", 1000), true); // one token a second
+ * ```
  */
 export class RateLimiter {
-  #buckets = new Map<string, { tokens: number; at: number }>();
+  /** Buckets, least recently used first (a `Map` keeps insertion order). */
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #maxKeys: number;
 
   /**
    * @param burst Requests allowed at once.
    * @param perSecond Requests allowed per second after the burst.
+   * @param options `maxKeys`: the most keys remembered (default
+   *   {@linkcode RATE_LIMITER_MAX_PEERS}).
    */
-  constructor(readonly burst: number, readonly perSecond: number) {}
+  constructor(
+    readonly burst: number,
+    readonly perSecond: number,
+    options: { readonly maxKeys?: number } = {},
+  ) {
+    this.#maxKeys = Math.max(1, options.maxKeys ?? RATE_LIMITER_MAX_PEERS);
+  }
+
+  /** How many keys it remembers now. */
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  #refill(b: { tokens: number; at: number }, now: number): void {
+    b.tokens = Math.min(this.burst, b.tokens + (Math.max(0, now - b.at) / 1000) * this.perSecond);
+    b.at = Math.max(b.at, now);
+  }
 
   /**
    * Takes a token for `key`, if there is one.
@@ -119,17 +157,51 @@ export class RateLimiter {
    * @returns Whether the request may go ahead.
    */
   take(key: string, now: number): boolean {
+    return this.#take(key, now, true);
+  }
+
+  /**
+   * Whether `key` has a token now, without taking it.
+   *
+   * @param key Whose bucket.
+   * @param now The time (ms).
+   * @returns Whether a `take` now would succeed.
+   */
+  has(key: string, now: number): boolean {
+    return this.#take(key, now, false);
+  }
+
+  #take(key: string, now: number, consume: boolean): boolean {
     let b = this.#buckets.get(key);
     if (b === undefined) {
-      if (this.#buckets.size > RATE_LIMITER_MAX_PEERS) this.#buckets.clear();
+      if (!consume) return this.burst >= 1;
+      if (this.#buckets.size >= this.#maxKeys) this.#forgetOne(now);
       b = { tokens: this.burst, at: now };
-      this.#buckets.set(key, b);
+    } else {
+      // Most recently used last.
+      this.#buckets.delete(key);
     }
-    b.tokens = Math.min(this.burst, b.tokens + (Math.max(0, now - b.at) / 1000) * this.perSecond);
-    b.at = now;
+    this.#buckets.set(key, b);
+    this.#refill(b, now);
     if (b.tokens < 1) return false;
-    b.tokens -= 1;
+    if (consume) b.tokens -= 1;
     return true;
+  }
+
+  /** Forgets the fullest of the few buckets used longest ago. */
+  #forgetOne(now: number): void {
+    let victim: string | undefined;
+    let fullest = -Infinity;
+    let looked = 0;
+    for (const [key, b] of this.#buckets) {
+      this.#refill(b, now);
+      if (b.tokens > fullest) {
+        victim = key;
+        fullest = b.tokens;
+      }
+      if (fullest >= this.burst || ++looked >= RATE_LIMITER_EVICTION_SAMPLE) break;
+    }
+    if (victim !== undefined) this.#buckets.delete(victim);
   }
 }
 

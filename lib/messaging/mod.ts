@@ -34,6 +34,8 @@ export {
 export type { Frame, StreamChunk } from "./wire.ts";
 export { DEFAULT_MAILBOX_LIMITS, mailboxAddress, MailboxServer } from "./mailbox.ts";
 export type { MailboxLimits, MailboxServerOptions, MessageStream, StreamHost } from "./mailbox.ts";
+export { DEFAULT_INBOX_LIMITS } from "./inbox.ts";
+export type { InboxLimits } from "./inbox.ts";
 export { MessagingService } from "./service.ts";
 export type {
   FetchMailboxOptions,

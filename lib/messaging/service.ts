@@ -50,7 +50,7 @@
 import type { Identity } from "../crypto/identity.ts";
 import { DimError } from "../errors.ts";
 import type { MessagingStorage, StoredMessage } from "./storage.ts";
-import { MailboxServer } from "./mailbox.ts";
+import { MailboxServer, type MessageStream } from "./mailbox.ts";
 import type { SessionManager } from "./sessions.ts";
 import { Inbox } from "./inbox.ts";
 import { Outbox } from "./outbox.ts";
@@ -113,6 +113,7 @@ export class MessagingService extends EventTarget {
     this.#inbox = new Inbox({
       context: ctx,
       storage,
+      limits: options.inboxLimits,
       onReceipt: (hash, signature) => this.#outbox.acknowledgeReceipt(hash, signature),
     });
     this.#mailboxes = new MailboxClient({
@@ -137,7 +138,8 @@ export class MessagingService extends EventTarget {
     await this.#mailboxes.start();
     await this.#transport.handle(
       MESSAGE_PROTOCOL,
-      (stream, peer) => ctx.track(this.#inbox.serve(stream, peer)),
+      (stream: MessageStream, peer: string, address?: string) =>
+        ctx.track(this.#inbox.serve(stream, peer, address)),
     );
     await this.#mailboxServer.start(this.#transport);
     this.#every(ctx.options.outboxIntervalMs, () => this.flushOutbox());

@@ -22,6 +22,7 @@
  *
  * @module
  */
+import type { InboxLimits } from "./inbox.ts";
 import type { MailboxLimits, MessageStream, StreamHost } from "./mailbox.ts";
 import type { StoredMessage } from "./storage.ts";
 
@@ -85,6 +86,13 @@ export interface MessagingOptions {
   readonly mailboxRecheckMs?: number;
   /** Quotas for mailboxes kept for others. */
   readonly mailboxLimits?: Partial<MailboxLimits>;
+  /**
+   * What a peer may cost the inbox before any envelope of its has opened:
+   * bytes read ahead (per stream, per IP address, per node), streams open
+   * at once (per peer, per IP address), envelopes per IP address. Defaults
+   * in `DEFAULT_INBOX_LIMITS`.
+   */
+  readonly inboxLimits?: Partial<InboxLimits>;
   /** Inbound envelopes accepted per peer: burst size. Default 2000. */
   readonly rateBurst?: number;
   /** Inbound envelopes accepted per peer per second. Default 1000. */
