@@ -20,6 +20,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["profile"],
   ["messenger"],
   ["storage_node.ts"],
+  ["daemon"],
   ["cli"],
 ];
 

@@ -30,6 +30,8 @@ export const DATA_FILES = {
   identityKey: "identity.key",
   /** The SQLite database: contacts, messages, outbox and the DHT datastore. */
   database: "dim.db",
+  /** The Unix domain socket of the local API, while `dim daemon` runs. */
+  socket: "dim.sock",
 } as const;
 
 /** The environment variable that overrides the data directory. */
@@ -144,6 +146,8 @@ export interface DataPaths {
   readonly identityKey: string;
   /** The SQLite database. */
   readonly database: string;
+  /** The Unix domain socket of the local API (`dim daemon`). */
+  readonly socket: string;
 }
 
 /**
@@ -164,6 +168,7 @@ export function dataPaths(home: string): DataPaths {
     home,
     identityKey: join(home, DATA_FILES.identityKey),
     database: join(home, DATA_FILES.database),
+    socket: join(home, DATA_FILES.socket),
   };
 }
 

@@ -141,7 +141,12 @@ Deno.test({
       home: "/srv/dim",
       identityKey: "/srv/dim/identity.key",
       database: "/srv/dim/dim.db",
+      socket: "/srv/dim/dim.sock",
     });
-    assert.deepEqual(DATA_FILES, { identityKey: "identity.key", database: "dim.db" });
+    assert.deepEqual(DATA_FILES, {
+      identityKey: "identity.key",
+      database: "dim.db",
+      socket: "dim.sock",
+    });
   },
 });

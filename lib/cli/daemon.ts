@@ -1,0 +1,107 @@
+/**
+ * `dim daemon`: keeps the user's node online — live delivery, mailbox
+ * polling, relaying where reachable, republishing the contact card and
+ * prekeys — and serves the local JSON-RPC API on `<home>/dim.sock` for
+ * other programs, until SIGINT or SIGTERM; then it closes the socket and
+ * stops the messenger, so everything is flushed. It logs one line per
+ * notable event to stderr (never a message's text).
+ *
+ * @module
+ */
+import { serveDaemon } from "../daemon/server.ts";
+import { dataPaths } from "../platform/paths.ts";
+import type { Context } from "./context.ts";
+import { CliError } from "./errors.ts";
+import { lastShownSeq, markShown } from "./marks.ts";
+import { statusReport } from "./status.ts";
+
+/**
+ * Runs the daemon until the process is told to stop.
+ *
+ * @param ctx The command's context (`--listen`, `--bootstrap`, the passphrase).
+ * @param options `version`: DIM's version, for the API's `hello`.
+ * @returns The exit code, 0 once stopped.
+ * @throws {CliError} If there is no identity, or nothing can stop it (no signals).
+ * @throws {StorageError} If another dim process uses the data directory.
+ * @throws {DimError} If the socket cannot be made.
+ * @example
+ * ```ts ignore
+ * import { main } from "./main.ts";
+ *
+ * // Runs until SIGINT or SIGTERM.
+ * Deno.exitCode = await main(["daemon"]);
+ * ```
+ */
+export async function daemonCommand(
+  ctx: Context,
+  options: { readonly version: string },
+): Promise<number> {
+  const onSignal = ctx.io.onSignal;
+  if (onSignal === undefined) throw new CliError("cannot run a daemon here: no signals to stop it");
+  const log = (line: string) => ctx.note(`${new Date().toISOString()} ${line}`);
+  const bootstrap = await ctx.bootstrap();
+  const lanDiscovery = await ctx.lanDiscovery();
+  // Offline at first is fine: the node keeps trying, and what is sent is queued.
+  const messenger = await ctx.openMessenger({ allowOffline: true });
+  const home = messenger.profile.home;
+  // Only the changes between online and offline, not every peer.
+  let online = messenger.node.connections > 0;
+  const onConnect = () => {
+    if (online) return;
+    online = true;
+    log("online: connected to the network");
+  };
+  const onDisconnect = () => {
+    if (!online || messenger.node.connections > 0) return;
+    online = false;
+    log("offline: no connection left; what is sent is queued until DIM connects");
+  };
+  try {
+    // The messenger holds the data directory's lock: a socket there now is stale.
+    const server = await serveDaemon(messenger, {
+      path: dataPaths(home).socket,
+      version: options.version,
+      status: () => statusReport(messenger, { bootstrap, lanDiscovery }),
+      shown: {
+        get: () => lastShownSeq(messenger.profile),
+        mark: (seq) => markShown(messenger.profile, seq),
+      },
+      downloadDir: `${home}/files`,
+      log,
+    });
+    try {
+      messenger.node.addEventListener("peer:connect", onConnect);
+      messenger.node.addEventListener("peer:disconnect", onDisconnect);
+      const info = {
+        id: messenger.id,
+        peerId: messenger.node.peerId,
+        socket: server.path,
+        addresses: messenger.addresses,
+      };
+      if (ctx.json) ctx.outJson(info);
+      log(
+        `dim daemon for ${messenger.id} (${messenger.profile.displayName}) running, ` +
+          `${messenger.node.connections === 0 ? "offline for now" : "online"}; ` +
+          `API on ${server.path}`,
+      );
+      const signal = await new Promise<string>((resolve) => {
+        // Signal listeners do not keep the process alive; this timer does.
+        const keepAlive = setInterval(() => {}, 60_000);
+        const off = onSignal((s) => {
+          clearInterval(keepAlive);
+          off();
+          resolve(s);
+        });
+      });
+      log(`${signal}: stopping…`);
+    } finally {
+      messenger.node.removeEventListener("peer:connect", onConnect);
+      messenger.node.removeEventListener("peer:disconnect", onDisconnect);
+      await server.close();
+    }
+  } finally {
+    await messenger.stop();
+  }
+  log("stopped");
+  return 0;
+}
