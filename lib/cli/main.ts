@@ -32,6 +32,7 @@ import { chatCommand } from "./chat.ts";
 import { configCommand } from "./config_command.ts";
 import { contactCommand } from "./contact.ts";
 import { Context, type GlobalOptions } from "./context.ts";
+import { daemonCommand } from "./daemon.ts";
 import { describeError, UsageError } from "./errors.ts";
 import { idCommand } from "./id.ts";
 import { inboxCommand } from "./inbox.ts";
@@ -197,6 +198,27 @@ acknowledgement.`,
     },
   },
   {
+    name: "daemon",
+    usage: "dim daemon",
+    summary: "stay online and serve the local API until Ctrl-C",
+    details: `Keeps your node online — messages are delivered live, the mailbox is polled,
+your contact card and prekeys stay published — and serves a local JSON-RPC
+API on the socket dim.sock in the data directory (mode 0600), for bots,
+bridges and scripts. Logs one line per notable event to stderr and runs until
+SIGINT or SIGTERM, then stops cleanly. With --json it prints its user ID, peer
+ID, socket and addresses as one JSON line on stdout once it listens.
+
+Any program running as your user can act as you through the socket. For an
+unattended daemon, give the passphrase with --passphrase-file from a file only
+the service can read (systemd credentials), not one beside the keys: see the
+README ("Daemon and local API").`,
+    options: [],
+    run: (ctx, cl) => {
+      positionals(cl, 0, 0, "dim daemon");
+      return daemonCommand(ctx, { version: VERSION });
+    },
+  },
+  {
     name: "node",
     usage: "dim node [--listen <multiaddr>] [--announce <multiaddr>]…",
     summary: "run a bootstrap/storage/relay node until Ctrl-C",
@@ -268,6 +290,7 @@ Commands:
   inbox                     fetch and show new messages
   chat <name>               interactive chat
   status                    reachability, relays, peers, addresses, DHT, outbox
+  daemon                    stay online and serve the local API until Ctrl-C
   node                      run a bootstrap/storage/relay node until Ctrl-C
   config                    show or change the settings (bootstrap, listen,
                             public-networks, upnp, lan-discovery)

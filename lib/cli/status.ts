@@ -8,6 +8,7 @@
  */
 import type { Reachability } from "../dht/types.ts";
 import { relayOf } from "../messenger/card_addresses.ts";
+import type { Messenger } from "../messenger/messenger.ts";
 import { type Context, isOffline, unreachable } from "./context.ts";
 
 /** The reachability part of `dim status --json`. */
@@ -258,6 +259,43 @@ export function statusLines(report: StatusReport): string[] {
 }
 
 /**
+ * What a running messenger's node sees, as `dim status --json` reports it
+ * (`dim daemon` answers its `status` method with it too).
+ *
+ * @param messenger The running messenger.
+ * @param options The bootstrap nodes used and whether LAN discovery is on.
+ * @returns The report.
+ */
+export function statusReport(
+  messenger: Messenger,
+  options: { readonly bootstrap: readonly string[]; readonly lanDiscovery: boolean },
+): StatusReport {
+  const node = messenger.node;
+  const outbox = messenger.profile.outbox();
+  const addresses = messenger.addresses;
+  const contacts = messenger.profile.contacts();
+  return {
+    id: messenger.id,
+    displayName: messenger.profile.displayName,
+    peerId: node.peerId,
+    addresses,
+    bootstrap: options.bootstrap,
+    joinedThrough: node.joinedThrough,
+    rememberedPeers: node.peerBook.remembered.length,
+    learnedBootstrap: node.peerBook.learnedBootstrap.map((peer) => peer.peerId),
+    lanDiscovery: options.lanDiscovery,
+    reachability: reachabilityReport(node.reachability, addresses, Date.now()),
+    connections: node.connections,
+    peers: node.peers.length,
+    routingTable: node.routingTableSize,
+    outbox: outbox.length,
+    outboxStored: outbox.filter((m) => m.state === "stored").length,
+    contacts: contacts.length,
+    keyChanged: contacts.filter((c) => c.keyChanged).map((c) => c.name),
+  };
+}
+
+/**
  * Joins the network, publishes the contact card, prints what the node sees
  * and exits. When no peer answers, it still prints what it knows (the
  * outbox's queued messages among it), then fails if bootstrap nodes were
@@ -284,28 +322,7 @@ export async function statusCommand(ctx: Context): Promise<number> {
   try {
     // Messages queued while offline go now; the report then shows where they are.
     await ctx.sendQueued(messenger);
-    const node = messenger.node;
-    const outbox = messenger.profile.outbox();
-    const addresses = messenger.addresses;
-    report = {
-      id: messenger.id,
-      displayName: messenger.profile.displayName,
-      peerId: node.peerId,
-      addresses,
-      bootstrap,
-      joinedThrough: node.joinedThrough,
-      rememberedPeers: node.peerBook.remembered.length,
-      learnedBootstrap: node.peerBook.learnedBootstrap.map((peer) => peer.peerId),
-      lanDiscovery,
-      reachability: reachabilityReport(node.reachability, addresses, Date.now()),
-      connections: node.connections,
-      peers: node.peers.length,
-      routingTable: node.routingTableSize,
-      outbox: outbox.length,
-      outboxStored: outbox.filter((m) => m.state === "stored").length,
-      contacts: messenger.profile.contacts().length,
-      keyChanged: messenger.profile.contacts().filter((c) => c.keyChanged).map((c) => c.name),
-    };
+    report = statusReport(messenger, { bootstrap, lanDiscovery });
   } finally {
     await messenger.stop();
   }

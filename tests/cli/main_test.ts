@@ -70,7 +70,18 @@ Deno.test("no arguments prints the help on stderr and exits 2", async () => {
 
 Deno.test("--help on every command and --version exit 0 on stdout", async (t) => {
   for (
-    const command of ["init", "keygen", "id", "contact", "send", "inbox", "chat", "status", "node"]
+    const command of [
+      "init",
+      "keygen",
+      "id",
+      "contact",
+      "send",
+      "inbox",
+      "chat",
+      "status",
+      "daemon",
+      "node",
+    ]
   ) {
     await t.step(command, async () => {
       const io = memoryIo({ env: TEST_ENV });
