@@ -460,6 +460,45 @@ export const SMALL_ENVELOPE_LENGTH = 16 * 1024;
 export const PREKEY_REFILL_BELOW = 20;
 
 /**
+ * One-time prekeys that first messages from strangers (senders not in the
+ * contact list) may use up at once: 10, then one more every
+ * {@linkcode STRANGER_PREKEY_REFILL_MS}. A first message beyond it still
+ * opens its session (the one-time prekey it names still takes part in
+ * X3DH), but the prekey is kept and stays on offer: that session has the
+ * forward secrecy of X3DH with the signed prekey alone, and a flood of
+ * fresh identities can neither empty the bundle nor make it churn. Ten is
+ * more new people than write to one user within an hour, and a contact's
+ * first message never counts.
+ */
+export const STRANGER_PREKEY_BURST = 10;
+
+/**
+ * How often strangers get one more one-time prekey to use up: every 6
+ * minutes, so at most 10 an hour after the burst (240 a day, refilled
+ * whenever fewer than {@linkcode PREKEY_REFILL_BELOW} are left).
+ */
+export const STRANGER_PREKEY_REFILL_MS = 6 * 60_000;
+
+/**
+ * How long after a one-time prekey is used the bundle is republished,
+ * gathering the ones used with it: 2 s. A mailbox fetch after a day offline
+ * opens many first messages within a second; they share one signature and
+ * one DHT put.
+ */
+export const PREKEY_REPUBLISH_QUIET_MS = 2_000;
+
+/**
+ * The least time between two republications of the bundle because prekeys
+ * were used: 30 s. Each one is an Ed25519 signature and a put to the 20
+ * nodes closest to the record; with first messages arriving all the time
+ * (contacts' are not budgeted) that is at most two a minute. Meanwhile a
+ * used prekey stays listed for at most about 30 s: a contact that picks it
+ * is answered "no session" and starts again at once, without it (see
+ * `SessionManager.retryPrekeyChoice`).
+ */
+export const PREKEY_REPUBLISH_MIN_INTERVAL_MS = 30_000;
+
+/**
  * How many peers' opened session states are kept in memory: 256. Opening a
  * sealed state costs an AES-GCM call and a decode per message; a user
  * chats with far fewer peers at once, and the cache stays small.

@@ -514,7 +514,10 @@ export class Outbox {
    * current one, and seals every queued message to them again in it (same
    * message IDs, so nothing is shown twice). Only with a fresh prekey bundle
    * whose keys are the pinned ones: a session is never downgraded to the
-   * static envelope. At most once a minute per recipient, so a recipient
+   * static envelope. If the refused session was ours, unanswered, and the
+   * bundle still lists the one-time prekey it used (a stranger may have
+   * used it first), the new one uses none, so it cannot be refused the same
+   * way. At most once a minute per recipient, so a recipient
    * that keeps refusing cannot make the sender re-key in a loop.
    *
    * @returns Whether the queue was sealed again.
@@ -541,6 +544,8 @@ export class Outbox {
         !constantTimeEqual(bundle.encryptionPublicKey, peer.encryptionPublicKey)
       ) return false;
       await sessions.lock(async () => {
+        // Our first message may have named a prekey someone used first.
+        const oneTimePrekeyId = sessions.retryPrekeyChoice(recipient, bundle);
         this.#storage.transaction(() => this.#storage.sessions.deleteAll(recipient), {
           durable: false,
         });
@@ -551,6 +556,7 @@ export class Outbox {
           const sealed = await sessions.encrypt(peer, message.contentType, message.body, {
             signal,
             bundle,
+            oneTimePrekeyId,
           });
           if (sealed.protection !== "ratchet") {
             throw new ProtocolError("Cannot restart session: no prekeys to start it with");

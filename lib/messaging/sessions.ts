@@ -22,7 +22,10 @@
  *   prekeys cannot be found is sent with the static envelope, and each
  *   message says which protection it had.
  * - A one-time prekey is deleted only after the first message sealed with it
- *   has decrypted, and the bundle is then republished.
+ *   has decrypted, and the bundle is then republished. Strangers' first
+ *   messages delete at most 10, then one per 6 minutes; beyond that the
+ *   prekey still opens the session but stays on offer. A sender whose
+ *   prekey was used first retries without one (`_prekey_policy.ts`).
  * - When both users start a session at once, each keeps both for reading and
  *   both send on the one with the smaller ID, so they converge.
  * - Session states and prekeys are sealed at rest ({@linkcode SecretBox}),
@@ -61,6 +64,7 @@ import {
   respondX3dh,
 } from "../crypto/x3dh.ts";
 import { DecryptionError, PeerUnreachableError } from "../errors.ts";
+import { PrekeyBudget, retryPrekeyChoice } from "./_prekey_policy.ts";
 import { type PrekeyBundle, signPrekeyBundle, toX3dhBundle } from "../record/prekey.ts";
 import {
   consumeOneTimePrekey,
@@ -87,6 +91,8 @@ import {
   PREKEY_REFILL_BELOW,
   SESSION_MARK_INTERVAL,
   SKIPPED_KEY_MAX_AGE_MS,
+  STRANGER_PREKEY_BURST,
+  STRANGER_PREKEY_REFILL_MS,
 } from "./constants.ts";
 
 export type { SessionRollback } from "./_save_counter.ts";
@@ -130,8 +136,16 @@ export interface SessionResult {
 export interface SessionManagerOptions {
   /** The time in ms. Default `Date.now`. */
   readonly clock?: () => number;
-  /** Called when the prekey bundle should be republished. */
+  /**
+   * Called when the prekey bundle should be republished: once per used
+   * one-time prekey, so gather the calls (as the messenger does, see
+   * `PREKEY_REPUBLISH_MIN_INTERVAL_MS`).
+   */
   readonly onPrekeysChanged?: () => void;
+  /** One-time prekeys strangers may use up at once. Default `STRANGER_PREKEY_BURST` (10). */
+  readonly strangerPrekeyBurst?: number;
+  /** Ms per prekey strangers may use up after that. Default `STRANGER_PREKEY_REFILL_MS` (6 min). */
+  readonly strangerPrekeyRefillMs?: number;
   /**
    * Where the high-water mark of the save counter is kept, outside the
    * database. Without it, a database put back to an older copy is not
@@ -172,6 +186,7 @@ export class SessionManager {
   readonly #fetchBundle: BundleFetcher;
   readonly #clock: () => number;
   readonly #onPrekeysChanged: () => void;
+  readonly #strangerPrekeys: PrekeyBudget;
   #tail: Promise<unknown> = Promise.resolve();
   #queued = 0;
   #idle: (() => void)[] = [];
@@ -200,7 +215,8 @@ export class SessionManager {
    *   to find bundles.
    * @param options `clock`; `onPrekeysChanged`; `mark`, where the high-water mark is kept
    *   (the check against it starts at once, and {@linkcode SessionManager.whenReady} tells
-   *   its result); `onRollback`; `markInterval`.
+   *   its result); `onRollback`; `markInterval`; the strangers' prekey budget.
+   * @throws {RangeError} If the strangers' prekey budget is out of range.
    */
   constructor(
     deps: {
@@ -221,6 +237,11 @@ export class SessionManager {
     this.#fetchBundle = deps.fetchBundle;
     this.#clock = options.clock ?? Date.now;
     this.#onPrekeysChanged = options.onPrekeysChanged ?? (() => {});
+    this.#strangerPrekeys = new PrekeyBudget(
+      options.strangerPrekeyBurst ?? STRANGER_PREKEY_BURST,
+      options.strangerPrekeyRefillMs ?? STRANGER_PREKEY_REFILL_MS,
+      this.#clock(),
+    );
     this.#counter = new SaveCounter(
       this.#settings,
       options.mark,
@@ -383,6 +404,23 @@ export class SessionManager {
   }
 
   /**
+   * Which one-time prekey a new session with a peer should use after the
+   * peer answered "no session" to the current one: none if that session is
+   * ours, unanswered, and named a prekey that `bundle` still lists (someone
+   * may have used it first, and a bundle that lists it is not newer than the
+   * one we used), so that one retry is enough. Call before the old sessions
+   * are deleted.
+   *
+   * @param userId The peer.
+   * @param bundle The bundle just found for the new session.
+   * @returns `null` for no one-time prekey, or `undefined` for one at random.
+   */
+  retryPrekeyChoice(userId: string, bundle: PrekeyBundle): null | undefined {
+    const row = this.#sessions.list(userId).find((r) => r.current);
+    return retryPrekeyChoice(row?.initialHeader, bundle);
+  }
+
+  /**
    * Looks a peer's prekey bundle up in the network, session or not.
    *
    * @param userId The peer.
@@ -450,14 +488,22 @@ export class SessionManager {
    * @param body The message.
    * @param options `signal` for the prekey lookup; `bundle`, the peer's
    *   bundle as {@linkcode SessionManager.prepare} found it (`null`: none
-   *   found), so the lookup need not happen inside the lock.
+   *   found), so the lookup need not happen inside the lock;
+   *   `oneTimePrekeyId`, the one-time prekey a new session uses (`null`:
+   *   none; default: one of the bundle's at random), as
+   *   {@linkcode SessionManager.retryPrekeyChoice} tells.
    * @returns The envelope content type and body, and the state to save.
+   * @throws {RangeError} If `oneTimePrekeyId` is a number the bundle does not list.
    */
   async encrypt(
     peer: SessionPeer,
     contentType: number,
     body: Uint8Array,
-    options: { readonly signal: AbortSignal; readonly bundle?: PrekeyBundle | null },
+    options: {
+      readonly signal: AbortSignal;
+      readonly bundle?: PrekeyBundle | null;
+      readonly oneTimePrekeyId?: number | null | undefined;
+    },
   ): Promise<SessionResult> {
     const now = this.#clock();
     const plaintext = concat(new Uint8Array([contentType]), body);
@@ -482,7 +528,10 @@ export class SessionManager {
       ) {
         return { contentType, body, protection: "static", save: () => {} };
       }
-      const init = await initiateX3dh(this.#identity, toX3dhBundle(bundle));
+      const choice = options.oneTimePrekeyId === undefined
+        ? {}
+        : { oneTimePrekeyId: options.oneTimePrekeyId };
+      const init = await initiateX3dh(this.#identity, toX3dhBundle(bundle, choice));
       const header = encodeX3dhHeader(init.header);
       state = await initSender(init.sharedSecret, init.remoteRatchetKey, init.associatedData);
       row = {
@@ -561,7 +610,7 @@ export class SessionManager {
     let row = rows.find((r) => constantTimeEqual(r.sessionId, sessionId));
     let message: Uint8Array;
     let state: RatchetState;
-    let prekeys: { secrets: PrekeySecrets; sealed: Uint8Array } | undefined;
+    let prekeys: { secrets: PrekeySecrets; sealed: Uint8Array; stranger: boolean } | undefined;
     if (contentType === SessionContentType.Initial) {
       let initial;
       try {
@@ -594,9 +643,15 @@ export class SessionManager {
           response.ownRatchetKeyPair,
           response.associatedData,
         );
-        if (response.consumeOneTimePrekeyId !== null) {
+        // A stranger beyond the budget opens the session with the prekey
+        // it named, and the prekey stays on offer.
+        const stranger = sender.encryptionPublicKey === undefined;
+        if (
+          response.consumeOneTimePrekeyId !== null &&
+          (!stranger || this.#strangerPrekeys.allows(now))
+        ) {
           const left = consumeOneTimePrekey(secrets, response.consumeOneTimePrekeyId);
-          prekeys = { secrets: left, sealed: await this.#sealPrekeys(left) };
+          prekeys = { secrets: left, sealed: await this.#sealPrekeys(left), stranger };
         }
         // The new session becomes current, unless it races one of ours that
         // the peer has not answered yet and that has the smaller ID.
@@ -645,6 +700,7 @@ export class SessionManager {
         this.#counter.saved(saved.counter);
         if (changedPrekeys !== undefined) {
           this.#settings.setSecret(PREKEYS_SECRET, changedPrekeys.sealed);
+          if (changedPrekeys.stranger) this.#strangerPrekeys.spend(now);
           queueMicrotask(this.#onPrekeysChanged);
         }
       },

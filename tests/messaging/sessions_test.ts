@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { DecryptionError, StorageError } from "../../lib/errors.ts";
-import { SessionContentType, SessionManager } from "../../lib/messaging/sessions.ts";
+import {
+  SessionContentType,
+  SessionManager,
+  type SessionManagerOptions,
+} from "../../lib/messaging/sessions.ts";
+import { decodeInitialMessage } from "../../lib/crypto/x3dh.ts";
 import { openPrekeyBundle, type PrekeyBundle } from "../../lib/record/prekey.ts";
 import { UserStore } from "../../lib/store/user_store.ts";
 import { SecretBox } from "../../lib/crypto/secret_box.ts";
@@ -25,7 +30,13 @@ interface Party {
 }
 
 /** Two parties whose bundles are "in the network" as long as `online` says. */
-async function pair(options: { bobHasPrekeys?: boolean; clock?: () => number } = {}) {
+async function pair(
+  options: {
+    bobHasPrekeys?: boolean;
+    clock?: () => number;
+    sessions?: SessionManagerOptions;
+  } = {},
+) {
   const network = new Map<string, PrekeyBundle>();
   const make = async (): Promise<Party> => {
     const identity = await Identity.generate();
@@ -46,6 +57,7 @@ async function pair(options: { bobHasPrekeys?: boolean; clock?: () => number } =
       {
         onPrekeysChanged: () => party.republished++,
         ...(options.clock ? { clock: options.clock } : {}),
+        ...options.sessions,
       },
     );
     return party;
@@ -58,7 +70,7 @@ async function pair(options: { bobHasPrekeys?: boolean; clock?: () => number } =
   };
   await publish(alice);
   if (options.bobHasPrekeys ?? true) await publish(bob);
-  return { alice, bob, network, publish };
+  return { alice, bob, network, publish, make };
 }
 
 const peerOf = (p: Party) => ({
@@ -326,4 +338,120 @@ Deno.test("a session sealed before save counters still reads, and is sealed with
   assert.ok(now.counter > 0);
   assert.equal(Number(bob.db.settings.get("session_saves")), now.counter);
   assert.equal((await receive(alice, bob, await send(bob, alice, "answer"))).text, "answer");
+});
+
+/** A first message to `to` that names one-time prekey `oneTimePrekeyId` (`null`: none). */
+async function sendWith(
+  from: Party,
+  to: Party,
+  bundle: PrekeyBundle,
+  oneTimePrekeyId: number | null,
+  text: string,
+) {
+  return await from.sessions.lock(async () => {
+    const r = await from.sessions.encrypt(peerOf(to), TEXT, enc(text), {
+      signal: signal(),
+      bundle,
+      oneTimePrekeyId,
+    });
+    await r.ready;
+    from.db.transaction(() => r.save());
+    return r;
+  });
+}
+
+/** Receives a message from someone who is not a contact: no pinned X25519 key. */
+async function receiveFromStranger(
+  at: Party,
+  from: Party,
+  sealed: { contentType: number; body: Uint8Array },
+) {
+  return await at.sessions.lock(async () => {
+    const r = await at.sessions.decrypt(
+      {
+        userId: from.identity.id,
+        signingPublicKey: from.identity.signingPublicKey,
+        encryptionPublicKey: undefined,
+      },
+      sealed.contentType,
+      sealed.body,
+    );
+    at.db.transaction(() => r.save());
+    return dec(r.body);
+  });
+}
+
+/** The one-time prekey IDs Bob would list now. */
+async function listed(p: Party): Promise<number[]> {
+  return (await openPrekeyBundle((await p.sessions.prekeyBundle()).bytes)).oneTimePrekeys
+    .map((k) => k.id);
+}
+
+Deno.test("strangers use up one-time prekeys only within their budget; contacts always", async () => {
+  let now = Date.now();
+  const { alice, bob, network, make } = await pair({
+    clock: () => now,
+    sessions: { strangerPrekeyBurst: 2, strangerPrekeyRefillMs: 60_000 },
+  });
+  const bundle = network.get(bob.identity.id)!;
+  const ids = bundle.oneTimePrekeys.map((k) => k.id);
+  const strangers = [await make(), await make(), await make()];
+  for (const [i, stranger] of strangers.entries()) {
+    const m = await sendWith(stranger, bob, bundle, ids[i]!, `stranger ${i}`);
+    assert.equal(await receiveFromStranger(bob, stranger, m), `stranger ${i}`);
+  }
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(bob.republished, 2, "two prekeys used up, then the budget is spent");
+  let left = await listed(bob);
+  assert.ok(!left.includes(ids[0]!) && !left.includes(ids[1]!));
+  assert.ok(left.includes(ids[2]!), "the third stranger's prekey stays on offer");
+  // The third stranger's session works both ways.
+  const answer = await send(bob, strangers[2]!, "hello stranger");
+  assert.equal((await receive(strangers[2]!, bob, answer)).text, "hello stranger");
+  // A contact's first message is not counted against the budget.
+  await receive(bob, alice, await sendWith(alice, bob, bundle, ids[3]!, "from a contact"));
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(bob.republished, 3);
+  assert.ok(!(await listed(bob)).includes(ids[3]!));
+  // A minute later, one more stranger may use one up.
+  now += 60_000;
+  const later = await make();
+  await receiveFromStranger(bob, later, await sendWith(later, bob, bundle, ids[2]!, "later"));
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(bob.republished, 4);
+  left = await listed(bob);
+  assert.ok(!left.includes(ids[2]!));
+});
+
+Deno.test("a first message may name no one-time prekey: it opens on the signed prekey and uses none up", async () => {
+  const { alice, bob, network } = await pair();
+  const m = await sendWith(alice, bob, network.get(bob.identity.id)!, null, "signed prekey only");
+  assert.equal(decodeInitialMessage(m.body.subarray(8)).header.oneTimePrekeyId, null);
+  assert.equal((await receive(bob, alice, m)).text, "signed prekey only");
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(bob.republished, 0);
+});
+
+Deno.test("a retry after 'no session' takes no one-time prekey while the bundle still lists the one that failed", async () => {
+  const { alice, bob, network, publish, make } = await pair();
+  const stale = network.get(bob.identity.id)!;
+  const taken = stale.oneTimePrekeys[0]!.id;
+  // A stranger uses the prekey first; Alice's first message names it too.
+  const mallory = await make();
+  await receiveFromStranger(bob, mallory, await sendWith(mallory, bob, stale, taken, "first"));
+  const refused = await sendWith(alice, bob, stale, taken, "hello");
+  await assert.rejects(receive(bob, alice, refused), DecryptionError);
+  // Found again, the stale bundle still lists it: the new session takes none.
+  assert.equal(alice.sessions.retryPrekeyChoice(bob.identity.id, stale), null);
+  // Bob's newer bundle no longer lists it: a prekey at random, as usual.
+  await publish(bob);
+  const fresh = network.get(bob.identity.id)!;
+  assert.equal(alice.sessions.retryPrekeyChoice(bob.identity.id, fresh), undefined);
+  // The retry, as the outbox makes it: the old sessions go, a new one reads.
+  alice.db.transaction(() => alice.db.sessions.deleteAll(bob.identity.id));
+  const retry = await sendWith(alice, bob, stale, null, "hello");
+  assert.equal((await receive(bob, alice, retry)).text, "hello");
+  // Once Bob has answered, a refusal is not about prekeys.
+  await receive(alice, bob, await send(bob, alice, "hi"));
+  assert.equal(alice.sessions.retryPrekeyChoice(bob.identity.id, stale), undefined);
 });
