@@ -3,7 +3,9 @@
  * their own (signed, with a sequence number that never goes back, even when
  * the clock does) and finding others' (checked, cached for a short while,
  * retried once, and noted in the contact book when they are contacts, whose
- * nodes' direct addresses also become the DHT node's join hints).
+ * nodes' direct addresses also become the DHT node's join hints). The bundle
+ * is published again when one-time prekeys are used up, with the prekeys
+ * used within a few seconds gathered into one publication.
  *
  * @module
  */
@@ -11,6 +13,10 @@ import delay from "delay";
 import { decodeUserId, type Identity } from "../crypto/identity.ts";
 import type { DhtNode } from "../dht/node.ts";
 import { PeerUnreachableError } from "../errors.ts";
+import {
+  PREKEY_REPUBLISH_MIN_INTERVAL_MS,
+  PREKEY_REPUBLISH_QUIET_MS,
+} from "../messaging/constants.ts";
 import type { PeerTarget } from "../messaging/mod.ts";
 import { CARD_RECORD_TYPE, type ContactCard, openCard, signCard } from "../record/card.ts";
 import { openPrekeyBundle, PREKEY_RECORD_TYPE, type PrekeyBundle } from "../record/prekey.ts";
@@ -20,6 +26,7 @@ import type { ContactBook } from "../profile/contacts.ts";
 import { PROFILE_SETTINGS } from "../profile/settings.ts";
 import type { SettingsStore } from "../store/settings_store.ts";
 import { cardAddresses } from "./card_addresses.ts";
+import { Republisher } from "./republish.ts";
 
 /** How often a running messenger publishes its card again. */
 export const CARD_REPUBLISH_MS = 6 * 3600 * 1000;
@@ -60,6 +67,12 @@ export interface CardsDeps {
 export class Cards {
   readonly #deps: CardsDeps;
   readonly #cache = new Map<string, { card: ContactCard; at: number }>();
+  /**
+   * Republishes the bundle after prekeys were used: each use costs a
+   * signature and a DHT put, and a burst of first messages (strangers, or a
+   * mailbox fetch) must share one.
+   */
+  readonly #prekeysUsed: Republisher;
 
   /**
    * Makes the directory.
@@ -68,6 +81,25 @@ export class Cards {
    */
   constructor(deps: CardsDeps) {
     this.#deps = deps;
+    this.#prekeysUsed = new Republisher(() => this.publishPrekeys(), {
+      quietMs: PREKEY_REPUBLISH_QUIET_MS,
+      minIntervalMs: PREKEY_REPUBLISH_MIN_INTERVAL_MS,
+    });
+  }
+
+  /**
+   * Notes that one-time prekeys were used up: the bundle is published
+   * again after {@linkcode PREKEY_REPUBLISH_QUIET_MS}, at most once per
+   * {@linkcode PREKEY_REPUBLISH_MIN_INTERVAL_MS}, with every prekey used
+   * meanwhile left out (a failed publication is tried again later).
+   */
+  prekeysUsed(): void {
+    this.#prekeysUsed.changed();
+  }
+
+  /** Cancels a waiting republication of the bundle. Idempotent. */
+  stop(): void {
+    this.#prekeysUsed.stop();
   }
 
   /**

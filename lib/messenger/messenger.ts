@@ -297,7 +297,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       },
       {
         clock: this.#clock,
-        onPrekeysChanged: () => this.publishPrekeys().catch(() => {}),
+        onPrekeysChanged: () => this.#cards.prekeysUsed(),
         // Beside dim.db, outside it: a copy of dim.db put back alone is found out.
         mark: new CounterFile(join(profile.home, SESSION_MARK_FILE)),
         // Said only when there was something to drop (not for a new, empty dim.db).
@@ -590,6 +590,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     this.#stopped = true;
     if (this.#republish !== undefined) clearInterval(this.#republish);
     this.#onAddresses.stop();
+    this.#cards.stop();
     for (const type of ["addresses", "reachability"]) {
       this.#node.removeEventListener(type, this.#addressListener);
     }
