@@ -57,6 +57,7 @@ import { type NodeRun, startNode, stopNode } from "./_node_run.ts";
 import { PeerBookKeeper } from "./_peer_book_keeper.ts";
 import { Lifecycle } from "./_lifecycle.ts";
 import { runQuery } from "./_query.ts";
+import { closerPeerCount } from "./_nearness.ts";
 
 // Every public type of the node, for those who import it from here.
 export type * from "./types.ts";
@@ -246,6 +247,18 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   /** How many peers are in the kad-dht routing table. */
   get routingTableSize(): number {
     return this.#parts.internals.kad.routingTable.size;
+  }
+
+  /**
+   * How many peers of the routing table are closer to `key` than this node,
+   * counting at most `limit`; asks no one.
+   *
+   * @param key The key's bytes.
+   * @param limit The most to count.
+   * @returns A number from 0 to `limit`.
+   */
+  closerPeerCount(key: Uint8Array, limit: number): number {
+    return closerPeerCount(this.#parts.internals.kad.routingTable, this.#libp2p.peerId, key, limit);
   }
 
   /**
@@ -582,7 +595,8 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
    * stream only.
    *
    * @param protocol The protocol id.
-   * @param handler Called with each incoming stream and the remote peer ID.
+   * @param handler Called with each incoming stream, the remote peer ID and
+   *   the connection's remote multiaddr.
    * @param options Stream limits per connection.
    * @returns When the handler is registered.
    * @throws {Error} If a handler is already registered for `protocol` (from libp2p).
@@ -605,7 +619,11 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   ): Promise<void> {
     await this.#libp2p.handle(protocol, async (stream: Stream, connection: Connection) => {
       try {
-        await handler(withReliableIteration(stream), connection.remotePeer.toString());
+        await handler(
+          withReliableIteration(stream),
+          connection.remotePeer.toString(),
+          connection.remoteAddr.toString(),
+        );
       } catch (cause) {
         this.#parts.log(
           `${protocol} handler failed for ${connection.remotePeer}: ${describe(cause)}`,

@@ -209,10 +209,15 @@ export interface DhtPeer {
 
 /**
  * Serves one incoming stream of a protocol registered with
- * `DhtNode.handle`. A thrown error or rejection aborts that stream
- * only.
+ * `DhtNode.handle`, given the remote peer ID and the connection's remote
+ * multiaddr (for limits per address). A thrown error or rejection aborts
+ * that stream only.
  */
-export type DhtStreamHandler = (stream: DhtStream, peerId: string) => void | Promise<void>;
+export type DhtStreamHandler = (
+  stream: DhtStream,
+  peerId: string,
+  remoteAddress: string,
+) => void | Promise<void>;
 
 /** Options of `DhtNode.handle`. */
 export interface DhtHandleOptions {
