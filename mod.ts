@@ -112,6 +112,39 @@ export type {
 } from "./lib/messaging/mod.ts";
 export { createStorageNode } from "./lib/storage_node.ts";
 export type { StorageNode, StorageNodeOptions } from "./lib/storage_node.ts";
+export { connectDaemon, DaemonClient } from "./lib/daemon/client.ts";
+export type {
+  ConnectDaemonOptions,
+  DaemonSubscription,
+  DaemonTimeoutOptions,
+} from "./lib/daemon/client.ts";
+export {
+  DAEMON_API_VERSION,
+  DAEMON_METHODS,
+  DaemonError,
+  DaemonErrorCode,
+  DaemonNotRunningError,
+  MAX_LINE_BYTES,
+} from "./lib/daemon/protocol.ts";
+export type {
+  DaemonContact,
+  DaemonErrorCodeValue,
+  DaemonFile,
+  DaemonFileFailed,
+  DaemonFileProgress,
+  DaemonHello,
+  DaemonInbox,
+  DaemonMethod,
+  DaemonMethods,
+  DaemonNotification,
+  DaemonSendFileResult,
+  DaemonSendResult,
+  DaemonStatus,
+  DaemonVerifyResult,
+  RpcErrorObject,
+  RpcRequest,
+  RpcResponse,
+} from "./lib/daemon/protocol.ts";
 export {
   DecryptionError,
   DimError,

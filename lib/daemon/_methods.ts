@@ -14,20 +14,20 @@ import { parseContactString } from "../profile/contact_string.ts";
 import { type Contact, KeyChangedError, UnknownContactError } from "../profile/contacts.ts";
 import { deadline } from "../platform/signals.ts";
 import {
-  type ContactInfo,
   DAEMON_API_VERSION,
+  type DaemonContact,
+  DaemonErrorCode,
+  type DaemonFileProgress,
+  type DaemonHello,
+  type DaemonInbox,
+  type DaemonSendFileResult,
+  type DaemonSendResult,
+  type DaemonStatus,
+  type DaemonVerifyResult,
   DEFAULT_TIMEOUT_S,
-  ErrorCode,
-  type FileProgressInfo,
-  type HelloResult,
-  type InboxResult,
   MAX_HISTORY,
   MAX_TIMEOUT_S,
   type RpcErrorObject,
-  type SendFileResult,
-  type SendResult,
-  type StatusResult,
-  type VerifyResult,
 } from "./protocol.ts";
 
 /** How many of the newest messages `history` with `afterSeq` looks through. */
@@ -43,7 +43,7 @@ export class RpcFault extends Error {
   /**
    * Makes the fault.
    *
-   * @param code One of `ErrorCode`.
+   * @param code One of `DaemonErrorCode`.
    * @param message What went wrong.
    * @param data More for programs.
    */
@@ -77,13 +77,13 @@ export interface MethodHost {
   /** DIM's version, for `hello`. */
   readonly version: string;
   /** Builds what `status` returns. */
-  readonly status: () => StatusResult | Promise<StatusResult>;
+  readonly status: () => DaemonStatus | Promise<DaemonStatus>;
   /** The inbox's mark. */
   readonly shown: ShownMark;
   /** Where received files are saved, for the `file` notification. */
   readonly downloadDir: string;
   /** Sends a `fileProgress` notification for a request (to it and to subscribers). */
-  readonly progress: (call: Call, info: FileProgressInfo) => void;
+  readonly progress: (call: Call, info: DaemonFileProgress) => void;
 }
 
 /** One request being served. */
@@ -110,13 +110,13 @@ export type Params = Readonly<Record<string, unknown>>;
 export function paramsObject(params: unknown): Params {
   if (params === undefined || params === null) return {};
   if (typeof params !== "object" || Array.isArray(params)) {
-    throw new RpcFault(ErrorCode.InvalidParams, "params must be an object (by name)");
+    throw new RpcFault(DaemonErrorCode.InvalidParams, "params must be an object (by name)");
   }
   return params as Params;
 }
 
 function invalid(message: string): RpcFault {
-  return new RpcFault(ErrorCode.InvalidParams, message);
+  return new RpcFault(DaemonErrorCode.InvalidParams, message);
 }
 
 function text(p: Params, name: string): string {
@@ -157,7 +157,7 @@ function timeoutMs(p: Params): number {
  * @param c The contact.
  * @returns The fields of `dim contact list --json`.
  */
-export function contactInfo(c: Contact): ContactInfo {
+export function contactInfo(c: Contact): DaemonContact {
   return {
     name: c.name,
     id: c.id,
@@ -191,7 +191,7 @@ export function daemonMethods(host: MethodHost): Readonly<Record<string, Method>
   const profile = messenger.profile;
   // Throws UnknownContactError with the library's message.
   const known = (name: string): Contact => profile.contact(name);
-  const hello = (): HelloResult => ({
+  const hello = (): DaemonHello => ({
     api: DAEMON_API_VERSION,
     version: host.version,
     id: messenger.id,
@@ -201,7 +201,7 @@ export function daemonMethods(host: MethodHost): Readonly<Record<string, Method>
   return {
     hello,
     version: hello,
-    send: async (p, call): Promise<SendResult> => {
+    send: async (p, call): Promise<DaemonSendResult> => {
       const message = await messenger.send(text(p, "contact"), text(p, "text"), {
         signal: call.signal,
       });
@@ -222,19 +222,19 @@ export function daemonMethods(host: MethodHost): Readonly<Record<string, Method>
         const now = profile.message(seq);
         if (messenger.node.connections === 0) {
           throw new RpcFault(
-            ErrorCode.Offline,
+            DaemonErrorCode.Offline,
             "no peer answered: the message is queued on this device and goes when DIM connects",
             now,
           );
         }
         throw new RpcFault(
-          ErrorCode.Timeout,
+          DaemonErrorCode.Timeout,
           `message ${seq} is still ${now?.state ?? "unknown"} after ${ms / 1000} s`,
           now,
         );
       }
     },
-    sendFile: async (p, call): Promise<SendFileResult> => {
+    sendFile: async (p, call): Promise<DaemonSendFileResult> => {
       const contact = known(text(p, "contact"));
       const path = text(p, "path");
       if (!isAbsolute(path)) throw invalid("path must be absolute (the daemon has its own cwd)");
@@ -254,7 +254,7 @@ export function daemonMethods(host: MethodHost): Readonly<Record<string, Method>
       return { fileId: sent.fileId, name: sent.name, bytes: sent.bytes, sha256: sent.sha256 };
     },
     listContacts: () => profile.contacts().map(contactInfo),
-    addContact: async (p, call): Promise<ContactInfo> => {
+    addContact: async (p, call): Promise<DaemonContact> => {
       const name = text(p, "name");
       const id = text(p, "id");
       if (parseContactString(id).id === messenger.id) throw invalid("that is your own ID");
@@ -262,7 +262,7 @@ export function daemonMethods(host: MethodHost): Readonly<Record<string, Method>
       const c = await timed(call, ms, (signal) => messenger.addContact(name, id, { signal }));
       return contactInfo(c);
     },
-    verifyContact: (p): VerifyResult => {
+    verifyContact: (p): DaemonVerifyResult => {
       const name = known(text(p, "name")).name;
       const safetyNumber = profile.safetyNumber(name);
       const c = flag(p, "confirm") ? profile.verifyContact(name) : profile.contact(name);
@@ -278,7 +278,7 @@ export function daemonMethods(host: MethodHost): Readonly<Record<string, Method>
       return profile.history(contact.id, { limit: HISTORY_SCAN }).filter((m) => m.seq > after)
         .slice(0, limit);
     },
-    inbox: async (p, call): Promise<InboxResult> => {
+    inbox: async (p, call): Promise<DaemonInbox> => {
       const all = flag(p, "all");
       const ms = timeoutMs(p);
       const offline = messenger.node.connections === 0;
@@ -317,25 +317,27 @@ export function rpcError(err: unknown): RpcErrorObject {
       ? { code: err.code, message }
       : { code: err.code, message, data: err.data };
   }
-  if (err instanceof UnknownContactError) return { code: ErrorCode.UnknownContact, message };
+  if (err instanceof UnknownContactError) return { code: DaemonErrorCode.UnknownContact, message };
   if (err instanceof KeyChangedError) {
     return {
-      code: ErrorCode.KeyChanged,
+      code: DaemonErrorCode.KeyChanged,
       message: `${message}: compare the safety number again (verifyContact with confirm)`,
       data: { contact: err.contact },
     };
   }
-  if (err instanceof PeerUnreachableError) return { code: ErrorCode.PeerUnreachable, message };
-  if (err instanceof TransferRefusedError) {
-    return { code: ErrorCode.TransferRefused, message, data: { reason: err.reason } };
+  if (err instanceof PeerUnreachableError) {
+    return { code: DaemonErrorCode.PeerUnreachable, message };
   }
-  if (err instanceof InvalidIdError) return { code: ErrorCode.InvalidId, message };
+  if (err instanceof TransferRefusedError) {
+    return { code: DaemonErrorCode.TransferRefused, message, data: { reason: err.reason } };
+  }
+  if (err instanceof InvalidIdError) return { code: DaemonErrorCode.InvalidId, message };
   if (err instanceof DOMException && err.name === "TimeoutError") {
-    return { code: ErrorCode.Timeout, message };
+    return { code: DaemonErrorCode.Timeout, message };
   }
   if (err instanceof DOMException && err.name === "AbortError") {
-    return { code: ErrorCode.Stopping, message: "the request was cancelled" };
+    return { code: DaemonErrorCode.Stopping, message: "the request was cancelled" };
   }
-  if (err instanceof DimError) return { code: ErrorCode.Failed, message };
-  return { code: ErrorCode.InternalError, message };
+  if (err instanceof DimError) return { code: DaemonErrorCode.Failed, message };
+  return { code: DaemonErrorCode.InternalError, message };
 }

@@ -21,21 +21,21 @@ import { DimError } from "../errors.ts";
 import { dataPaths } from "../platform/paths.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
 import {
-  type ContactInfo,
   DAEMON_API_VERSION,
+  type DaemonContact,
   DaemonError,
+  type DaemonFileProgress,
+  type DaemonHello,
+  type DaemonInbox,
   type DaemonMethod,
   type DaemonMethods,
   type DaemonNotification,
   DaemonNotRunningError,
-  type FileProgressInfo,
-  type HelloResult,
-  type InboxResult,
+  type DaemonSendFileResult,
+  type DaemonSendResult,
+  type DaemonStatus,
+  type DaemonVerifyResult,
   type RpcErrorObject,
-  type SendFileResult,
-  type SendResult,
-  type StatusResult,
-  type VerifyResult,
 } from "./protocol.ts";
 
 /** The longest line the client accepts from the daemon (a long `history`), in bytes. */
@@ -53,7 +53,7 @@ export interface ConnectDaemonOptions {
 }
 
 /** Options of the networked calls: how long the daemon tries, in seconds (default 30). */
-export interface TimeoutOptions {
+export interface DaemonTimeoutOptions {
   /** Seconds, at most 3600. */
   readonly timeout?: number;
 }
@@ -68,12 +68,12 @@ export interface DaemonSubscription extends AsyncIterable<DaemonNotification> {
   readonly ready: Promise<void>;
 }
 
-let setHello: (client: DaemonClient, hello: HelloResult) => void;
+let setHello: (client: DaemonClient, hello: DaemonHello) => void;
 
 interface Pending {
   readonly resolve: (value: unknown) => void;
   readonly reject: (err: Error) => void;
-  readonly onProgress?: ((progress: FileProgressInfo) => void) | undefined;
+  readonly onProgress?: ((progress: DaemonFileProgress) => void) | undefined;
 }
 
 /** An async queue of notifications; `end` finishes it. */
@@ -122,7 +122,7 @@ export class DaemonClient implements AsyncDisposable {
   static {
     setHello = (client, hello) => client.#hello = hello;
   }
-  #hello: HelloResult | undefined;
+  #hello: DaemonHello | undefined;
   readonly #conn: Deno.Conn;
   readonly #pending = new Map<number, Pending>();
   readonly #subscriptions = new Set<NotificationQueue>();
@@ -146,7 +146,7 @@ export class DaemonClient implements AsyncDisposable {
    * What the daemon said to `hello` when the client connected: the API
    * version, DIM's version, the user's ID and name, the node's peer ID.
    */
-  get hello(): HelloResult {
+  get hello(): DaemonHello {
     return this.#hello!;
   }
 
@@ -168,7 +168,7 @@ export class DaemonClient implements AsyncDisposable {
   call<M extends DaemonMethod>(
     method: M,
     params: DaemonMethods[M]["params"],
-    onProgress?: (progress: FileProgressInfo) => void,
+    onProgress?: (progress: DaemonFileProgress) => void,
   ): Promise<DaemonMethods[M]["result"]> {
     if (this.#closed) return Promise.reject(this.#closed);
     const id = this.#nextId++;
@@ -198,7 +198,7 @@ export class DaemonClient implements AsyncDisposable {
    * @param text The message.
    * @returns The stored message and whether the daemon is offline.
    */
-  send(contact: string, text: string): Promise<SendResult> {
+  send(contact: string, text: string): Promise<DaemonSendResult> {
     return this.call("send", { contact, text });
   }
 
@@ -212,7 +212,7 @@ export class DaemonClient implements AsyncDisposable {
    */
   waitFor(
     seq: number,
-    options: TimeoutOptions & { readonly orStored?: boolean } = {},
+    options: DaemonTimeoutOptions & { readonly orStored?: boolean } = {},
   ): Promise<ChatMessage> {
     return this.call("waitFor", { seq, ...options });
   }
@@ -228,8 +228,8 @@ export class DaemonClient implements AsyncDisposable {
   sendFile(
     contact: string,
     path: string,
-    options: TimeoutOptions & { readonly onProgress?: (p: FileProgressInfo) => void } = {},
-  ): Promise<SendFileResult> {
+    options: DaemonTimeoutOptions & { readonly onProgress?: (p: DaemonFileProgress) => void } = {},
+  ): Promise<DaemonSendFileResult> {
     const params = {
       contact,
       path: resolve(path),
@@ -243,7 +243,7 @@ export class DaemonClient implements AsyncDisposable {
    *
    * @returns Each contact.
    */
-  listContacts(): Promise<ContactInfo[]> {
+  listContacts(): Promise<DaemonContact[]> {
     return this.call("listContacts", {});
   }
 
@@ -255,7 +255,7 @@ export class DaemonClient implements AsyncDisposable {
    * @param options `timeout` in seconds.
    * @returns The new contact.
    */
-  addContact(name: string, id: string, options: TimeoutOptions = {}): Promise<ContactInfo> {
+  addContact(name: string, id: string, options: DaemonTimeoutOptions = {}): Promise<DaemonContact> {
     return this.call("addContact", { name, id, ...options });
   }
 
@@ -266,7 +266,10 @@ export class DaemonClient implements AsyncDisposable {
    * @param options `confirm`.
    * @returns The contact and the safety number.
    */
-  verifyContact(name: string, options: { readonly confirm?: boolean } = {}): Promise<VerifyResult> {
+  verifyContact(
+    name: string,
+    options: { readonly confirm?: boolean } = {},
+  ): Promise<DaemonVerifyResult> {
     return this.call("verifyContact", { name, ...options });
   }
 
@@ -300,7 +303,7 @@ export class DaemonClient implements AsyncDisposable {
    * @param options `all` to return every received message; `timeout` in seconds.
    * @returns What `dim inbox --json` prints.
    */
-  inbox(options: TimeoutOptions & { readonly all?: boolean } = {}): Promise<InboxResult> {
+  inbox(options: DaemonTimeoutOptions & { readonly all?: boolean } = {}): Promise<DaemonInbox> {
     return this.call("inbox", { ...options });
   }
 
@@ -319,7 +322,7 @@ export class DaemonClient implements AsyncDisposable {
    *
    * @returns The report.
    */
-  status(): Promise<StatusResult> {
+  status(): Promise<DaemonStatus> {
     return this.call("status", {});
   }
 
@@ -476,7 +479,7 @@ export async function connectDaemon(
   const probe = new DaemonClient(conn);
   const onAbort = () => probe.close();
   options.signal?.addEventListener("abort", onAbort, { once: true });
-  let hello: HelloResult;
+  let hello: DaemonHello;
   try {
     hello = await probe.call("hello", {});
   } catch (err) {

@@ -16,18 +16,18 @@
  * < {"jsonrpc":"2.0","method":"message","params":{"seq":7,"direction":"in","contact":"bob","text":"hi",…}}
  * ```
  *
- * Batches (a JSON array) are refused with {@linkcode ErrorCode.InvalidRequest}.
+ * Batches (a JSON array) are refused with {@linkcode DaemonErrorCode.InvalidRequest}.
  * Errors carry the standard JSON-RPC codes for malformed requests and the
- * DIM codes of {@linkcode ErrorCode} for what went wrong in the messenger,
+ * DIM codes of {@linkcode DaemonErrorCode} for what went wrong in the messenger,
  * with a human message.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DAEMON_API_VERSION, ErrorCode, MAX_LINE_BYTES } from "./protocol.ts";
+ * import { DAEMON_API_VERSION, DaemonErrorCode, MAX_LINE_BYTES } from "./protocol.ts";
  *
  * assert.equal(DAEMON_API_VERSION, 1);
- * assert.equal(ErrorCode.MethodNotFound, -32601);
+ * assert.equal(DaemonErrorCode.MethodNotFound, -32601);
  * assert.equal(MAX_LINE_BYTES, 1024 * 1024);
  * ```
  *
@@ -42,14 +42,14 @@ export const DAEMON_API_VERSION = 1;
 /**
  * The longest line either side may send, in bytes, line end excluded: room
  * for a message of the largest size the messaging layer carries. A longer
- * request gets {@linkcode ErrorCode.RequestTooLarge} and the connection is
+ * request gets {@linkcode DaemonErrorCode.RequestTooLarge} and the connection is
  * closed, since the rest of it cannot be framed.
  */
 export const MAX_LINE_BYTES = 1024 * 1024;
 
 /**
  * How many clients may be connected at once; one more gets
- * {@linkcode ErrorCode.TooManyClients} and is closed.
+ * {@linkcode DaemonErrorCode.TooManyClients} and is closed.
  */
 export const MAX_CLIENTS = 64;
 
@@ -79,7 +79,7 @@ export const MAX_HISTORY = 1000;
  * The error codes: JSON-RPC 2.0's for malformed requests (−32700 to
  * −32600), DIM's in the server range −32000 to −32099.
  */
-export const ErrorCode = {
+export const DaemonErrorCode = {
   /** The line is not JSON. */
   ParseError: -32700,
   /** Not a JSON-RPC 2.0 request object (a batch is refused with this code too). */
@@ -117,8 +117,8 @@ export const ErrorCode = {
   Stopping: -32010,
 } as const;
 
-/** One of the numbers of {@linkcode ErrorCode}. */
-export type ErrorCodeValue = typeof ErrorCode[keyof typeof ErrorCode];
+/** One of the numbers of {@linkcode DaemonErrorCode}. */
+export type DaemonErrorCodeValue = typeof DaemonErrorCode[keyof typeof DaemonErrorCode];
 
 /** A JSON-RPC 2.0 request (with an `id`) or notification (without). */
 export interface RpcRequest {
@@ -134,7 +134,7 @@ export interface RpcRequest {
 
 /** The error object of a JSON-RPC 2.0 response. */
 export interface RpcErrorObject {
-  /** One of {@linkcode ErrorCode}. */
+  /** One of {@linkcode DaemonErrorCode}. */
   readonly code: number;
   /** What went wrong, for people. */
   readonly message: string;
@@ -152,7 +152,7 @@ export type RpcResponse =
   };
 
 /** What `hello` (or `version`) returns. */
-export interface HelloResult {
+export interface DaemonHello {
   /** The API version, {@linkcode DAEMON_API_VERSION}. */
   readonly api: number;
   /** DIM's version. */
@@ -166,7 +166,7 @@ export interface HelloResult {
 }
 
 /** What `send` returns. */
-export interface SendResult {
+export interface DaemonSendResult {
   /** The stored message, state `"pending"` until it is delivered or stored in the network. */
   readonly message: ChatMessage;
   /**
@@ -177,7 +177,7 @@ export interface SendResult {
 }
 
 /** A contact as the API shows it (the same fields as `dim contact list --json`). */
-export interface ContactInfo {
+export interface DaemonContact {
   /** The local name. */
   readonly name: string;
   /** The user ID. */
@@ -195,13 +195,13 @@ export interface ContactInfo {
 }
 
 /** What `verifyContact` returns. */
-export interface VerifyResult extends ContactInfo {
+export interface DaemonVerifyResult extends DaemonContact {
   /** The safety number, 12 groups of 5 digits, to compare out of band. */
   readonly safetyNumber: string;
 }
 
 /** What `sendFile` returns once the recipient signed its receipt. */
-export interface SendFileResult {
+export interface DaemonSendFileResult {
   /** The file ID, 32 hex digits. */
   readonly fileId: string;
   /** The name the recipient was given. */
@@ -213,7 +213,7 @@ export interface SendFileResult {
 }
 
 /** What `inbox` returns (the same as `dim inbox --json`). */
-export interface InboxResult {
+export interface DaemonInbox {
   /** How many messages the mailbox fetch brought. */
   readonly fetched: number;
   /** Whether no peer answered, so the network mailbox was not checked. */
@@ -227,7 +227,7 @@ export interface InboxResult {
  * are always there; the daemon adds the others of `dim status --json`
  * (bootstrap, joinedThrough, rememberedPeers, learnedBootstrap, lanDiscovery).
  */
-export interface StatusResult {
+export interface DaemonStatus {
   /** The user's ID. */
   readonly id: string;
   /** The user's display name. */
@@ -255,7 +255,7 @@ export interface StatusResult {
 }
 
 /** The params of `fileProgress`: how far a file transfer is. */
-export interface FileProgressInfo {
+export interface DaemonFileProgress {
   /** The `id` of the `sendFile` request, on the requester's copy only. */
   readonly request?: string | number | null;
   /** `"out"` for a file being sent. */
@@ -273,7 +273,7 @@ export interface FileProgressInfo {
 }
 
 /** The params of `file`: a file received, checked and saved. */
-export interface FileInfo {
+export interface DaemonFile {
   /** The sender's contact name, or `null`. */
   readonly contact: string | null;
   /** The sender's user ID. */
@@ -291,7 +291,7 @@ export interface FileInfo {
 }
 
 /** The params of `fileFailed`: an incoming transfer that failed or was refused. */
-export interface FileFailedInfo {
+export interface DaemonFileFailed {
   /** The sender's user ID, if the offer was read. */
   readonly senderId: string | null;
   /** The file name, if the offer was read. */
@@ -310,18 +310,18 @@ export interface FileFailedInfo {
 export type DaemonNotification =
   | { readonly method: "message"; readonly params: ChatMessage }
   | { readonly method: "status"; readonly params: ChatMessage }
-  | { readonly method: "fileProgress"; readonly params: FileProgressInfo }
-  | { readonly method: "file"; readonly params: FileInfo }
-  | { readonly method: "fileFailed"; readonly params: FileFailedInfo };
+  | { readonly method: "fileProgress"; readonly params: DaemonFileProgress }
+  | { readonly method: "file"; readonly params: DaemonFile }
+  | { readonly method: "fileFailed"; readonly params: DaemonFileFailed };
 
 /** The methods, their params and results. */
 export interface DaemonMethods {
   /** The API version and who this is. */
-  hello: { params: Record<string, never>; result: HelloResult };
+  hello: { params: Record<string, never>; result: DaemonHello };
   /** Same as `hello`. */
-  version: { params: Record<string, never>; result: HelloResult };
+  version: { params: Record<string, never>; result: DaemonHello };
   /** Sends a text message; returns once it is stored and queued. */
-  send: { params: { contact: string; text: string }; result: SendResult };
+  send: { params: { contact: string; text: string }; result: DaemonSendResult };
   /**
    * Waits until a sent message is delivered (or stored in the network, with
    * `orStored`); `Offline` or `Timeout` when it does not happen in time.
@@ -331,13 +331,16 @@ export interface DaemonMethods {
     result: ChatMessage;
   };
   /** Sends a file (absolute path) to a contact who is online; `fileProgress` meanwhile. */
-  sendFile: { params: { contact: string; path: string; timeout?: number }; result: SendFileResult };
+  sendFile: {
+    params: { contact: string; path: string; timeout?: number };
+    result: DaemonSendFileResult;
+  };
   /** The contacts. */
-  listContacts: { params: Record<string, never>; result: ContactInfo[] };
+  listContacts: { params: Record<string, never>; result: DaemonContact[] };
   /** Finds a user's card in the network and pins their keys. */
-  addContact: { params: { name: string; id: string; timeout?: number }; result: ContactInfo };
+  addContact: { params: { name: string; id: string; timeout?: number }; result: DaemonContact };
   /** The safety number; `confirm` marks the contact verified (accepting changed keys). */
-  verifyContact: { params: { name: string; confirm?: boolean }; result: VerifyResult };
+  verifyContact: { params: { name: string; confirm?: boolean }; result: DaemonVerifyResult };
   /** Forgets a contact (the history stays). */
   removeContact: { params: { name: string }; result: { removed: boolean } };
   /** The newest `limit` messages with a contact (after `afterSeq`), oldest first. */
@@ -346,11 +349,11 @@ export interface DaemonMethods {
     result: ChatMessage[];
   };
   /** Fetches the mailbox and returns the incoming messages not shown before, marking them shown. */
-  inbox: { params: { all?: boolean; timeout?: number }; result: InboxResult };
+  inbox: { params: { all?: boolean; timeout?: number }; result: DaemonInbox };
   /** Marks incoming messages up to `seq` as shown (as `dim chat` does when it shows them). */
   markShown: { params: { seq: number }; result: { lastShown: number } };
   /** What `dim status --json` reports. */
-  status: { params: Record<string, never>; result: StatusResult };
+  status: { params: Record<string, never>; result: DaemonStatus };
   /** Starts the notifications of this connection. */
   subscribe: { params: Record<string, never>; result: { subscribed: true } };
   /** Stops them. */
@@ -385,15 +388,15 @@ export const DAEMON_METHODS: readonly DaemonMethod[] = [
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { DaemonError, ErrorCode } from "./protocol.ts";
+ * import { DaemonError, DaemonErrorCode } from "./protocol.ts";
  *
- * const err = new DaemonError({ code: ErrorCode.UnknownContact, message: "No contact carol" });
+ * const err = new DaemonError({ code: DaemonErrorCode.UnknownContact, message: "No contact carol" });
  * assert.equal(err.code, -32001);
  * assert.equal(err.message, "No contact carol");
  * ```
  */
 export class DaemonError extends DimError {
-  /** One of {@linkcode ErrorCode}. */
+  /** One of {@linkcode DaemonErrorCode}. */
   readonly code: number;
   /** The error's `data`, if any. */
   readonly data: unknown;

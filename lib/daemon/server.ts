@@ -45,13 +45,13 @@ import {
   type ShownMark,
 } from "./_methods.ts";
 import {
-  ErrorCode,
-  type FileProgressInfo,
+  DaemonErrorCode,
+  type DaemonFileProgress,
+  type DaemonStatus,
   MAX_CLIENT_BACKLOG_BYTES,
   MAX_CLIENT_REQUESTS,
   MAX_CLIENTS,
   MAX_LINE_BYTES,
-  type StatusResult,
 } from "./protocol.ts";
 
 export type { ShownMark } from "./_methods.ts";
@@ -67,7 +67,7 @@ export interface ServeDaemonOptions {
   /** The socket's path (`dataPaths(home).socket`). */
   readonly path: string;
   /** Builds what `status` returns (the CLI's `dim status --json` report). */
-  readonly status: () => StatusResult | Promise<StatusResult>;
+  readonly status: () => DaemonStatus | Promise<DaemonStatus>;
   /** The mark of messages shown, for `inbox`. Default: one kept in memory, from 0. */
   readonly shown?: ShownMark;
   /** DIM's version, for `hello`. Default `"unknown"`. */
@@ -199,7 +199,7 @@ export async function serveDaemon(
   let next = 0;
   let closing: Promise<void> | undefined;
 
-  const progress = (call: Call, info: FileProgressInfo) => {
+  const progress = (call: Call, info: DaemonFileProgress) => {
     for (const c of clients) {
       if (c.abort.signal === call.signal) {
         c.send({ jsonrpc: "2.0", method: "fileProgress", params: { request: call.id, ...info } });
@@ -283,8 +283,11 @@ export async function serveDaemon(
       const n = ++next;
       if (closing !== undefined || clients.size >= maxClients) {
         const busy = closing !== undefined
-          ? { code: ErrorCode.Stopping, message: "the daemon is stopping" }
-          : { code: ErrorCode.TooManyClients, message: `${maxClients} clients are connected` };
+          ? { code: DaemonErrorCode.Stopping, message: "the daemon is stopping" }
+          : {
+            code: DaemonErrorCode.TooManyClients,
+            message: `${maxClients} clients are connected`,
+          };
         track(refuse(conn, busy));
         continue;
       }
@@ -310,7 +313,7 @@ export async function serveDaemon(
             jsonrpc: "2.0",
             id: null,
             error: {
-              code: ErrorCode.RequestTooLarge,
+              code: DaemonErrorCode.RequestTooLarge,
               message: `a request line is longer than ${maxLine} bytes`,
             },
           });
@@ -338,12 +341,12 @@ export async function serveDaemon(
     try {
       request = JSON.parse(decoder.decode(line));
     } catch {
-      return reply(null, { error: { code: ErrorCode.ParseError, message: "not JSON" } });
+      return reply(null, { error: { code: DaemonErrorCode.ParseError, message: "not JSON" } });
     }
     if (Array.isArray(request)) {
       return reply(null, {
         error: {
-          code: ErrorCode.InvalidRequest,
+          code: DaemonErrorCode.InvalidRequest,
           message: "batches are not supported: send one request per line",
         },
       });
@@ -357,7 +360,7 @@ export async function serveDaemon(
       !validId
     ) {
       return reply(validId ? (id ?? null) as string | number | null : null, {
-        error: { code: ErrorCode.InvalidRequest, message: "not a JSON-RPC 2.0 request" },
+        error: { code: DaemonErrorCode.InvalidRequest, message: "not a JSON-RPC 2.0 request" },
       });
     }
     const method: Method | undefined = Object.hasOwn(methods, r.method)
@@ -377,14 +380,17 @@ export async function serveDaemon(
     let body: { result: unknown } | { error: unknown };
     if (method === undefined) {
       body = {
-        error: { code: ErrorCode.MethodNotFound, message: `no method ${JSON.stringify(r.method)}` },
+        error: {
+          code: DaemonErrorCode.MethodNotFound,
+          message: `no method ${JSON.stringify(r.method)}`,
+        },
       };
     } else {
       try {
         body = { result: (await method(paramsObject(r.params), call)) ?? null };
       } catch (err) {
         const error = rpcError(err);
-        if (error.code === ErrorCode.InternalError) {
+        if (error.code === DaemonErrorCode.InternalError) {
           log(`internal error in ${r.method}: ${error.message}`);
         }
         body = { error };

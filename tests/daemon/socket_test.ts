@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { CLI, initUser, LOOPBACK, ROOT, tempDir, TEST_ENV, until } from "../cli/_helpers.ts";
-import { ErrorCode, MAX_CLIENTS, MAX_LINE_BYTES } from "../../lib/daemon/protocol.ts";
+import { DaemonErrorCode, MAX_CLIENTS, MAX_LINE_BYTES } from "../../lib/daemon/protocol.ts";
 import { LineClient, startDaemon } from "./_helpers.ts";
 
 async function exists(path: string): Promise<boolean> {
@@ -82,29 +82,33 @@ Deno.test("garbage, huge lines, floods, stalled readers and hang-ups leave the d
     await t.step("malformed requests get JSON-RPC errors on the same connection", async () => {
       const c = await LineClient.connect(socket);
       const cases: [string | Uint8Array, number, unknown][] = [
-        ["garbage\n", ErrorCode.ParseError, null],
-        [new Uint8Array([0xff, 0xfe, 0x7b, 0x0a]), ErrorCode.ParseError, null],
-        ["[]\n", ErrorCode.InvalidRequest, null],
-        ['[{"jsonrpc":"2.0","id":1,"method":"hello"}]\n', ErrorCode.InvalidRequest, null],
-        ["42\n", ErrorCode.InvalidRequest, null],
-        ['{"jsonrpc":"1.0","id":3,"method":"hello"}\n', ErrorCode.InvalidRequest, 3],
-        ['{"jsonrpc":"2.0","id":{},"method":"hello"}\n', ErrorCode.InvalidRequest, null],
-        ['{"jsonrpc":"2.0","id":4,"method":"frobnicate"}\n', ErrorCode.MethodNotFound, 4],
-        ['{"jsonrpc":"2.0","id":5,"method":"toString"}\n', ErrorCode.MethodNotFound, 5],
-        ['{"jsonrpc":"2.0","id":6,"method":"send","params":[1]}\n', ErrorCode.InvalidParams, 6],
+        ["garbage\n", DaemonErrorCode.ParseError, null],
+        [new Uint8Array([0xff, 0xfe, 0x7b, 0x0a]), DaemonErrorCode.ParseError, null],
+        ["[]\n", DaemonErrorCode.InvalidRequest, null],
+        ['[{"jsonrpc":"2.0","id":1,"method":"hello"}]\n', DaemonErrorCode.InvalidRequest, null],
+        ["42\n", DaemonErrorCode.InvalidRequest, null],
+        ['{"jsonrpc":"1.0","id":3,"method":"hello"}\n', DaemonErrorCode.InvalidRequest, 3],
+        ['{"jsonrpc":"2.0","id":{},"method":"hello"}\n', DaemonErrorCode.InvalidRequest, null],
+        ['{"jsonrpc":"2.0","id":4,"method":"frobnicate"}\n', DaemonErrorCode.MethodNotFound, 4],
+        ['{"jsonrpc":"2.0","id":5,"method":"toString"}\n', DaemonErrorCode.MethodNotFound, 5],
+        [
+          '{"jsonrpc":"2.0","id":6,"method":"send","params":[1]}\n',
+          DaemonErrorCode.InvalidParams,
+          6,
+        ],
         [
           '{"jsonrpc":"2.0","id":7,"method":"send","params":{"contact":5}}\n',
-          ErrorCode.InvalidParams,
+          DaemonErrorCode.InvalidParams,
           7,
         ],
         [
           '{"jsonrpc":"2.0","id":8,"method":"send","params":{"contact":"nobody","text":"x"}}\n',
-          ErrorCode.UnknownContact,
+          DaemonErrorCode.UnknownContact,
           8,
         ],
         [
           '{"jsonrpc":"2.0","id":9,"method":"history","params":{"contact":"nobody"}}\n',
-          ErrorCode.UnknownContact,
+          DaemonErrorCode.UnknownContact,
           9,
         ],
       ];
@@ -124,7 +128,7 @@ Deno.test("garbage, huge lines, floods, stalled readers and hang-ups leave the d
       const c = await LineClient.connect(socket);
       const writing = c.write("x".repeat(MAX_LINE_BYTES + 100_000)).catch(() => {});
       const reply = await c.line();
-      assert.equal((reply?.error as { code: number }).code, ErrorCode.RequestTooLarge);
+      assert.equal((reply?.error as { code: number }).code, DaemonErrorCode.RequestTooLarge);
       assert.equal(await c.line(), undefined);
       await writing;
       c.close();
@@ -172,7 +176,7 @@ Deno.test("garbage, huge lines, floods, stalled readers and hang-ups leave the d
       await Promise.all(clients.map((c, i) => c.request(i, "hello")));
       const extra = await LineClient.connect(socket);
       const refused = await extra.line();
-      assert.equal((refused?.error as { code: number }).code, ErrorCode.TooManyClients);
+      assert.equal((refused?.error as { code: number }).code, DaemonErrorCode.TooManyClients);
       assert.equal(await extra.line(), undefined);
       extra.close();
       for (const c of clients) c.close();
