@@ -10,8 +10,10 @@
  */
 import { serveDaemon } from "../daemon/server.ts";
 import { dataPaths } from "../platform/paths.ts";
+import type { Messenger } from "../messenger/messenger.ts";
 import type { Context } from "./context.ts";
 import { CliError } from "./errors.ts";
+import type { CliIo } from "./io.ts";
 import { lastShownSeq, markShown } from "./marks.ts";
 import { statusReport } from "./status.ts";
 
@@ -41,8 +43,61 @@ export async function daemonCommand(
   const log = (line: string) => ctx.note(`${new Date().toISOString()} ${line}`);
   const bootstrap = await ctx.bootstrap();
   const lanDiscovery = await ctx.lanDiscovery();
-  // Offline at first is fine: the node keeps trying, and what is sent is queued.
-  const messenger = await ctx.openMessenger({ allowOffline: true });
+  await ctx.requireIdentity();
+  // Asked before the handler below exists, so Ctrl-C at the prompt still ends dim.
+  await ctx.passphrase();
+  // From here on a signal stops the daemon, even one that comes while it
+  // starts (a service manager may stop it at any time): it stops once started.
+  const stop = stopRequest(onSignal);
+  try {
+    // Offline at first is fine: the node keeps trying, and what is sent is queued.
+    const messenger = await ctx.openMessenger({ allowOffline: true });
+    try {
+      await serve(ctx, messenger, { ...options, bootstrap, lanDiscovery, log, stop: stop.signal });
+    } finally {
+      await messenger.stop();
+    }
+  } finally {
+    stop.off();
+  }
+  log("stopped");
+  return 0;
+}
+
+// The first SIGINT or SIGTERM, and how to stop listening for them.
+function stopRequest(
+  onSignal: NonNullable<CliIo["onSignal"]>,
+): { readonly signal: Promise<string>; readonly off: () => void } {
+  let off = () => {};
+  const signal = new Promise<string>((resolve) => {
+    // Signal listeners do not keep the process alive; this timer does.
+    const keepAlive = setInterval(() => {}, 60_000);
+    const unhook = onSignal((s) => {
+      clearInterval(keepAlive);
+      unhook();
+      resolve(s);
+    });
+    off = () => {
+      clearInterval(keepAlive);
+      unhook();
+    };
+  });
+  return { signal, off };
+}
+
+// Serves the API over the running messenger until `stop` settles.
+async function serve(
+  ctx: Context,
+  messenger: Messenger,
+  options: {
+    readonly version: string;
+    readonly bootstrap: readonly string[];
+    readonly lanDiscovery: boolean;
+    readonly log: (line: string) => void;
+    readonly stop: Promise<string>;
+  },
+): Promise<void> {
+  const { log, bootstrap, lanDiscovery } = options;
   const home = messenger.profile.home;
   // Only the changes between online and offline, not every peer.
   let online = messenger.node.connections > 0;
@@ -56,52 +111,37 @@ export async function daemonCommand(
     online = false;
     log("offline: no connection left; what is sent is queued until DIM connects");
   };
+  // The messenger holds the data directory's lock: a socket there now is stale.
+  const server = await serveDaemon(messenger, {
+    path: dataPaths(home).socket,
+    version: options.version,
+    status: () => statusReport(messenger, { bootstrap, lanDiscovery }),
+    shown: {
+      get: () => lastShownSeq(messenger.profile),
+      mark: (seq) => markShown(messenger.profile, seq),
+    },
+    downloadDir: `${home}/files`,
+    log,
+  });
+  messenger.node.addEventListener("peer:connect", onConnect);
+  messenger.node.addEventListener("peer:disconnect", onDisconnect);
   try {
-    // The messenger holds the data directory's lock: a socket there now is stale.
-    const server = await serveDaemon(messenger, {
-      path: dataPaths(home).socket,
-      version: options.version,
-      status: () => statusReport(messenger, { bootstrap, lanDiscovery }),
-      shown: {
-        get: () => lastShownSeq(messenger.profile),
-        mark: (seq) => markShown(messenger.profile, seq),
-      },
-      downloadDir: `${home}/files`,
-      log,
-    });
-    try {
-      messenger.node.addEventListener("peer:connect", onConnect);
-      messenger.node.addEventListener("peer:disconnect", onDisconnect);
-      const info = {
+    if (ctx.json) {
+      ctx.outJson({
         id: messenger.id,
         peerId: messenger.node.peerId,
         socket: server.path,
         addresses: messenger.addresses,
-      };
-      if (ctx.json) ctx.outJson(info);
-      log(
-        `dim daemon for ${messenger.id} (${messenger.profile.displayName}) running, ` +
-          `${messenger.node.connections === 0 ? "offline for now" : "online"}; ` +
-          `API on ${server.path}`,
-      );
-      const signal = await new Promise<string>((resolve) => {
-        // Signal listeners do not keep the process alive; this timer does.
-        const keepAlive = setInterval(() => {}, 60_000);
-        const off = onSignal((s) => {
-          clearInterval(keepAlive);
-          off();
-          resolve(s);
-        });
       });
-      log(`${signal}: stopping…`);
-    } finally {
-      messenger.node.removeEventListener("peer:connect", onConnect);
-      messenger.node.removeEventListener("peer:disconnect", onDisconnect);
-      await server.close();
     }
+    log(
+      `dim daemon for ${messenger.id} (${messenger.profile.displayName}) running, ` +
+        `${online ? "online" : "offline for now"}; API on ${server.path}`,
+    );
+    log(`${await options.stop}: stopping…`);
   } finally {
-    await messenger.stop();
+    messenger.node.removeEventListener("peer:connect", onConnect);
+    messenger.node.removeEventListener("peer:disconnect", onDisconnect);
+    await server.close();
   }
-  log("stopped");
-  return 0;
 }
