@@ -2,7 +2,7 @@
  * The tunables of DIM's messaging layer, with their defaults, in one place:
  * the framing every stream protocol shares, file transfer
  * (`/dim/file/1.0.0`), sending and receiving messages (`/dim/msg/1.0.0`:
- * the outbox, the inbox), the network mailboxes (`/dim/mbox/1.0.0`: the
+ * the outbox, the inbox), the network mailboxes (`/dim/mbox/2.0.0`: the
  * mailbox client and server) and the forward-secret sessions.
  *
  * Sizes are in bytes, times in milliseconds. Options of `sendFile`,
@@ -26,9 +26,9 @@ import { CLOCK_SKEW_TOLERANCE_MS } from "../record/record.ts";
 // --- Framing -----------------------------------------------------------------
 
 /**
- * The largest frame `/dim/msg/1.0.0` and `/dim/mbox/1.0.0` accept: 1 MiB,
+ * The largest frame `/dim/msg/1.0.0` and `/dim/mbox/2.0.0` accept: 1 MiB,
  * type byte included. The largest frame they carry is a mailbox answer
- * (ITEMS) of up to 64 envelopes, which the server cuts to fit; a reader
+ * (ITEMS) of up to 1000 envelopes, which the server cuts to fit; a reader
  * refuses a longer length prefix before it buffers a byte of the body, so a
  * hostile peer costs a receiver four bytes, not a megabyte.
  */
@@ -392,25 +392,87 @@ export const CLOSEST_CACHE_MS = 5 * 60 * 1000;
 export const CLOSEST_CACHE_ENTRIES = 1000;
 
 // --- Mailboxes: the server ----------------------------------------------------
+//
+// Anyone may STORE (a sender cannot prove it is a contact of a user it may
+// never have met), so the quotas below are what keeps a stranger from
+// jamming offline delivery. Copies are counted three ways: per storing peer
+// in a mailbox, per mailbox, and per storing address (IP) over the node,
+// under the node's total. A peer ID costs nothing; an address does, so the
+// address is the limit that binds a flood. Over the limit of a mailbox,
+// an address or the node, the copies of the heaviest storer go (its oldest
+// first) instead of the new one being refused: a light sender, which a
+// contact normally is, always gets in. Only a storer over its own share in
+// a mailbox is refused. The sizes leave room for what DIM sends through
+// mailboxes: a busy chat and its receipts (one sealed receipt per message
+// fetched), small files for a user who is away (a few envelopes of up to
+// 256 KiB each), and a group message fanned out by one sender to 100
+// members' mailboxes (on a small network one node may keep all 100).
 
 /**
- * Envelopes a node keeps in one mailbox: 200. A few days of a busy chat
- * (more than one sender's window), small enough that one recipient's
- * senders cannot fill a node's disk.
+ * Envelopes a node keeps in one mailbox, from all senders: 1000, a few busy
+ * conversations and their receipts over a week away. One FETCH answer
+ * lists them all ({@linkcode MAILBOX_FETCH_MAX_ITEMS}), so the owner clears
+ * a mailbox full of junk in one round.
  */
-export const MAILBOX_MAX_COUNT = 200;
+export const MAILBOX_MAX_COUNT = 1000;
 
 /**
- * Bytes a node keeps in one mailbox: 8 MiB, the 200 envelopes of a chat
- * with room for longer ones.
+ * Bytes a node keeps in one mailbox, from all senders: 32 MiB, four
+ * senders at their full share ({@linkcode MAILBOX_PEER_MAX_BYTES}).
  */
-export const MAILBOX_MAX_BYTES = 8 * 1024 * 1024;
+export const MAILBOX_MAX_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Envelopes one storing peer keeps in one mailbox: 500, several days of a
+ * busy chat (a few hundred messages) with the sealed receipts for the
+ * owner's own messages beside them. Over it the peer is refused (its
+ * outbox keeps the message and tries again), never another storer evicted.
+ */
+export const MAILBOX_PEER_MAX_COUNT = 500;
+
+/**
+ * Bytes one storing peer keeps in one mailbox: 8 MiB, a chat's text with
+ * room for small files left for a user who is away (a 3 MiB photo is a
+ * dozen envelopes of 256 KiB).
+ */
+export const MAILBOX_PEER_MAX_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Envelopes a node keeps from one storing address (an IPv4 address or an
+ * IPv6 /64) over all mailboxes: 20,000, a group of 100 members fanned out
+ * by one sender for 200 messages with the whole group on this node. Over
+ * it, that address's heaviest storer loses its oldest copies: many peer
+ * IDs behind one address share one share of the node.
+ */
+export const MAILBOX_ORIGIN_MAX_COUNT = 20_000;
+
+/**
+ * Bytes a node keeps from one storing address over all mailboxes: 64 MiB, a
+ * quarter of the node ({@linkcode MAILBOX_MAX_TOTAL_BYTES}): a group
+ * fan-out of a few hundred messages with files, while it takes four
+ * addresses to fill the node, and then the heaviest loses copies first.
+ */
+export const MAILBOX_ORIGIN_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
  * Bytes a node keeps over all mailboxes: 256 MiB, a small part of any
- * disk, for the few hundred mailboxes that fall near one node.
+ * disk, for the few hundred mailboxes that fall near one node. Full, it
+ * evicts the heaviest storing address's heaviest peer, never refuses.
  */
 export const MAILBOX_MAX_TOTAL_BYTES = 256 * 1024 * 1024;
+
+/**
+ * A node keeps a mailbox only if fewer than this many peers of its routing
+ * table are closer to the address than itself: 20, the DHT's k. Senders
+ * store on the 3 closest nodes and the owner asks the 6 closest
+ * ({@linkcode DEFAULT_MAILBOX_REPLICAS}); a node's own table is less
+ * complete and less fresh than a lookup (it may still list peers that
+ * left, which makes it look farther than it is), so the rule is loose
+ * enough that every node a sender's lookup finds accepts, and strict
+ * enough that a node does not keep junk for addresses far from it (on a
+ * network of fewer than 21 nodes, every node keeps every mailbox).
+ */
+export const MAILBOX_CLOSEST_SLACK = 20;
 
 /**
  * The longest a node keeps a copy: 14 days, twice a sender's default
@@ -433,13 +495,54 @@ export const DEFAULT_MAILBOX_REQUEST_BURST = 200;
 export const DEFAULT_MAILBOX_REQUESTS_PER_SECOND = 20;
 
 /**
- * Tolerance for the timestamp of a signed DELETE: the clock skew records
- * tolerate ({@linkcode CLOCK_SKEW_TOLERANCE_MS}, 10 minutes), plus a minute
- * for the request's time in transit, so an owner whose clock is off by the
- * full record tolerance can still empty their mailbox, while a captured
- * DELETE cannot be replayed for long.
+ * Mailbox requests accepted from one storing address (all its peer IDs)
+ * at once: 2000, ten peers' bursts, for a home network or a NAT shared by
+ * several users. Peer IDs are free; without it, a flood under ever new IDs
+ * from one machine would have the disk to itself.
+ */
+export const DEFAULT_MAILBOX_ORIGIN_REQUEST_BURST = 2000;
+
+/** Mailbox requests accepted from one storing address per second after the burst: 200. */
+export const DEFAULT_MAILBOX_ORIGIN_REQUESTS_PER_SECOND = 200;
+
+/**
+ * Tolerance for the timestamp of a signed FETCH or DELETE: the clock skew
+ * records tolerate ({@linkcode CLOCK_SKEW_TOLERANCE_MS}, 10 minutes), plus
+ * a minute for the request's time in transit, so an owner whose clock is
+ * off by the full record tolerance can still read and empty their
+ * mailbox. Within it a node remembers each request it served, so none is
+ * served twice ({@linkcode MAILBOX_SEEN_REQUESTS_MAX}).
  */
 export const DELETE_SKEW_MS: number = CLOCK_SKEW_TOLERANCE_MS + 60 * 1000;
+
+/**
+ * Signed mailbox requests a node remembers, to serve each once: 50,000,
+ * a few MiB. An owner sends two per node every poll (30 s), so this is
+ * thousands of users' worth of the 22-minute window; past it the oldest
+ * half is forgotten and every request no newer than them is refused as
+ * stale, so a forgotten request still cannot be replayed (during such a
+ * flood an owner whose clock is slow may have to wait for it to pass).
+ */
+export const MAILBOX_SEEN_REQUESTS_MAX = 50_000;
+
+/**
+ * The most envelopes one FETCH answer carries: 1000, a whole mailbox
+ * ({@linkcode MAILBOX_MAX_COUNT}), as many as fit in a frame. A DELETE
+ * names as many ({@linkcode MAILBOX_DELETE_MAX_ITEMS}).
+ */
+export const MAILBOX_FETCH_MAX_ITEMS = 1000;
+
+/** The most hashes one DELETE names: 1000, a whole FETCH answer. */
+export const MAILBOX_DELETE_MAX_ITEMS = 1000;
+
+/**
+ * The most FETCH rounds (fetch, store, delete) one fetch of the owner's
+ * mailbox makes on one node while the node says more is waiting: 40. A
+ * FETCH answer holds at most a frame (1 MiB), so a full mailbox of large
+ * envelopes ({@linkcode MAILBOX_MAX_BYTES}, 32 MiB) empties in one fetch,
+ * and a full mailbox of small ones in one round.
+ */
+export const MAILBOX_FETCH_MAX_ROUNDS = 40;
 
 /**
  * Envelopes up to this size (16 KiB) are hashed with JavaScript SHA-256 on

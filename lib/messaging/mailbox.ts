@@ -5,10 +5,22 @@
  * identity.
  *
  * Storage nodes learn a mailbox address (derived from the recipient's public
- * key), envelope sizes and times; never the body or the sender, which are
- * inside the HPKE ciphertext. Only the mailbox owner can delete: a DELETE
+ * key), envelope sizes and times, and who stored each copy; never the body
+ * or the sender, which are inside the HPKE ciphertext.
+ *
+ * Anyone may STORE, so what keeps a stranger from jamming a mailbox is the
+ * server's rules: bytes that cannot be an envelope (shorter than
+ * `MIN_ENVELOPE_LENGTH`, or of another version) are refused; a node keeps
+ * mailboxes only for addresses it is among the closest to
+ * ({@linkcode MAILBOX_CLOSEST_SLACK}); and copies are counted per storing
+ * peer in a mailbox, per mailbox, per storing address and over the node,
+ * where the heaviest storer's copies are evicted rather than a newcomer
+ * refused (see `MailboxStore`).
+ *
+ * Only the mailbox owner can list, download or delete: a FETCH or DELETE
  * carries the owner's key, which must hash to the mailbox address, and a
- * fresh signature over the request.
+ * signature over the request naming this node, a time within
+ * {@linkcode DELETE_SKEW_MS} and a nonce; each request is served once.
  *
  * @example Serve mailboxes on a node
  * ```ts ignore
@@ -21,36 +33,47 @@
  */
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { raceSignal as race } from "race-signal";
-import { concat, constantTimeEqual, utf8 } from "../platform/bytes.ts";
+import { concat, constantTimeEqual, toHex, utf8 } from "../platform/bytes.ts";
+import { ENVELOPE_VERSION, MIN_ENVELOPE_LENGTH } from "../crypto/envelope.ts";
 import { verifySignature } from "../crypto/identity.ts";
 import { ProtocolError } from "../errors.ts";
-import type { MailboxStorage } from "./storage.ts";
+import type { MailboxStorage, MailboxStorer } from "./storage.ts";
 import {
+  DEFAULT_MAILBOX_ORIGIN_REQUEST_BURST,
+  DEFAULT_MAILBOX_ORIGIN_REQUESTS_PER_SECOND,
   DEFAULT_MAILBOX_REQUEST_BURST,
   DEFAULT_MAILBOX_REQUESTS_PER_SECOND,
   DEFAULT_STREAM_IDLE_TIMEOUT_MS,
   DELETE_SKEW_MS,
+  MAILBOX_CLOSEST_SLACK,
   MAILBOX_MAX_BYTES,
   MAILBOX_MAX_COUNT,
   MAILBOX_MAX_TOTAL_BYTES,
   MAILBOX_MAX_TTL_MS,
+  MAILBOX_ORIGIN_MAX_BYTES,
+  MAILBOX_ORIGIN_MAX_COUNT,
+  MAILBOX_PEER_MAX_BYTES,
+  MAILBOX_PEER_MAX_COUNT,
+  MAILBOX_SEEN_REQUESTS_MAX,
   RATE_LIMITER_EVICTION_SAMPLE,
   RATE_LIMITER_MAX_PEERS,
   SMALL_ENVELOPE_LENGTH,
 } from "./constants.ts";
 import { Deadlines } from "../platform/signals.ts";
 import {
-  deleteSignedBytes,
   type Frame,
   FrameReader,
   FrameType,
   MAILBOX_PROTOCOL,
+  MailboxRefusal,
+  mailboxRequestSignedBytes,
   MAX_FETCH_ITEMS,
   MAX_FRAME_LENGTH,
   StoreStatus,
   type StreamChunk,
   writeFrame,
 } from "./wire.ts";
+import { originOf, SeenRequests } from "./_mailbox_guard.ts";
 
 /** A bidirectional byte stream, as libp2p 3 streams are. */
 export interface MessageStream extends AsyncIterable<StreamChunk> {
@@ -66,23 +89,45 @@ export interface MessageStream extends AsyncIterable<StreamChunk> {
 
 /** Where inbound streams of a protocol are registered. */
 export interface StreamHost {
-  /** Registers a handler for inbound streams of a protocol. */
+  /**
+   * Registers a handler for inbound streams of a protocol; it gets the
+   * remote peer ID and, if known, the connection's remote multiaddr.
+   */
   handle(
     protocol: string,
-    handler: (stream: MessageStream, remotePeer: string) => void | Promise<void>,
+    handler: (
+      stream: MessageStream,
+      remotePeer: string,
+      remoteAddress?: string,
+    ) => void | Promise<void>,
   ): Promise<void>;
   /** Removes a handler. */
   unhandle(protocol: string): Promise<void>;
+  /** This node's peer ID: signed mailbox requests name it. */
+  readonly peerId?: string;
+  /**
+   * How many peers of the routing table are closer to `key` than this node,
+   * counting at most `limit`. Without it, the server keeps every mailbox.
+   */
+  closerPeerCount?(key: Uint8Array, limit: number): number;
 }
 
 /** Quotas a node enforces on the mailboxes it keeps for others. */
 export interface MailboxLimits {
-  /** Envelopes per mailbox. Default 200. */
+  /** Envelopes per mailbox, from all storers. Default 1000. */
   readonly maxCount: number;
-  /** Bytes per mailbox. Default 8 MiB. */
+  /** Bytes per mailbox, from all storers. Default 32 MiB. */
   readonly maxBytes: number;
   /** Bytes over all mailboxes. Default 256 MiB. */
   readonly maxTotalBytes: number;
+  /** Envelopes one storing peer keeps in one mailbox. Default 500. */
+  readonly maxPeerCount: number;
+  /** Bytes one storing peer keeps in one mailbox. Default 8 MiB. */
+  readonly maxPeerBytes: number;
+  /** Envelopes from one storing address (IPv4, IPv6 /64) over all mailboxes. Default 20,000. */
+  readonly maxOriginCount: number;
+  /** Bytes from one storing address over all mailboxes. Default 64 MiB. */
+  readonly maxOriginBytes: number;
   /** The longest a copy is kept (ms). Default 14 days. */
   readonly maxTtlMs: number;
 }
@@ -92,11 +137,18 @@ export const DEFAULT_MAILBOX_LIMITS: MailboxLimits = Object.freeze({
   maxCount: MAILBOX_MAX_COUNT,
   maxBytes: MAILBOX_MAX_BYTES,
   maxTotalBytes: MAILBOX_MAX_TOTAL_BYTES,
+  maxPeerCount: MAILBOX_PEER_MAX_COUNT,
+  maxPeerBytes: MAILBOX_PEER_MAX_BYTES,
+  maxOriginCount: MAILBOX_ORIGIN_MAX_COUNT,
+  maxOriginBytes: MAILBOX_ORIGIN_MAX_BYTES,
   maxTtlMs: MAILBOX_MAX_TTL_MS,
 });
 
-/** The bytes an ITEMS answer may hold: the frame limit less its header. */
-const MAX_ITEMS_BYTES = MAX_FRAME_LENGTH - 1 - 2;
+/**
+ * The envelope bytes an ITEMS answer may hold: the frame limit less its
+ * header (type, flag, count) and the length of every item.
+ */
+const MAX_ITEMS_BYTES = MAX_FRAME_LENGTH - 1 - 1 - 2 - 4 * MAX_FETCH_ITEMS;
 
 /**
  * A token bucket per key (a remote peer, or an IP): `take` says whether one
@@ -262,9 +314,38 @@ export interface MailboxServerOptions {
   readonly requestBurst?: number;
   /** Requests accepted from one peer per second after the burst. Default 20. */
   readonly requestsPerSecond?: number;
+  /**
+   * Requests accepted from one storing address (all its peers) at once.
+   * Default 2000. Tests whose peers all share 127.0.0.1 raise it.
+   */
+  readonly originRequestBurst?: number;
+  /** Requests accepted from one storing address per second after the burst. Default 200. */
+  readonly originRequestsPerSecond?: number;
+  /**
+   * The origin (the key of the quotas and rates per address) of a remote
+   * peer, from its ID and the connection's remote multiaddr. Default: its
+   * IPv4 address or IPv6 /64, or its relay (`originOf`).
+   */
+  readonly originOf?: (remotePeer: string, remoteAddress: string | undefined) => string;
+  /**
+   * This node's peer ID, which signed FETCH and DELETE requests must name.
+   * Default: the host's `peerId` once started.
+   */
+  readonly peerId?: string;
 }
 
-/** Serves `/dim/mbox/1.0.0`: STORE, FETCH and signed DELETE of sealed envelopes. */
+/** Who sent a request: the storer of a STORE. */
+export interface MailboxRequester {
+  /** The remote peer ID. */
+  readonly peer: string;
+  /** The connection's remote multiaddr, if known. */
+  readonly address?: string;
+}
+
+/**
+ * Serves `/dim/mbox/2.0.0`: STORE of sealed envelopes within quotas, and
+ * FETCH and DELETE signed by the mailbox owner, each served once.
+ */
 export class MailboxServer {
   readonly #store: MailboxStorage;
   readonly #clock: () => number;
@@ -272,6 +353,10 @@ export class MailboxServer {
   readonly #idleMs: number;
   readonly #onPeerError: (error: unknown) => void;
   readonly #rate: RateLimiter;
+  readonly #originRate: RateLimiter;
+  readonly #originOf: (remotePeer: string, remoteAddress: string | undefined) => string;
+  readonly #seen = new SeenRequests(MAILBOX_SEEN_REQUESTS_MAX, DELETE_SKEW_MS);
+  readonly #peerId: string | undefined;
   #host: StreamHost | undefined;
   #deadlines = new Deadlines();
   #active = new Set<Promise<void>>();
@@ -280,7 +365,7 @@ export class MailboxServer {
    * Makes a server over a mailbox store; call `start()` to serve.
    *
    * @param store Where copies are kept.
-   * @param options Clock, quotas, timeouts.
+   * @param options Clock, quotas, timeouts, rates.
    */
   constructor(store: MailboxStorage, options: MailboxServerOptions = {}) {
     this.#store = store;
@@ -292,6 +377,12 @@ export class MailboxServer {
       options.requestBurst ?? DEFAULT_MAILBOX_REQUEST_BURST,
       options.requestsPerSecond ?? DEFAULT_MAILBOX_REQUESTS_PER_SECOND,
     );
+    this.#originRate = new RateLimiter(
+      options.originRequestBurst ?? DEFAULT_MAILBOX_ORIGIN_REQUEST_BURST,
+      options.originRequestsPerSecond ?? DEFAULT_MAILBOX_ORIGIN_REQUESTS_PER_SECOND,
+    );
+    this.#originOf = options.originOf ?? ((peer, address) => originOf(address, peer));
+    this.#peerId = options.peerId;
   }
 
   /**
@@ -303,8 +394,12 @@ export class MailboxServer {
     if (this.#host !== undefined) return;
     this.#host = host;
     this.#deadlines.restart();
-    await host.handle(MAILBOX_PROTOCOL, (stream, remotePeer) => {
-      const p = this.#serve(stream, remotePeer).finally(() => this.#active.delete(p));
+    await host.handle(MAILBOX_PROTOCOL, (stream, remotePeer, remoteAddress) => {
+      const p = this.#serve(stream, {
+        peer: remotePeer,
+        ...(remoteAddress ? { address: remoteAddress } : {}),
+      })
+        .finally(() => this.#active.delete(p));
       this.#active.add(p);
       return p;
     });
@@ -325,69 +420,118 @@ export class MailboxServer {
    * when this node is itself among the closest to a mailbox.
    *
    * @param frame A STORE, FETCH or DELETE frame.
+   * @param from Who asks (a STORE's storer). Default: this node.
    * @returns The answer frame.
    * @throws {ProtocolError} For any other frame type.
    */
-  async answer(frame: Frame): Promise<Frame> {
+  async answer(frame: Frame, from?: MailboxRequester): Promise<Frame> {
     const now = this.#clock();
     if (frame.type === FrameType.Store) {
-      if (frame.expiresAt <= now || frame.expiresAt > now + this.#limits.maxTtlMs) {
-        return { type: FrameType.StoreResult, status: StoreStatus.Invalid };
-      }
-      const outcome = this.#store.put(
-        frame.mailbox,
-        await sha256(frame.envelope),
-        frame.envelope,
-        frame.expiresAt,
-        now,
-        this.#limits,
-      );
-      const status = outcome === "stored"
-        ? StoreStatus.Stored
-        : outcome === "duplicate"
-        ? StoreStatus.Duplicate
-        : StoreStatus.Full;
-      return { type: FrameType.StoreResult, status };
+      const peer = from?.peer ?? this.#self ?? "self";
+      const storer: MailboxStorer = {
+        peer,
+        origin: from === undefined ? "self" : this.#originOf(peer, from.address),
+      };
+      return { type: FrameType.StoreResult, status: await this.#storeOne(frame, storer, now) };
     }
-    if (frame.type === FrameType.Fetch) {
+    if (frame.type === FrameType.Fetch || frame.type === FrameType.Delete) {
+      const refusal = await this.#authorize(frame, now);
+      if (refusal !== undefined) return { type: FrameType.Refused, code: refusal };
+      if (frame.type === FrameType.Delete) {
+        return { type: FrameType.Deleted, count: this.#store.delete(frame.mailbox, frame.hashes) };
+      }
       // As many as fit in one frame: a few large envelopes must not make
       // the answer unencodable, and with it the whole mailbox unreadable.
-      const envelopes: Uint8Array[] = [];
-      let bytes = 0;
-      for (const item of this.#store.list(frame.mailbox, now, MAX_FETCH_ITEMS)) {
-        bytes += 4 + item.envelope.length;
-        if (bytes > MAX_ITEMS_BYTES) break;
-        envelopes.push(item.envelope);
-      }
-      return { type: FrameType.Items, envelopes };
-    }
-    if (frame.type === FrameType.Delete) {
-      const owned = constantTimeEqual(await mailboxAddress(frame.owner), frame.mailbox);
-      const fresh = Math.abs(frame.timestamp - now) <= DELETE_SKEW_MS;
-      const signed = owned && fresh && await verifySignature(
-        "mailbox",
-        frame.owner,
-        deleteSignedBytes(frame.mailbox, frame.timestamp, frame.hashes),
-        frame.signature,
-      );
-      const count = signed ? this.#store.delete(frame.mailbox, frame.hashes) : 0;
-      return { type: FrameType.Deleted, count };
+      const copies = this.#store.list(frame.mailbox, now, MAX_FETCH_ITEMS, MAX_ITEMS_BYTES);
+      const envelopes = copies.map((c) => c.envelope);
+      const more = this.#store.count(frame.mailbox, now) > envelopes.length;
+      return { type: FrameType.Items, envelopes, more };
     }
     throw new ProtocolError("Cannot serve mailbox: unexpected frame type");
   }
 
-  async #serve(stream: MessageStream, remotePeer: string): Promise<void> {
+  get #self(): string | undefined {
+    return this.#peerId ?? this.#host?.peerId;
+  }
+
+  async #storeOne(
+    frame: Frame & { type: typeof FrameType.Store },
+    storer: MailboxStorer,
+    now: number,
+  ): Promise<number> {
+    const { envelope, mailbox, expiresAt } = frame;
+    if (expiresAt <= now || expiresAt > now + this.#limits.maxTtlMs) return StoreStatus.Invalid;
+    // Junk that cannot be an envelope takes no room.
+    if (envelope.length < MIN_ENVELOPE_LENGTH || envelope[0] !== ENVELOPE_VERSION) {
+      return StoreStatus.Invalid;
+    }
+    const closer = this.#host?.closerPeerCount?.(mailbox, MAILBOX_CLOSEST_SLACK) ?? 0;
+    if (closer >= MAILBOX_CLOSEST_SLACK) return StoreStatus.NotClosest;
+    const outcome = this.#store.put({
+      mailbox,
+      hash: await sha256(envelope),
+      envelope,
+      expiresAt,
+      storedAt: now,
+      storer,
+    }, this.#limits);
+    return outcome === "stored"
+      ? StoreStatus.Stored
+      : outcome === "duplicate"
+      ? StoreStatus.Duplicate
+      : StoreStatus.Full;
+  }
+
+  /** Why a FETCH or DELETE is refused, or `undefined` if its owner signed it afresh. */
+  async #authorize(
+    frame: Frame & { type: typeof FrameType.Fetch | typeof FrameType.Delete },
+    now: number,
+  ): Promise<number | undefined> {
+    const node = this.#self;
+    const owned = constantTimeEqual(await mailboxAddress(frame.owner), frame.mailbox);
+    if (node === undefined || !owned) return MailboxRefusal.NotOwner;
+    if (Math.abs(frame.timestamp - now) > DELETE_SKEW_MS) return MailboxRefusal.Stale;
+    const signed = await verifySignature(
+      "mailbox",
+      frame.owner,
+      mailboxRequestSignedBytes({
+        type: frame.type,
+        node,
+        mailbox: frame.mailbox,
+        timestamp: frame.timestamp,
+        nonce: frame.nonce,
+        ...(frame.type === FrameType.Delete ? { hashes: frame.hashes } : {}),
+      }),
+      frame.signature,
+    );
+    if (!signed) return MailboxRefusal.NotOwner;
+    // Only after the signature: a stranger cannot fill the memory.
+    const seen = this.#seen.admit(
+      `${toHex(frame.mailbox)}:${toHex(frame.nonce)}`,
+      frame.timestamp,
+      now,
+    );
+    return seen === "fresh"
+      ? undefined
+      : seen === "replayed"
+      ? MailboxRefusal.Replayed
+      : MailboxRefusal.Stale;
+  }
+
+  async #serve(stream: MessageStream, from: MailboxRequester): Promise<void> {
     try {
       // One peer's flood of requests (each STORE is a disk write) must not
-      // stall the node for everyone else.
-      if (!this.#rate.take(remotePeer, this.#clock())) {
+      // stall the node for everyone else, nor many peers behind one address.
+      const now = this.#clock();
+      const origin = this.#originOf(from.peer, from.address);
+      if (!this.#rate.take(from.peer, now) || !this.#originRate.take(origin, now)) {
         throw new ProtocolError("Cannot serve mailbox: too many requests from this peer");
       }
       const signal = this.#deadlines.signal(this.#idleMs);
       const frame = await race(new FrameReader(stream).next(), signal);
       // A peer that ends its side without asking still gets its stream closed,
       // or the stream would stay open on this node for good.
-      if (frame !== undefined) await writeFrame(stream, await this.answer(frame), signal);
+      if (frame !== undefined) await writeFrame(stream, await this.answer(frame, from), signal);
       await stream.close({ signal }).catch(() => {});
     } catch (err) {
       stream.abort(err instanceof Error ? err : new Error(String(err)));

@@ -13,9 +13,12 @@
  * copy whose holders left the network is stored on the nodes that replaced
  * them, where the recipient will look. The recipient asks twice as many
  * of the closest nodes on start and periodically
- * ({@linkcode MailboxClient.fetch}), stores what it can read through the
- * inbox, flushes, sends each sender a signed receipt, and deletes the
- * copies with requests signed by its identity key. The nodes closest to an
+ * ({@linkcode MailboxClient.fetch}) with FETCH requests signed by its
+ * identity key for each node, stores what it can read through the inbox,
+ * flushes, sends each sender a signed receipt, and deletes every copy it
+ * fetched, readable or not, with one signed DELETE per node: a mailbox
+ * full of junk is cleared in one round, and a node that says more is
+ * waiting is asked again at once. The nodes closest to an
  * address are remembered for {@linkcode CLOSEST_CACHE_MS}; when this node
  * is among them it answers its own requests.
  *
@@ -39,6 +42,7 @@ import type { FetchMailboxOptions, IncomingMessage, PeerTarget } from "./types.t
 import {
   CLOSEST_CACHE_ENTRIES,
   CLOSEST_CACHE_MS,
+  MAILBOX_FETCH_MAX_ROUNDS,
   MAILBOX_HOLDERS_MAX_MESSAGES,
   MAILBOX_RECHECK_MAX_MESSAGES,
   MAILBOX_RECHECK_MAX_RECIPIENTS,
@@ -46,16 +50,27 @@ import {
 } from "./constants.ts";
 import type { ServiceContext } from "./_context.ts";
 import {
-  deleteSignedBytes,
   type Frame,
   FrameReader,
   FrameType,
+  MAILBOX_NONCE_LENGTH,
   MAILBOX_PROTOCOL,
+  MailboxRefusal,
+  mailboxRequestSignedBytes,
   MAX_DELETE_ITEMS,
+  MAX_FETCH_ITEMS,
+  MAX_FRAME_LENGTH,
   MESSAGE_PROTOCOL,
   StoreStatus,
   writeFrame,
 } from "./wire.ts";
+
+/** A fetched envelope, its hash, and the nodes that returned it. */
+interface Fetched {
+  readonly envelope: Uint8Array;
+  readonly hash: Uint8Array;
+  readonly peers: PeerTarget[];
+}
 
 /** Stores one envelope fetched from the mailbox, as the inbox does (`Inbox.receive`). */
 export type ReceiveEnvelope = (
@@ -315,7 +330,9 @@ export class MailboxClient {
 
   /**
    * Fetches this user's messages from the network mailbox, stores the new
-   * ones, sends receipts and deletes the fetched copies.
+   * ones, sends receipts and deletes the fetched copies. A node that says
+   * more copies wait than one answer holds is asked again once those are
+   * deleted, up to {@linkcode MAILBOX_FETCH_MAX_ROUNDS} rounds.
    *
    * @param options `refresh`: look the mailbox's nodes up again instead of
    *   using the ones found in the last few minutes; `signal`: give up.
@@ -327,21 +344,62 @@ export class MailboxClient {
     if (!this.#ctx.running || this.#mailbox === undefined) return 0;
     const { refresh = false, signal: caller } = options;
     const mailbox = this.#mailbox;
-    let reached = 0;
-    const holders: PeerTarget[] = [];
-    const peers = await this.#closestTo(
+    let peers = await this.#closestTo(
       mailbox,
       this.#ctx.options.mailboxReplicas * 2,
       refresh,
       caller,
     );
-    const held = new Map<string, { envelope: Uint8Array; hash: Uint8Array; peers: PeerTarget[] }>();
+    let arrived = 0;
+    // What could not be read yet: tried again after the next round, whose
+    // copies may start the sessions they belong to (bounded, as junk may be).
+    let unread: Fetched[] = [];
+    const handled = new Set<string>();
+    for (let round = 0; round < MAILBOX_FETCH_MAX_ROUNDS && peers.length > 0; round++) {
+      const { held, more, reached, holders } = await this.#fetchRound(mailbox, peers, caller);
+      if (round === 0) {
+        if (holders.length > 0) this.#ctx.emit({ type: "mailbox", holders });
+        // Only this node answered: the cached neighbourhood is stale.
+        if (reached <= 1 && !refresh) this.#closest.clear();
+      }
+      const fresh = [...held.values()].filter((item) => !handled.has(toHex(item.hash)));
+      for (const item of fresh) handled.add(toHex(item.hash));
+      const last = round + 1 === MAILBOX_FETCH_MAX_ROUNDS || more.length === 0;
+      const result = await this.#take([...fresh, ...unread], caller);
+      arrived += result.arrived;
+      unread = last ? [] : keepSome(result.unread);
+      // Unreadable copies go too: the client keeps them for the next round,
+      // and no later fetch could read them once this one has given up.
+      await this.#deleteFromMailboxes(mailbox, [...held.values()], caller);
+      peers = more;
+    }
+    return arrived;
+  }
+
+  /** One FETCH of every node in `peers`, the copies merged by hash. */
+  async #fetchRound(
+    mailbox: Uint8Array,
+    peers: readonly PeerTarget[],
+    caller: AbortSignal | undefined,
+  ): Promise<
+    { held: Map<string, Fetched>; more: PeerTarget[]; reached: number; holders: PeerTarget[] }
+  > {
+    const held = new Map<string, Fetched>();
+    const more: PeerTarget[] = [];
+    const holders: PeerTarget[] = [];
+    let reached = 0;
     await Promise.all(peers.map(async (peer) => {
       try {
-        const reply = await this.#request(peer, { type: FrameType.Fetch, mailbox }, caller);
+        const reply = await this.#request(
+          peer,
+          await this.#signed(FrameType.Fetch, peer, mailbox),
+          caller,
+        );
+        if (reply.type === FrameType.Refused) throw refusedError(reply.code);
         if (reply.type !== FrameType.Items) return;
         reached++;
         if (peer.peerId !== this.#ctx.transport.peerId) holders.push(peer);
+        if (reply.more) more.push(peer);
         for (const envelope of reply.envelopes) {
           const hash = await envelopeHash(envelope);
           const key = toHex(hash);
@@ -355,16 +413,25 @@ export class MailboxClient {
       }
     }));
     caller?.throwIfAborted();
-    if (holders.length > 0) this.#ctx.emit({ type: "mailbox", holders });
-    // Only this node answered: the cached neighbourhood is stale.
-    if (reached <= 1 && !refresh) this.#closest.clear();
+    return { held, more, reached, holders };
+  }
+
+  /**
+   * Stores what can be read, flushes, shows the new messages and sends
+   * receipts.
+   */
+  async #take(
+    items: readonly Fetched[],
+    caller: AbortSignal | undefined,
+  ): Promise<{ arrived: number; unread: Fetched[] }> {
     const fresh: IncomingMessage[] = [];
-    const stored: { envelope: Uint8Array; hash: Uint8Array }[] = [];
+    const stored: Fetched[] = [];
     // A session's first message may come after its followers: what could not
     // be read is tried again while other messages still open sessions (a few
     // passes, so junk in the mailbox costs a bounded amount of work).
-    let pending = [...held.values()];
+    let pending = [...items];
     for (let pass = 0, progress = true; progress && pending.length > 0 && pass < 3; pass++) {
+      caller?.throwIfAborted();
       progress = false;
       const unreadable = [];
       for (const item of pending) {
@@ -387,9 +454,32 @@ export class MailboxClient {
     // Receipts tell senders at once; the outbox retry would find out later
     // anyway. None for a copy that could not be read: the sender keeps it.
     for (const { envelope, hash } of stored) this.#ctx.track(this.#sendReceipt(envelope, hash));
-    // Unreadable copies go too: no later fetch could read them either.
-    await this.#deleteFromMailboxes(mailbox, [...held.values()], caller);
-    return fresh.length;
+    return { arrived: fresh.length, unread: pending };
+  }
+
+  /** A FETCH, or a DELETE of `hashes`, signed by this user for one node. */
+  async #signed(
+    type: typeof FrameType.Fetch | typeof FrameType.Delete,
+    peer: PeerTarget,
+    mailbox: Uint8Array,
+    hashes: readonly Uint8Array[] = [],
+  ): Promise<Frame> {
+    const timestamp = this.#ctx.clock();
+    const nonce = crypto.getRandomValues(new Uint8Array(MAILBOX_NONCE_LENGTH));
+    const request = { node: peer.peerId, mailbox, timestamp, nonce };
+    const owner = this.#ctx.identity.signingPublicKey;
+    if (type === FrameType.Fetch) {
+      const signature = await this.#ctx.identity.sign(
+        "mailbox",
+        mailboxRequestSignedBytes({ type, ...request }),
+      );
+      return { type, owner, ...request, signature };
+    }
+    const signature = await this.#ctx.identity.sign(
+      "mailbox",
+      mailboxRequestSignedBytes({ type, ...request, hashes }),
+    );
+    return { type, owner, ...request, hashes, signature };
   }
 
   async #sendReceipt(envelope: Uint8Array, hash: Uint8Array): Promise<void> {
@@ -414,7 +504,7 @@ export class MailboxClient {
 
   async #deleteFromMailboxes(
     mailbox: Uint8Array,
-    items: { hash: Uint8Array; peers: PeerTarget[] }[],
+    items: readonly { hash: Uint8Array; peers: PeerTarget[] }[],
     caller: AbortSignal | undefined,
   ): Promise<void> {
     const byPeer = new Map<string, { peer: PeerTarget; hashes: Uint8Array[] }>();
@@ -425,23 +515,17 @@ export class MailboxClient {
         byPeer.set(peer.peerId, e);
       }
     }
+    // A FETCH answer's copies fit in one DELETE: one request per node.
     await Promise.all([...byPeer.values()].map(async ({ peer, hashes }) => {
       for (let i = 0; i < hashes.length; i += MAX_DELETE_ITEMS) {
         const part = hashes.slice(i, i + MAX_DELETE_ITEMS);
-        const timestamp = this.#ctx.clock();
-        const signature = await this.#ctx.identity.sign(
-          "mailbox",
-          deleteSignedBytes(mailbox, timestamp, part),
-        );
         try {
-          await this.#request(peer, {
-            type: FrameType.Delete,
-            mailbox,
-            owner: this.#ctx.identity.signingPublicKey,
-            timestamp,
-            hashes: part,
-            signature,
-          }, caller);
+          const reply = await this.#request(
+            peer,
+            await this.#signed(FrameType.Delete, peer, mailbox, part),
+            caller,
+          );
+          if (reply.type === FrameType.Refused) throw refusedError(reply.code);
         } catch (err) {
           // Given up: the copies left are deleted by a later fetch.
           if (caller?.aborted) return;
@@ -450,4 +534,29 @@ export class MailboxClient {
       }
     }));
   }
+}
+
+/** The error a refused FETCH or DELETE is reported as. */
+function refusedError(code: number): ProtocolError {
+  const why = code === MailboxRefusal.Stale
+    ? "its time is too far from the node's clock, or the node was flooded"
+    : code === MailboxRefusal.Replayed
+    ? "the node has served it already"
+    : "the node did not accept the owner's signature";
+  return new ProtocolError(`Cannot use mailbox: the request was refused (${why})`);
+}
+
+/**
+ * The unreadable copies kept for the next round: the first that fit in one
+ * answer's worth of memory ({@linkcode MAX_FETCH_ITEMS} copies, a frame).
+ */
+function keepSome(items: readonly Fetched[]): Fetched[] {
+  const kept: Fetched[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    if (kept.length >= MAX_FETCH_ITEMS || bytes + item.envelope.length > MAX_FRAME_LENGTH) break;
+    bytes += item.envelope.length;
+    kept.push(item);
+  }
+  return kept;
 }

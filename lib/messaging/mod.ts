@@ -1,6 +1,6 @@
 /**
  * DIM's messaging layer: the wire protocols `/dim/msg/1.0.0` and
- * `/dim/mbox/1.0.0`, the service that sends with a persistent outbox and
+ * `/dim/mbox/2.0.0`, the service that sends with a persistent outbox and
  * signed acknowledgements, and the mailbox server that keeps sealed
  * envelopes for offline users. What it keeps (messages, the outbox,
  * sessions, mailbox copies) goes through the storage interfaces it defines
@@ -19,11 +19,13 @@
  */
 export {
   decodeFrame,
-  deleteSignedBytes,
   encodeFrame,
   FrameReader,
   FrameType,
+  MAILBOX_NONCE_LENGTH,
   MAILBOX_PROTOCOL,
+  MailboxRefusal,
+  mailboxRequestSignedBytes,
   MAX_DELETE_ITEMS,
   MAX_FETCH_ITEMS,
   MAX_FRAME_LENGTH,
@@ -31,9 +33,15 @@ export {
   NackCode,
   StoreStatus,
 } from "./wire.ts";
-export type { Frame, StreamChunk } from "./wire.ts";
+export type { Frame, MailboxRequest, StreamChunk } from "./wire.ts";
 export { DEFAULT_MAILBOX_LIMITS, mailboxAddress, MailboxServer } from "./mailbox.ts";
-export type { MailboxLimits, MailboxServerOptions, MessageStream, StreamHost } from "./mailbox.ts";
+export type {
+  MailboxLimits,
+  MailboxRequester,
+  MailboxServerOptions,
+  MessageStream,
+  StreamHost,
+} from "./mailbox.ts";
 export { DEFAULT_INBOX_LIMITS } from "./inbox.ts";
 export type { InboxLimits } from "./inbox.ts";
 export { MessagingService } from "./service.ts";
@@ -89,11 +97,13 @@ export type {
   MailboxPutOutcome,
   MailboxQuota,
   MailboxStorage,
+  MailboxStorer,
   MessageDirection,
   MessageProtection,
   MessageState,
   MessagingStorage,
   NewIncomingMessage,
+  NewMailboxCopy,
   NewOutgoingMessage,
   OutboxEntry,
   OutboxStorage,

@@ -153,10 +153,45 @@ export interface MailboxQuota {
   readonly maxBytes: number;
   /** Most bytes in all mailboxes together. */
   readonly maxTotalBytes: number;
+  /** Most envelopes one storing peer keeps in one mailbox. */
+  readonly maxPeerCount: number;
+  /** Most bytes one storing peer keeps in one mailbox. */
+  readonly maxPeerBytes: number;
+  /** Most envelopes from one origin (storing address) in all mailboxes. */
+  readonly maxOriginCount: number;
+  /** Most bytes from one origin (storing address) in all mailboxes. */
+  readonly maxOriginBytes: number;
 }
 
-/** What became of an envelope offered to a mailbox. */
+/**
+ * What became of an envelope offered to a mailbox: "full" means the storer
+ * is over its share, or is itself the heaviest storer where room was needed.
+ */
 export type MailboxPutOutcome = "stored" | "duplicate" | "full";
+
+/** Who stored a copy in a mailbox. */
+export interface MailboxStorer {
+  /** The storing peer's ID. */
+  readonly peer: string;
+  /** The address it stored from (an IPv4 address, an IPv6 /64, …), for quotas per address. */
+  readonly origin: string;
+}
+
+/** An envelope offered to a mailbox. */
+export interface NewMailboxCopy {
+  /** The 32-byte mailbox address. */
+  readonly mailbox: Uint8Array;
+  /** SHA-256 of the envelope. */
+  readonly hash: Uint8Array;
+  /** The sealed envelope. */
+  readonly envelope: Uint8Array;
+  /** When to drop it (ms). */
+  readonly expiresAt: number;
+  /** The current time (ms): copies expired by then go first. */
+  readonly storedAt: number;
+  /** Who stores it. */
+  readonly storer: MailboxStorer;
+}
 
 /** An envelope kept in a mailbox, with its expiry. */
 export interface MailboxCopy {
@@ -410,33 +445,34 @@ export interface SessionMarkStorage {
 /** Sealed envelopes kept for users who are offline, within quotas. */
 export interface MailboxStorage {
   /**
-   * Keeps an envelope for an offline user, within quotas; expired copies go first.
+   * Keeps an envelope for an offline user, within quotas; expired copies go
+   * first. A storer over its share of the mailbox is refused; over the
+   * limit of the mailbox, of the storer's origin or in total, the heaviest
+   * storer's oldest copies are evicted instead.
    *
-   * @param mailbox The 32-byte mailbox address.
-   * @param hash SHA-256 of the envelope.
-   * @param envelope The sealed envelope.
-   * @param expiresAt When to drop it (ms).
-   * @param now The current time (ms).
-   * @param quota Quotas per mailbox and in total.
+   * @param copy The envelope with its mailbox, hash, expiry, time and storer.
+   * @param quota Quotas per storer, per mailbox, per origin and in total.
    * @returns "stored", "duplicate" or "full".
    */
-  put(
-    mailbox: Uint8Array,
-    hash: Uint8Array,
-    envelope: Uint8Array,
-    expiresAt: number,
-    now: number,
-    quota: MailboxQuota,
-  ): MailboxPutOutcome;
+  put(copy: NewMailboxCopy, quota: MailboxQuota): MailboxPutOutcome;
   /**
    * The unexpired envelopes in one mailbox, oldest first.
    *
    * @param mailbox The 32-byte mailbox address.
    * @param now The current time (ms).
    * @param limit At most this many.
+   * @param maxBytes At most this many envelope bytes together (default: no limit).
    * @returns The envelopes with their expiry.
    */
-  list(mailbox: Uint8Array, now: number, limit: number): MailboxCopy[];
+  list(mailbox: Uint8Array, now: number, limit: number, maxBytes?: number): MailboxCopy[];
+  /**
+   * How many unexpired envelopes one mailbox holds.
+   *
+   * @param mailbox The 32-byte mailbox address.
+   * @param now The current time (ms).
+   * @returns The count.
+   */
+  count(mailbox: Uint8Array, now: number): number;
   /**
    * Deletes envelopes from a mailbox by hash.
    *

@@ -12,9 +12,13 @@
  *   `ENVELOPE` → `ACK` (signed by the recipient over the envelope's SHA-256)
  *   or `NACK`; `RECEIPT` is an `ACK` the recipient sends on its own for an
  *   envelope it fetched from its mailbox.
- * - `/dim/mbox/1.0.0` keeps envelopes for offline users on the nodes closest
- *   to the recipient's mailbox address: `STORE`, `FETCH`, `DELETE` (signed by
- *   the mailbox owner).
+ * - `/dim/mbox/2.0.0` keeps envelopes for offline users on the nodes closest
+ *   to the recipient's mailbox address: `STORE` → `STORE_RESULT`, and, signed
+ *   by the mailbox owner for one node at one time with a fresh nonce,
+ *   `FETCH` → `ITEMS` and `DELETE` → `DELETED` (or `REFUSED` for either).
+ *   Version 1 let anyone FETCH and did not make a DELETE single-use; a
+ *   version-2 node does not speak it, so a version-1 peer's stream is refused
+ *   at protocol negotiation ("the peer does not support it").
  *
  * @example Encode and decode an acknowledgement
  * ```ts
@@ -32,10 +36,14 @@
  *
  * @module
  */
-import { concat, Reader, u16, u32, u64 } from "../platform/bytes.ts";
+import { concat, Reader, u16, u32, u64, utf8 } from "../platform/bytes.ts";
 import { MAX_ENVELOPE_LENGTH } from "../crypto/envelope.ts";
 import { ProtocolError } from "../errors.ts";
-import { MAX_FRAME_LENGTH } from "./constants.ts";
+import {
+  MAILBOX_DELETE_MAX_ITEMS,
+  MAILBOX_FETCH_MAX_ITEMS,
+  MAX_FRAME_LENGTH,
+} from "./constants.ts";
 import {
   type ByteBudget,
   encodeRawFrame,
@@ -50,12 +58,17 @@ export type { StreamChunk };
 
 /** Protocol ID of direct messages. */
 export const MESSAGE_PROTOCOL = "/dim/msg/1.0.0";
-/** Protocol ID of the offline mailbox. */
-export const MAILBOX_PROTOCOL = "/dim/mbox/1.0.0";
-/** The most envelopes one FETCH answer carries. */
-export const MAX_FETCH_ITEMS = 64;
-/** The most hashes one DELETE names. */
-export const MAX_DELETE_ITEMS = 256;
+/**
+ * Protocol ID of the offline mailbox, version 2: FETCH signed by the owner,
+ * FETCH and DELETE single-use per node.
+ */
+export const MAILBOX_PROTOCOL = "/dim/mbox/2.0.0";
+/** The most envelopes one FETCH answer carries: a whole mailbox. */
+export const MAX_FETCH_ITEMS: number = MAILBOX_FETCH_MAX_ITEMS;
+/** The most hashes one DELETE names: a whole FETCH answer. */
+export const MAX_DELETE_ITEMS: number = MAILBOX_DELETE_MAX_ITEMS;
+/** Length of the random nonce of a signed FETCH or DELETE. */
+export const MAILBOX_NONCE_LENGTH = 16;
 
 /** Frame type codes. */
 export const FrameType = {
@@ -69,6 +82,7 @@ export const FrameType = {
   Items: 0x13,
   Delete: 0x14,
   Deleted: 0x15,
+  Refused: 0x16,
 } as const;
 
 /**
@@ -78,8 +92,37 @@ export const FrameType = {
  * senders used the same one-time prekey); the sender may start a new session.
  */
 export const NackCode = { Unreadable: 1, RateLimited: 2, Busy: 3, NoSession: 4 } as const;
-/** The outcome of a mailbox STORE. */
-export const StoreStatus = { Stored: 0, Duplicate: 1, Full: 2, Invalid: 3 } as const;
+/**
+ * The outcome of a mailbox STORE. `Full`: the storing peer is over its
+ * share of the mailbox. `Invalid`: the bytes cannot be an envelope, or the
+ * expiry is out of range. `NotClosest`: the node is not among the nodes
+ * closest to the mailbox address, and keeps no copy for it.
+ */
+export const StoreStatus = { Stored: 0, Duplicate: 1, Full: 2, Invalid: 3, NotClosest: 4 } as const;
+
+/**
+ * Why a node refused a FETCH or DELETE. `NotOwner`: the key does not hash
+ * to the mailbox, or the signature (over this node's peer ID) is wrong.
+ * `Stale`: the timestamp is outside the window. `Replayed`: the node has
+ * served this request already.
+ */
+export const MailboxRefusal = { NotOwner: 1, Stale: 2, Replayed: 3 } as const;
+
+/** What the owner of a mailbox signs for a FETCH or DELETE. */
+export interface MailboxRequest {
+  /** `FrameType.Fetch` or `FrameType.Delete`. */
+  readonly type: typeof FrameType.Fetch | typeof FrameType.Delete;
+  /** The peer ID of the node asked: a request is good on that node only. */
+  readonly node: string;
+  /** The mailbox address. */
+  readonly mailbox: Uint8Array;
+  /** The request time (ms). */
+  readonly timestamp: number;
+  /** {@linkcode MAILBOX_NONCE_LENGTH} random bytes. */
+  readonly nonce: Uint8Array;
+  /** The envelope hashes to delete (a DELETE only). */
+  readonly hashes?: readonly Uint8Array[];
+}
 
 /** One decoded frame. */
 export type Frame =
@@ -97,17 +140,31 @@ export type Frame =
     readonly envelope: Uint8Array;
   }
   | { readonly type: typeof FrameType.StoreResult; readonly status: number }
-  | { readonly type: typeof FrameType.Fetch; readonly mailbox: Uint8Array }
-  | { readonly type: typeof FrameType.Items; readonly envelopes: readonly Uint8Array[] }
+  | {
+    readonly type: typeof FrameType.Fetch;
+    readonly mailbox: Uint8Array;
+    readonly owner: Uint8Array;
+    readonly timestamp: number;
+    readonly nonce: Uint8Array;
+    readonly signature: Uint8Array;
+  }
+  | {
+    readonly type: typeof FrameType.Items;
+    readonly envelopes: readonly Uint8Array[];
+    /** Whether more envelopes wait than the answer holds. */
+    readonly more: boolean;
+  }
   | {
     readonly type: typeof FrameType.Delete;
     readonly mailbox: Uint8Array;
     readonly owner: Uint8Array;
     readonly timestamp: number;
+    readonly nonce: Uint8Array;
     readonly hashes: readonly Uint8Array[];
     readonly signature: Uint8Array;
   }
-  | { readonly type: typeof FrameType.Deleted; readonly count: number };
+  | { readonly type: typeof FrameType.Deleted; readonly count: number }
+  | { readonly type: typeof FrameType.Refused; readonly code: number };
 
 function checkEnvelopeLength(env: Uint8Array): void {
   if (env.length === 0 || env.length > MAX_ENVELOPE_LENGTH) {
@@ -115,20 +172,49 @@ function checkEnvelopeLength(env: Uint8Array): void {
   }
 }
 
+const REQUEST_LABEL = utf8("DIM-v2 mailbox request\0");
+
 /**
- * The signed part of a DELETE: what the mailbox owner signs.
+ * What the mailbox owner signs (with the "mailbox" domain) for a FETCH or a
+ * DELETE: the label, the request type, the asked node's peer ID, the
+ * mailbox, the time, the nonce, and a DELETE's hashes. Naming the node
+ * keeps a node from replaying its owner's request to another; the nonce
+ * lets the node serve it once.
  *
- * @param mailbox The mailbox address.
- * @param timestamp The request time (ms).
- * @param hashes The envelope hashes to delete.
- * @returns The bytes to sign with the "mailbox" domain.
+ * @param request The request.
+ * @returns The bytes to sign.
+ * @throws {ProtocolError} If the nonce has the wrong length or the peer ID is too long.
+ * @example
+ * ```ts
+ * import { FrameType, mailboxRequestSignedBytes } from "./wire.ts";
+ *
+ * const bytes = mailboxRequestSignedBytes({
+ *   type: FrameType.Fetch,
+ *   node: "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA",
+ *   mailbox: new Uint8Array(32),
+ *   timestamp: 0,
+ *   nonce: new Uint8Array(16),
+ * });
+ * console.assert(bytes.length > 32);
+ * ```
  */
-export function deleteSignedBytes(
-  mailbox: Uint8Array,
-  timestamp: number,
-  hashes: readonly Uint8Array[],
-): Uint8Array {
-  return concat(mailbox, u64(timestamp), u16(hashes.length), ...hashes);
+export function mailboxRequestSignedBytes(request: MailboxRequest): Uint8Array {
+  const node = utf8(request.node);
+  if (node.length > 255 || request.nonce.length !== MAILBOX_NONCE_LENGTH) {
+    throw new ProtocolError("Cannot sign mailbox request: malformed node or nonce");
+  }
+  const hashes = request.type === FrameType.Delete
+    ? [u16(request.hashes?.length ?? 0), ...(request.hashes ?? [])]
+    : [];
+  return concat(
+    REQUEST_LABEL,
+    new Uint8Array([request.type, node.length]),
+    node,
+    request.mailbox,
+    u64(request.timestamp),
+    request.nonce,
+    ...hashes,
+  );
 }
 
 /**
@@ -160,13 +246,22 @@ export function encodeFrame(frame: Frame): Uint8Array {
       body = new Uint8Array([frame.status]);
       break;
     case FrameType.Fetch:
-      body = frame.mailbox;
+      body = concat(
+        frame.owner,
+        frame.mailbox,
+        u64(frame.timestamp),
+        frame.nonce,
+        frame.signature,
+      );
       break;
     case FrameType.Items: {
       if (frame.envelopes.length > MAX_FETCH_ITEMS) {
         throw new ProtocolError("Cannot encode frame: too many items");
       }
-      const parts: Uint8Array[] = [u16(frame.envelopes.length)];
+      const parts: Uint8Array[] = [
+        new Uint8Array([frame.more ? 1 : 0]),
+        u16(frame.envelopes.length),
+      ];
       for (const e of frame.envelopes) parts.push(u32(e.length), e);
       body = concat(...parts);
       break;
@@ -177,12 +272,19 @@ export function encodeFrame(frame: Frame): Uint8Array {
       }
       body = concat(
         frame.owner,
-        deleteSignedBytes(frame.mailbox, frame.timestamp, frame.hashes),
+        frame.mailbox,
+        u64(frame.timestamp),
+        frame.nonce,
+        u16(frame.hashes.length),
+        ...frame.hashes,
         frame.signature,
       );
       break;
     case FrameType.Deleted:
       body = u16(frame.count);
+      break;
+    case FrameType.Refused:
+      body = new Uint8Array([frame.code]);
       break;
   }
   if (body.length + 1 > MAX_FRAME_LENGTH) {
@@ -254,9 +356,18 @@ function decodeBody(type: number, body: Uint8Array): Frame {
         frame = { type, status: r.u8() };
         break;
       case FrameType.Fetch:
-        frame = { type, mailbox: fixed(r, 32) };
+        frame = {
+          type,
+          owner: fixed(r, 32),
+          mailbox: fixed(r, 32),
+          timestamp: r.u64(),
+          nonce: fixed(r, MAILBOX_NONCE_LENGTH),
+          signature: fixed(r, 64),
+        };
         break;
       case FrameType.Items: {
+        const flag = r.u8();
+        if (flag > 1) throw new SyntaxError("bad more flag");
         const n = (r.u8() << 8) | r.u8();
         if (n > MAX_FETCH_ITEMS) throw new SyntaxError("too many items");
         const envelopes: Uint8Array[] = [];
@@ -265,22 +376,26 @@ function decodeBody(type: number, body: Uint8Array): Frame {
           if (len === 0 || len > MAX_ENVELOPE_LENGTH) throw new SyntaxError("bad item length");
           envelopes.push(r.bytes(len));
         }
-        frame = { type, envelopes };
+        frame = { type, envelopes, more: flag === 1 };
         break;
       }
       case FrameType.Delete: {
         const owner = fixed(r, 32);
         const mailbox = fixed(r, 32);
         const timestamp = r.u64();
+        const nonce = fixed(r, MAILBOX_NONCE_LENGTH);
         const n = (r.u8() << 8) | r.u8();
         if (n > MAX_DELETE_ITEMS) throw new SyntaxError("too many hashes");
         const hashes: Uint8Array[] = [];
         for (let i = 0; i < n; i++) hashes.push(fixed(r, 32));
-        frame = { type, owner, mailbox, timestamp, hashes, signature: fixed(r, 64) };
+        frame = { type, owner, mailbox, timestamp, nonce, hashes, signature: fixed(r, 64) };
         break;
       }
       case FrameType.Deleted:
         frame = { type, count: (r.u8() << 8) | r.u8() };
+        break;
+      case FrameType.Refused:
+        frame = { type, code: r.u8() };
         break;
       default:
         throw new SyntaxError(`unknown frame type ${type}`);
@@ -295,7 +410,7 @@ function decodeBody(type: number, body: Uint8Array): Frame {
 }
 
 /**
- * Reads `/dim/msg/1.0.0` and `/dim/mbox/1.0.0` frames from a byte stream,
+ * Reads `/dim/msg/1.0.0` and `/dim/mbox/2.0.0` frames from a byte stream,
  * refusing any frame over `maxLength` as soon as its length prefix arrives.
  */
 export class FrameReader {

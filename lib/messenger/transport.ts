@@ -28,8 +28,12 @@ export function transportFor(node: DhtNode): MessagingTransport {
       return node.peerId;
     },
     handle: (protocol, handler) =>
-      node.handle(protocol, (stream, remotePeer) => handler(stream, remotePeer)),
+      node.handle(
+        protocol,
+        (stream, remotePeer, remoteAddress) => handler(stream, remotePeer, remoteAddress),
+      ),
     unhandle: (protocol) => node.unhandle(protocol),
+    closerPeerCount: (key, limit) => node.closerPeerCount(key, limit),
     openStream: (peer, protocol, options) =>
       node.dialProtocol({ peerId: peer.peerId, multiaddrs: peer.addresses }, protocol, options),
     closestPeers: async (key, options) => {

@@ -5,8 +5,7 @@
  * skewed user's signed mailbox DELETEs are still accepted.
  */
 import assert from "node:assert/strict";
-import { mailboxAddress, type MessageStream } from "../../lib/messaging/mailbox.ts";
-import { encodeFrame, FrameReader, FrameType, MAILBOX_PROTOCOL } from "../../lib/messaging/wire.ts";
+import { copiesOn, testIdentity } from "../messaging/_mailbox_probe.ts";
 import { CLOCK_SKEW_TOLERANCE_MS } from "../../lib/record/record.ts";
 import { FAST_MESSAGING, nextMessages, testNet } from "../_support/network.ts";
 import { attackerNode, figure, sleep } from "../hostile/_support.ts";
@@ -43,17 +42,9 @@ for (const skew of [CLOCK_SKEW_TOLERANCE_MS, -CLOCK_SKEW_TOLERANCE_MS]) {
     const attacker = await attackerNode(net.bootstrap());
     let left = -1;
     try {
-      const stream: MessageStream = await attacker.dialProtocol(
-        net.storageNodes[0]!.addresses[0]!,
-        MAILBOX_PROTOCOL,
-      );
-      stream.send(encodeFrame({
-        type: FrameType.Fetch,
-        mailbox: await mailboxAddress(alice2.profile.publicIdentity.signingPublicKey),
-      }));
-      const reply = await new FrameReader(stream).next();
-      await stream.close();
-      if (reply?.type === FrameType.Items) left = reply.envelopes.length;
+      // A FETCH signed by Alice (with the right clock), which deletes nothing.
+      const aliceKey = await testIdentity(net.dir, "alice");
+      left = await copiesOn(attacker, net.storageNodes[0]!.addresses[0]!, aliceKey);
     } finally {
       await attacker.stop();
     }

@@ -6,7 +6,7 @@
  * envelopes by anyone still hands its owner every message.
  */
 import assert from "node:assert/strict";
-import { sealEnvelope } from "../../lib/crypto/envelope.ts";
+import { ENVELOPE_VERSION, sealEnvelope } from "../../lib/crypto/envelope.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import type { DhtNode } from "../../lib/dht/node.ts";
 import { mailboxAddress, type MessageStream } from "../../lib/messaging/mailbox.ts";
@@ -20,6 +20,7 @@ import {
   FrameReader,
   FrameType,
   MAILBOX_PROTOCOL,
+  mailboxRequestSignedBytes,
   MESSAGE_PROTOCOL,
   NackCode,
   StoreStatus,
@@ -244,8 +245,13 @@ Deno.test("a mailbox stuffed with large junk envelopes still hands its owner eve
   const attacker = await attackerNode(net.bootstrap());
   try {
     // Five envelopes of 250 KiB: over 1 MiB together, more than one answer frame holds.
+    // Their first byte is the envelope version, or the nodes would refuse them.
     const mailbox = await mailboxAddress(bob.profile.publicIdentity.signingPublicKey);
-    const junk = Array.from({ length: 5 }, () => new Random().bytes(250 * 1024));
+    const junk = Array.from({ length: 5 }, () => {
+      const bytes = new Random().bytes(250 * 1024);
+      bytes[0] = ENVELOPE_VERSION;
+      return bytes;
+    });
     const targets = [...net.storageNodes.map((r) => r.addresses[0]!), alice.addresses[0]!];
     let stuffed = 0;
     for (const to of targets) {
@@ -266,12 +272,28 @@ Deno.test("a mailbox stuffed with large junk envelopes still hands its owner eve
     figure("mailbox-stuffing", { junkStored: stuffed, delivered: got === undefined ? 0 : 1 });
     assert.equal(got?.text, "behind the junk");
     assert.equal(got?.via, "mailbox");
-    // A raw FETCH of the stuffed mailbox is answered, not reset.
+    // A stranger's FETCH of the stuffed mailbox is answered (refused), not reset.
+    const mallory = await Identity.generate();
+    const request = {
+      node: net.storageNodes[0]!.node.peerId,
+      mailbox,
+      timestamp: Date.now(),
+      nonce: new Random().bytes(16),
+    };
+    const signature = await mallory.sign(
+      "mailbox",
+      mailboxRequestSignedBytes({ type: FrameType.Fetch, ...request }),
+    );
     const { outcome } = await rawExchange(
       attacker,
       net.storageNodes[0]!.addresses[0]!,
       MAILBOX_PROTOCOL,
-      encodeFrame({ type: FrameType.Fetch, mailbox }),
+      encodeFrame({
+        type: FrameType.Fetch,
+        owner: mallory.signingPublicKey,
+        ...request,
+        signature,
+      }),
     );
     assert.equal(outcome, "answered");
     assert.deepEqual(watch.seen, [], describeSeen(watch.seen));

@@ -1,6 +1,6 @@
 /**
  * A fuzzer against a real user's node on loopback: random and mutated
- * frames on `/dim/msg/1.0.0` and `/dim/mbox/1.0.0` (bit flips, truncations,
+ * frames on `/dim/msg/1.0.0` and `/dim/mbox/2.0.0` (bit flips, truncations,
  * length-prefix lies, huge lengths, wrong types, spliced and repeated
  * frames). Nothing crashes, nothing is rejected unhandled, memory stays
  * bounded, and a contact's normal messages sent during the storm still
@@ -12,11 +12,11 @@ import { sealEnvelope } from "../../lib/crypto/envelope.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { mailboxAddress } from "../../lib/messaging/mailbox.ts";
 import {
-  deleteSignedBytes,
   encodeFrame,
   type Frame,
   FrameType,
   MAILBOX_PROTOCOL,
+  mailboxRequestSignedBytes,
   MAX_FRAME_LENGTH,
   MESSAGE_PROTOCOL,
 } from "../../lib/messaging/wire.ts";
@@ -125,10 +125,37 @@ Deno.test({
       );
       const hashes = [rnd.bytes(32), rnd.bytes(32)];
       const timestamp = Date.now();
+      const nonce = rnd.bytes(16);
+      const node = bob.node.peerId;
       const deleteSignature = await mallory.sign(
         "mailbox",
-        deleteSignedBytes(malloryMailbox, timestamp, hashes),
+        mailboxRequestSignedBytes({
+          type: FrameType.Delete,
+          node,
+          mailbox: malloryMailbox,
+          timestamp,
+          nonce,
+          hashes,
+        }),
       );
+      const fetchSignature = await mallory.sign(
+        "mailbox",
+        mailboxRequestSignedBytes({
+          type: FrameType.Fetch,
+          node,
+          mailbox: malloryMailbox,
+          timestamp,
+          nonce,
+        }),
+      );
+      const fetchOf = (mailbox: Uint8Array): Frame => ({
+        type: FrameType.Fetch,
+        mailbox,
+        owner: mallory.signingPublicKey,
+        timestamp,
+        nonce,
+        signature: fetchSignature,
+      });
       const msgSeeds: Frame[] = [
         ...envelopes.map((envelope): Frame => ({ type: FrameType.Envelope, envelope })),
         { type: FrameType.Receipt, envelopeHash: rnd.bytes(32), signature: rnd.bytes(64) },
@@ -142,13 +169,15 @@ Deno.test({
           expiresAt: Date.now() + 3600_000,
           envelope,
         })),
-        { type: FrameType.Fetch, mailbox: bobMailbox },
-        { type: FrameType.Fetch, mailbox: rnd.bytes(32) },
+        fetchOf(malloryMailbox),
+        fetchOf(bobMailbox),
+        fetchOf(rnd.bytes(32)),
         {
           type: FrameType.Delete,
           mailbox: malloryMailbox,
           owner: mallory.signingPublicKey,
           timestamp,
+          nonce,
           hashes,
           signature: deleteSignature,
         },
@@ -157,10 +186,11 @@ Deno.test({
           mailbox: bobMailbox,
           owner: mallory.signingPublicKey,
           timestamp,
+          nonce,
           hashes,
           signature: deleteSignature,
         },
-        { type: FrameType.Items, envelopes: [envelopes[0]!] },
+        { type: FrameType.Items, envelopes: [envelopes[0]!], more: false },
       ];
       const encoded = {
         [MESSAGE_PROTOCOL]: msgSeeds.map(encodeFrame),

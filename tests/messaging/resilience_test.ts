@@ -16,7 +16,7 @@ import type { MessagingOptions } from "../../lib/messaging/types.ts";
 import type { StorageNode } from "../../lib/storage_node.ts";
 import { FAST_MESSAGING, nextMessages, testNet } from "../_support/network.ts";
 import { figure, Random, until } from "../hostile/_support.ts";
-import { copiesOn, holdersOf } from "./_mailbox_probe.ts";
+import { copiesOn, holdersOf, testIdentity } from "./_mailbox_probe.ts";
 
 const NODES = 20;
 const REPLICAS = 3;
@@ -49,10 +49,11 @@ Deno.test({
 
     await alice.addContact("carol", carol.id);
     const mailbox = await mailboxAddress(carol.profile.publicIdentity.signingPublicKey);
+    const carolKey = await testIdentity(net.dir, "carol");
     await carol.stop();
     const sent = await alice.send("carol", "kept by the network");
     await alice.waitFor(sent.seq, { orStored: true, signal: AbortSignal.timeout(10_000) });
-    const holders = await holdersOf(alice.node, net.storageNodes, mailbox);
+    const holders = await holdersOf(alice.node, net.storageNodes, carolKey);
     assert.ok(holders.length > 0, "the copy is on storage nodes");
 
     const [first, ...others] = net.storageNodes as [StorageNode, ...StorageNode[]];
@@ -95,12 +96,12 @@ Deno.test({
           signal: AbortSignal.timeout(5000),
         })).slice(0, REPLICAS).filter((p) => p.peerId !== alice.node.peerId);
         if (closest.length === 0) return false;
-        const copies = await Promise.all(closest.map((p) => copiesOn(alice.node, p, mailbox)));
+        const copies = await Promise.all(closest.map((p) => copiesOn(alice.node, p, carolKey)));
         return copies.every((n) => n > 0);
       }, 20_000);
       repairedIn = Math.round(performance.now() - since);
     });
-    const newHolders = (await holdersOf(alice.node, live, mailbox))
+    const newHolders = (await holdersOf(alice.node, live, carolKey))
       .filter((n) => !holders.includes(n)).length;
 
     await t.step(

@@ -19,17 +19,26 @@ const SAMPLES: Frame[] = [
   { type: FrameType.Nack, code: 2 },
   { type: FrameType.Store, mailbox: h(5), expiresAt: 1_700_000_000_000, envelope: h(6) },
   { type: FrameType.StoreResult, status: 1 },
-  { type: FrameType.Fetch, mailbox: h(7) },
-  { type: FrameType.Items, envelopes: [h(8), new Uint8Array([9])] },
+  {
+    type: FrameType.Fetch,
+    mailbox: h(7),
+    owner: h(15),
+    timestamp: 41,
+    nonce: new Uint8Array(16).fill(16),
+    signature: new Uint8Array(64).fill(17),
+  },
+  { type: FrameType.Items, envelopes: [h(8), new Uint8Array([9])], more: true },
   {
     type: FrameType.Delete,
     mailbox: h(10),
     owner: h(11),
     timestamp: 42,
+    nonce: new Uint8Array(16).fill(18),
     hashes: [h(12), h(13)],
     signature: new Uint8Array(64).fill(14),
   },
   { type: FrameType.Deleted, count: 300 },
+  { type: FrameType.Refused, code: 3 },
 ];
 
 async function* chunks(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
