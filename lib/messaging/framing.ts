@@ -1,6 +1,6 @@
 /**
  * Length-prefixed frames: the one framing of every DIM stream protocol
- * (`/dim/msg/1.0.0`, `/dim/mbox/1.0.0` and `/dim/file/1.0.0`).
+ * (`/dim/msg/1.0.0`, `/dim/mbox/2.0.0` and `/dim/file/1.0.0`).
  *
  * Every frame is `length u32 | type u8 | body`, `length` counting `type`
  * and `body`, big-endian. What a body means is each protocol's business
