@@ -629,3 +629,62 @@ export const SKIPPED_KEY_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
  * crash is not detected.
  */
 export const SESSION_MARK_INTERVAL = 1000;
+
+// --- Content types of the messaging layer ----------------------------------------
+
+/**
+ * The lowest content type the messaging layer keeps for its own use: 0x40.
+ * Content types 0x40 to 0x7f ({@linkcode CONTROL_CONTENT_TYPE_MAX}) are
+ * never shown as messages: receipts and the parts of files left in
+ * mailboxes. The history keeps their rows (for deduplication, and a file's
+ * parts until it is whole) but lists none of them.
+ */
+export const CONTROL_CONTENT_TYPE_MIN = 0x40;
+
+/** The highest content type the messaging layer keeps for its own use: 0x7f. */
+export const CONTROL_CONTENT_TYPE_MAX = 0x7f;
+
+/**
+ * The content type of a sealed receipt: the SHA-256 hashes of envelopes
+ * fetched from the recipient's mailbox, sent back to their sender inside
+ * an envelope like any message (a bare signed receipt left in a mailbox
+ * would tell its nodes who received what).
+ */
+export const RECEIPT_CONTENT_TYPE = 0x40;
+
+/** The content type of the header of a file left in a mailbox (name, size, SHA-256, parts). */
+export const FILE_HEADER_CONTENT_TYPE = 0x41;
+
+/** The content type of one chunk of a file left in a mailbox. */
+export const FILE_CHUNK_CONTENT_TYPE = 0x42;
+
+/**
+ * The most envelope hashes one receipt carries: 1024 (32 KiB of body).
+ * A mailbox fetch that read more from one sender sends several receipts.
+ */
+export const MAX_RECEIPT_HASHES = 1024;
+
+/**
+ * The largest file that can be left for an offline recipient: 4 MiB. Its
+ * envelopes ({@linkcode MAILBOX_FILE_CHUNK_SIZE} each, 22 for 4 MiB) take
+ * about half of what one sender may keep in one mailbox
+ * ({@linkcode MAILBOX_PEER_MAX_BYTES}, 8 MiB, and 500 envelopes), so the
+ * chat's messages and receipts, and a second file of half the size, still
+ * fit beside it; and a fetch brings it in a few rounds of 1 MiB answers.
+ * A larger file goes only directly, when both users are online.
+ */
+export const MAILBOX_FILE_MAX_SIZE = 4 * 1024 * 1024;
+
+/**
+ * The bytes of a file each mailbox envelope carries: 192 KiB, so that with
+ * the part's own header, the session's header and the envelope's overhead
+ * an envelope stays well under its 256 KiB body limit.
+ */
+export const MAILBOX_FILE_CHUNK_SIZE = 192 * 1024;
+
+/**
+ * Bytes of unfinished mailbox files kept per sender: 2 ×
+ * {@linkcode MAILBOX_FILE_MAX_SIZE}. Parts past it (a sender that sends
+ * chunks without ever finishing a file) are dropped, the oldest first.
+ */
+export const MAILBOX_FILE_PENDING_BYTES = 2 * MAILBOX_FILE_MAX_SIZE;

@@ -15,8 +15,12 @@
  * of the closest nodes on start and periodically
  * ({@linkcode MailboxClient.fetch}) with FETCH requests signed by its
  * identity key for each node, stores what it can read through the inbox,
- * flushes, sends each sender a signed receipt, and deletes every copy it
- * fetched, readable or not, with one signed DELETE per node: a mailbox
+ * flushes, queues a sealed receipt for each sender that is a contact in its
+ * outbox (see `_receipts.ts`: it reaches the sender directly or through the
+ * sender's own mailbox, and is kept until acknowledged), sends a bare
+ * signed receipt directly to a stranger or for a copy it had already, and
+ * deletes every copy it fetched, readable or not, with one signed DELETE
+ * per node: a mailbox
  * full of junk is cleared in one round, and a node that says more is
  * waiting is asked again at once. The nodes closest to an
  * address are remembered for {@linkcode CLOSEST_CACHE_MS}; when this node
@@ -38,6 +42,7 @@ import { ProtocolError } from "../errors.ts";
 import { raceSignal as race } from "race-signal";
 import type { OutboxEntry, OutboxStorage, StorageTransactions } from "./storage.ts";
 import { envelopeHash, mailboxAddress, type MailboxServer } from "./mailbox.ts";
+import { isControlContentType, ReceiptBatch } from "./_receipts.ts";
 import type { FetchMailboxOptions, IncomingMessage, PeerTarget } from "./types.ts";
 import {
   CLOSEST_CACHE_ENTRIES,
@@ -78,6 +83,18 @@ export type ReceiveEnvelope = (
 ) => Promise<IncomingMessage | "duplicate" | "unreadable">;
 
 /**
+ * Queues sealed receipts in the outbox. `canSeal` says whether a sender can
+ * get one (a contact, whose key is pinned); `send` queues one receipt's
+ * body for it.
+ */
+export interface ReceiptQueue {
+  /** Whether a sealed receipt can be queued for this sender. */
+  canSeal(sender: string): boolean;
+  /** Seals and queues a receipt body for a sender; durable when it resolves. */
+  send(sender: string, body: Uint8Array): Promise<unknown>;
+}
+
+/**
  * What the mailbox client keeps and reads: transactions and flushes, and
  * the outbox entries whose copies it checks.
  */
@@ -92,6 +109,7 @@ export class MailboxClient {
   readonly #server: Pick<MailboxServer, "answer">;
   readonly #storage: MailboxClientStore;
   readonly #receive: ReceiveEnvelope;
+  readonly #receipts: ReceiptQueue | undefined;
   #mailbox: Uint8Array | undefined;
   #closest = new Map<string, { peers: PeerTarget[]; at: number }>();
   /**
@@ -107,19 +125,23 @@ export class MailboxClient {
   /**
    * @param deps The service's shared context; the mailbox server that
    *   answers this node's own requests; the storage, flushed before any
-   *   copy is deleted, with the outbox whose copies are checked; and
-   *   `receive`, which stores a fetched envelope.
+   *   copy is deleted, with the outbox whose copies are checked;
+   *   `receive`, which stores a fetched envelope; and `receipts`, which
+   *   queues sealed receipts (without it, every receipt is a bare one sent
+   *   directly, and lost if the sender is offline).
    */
   constructor(deps: {
     readonly context: ServiceContext;
     readonly server: Pick<MailboxServer, "answer">;
     readonly storage: MailboxClientStore;
     readonly receive: ReceiveEnvelope;
+    readonly receipts?: ReceiptQueue;
   }) {
     this.#ctx = deps.context;
     this.#server = deps.server;
     this.#storage = deps.storage;
     this.#receive = deps.receive;
+    this.#receipts = deps.receipts;
   }
 
   /** Derives this user's mailbox address; `fetch` does nothing before. */
@@ -426,6 +448,8 @@ export class MailboxClient {
   ): Promise<{ arrived: number; unread: Fetched[] }> {
     const fresh: IncomingMessage[] = [];
     const stored: Fetched[] = [];
+    const batch = new ReceiptBatch();
+    const bare: Fetched[] = [];
     // A session's first message may come after its followers: what could not
     // be read is tried again while other messages still open sessions (a few
     // passes, so junk in the mailbox costs a bounded amount of work).
@@ -442,7 +466,14 @@ export class MailboxClient {
         }
         progress = true;
         stored.push(item);
-        if (result !== "duplicate") fresh.push(result);
+        if (result === "duplicate") {
+          bare.push(item);
+          continue;
+        }
+        fresh.push(result);
+        const sender = result.message.peer;
+        if (this.#receipts?.canSeal(sender)) batch.add(sender, item.hash, result.message);
+        else bare.push(item);
       }
       pending = unreadable;
     }
@@ -451,10 +482,27 @@ export class MailboxClient {
     // Show them in the senders' order.
     fresh.sort((a, b) => a.message.sentAt - b.message.sentAt);
     for (const incoming of fresh) this.#ctx.emit({ type: "message", incoming });
-    // Receipts tell senders at once; the outbox retry would find out later
-    // anyway. None for a copy that could not be read: the sender keeps it.
-    for (const { envelope, hash } of stored) this.#ctx.track(this.#sendReceipt(envelope, hash));
-    return { arrived: fresh.length, unread: pending };
+    // None for a copy that could not be read: the sender keeps it. Sealed
+    // receipts are queued before the copies are deleted, so a one-shot
+    // command leaves with them in its outbox.
+    await this.#queueReceipts(batch);
+    // A stranger's, or a copy stored before: a bare receipt, directly, if
+    // the sender is online (the outbox retry would find out later anyway).
+    for (const { envelope, hash } of bare) this.#ctx.track(this.#sendReceipt(envelope, hash));
+    return { arrived: fresh.filter((m) => !isControl(m)).length, unread: pending };
+  }
+
+  /** Seals and queues the receipts of a fetch; one that fails is reported, not thrown. */
+  async #queueReceipts(batch: ReceiptBatch): Promise<void> {
+    const receipts = this.#receipts;
+    if (receipts === undefined) return;
+    for (const { sender, body } of batch.receipts()) {
+      try {
+        await receipts.send(sender, body);
+      } catch (err) {
+        this.#ctx.onPeerError(err);
+      }
+    }
   }
 
   /** A FETCH, or a DELETE of `hashes`, signed by this user for one node. */
@@ -559,4 +607,9 @@ function keepSome(items: readonly Fetched[]): Fetched[] {
     kept.push(item);
   }
   return kept;
+}
+
+/** Whether a fetched message is the messaging layer's own (a receipt, a file part). */
+function isControl(incoming: IncomingMessage): boolean {
+  return isControlContentType(incoming.message.contentType);
 }

@@ -54,6 +54,7 @@ import type {
 } from "./storage.ts";
 import { isUnsealed } from "./storage.ts";
 import { envelopeHash } from "./mailbox.ts";
+import { settlesWhenStored } from "./_receipts.ts";
 import type { SessionResult } from "./sessions.ts";
 import type { FlushOutboxOptions, MessageRecipient, SendOptions } from "./types.ts";
 import {
@@ -683,6 +684,11 @@ export class Outbox {
       unmailed.forEach((e, i) => {
         if (!stored[i]) return;
         this.#storage.outbox.markStoredOffline(e.messageSeq, at);
+        // A receipt that wants no acknowledgement is done once a node holds it.
+        const message = this.#storage.messages.get(e.messageSeq);
+        if (message !== undefined && settlesWhenStored(message)) {
+          this.#storage.outbox.markDelivered(recipient, e.envelopeHash);
+        }
         this.#ctx.emit({ type: "stored", seq: e.messageSeq, recipient });
       });
     } catch (err) {
@@ -703,6 +709,23 @@ export class Outbox {
     // must not cost a scan of the whole outbox.
     const recipient = this.#storage.outbox.recipientOf(hash);
     if (recipient !== undefined) await this.#acknowledge(recipient, hash, signature);
+  }
+
+  /**
+   * Takes a sealed receipt (its envelope verified as the recipient's): marks
+   * delivered the messages to `recipient` whose envelopes it names.
+   *
+   * @param recipient The receipt's verified sender.
+   * @param hashes SHA-256 of each envelope it names.
+   */
+  acknowledgeHashes(recipient: string, hashes: readonly Uint8Array[]): void {
+    const seqs = this.#storage.transaction(
+      () => hashes.map((hash) => this.#storage.outbox.markDelivered(recipient, hash)),
+      { durable: false },
+    );
+    for (const seq of seqs) {
+      if (seq !== undefined) this.#ctx.emit({ type: "delivered", seq, recipient });
+    }
   }
 
   /** Verifies a receipt and marks the message delivered. */

@@ -67,11 +67,15 @@ import type {
 } from "./types.ts";
 import { ServiceContext } from "./_context.ts";
 import { MESSAGE_PROTOCOL } from "./wire.ts";
+import { RECEIPT_CONTENT_TYPE } from "./constants.ts";
+import { decodeReceipt, isControlContentType } from "./_receipts.ts";
 
 /**
  * Sends and receives DIM messages for one identity over a transport.
  * Dispatches `CustomEvent<MessagingEventDetail>` events named `message`,
- * `delivered` and `stored`.
+ * `delivered`, `stored`, `mailbox` and `file-part` (a part of a file left
+ * in a mailbox, for `MailboxFiles`). Receipts and file parts never come as
+ * `message`.
  */
 export class MessagingService extends EventTarget {
   readonly #ctx: ServiceContext;
@@ -121,6 +125,15 @@ export class MessagingService extends EventTarget {
       server: this.#mailboxServer,
       storage,
       receive: (envelope) => this.#inbox.receive(envelope),
+      receipts: {
+        canSeal: (sender) => storage.contacts.getById(sender) !== undefined,
+        send: (sender, body) => {
+          const contact = storage.contacts.getById(sender);
+          if (contact === undefined) return Promise.resolve();
+          const recipient = { userId: sender, encryptionPublicKey: contact.encryptionPublicKey };
+          return this.#outbox.send(recipient, body, { contentType: RECEIPT_CONTENT_TYPE });
+        },
+      },
     });
     this.#outbox = new Outbox({
       context: ctx,
@@ -182,6 +195,22 @@ export class MessagingService extends EventTarget {
   }
 
   #emit(detail: MessagingEventDetail): void {
+    // The layer's own messages are never shown: a receipt empties the
+    // outbox, a file part goes to whoever assembles mailbox files.
+    if (detail.type === "message" && isControlContentType(detail.incoming.message.contentType)) {
+      const message = detail.incoming.message;
+      if (message.contentType !== RECEIPT_CONTENT_TYPE) {
+        const part = { type: "file-part", incoming: detail.incoming } as const;
+        this.dispatchEvent(new CustomEvent(part.type, { detail: part }));
+        return;
+      }
+      try {
+        this.#outbox.acknowledgeHashes(message.peer, decodeReceipt(message.body).hashes);
+      } catch (err) {
+        this.#ctx.onPeerError(err);
+      }
+      return;
+    }
     this.dispatchEvent(new CustomEvent(detail.type, { detail }));
   }
 

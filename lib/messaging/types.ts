@@ -155,13 +155,15 @@ export interface IncomingMessage {
 }
 
 /**
- * Payload of the service's `message`, `delivered`, `stored` and `mailbox`
- * events. `mailbox` names the nodes that answered a fetch of this user's
- * mailbox: nodes that keep copies for this user, worth dialling on a later
- * start when the bootstrap nodes are gone.
+ * Payload of the service's `message`, `delivered`, `stored`, `mailbox` and
+ * `file-part` events. `mailbox` names the nodes that answered a fetch of
+ * this user's mailbox: nodes that keep copies for this user, worth dialling
+ * on a later start when the bootstrap nodes are gone. `file-part` is a
+ * stored part of a file left in a mailbox (`MailboxFiles` assembles them).
  */
 export type MessagingEventDetail =
   | { readonly type: "message"; readonly incoming: IncomingMessage }
   | { readonly type: "delivered"; readonly seq: number; readonly recipient: string }
   | { readonly type: "stored"; readonly seq: number; readonly recipient: string }
-  | { readonly type: "mailbox"; readonly holders: readonly PeerTarget[] };
+  | { readonly type: "mailbox"; readonly holders: readonly PeerTarget[] }
+  | { readonly type: "file-part"; readonly incoming: IncomingMessage };

@@ -52,6 +52,7 @@ import type {
   NewOutgoingMessage,
   StoredMessage,
 } from "../messaging/storage.ts";
+import { CONTROL_CONTENT_TYPE_MAX, CONTROL_CONTENT_TYPE_MIN } from "../messaging/constants.ts";
 import { blob, type Connection, type Row, type SchemaPart } from "./connection.ts";
 
 /** How a row's body is kept (the `body_format` column). */
@@ -84,6 +85,20 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, sent_at, seq);
 CREATE INDEX IF NOT EXISTS messages_in_clear ON messages (seq) WHERE body_format = 0;`,
 };
+
+/**
+ * The rows a history shows: not the messaging layer's own (receipts, parts
+ * of mailbox files; content types {@linkcode CONTROL_CONTENT_TYPE_MIN} to
+ * {@linkcode CONTROL_CONTENT_TYPE_MAX}).
+ */
+const SHOWN =
+  `content_type NOT BETWEEN ${CONTROL_CONTENT_TYPE_MIN} AND ${CONTROL_CONTENT_TYPE_MAX}`;
+
+/**
+ * The longest body a cleared row keeps: an empty body sealed (a 12-byte
+ * nonce and a 16-byte tag). Every file part's body is longer.
+ */
+const CLEARED_LENGTH = 28;
 
 /** The associated data of a row's sealed body: what binds it to the row. */
 function bodyLabel(direction: MessageDirection, peer: string, id: Uint8Array): string {
@@ -371,7 +386,7 @@ export class MessageStore implements HistoryStorage {
   ): StoredMessage[] {
     const rows = this.#conn.run("read history", (db) =>
       db.prepare(
-        `SELECT * FROM (SELECT * FROM messages WHERE peer = ? AND seq > ?
+        `SELECT * FROM (SELECT * FROM messages WHERE peer = ? AND seq > ? AND ${SHOWN}
            ORDER BY sent_at DESC, seq DESC LIMIT ?) ORDER BY sent_at, seq`,
       ).all(peer, options.afterSeq ?? 0, options.limit ?? 50)) as Row[];
     return rows.map((r) => this.#toMessage(r));
@@ -387,10 +402,55 @@ export class MessageStore implements HistoryStorage {
     const rows = this.#conn.run(
       "read messages",
       (db) =>
-        db.prepare("SELECT * FROM messages WHERE direction = 'in' AND seq > ? ORDER BY seq").all(
-          afterSeq,
-        ),
+        db.prepare(
+          `SELECT * FROM messages WHERE direction = 'in' AND seq > ? AND ${SHOWN} ORDER BY seq`,
+        ).all(afterSeq),
     ) as Row[];
     return rows.map((r) => this.#toMessage(r));
+  }
+
+  /**
+   * Received messages of some content types from one peer whose bodies are
+   * kept (not cleared by {@linkcode MessageStore.clearBody}), oldest first:
+   * the parts of files left in a mailbox, until each file is whole.
+   *
+   * @param peer The sender's user ID.
+   * @param contentTypes The content types.
+   * @returns The messages.
+   */
+  incomingWithBody(peer: string, contentTypes: readonly number[]): StoredMessage[] {
+    const types = contentTypes.map((t) => Math.trunc(t)).join(", ");
+    const rows = this.#conn.run(
+      "read messages",
+      (db) =>
+        db.prepare(
+          `SELECT * FROM messages WHERE direction = 'in' AND peer = ?
+             AND content_type IN (${types}) AND length(body) > ${CLEARED_LENGTH} ORDER BY seq`,
+        ).all(peer),
+    ) as Row[];
+    return rows.map((r) => this.#toMessage(r));
+  }
+
+  /**
+   * Empties a message's body, keeping its row (so that a copy arriving
+   * again is still known): a file part once its file is saved or refused.
+   *
+   * @param seq The local sequence number.
+   */
+  clearBody(seq: number): void {
+    const row = this.get(seq);
+    if (row === undefined) return;
+    // An empty body, sealed as any other: a clear one would make the profile
+    // reseal (and rebuild) the file.
+    const kept = this.#keep(row.direction, row.peer, row.id, new Uint8Array(0));
+    this.#conn.run(
+      "update message",
+      (db) =>
+        db.prepare("UPDATE messages SET body = ?, body_format = ? WHERE seq = ?").run(
+          kept.body,
+          kept.format,
+          seq,
+        ),
+    );
   }
 }
