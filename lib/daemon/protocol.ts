@@ -258,9 +258,9 @@ export interface DaemonStatus {
 export interface DaemonFileProgress {
   /** The `id` of the `sendFile` request, on the requester's copy only. */
   readonly request?: string | number | null;
-  /** `"out"` for a file being sent. */
+  /** `"out"` for a file being sent, `"in"` for one being received. */
   readonly direction: "out" | "in";
-  /** The contact's name. */
+  /** The contact's name (for `"in"`, the sender's user ID if they are no contact). */
   readonly contact: string;
   /** The file ID, 32 hex digits. */
   readonly fileId: string;
@@ -292,6 +292,8 @@ export interface DaemonFile {
 
 /** The params of `fileFailed`: an incoming transfer that failed or was refused. */
 export interface DaemonFileFailed {
+  /** The file ID, if the offer was read (the same as its `fileProgress`). */
+  readonly fileId: string | null;
   /** The sender's user ID, if the offer was read. */
   readonly senderId: string | null;
   /** The file name, if the offer was read. */

@@ -34,7 +34,7 @@
 import { DimError } from "../errors.ts";
 import type { Messenger } from "../messenger/messenger.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
-import type { ReceivedFile } from "../messaging/mod.ts";
+import type { ReceivedFile, TransferProgress } from "../messaging/mod.ts";
 import {
   type Call,
   daemonMethods,
@@ -249,21 +249,43 @@ export async function serveDaemon(
     });
   };
   const onFileFailed = (e: Event) => {
-    const d = (e as CustomEvent<{ error: unknown; offer?: { senderId: string; name: string } }>)
-      .detail;
+    const d = (e as CustomEvent<
+      { error: unknown; offer?: { fileId: string; senderId: string; name: string } }
+    >).detail;
     const error = d.error instanceof Error ? d.error.message : String(d.error);
     log(`an incoming file failed: ${error}`);
     notify("fileFailed", {
+      fileId: d.offer?.fileId ?? null,
       senderId: d.offer?.senderId ?? null,
       name: d.offer?.name ?? null,
       error,
     });
+  };
+  // Incoming files' progress, at most ten a second per file, and always the last.
+  const progressSent = new Map<string, number>();
+  const onFileProgress = (e: Event) => {
+    const p = (e as CustomEvent<TransferProgress & { senderId: string }>).detail;
+    const now = Date.now();
+    const done = p.bytes >= p.total;
+    if (!done && now - (progressSent.get(p.fileId) ?? 0) < 100) return;
+    if (done) progressSent.delete(p.fileId);
+    else progressSent.set(p.fileId, now);
+    const info: DaemonFileProgress = {
+      direction: "in",
+      contact: messenger.profile.findContact(p.senderId)?.name ?? p.senderId,
+      fileId: p.fileId,
+      name: p.name,
+      bytes: p.bytes,
+      total: p.total,
+    };
+    notify("fileProgress", info);
   };
   const events: [string, (e: Event) => void][] = [
     ["message", onMessage],
     ["status", onStatus],
     ["file", onFile],
     ["file-failed", onFileFailed],
+    ["file-progress", onFileProgress],
   ];
   for (const [type, fn] of events) messenger.addEventListener(type, fn);
 

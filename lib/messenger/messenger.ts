@@ -221,7 +221,12 @@ function reachOptions(options: MessengerOptions): Partial<DhtNodeOptions> {
   };
 }
 
-/** One user's DIM online: their profile, node, messaging and file transfer. */
+/**
+ * One user's DIM online: their profile, node, messaging and file transfer.
+ * Its events (`CustomEvent`s): `message` and `status` (a `ChatMessage`),
+ * `file` (a `ReceivedFile`), `file-failed` (`{ error, offer }`) and
+ * `file-progress` (an incoming file's `TransferProgress` with its `senderId`).
+ */
 export class Messenger extends EventTarget implements AsyncDisposable {
   /** The offline half: identity, contacts, history, settings. */
   readonly profile: Profile;
@@ -272,6 +277,9 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     const publicNetworks = options.node?.publicNetworks ?? options.publicNetworks ?? [];
     this.#files = new FileReceiver(identity, {
       accept: (offer) => downloadSink(offer, book, options.downloadDir),
+      // `file-progress`: how far an incoming file is ({ fileId, name, bytes, total, senderId }).
+      onProgress: (progress) =>
+        this.dispatchEvent(new CustomEvent("file-progress", { detail: progress })),
       onReceived: (file) => this.dispatchEvent(new CustomEvent("file", { detail: file })),
       onFailed: (error, offer) =>
         this.dispatchEvent(new CustomEvent("file-failed", { detail: { error, offer } })),
