@@ -10,12 +10,14 @@
 import { PeerUnreachableError } from "../errors.ts";
 import { contactString, parseContactString } from "../profile/contact_string.ts";
 import type { Contact } from "../profile/contacts.ts";
+import type { DaemonContact } from "../daemon/protocol.ts";
 import { checkMultiaddr, writeConfig } from "./config.ts";
 import type { Context } from "./context.ts";
 import { deadline } from "../platform/signals.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { formatTime, keyChangedWarning, trustLabel } from "./format.ts";
 import { knownIdentity, publicIdentity } from "./id.ts";
+import { isDaemonError, UNREACHED_CODES, viaRunningDim } from "./remote.ts";
 import { withSpinner } from "./spinner.ts";
 
 /** Options of {@linkcode contactCommand}. */
@@ -133,29 +135,51 @@ async function add(ctx: Context, [name, idOrUri]: string[]): Promise<number> {
       throw new CliError(`that ID is already your contact ${byId.name}`);
     }
   }
-  const messenger = await ctx.openMessenger({ bootstrap: carried });
-  let contact: Contact;
-  try {
-    using d = deadline(ctx.timeoutMs);
-    contact = await withSpinner(
-      ctx.io,
-      `looking up the contact card of ${id.slice(0, 16)}…`,
-      () => messenger.addContact(name!, contactString(id, carried), { signal: d.signal }),
-    );
-    await ctx.sendQueued(messenger);
-  } catch (err) {
-    if (err instanceof PeerUnreachableError || isTimeout(err)) {
-      const hint = configured.length === 0 && carried.length === 0
-        ? " (no bootstrap nodes are configured: use --bootstrap, or a contact string that carries one)"
-        : " (they may not have gone online yet since creating their identity)";
-      throw new CliError(`cannot find a contact card for ${id} in the network${hint}`, {
-        cause: err,
-      });
-    }
-    throw err;
-  } finally {
-    await messenger.stop();
-  }
+  const unreached = (err: unknown) => {
+    const hint = configured.length === 0 && carried.length === 0
+      ? " (no bootstrap nodes are configured: use --bootstrap, or a contact string that carries one)"
+      : " (they may not have gone online yet since creating their identity)";
+    return new CliError(`cannot find a contact card for ${id} in the network${hint}`, {
+      cause: err,
+    });
+  };
+  const what = `looking up the contact card of ${id.slice(0, 16)}…`;
+  const contact = await viaRunningDim(
+    ctx,
+    async (dim) => {
+      try {
+        return fromDaemon(
+          await withSpinner(
+            ctx.io,
+            what,
+            () =>
+              dim.addContact(name!, contactString(id, carried), { timeout: ctx.timeoutMs / 1000 }),
+          ),
+        );
+      } catch (err) {
+        if (isDaemonError(err, ...UNREACHED_CODES)) throw unreached(err);
+        throw err;
+      }
+    },
+    async () => {
+      const messenger = await ctx.openMessenger({ bootstrap: carried });
+      try {
+        using d = deadline(ctx.timeoutMs);
+        const contact = await withSpinner(
+          ctx.io,
+          what,
+          () => messenger.addContact(name!, contactString(id, carried), { signal: d.signal }),
+        );
+        await ctx.sendQueued(messenger);
+        return contact;
+      } catch (err) {
+        if (err instanceof PeerUnreachableError || isTimeout(err)) throw unreached(err);
+        throw err;
+      } finally {
+        await messenger.stop();
+      }
+    },
+  );
   if (configured.length === 0 && carried.length > 0) {
     const config = await ctx.config();
     await writeConfig(ctx.home, { ...config, bootstrap: carried });
@@ -172,6 +196,19 @@ async function add(ctx: Context, [name, idOrUri]: string[]): Promise<number> {
       `(dim contact verify ${contact.name}).`,
   );
   return 0;
+}
+
+/** A contact as the running dim's API gave it. */
+function fromDaemon(c: DaemonContact): Contact {
+  return {
+    name: c.name,
+    id: c.id,
+    displayName: c.displayName,
+    fingerprint: c.fingerprint,
+    verified: c.verified,
+    keyChanged: c.keyChanged,
+    lastSeen: c.lastSeen === null ? 0 : Date.parse(c.lastSeen),
+  };
 }
 
 function isTimeout(err: unknown): boolean {
@@ -232,9 +269,15 @@ async function verify(ctx: Context, name: string, confirm: boolean): Promise<num
     }
   }
   if (accept) {
-    // A profile opened offline takes the data directory's lock for the change.
-    await using profile = await ctx.profile();
-    contact = profile.verifyContact(name);
+    contact = await viaRunningDim(
+      ctx,
+      async (dim) => fromDaemon(await dim.verifyContact(name, { confirm: true })),
+      async () => {
+        // A profile opened offline takes the data directory's lock for the change.
+        await using profile = await ctx.profile();
+        return profile.verifyContact(name);
+      },
+    );
   }
   if (ctx.json) {
     ctx.outJson({ ...contactJson(contact), safetyNumber: number });
@@ -274,10 +317,20 @@ async function list(ctx: Context): Promise<number> {
 }
 
 async function remove(ctx: Context, name: string): Promise<number> {
-  await using profile = await ctx.profile();
-  const contact = profile.contact(name);
-  // A profile opened offline takes the data directory's lock for the change.
-  profile.removeContact(contact.name);
+  let contact: Contact;
+  {
+    await using profile = await ctx.profile();
+    contact = profile.contact(name);
+  }
+  await viaRunningDim(
+    ctx,
+    async (dim) => void await dim.removeContact(contact.name),
+    async () => {
+      // A profile opened offline takes the data directory's lock for the change.
+      await using profile = await ctx.profile();
+      profile.removeContact(contact.name);
+    },
+  );
   if (ctx.json) ctx.outJson({ removed: contact.name, id: contact.id });
   else ctx.out(`Removed ${contact.name} (your conversation history is kept).`);
   return 0;

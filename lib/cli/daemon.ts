@@ -8,14 +8,11 @@
  *
  * @module
  */
-import { serveDaemon } from "../daemon/server.ts";
-import { dataPaths } from "../platform/paths.ts";
 import type { Messenger } from "../messenger/messenger.ts";
 import type { Context } from "./context.ts";
 import { CliError } from "./errors.ts";
 import type { CliIo } from "./io.ts";
-import { lastShownSeq, markShown } from "./marks.ts";
-import { statusReport } from "./status.ts";
+import { serveLocalApi } from "./remote.ts";
 
 /**
  * Runs the daemon until the process is told to stop.
@@ -97,8 +94,7 @@ async function serve(
     readonly stop: Promise<string>;
   },
 ): Promise<void> {
-  const { log, bootstrap, lanDiscovery } = options;
-  const home = messenger.profile.home;
+  const { log } = options;
   // Only the changes between online and offline, not every peer.
   let online = messenger.node.connections > 0;
   const onConnect = () => {
@@ -112,17 +108,7 @@ async function serve(
     log("offline: no connection left; what is sent is queued until DIM connects");
   };
   // The messenger holds the data directory's lock: a socket there now is stale.
-  const server = await serveDaemon(messenger, {
-    path: dataPaths(home).socket,
-    version: options.version,
-    status: () => statusReport(messenger, { bootstrap, lanDiscovery }),
-    shown: {
-      get: () => lastShownSeq(messenger.profile),
-      mark: (seq) => markShown(messenger.profile, seq),
-    },
-    downloadDir: `${home}/files`,
-    log,
-  });
+  const server = await serveLocalApi(ctx, messenger, { version: options.version, log });
   messenger.node.addEventListener("peer:connect", onConnect);
   messenger.node.addEventListener("peer:disconnect", onDisconnect);
   try {

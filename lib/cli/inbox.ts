@@ -5,12 +5,12 @@
  * @module
  */
 import type { ChatMessage } from "../profile/chat_message.ts";
-import type { Profile } from "../profile/profile.ts";
 import { type Context, isOffline } from "./context.ts";
 import type { Messenger } from "../messenger/messenger.ts";
 import { deadline } from "../platform/signals.ts";
 import { keyChangedWarning, messageLine } from "./format.ts";
 import { lastShownSeq, markShown } from "./marks.ts";
+import { viaRunningDim } from "./remote.ts";
 import { withSpinner } from "./spinner.ts";
 
 /** Options of {@linkcode inboxCommand}. */
@@ -39,22 +39,42 @@ export interface InboxOptions {
  * ```
  */
 export async function inboxCommand(ctx: Context, options: InboxOptions = {}): Promise<number> {
-  // Offline, the messages already here are still shown, and the mailbox is not checked.
-  const messenger = await ctx.openMessenger({ allowOffline: true });
-  const offline = isOffline(messenger);
-  try {
-    const fetched = offline ? 0 : await fetchMailbox(ctx, messenger);
-    if (offline) {
-      ctx.note(
-        "offline: no peer answered, so your mailbox in the network was not checked; " +
-          "showing the messages already on this device",
+  return await viaRunningDim(
+    ctx,
+    async (dim) => {
+      const found = await withSpinner(
+        ctx.io,
+        "checking your mailbox in the network…",
+        () => dim.inbox({ all: options.all ?? false, timeout: ctx.timeoutMs / 1000 }),
       );
-    }
-    // The messenger's profile is unlocked: message bodies are sealed at rest.
-    return show(ctx, messenger.profile, options, { fetched, offline });
-  } finally {
-    await messenger.stop();
-  }
+      if (found.offline) offlineNote(ctx);
+      return show(ctx, found, await dim.listContacts());
+    },
+    async () => {
+      // Offline, the messages already here are still shown, and the mailbox is not checked.
+      const messenger = await ctx.openMessenger({ allowOffline: true });
+      const offline = isOffline(messenger);
+      try {
+        const fetched = offline ? 0 : await fetchMailbox(ctx, messenger);
+        if (offline) offlineNote(ctx);
+        // The messenger's profile is unlocked: message bodies are sealed at rest.
+        const profile = messenger.profile;
+        const messages = profile.incomingSince(options.all ? 0 : lastShownSeq(profile));
+        const last = messages.at(-1);
+        if (last !== undefined) markShown(profile, last.seq);
+        return show(ctx, { fetched, offline, messages }, profile.contacts());
+      } finally {
+        await messenger.stop();
+      }
+    },
+  );
+}
+
+function offlineNote(ctx: Context): void {
+  ctx.note(
+    "offline: no peer answered, so your mailbox in the network was not checked; " +
+      "showing the messages already on this device",
+  );
 }
 
 // Fetches the network mailbox, sends what was queued, and says how many arrived.
@@ -80,22 +100,19 @@ async function fetchMailbox(ctx: Context, messenger: Messenger): Promise<number>
   return fetched;
 }
 
+// Prints what was found (already marked shown).
 function show(
   ctx: Context,
-  profile: Profile,
-  options: InboxOptions,
-  found: { readonly fetched: number; readonly offline: boolean },
+  found: { readonly fetched: number; readonly offline: boolean; readonly messages: ChatMessage[] },
+  contacts: readonly { readonly name: string; readonly keyChanged: boolean }[],
 ): number {
-  const since = options.all ? 0 : lastShownSeq(profile);
-  const messages: ChatMessage[] = profile.incomingSince(since);
-  const last = messages.at(-1);
-  if (last !== undefined) markShown(profile, last.seq);
+  const { messages } = found;
   const senders = new Set(messages.map((m) => m.contact));
-  for (const c of profile.contacts()) {
+  for (const c of contacts) {
     if (c.keyChanged && senders.has(c.name)) ctx.note(keyChangedWarning(c.name));
   }
   if (ctx.json) {
-    ctx.outJson({ ...found, messages });
+    ctx.outJson({ fetched: found.fetched, offline: found.offline, messages });
     return 0;
   }
   if (messages.length === 0) {

@@ -10,11 +10,14 @@ import { PeerUnreachableError } from "../errors.ts";
 import { TransferRefusedError } from "../messaging/file_wire.ts";
 import type { Messenger } from "../messenger/messenger.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
+import type { Contact } from "../profile/contacts.ts";
+import { DaemonErrorCode, MAX_TIMEOUT_S } from "../daemon/protocol.ts";
 import { type Context, EXIT_QUEUED, isOffline } from "./context.ts";
 import { deadline } from "../platform/signals.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { keyChangedWarning } from "./format.ts";
-import { withSpinner } from "./spinner.ts";
+import { isDaemonError, viaRunningDim } from "./remote.ts";
+import { type Spinner, startSpinner, withSpinner } from "./spinner.ts";
 
 // A fresh look at the recipient's card, to catch a key change before sending.
 const CARD_REFRESH_MS = 10_000;
@@ -64,64 +67,107 @@ export async function sendCommand(
   if (text.trim() === "") throw new UsageError("missing <text> (usage: dim send <name> <text>)");
 
   // Fail fast, before unlocking and going online.
-  await checkSendable(ctx, name);
-
-  const messenger = await ctx.openMessenger({ allowOffline: true });
-  try {
-    const contact = messenger.profile.contact(name);
-    const offline = isOffline(messenger);
-    if (!offline) await refreshCard(ctx, messenger, contact.id);
-    if (messenger.profile.contact(name).keyChanged) throw keyChanged(ctx, contact.name);
-    const sent = await messenger.send(contact.name, text);
-    if (offline) {
-      // The only copy is on this device: never "stored in the network".
-      if (ctx.json) {
-        ctx.outJson({ to: contact.name, seq: sent.seq, id: sent.id, state: "queued" });
-      } else {
-        ctx.out(
-          `⧗ queued: no peer answered, so DIM is offline. The message to ${contact.name} is ` +
-            "kept on this device and goes the next time DIM connects (any dim command that " +
-            "reaches the network sends it; do not send it again)",
+  const contact = await checkSendable(ctx, name);
+  return await viaRunningDim(
+    ctx,
+    async (dim) => {
+      const sent = await dim.send(contact.name, text).catch((err) => {
+        throw isDaemonError(err, DaemonErrorCode.KeyChanged) ? keyChanged(ctx, contact.name) : err;
+      });
+      if (sent.offline) return queued(ctx, contact.name, sent.message);
+      let final: ChatMessage | undefined;
+      try {
+        final = await withSpinner(
+          ctx.io,
+          `sending to ${contact.name}…`,
+          () => dim.waitFor(sent.message.seq, { orStored: true, timeout: ctx.timeoutMs / 1000 }),
         );
+      } catch (err) {
+        if (isDaemonError(err, DaemonErrorCode.Offline)) {
+          return queued(ctx, contact.name, sent.message);
+        }
+        if (!isDaemonError(err, DaemonErrorCode.Timeout)) throw err;
       }
-      return EXIT_QUEUED;
-    }
-    const final = await waitSent(ctx, messenger, sent, `sending to ${contact.name}…`);
-    const state = final?.state ?? "pending";
-    if (ctx.json) {
-      ctx.outJson({ to: contact.name, seq: sent.seq, id: sent.id, state });
-    } else if (state === "delivered") {
-      ctx.out(`✓ delivered to ${contact.name}`);
-    } else if (state === "stored") {
-      ctx.out(
-        `⧗ ${contact.name} is offline: the message is stored in the network, ` +
-          "and will be delivered when they come online",
-      );
-    }
-    if (final === undefined) {
-      throw new CliError(
-        `${contact.name} could not be reached, nor the message stored in the network, within ` +
-          `${ctx.timeoutMs / 1000} s; it stays in your outbox and is retried whenever dim runs ` +
-          "(do not send it again)",
-      );
-    }
-    // Earlier messages queued for others go too before dim stops.
-    await ctx.sendQueued(messenger);
-    return 0;
-  } finally {
-    await messenger.stop();
+      return sentReport(ctx, contact.name, sent.message, final);
+    },
+    async () => {
+      const messenger = await ctx.openMessenger({ allowOffline: true });
+      try {
+        const contact = messenger.profile.contact(name);
+        const offline = isOffline(messenger);
+        if (!offline) await refreshCard(ctx, messenger, contact.id);
+        if (messenger.profile.contact(name).keyChanged) throw keyChanged(ctx, contact.name);
+        const sent = await messenger.send(contact.name, text);
+        if (offline) return queued(ctx, contact.name, sent);
+        const final = await waitSent(ctx, messenger, sent, `sending to ${contact.name}…`);
+        sentReport(ctx, contact.name, sent, final);
+        // Earlier messages queued for others go too before dim stops.
+        await ctx.sendQueued(messenger);
+        return 0;
+      } finally {
+        await messenger.stop();
+      }
+    },
+  );
+}
+
+/** Says that a message is queued on this device: no peer answered. */
+function queued(ctx: Context, to: string, sent: ChatMessage): number {
+  // The only copy is on this device: never "stored in the network".
+  if (ctx.json) {
+    ctx.outJson({ to, seq: sent.seq, id: sent.id, state: "queued" });
+  } else {
+    ctx.out(
+      `⧗ queued: no peer answered, so DIM is offline. The message to ${to} is ` +
+        "kept on this device and goes the next time DIM connects (any dim command that " +
+        "reaches the network sends it; do not send it again)",
+    );
   }
+  return EXIT_QUEUED;
+}
+
+/**
+ * Says where a sent message is.
+ *
+ * @throws {CliError} If it was neither delivered nor stored in time (`final` undefined).
+ */
+function sentReport(
+  ctx: Context,
+  to: string,
+  sent: ChatMessage,
+  final: ChatMessage | undefined,
+): number {
+  const state = final?.state ?? "pending";
+  if (ctx.json) {
+    ctx.outJson({ to, seq: sent.seq, id: sent.id, state });
+  } else if (state === "delivered") {
+    ctx.out(`✓ delivered to ${to}`);
+  } else if (state === "stored") {
+    ctx.out(
+      `⧗ ${to} is offline: the message is stored in the network, ` +
+        "and will be delivered when they come online",
+    );
+  }
+  if (final === undefined) {
+    throw new CliError(
+      `${to} could not be reached, nor the message stored in the network, within ` +
+        `${ctx.timeoutMs / 1000} s; it stays in your outbox and is retried whenever dim runs ` +
+        "(do not send it again)",
+    );
+  }
+  return 0;
 }
 
 /** Fails on an unknown contact or one whose keys changed, offline. */
-async function checkSendable(ctx: Context, name: string): Promise<void> {
+async function checkSendable(ctx: Context, name: string): Promise<Contact> {
   await using profile = await ctx.profile();
   const contact = profile.contact(name);
   if (contact.keyChanged) throw keyChanged(ctx, contact.name);
+  return contact;
 }
 
 async function sendFileCommand(ctx: Context, name: string, path: string): Promise<number> {
-  await checkSendable(ctx, name);
+  const contact = await checkSendable(ctx, name);
   try {
     const info = await Deno.stat(path);
     if (!info.isFile) throw new CliError(`not a file: ${path}`);
@@ -129,56 +175,101 @@ async function sendFileCommand(ctx: Context, name: string, path: string): Promis
     if (err instanceof Deno.errors.NotFound) throw new CliError(`no such file: ${path}`);
     throw err;
   }
-  const messenger = await ctx.openMessenger();
+  const what = `sending ${basename(path)} to ${contact.name}…`;
+  let spinner: Spinner | undefined;
+  const sending = () => spinner = startSpinner(ctx.io, what);
+  const onProgress = (p: { bytes: number; total: number }) =>
+    spinner?.update(`${what} ${progressText(p)}`);
+  let sent: { name: string; bytes: number; sha256: string; fileId: string };
   try {
-    const contact = messenger.profile.contact(name);
-    await refreshCard(ctx, messenger, contact.id);
-    if (messenger.profile.contact(name).keyChanged) throw keyChanged(ctx, contact.name);
-    let sent;
-    try {
-      sent = await withSpinner(
-        ctx.io,
-        `sending ${basename(path)} to ${contact.name}…`,
-        () =>
-          messenger.sendFile(contact.name, path, {
+    sent = await viaRunningDim(
+      ctx,
+      // Accepting and each pause are bounded by the daemon too; this bounds the whole.
+      (dim) => {
+        sending();
+        return dim.sendFile(contact.name, path, { onProgress, timeout: MAX_TIMEOUT_S });
+      },
+      async () => {
+        const messenger = await ctx.openMessenger();
+        try {
+          await refreshCard(ctx, messenger, contact.id);
+          if (messenger.profile.contact(name).keyChanged) throw keyChanged(ctx, contact.name);
+          sending();
+          return await messenger.sendFile(contact.name, path, {
             acceptTimeoutMs: ctx.timeoutMs,
             idleTimeoutMs: ctx.timeoutMs,
-          }),
-      );
-    } catch (err) {
-      if (err instanceof TransferRefusedError) {
-        throw new CliError(
-          `${contact.name} did not take the file: ${
-            err.message.replace(/^Cannot send file: /, "")
-          }`,
-          { cause: err },
-        );
-      }
-      if (err instanceof PeerUnreachableError) {
-        throw new CliError(
-          `${contact.name} is not online: files go directly, never through the network mailbox`,
-          { cause: err },
-        );
-      }
-      throw err;
-    }
-    if (ctx.json) {
-      ctx.outJson({
-        to: contact.name,
-        file: sent.name,
-        bytes: sent.bytes,
-        sha256: sent.sha256,
-        fileId: sent.fileId,
-      });
-    } else {
-      ctx.out(
-        `✓ ${sent.name} (${sent.bytes} bytes) delivered to ${contact.name}, sha256 ${sent.sha256}`,
+            onProgress,
+          });
+        } finally {
+          await messenger.stop();
+        }
+      },
+    );
+  } catch (err) {
+    if (
+      err instanceof TransferRefusedError || isDaemonError(err, DaemonErrorCode.TransferRefused)
+    ) {
+      throw new CliError(
+        `${contact.name} did not take the file: ${err.message.replace(/^Cannot send file: /, "")}`,
+        { cause: err },
       );
     }
-    return 0;
+    if (
+      err instanceof PeerUnreachableError || isDaemonError(err, DaemonErrorCode.PeerUnreachable)
+    ) {
+      throw new CliError(
+        `${contact.name} is not online: files go directly, never through the network mailbox`,
+        { cause: err },
+      );
+    }
+    if (isDaemonError(err, DaemonErrorCode.KeyChanged)) throw keyChanged(ctx, contact.name);
+    throw err;
   } finally {
-    await messenger.stop();
+    spinner?.stop();
   }
+  if (ctx.json) {
+    ctx.outJson({
+      to: contact.name,
+      file: sent.name,
+      bytes: sent.bytes,
+      sha256: sent.sha256,
+      fileId: sent.fileId,
+    });
+  } else {
+    ctx.out(
+      `✓ ${sent.name} (${sent.bytes} bytes) delivered to ${contact.name}, sha256 ${sent.sha256}`,
+    );
+  }
+  return 0;
+}
+
+/**
+ * How far a transfer is, in words.
+ *
+ * @param p Bytes so far and the size.
+ * @returns For example `42% of 1.5 MiB`.
+ */
+export function progressText(p: { readonly bytes: number; readonly total: number }): string {
+  const percent = p.total === 0 ? 100 : Math.floor((p.bytes / p.total) * 100);
+  return `${percent}% of ${formatBytes(p.total)}`;
+}
+
+/**
+ * A size in words.
+ *
+ * @param n Bytes.
+ * @returns `812 bytes`, `3.4 KiB`, `1.5 MiB` or `2.0 GiB`.
+ */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} bytes`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(1)} ${units[u]}`;
 }
 
 function basename(path: string): string {

@@ -9,7 +9,8 @@
 import type { Reachability } from "../dht/types.ts";
 import { relayOf } from "../messenger/card_addresses.ts";
 import type { Messenger } from "../messenger/messenger.ts";
-import { type Context, isOffline, unreachable } from "./context.ts";
+import { type Context, unreachable } from "./context.ts";
+import { viaRunningDim } from "./remote.ts";
 
 /** The reachability part of `dim status --json`. */
 export interface ReachabilityReport {
@@ -314,20 +315,25 @@ export function statusReport(
  * ```
  */
 export async function statusCommand(ctx: Context): Promise<number> {
-  const bootstrap = await ctx.bootstrap();
-  const lanDiscovery = await ctx.lanDiscovery();
-  const messenger = await ctx.openMessenger({ allowOffline: true });
-  const offline = isOffline(messenger);
-  let report: StatusReport;
-  try {
-    // Messages queued while offline go now; the report then shows where they are.
-    await ctx.sendQueued(messenger);
-    report = statusReport(messenger, { bootstrap, lanDiscovery });
-  } finally {
-    await messenger.stop();
-  }
+  const report = await viaRunningDim(
+    ctx,
+    // The running dim's node: what it reports is what `dim status` alone would.
+    async (dim) => await dim.status() as unknown as StatusReport,
+    async () => {
+      const bootstrap = await ctx.bootstrap();
+      const lanDiscovery = await ctx.lanDiscovery();
+      const messenger = await ctx.openMessenger({ allowOffline: true });
+      try {
+        // Messages queued while offline go now; the report then shows where they are.
+        await ctx.sendQueued(messenger);
+        return statusReport(messenger, { bootstrap, lanDiscovery });
+      } finally {
+        await messenger.stop();
+      }
+    },
+  );
   if (ctx.json) ctx.outJson(report);
   else for (const line of statusLines(report)) ctx.out(line);
-  if (offline && bootstrap.length > 0) throw unreachable(bootstrap);
+  if (report.connections === 0 && report.bootstrap.length > 0) throw unreachable(report.bootstrap);
   return 0;
 }
