@@ -168,6 +168,9 @@ for (const size of SIZES) {
       const elapsed = performance.now() - started;
       b.end();
       if (acks === 0) throw new Error(`put ${card.key} reached no peer`);
+      // The put returned at its write quorum; its background replicas end
+      // here, untimed, so they do not slow the next put's measurement.
+      if (!(await writer.settled())) throw new Error(`put ${card.key}: replicas unfinished`);
       record.ms.push(elapsed);
       record.requests.push(writer.stats.requests - before);
     },

@@ -41,6 +41,13 @@
  * the closest peers answer and agree, a get so sends about `quorum.count`
  * requests; otherwise it widens along the other paths.
  *
+ * A peer lookup may end early too (`settle`, for the write quorum of a
+ * put): by the same two conditions, with "answered" in place of "answered
+ * with the best value". It then ends once the `settle` closest peers it can
+ * find have answered, on `min(settle, paths in use)` paths, and no peer
+ * closer than them is still to be asked or awaited: the peers a value
+ * lookup for the same key hears first.
+ *
  * The lookup is pure: the network is the injected `ask` function, which
  * makes the rules testable without sockets.
  *
@@ -90,6 +97,11 @@ export interface LookupOptions<P extends KadPeer> {
   readonly straggleMs?: number;
   /** Ends a value lookup early; see the module documentation. */
   readonly quorum?: LookupQuorum;
+  /**
+   * Ends a peer lookup (one without `quorum`) once this many closest peers
+   * have answered and no closer one is pending; see the module documentation.
+   */
+  readonly settle?: number;
   /** Told about each peer an answer names that the lookup had not seen yet. */
   readonly onNewPeer?: (peer: KadPeer) => void;
   /**
@@ -122,7 +134,7 @@ export interface LookupResult {
   readonly asked: number;
   /** How many requests failed. */
   readonly failed: number;
-  /** Whether a value lookup ended at its quorum. */
+  /** Whether a value lookup ended at its quorum (a peer lookup: once settled). */
   readonly early: boolean;
 }
 
@@ -239,6 +251,7 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
     paths: options.paths,
     concurrency: options.concurrency,
     quorum: quorum?.count ?? 1,
+    settle: options.settle ?? 1,
   };
   for (const [name, value] of Object.entries(counts)) {
     if (!Number.isSafeInteger(value) || value < 1) {
@@ -323,17 +336,26 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
       return index === 1 ? b : a;
     };
 
+    // The early end needs `needed` answers that count: agreeing with the
+    // best value, or (a settling peer lookup) any answer.
+    const needed = quorum?.count ?? options.settle;
+    const answered: Candidate[] = [];
+    const counts = (c: Candidate): boolean =>
+      quorum === undefined
+        ? c.state === "answered"
+        : c.value !== undefined && best !== undefined && equalBytes(c.value, best);
+
     const agreed = (): boolean => {
-      if (quorum === undefined || best === undefined) return false;
-      const agreeing = valued.filter((c) => equalBytes(c.value!, best!));
-      if (agreeing.length < quorum.count) return false;
+      if (needed === undefined) return false;
+      const agreeing = (quorum === undefined ? answered : valued).filter(counts);
+      if (agreeing.length < needed) return false;
       agreeing.sort((a, b) => compareDistance(a.distance, b.distance));
-      const pathsNeeded = Math.min(quorum.count, pathsInUse);
+      const pathsNeeded = Math.min(needed, pathsInUse);
       const pathsSeen = new Set<number>();
       let boundary: Uint8Array | undefined;
       for (let i = 0; i < agreeing.length; i++) {
         pathsSeen.add(agreeing[i]!.path);
-        if (i + 1 >= quorum.count && pathsSeen.size >= pathsNeeded) {
+        if (i + 1 >= needed && pathsSeen.size >= pathsNeeded) {
           boundary = agreeing[i]!.distance;
           break;
         }
@@ -376,6 +398,7 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
 
     const onAnswer = (candidate: Candidate, answer: LookupAnswer): void => {
       candidate.state = "answered";
+      if (quorum === undefined && needed !== undefined) answered.push(candidate);
       if (answer.value !== undefined) {
         candidate.value = answer.value;
         valued.push(candidate);
@@ -404,21 +427,20 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
     // A value lookup does not ask a peer while enough closer peers, on
     // enough paths, agree with the best value or are still being asked:
     // its answer could not change the outcome unless one of them fails or
-    // disagrees, and then the peer is asked.
+    // disagrees, and then the peer is asked. (A settling peer lookup holds
+    // back a peer while enough closer peers answered or are being asked.)
     const deferred = (candidate: Candidate): boolean => {
-      if (quorum === undefined) return false;
+      if (needed === undefined) return false;
       let count = 0;
       const pathsSeen = new Set<number>();
       for (const other of seen.values()) {
         if (compareDistance(other.distance, candidate.distance) >= 0) continue;
         const pending = other.state === "asking" && other.straggling !== true;
-        const agreeing = other.value !== undefined && best !== undefined &&
-          equalBytes(other.value, best);
-        if (!pending && !agreeing) continue;
+        if (!pending && !counts(other)) continue;
         count++;
         pathsSeen.add(other.path);
       }
-      return count >= quorum.count && pathsSeen.size >= Math.min(quorum.count, pathsInUse);
+      return count >= needed && pathsSeen.size >= Math.min(needed, pathsInUse);
     };
 
     // Sends the closest askable peer of any path with a free slot, again and

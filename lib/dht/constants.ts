@@ -76,6 +76,27 @@ export const DEFAULT_DISJOINT_PATHS = 10;
 export const DEFAULT_QUORUM = 3;
 
 /**
+ * A put's write quorum: a put returns once the PUT_QUORUM peers closest to
+ * the key (found by a lookup that settled on them: no closer peer left to
+ * ask) have acknowledged the record, and sends it to the rest of the k
+ * closest in the background. These are the peers a `get` hears first (it
+ * always asks closer peers before farther ones), so a get that follows the
+ * put finds the new record on its closest peers. It equals
+ * {@linkcode DEFAULT_QUORUM}, so such a get can end at its quorum on them.
+ */
+export const PUT_QUORUM = 3;
+
+/** The longest a put's background replicas may run (a lookup and one request). */
+export const BACKGROUND_REPLICAS_MS = 5_000;
+
+/**
+ * The longest a stopping node waits for its puts' background replicas
+ * before it aborts them: enough for a lookup and a round of requests to
+ * peers that answer; a peer that does not answer would have failed anyway.
+ */
+export const REPLICAS_STOP_WAIT_MS = 2_000;
+
+/**
  * After how long an unanswered DHT request of a lookup stops holding its
  * path's slot, so that the path asks its next peer meanwhile: a slow or
  * unreachable peer (or a made-up one a malicious peer named) then costs

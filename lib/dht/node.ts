@@ -30,7 +30,7 @@
  *
  * @module
  */
-import type { Connection, PeerId, Stream } from "@libp2p/interface";
+import type { Connection, PeerId } from "@libp2p/interface";
 import type { Libp2p } from "libp2p";
 import { DimError, PeerUnreachableError } from "../errors.ts";
 import { assembleNode, checkQuorum, type DhtServices, type NodeParts } from "./create.ts";
@@ -50,9 +50,10 @@ import type {
   PeerBookView,
   Reachability,
 } from "./types.ts";
-import { coalesceWrites, withReliableIteration } from "./_libp2p_internals.ts";
+import { coalesceWrites } from "./_libp2p_internals.ts";
 import { describe, parseMultiaddr, parseTarget, streamError } from "./_peers.ts";
-import { openRelayedStream, relayedConnection } from "./_relayed.ts";
+import { openStream, runConnected, serveProtocol, storedPeers } from "./_node_streams.ts";
+import { BACKGROUND_REPLICAS_MS, REPLICAS_STOP_WAIT_MS } from "./constants.ts";
 import { type NodeRun, startNode, stopNode } from "./_node_run.ts";
 import { PeerBookKeeper } from "./_peer_book_keeper.ts";
 import { Lifecycle } from "./_lifecycle.ts";
@@ -139,7 +140,11 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   readonly #peerBook: PeerBookKeeper;
   readonly #life: Lifecycle = new Lifecycle({
     start: (signal) => startNode(this.#run(), signal),
-    stop: () => stopNode(this.#run()),
+    stop: async () => {
+      // Puts' background replicas first, while the kad client is open.
+      if (!(await this.#records.settled(REPLICAS_STOP_WAIT_MS))) this.#records.abandon();
+      await stopNode(this.#run());
+    },
     release: () => {
       this.#parts.datastore.seal();
       this.#parts.sqlite?.close();
@@ -306,10 +311,11 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
   }
 
   /**
-   * Stops the node: aborts every call in progress, closes connections and
-   * streams, and closes the datastore. It returns within about 5 s even if
-   * peers do not answer, and afterwards the node holds nothing that keeps
-   * the process alive. Calling it again is harmless.
+   * Stops the node: aborts every call in progress, waits (at most 2 s) for
+   * the background replicas of its puts, closes connections and streams,
+   * and closes the datastore. It returns within about 7 s even if peers do
+   * not answer, and afterwards the node holds nothing that keeps the
+   * process alive. Calling it again is harmless.
    *
    * @returns When the node is stopped.
    * @throws {StorageError} If the database fails to close.
@@ -339,12 +345,17 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
 
   /**
    * Stores `value` under `key` in the DHT: validates it, keeps it locally,
-   * looks up the k = 20 peers closest to the key and sends it to each.
+   * and returns once the 3 peers closest to the key have acknowledged it
+   * (its write quorum); the rest of the k = 20 closest are sent it in the
+   * background (see {@linkcode DhtNode.settled}). If the quorum is not
+   * reached, it sends to all k closest before it returns.
    *
    * @param key A DHT key `/<namespace>/<rest>` whose namespace has a validator.
    * @param value The record value.
-   * @param options `signal`: aborts the put.
-   * @returns How many remote peers acknowledged storing it (0 on a lone node).
+   * @param options `signal`: aborts the put (not its background replicas).
+   * @returns How many remote peers acknowledged storing it by then: 3 once
+   *   the quorum is reached (fewer in a smaller network; 0 on a lone node),
+   *   otherwise how many of the k closest did.
    * @throws {TypeError} If the key is malformed or its namespace has no validator.
    * @throws {InvalidRecordError} If the validator rejects the value, or this
    *   node already holds a record for the key that the selector prefers.
@@ -370,6 +381,24 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
       options,
       (signal) => this.#records.put(key, keyBytes, value, signal),
     );
+  }
+
+  /**
+   * Waits until the background replicas of this node's puts have been sent
+   * (`stop()` waits for them too, at most 2 s).
+   *
+   * @param timeoutMs The longest wait.
+   * @returns Whether they all finished in time.
+   * @example
+   * ```ts
+   * import { createDhtNode } from "./node.ts";
+   *
+   * await using node = await createDhtNode({ listen: ["/ip4/127.0.0.1/tcp/0"] });
+   * console.assert(await node.settled());
+   * ```
+   */
+  settled(timeoutMs: number = BACKGROUND_REPLICAS_MS): Promise<boolean> {
+    return this.#records.settled(timeoutMs);
   }
 
   /**
@@ -492,7 +521,8 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
    */
   async dial(address: string, options: DhtCallOptions = {}): Promise<string> {
     const target = parseMultiaddr(address, "dial");
-    return await this.#connect(
+    return await runConnected(
+      this.#life,
       `dial ${address}`,
       options,
       async (signal) => (await this.#libp2p.dial(target, { signal })).remotePeer.toString(),
@@ -524,7 +554,8 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     if (!("toMultihash" in target)) {
       throw new TypeError(`Cannot hang up: ${peerId} is not a peer ID`);
     }
-    await this.#connect(
+    await runConnected(
+      this.#life,
       "hang up",
       options,
       (signal) => this.#libp2p.hangUp(target, { signal }),
@@ -571,21 +602,11 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     options: DhtCallOptions = {},
   ): Promise<DhtStream> {
     const peer = parseTarget(target);
-    return await this.#connect(
+    return await runConnected(
+      this.#life,
       `open ${protocol} stream`,
       options,
-      async (signal) => {
-        const options = { signal, runOnLimitedConnection: true };
-        // libp2p reuses only unlimited connections: to a peer reached through
-        // a relay it would dial a second relayed connection for every stream.
-        const dial = () => this.#libp2p.dialProtocol(peer, protocol, options);
-        const relayed = relayedConnection(this.#libp2p.getConnections(), peer);
-        return withReliableIteration(
-          relayed === undefined
-            ? await dial()
-            : await openRelayedStream(relayed, protocol, options, dial),
-        );
-      },
+      (signal) => openStream(this.#libp2p, peer, protocol, signal),
       (cause) => streamError(target, protocol, cause),
     );
   }
@@ -617,20 +638,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     handler: DhtStreamHandler,
     options: DhtHandleOptions = {},
   ): Promise<void> {
-    await this.#libp2p.handle(protocol, async (stream: Stream, connection: Connection) => {
-      try {
-        await handler(
-          withReliableIteration(stream),
-          connection.remotePeer.toString(),
-          connection.remoteAddr.toString(),
-        );
-      } catch (cause) {
-        this.#parts.log(
-          `${protocol} handler failed for ${connection.remotePeer}: ${describe(cause)}`,
-        );
-        stream.abort(cause instanceof Error ? cause : new Error(String(cause)));
-      }
-    }, { ...options, runOnLimitedConnection: true });
+    await serveProtocol(this.#libp2p, protocol, handler, options, this.#parts.log);
   }
 
   /**
@@ -661,15 +669,7 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
    * ```
    */
   async knownPeers(options: DhtCallOptions = {}): Promise<DhtPeer[]> {
-    const peers = await this.#libp2p.peerStore.all(
-      options.signal === undefined ? {} : { signal: options.signal },
-    );
-    return peers
-      .filter((peer) => peer.id.toString() !== this.peerId)
-      .map((peer) => ({
-        peerId: peer.id.toString(),
-        multiaddrs: peer.addresses.map(({ multiaddr }) => multiaddr.toString()),
-      }));
+    return await storedPeers(this.#libp2p, options.signal);
   }
 
   // The parts and hooks `_node_run.ts` starts and stops.
@@ -699,25 +699,5 @@ export class DhtNode extends EventTarget implements AsyncDisposable {
     run: (signal: AbortSignal) => Promise<T>,
   ): Promise<T> {
     return runQuery(action, [this.#life.stopSignal, options.signal], run);
-  }
-
-  // Runs a call that reaches a peer: only while started, under the node's
-  // and the caller's signals; a failure that is not an abort is `fail`'s.
-  async #connect<T>(
-    action: string,
-    options: DhtCallOptions,
-    run: (signal: AbortSignal) => Promise<T>,
-    fail: (cause: unknown) => Error,
-  ): Promise<T> {
-    this.#life.assertStarted(action);
-    const { signal, release } = this.#life.scope(options.signal);
-    try {
-      return await run(signal);
-    } catch (cause) {
-      signal.throwIfAborted();
-      throw fail(cause);
-    } finally {
-      release();
-    }
   }
 }

@@ -7,9 +7,24 @@
  * `KadClient` (`_kad_client.ts`, streams kept open per peer):
  *
  * - **put** validates the value, stores it locally (the replay guard of
- *   `_record_guard.ts` refuses to go backwards), finds the k = 20 peers
- *   closest to the key and sends it to each; it returns how many
- *   acknowledged.
+ *   `_record_guard.ts` refuses to go backwards), then writes it to a
+ *   quorum: a lookup that ends once the `PUT_QUORUM` (3) peers closest to
+ *   the key have answered and no closer peer is left to ask, and a
+ *   PUT_VALUE to each of them. Once all of them have acknowledged, it
+ *   returns, and a lookup of the k = 20 closest peers and the PUT_VALUE to
+ *   the rest of them run in the background (a stopping node waits for
+ *   them, boundedly). If any of the quorum did not acknowledge, the put
+ *   sends to the rest of the k closest before it returns. It returns how
+ *   many peers acknowledged by then.
+ *
+ *   Why the quorum is enough to return on: a get asks the peers closest to
+ *   the key before any farther one, and ends early only once the closest
+ *   peers it found agree with no closer one left to ask (`_lookup.ts`). The
+ *   three closest peers of the network, the closest among them, hold the
+ *   new record when the put returns, so a get that sees the same network
+ *   hears the new record from its first answers, and its selector prefers
+ *   it over any older copy farther away. The background replicas add
+ *   durability (up to k copies), not visibility.
  * - **get** asks the closest peers until a quorum of them agree (see the
  *   lookup's module documentation), adds the local copy, returns the value
  *   the namespace's selector prefers, and sends it to peers that answered
@@ -33,13 +48,20 @@ import {
   StorageError,
 } from "../errors.ts";
 import { equalBytes } from "../platform/bytes.ts";
-import { DHT_K, LOOKUP_STRAGGLE_MS, RECORD_MAX_AGE_MS } from "./constants.ts";
+import {
+  BACKGROUND_REPLICAS_MS,
+  DHT_K,
+  LOOKUP_STRAGGLE_MS,
+  PUT_QUORUM,
+  RECORD_MAX_AGE_MS,
+} from "./constants.ts";
 import type { DhtPeer, DhtSelector, DhtValidator } from "./types.ts";
 import { compareXor, kadId } from "./_distance.ts";
 import type { KadClient } from "./_kad_client.ts";
 import { KadMessageType, type KadPeer } from "./_kad_wire.ts";
 import type { KadInternals } from "./_libp2p_internals.ts";
-import { lookup, type LookupQuorum, type LookupResult } from "./_lookup.ts";
+import { BackgroundWork } from "./_background.ts";
+import { lookup, type LookupQuorum, type LookupResult, peerKey } from "./_lookup.ts";
 import type { PeerEventFilter } from "./_peer_events.ts";
 import { describe, dialAddresses, type StartPeer, toPeerId } from "./_peers.ts";
 import { namespaceOf, recordDatastoreKey, type RecordGuardDatastore } from "./_record_guard.ts";
@@ -81,6 +103,7 @@ const decoder = new TextDecoder();
  */
 export class DhtRecords {
   readonly #init: DhtRecordsInit;
+  readonly #background = new BackgroundWork(BACKGROUND_REPLICAS_MS);
 
   /**
    * @param init The node's parts.
@@ -130,13 +153,16 @@ export class DhtRecords {
   }
 
   /**
-   * Stores a validated value locally and on the k closest peers.
+   * Stores a validated value locally and on the closest peers: returns
+   * once the write quorum has it, and sends it to the rest of the k
+   * closest in the background (see the module documentation).
    *
    * @param key The key, for messages.
    * @param keyBytes The key's bytes.
    * @param value The value.
-   * @param signal Aborts the put.
-   * @returns How many peers acknowledged it.
+   * @param signal Aborts the put (not its background replicas).
+   * @returns How many peers acknowledged it by then: the quorum's size
+   *   once it is reached, otherwise how many of the k closest did.
    * @throws {InvalidRecordError} If this node holds a record the selector prefers.
    */
   async put(
@@ -157,9 +183,64 @@ export class DhtRecords {
       }
       throw cause;
     }
+    const settled = await this.lookup(
+      keyBytes,
+      KadMessageType.FIND_NODE,
+      signal,
+      undefined,
+      PUT_QUORUM,
+    );
+    const quorum = settled.responses.slice(0, PUT_QUORUM).map(({ peer }) => peer);
+    const stored = await this.#sendAll(quorum, keyBytes, record, signal);
+    const tried = new Set(quorum.map((peer) => peerKey(peer.id)));
+    if (stored > 0 && stored === quorum.length) {
+      this.#background.run((background) =>
+        this.#replicate(keyBytes, record, tried, background).catch((cause) => {
+          this.#init.log(`could not finish the replicas of ${key}: ${describe(cause)}`);
+        })
+      );
+      return stored;
+    }
+    return stored + await this.#replicate(keyBytes, record, tried, signal);
+  }
+
+  /**
+   * Waits until the background replicas of earlier puts are sent, at most `ms`.
+   *
+   * @param ms The longest wait.
+   * @returns Whether they all finished in time.
+   */
+  settled(ms: number): Promise<boolean> {
+    return this.#background.settled(ms);
+  }
+
+  /** Aborts the background replicas still running, and any started later. */
+  abandon(): void {
+    this.#background.abort();
+  }
+
+  // Sends the record to the k closest peers a full lookup finds, but those
+  // in `tried`; returns how many acknowledged.
+  async #replicate(
+    keyBytes: Uint8Array,
+    record: Uint8Array,
+    tried: ReadonlySet<string>,
+    signal: AbortSignal,
+  ): Promise<number> {
     const { responses } = await this.lookup(keyBytes, KadMessageType.FIND_NODE, signal);
+    const rest = responses.slice(0, DHT_K).map(({ peer }) => peer)
+      .filter((peer) => !tried.has(peerKey(peer.id)));
+    return await this.#sendAll(rest, keyBytes, record, signal);
+  }
+
+  async #sendAll(
+    peers: readonly KadPeer[],
+    keyBytes: Uint8Array,
+    record: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<number> {
     const acks = await Promise.all(
-      responses.slice(0, DHT_K).map(({ peer }) => this.#sendRecord(peer, keyBytes, record, signal)),
+      peers.map((peer) => this.#sendRecord(peer, keyBytes, record, signal)),
     );
     return acks.filter(Boolean).length;
   }
@@ -293,6 +374,7 @@ export class DhtRecords {
    * @param type The kad message type.
    * @param signal Aborts the lookup.
    * @param quorum The end condition of a value lookup.
+   * @param settle Ends a FIND_NODE lookup once this many closest peers answered.
    * @returns The lookup's result.
    */
   async lookup(
@@ -300,6 +382,7 @@ export class DhtRecords {
     type: number,
     signal: AbortSignal,
     quorum?: LookupQuorum,
+    settle?: number,
   ): Promise<LookupResult> {
     const { kad, client, self } = this.#init;
     const target = kadId(keyBytes);
@@ -321,20 +404,23 @@ export class DhtRecords {
       return valid;
     };
     const withQuorum = quorum !== undefined && quorum.count > 0;
+    const early = withQuorum || settle !== undefined;
     return await lookup<StartPeer>({
       target,
       self: self.toMultihash().bytes,
       start,
       k: DHT_K,
       paths: this.#init.paths,
-      // A get asks one peer per path at a time: it ends as soon as the
-      // closest agree, so asking farther peers in parallel is wasted.
-      concurrency: withQuorum ? 1 : this.#init.concurrency,
+      // A get (or a put's quorum lookup) asks one peer per path at a time:
+      // it ends as soon as the closest agree (or answer), so asking farther
+      // peers in parallel is wasted.
+      concurrency: early ? 1 : this.#init.concurrency,
       straggleMs: LOOKUP_STRAGGLE_MS,
       // kad-dht's own queries tell its routing table and the peer store of
       // every peer an answer names; DIM's lookups do it for new ones only.
       onNewPeer: (peer) => this.#learn(peer),
       ...(withQuorum ? { quorum } : {}),
+      ...(settle === undefined ? {} : { settle }),
       signal,
       ask: async (peer, askSignal) => {
         const answer = await client.request(

@@ -103,6 +103,26 @@ Deno.test("a closer peer named in an answer is asked before the lookup ends", as
   assert.deepEqual(best, new Uint8Array([2]));
 });
 
+Deno.test("a settling peer lookup ends once the closest peers answered and nothing closer is pending", async () => {
+  const network = peers(60);
+  const { result, asked } = await run(network, network.slice(0, 20), { settle: 3 });
+  assert.equal(result.early, true);
+  assert.deepEqual(asked.sort(), ["p0", "p1", "p2"]);
+  assert.deepEqual(result.responses.map((r) => r.peer.id), network.slice(0, 3).map((p) => p.id));
+});
+
+Deno.test("a settling peer lookup asks closer peers an answer names before it ends", async () => {
+  const network = peers(60);
+  // The starting peers leave out the two closest; answers name them.
+  const { result, asked } = await run(network, network.slice(2, 22), { settle: 3 });
+  assert.equal(result.early, true);
+  assert.ok(asked.includes("p0") && asked.includes("p1"), asked.join());
+  assert.deepEqual(
+    result.responses.slice(0, 3).map((r) => r.peer.id),
+    network.slice(0, 3).map((p) => p.id),
+  );
+});
+
 Deno.test("agreeing answers from too few paths do not end a lookup early", async () => {
   const network = peers(6);
   // Dealt by rank to 3 paths: p0 and p3 on path 0, p1 and p4 on 1, p2 and p5 on 2.
