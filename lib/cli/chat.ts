@@ -6,7 +6,15 @@
  * prompt and the text being typed are redrawn, so typing is never broken.
  * Each sent line shows its state — `… sending`, `✓ delivered`, `⧗ queued
  * for offline delivery` — updated in place from the messenger's `status`
- * events. Slash commands: `/quit`, `/help`, `/verify`, `/history`.
+ * events. Slash commands: `/quit`, `/help`, `/verify`, `/history`, and
+ * `/file <path>`, which sends a file with a progress line (Tab completes the
+ * path; see `path_complete.ts` for spaces). Incoming files show their
+ * progress and where they were saved.
+ *
+ * While it runs, the chat serves the local API on `<home>/dim.sock` as
+ * `dim daemon` does, so `dim send` and the other commands work meanwhile;
+ * when a daemon already holds the data directory, the chat attaches to it
+ * through that API instead (see `chat_backend.ts`).
  *
  * When stdin is not a terminal (or with `--json`), each input line is sent
  * as a message and incoming messages are printed one per line; at the end of
@@ -21,24 +29,37 @@
  *
  * @module
  */
-import type { ReceivedFile } from "../messaging/file_receive.ts";
-import type { Messenger } from "../messenger/messenger.ts";
+import { PeerUnreachableError } from "../errors.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
-import { type Contact, KeyChangedError } from "../profile/contacts.ts";
-import type { Profile } from "../profile/profile.ts";
-import { type Context, isOffline } from "./context.ts";
+import { KeyChangedError } from "../profile/contacts.ts";
+import type { Context } from "./context.ts";
 import { deadline } from "../platform/signals.ts";
+import {
+  AttachedChat,
+  type ChatBackend,
+  type ChatContact,
+  type ChatFile,
+  type ChatFileFailure,
+  type ChatFileProgress,
+  LocalChat,
+} from "./chat_backend.ts";
 import { describeError } from "./errors.ts";
 import { keyChangedWarning, messageLine, stateMark } from "./format.ts";
-import type { CliIo, TerminalInput } from "./io.ts";
-import { LineEditor } from "./line_editor.ts";
-import { lastShownSeq, markShown } from "./marks.ts";
+import { type ChatUi, PlainUi, TerminalUi } from "./chat_ui.ts";
+import { completeFileArg, listDir, readFileArg } from "./path_complete.ts";
+import { runningDim, serveLocalApi } from "./remote.ts";
+import { formatBytes, progressText } from "./send.ts";
 
 /** Options of {@linkcode chatCommand}. */
 export interface ChatOptions {
   /** How many past messages to show on open. Default 20. */
   readonly limit?: number;
+  /** DIM's version, for the local API's `hello`. */
+  readonly version?: string;
 }
+
+/** How often a progress line is redrawn, at most, in ms. */
+const PROGRESS_MS = 200;
 
 const DEFAULT_HISTORY = 20;
 
@@ -47,6 +68,7 @@ const HELP_LINES = [
   "  /verify           show the safety number to compare with your contact",
   "  /verify confirm   mark the contact verified once the numbers match",
   "  /history [n]      show the last n messages (default 20)",
+  "  /file <path>      send a file (Tab completes; spaces as is, quoted, or as \\ )",
   "  /help             show this help",
   "  /quit             leave (also Ctrl-D on an empty line, or Ctrl-C)",
   "Start a message with // to send a line that begins with /.",
@@ -79,196 +101,63 @@ export async function chatCommand(
     await using profile = await ctx.profile();
     profile.contact(name);
   }
+  const limit = options.limit ?? DEFAULT_HISTORY;
+  const dim = await runningDim(ctx);
+  if (dim !== undefined) {
+    // A daemon holds the data directory: this chat is a view of it.
+    try {
+      const backend = new AttachedChat(dim, (await dim.status()).connections === 0);
+      return await new ChatSession(ctx, backend, await backend.contact(name), chatUi(ctx))
+        .run(limit);
+    } finally {
+      await dim.close();
+    }
+  }
   const messenger = await ctx.openMessenger({ allowOffline: true });
+  let server;
   try {
-    const contact = messenger.profile.contact(name);
-    const terminal = ctx.io.terminal;
-    const ui: ChatUi = terminal !== undefined && ctx.io.stdinIsTerminal && !ctx.json
-      ? new TerminalUi(ctx.io, terminal)
-      : new PlainUi(ctx.io);
-    const session = new ChatSession(ctx, messenger, contact, ui);
-    return await session.run(options.limit ?? DEFAULT_HISTORY);
+    server = await serveLocalApi(ctx, messenger, { version: options.version ?? "unknown" })
+      .catch((err) => {
+        ctx.note(
+          `note: other dim commands cannot use ${ctx.home} while this chat runs: ` +
+            describeError(err).message,
+        );
+        return undefined;
+      });
+    const backend = new LocalChat(messenger);
+    return await new ChatSession(ctx, backend, await backend.contact(name), chatUi(ctx)).run(limit);
   } finally {
+    await server?.close();
     await messenger.stop();
   }
 }
 
-/** Where the chat prints and reads. */
-interface ChatUi {
-  /** Whether a person is typing (a terminal): lines can be updated in place. */
-  readonly interactive: boolean;
-  /** Resolves when the user interrupts (Ctrl-C or a signal). */
-  readonly interrupted: Promise<void>;
-  /** Prints a line; returns a handle for {@linkcode ChatUi.update}. */
-  print(line: string): number;
-  /** Replaces a printed line, or prints the new text if it cannot. */
-  update(handle: number, line: string): void;
-  /** The next input line, or `undefined` to quit. */
-  next(): Promise<string | undefined>;
-  /** Interrupts: `next()` and `interrupted` resolve. */
-  interrupt(): void;
-  /** Restores the terminal. */
-  close(): void;
-}
-
-/** An async queue of input lines; `undefined` means quit. */
-class LineQueue {
-  #items: (string | undefined)[] = [];
-  #waiters: ((v: string | undefined) => void)[] = [];
-  push(v: string | undefined): void {
-    const w = this.#waiters.shift();
-    if (w) w(v);
-    else this.#items.push(v);
-  }
-  next(): Promise<string | undefined> {
-    if (this.#items.length > 0) return Promise.resolve(this.#items.shift());
-    return new Promise((r) => this.#waiters.push(r));
-  }
-}
-
-/** The raw-mode terminal: a line editor at the bottom, messages above it. */
-class TerminalUi implements ChatUi {
-  readonly interactive = true;
-  readonly interrupted: Promise<void>;
-  readonly #io: CliIo;
-  readonly #terminal: TerminalInput;
-  readonly #editor = new LineEditor("> ");
-  readonly #queue = new LineQueue();
-  readonly #rows: number[] = [];
-  #interrupt!: () => void;
-  #closed = false;
-
-  constructor(io: CliIo, terminal: TerminalInput) {
-    this.#io = io;
-    this.#terminal = terminal;
-    this.interrupted = new Promise((r) => this.#interrupt = r);
-    terminal.setRaw(true);
-    // Bracketed paste: a pasted newline does not send half a paste.
-    io.stdout("\x1b[?2004h");
-    this.#draw();
-    this.#pump().catch(() => this.interrupt());
-  }
-
-  async #pump(): Promise<void> {
-    for (;;) {
-      const bytes = await this.#terminal.read();
-      if (bytes === undefined || this.#closed) {
-        this.#queue.push(undefined);
-        return;
-      }
-      for (const event of this.#editor.feed(bytes)) {
-        if (event.type === "line") this.#queue.push(event.text);
-        else {
-          if (event.key === "ctrl-c") this.#interrupt();
-          this.#queue.push(undefined);
-        }
-      }
-      this.#draw();
-    }
-  }
-
-  #columns(): number {
-    return Math.max(10, this.#terminal.size().columns);
-  }
-
-  #draw(): void {
-    if (!this.#closed) this.#io.stdout(this.#editor.render(this.#columns()));
-  }
-
-  print(line: string): number {
-    if (this.#closed) return -1;
-    const columns = this.#columns();
-    const rows = line.split("\n").reduce(
-      (n, part) => n + Math.max(1, Math.ceil(width(part) / columns)),
-      0,
-    );
-    this.#io.stdout(`\r\x1b[2K${line.replaceAll("\n", "\r\n")}\r\n`);
-    this.#draw();
-    this.#rows.push(rows);
-    return this.#rows.length - 1;
-  }
-
-  update(handle: number, line: string): void {
-    if (this.#closed) return;
-    const own = this.#rows[handle];
-    const { columns, rows } = this.#terminal.size();
-    const up = this.#rows.slice(handle).reduce((a, b) => a + b, 0);
-    if (own === 1 && !line.includes("\n") && width(line) < columns && up < rows) {
-      // Up to the line, rewrite it, back down to the input row.
-      this.#io.stdout(`\x1b[${up}A\r\x1b[2K${line}\x1b[${up}B`);
-      this.#draw();
-    } else {
-      this.print(line);
-    }
-  }
-
-  next(): Promise<string | undefined> {
-    return this.#queue.next();
-  }
-
-  interrupt(): void {
-    this.#interrupt();
-    this.#queue.push(undefined);
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#io.stdout("\r\x1b[2K\x1b[?2004l");
-    this.#terminal.setRaw(false);
-  }
-}
-
-/** Lines in, lines out: for pipes, scripts and `--json`. */
-class PlainUi implements ChatUi {
-  readonly interactive = false;
-  readonly interrupted: Promise<void>;
-  readonly #io: CliIo;
-  #interrupt!: () => void;
-
-  constructor(io: CliIo) {
-    this.#io = io;
-    this.interrupted = new Promise((r) => this.#interrupt = r);
-  }
-
-  print(line: string): number {
-    this.#io.stdout(line + "\n");
-    return -1;
-  }
-
-  update(_handle: number, line: string): void {
-    this.print(line);
-  }
-
-  next(): Promise<string | undefined> {
-    return Promise.race([this.#io.readLine(""), this.interrupted.then(() => undefined)]);
-  }
-
-  interrupt(): void {
-    this.#interrupt();
-  }
-
-  close(): void {}
-}
-
-function width(text: string): number {
-  let n = 0;
-  for (const _ of text) n++;
-  return n;
+function chatUi(ctx: Context): ChatUi {
+  const terminal = ctx.io.terminal;
+  if (terminal === undefined || !ctx.io.stdinIsTerminal || ctx.json) return new PlainUi(ctx.io);
+  const home = ctx.io.env("HOME");
+  return new TerminalUi(
+    ctx.io,
+    terminal,
+    (before) => completeFileArg(before, { list: listDir, home }),
+  );
 }
 
 /** One conversation: what is shown, what was sent, what still waits. */
 class ChatSession {
   readonly #ctx: Context;
-  readonly #messenger: Messenger;
-  readonly #profile: Profile;
-  readonly #contact: Contact;
+  readonly #backend: ChatBackend;
+  #contact: ChatContact;
   readonly #ui: ChatUi;
   /** Sent or shown outgoing messages whose line can be updated, by seq. */
   readonly #handles = new Map<number, number>();
   /** Messages sent in this session not yet delivered or stored in the network. */
   readonly #pending = new Set<number>();
   readonly #shown = new Set<number>();
+  /** Files being sent in this session. */
+  readonly #sending = new Set<Promise<void>>();
+  /** The progress lines of incoming files, by file ID. */
+  readonly #incoming = new Map<string, { handle: number; drawn: number }>();
   #drained: (() => void) | undefined;
   #warnedKeyChange = false;
   #ended = false;
@@ -276,40 +165,33 @@ class ChatSession {
   #offline = false;
   readonly #stop = new AbortController();
 
-  constructor(
-    ctx: Context,
-    messenger: Messenger,
-    contact: Contact,
-    ui: ChatUi,
-  ) {
+  constructor(ctx: Context, backend: ChatBackend, contact: ChatContact, ui: ChatUi) {
     this.#ctx = ctx;
-    this.#messenger = messenger;
-    this.#profile = messenger.profile;
+    this.#backend = backend;
     this.#contact = contact;
     this.#ui = ui;
   }
 
   async run(limit: number): Promise<number> {
     const offSignal = this.#ctx.io.onSignal?.(() => this.#ui.interrupt());
-    const onStatus = (e: Event) => this.#status((e as CustomEvent<ChatMessage>).detail);
-    this.#messenger.addEventListener("status", onStatus);
-    const onFile = (e: Event) => this.#file((e as CustomEvent<ReceivedFile>).detail);
-    this.#messenger.addEventListener("file", onFile);
-    const node = this.#messenger.node;
-    const onConnect = () => this.#connected();
-    const onDisconnect = () => this.#disconnected();
-    node.addEventListener("peer:connect", onConnect);
-    node.addEventListener("peer:disconnect", onDisconnect);
-    this.#offline = isOffline(this.#messenger);
+    const unlisten = this.#backend.listen({
+      message: (m) => this.#message(m),
+      status: (m) => this.#status(m),
+      fileProgress: (p) => this.#fileProgress(p),
+      file: (f) => this.#file(f),
+      fileFailed: (f) => this.#fileFailed(f),
+      connected: () => this.#connected(),
+      disconnected: () => this.#disconnected(),
+    });
+    this.#offline = this.#backend.offline;
     try {
-      this.#open(limit);
+      await this.#open(limit);
       if (this.#offline) {
         this.#info(
           "offline: no peer answered. What you type is queued on this device and goes " +
             "when DIM connects.",
         );
       }
-      this.#receive().catch(() => {});
       this.#refreshKeys().catch(() => {});
       for (;;) {
         const line = await this.#ui.next();
@@ -321,10 +203,7 @@ class ChatSession {
       this.#ended = true;
       this.#stop.abort();
       offSignal?.();
-      this.#messenger.removeEventListener("status", onStatus);
-      this.#messenger.removeEventListener("file", onFile);
-      node.removeEventListener("peer:connect", onConnect);
-      node.removeEventListener("peer:disconnect", onDisconnect);
+      unlisten();
       this.#ui.close();
     }
   }
@@ -336,9 +215,8 @@ class ChatSession {
     else this.#ctx.note(line);
   }
 
-  #open(limit: number): void {
+  async #open(limit: number): Promise<void> {
     const c = this.#contact;
-    const unseen = this.#profile.incomingSince(lastShownSeq(this.#profile));
     const trust = c.keyChanged
       ? "⚠ KEYS CHANGED"
       : c.verified
@@ -346,24 +224,26 @@ class ChatSession {
       : "not verified (type /verify)";
     this.#info(
       `Chatting with ${c.name}${c.displayName ? ` (${c.displayName})` : ""} — ${trust}. ` +
-        "Type /help for commands, /quit to leave.",
+        "Type /help for commands, /quit to leave." +
+        (this.#backend.attached ? " (Through the running dim daemon.)" : ""),
     );
     if (c.keyChanged) this.#warnKeyChange();
     if (!this.#ui.interactive) return;
+    const unseen = await this.#backend.unseen();
     const fromThem = unseen.filter((m) => m.peer === c.id).length;
-    const history = this.#profile.history(c.name, { limit: Math.max(limit, fromThem) });
+    const history = await this.#backend.history(c.name, Math.max(limit, fromThem));
     if (history.length > 0) {
       this.#ui.print(
         `── last ${history.length === 1 ? "message" : `${history.length} messages`} ──`,
       );
     }
     for (const m of history) this.#show(m);
-    const others = unseen.filter((m) => m.peer !== c.id);
+    const others = unseen.filter((m) => m.peer !== c.id && !this.#shown.has(m.seq));
     if (others.length > 0) this.#ui.print(`── ${others.length} new from others ──`);
     for (const m of others) this.#show(m);
     if (history.length > 0 || others.length > 0) this.#ui.print("──");
     const last = unseen.at(-1);
-    if (last !== undefined) markShown(this.#profile, last.seq);
+    if (last !== undefined) this.#backend.markShown(last.seq);
   }
 
   #connected(): void {
@@ -374,7 +254,7 @@ class ChatSession {
   }
 
   #disconnected(): void {
-    if (this.#offline || this.#ended || !isOffline(this.#messenger)) return;
+    if (this.#offline || this.#ended) return;
     this.#offline = true;
     this.#info("offline: no peer connected. What you type is queued on this device.");
   }
@@ -391,15 +271,46 @@ class ChatSession {
       : line;
   }
 
-  #file(f: ReceivedFile): void {
+  #fileProgress(p: ChatFileProgress): void {
+    if (this.#ended || !this.#ui.interactive) return;
+    const line = `📎 receiving ${printable(p.name)} from ${p.from}… ${progressText(p)}`;
+    const seen = this.#incoming.get(p.fileId);
+    if (seen === undefined) {
+      this.#incoming.set(p.fileId, { handle: this.#ui.print(line), drawn: Date.now() });
+    } else if (Date.now() - seen.drawn >= PROGRESS_MS) {
+      seen.drawn = Date.now();
+      this.#ui.update(seen.handle, line);
+    }
+  }
+
+  #file(f: ChatFile): void {
+    if (this.#ended) return;
     if (this.#ctx.json) {
       this.#ctx.outJson({ type: "file", ...f });
       return;
     }
-    const from = this.#profile.findContact(f.senderId)?.name ?? f.senderId;
-    // deno-lint-ignore no-control-regex
-    const name = f.name.replace(/[\x00-\x1f\x7f-\x9f]/g, "\uFFFD");
-    this.#ui.print(`📎 ${from} sent ${name} (${f.bytes} bytes), saved in ${this.#ctx.home}/files`);
+    const line = `📎 ${f.from} sent ${printable(f.name)} (${f.bytes} bytes), saved in ${f.dir}`;
+    this.#finishIncoming(f.fileId, line);
+  }
+
+  #fileFailed(f: ChatFileFailure): void {
+    if (this.#ended) return;
+    if (this.#ctx.json) {
+      this.#ctx.outJson({ type: "fileFailed", ...f });
+      return;
+    }
+    const what = f.name === null ? "an incoming file" : printable(f.name);
+    const line = `✗ ${what}${
+      f.from === null ? "" : ` from ${f.from}`
+    } was not received: ${f.error}`;
+    this.#finishIncoming(f.fileId, line);
+  }
+
+  #finishIncoming(fileId: string | null, line: string): void {
+    const seen = fileId === null ? undefined : this.#incoming.get(fileId);
+    if (fileId !== null) this.#incoming.delete(fileId);
+    if (seen !== undefined && this.#ui.interactive) this.#ui.update(seen.handle, line);
+    else this.#ui.print(line);
   }
 
   #show(m: ChatMessage): void {
@@ -408,18 +319,15 @@ class ChatSession {
     if (m.direction === "out" && m.state !== "delivered") this.#handles.set(m.seq, handle);
   }
 
-  async #receive(): Promise<void> {
-    for await (const m of this.#messenger.messages()) {
-      if (this.#ended) return;
-      if (this.#shown.has(m.seq)) continue;
-      if (this.#ctx.json) {
-        this.#ctx.outJson({ type: "message", ...m });
-      } else if (this.#ui.interactive) {
-        this.#show(m);
-        markShown(this.#profile, m.seq);
-      } else {
-        this.#ui.print(this.#line(m));
-      }
+  #message(m: ChatMessage): void {
+    if (this.#ended || this.#shown.has(m.seq)) return;
+    if (this.#ctx.json) {
+      this.#ctx.outJson({ type: "message", ...m });
+    } else if (this.#ui.interactive) {
+      this.#show(m);
+      this.#backend.markShown(m.seq);
+    } else {
+      this.#ui.print(this.#line(m));
     }
   }
 
@@ -440,14 +348,13 @@ class ChatSession {
     using d = deadline(Math.min(this.#ctx.timeoutMs, 10_000));
     const signal = AbortSignal.any([d.signal, this.#stop.signal]);
     try {
-      await this.#messenger.resolveCard(this.#contact.id, { fresh: true, signal });
+      await this.#backend.refreshKeys(this.#contact.id, signal);
+      this.#contact = await this.#backend.contact(this.#contact.name);
     } catch {
       // Offline or not found: sending will queue, and the outbox looks again.
       return;
     }
-    if (!this.#ended && this.#profile.contact(this.#contact.name).keyChanged) {
-      this.#warnKeyChange();
-    }
+    if (!this.#ended && this.#contact.keyChanged) this.#warnKeyChange();
   }
 
   #warnKeyChange(): void {
@@ -462,24 +369,32 @@ class ChatSession {
     if (trimmed === "") return undefined;
     if (trimmed.startsWith("/") && !trimmed.startsWith("//")) {
       const [command, ...args] = trimmed.split(/\s+/);
-      switch (command) {
-        case "/quit":
-        case "/exit":
-        case "/q":
-          return "quit";
-        case "/help":
-        case "/?":
-          for (const l of HELP_LINES) this.#info(l);
-          return undefined;
-        case "/verify":
-          this.#verify(args[0]);
-          return undefined;
-        case "/history":
-          this.#history(args[0]);
-          return undefined;
-        default:
-          this.#info(`unknown command ${command} (type /help)`);
-          return undefined;
+      try {
+        switch (command) {
+          case "/quit":
+          case "/exit":
+          case "/q":
+            return "quit";
+          case "/help":
+          case "/?":
+            for (const l of HELP_LINES) this.#info(l);
+            return undefined;
+          case "/verify":
+            await this.#verify(args[0]);
+            return undefined;
+          case "/history":
+            await this.#history(args[0]);
+            return undefined;
+          case "/file":
+            this.#sendFile(trimmed.slice(command.length));
+            return undefined;
+          default:
+            this.#info(`unknown command ${command} (type /help)`);
+            return undefined;
+        }
+      } catch (err) {
+        this.#info(`✗ ${describeError(err).message}`);
+        return undefined;
       }
     }
     await this.#send(trimmed.startsWith("//") ? line.trimStart().slice(1) : line);
@@ -489,7 +404,7 @@ class ChatSession {
   async #send(text: string): Promise<void> {
     let m: ChatMessage;
     try {
-      m = await this.#messenger.send(this.#contact.name, text);
+      m = await this.#backend.send(this.#contact.name, text);
     } catch (err) {
       if (err instanceof KeyChangedError) {
         this.#warnedKeyChange = false;
@@ -500,6 +415,7 @@ class ChatSession {
       }
       return;
     }
+    this.#offline = this.#backend.offline;
     this.#pending.add(m.seq);
     this.#shown.add(m.seq);
     if (this.#ctx.json) {
@@ -512,10 +428,61 @@ class ChatSession {
     }
   }
 
-  #verify(arg: string | undefined): void {
-    const c = this.#profile.contact(this.#contact.name);
+  /** `/file <path>`: sends in the background, with a progress line. */
+  #sendFile(arg: string): void {
+    const path = readFileArg(arg, this.#ctx.io.env("HOME"));
+    if (path === "") {
+      this.#info("usage: /file <path> (Tab completes the path)");
+      return;
+    }
+    const name = printable(path.replace(/\/+$/, "").split("/").at(-1) ?? path);
+    const to = this.#contact.name;
+    const handle = this.#ui.interactive ? this.#ui.print(`📎 sending ${name} to ${to}…`) : -1;
+    const say = (line: string) => {
+      if (this.#ended) return;
+      if (handle >= 0) this.#ui.update(handle, line);
+      else this.#info(line);
+    };
+    let drawn = 0;
+    const task = (async () => {
+      const info = await Deno.stat(path).catch(() => undefined);
+      if (info === undefined || !info.isFile) {
+        say(`✗ ${name} not sent: ${info === undefined ? "no such file" : "not a file"}: ${path}`);
+        return;
+      }
+      try {
+        const sent = await this.#backend.sendFile(to, path, {
+          signal: this.#stop.signal,
+          onProgress: (p) => {
+            if (!this.#ui.interactive || Date.now() - drawn < PROGRESS_MS) return;
+            drawn = Date.now();
+            this.#ui.update(handle, `📎 sending ${name} to ${to}… ${progressText(p)}`);
+          },
+        });
+        if (this.#ctx.json) {
+          this.#ctx.outJson({ type: "fileSent", to, ...sent });
+          return;
+        }
+        say(`📎 ✓ ${printable(sent.name)} (${formatBytes(sent.bytes)}) delivered to ${to}`);
+      } catch (err) {
+        const why = err instanceof PeerUnreachableError ||
+            (err instanceof Error && /not online|unreachable/i.test(err.message))
+          ? `${to} is not online: files go directly, never through the network mailbox`
+          : describeError(err).message;
+        say(`✗ ${name} not sent: ${why}`);
+      }
+    })();
+    this.#sending.add(task);
+    task.finally(() => {
+      this.#sending.delete(task);
+      if (this.#pending.size === 0 && this.#sending.size === 0) this.#drained?.();
+    });
+  }
+
+  async #verify(arg: string | undefined): Promise<void> {
+    const c = await this.#backend.contact(this.#contact.name);
     if (arg === "confirm") {
-      this.#profile.verifyContact(c.name);
+      this.#contact = await this.#backend.verify(c.name);
       this.#warnedKeyChange = false;
       this.#info(`${c.name} is now verified.`);
       return;
@@ -524,7 +491,7 @@ class ChatSession {
       this.#info("usage: /verify, or /verify confirm");
       return;
     }
-    const groups = this.#profile.safetyNumber(c.name).split(" ");
+    const groups = (await this.#backend.safetyNumber(c.name)).split(" ");
     this.#info(`Safety number with ${c.name} (${c.verified ? "verified" : "not verified"}):`);
     for (let i = 0; i < groups.length; i += 4) {
       this.#info(`    ${groups.slice(i, i + 4).join(" ")}`);
@@ -534,13 +501,13 @@ class ChatSession {
     );
   }
 
-  #history(arg: string | undefined): void {
+  async #history(arg: string | undefined): Promise<void> {
     const n = arg === undefined ? DEFAULT_HISTORY : Number(arg);
     if (!Number.isSafeInteger(n) || n <= 0) {
       this.#info("usage: /history [number of messages]");
       return;
     }
-    const history = this.#profile.history(this.#contact.name, { limit: n });
+    const history = await this.#backend.history(this.#contact.name, n);
     if (history.length === 0) this.#info("no messages yet");
     for (const m of history) {
       if (this.#ctx.json) this.#ctx.outJson({ type: "history", ...m });
@@ -548,20 +515,26 @@ class ChatSession {
     }
   }
 
-  /** Waits for this session's messages to be delivered or stored in the network. */
+  /** Waits for this session's messages and files to be delivered or stored in the network. */
   async #drain(): Promise<void> {
-    if (this.#pending.size === 0) return;
     const n = this.#pending.size;
-    if (this.#offline) {
+    const files = this.#sending.size;
+    if (n === 0 && files === 0) return;
+    const s = (k: number, word: string) => `${k} ${word}${k === 1 ? "" : "s"}`;
+    if (this.#backend.attached && files === 0) {
+      this.#info(`the dim daemon keeps sending ${s(n, "message")} after this chat`);
+      return;
+    }
+    if (this.#offline && files === 0) {
       this.#info(
-        `${n} message${n === 1 ? "" : "s"} queued on this device go${
-          n === 1 ? "es" : ""
-        } the next time DIM connects`,
+        `${s(n, "message")} queued on this device go${n === 1 ? "es" : ""} the next time DIM ` +
+          "connects",
       );
       return;
     }
+    const what = [...(n > 0 ? [s(n, "message")] : []), ...(files > 0 ? [s(files, "file")] : [])];
     this.#info(
-      `waiting for ${n} message${n === 1 ? "" : "s"} to be delivered or stored in the network…` +
+      `waiting for ${what.join(" and ")} to be delivered or stored in the network…` +
         (this.#ui.interactive ? " (Ctrl-C to leave them queued)" : ""),
     );
     using d = deadline(this.#ctx.timeoutMs);
@@ -575,14 +548,25 @@ class ChatSession {
         while (await this.#ui.next() !== undefined);
       })();
     }
-    await Promise.race([drained, timedOut, this.#ui.interrupted]);
+    // Files are waited for without the time limit: a large one takes its time.
+    await Promise.race([
+      files > 0 ? Promise.all([drained, ...this.#sending]) : drained,
+      ...(files > 0 ? [] : [timedOut]),
+      this.#ui.interrupted,
+    ]);
     const left = this.#pending.size;
-    if (left > 0) {
+    if (left > 0 && !this.#backend.attached) {
       this.#info(
-        `${left} message${left === 1 ? "" : "s"} not yet delivered stay${
+        `${s(left, "message")} not yet delivered stay${
           left === 1 ? "s" : ""
         } in your outbox, and will be retried the next time dim runs`,
       );
     }
   }
+}
+
+/** A name from the network, with control characters made visible. */
+function printable(name: string): string {
+  // deno-lint-ignore no-control-regex
+  return name.replace(/[\x00-\x1f\x7f-\x9f]/g, "\uFFFD");
 }

@@ -6,7 +6,8 @@
  *
  * Keys: printable text inserts; Backspace and Delete remove; ← → Home End,
  * Ctrl-A, Ctrl-E move; Ctrl-U clears; Ctrl-W removes a word; Enter submits;
- * Ctrl-C quits; Ctrl-D quits on an empty line.
+ * Ctrl-C quits; Ctrl-D quits on an empty line; Tab completes with the
+ * editor's completer (the chat's `/file` paths), or inserts a space.
  *
  * @example
  * ```ts
@@ -25,7 +26,27 @@
 /** What a key press asks the chat to do. */
 export type EditorEvent =
   | { readonly type: "line"; readonly text: string }
-  | { readonly type: "quit"; readonly key: "ctrl-c" | "ctrl-d" };
+  | { readonly type: "quit"; readonly key: "ctrl-c" | "ctrl-d" }
+  | { readonly type: "options"; readonly options: readonly string[] };
+
+/**
+ * What a completer proposes: replace the last `replace` characters (code
+ * points) before the cursor with `text`.
+ */
+export interface EditorCompletion {
+  /** How many characters (code points) before the cursor to replace. */
+  readonly replace: number;
+  /** What to put there. */
+  readonly text: string;
+  /** When there are several matches: their names, shown when Tab makes no progress. */
+  readonly options: readonly string[];
+}
+
+/**
+ * Completes the text before the cursor, or `undefined` when it has nothing
+ * to offer (Tab then inserts a space).
+ */
+export type Completer = (before: string) => EditorCompletion | undefined;
 
 type EscapeState = "none" | "esc" | "csi" | "ss3";
 
@@ -52,14 +73,17 @@ export class LineEditor {
   #escape: EscapeState = "none";
   #params = "";
   #pasting = false;
+  readonly #complete: Completer | undefined;
 
   /**
    * Makes an empty line.
    *
    * @param prompt The prompt, drawn before the text. Default `"> "`.
+   * @param options `complete`: what Tab does.
    */
-  constructor(prompt = "> ") {
+  constructor(prompt = "> ", options: { readonly complete?: Completer } = {}) {
     this.prompt = prompt;
+    this.#complete = options.complete;
   }
 
   /** The text typed so far. */
@@ -168,12 +192,28 @@ export class LineEditor {
         return undefined;
       }
       case 0x09:
-        this.#insert(" ");
-        return undefined;
+        return this.#tab();
     }
     if (code < 0x20 || (code >= 0x80 && code < 0xa0)) return undefined;
     this.#insert(ch);
     return undefined;
+  }
+
+  #tab(): EditorEvent | undefined {
+    const before = this.#chars.slice(0, this.#cursor).join("");
+    const found = this.#pasting ? undefined : this.#complete?.(before);
+    if (found === undefined) {
+      this.#insert(" ");
+      return undefined;
+    }
+    const start = Math.max(0, this.#cursor - found.replace);
+    const replaced = this.#chars.slice(start, this.#cursor).join("");
+    const text = [...found.text];
+    this.#chars.splice(start, this.#cursor - start, ...text);
+    this.#cursor = start + text.length;
+    return found.text === replaced && found.options.length > 0
+      ? { type: "options", options: found.options }
+      : undefined;
   }
 
   #sequence(final: string, params: string): void {

@@ -164,9 +164,15 @@ Options:
     summary: "interactive chat",
     details: `Shows recent history, then incoming messages as they arrive, while you type.
 Each sent message shows "… sending", "✓ delivered" or "⧗ queued for offline
-delivery". Commands: /verify, /history, /help, /quit. With no peer reachable
-the chat opens anyway, says it is offline, and queues what you type on this
-device ("⧗ queued on this device") until DIM connects.
+delivery". Commands: /file <path> (sends a file with a progress line; Tab
+completes the path, spaces typed as is, quoted, or escaped with \ as Tab
+does), /verify, /history, /help, /quit. Incoming files show their progress
+and where they were saved. With no peer reachable the chat opens anyway, says
+it is offline, and queues what you type on this device ("⧗ queued on this
+device") until DIM connects.
+
+While the chat runs, other dim commands (send, inbox, status, contact) go
+through it; when dim daemon runs, the chat attaches to the daemon.
 
 When stdin is not a terminal, each input line is sent as a message and
 incoming messages are printed; at the end of input dim waits until the sent
@@ -178,7 +184,10 @@ Options:
     options: ["limit"],
     run: (ctx, cl) => {
       const [name] = positionals(cl, 1, 1, "dim chat <name>");
-      return chatCommand(ctx, name!, { limit: positiveNumber(cl.values.limit, "limit", 20) });
+      return chatCommand(ctx, name!, {
+        limit: positiveNumber(cl.values.limit, "limit", 20),
+        version: VERSION,
+      });
     },
   },
   {
