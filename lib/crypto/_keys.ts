@@ -1,6 +1,8 @@
 // WebCrypto key import/export for raw 32-byte X25519 and Ed25519 keys, the
 // one key-length check and the one X25519 of lib/crypto. Private to DIM.
-import { concat } from "../platform/bytes.ts";
+import { Buffer } from "node:buffer";
+import { createPrivateKey, createPublicKey } from "node:crypto";
+import { concat, constantTimeEqual } from "../platform/bytes.ts";
 
 // The RFC 8410 PKCS#8 prefix of a 32-byte private key (the "seed"); the
 // two curves differ only in the last byte of their OID (1.3.101.110 and .112).
@@ -113,4 +115,90 @@ export async function x25519(
 /** Generates 32 random bytes. */
 export function randomSeed(): Uint8Array<ArrayBuffer> {
   return crypto.getRandomValues(new Uint8Array(KEY_LENGTH));
+}
+
+/** An X25519 key pair in raw form: the 32-byte private key (seed) and public key. */
+export interface RawX25519KeyPair {
+  /** The raw 32-byte private key. */
+  readonly privateKey: Uint8Array<ArrayBuffer>;
+  /** The raw 32-byte public key. */
+  readonly publicKey: Uint8Array<ArrayBuffer>;
+}
+
+// The private keys of pairs made here, already imported for deriveBits, with
+// a copy of their bytes: a caller may overwrite a private key's array (x3dh
+// zeroes its ephemeral key), and then the cached key must not be used for it.
+const imported = new WeakMap<
+  Uint8Array,
+  { readonly seed: Uint8Array; readonly key: Promise<CryptoKey> }
+>();
+
+// The DER prefix of a raw X25519 public key (RFC 8410 SubjectPublicKeyInfo).
+const X25519_SPKI_LENGTH = 44;
+
+/**
+ * A new X25519 key pair. The public key comes from `node:crypto`, on the
+ * calling thread: a fixed-base scalar multiplication there takes 15–22 µs,
+ * where WebCrypto's export of the public key takes 50–60 µs and a hand-off
+ * to its thread pool. Importing the private key for WebCrypto's deriveBits
+ * is synchronous in Deno (about 5 µs).
+ */
+function newX25519KeyPair(): RawX25519KeyPair {
+  const privateKey = randomSeed();
+  const der = concat(X25519_PKCS8_PREFIX, privateKey);
+  const spki = createPublicKey(createPrivateKey({
+    key: Buffer.from(der.buffer, der.byteOffset, der.length),
+    format: "der",
+    type: "pkcs8",
+  }))
+    .export({ format: "der", type: "spki" });
+  der.fill(0);
+  if (spki.length !== X25519_SPKI_LENGTH) throw new Error("Cannot generate an X25519 key pair");
+  const publicKey = new Uint8Array(spki.subarray(X25519_SPKI_LENGTH - KEY_LENGTH));
+  const key = importX25519Private(privateKey);
+  key.catch(() => {}); // shows when the key is used
+  imported.set(privateKey, { seed: new Uint8Array(privateKey), key });
+  return { privateKey, publicKey };
+}
+
+// Key pairs made ahead, so that a DH ratchet step or a key agreement does not
+// wait for key generation. Each is handed out once and lives only in memory,
+// as the next HPKE ephemeral key does.
+const SPARE_KEY_PAIRS = 2;
+const spares: RawX25519KeyPair[] = [];
+let refillQueued = false;
+
+/**
+ * A fresh X25519 key pair: a spare made ahead of time if there is one (else
+ * made now). The caller owns the returned arrays, and calls
+ * {@linkcode refillX25519KeyPairs} once it has started its own asynchronous
+ * work (its DHs), so that the spares are made while that work runs.
+ */
+export function takeX25519KeyPair(): RawX25519KeyPair {
+  return spares.pop() ?? newX25519KeyPair();
+}
+
+/**
+ * Makes the spare key pairs in a microtask: it runs at the caller's next
+ * `await`, on the JavaScript thread, while WebCrypto's thread pool computes
+ * what the caller has handed it.
+ */
+export function refillX25519KeyPairs(): void {
+  if (refillQueued) return;
+  refillQueued = true;
+  queueMicrotask(() => {
+    refillQueued = false;
+    while (spares.length < SPARE_KEY_PAIRS) spares.push(newX25519KeyPair());
+  });
+}
+
+/**
+ * A raw 32-byte X25519 private key as a WebCrypto key for `deriveBits`: the
+ * one already imported if the pair came from {@linkcode takeX25519KeyPair}
+ * and its bytes are unchanged, else imported now.
+ */
+export function x25519PrivateKey(seed: Uint8Array): Promise<CryptoKey> {
+  const hit = imported.get(seed);
+  if (hit !== undefined && constantTimeEqual(hit.seed, seed)) return hit.key;
+  return importX25519Private(seed);
 }

@@ -11,7 +11,9 @@
  *
  * ## Construction
  *
- * - DH: X25519 (WebCrypto). An all-zero shared secret is refused.
+ * - DH: X25519 (WebCrypto). An all-zero shared secret is refused. Key
+ *   pairs are made ahead of time, and a DH ratchet step's two DHs run
+ *   together, so a step waits for about one scalar multiplication.
  * - KDF_RK: HKDF-SHA-256 with salt = root key, IKM = DH output, info =
  *   `"DIM-v1 ratchet root"`, 64 bytes: new root key || new chain key.
  * - KDF_CK: message key = HMAC-SHA-256(chain key, 0x01), next chain key =
@@ -82,14 +84,15 @@ import { hkdf } from "@noble/hashes/hkdf.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, constantTimeEqual, u32, utf8 } from "../platform/bytes.ts";
+import { gcmOpen, gcmSeal } from "./_aead.ts";
 import {
   checkKeyLength,
-  exportOkpPrivate,
-  importX25519Private,
   importX25519Public,
   KEY_LENGTH,
-  randomSeed,
+  refillX25519KeyPairs,
+  takeX25519KeyPair,
   x25519,
+  x25519PrivateKey,
 } from "./_keys.ts";
 import {
   DecryptionError,
@@ -204,18 +207,29 @@ export interface RatchetDecryptResult {
 
 // --- Primitives --------------------------------------------------------------
 
-/** X25519 from raw keys; throws `RangeError` on an unusable key or an all-zero result. */
-async function dh(privateKey: Uint8Array, publicKey: Uint8Array): Promise<Uint8Array> {
+/**
+ * X25519 of each raw private key with one raw public key, computed
+ * together; throws `RangeError` on an unusable key or an all-zero result,
+ * and then zeroes every output that was computed.
+ */
+async function dh(privateKeys: Uint8Array[], publicKey: Uint8Array): Promise<Uint8Array[]> {
+  let pub: CryptoKey;
   try {
-    const [priv, pub] = await Promise.all([
-      importX25519Private(privateKey),
-      importX25519Public(publicKey),
-    ]);
-    return await x25519(priv, pub);
+    pub = await importX25519Public(publicKey);
   } catch (cause) {
-    if (cause instanceof RangeError) throw cause; // all zeros
     throw new RangeError("Cannot complete X25519: the public key is not usable", { cause });
   }
+  const started = privateKeys.map((k) => x25519PrivateKey(k).then((key) => x25519(key, pub)));
+  refillX25519KeyPairs(); // while the DHs run
+  const results = await Promise.allSettled(started);
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed === undefined) {
+    return results.map((r) => (r as PromiseFulfilledResult<Uint8Array>).value);
+  }
+  for (const r of results) if (r.status === "fulfilled") r.value.fill(0);
+  const cause = failed.reason;
+  if (cause instanceof RangeError) throw cause; // all zeros
+  throw new RangeError("Cannot complete X25519: the public key is not usable", { cause });
 }
 
 /** KDF_RK: HKDF-SHA-256 keyed by the root key over a DH output. */
@@ -230,21 +244,9 @@ function kdfChain(chainKey: Uint8Array): [Uint8Array, Uint8Array] {
   return [hmac(sha256, chainKey, CHAIN_KEY_INPUT), hmac(sha256, chainKey, MESSAGE_KEY_INPUT)];
 }
 
-async function messageCipher(
-  messageKey: Uint8Array,
-  usage: KeyUsage,
-): Promise<{ key: CryptoKey; iv: Uint8Array<ArrayBuffer> }> {
-  const okm = hkdf(sha256, messageKey, ZERO_SALT, MESSAGE_INFO, 32 + NONCE_LENGTH);
-  const key = await crypto.subtle.importKey(
-    "raw",
-    okm.subarray(0, 32) as Uint8Array<ArrayBuffer>,
-    { name: "AES-GCM" },
-    false,
-    [usage],
-  );
-  const iv = okm.slice(32);
-  okm.fill(0);
-  return { key, iv };
+/** The AES-256-GCM key (32 bytes) and nonce (12) of a message key; zero it after use. */
+function messageCipher(messageKey: Uint8Array): Uint8Array {
+  return hkdf(sha256, messageKey, ZERO_SALT, MESSAGE_INFO, 32 + NONCE_LENGTH);
 }
 
 function aeadData(associatedData: Uint8Array, header: Uint8Array): Uint8Array<ArrayBuffer> {
@@ -257,20 +259,18 @@ async function open(
   associatedData: Uint8Array,
   message: Uint8Array,
 ): Promise<Uint8Array<ArrayBuffer>> {
+  const okm = messageCipher(messageKey);
   try {
-    const { key, iv } = await messageCipher(messageKey, "decrypt");
-    const plaintext = await crypto.subtle.decrypt(
-      {
-        name: "AES-GCM",
-        iv,
-        additionalData: aeadData(associatedData, message.subarray(0, RATCHET_HEADER_LENGTH)),
-      },
-      key,
-      message.subarray(RATCHET_HEADER_LENGTH) as Uint8Array<ArrayBuffer>,
+    return await gcmOpen(
+      okm.subarray(0, 32),
+      okm.subarray(32),
+      message.subarray(RATCHET_HEADER_LENGTH),
+      aeadData(associatedData, message.subarray(0, RATCHET_HEADER_LENGTH)),
     );
-    return new Uint8Array(plaintext);
   } catch {
     throw new DecryptionError();
+  } finally {
+    okm.fill(0);
   }
 }
 
@@ -288,10 +288,10 @@ async function open(
  * assert.equal(pair.publicKey.length, 32);
  * ```
  */
-export async function generateRatchetKeyPair(): Promise<RatchetKeyPair> {
-  const privateKey = randomSeed();
-  const exported = await exportOkpPrivate(await importX25519Private(privateKey, true));
-  return { privateKey: exported.seed, publicKey: exported.publicKey };
+export function generateRatchetKeyPair(): Promise<RatchetKeyPair> {
+  const pair = takeX25519KeyPair();
+  refillX25519KeyPairs();
+  return Promise.resolve(pair);
 }
 
 // --- Checks --------------------------------------------------------------
@@ -359,11 +359,9 @@ export async function initSender(
   checkKeyLength(sharedSecret, "the shared secret");
   checkKeyLength(remoteRatchetKey, "the remote ratchet key");
   checkAssociatedData(associatedData, "start session");
-  const sendingRatchetKey = await generateRatchetKeyPair();
-  const [rootKey, sendingChainKey] = kdfRoot(
-    sharedSecret,
-    await dh(sendingRatchetKey.privateKey, remoteRatchetKey),
-  );
+  const sendingRatchetKey = takeX25519KeyPair();
+  const [dhOutput] = await dh([sendingRatchetKey.privateKey], remoteRatchetKey);
+  const [rootKey, sendingChainKey] = kdfRoot(sharedSecret, dhOutput!);
   // The responder never sends on its prekey, so there is no chain to
   // receive on until its first message names a ratchet key.
   return newState(rootKey, sendingRatchetKey, sendingChainKey, associatedData);
@@ -453,22 +451,24 @@ export async function ratchetEncrypt(
     u32(state.previousSendingCount),
     u32(state.sendingCount),
   );
-  let ciphertext: ArrayBuffer;
+  let ciphertext: Uint8Array;
+  const okm = messageCipher(messageKey);
+  messageKey.fill(0);
   try {
-    const { key, iv } = await messageCipher(messageKey, "encrypt");
-    ciphertext = await crypto.subtle.encrypt(
-      { name: "AES-GCM", iv, additionalData: aeadData(state.associatedData, header) },
-      key,
-      plaintext as Uint8Array<ArrayBuffer>,
+    ciphertext = await gcmSeal(
+      okm.subarray(0, 32),
+      okm.subarray(32),
+      plaintext,
+      aeadData(state.associatedData, header),
     );
   } catch (cause) {
     throw new EncryptionError("Cannot encrypt: AES-GCM encryption failed", { cause });
   } finally {
-    messageKey.fill(0);
+    okm.fill(0);
   }
-  const message = new Uint8Array(RATCHET_HEADER_LENGTH + ciphertext.byteLength);
+  const message = new Uint8Array(RATCHET_HEADER_LENGTH + ciphertext.length);
   message.set(header);
-  message.set(new Uint8Array(ciphertext), RATCHET_HEADER_LENGTH);
+  message.set(ciphertext, RATCHET_HEADER_LENGTH);
   return {
     state: { ...state, sendingChainKey, sendingCount: state.sendingCount + 1 },
     message,
@@ -652,19 +652,18 @@ export async function ratchetDecrypt(
       if (current !== null) {
         skipKeys(state.receivingChainKey!, receivingCount, pn, current, now, newSkipped);
       }
-      // DHRatchet.
+      // DHRatchet. The new key pair was made ahead, so both DHs run together.
       previousSendingCount = sendingCount;
       sendingCount = 0;
       receivingCount = 0;
-      [rootKey, receivingChainKey] = kdfRoot(
-        rootKey,
-        await dh(sendingRatchetKey.privateKey, ratchetKey),
+      const next = takeX25519KeyPair();
+      const [receiving, sending] = await dh(
+        [sendingRatchetKey.privateKey, next.privateKey],
+        ratchetKey,
       );
-      sendingRatchetKey = await generateRatchetKeyPair();
-      [rootKey, sendingChainKey] = kdfRoot(
-        rootKey,
-        await dh(sendingRatchetKey.privateKey, ratchetKey),
-      );
+      sendingRatchetKey = next;
+      [rootKey, receivingChainKey] = kdfRoot(rootKey, receiving!);
+      [rootKey, sendingChainKey] = kdfRoot(rootKey, sending!);
     }
     receivingChainKey = skipKeys(
       receivingChainKey,

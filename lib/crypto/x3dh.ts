@@ -70,7 +70,10 @@ import {
   importX25519Private,
   importX25519Public,
   KEY_LENGTH,
+  refillX25519KeyPairs,
+  takeX25519KeyPair,
   x25519,
+  x25519PrivateKey,
 } from "./_keys.ts";
 import { type Identity, verifySignature } from "./identity.ts";
 import {
@@ -386,23 +389,40 @@ export async function initiateX3dh(
   checkKeyLength(bundle.signingPublicKey, "responder signing key");
   checkKeyLength(bundle.encryptionPublicKey, "responder encryption key");
   const { signedPrekey, oneTimePrekey } = bundle;
-  if (!(await verifyPrekeySignature(bundle.signingPublicKey, signedPrekey))) {
-    throw new KeyAgreementError("Cannot agree on a key: the signed prekey's signature is invalid");
-  }
   if (oneTimePrekey !== undefined) {
     checkId(oneTimePrekey.id, "one-time prekey");
     checkKeyLength(oneTimePrekey.publicKey, "one-time prekey public key");
   }
   const associatedData = x3dhAssociatedData(initiator, bundle);
-  const ephemeral = await generateRatchetKeyPair();
-  const ek = await importX25519Private(ephemeral.privateKey);
+  // The signature check and the DHs run together; no output is used, and
+  // every one is zeroed, unless the signature is valid.
+  const ephemeral = takeX25519KeyPair();
+  const ek = await x25519PrivateKey(ephemeral.privateKey);
   ephemeral.privateKey.fill(0);
-  const outputs = await Promise.all([
+  const valid = verifyPrekeySignature(bundle.signingPublicKey, signedPrekey);
+  const started = [
     dh(initiator.encryptionPrivateKey, signedPrekey.publicKey),
     dh(ek, bundle.encryptionPublicKey),
     dh(ek, signedPrekey.publicKey),
     ...(oneTimePrekey === undefined ? [] : [dh(ek, oneTimePrekey.publicKey)]),
-  ]);
+  ];
+  refillX25519KeyPairs(); // while the DHs run
+  const settled = await Promise.allSettled([valid, ...started]);
+  const zeroAll = () => {
+    for (const r of settled) {
+      if (r.status === "fulfilled" && r.value instanceof Uint8Array) r.value.fill(0);
+    }
+  };
+  if (settled[0]!.status === "fulfilled" && settled[0]!.value !== true) {
+    zeroAll();
+    throw new KeyAgreementError("Cannot agree on a key: the signed prekey's signature is invalid");
+  }
+  const failed = settled.find((r) => r.status === "rejected");
+  if (failed !== undefined) {
+    zeroAll();
+    throw failed.reason;
+  }
+  const outputs = settled.slice(1).map((r) => (r as PromiseFulfilledResult<Uint8Array>).value);
   return {
     sharedSecret: deriveSharedSecret(outputs),
     associatedData,
