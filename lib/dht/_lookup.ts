@@ -340,14 +340,14 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
     // best value, or (a settling peer lookup) any answer.
     const needed = quorum?.count ?? options.settle;
     const answered: Candidate[] = [];
-    const counts = (c: Candidate): boolean =>
+    const counting = (c: Candidate): boolean =>
       quorum === undefined
         ? c.state === "answered"
         : c.value !== undefined && best !== undefined && equalBytes(c.value, best);
 
     const agreed = (): boolean => {
       if (needed === undefined) return false;
-      const agreeing = (quorum === undefined ? answered : valued).filter(counts);
+      const agreeing = (quorum === undefined ? answered : valued).filter(counting);
       if (agreeing.length < needed) return false;
       agreeing.sort((a, b) => compareDistance(a.distance, b.distance));
       const pathsNeeded = Math.min(needed, pathsInUse);
@@ -436,7 +436,7 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
       for (const other of seen.values()) {
         if (compareDistance(other.distance, candidate.distance) >= 0) continue;
         const pending = other.state === "asking" && other.straggling !== true;
-        if (!pending && !counts(other)) continue;
+        if (!pending && !counting(other)) continue;
         count++;
         pathsSeen.add(other.path);
       }
