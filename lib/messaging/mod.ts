@@ -63,8 +63,13 @@ export {
   DEFAULT_MAX_CHUNK_SIZE,
   DEFAULT_MAX_FILE_SIZE,
   DELETE_SKEW_MS,
+  FILE_CHUNK_CONTENT_TYPE,
+  FILE_HEADER_CONTENT_TYPE,
+  MAILBOX_FILE_CHUNK_SIZE,
+  MAILBOX_FILE_MAX_SIZE,
   MAX_CHUNK_SIZE,
   MIN_CHUNK_SIZE,
+  RECEIPT_CONTENT_TYPE,
   SEND_WINDOW,
 } from "./constants.ts";
 export {
@@ -86,6 +91,23 @@ export type {
 } from "./file_send.ts";
 export { FileReceiver } from "./file_receive.ts";
 export type { FileOffer, FileReceiverOptions, ReceivedFile } from "./file_receive.ts";
+export {
+  decodeFileChunk,
+  decodeFileHeader,
+  encodeFileChunk,
+  encodeFileHeader,
+  leaveFile,
+  MAILBOX_FILE_VERSION,
+  MailboxFiles,
+} from "./file_mailbox.ts";
+export type {
+  MailboxFileChunk,
+  MailboxFileHeader,
+  MailboxFilesOptions,
+  MailboxFileStore,
+  QueuedFile,
+  SendPart,
+} from "./file_mailbox.ts";
 export { fileSink, fileSource } from "./file_io.ts";
 export type { FileSinkOptions } from "./file_io.ts";
 // The base class of TransferRefusedError.

@@ -47,9 +47,12 @@ import { DimError } from "../errors.ts";
 import {
   FileReceiver,
   fileSource,
+  leaveFile,
+  MailboxFiles,
   type MessagingEventDetail,
   type MessagingOptions,
   MessagingService,
+  type QueuedFile,
   sendFile,
   type SendFileOptions,
   type SentFile,
@@ -234,6 +237,8 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   readonly #node: DhtNode;
   readonly #service: MessagingService;
   readonly #files: FileReceiver;
+  /** Files left in the mailbox for this user, put together from their parts. */
+  readonly #mailboxFiles: MailboxFiles;
   readonly #sessions: SessionManager;
   readonly #cards: Cards;
   readonly #clock: () => number;
@@ -284,6 +289,14 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       onFailed: (error, offer) =>
         this.dispatchEvent(new CustomEvent("file-failed", { detail: { error, offer } })),
       ...(options.maxFileSize === undefined ? {} : { maxFileSize: options.maxFileSize }),
+    });
+    // Announced like direct files: `file` and `file-failed` events.
+    this.#mailboxFiles = new MailboxFiles({
+      storage: store,
+      accept: (offer) => downloadSink(offer, book, options.downloadDir),
+      onReceived: (file) => this.dispatchEvent(new CustomEvent("file", { detail: file })),
+      onFailed: (error, offer) =>
+        this.dispatchEvent(new CustomEvent("file-failed", { detail: { error, offer } })),
     });
     this.#cards = new Cards({
       identity,
@@ -339,6 +352,10 @@ export class Messenger extends EventTarget implements AsyncDisposable {
         if (this.#queue.length >= MAX_QUEUED_MESSAGES) this.#queue.shift();
         this.#queue.push(m);
       }
+    });
+    this.#service.addEventListener("file-part", (e) => {
+      const d = (e as CustomEvent).detail as MessagingEventDetail;
+      if (d.type === "file-part") this.#mailboxFiles.take(d.incoming);
     });
     // The nodes keeping this user's mailbox: join candidates on a later start.
     this.#service.addEventListener("mailbox", (e) => {
@@ -497,7 +514,9 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   /**
    * Sends a file to a contact who is online, streamed and encrypted chunk by
    * chunk; returns once the recipient has verified the whole file and signed
-   * a receipt. Files never go through the network mailbox.
+   * a receipt. It never goes through the network mailbox: to leave a file
+   * of up to 4 MiB for a contact who is offline, see
+   * {@linkcode Messenger.sendFileLater}.
    *
    * @param nameOrId The contact.
    * @param path The file to send.
@@ -518,6 +537,43 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       recipient: { userId: row.userId, encryptionPublicKey: row.encryptionPublicKey, peer },
       source: await fileSource(path),
     }, options);
+  }
+
+  /**
+   * Leaves a file of up to 4 MiB (`MAILBOX_FILE_MAX_SIZE`) for a
+   * contact, online or not: it is split into sealed parts queued in the
+   * outbox like messages, delivered directly when the contact is online and
+   * left in their network mailbox otherwise, and put together, checked
+   * (SHA-256) and saved in their download directory when all parts are in
+   * (`file` event there). The sender sees each part in its outbox until it
+   * is acknowledged: `waitFor(part, { orStored: true })` for every one of
+   * `parts` says the file is in the network; `waitFor(part)` that it arrived.
+   *
+   * @param nameOrId The contact.
+   * @param path The file.
+   * @param options `signal` to abort before the first part is queued.
+   * @returns The queued file, with its parts' sequence numbers.
+   * @throws {UnknownContactError} If there is no such contact.
+   * @throws {KeyChangedError} If the contact's keys changed and were not verified again.
+   * @throws {RangeError} If the file is larger than 4 MiB: send it with
+   *   {@linkcode Messenger.sendFile} while the contact is online.
+   */
+  async sendFileLater(
+    nameOrId: string,
+    path: string,
+    options: SignalOptions = {},
+  ): Promise<QueuedFile> {
+    const row = this.#parts.book.sendable(nameOrId);
+    const recipient = { userId: row.userId, encryptionPublicKey: row.encryptionPublicKey };
+    return await leaveFile(
+      (body, contentType) =>
+        this.#service.send(recipient, body, {
+          contentType,
+          ...(options.signal ? { signal: options.signal } : {}),
+        }),
+      await fileSource(path),
+      options,
+    );
   }
 
   /**
@@ -608,6 +664,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     try {
       await this.#files.stop();
       await this.#service.stop();
+      await this.#mailboxFiles.settled();
       // The exact mark, now that no state changes any more.
       await this.#sessions.close();
       await this.#node.stop();
