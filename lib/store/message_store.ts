@@ -260,11 +260,14 @@ export class MessageStore implements HistoryStorage {
   }
 
   /**
-   * Seals, in place and in one transaction, every body kept in the clear
-   * (rows of an older DIM); then rebuilds the file (`VACUUM`) and empties
-   * its log into it, so no old copy of a clear body stays behind in free
-   * pages, unused space of a page, or `dim.db-wal`. Call it outside a
-   * transaction.
+   * Seals, in one transaction, every body kept in the clear (rows of an
+   * older DIM): each such row is deleted with SQLite's `secure_delete` on,
+   * which overwrites the space it leaves with zeros, and written again,
+   * sealed, under the same number; then the log is emptied into the file.
+   * So no old copy of a clear body stays behind in free pages, unused space
+   * of a page, or `dim.db-wal`. (Not an update in place, which leaves old
+   * bytes in the page, nor `VACUUM`, which attaches a database, and Deno
+   * allows that only with every permission.) Call it outside a transaction.
    *
    * @returns How many rows were sealed.
    * @throws {StorageError} If the store has no key, or the commit fails
@@ -273,30 +276,44 @@ export class MessageStore implements HistoryStorage {
   sealPlaintext(): number {
     const box = this.#box;
     if (box === undefined) throw new StorageError("Cannot seal the history: it is locked");
-    const sealed = this.#conn.transaction(() =>
-      this.#conn.run("seal history", (db) => {
-        const rows = db.prepare(
-          "SELECT seq, msg_id, peer, direction, body FROM messages WHERE body_format = 0",
-        ).all() as Row[];
-        const update = db.prepare("UPDATE messages SET body = ?, body_format = ? WHERE seq = ?");
-        for (const r of rows) {
-          const direction = String(r.direction) as MessageDirection;
-          const label = bodyLabel(direction, String(r.peer), blob(r.msg_id));
-          update.run(box.seal(label, blob(r.body)), BODY_FORMAT.sealed, Number(r.seq));
-        }
-        return rows.length;
-      })
-    );
-    // Updated rows leave their old bytes in pages SQLite does not clear; a
-    // rebuild copies only what is live. A reader in another process may keep
-    // the log a while; the next checkpoint overwrites it.
-    if (sealed > 0) {
-      this.#conn.run(
-        "clean up history",
-        (db) => db.exec("VACUUM; PRAGMA wal_checkpoint(TRUNCATE)"),
+    this.#conn.run("clean up history", (db) => db.exec("PRAGMA secure_delete = ON"));
+    try {
+      const sealed = this.#conn.transaction(() =>
+        this.#conn.run("seal history", (db) => {
+          const rows = db.prepare("SELECT * FROM messages WHERE body_format = 0").all() as Row[];
+          if (rows.length === 0) return 0;
+          // The outbox refers to these rows; they are back before the commit.
+          db.exec("PRAGMA defer_foreign_keys = ON");
+          db.exec("DELETE FROM messages WHERE body_format = 0");
+          const columns = Object.keys(rows[0]!);
+          const insert = db.prepare(
+            `INSERT INTO messages (${columns.join(", ")}) VALUES (${
+              columns.map(() => "?").join(", ")
+            })`,
+          );
+          for (const r of rows) {
+            const direction = String(r.direction) as MessageDirection;
+            const label = bodyLabel(direction, String(r.peer), blob(r.msg_id));
+            const row: Row = {
+              ...r,
+              body: box.seal(label, blob(r.body)),
+              body_format: BODY_FORMAT.sealed,
+            };
+            insert.run(...columns.map((c) => row[c]!));
+          }
+          return rows.length;
+        })
       );
+      // The pages rewritten go from the log into the file; a reader in
+      // another process may keep the log a while, and the next checkpoint
+      // overwrites it.
+      if (sealed > 0) {
+        this.#conn.run("clean up history", (db) => db.exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+      }
+      return sealed;
+    } finally {
+      this.#conn.run("clean up history", (db) => db.exec("PRAGMA secure_delete = OFF"));
     }
-    return sealed;
   }
 
   /**
