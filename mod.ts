@@ -77,6 +77,12 @@
 export { createMessenger, Messenger, sessionRollbackMessage } from "./lib/messenger/messenger.ts";
 export type { MessengerOptions, SignalOptions } from "./lib/messenger/messenger.ts";
 export { transportFor } from "./lib/messenger/transport.ts";
+export type { FileDelivery, FileQueueEvent } from "./lib/messenger/file_queue.ts";
+export type {
+  FileQueueEntry,
+  NewQueuedFile,
+  QueuedFileState,
+} from "./lib/store/file_queue_store.ts";
 export { createProfile, openProfile, Profile, ProfileLockedError } from "./lib/profile/profile.ts";
 export type { CreateProfileOptions, OpenProfileOptions } from "./lib/profile/profile.ts";
 export {
@@ -102,6 +108,7 @@ export type {
   MessagingOptions,
   MessagingTransport,
   PeerTarget,
+  QueuedFile,
   ReceivedFile,
   SendFileOptions,
   SentFile,

@@ -45,15 +45,10 @@ import { isPublicAddress } from "../dht/public_networks.ts";
 import { createDhtNode, type DhtNode, type DhtNodeOptions } from "../dht/node.ts";
 import { DimError } from "../errors.ts";
 import {
-  FileReceiver,
-  fileSource,
-  leaveFile,
-  MailboxFiles,
   type MessagingEventDetail,
   type MessagingOptions,
   MessagingService,
   type QueuedFile,
-  sendFile,
   type SendFileOptions,
   type SentFile,
   SessionManager,
@@ -67,7 +62,9 @@ import type { Contact } from "../profile/contacts.ts";
 import type { Profile } from "../profile/profile.ts";
 import { type ProfileParts, profileParts } from "../profile/_internals.ts";
 import { CARD_REPUBLISH_MS, Cards, type SignalOptions } from "./cards.ts";
-import { downloadSink } from "./downloads.ts";
+import type { FileDelivery } from "./file_queue.ts";
+import { MessengerFiles } from "./files.ts";
+import type { FileQueueEntry } from "../store/file_queue_store.ts";
 import { Republisher } from "./republish.ts";
 import { transportFor } from "./transport.ts";
 
@@ -162,9 +159,6 @@ export function sessionRollbackMessage(home: string, rollback: SessionRollback):
     "a new session.";
 }
 
-/** How long `sendFile` looks for an online recipient when given no signal. */
-const FILE_PEER_LOOKUP_MS = 30_000;
-
 /**
  * Starts a messenger on a profile: the DIM node in the profile's data
  * directory (joining through `bootstrap`), messaging, file reception, and,
@@ -236,9 +230,8 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   readonly #parts: ProfileParts;
   readonly #node: DhtNode;
   readonly #service: MessagingService;
-  readonly #files: FileReceiver;
-  /** Files left in the mailbox for this user, put together from their parts. */
-  readonly #mailboxFiles: MailboxFiles;
+  /** Files received and sent, left in mailboxes or queued on this device. */
+  readonly #files: MessengerFiles;
   readonly #sessions: SessionManager;
   readonly #cards: Cards;
   readonly #clock: () => number;
@@ -256,6 +249,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     this.#service.fetchMailbox({ refresh: true }).catch(() => {});
     // Copies left in mailboxes before may have lost their holders meanwhile.
     this.#service.recheckMailboxCopies({ all: true }).catch(() => {});
+    this.#files.retryQueued();
   };
   readonly #disconnectListener = () => {
     if (this.#node.connections === 0) this.#alone = true;
@@ -280,24 +274,6 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     this.#clock = options.clock ?? Date.now;
     this.#publish = options.publish ?? true;
     const publicNetworks = options.node?.publicNetworks ?? options.publicNetworks ?? [];
-    this.#files = new FileReceiver(identity, {
-      accept: (offer) => downloadSink(offer, book, options.downloadDir),
-      // `file-progress`: how far an incoming file is ({ fileId, name, bytes, total, senderId }).
-      onProgress: (progress) =>
-        this.dispatchEvent(new CustomEvent("file-progress", { detail: progress })),
-      onReceived: (file) => this.dispatchEvent(new CustomEvent("file", { detail: file })),
-      onFailed: (error, offer) =>
-        this.dispatchEvent(new CustomEvent("file-failed", { detail: { error, offer } })),
-      ...(options.maxFileSize === undefined ? {} : { maxFileSize: options.maxFileSize }),
-    });
-    // Announced like direct files: `file` and `file-failed` events.
-    this.#mailboxFiles = new MailboxFiles({
-      storage: store,
-      accept: (offer) => downloadSink(offer, book, options.downloadDir),
-      onReceived: (file) => this.dispatchEvent(new CustomEvent("file", { detail: file })),
-      onFailed: (error, offer) =>
-        this.dispatchEvent(new CustomEvent("file-failed", { detail: { error, offer } })),
-    });
     this.#cards = new Cards({
       identity,
       node,
@@ -339,11 +315,25 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       },
       { clock: this.#clock, ...options.messaging },
     );
+    this.#files = new MessengerFiles({
+      identity: () => this.#parts.identity(),
+      book,
+      store,
+      node,
+      cards: this.#cards,
+      service: this.#service,
+      clock: this.#clock,
+      downloadDir: options.downloadDir,
+      maxFileSize: options.maxFileSize,
+      dispatch: (type, detail) => this.dispatchEvent(new CustomEvent(type, { detail })),
+    });
     this.#service.addEventListener("message", (e) => {
       const d = (e as CustomEvent).detail;
       if (d.type !== "message") return;
       const m = chatMessage(d.incoming.message, store.contacts.getById(d.incoming.message.peer));
       this.dispatchEvent(new CustomEvent("message", { detail: m }));
+      // Someone just wrote: files waiting for them may go now.
+      if (this.#files.queued.some((f) => f.recipient === m.peer)) this.#files.retryQueued();
       const w = this.#waiters.shift();
       if (w) w(m);
       else {
@@ -355,7 +345,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     });
     this.#service.addEventListener("file-part", (e) => {
       const d = (e as CustomEvent).detail as MessagingEventDetail;
-      if (d.type === "file-part") this.#mailboxFiles.take(d.incoming);
+      if (d.type === "file-part") this.#files.takePart(d.incoming);
     });
     // The nodes keeping this user's mailbox: join candidates on a later start.
     this.#service.addEventListener("mailbox", (e) => {
@@ -395,7 +385,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     this.#node.addEventListener("peer:connect", this.#connectListener);
     this.#node.addEventListener("peer:disconnect", this.#disconnectListener);
     await this.#service.start();
-    await this.#files.start(transportFor(this.#node));
+    await this.#files.start();
     if (!this.#publish) return;
     // New relay addresses, a UPnP mapping or a new reachability change what
     // the card should list (see card_addresses.ts). Listening before the
@@ -527,16 +517,37 @@ export class Messenger extends EventTarget implements AsyncDisposable {
    * @throws {TransferRefusedError} If the recipient refused or the file arrived damaged.
    * @throws {PeerUnreachableError} If the contact is not online.
    */
-  async sendFile(nameOrId: string, path: string, options: SendFileOptions = {}): Promise<SentFile> {
-    const row = this.#parts.book.sendable(nameOrId);
-    const peer = await this.#cards.resolvePeer(row.userId, {
-      signal: options.signal ?? AbortSignal.timeout(FILE_PEER_LOOKUP_MS),
-    });
-    return await sendFile(transportFor(this.#node), {
-      identity: this.#parts.identity(),
-      recipient: { userId: row.userId, encryptionPublicKey: row.encryptionPublicKey, peer },
-      source: await fileSource(path),
-    }, options);
+  sendFile(nameOrId: string, path: string, options: SendFileOptions = {}): Promise<SentFile> {
+    return this.#files.send(nameOrId, path, options);
+  }
+
+  /**
+   * Sends a file however the contact can get it: directly when they are
+   * online (as {@linkcode Messenger.sendFile}); otherwise a file of up to
+   * `MAILBOX_FILE_MAX_SIZE` (4 MiB) is left in the network (as
+   * {@linkcode Messenger.sendFileLater}), and a larger one waits on this
+   * device and goes directly once the two are online together (`queued-file`
+   * events tell of it; {@linkcode Messenger.queuedFiles} lists what waits).
+   *
+   * @param nameOrId The contact.
+   * @param path The file.
+   * @param options As for {@linkcode Messenger.sendFile}.
+   * @returns How it went: `direct`, `mailbox` or `queued`.
+   * @throws {UnknownContactError} If there is no such contact.
+   * @throws {KeyChangedError} If the contact's keys changed and were not verified again.
+   * @throws {TransferRefusedError} If the contact refused the file.
+   */
+  deliverFile(
+    nameOrId: string,
+    path: string,
+    options: SendFileOptions = {},
+  ): Promise<FileDelivery> {
+    return this.#files.deliver(nameOrId, path, options);
+  }
+
+  /** Files waiting on this device until their contact is online, oldest first. */
+  get queuedFiles(): FileQueueEntry[] {
+    return this.#files.queued;
   }
 
   /**
@@ -558,22 +569,8 @@ export class Messenger extends EventTarget implements AsyncDisposable {
    * @throws {RangeError} If the file is larger than 4 MiB: send it with
    *   {@linkcode Messenger.sendFile} while the contact is online.
    */
-  async sendFileLater(
-    nameOrId: string,
-    path: string,
-    options: SignalOptions = {},
-  ): Promise<QueuedFile> {
-    const row = this.#parts.book.sendable(nameOrId);
-    const recipient = { userId: row.userId, encryptionPublicKey: row.encryptionPublicKey };
-    return await leaveFile(
-      (body, contentType) =>
-        this.#service.send(recipient, body, {
-          contentType,
-          ...(options.signal ? { signal: options.signal } : {}),
-        }),
-      await fileSource(path),
-      options,
-    );
+  sendFileLater(nameOrId: string, path: string, options: SignalOptions = {}): Promise<QueuedFile> {
+    return this.#files.sendLater(nameOrId, path, options);
   }
 
   /**
@@ -664,7 +661,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     try {
       await this.#files.stop();
       await this.#service.stop();
-      await this.#mailboxFiles.settled();
+      await this.#files.settled();
       // The exact mark, now that no state changes any more.
       await this.#sessions.close();
       await this.#node.stop();

@@ -38,6 +38,7 @@ import { MESSAGES_SCHEMA, MessageStore } from "./message_store.ts";
 import { OUTBOX_SCHEMA, OutboxStore } from "./outbox_store.ts";
 import { SESSIONS_SCHEMA, SessionStore } from "./session_store.ts";
 import { SECRETS_SCHEMA, SettingsStore } from "./settings_store.ts";
+import { FILE_QUEUE_SCHEMA, FileQueueStore } from "./file_queue_store.ts";
 
 /** Every table of a user's database, in the order they were first created. */
 const USER_SCHEMA = [
@@ -47,6 +48,7 @@ const USER_SCHEMA = [
   MAILBOX_SCHEMA,
   SESSIONS_SCHEMA,
   SECRETS_SCHEMA,
+  FILE_QUEUE_SCHEMA,
 ];
 
 /** A user's stores on one connection. Not safe to share between processes without the data-dir lock. */
@@ -65,6 +67,8 @@ export class UserStore implements MessagingStorage, Disposable {
   readonly mailboxes: MailboxStore;
   /** Settings and sealed secrets. */
   readonly settings: SettingsStore;
+  /** Files waiting until their contact is online. */
+  readonly fileQueue: FileQueueStore;
 
   private constructor(connection: Connection) {
     this.connection = connection;
@@ -74,6 +78,7 @@ export class UserStore implements MessagingStorage, Disposable {
     this.sessions = new SessionStore(connection);
     this.mailboxes = new MailboxStore(connection);
     this.settings = new SettingsStore(connection);
+    this.fileQueue = new FileQueueStore(connection);
   }
 
   /**
