@@ -29,7 +29,6 @@
  *
  * @module
  */
-import { PeerUnreachableError } from "../errors.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
 import { KeyChangedError } from "../profile/contacts.ts";
 import type { Context } from "./context.ts";
@@ -463,13 +462,17 @@ class ChatSession {
           this.#ctx.outJson({ type: "fileSent", to, ...sent });
           return;
         }
-        say(`📎 ✓ ${printable(sent.name)} (${formatBytes(sent.bytes)}) delivered to ${to}`);
+        const what = `${printable(sent.name)} (${formatBytes(sent.bytes)})`;
+        say(
+          sent.how === "direct"
+            ? `📎 ✓ ${what} delivered to ${to}`
+            : sent.how === "mailbox"
+            ? `📎 ⧗ ${to} is offline: ${what} goes through the network mailbox and arrives when ${to} is back`
+            : `📎 ⧗ ${to} is offline: ${what} is over 4 MiB and waits on this device until ` +
+              `you are both online`,
+        );
       } catch (err) {
-        const why = err instanceof PeerUnreachableError ||
-            (err instanceof Error && /not online|unreachable/i.test(err.message))
-          ? `${to} is not online: files go directly, never through the network mailbox`
-          : describeError(err).message;
-        say(`✗ ${name} not sent: ${why}`);
+        say(`✗ ${name} not sent: ${describeError(err).message}`);
       }
     })();
     this.#sending.add(task);

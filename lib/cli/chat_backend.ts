@@ -8,6 +8,7 @@
  */
 import type { DaemonClient } from "../daemon/client.ts";
 import { DaemonErrorCode, type DaemonFile, type DaemonFileFailed } from "../daemon/protocol.ts";
+import { fileResult } from "../daemon/_methods.ts";
 import type { FileOffer, ReceivedFile, TransferProgress } from "../messaging/mod.ts";
 import type { Messenger } from "../messenger/messenger.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
@@ -94,6 +95,11 @@ export interface ChatEvents {
 
 /** What {@linkcode ChatBackend.sendFile} returns. */
 export interface ChatSentFile {
+  /**
+   * `direct`: delivered; `mailbox`: left in the network (contact offline);
+   * `queued`: waiting on this device until both are online.
+   */
+  readonly how: "direct" | "mailbox" | "queued";
   /** The name the recipient was given. */
   readonly name: string;
   /** Bytes sent. */
@@ -120,7 +126,7 @@ export interface ChatBackend {
   markShown(seq: number): void;
   /** Sends a message; throws `KeyChangedError` when the keys changed. */
   send(name: string, text: string): Promise<ChatMessage>;
-  /** Sends a file to a contact who is online. */
+  /** Sends a file: directly, left in the network, or queued (see `Messenger.deliverFile`). */
   sendFile(
     name: string,
     path: string,
@@ -222,7 +228,7 @@ export class LocalChat implements ChatBackend {
     path: string,
     options: { readonly signal: AbortSignal; readonly onProgress: (p: TransferProgress) => void },
   ): Promise<ChatSentFile> {
-    return this.#messenger.sendFile(name, path, options);
+    return this.#messenger.deliverFile(name, path, options).then(fileResult);
   }
 
   safetyNumber(name: string): Promise<string> {

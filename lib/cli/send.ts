@@ -6,12 +6,12 @@
  *
  * @module
  */
-import { PeerUnreachableError } from "../errors.ts";
 import { TransferRefusedError } from "../messaging/file_wire.ts";
 import type { Messenger } from "../messenger/messenger.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
 import type { Contact } from "../profile/contacts.ts";
-import { DaemonErrorCode, MAX_TIMEOUT_S } from "../daemon/protocol.ts";
+import { DaemonErrorCode, type DaemonSendFileResult, MAX_TIMEOUT_S } from "../daemon/protocol.ts";
+import { fileResult } from "../daemon/_methods.ts";
 import { type Context, EXIT_QUEUED, isOffline } from "./context.ts";
 import { deadline } from "../platform/signals.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -24,7 +24,11 @@ const CARD_REFRESH_MS = 10_000;
 
 /** Options of {@linkcode sendCommand}. */
 export interface SendOptions {
-  /** `--file <path>`: send this file (the contact must be online) instead of a text. */
+  /**
+   * `--file <path>`: send this file instead of a text: directly to a contact
+   * who is online; left in the network for one who is not (up to 4 MiB);
+   * else waiting on this device until both are online (exit code 3).
+   */
   readonly file?: string | undefined;
 }
 
@@ -180,26 +184,54 @@ async function sendFileCommand(ctx: Context, name: string, path: string): Promis
   const sending = () => spinner = startSpinner(ctx.io, what);
   const onProgress = (p: { bytes: number; total: number }) =>
     spinner?.update(`${what} ${progressText(p)}`);
-  let sent: { name: string; bytes: number; sha256: string; fileId: string };
+  let sent: DaemonSendFileResult;
+  // A file left in the network (contact offline, up to 4 MiB) is done for
+  // this command once every part is stored there.
+  let stored = true;
   try {
     sent = await viaRunningDim(
       ctx,
       // Accepting and each pause are bounded by the daemon too; this bounds the whole.
-      (dim) => {
+      async (dim) => {
         sending();
-        return dim.sendFile(contact.name, path, { onProgress, timeout: MAX_TIMEOUT_S });
+        const result = await dim.sendFile(contact.name, path, {
+          onProgress,
+          timeout: MAX_TIMEOUT_S,
+        });
+        stored = await allStored(
+          result,
+          (seq) =>
+            dim.waitFor(seq, { orStored: true, timeout: ctx.timeoutMs / 1000 }).then(
+              () => true,
+              () => false,
+            ),
+        );
+        return result;
       },
       async () => {
-        const messenger = await ctx.openMessenger();
+        const messenger = await ctx.openMessenger({ allowOffline: true });
         try {
           await refreshCard(ctx, messenger, contact.id);
           if (messenger.profile.contact(name).keyChanged) throw keyChanged(ctx, contact.name);
           sending();
-          return await messenger.sendFile(contact.name, path, {
-            acceptTimeoutMs: ctx.timeoutMs,
-            idleTimeoutMs: ctx.timeoutMs,
-            onProgress,
-          });
+          const result = fileResult(
+            await messenger.deliverFile(contact.name, path, {
+              acceptTimeoutMs: ctx.timeoutMs,
+              idleTimeoutMs: ctx.timeoutMs,
+              onProgress,
+            }),
+          );
+          using d = deadline(ctx.timeoutMs);
+          stored = !isOffline(messenger) &&
+            await allStored(
+              result,
+              (seq) =>
+                messenger.waitFor(seq, { orStored: true, signal: d.signal }).then(
+                  () => true,
+                  () => false,
+                ),
+            );
+          return result;
         } finally {
           await messenger.stop();
         }
@@ -214,19 +246,16 @@ async function sendFileCommand(ctx: Context, name: string, path: string): Promis
         { cause: err },
       );
     }
-    if (
-      err instanceof PeerUnreachableError || isDaemonError(err, DaemonErrorCode.PeerUnreachable)
-    ) {
-      throw new CliError(
-        `${contact.name} is not online: files go directly, never through the network mailbox`,
-        { cause: err },
-      );
-    }
     if (isDaemonError(err, DaemonErrorCode.KeyChanged)) throw keyChanged(ctx, contact.name);
     throw err;
   } finally {
     spinner?.stop();
   }
+  const state = sent.how === "direct"
+    ? "delivered"
+    : sent.how === "mailbox" && stored
+    ? "stored"
+    : "queued";
   if (ctx.json) {
     ctx.outJson({
       to: contact.name,
@@ -234,13 +263,41 @@ async function sendFileCommand(ctx: Context, name: string, path: string): Promis
       bytes: sent.bytes,
       sha256: sent.sha256,
       fileId: sent.fileId,
+      how: sent.how,
+      state,
     });
-  } else {
+  } else if (state === "delivered") {
     ctx.out(
       `✓ ${sent.name} (${sent.bytes} bytes) delivered to ${contact.name}, sha256 ${sent.sha256}`,
     );
+  } else if (state === "stored") {
+    ctx.out(
+      `⧗ ${contact.name} is offline: ${sent.name} (${sent.bytes} bytes) is stored in the ` +
+        `network and reaches ${contact.name} when they come online`,
+    );
+  } else if (sent.how === "mailbox") {
+    ctx.out(
+      `⧗ queued: ${sent.name} (${sent.bytes} bytes) is on this device only; it goes the next ` +
+        "time DIM connects",
+    );
+  } else {
+    ctx.out(
+      `⧗ queued: ${contact.name} is offline, and ${sent.name} (${formatBytes(sent.bytes)}) is ` +
+        `over the 4 MiB a file can leave in the network: it waits on this device and goes ` +
+        `directly when you and ${contact.name} are online together (dim daemon keeps trying)`,
+    );
   }
-  return 0;
+  return state === "queued" ? EXIT_QUEUED : 0;
+}
+
+// Whether every part of a file left in the network is stored there.
+async function allStored(
+  result: DaemonSendFileResult,
+  stored: (seq: number) => Promise<boolean>,
+): Promise<boolean> {
+  if (result.how !== "mailbox") return true;
+  const all = await Promise.all((result.parts ?? []).map(stored));
+  return all.every(Boolean);
 }
 
 /**

@@ -175,6 +175,17 @@ export interface StatusReport {
   readonly outbox: number;
   /** Of those, the ones stored in the network. */
   readonly outboxStored: number;
+  /**
+   * Files over 4 MiB waiting on this device until their contact is online
+   * (absent from reports of older versions).
+   */
+  readonly filesWaiting?: readonly {
+    readonly name: string;
+    readonly to: string;
+    readonly bytes: number;
+    readonly attempts: number;
+    readonly lastError: string;
+  }[];
   /** How many contacts. */
   readonly contacts: number;
   /** The contacts whose keys changed. */
@@ -250,6 +261,15 @@ export function statusLines(report: StatusReport): string[] {
     `Outbox:         ${report.outbox} waiting for acknowledgement` +
       (parts.length > 0 ? ` (${parts.join(", ")})` : ""),
   );
+  if (report.filesWaiting !== undefined && report.filesWaiting.length > 0) {
+    list(
+      "Files waiting:",
+      report.filesWaiting.map((f) =>
+        `${f.name} (${f.bytes} bytes) for ${f.to}, until you are both online`
+      ),
+      "",
+    );
+  }
   lines.push(
     `Contacts:       ${report.contacts}` +
       (report.keyChanged.length > 0
@@ -291,6 +311,13 @@ export function statusReport(
     routingTable: node.routingTableSize,
     outbox: outbox.length,
     outboxStored: outbox.filter((m) => m.state === "stored").length,
+    filesWaiting: messenger.queuedFiles.map((f) => ({
+      name: f.name,
+      to: contacts.find((c) => c.id === f.recipient)?.name ?? f.recipient,
+      bytes: f.bytes,
+      attempts: f.attempts,
+      lastError: f.lastError,
+    })),
     contacts: contacts.length,
     keyChanged: contacts.filter((c) => c.keyChanged).map((c) => c.name),
   };

@@ -9,6 +9,8 @@ import { isAbsolute } from "node:path";
 import { DimError, InvalidIdError, PeerUnreachableError } from "../errors.ts";
 import { TransferRefusedError } from "../messaging/mod.ts";
 import type { Messenger } from "../messenger/messenger.ts";
+import type { FileDelivery } from "../messenger/file_queue.ts";
+import { toHex } from "../platform/bytes.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
 import { parseContactString } from "../profile/contact_string.ts";
 import { type Contact, KeyChangedError, UnknownContactError } from "../profile/contacts.ts";
@@ -240,8 +242,8 @@ export function daemonMethods(host: MethodHost): Readonly<Record<string, Method>
       if (!isAbsolute(path)) throw invalid("path must be absolute (the daemon has its own cwd)");
       const ms = timeoutMs(p);
       let last = 0;
-      const sent = await timed(call, ms, (signal) =>
-        messenger.sendFile(contact.name, path, {
+      const delivery = await timed(call, ms, (signal) =>
+        messenger.deliverFile(contact.name, path, {
           signal,
           onProgress: (t) => {
             // At most ten a second, and always the last.
@@ -251,7 +253,7 @@ export function daemonMethods(host: MethodHost): Readonly<Record<string, Method>
             host.progress(call, { direction: "out", contact: contact.name, ...t });
           },
         }));
-      return { fileId: sent.fileId, name: sent.name, bytes: sent.bytes, sha256: sent.sha256 };
+      return fileResult(delivery);
     },
     listContacts: () => profile.contacts().map(contactInfo),
     addContact: async (p, call): Promise<DaemonContact> => {
@@ -340,4 +342,27 @@ export function rpcError(err: unknown): RpcErrorObject {
   }
   if (err instanceof DimError) return { code: DaemonErrorCode.Failed, message };
   return { code: DaemonErrorCode.InternalError, message };
+}
+
+/**
+ * A file's delivery as the API tells it.
+ *
+ * @param delivery What `Messenger.deliverFile` returned.
+ * @returns The `sendFile` result.
+ */
+export function fileResult(delivery: FileDelivery): DaemonSendFileResult {
+  switch (delivery.how) {
+    case "direct": {
+      const { fileId, name, bytes, sha256 } = delivery.sent;
+      return { how: "direct", fileId, name, bytes, sha256 };
+    }
+    case "mailbox": {
+      const { fileId, name, bytes, sha256, parts } = delivery.file;
+      return { how: "mailbox", fileId, name, bytes, sha256, parts: [...parts] };
+    }
+    case "queued": {
+      const { fileId, name, bytes, sha256 } = delivery.entry;
+      return { how: "queued", fileId, name, bytes, sha256: toHex(sha256) };
+    }
+  }
 }

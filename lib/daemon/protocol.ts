@@ -200,8 +200,18 @@ export interface DaemonVerifyResult extends DaemonContact {
   readonly safetyNumber: string;
 }
 
-/** What `sendFile` returns once the recipient signed its receipt. */
+/**
+ * What `sendFile` returns: `how` it went — `direct` once the recipient
+ * signed its receipt; `mailbox`, left in the network in sealed parts (a file
+ * of up to 4 MiB, recipient offline; `parts` are their outbox entries, for
+ * `waitFor`); `queued`, waiting on the daemon's device until the two are
+ * online together (a larger file, recipient offline).
+ */
 export interface DaemonSendFileResult {
+  /** How the file went. */
+  readonly how: "direct" | "mailbox" | "queued";
+  /** The outbox entries of its parts (`mailbox` only). */
+  readonly parts?: readonly number[];
   /** The file ID, 32 hex digits. */
   readonly fileId: string;
   /** The name the recipient was given. */

@@ -5,6 +5,7 @@
  * messenger opened on the same data directory the CLI created (`openUser`).
  */
 import assert from "node:assert/strict";
+import { EXIT_QUEUED } from "../../lib/cli/context.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { createMessenger } from "../../lib/messenger/messenger.ts";
 import { openProfile } from "../../lib/profile/profile.ts";
@@ -273,7 +274,7 @@ Deno.test("init with a bootstrap node publishes the card, asking the passphrase 
   assert.equal(added.code, 0, added.err);
 });
 
-Deno.test("send --file streams a file to an online contact, and says so when they are offline", async () => {
+Deno.test("send --file streams a file to an online contact; offline, leaves a small one in the network and queues a large one", async () => {
   await using r = await storageNode();
   await using tmp = await tempDir();
   const { alice, bob } = await pairUsers(tmp.path, r.address);
@@ -295,9 +296,24 @@ Deno.test("send --file streams a file to an online contact, and says so when the
   } finally {
     await online.stop();
   }
+  // Bob offline: a small file is left in the network; a file over 4 MiB waits on this device.
   const offline = await dim(alice, ["send", "bob", "--file", path, "--listen", LOOPBACK]);
-  assert.equal(offline.code, 1);
-  assert.match(offline.err, /error: bob is not online: files go directly/);
+  assert.equal(offline.code, 0, offline.err);
+  assert.match(
+    offline.out,
+    /^⧗ bob is offline: notes\.txt \(90000 bytes\) is stored in the network/,
+  );
+  const big = `${tmp.path}/big.bin`;
+  await Deno.writeFile(big, new Uint8Array(4 * 1024 * 1024 + 1));
+  const queued = await dim(alice, ["send", "bob", "--file", big, "--json", "--listen", LOOPBACK]);
+  assert.equal(queued.code, EXIT_QUEUED, queued.err);
+  assert.equal(JSON.parse(queued.out).state, "queued");
+  assert.equal(JSON.parse(queued.out).how, "queued");
+  const status = await dim(alice, ["status", "--listen", LOOPBACK]);
+  assert.match(
+    status.out,
+    /^Files waiting: +big\.bin \(4194305 bytes\) for bob, until you are both online$/m,
+  );
   const missing = await dim(alice, ["send", "bob", "--file", `${tmp.path}/nope`]);
   assert.equal(missing.code, 1);
   assert.match(missing.err, /error: no such file: /);
