@@ -16,6 +16,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["record"],
   ["dht"],
   ["messaging"],
+  ["group"],
   ["store"],
   ["profile"],
   ["messenger"],
