@@ -176,6 +176,10 @@ class ChatSession {
     const unlisten = this.#backend.listen({
       message: (m) => this.#message(m),
       status: (m) => this.#status(m),
+      sent: (m) => {
+        // Sent by another command through this chat or the daemon it is attached to.
+        if (m.peer === this.#contact.id && !this.#shown.has(m.seq)) this.#display(m);
+      },
       fileProgress: (p) => this.#fileProgress(p),
       file: (f) => this.#file(f),
       fileFailed: (f) => this.#fileFailed(f),
@@ -415,6 +419,14 @@ class ChatSession {
       return;
     }
     this.#offline = this.#backend.offline;
+    // The `sent` event may have shown it already.
+    if (!this.#shown.has(m.seq)) this.#display(m);
+    else this.#pending.add(m.seq);
+  }
+
+  // Shows a message this user sent, and follows its state.
+  #display(m: ChatMessage): void {
+    if (this.#ended) return;
     this.#pending.add(m.seq);
     this.#shown.add(m.seq);
     if (this.#ctx.json) {

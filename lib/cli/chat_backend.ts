@@ -81,6 +81,8 @@ export interface ChatEvents {
   message(m: ChatMessage): void;
   /** A sent message changed state. */
   status(m: ChatMessage): void;
+  /** A message this user sent, from this chat or another command. */
+  sent(m: ChatMessage): void;
   /** An incoming file's progress. */
   fileProgress(p: ChatFileProgress): void;
   /** A file received and saved. */
@@ -166,6 +168,7 @@ export class LocalChat implements ChatBackend {
     let stopped = false;
     const handlers: [EventTarget, string, (e: Event) => void][] = [
       [messenger, "status", (e) => events.status((e as CustomEvent<ChatMessage>).detail)],
+      [messenger, "sent", (e) => events.sent((e as CustomEvent<ChatMessage>).detail)],
       [messenger, "file", (e) => {
         const f = (e as CustomEvent<ReceivedFile>).detail;
         const { fileId, senderId, name, bytes, sha256 } = f;
@@ -295,6 +298,9 @@ export class AttachedChat implements ChatBackend {
           case "status":
             if (n.params.state === "delivered" || n.params.state === "stored") this.#online(true);
             events.status(n.params);
+            break;
+          case "sent":
+            events.sent(n.params);
             break;
           case "fileProgress":
             // Files others send through the daemon are theirs to watch.

@@ -314,14 +314,16 @@ export interface DaemonFileFailed {
 
 /**
  * A notification the daemon sends: after `subscribe`, `message` (an
- * incoming message), `status` (an outgoing message changed state:
- * delivered, or stored in the network), `file`, `fileFailed` and
+ * incoming message), `sent` (a message this user sent, through any
+ * client), `status` (an outgoing message changed state: delivered, or
+ * stored in the network), `file`, `fileFailed` and
  * `fileProgress`; the requester of a `sendFile` gets its `fileProgress`
  * without subscribing.
  */
 export type DaemonNotification =
   | { readonly method: "message"; readonly params: ChatMessage }
   | { readonly method: "status"; readonly params: ChatMessage }
+  | { readonly method: "sent"; readonly params: ChatMessage }
   | { readonly method: "fileProgress"; readonly params: DaemonFileProgress }
   | { readonly method: "file"; readonly params: DaemonFile }
   | { readonly method: "fileFailed"; readonly params: DaemonFileFailed };

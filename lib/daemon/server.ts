@@ -229,6 +229,7 @@ export async function serveDaemon(
     log(`message ${m.seq} from ${m.contact ?? m.peer}`);
     notify("message", m);
   };
+  const onSent = (e: Event) => notify("sent", (e as CustomEvent<ChatMessage>).detail);
   const onStatus = (e: Event) => {
     const m = (e as CustomEvent<ChatMessage>).detail;
     log(`message ${m.seq} to ${m.contact ?? m.peer}: ${m.state}`);
@@ -283,6 +284,7 @@ export async function serveDaemon(
   const events: [string, (e: Event) => void][] = [
     ["message", onMessage],
     ["status", onStatus],
+    ["sent", onSent],
     ["file", onFile],
     ["file-failed", onFileFailed],
     ["file-progress", onFileProgress],

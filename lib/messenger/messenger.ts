@@ -220,9 +220,11 @@ function reachOptions(options: MessengerOptions): Partial<DhtNodeOptions> {
 
 /**
  * One user's DIM online: their profile, node, messaging and file transfer.
- * Its events (`CustomEvent`s): `message` and `status` (a `ChatMessage`),
- * `file` (a `ReceivedFile`), `file-failed` (`{ error, offer }`) and
- * `file-progress` (an incoming file's `TransferProgress` with its `senderId`).
+ * Its events (`CustomEvent`s): `message`, `sent` (a message this user just
+ * sent) and `status` (a `ChatMessage` each), `file` (a `ReceivedFile`),
+ * `file-failed` (`{ error, offer }`), `file-progress` (an incoming file's
+ * `TransferProgress` with its `senderId`) and `queued-file` (a
+ * `FileQueueEvent`).
  */
 export class Messenger extends EventTarget implements AsyncDisposable {
   /** The offline half: identity, contacts, history, settings. */
@@ -498,7 +500,9 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       utf8(text),
       { contentType: TEXT_CONTENT_TYPE, ...(options.signal ? { signal: options.signal } : {}) },
     );
-    return chatMessage(stored, row);
+    const sent = chatMessage(stored, row);
+    this.dispatchEvent(new CustomEvent("sent", { detail: sent }));
+    return sent;
   }
 
   /**

@@ -34,6 +34,8 @@ Deno.test({
       const sent = await dim(alice, ["send", "bob", "from another terminal"]);
       assert.equal(sent.code, 0, sent.err);
       assert.equal(sent.out, "✓ delivered to bob\n");
+      // The chat window shows it too.
+      await tmux.waitFor("alice", /you: from another terminal/, 5000);
       const file = await dim(alice, ["send", "bob", "--file", `${docs}/report.txt`]);
       assert.equal(file.code, 0, file.err);
       assert.match(file.out, /^✓ report\.txt \(50000 bytes\) delivered to bob/);
