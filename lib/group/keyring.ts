@@ -97,6 +97,8 @@ export class GroupKeyring {
   readonly #epochSeen = new Map<number, number>();
 
   /**
+   * Makes an empty keyring: no own chain until {@linkcode GroupKeyring.rotate}.
+   *
    * @param groupId The 16-byte group ID.
    * @param self This member's identity signing key.
    */
