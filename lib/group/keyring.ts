@@ -85,6 +85,21 @@ export interface GroupReceived {
   readonly plaintext: OpenedGroupPlaintext;
 }
 
+/**
+ * Everything a keyring holds, for storage ({@link "./keyring_codec.ts"}
+ * encodes it). Holds secret material: never log it.
+ */
+export interface KeyringSnapshot {
+  /** This member's current sending chain. */
+  readonly own: SenderChain | undefined;
+  /** Own chains of earlier epochs still in their grace period. */
+  readonly ownOld: readonly SenderChain[];
+  /** The other members' chains. */
+  readonly chains: readonly ReceiverChain[];
+  /** When this member first saw each epoch: `[epoch, ms]`. */
+  readonly epochSeen: readonly (readonly [number, number])[];
+}
+
 /** One member's sender keys in one group. Holds secret material: never log it. */
 export class GroupKeyring {
   readonly #groupId: Uint8Array;
@@ -105,6 +120,37 @@ export class GroupKeyring {
   constructor(groupId: Uint8Array, self: Uint8Array) {
     this.#groupId = new Uint8Array(groupId);
     this.#self = new Uint8Array(self);
+  }
+
+  /**
+   * Makes a keyring from what {@linkcode GroupKeyring.snapshot} returned.
+   *
+   * @param groupId The 16-byte group ID.
+   * @param self This member's identity signing key.
+   * @param snapshot The saved state.
+   * @returns The keyring.
+   */
+  static restore(groupId: Uint8Array, self: Uint8Array, snapshot: KeyringSnapshot): GroupKeyring {
+    const k = new GroupKeyring(groupId, self);
+    k.#own = snapshot.own;
+    k.#ownOld = [...snapshot.ownOld];
+    for (const c of snapshot.chains) k.#chains.set(k.#key(c.sender, c.epoch), c);
+    for (const [epoch, at] of snapshot.epochSeen) k.#epochSeen.set(epoch, at);
+    return k;
+  }
+
+  /**
+   * Everything the keyring holds, to store (sealed) and restore later.
+   *
+   * @returns The state.
+   */
+  snapshot(): KeyringSnapshot {
+    return {
+      own: this.#own,
+      ownOld: [...this.#ownOld],
+      chains: [...this.#chains.values()],
+      epochSeen: [...this.#epochSeen],
+    };
   }
 
   /** This member's current sending chain, if any. */

@@ -251,7 +251,9 @@ export class Profile implements AsyncDisposable {
   #unlocked(identity: Identity): void {
     this.#identity = identity;
     this.#public = identity.public;
-    this.#store.messages.useKey(HistoryBox.forIdentity(identity));
+    const history = HistoryBox.forIdentity(identity);
+    this.#store.messages.useKey(history);
+    this.#store.groups.useKey(history);
     const text = encodePublicIdentity(identity.public);
     if (this.#store.settings.get(PROFILE_SETTINGS.publicIdentity) !== text) {
       this.#store.settings.set(PROFILE_SETTINGS.publicIdentity, text);

@@ -39,6 +39,7 @@ import { OUTBOX_SCHEMA, OutboxStore } from "./outbox_store.ts";
 import { SESSIONS_SCHEMA, SessionStore } from "./session_store.ts";
 import { SECRETS_SCHEMA, SettingsStore } from "./settings_store.ts";
 import { FILE_QUEUE_SCHEMA, FileQueueStore } from "./file_queue_store.ts";
+import { GROUPS_SCHEMA, GroupStore } from "./group_store.ts";
 
 /** Every table of a user's database, in the order they were first created. */
 const USER_SCHEMA = [
@@ -49,6 +50,7 @@ const USER_SCHEMA = [
   SESSIONS_SCHEMA,
   SECRETS_SCHEMA,
   FILE_QUEUE_SCHEMA,
+  GROUPS_SCHEMA,
 ];
 
 /** A user's stores on one connection. Not safe to share between processes without the data-dir lock. */
@@ -69,6 +71,8 @@ export class UserStore implements MessagingStorage, Disposable {
   readonly settings: SettingsStore;
   /** Files waiting until their contact is online. */
   readonly fileQueue: FileQueueStore;
+  /** Groups: membership changes, sender keys, group history (sealed). */
+  readonly groups: GroupStore;
 
   private constructor(connection: Connection) {
     this.connection = connection;
@@ -79,6 +83,7 @@ export class UserStore implements MessagingStorage, Disposable {
     this.mailboxes = new MailboxStore(connection);
     this.settings = new SettingsStore(connection);
     this.fileQueue = new FileQueueStore(connection);
+    this.groups = new GroupStore(connection);
   }
 
   /**
