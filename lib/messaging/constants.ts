@@ -659,6 +659,28 @@ export const FILE_HEADER_CONTENT_TYPE = 0x41;
 export const FILE_CHUNK_CONTENT_TYPE = 0x42;
 
 /**
+ * The content type of a group membership change (`lib/group/change.ts`),
+ * sent to each member inside the pairwise session: control range, so the
+ * history never shows it as a chat message.
+ */
+export const GROUP_CHANGE_CONTENT_TYPE = 0x43;
+
+/** The content type of a sender-key distribution (`lib/group/sender_keys.ts`), inside the pairwise session. */
+export const SENDER_KEY_CONTENT_TYPE = 0x44;
+
+/**
+ * The content type of a group message (encrypted once with the sender's
+ * chain, `lib/group/sender_keys.ts`) carried to one member inside the
+ * pairwise session, so that it has that member's outbox entry, retries,
+ * mailbox copy and receipt like any message. Control range: the group
+ * history shows it, not the pairwise one.
+ */
+export const GROUP_MESSAGE_CONTENT_TYPE = 0x45;
+
+/** A group message in a static envelope: the fallback of `lib/group/wire.ts` (outside the control range). */
+export const GROUP_ENVELOPE_CONTENT_TYPE = 0x82;
+
+/**
  * The most envelope hashes one receipt carries: 1024 (32 KiB of body).
  * A mailbox fetch that read more from one sender sends several receipts.
  */

@@ -64,11 +64,13 @@ import { type ProfileParts, profileParts } from "../profile/_internals.ts";
 import { CARD_REPUBLISH_MS, Cards, type SignalOptions } from "./cards.ts";
 import type { FileDelivery } from "./file_queue.ts";
 import { MessengerFiles } from "./files.ts";
+import { type GroupInfo, MessengerGroups } from "./groups.ts";
 import type { FileQueueEntry } from "../store/file_queue_store.ts";
 import { Republisher } from "./republish.ts";
 import { transportFor } from "./transport.ts";
 
 export type { SignalOptions } from "./cards.ts";
+export type { GroupInfo, GroupMember } from "./groups.ts";
 
 /**
  * Options of {@linkcode createMessenger}.
@@ -234,6 +236,8 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   readonly #service: MessagingService;
   /** Files received and sent, left in mailboxes or queued on this device. */
   readonly #files: MessengerFiles;
+  /** Group chats. */
+  readonly #groups: MessengerGroups;
   readonly #sessions: SessionManager;
   readonly #cards: Cards;
   readonly #clock: () => number;
@@ -329,25 +333,28 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       maxFileSize: options.maxFileSize,
       dispatch: (type, detail) => this.dispatchEvent(new CustomEvent(type, { detail })),
     });
+    this.#groups = new MessengerGroups({
+      identity: () => this.#parts.identity(),
+      store,
+      book,
+      service: this.#service,
+      clock: this.#clock,
+      onMessage: (m) => this.#push(m),
+    });
     this.#service.addEventListener("message", (e) => {
       const d = (e as CustomEvent).detail;
       if (d.type !== "message") return;
       const m = chatMessage(d.incoming.message, store.contacts.getById(d.incoming.message.peer));
-      this.dispatchEvent(new CustomEvent("message", { detail: m }));
       // Someone just wrote: files waiting for them may go now.
       if (this.#files.queued.some((f) => f.recipient === m.peer)) this.#files.retryQueued();
-      const w = this.#waiters.shift();
-      if (w) w(m);
-      else {
-        // Programs that only listen to events never drain the queue; the
-        // history keeps everything anyway.
-        if (this.#queue.length >= MAX_QUEUED_MESSAGES) this.#queue.shift();
-        this.#queue.push(m);
-      }
+      this.#push(m);
     });
+    // The layer's own content types: group changes, keys and messages, or file parts.
     this.#service.addEventListener("file-part", (e) => {
       const d = (e as CustomEvent).detail as MessagingEventDetail;
-      if (d.type === "file-part") this.#files.takePart(d.incoming);
+      if (d.type === "file-part" && !this.#groups.take(d.incoming)) {
+        this.#files.takePart(d.incoming);
+      }
     });
     // The nodes keeping this user's mailbox: join candidates on a later start.
     this.#service.addEventListener("mailbox", (e) => {
@@ -382,8 +389,21 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     return this.#started;
   }
 
+  #push(m: ChatMessage): void {
+    this.dispatchEvent(new CustomEvent("message", { detail: m }));
+    const w = this.#waiters.shift();
+    if (w) w(m);
+    else {
+      // Programs that only listen to events never drain the queue; the
+      // history keeps everything anyway.
+      if (this.#queue.length >= MAX_QUEUED_MESSAGES) this.#queue.shift();
+      this.#queue.push(m);
+    }
+  }
+
   async #start(): Promise<void> {
     this.#alone = this.#node.connections === 0;
+    await this.#groups.load();
     this.#node.addEventListener("peer:connect", this.#connectListener);
     this.#node.addEventListener("peer:disconnect", this.#disconnectListener);
     await this.#service.start();
@@ -630,6 +650,95 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       refresh: options.refresh ?? true,
       ...(options.signal ? { signal: options.signal } : {}),
     });
+  }
+
+  /**
+   * Makes a group of this user (its admin) and contacts; see `groups.ts`.
+   *
+   * @param name The group's name (1 to 100 bytes).
+   * @param contacts The contacts' names or IDs.
+   * @returns The group.
+   */
+  createGroup(name: string, contacts: readonly string[]): Promise<GroupInfo> {
+    return this.#groups.create(name, contacts);
+  }
+
+  /**
+   * Adds a contact to a group (as its admin); it reads nothing sent before.
+   *
+   * @param group The group's ID or name.
+   * @param contact The contact.
+   * @returns The group.
+   */
+  addMember(group: string, contact: string): Promise<GroupInfo> {
+    return this.#groups.addMember(group, contact);
+  }
+
+  /**
+   * Removes a member (as an admin); every remaining member rotates its key.
+   *
+   * @param group The group's ID or name.
+   * @param member The member's user ID or contact name.
+   * @returns The group.
+   */
+  removeMember(group: string, member: string): Promise<GroupInfo> {
+    return this.#groups.removeMember(group, member);
+  }
+
+  /**
+   * Leaves a group; its history stays.
+   *
+   * @param group The group's ID or name.
+   * @returns When the members are told (queued).
+   */
+  leave(group: string): Promise<void> {
+    return this.#groups.leave(group);
+  }
+
+  /**
+   * The groups this user is in or left.
+   *
+   * @returns The groups.
+   */
+  groups(): GroupInfo[] {
+    return this.#groups.list();
+  }
+
+  /**
+   * One group, its members marked "contact" or "group member, not a contact".
+   *
+   * @param group The group's ID or name.
+   * @returns The group.
+   */
+  group(group: string): GroupInfo {
+    return this.#groups.group(group);
+  }
+
+  /**
+   * Sends a text to a group: encrypted once, one outbox entry per member.
+   *
+   * @param group The group's ID or name.
+   * @param text The text.
+   * @returns The message (`group.deliveredTo` of `group.members`).
+   */
+  sendGroup(group: string, text: string): Promise<ChatMessage> {
+    return this.#groups.send(group, text);
+  }
+
+  /**
+   * A group's conversation, oldest first, with who wrote each message.
+   *
+   * @param group The group's ID or name.
+   * @param options `limit` (default 50).
+   * @returns The messages.
+   */
+  groupHistory(group: string, options: { readonly limit?: number } = {}): ChatMessage[] {
+    return this.#groups.history(group, options);
+  }
+
+  /** The group chats' parts beyond these calls: deliveries per member, safety numbers. */
+  get groupChats(): MessengerGroups {
+    return this.#groups;
   }
 
   /**

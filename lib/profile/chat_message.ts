@@ -53,6 +53,17 @@ export interface ChatMessage {
    * a user whose prekeys could not be found).
    */
   readonly protection: MessageProtection;
+  /**
+   * The group it was written in, for a group message (then `peer` is who
+   * wrote it, `seq` is the group history's, and `deliveredTo` counts the
+   * members a sent one reached, of `members`).
+   */
+  readonly group?: {
+    readonly id: string;
+    readonly name: string;
+    readonly deliveredTo?: number;
+    readonly members?: number;
+  };
 }
 
 /**

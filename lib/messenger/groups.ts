@@ -1,0 +1,665 @@
+/**
+ * Group chats in the messenger: the signed membership and sender keys of
+ * `lib/group`, carried over the pairwise sessions, kept sealed in the
+ * store, and shown as chat messages with their group.
+ *
+ * What travels, and how:
+ *
+ * - **Membership changes** (content type `GROUP_CHANGE_CONTENT_TYPE`) go to
+ *   every member in its pairwise session; a new member gets every change of
+ *   the group, the create first, in order (one conversation's outbox keeps
+ *   its order). A change is accepted only as `GroupLog.receive` allows
+ *   (signed, authorized in its causal past, not a replay).
+ * - **Sender keys** (`SENDER_KEY_CONTENT_TYPE`): each member distributes its
+ *   chain when it joins, to a member added later (at the chain's current
+ *   iteration: the newcomer reads nothing older), and, after a removal or
+ *   leave, a new chain to the remaining members only. A distribution that
+ *   arrives before the change that makes its sender a member waits (a few
+ *   per group) and is taken when the change is applied.
+ * - **Group messages** (`GROUP_MESSAGE_CONTENT_TYPE`) are encrypted and
+ *   signed once with the sender's chain; the same ciphertext goes to each
+ *   member inside the pairwise session, as one outbox entry per member, so
+ *   retries, mailbox copies and receipts are those of any message, and
+ *   "delivered to k of n" is the count of those entries delivered.
+ *
+ * Not wired yet: the per-member wrap of `lib/group/wire.ts` (one AES-GCM
+ * per member, no public-key operation) in place of the pairwise session as
+ * the carrier; the inbox and mailbox would have to recognize wraps by their
+ * hint first.
+ *
+ * Members who are not contacts are shown as "group member, not a contact";
+ * their safety number ({@linkcode MessengerGroups.safetyNumber}) is checked
+ * as a contact's is.
+ *
+ * @module
+ */
+import { encodeUserId, type Identity } from "../crypto/identity.ts";
+import { safetyNumber } from "../crypto/safety_number.ts";
+import { DimError } from "../errors.ts";
+import { toHex, utf8 } from "../platform/bytes.ts";
+import { decodeChange } from "../group/change.ts";
+import { MAX_GROUP_BODY_LENGTH } from "../group/constants.ts";
+import { GroupKeyring } from "../group/keyring.ts";
+import { decodeKeyring, encodeKeyring } from "../group/keyring_codec.ts";
+import { GroupLog, type GroupState } from "../group/membership.ts";
+import {
+  GROUP_CHANGE_CONTENT_TYPE,
+  GROUP_MESSAGE_CONTENT_TYPE,
+  type IncomingMessage,
+  type MessagingService,
+  SENDER_KEY_CONTENT_TYPE,
+} from "../messaging/mod.ts";
+import type { ChatMessage } from "../profile/chat_message.ts";
+import type { ContactBook } from "../profile/contacts.ts";
+import type { GroupDelivery, StoredGroupMessage } from "../store/group_store.ts";
+import type { UserStore } from "../store/user_store.ts";
+
+/** The label of a member who is not one of this user's contacts. */
+export const NOT_A_CONTACT = "group member, not a contact";
+
+/** Distributions held per group while their sender is not yet a member here. */
+const MAX_EARLY_DISTRIBUTIONS = 16;
+/** Groups whose create arrived but whose add of this user has not yet: the newest few. */
+const MAX_JOINING = 16;
+
+/** A group's member as the messenger shows it. */
+export interface GroupMember {
+  /** The user ID. */
+  readonly id: string;
+  /** The contact's local name, if the member is a contact. */
+  readonly contact: string | undefined;
+  /** Whether the member is a contact whose safety number was confirmed. */
+  readonly verified: boolean;
+  /** Whether the member is an admin. */
+  readonly admin: boolean;
+  /** Whether the member is this user. */
+  readonly self: boolean;
+  /** `"you"`, `"contact"`, or {@linkcode NOT_A_CONTACT}. */
+  readonly label: string;
+}
+
+/** A group as the messenger shows it. */
+export interface GroupInfo {
+  /** The group ID in hex. */
+  readonly id: string;
+  /** The name. */
+  readonly name: string;
+  /** The members, sorted by user ID. */
+  readonly members: readonly GroupMember[];
+  /** Whether this user is an admin. */
+  readonly admin: boolean;
+  /** Whether this user left or was removed (the history stays). */
+  readonly left: boolean;
+  /** The membership epoch: sender keys rotate when it changes. */
+  readonly epoch: number;
+}
+
+/** A group or a member was not found, or the user may not do what was asked. */
+export class GroupError extends DimError {}
+
+/** What {@linkcode MessengerGroups} needs of the messenger. */
+export interface GroupDeps {
+  /** The unlocked identity. */
+  readonly identity: () => Identity;
+  /** The user's database. */
+  readonly store: UserStore;
+  /** The contact book. */
+  readonly book: ContactBook;
+  /** The messaging service (pairwise sends). */
+  readonly service: Pick<MessagingService, "send">;
+  /** Clock in ms. */
+  readonly clock: () => number;
+  /** Called with each new group message received. */
+  readonly onMessage: (m: ChatMessage) => void;
+}
+
+/** The groups of one messenger. Operations run one at a time. */
+export class MessengerGroups {
+  readonly #deps: GroupDeps;
+  readonly #logs = new Map<string, GroupLog>();
+  readonly #rings = new Map<string, GroupKeyring>();
+  readonly #early = new Map<string, { from: Uint8Array; bytes: Uint8Array }[]>();
+  readonly #joining = new Map<string, GroupLog>();
+  #queue: Promise<unknown> = Promise.resolve();
+
+  /** @param deps What the groups need of the messenger. */
+  constructor(deps: GroupDeps) {
+    this.#deps = deps;
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  get #store() {
+    return this.#deps.store.groups;
+  }
+
+  /**
+   * Loads the groups from the store (their changes are checked again).
+   *
+   * @returns When loaded.
+   */
+  load(): Promise<void> {
+    return this.#serial(async () => {
+      const self = this.#deps.identity();
+      for (const { groupId, left } of this.#store.groups()) {
+        if (left) continue;
+        const [create, ...rest] = this.#store.changes(groupId);
+        if (create === undefined) continue;
+        const log = await GroupLog.open(create);
+        for (const bytes of rest) await log.receive(bytes).catch(() => {});
+        this.#logs.set(groupId, log);
+        const saved = this.#store.keyring(groupId);
+        this.#rings.set(
+          groupId,
+          saved === undefined
+            ? new GroupKeyring(log.groupId, self.signingPublicKey)
+            : GroupKeyring.restore(log.groupId, self.signingPublicKey, decodeKeyring(saved)),
+        );
+      }
+    });
+  }
+
+  #info(groupId: string, left = false): GroupInfo {
+    const log = this.#logs.get(groupId);
+    const selfId = this.#deps.identity().id;
+    if (log === undefined) {
+      return { id: groupId, name: "", members: [], admin: false, left: true, epoch: 0 };
+    }
+    const s = log.state();
+    return {
+      id: groupId,
+      name: s.name,
+      epoch: s.epoch,
+      admin: s.admins.includes(selfId),
+      left,
+      members: s.members.map((m) => {
+        const contact = this.#deps.store.contacts.getById(m.id);
+        const self = m.id === selfId;
+        return {
+          id: m.id,
+          contact: contact?.name,
+          verified: contact?.verified ?? false,
+          admin: s.admins.includes(m.id),
+          self,
+          label: self ? "you" : contact !== undefined ? "contact" : NOT_A_CONTACT,
+        };
+      }),
+    };
+  }
+
+  /**
+   * The groups this user is in, and those it left.
+   *
+   * @returns One entry per group.
+   */
+  list(): GroupInfo[] {
+    return this.#store.groups().map((g) =>
+      g.left ? { ...this.#info(g.groupId, true), left: true } : this.#info(g.groupId)
+    );
+  }
+
+  /**
+   * Finds a group by ID (or a unique prefix of it) or by name.
+   *
+   * @param idOrName The group.
+   * @returns Its ID.
+   * @throws {GroupError} If there is no such group, or the name is ambiguous.
+   */
+  resolve(idOrName: string): string {
+    const ids = [...this.#logs.keys()];
+    const byId = ids.filter((id) => id.startsWith(idOrName.toLowerCase()));
+    if (byId.length === 1) return byId[0]!;
+    const byName = ids.filter((id) => this.#logs.get(id)!.state().name === idOrName);
+    if (byName.length === 1) return byName[0]!;
+    throw new GroupError(
+      byName.length > 1
+        ? `Cannot find group ${idOrName}: several groups have that name; use its ID`
+        : `Cannot find group ${idOrName}`,
+    );
+  }
+
+  /**
+   * One group.
+   *
+   * @param idOrName The group's ID or name.
+   * @returns The group.
+   * @throws {GroupError} If there is no such group.
+   */
+  group(idOrName: string): GroupInfo {
+    return this.#info(this.resolve(idOrName));
+  }
+
+  /**
+   * A member's safety number, to compare with theirs as with a contact's.
+   *
+   * @param idOrName The group.
+   * @param memberId The member's user ID.
+   * @returns 60 digits in 12 groups.
+   * @throws {GroupError} If there is no such group or member.
+   */
+  safetyNumber(idOrName: string, memberId: string): Promise<string> {
+    const s = this.#logs.get(this.resolve(idOrName))!.state();
+    const m = s.members.find((m) => m.id === memberId);
+    if (m === undefined) throw new GroupError(`Cannot find member ${memberId} in ${s.name}`);
+    return Promise.resolve(safetyNumber(this.#deps.identity().public, m));
+  }
+
+  /**
+   * Makes a group of this user (its admin) and contacts.
+   *
+   * @param name 1 to 100 bytes.
+   * @param contacts The contacts' names or IDs.
+   * @returns The group.
+   * @throws {UnknownContactError} If a contact is unknown.
+   */
+  create(name: string, contacts: readonly string[]): Promise<GroupInfo> {
+    return this.#serial(async () => {
+      const me = this.#deps.identity();
+      const members = contacts.map((c) => this.#deps.book.sendable(c));
+      const { log, change } = await GroupLog.create(me, {
+        name,
+        members: members.map((m) => ({
+          signingPublicKey: m.signingPublicKey,
+          encryptionPublicKey: m.encryptionPublicKey,
+        })),
+      });
+      const groupId = log.state().groupId;
+      this.#logs.set(groupId, log);
+      this.#rings.set(groupId, new GroupKeyring(log.groupId, me.signingPublicKey));
+      this.#store.addGroup(groupId, this.#deps.clock());
+      this.#store.addChange(groupId, decodeChange(change).hash, change);
+      await this.#sendToAll(log.state(), change, GROUP_CHANGE_CONTENT_TYPE);
+      await this.#rotate(groupId);
+      return this.#info(groupId);
+    });
+  }
+
+  /**
+   * Adds a contact to a group (this user must be an admin). The new member
+   * gets every change, then each member's sender key at its current
+   * iteration: it reads nothing sent before.
+   *
+   * @param idOrName The group.
+   * @param contact The contact's name or ID.
+   * @returns The group.
+   * @throws {InvalidGroupChangeError} If this user is not an admin or the contact is a member.
+   */
+  addMember(idOrName: string, contact: string): Promise<GroupInfo> {
+    return this.#serial(async () => {
+      const groupId = this.resolve(idOrName);
+      const row = this.#deps.book.sendable(contact);
+      const change = await this.#logs.get(groupId)!.append(this.#deps.identity(), {
+        kind: "add",
+        member: {
+          signingPublicKey: row.signingPublicKey,
+          encryptionPublicKey: row.encryptionPublicKey,
+        },
+      });
+      await this.#applied(groupId, change, true);
+      return this.#info(groupId);
+    });
+  }
+
+  /**
+   * Removes a member (this user must be an admin). Every remaining member
+   * rotates its sender key; the removed member gets nothing sent after.
+   *
+   * @param idOrName The group.
+   * @param member The member's user ID or contact name.
+   * @returns The group.
+   * @throws {GroupError} If there is no such member.
+   * @throws {InvalidGroupChangeError} If this user is not an admin.
+   */
+  removeMember(idOrName: string, member: string): Promise<GroupInfo> {
+    return this.#serial(async () => {
+      const groupId = this.resolve(idOrName);
+      const log = this.#logs.get(groupId)!;
+      const id = this.#deps.book.find(member)?.userId ?? member;
+      const m = log.state().members.find((m) => m.id === id);
+      if (m === undefined) throw new GroupError(`Cannot remove ${member}: not a member`);
+      const before = log.state();
+      const change = await log.append(this.#deps.identity(), {
+        kind: "remove",
+        target: m.signingPublicKey,
+      });
+      // The removed member learns of its removal, and nothing more.
+      await this.#send(m, change, GROUP_CHANGE_CONTENT_TYPE);
+      await this.#applied(groupId, change, true, before);
+      return this.#info(groupId);
+    });
+  }
+
+  /**
+   * Leaves a group: the members are told and rotate their keys; the history stays.
+   *
+   * @param idOrName The group.
+   * @returns When the leave is queued to every member.
+   */
+  leave(idOrName: string): Promise<void> {
+    return this.#serial(async () => {
+      const groupId = this.resolve(idOrName);
+      const log = this.#logs.get(groupId)!;
+      const before = log.state();
+      const change = await log.append(this.#deps.identity(), { kind: "leave" });
+      this.#store.addChange(groupId, decodeChange(change).hash, change);
+      await this.#sendToAll(before, change, GROUP_CHANGE_CONTENT_TYPE);
+      this.#forget(groupId);
+    });
+  }
+
+  #forget(groupId: string): void {
+    this.#store.markLeft(groupId);
+    this.#logs.delete(groupId);
+    this.#rings.delete(groupId);
+    this.#store.saveKeyring(
+      groupId,
+      encodeKeyring({ own: undefined, ownOld: [], chains: [], epochSeen: [] }),
+    );
+  }
+
+  /**
+   * Sends a text to a group: encrypted once, one outbox entry per member.
+   *
+   * @param idOrName The group.
+   * @param text The text (at most 15 KiB of UTF-8).
+   * @returns The message as this user's group history shows it.
+   * @throws {GroupError} If there is no such group.
+   * @throws {RangeError} If the text is too long.
+   */
+  send(idOrName: string, text: string): Promise<ChatMessage> {
+    return this.#serial(async () => {
+      const groupId = this.resolve(idOrName);
+      const body = utf8(text);
+      if (body.length > MAX_GROUP_BODY_LENGTH) {
+        throw new RangeError(
+          `Cannot send to group: the text is over ${MAX_GROUP_BODY_LENGTH} bytes`,
+        );
+      }
+      const state = this.#logs.get(groupId)!.state();
+      const ring = this.#rings.get(groupId)!;
+      const id = crypto.getRandomValues(new Uint8Array(16));
+      const now = this.#deps.clock();
+      const out = await ring.encrypt(state, { id, timestamp: now, body });
+      // The chain moved on: saved before anything leaves, so no key is used twice.
+      this.#saveRing(groupId);
+      const me = this.#deps.identity().id;
+      const stored = this.#store.insertMessage({
+        groupId,
+        sender: me,
+        id,
+        direction: "out",
+        sentAt: now,
+        receivedAt: now,
+        body,
+      })!;
+      for (const m of state.members) {
+        if (m.id === me) continue;
+        const carrier = await this.#send(m, out.message, GROUP_MESSAGE_CONTENT_TYPE);
+        this.#store.addDelivery(stored.seq, m.id, carrier);
+      }
+      return this.#chat(stored);
+    });
+  }
+
+  /**
+   * One group's conversation, oldest first.
+   *
+   * @param idOrName The group.
+   * @param options `limit`: the newest this many (default 50).
+   * @returns The messages, with who wrote each and, for sent ones, delivery counts.
+   */
+  history(idOrName: string, options: { readonly limit?: number } = {}): ChatMessage[] {
+    const groupId = this.#store.groups().some((g) => g.groupId === idOrName)
+      ? idOrName
+      : this.resolve(idOrName);
+    return this.#store.history(groupId, options).map((m) => this.#chat(m));
+  }
+
+  /**
+   * How far a sent group message got, member by member.
+   *
+   * @param seq The message's sequence number in the group history.
+   * @returns One entry per member it was sent to.
+   */
+  deliveries(seq: number): GroupDelivery[] {
+    return this.#store.deliveries(seq);
+  }
+
+  #chat(m: StoredGroupMessage): ChatMessage {
+    const contact = this.#deps.store.contacts.getById(m.sender);
+    const log = this.#logs.get(m.groupId);
+    let counts = {};
+    let deliveredAll = false;
+    if (m.direction === "out") {
+      const d = this.#store.deliveries(m.seq);
+      const delivered = d.filter((x) => x.state === "delivered").length;
+      counts = { deliveredTo: delivered, members: d.length };
+      deliveredAll = delivered === d.length;
+    }
+    return {
+      seq: m.seq,
+      id: m.id,
+      direction: m.direction,
+      peer: m.sender,
+      contact: contact?.name,
+      verified: contact?.verified ?? false,
+      text: m.text,
+      sentAt: m.sentAt,
+      state: m.direction === "in" ? "received" : deliveredAll ? "delivered" : "pending",
+      via: "group",
+      protection: "ratchet",
+      group: { id: m.groupId, name: log?.state().name ?? "", ...counts },
+    };
+  }
+
+  #saveRing(groupId: string): void {
+    const ring = this.#rings.get(groupId);
+    if (ring !== undefined) this.#store.saveKeyring(groupId, encodeKeyring(ring.snapshot()));
+  }
+
+  async #send(
+    m: { readonly id: string; readonly encryptionPublicKey: Uint8Array },
+    body: Uint8Array,
+    contentType: number,
+  ): Promise<number> {
+    const stored = await this.#deps.service.send(
+      { userId: m.id, encryptionPublicKey: m.encryptionPublicKey },
+      body,
+      { contentType },
+    );
+    return stored.seq;
+  }
+
+  async #sendToAll(state: GroupState, body: Uint8Array, contentType: number): Promise<void> {
+    const me = this.#deps.identity().id;
+    for (const m of state.members) if (m.id !== me) await this.#send(m, body, contentType);
+  }
+
+  /** Makes a new own chain if the epoch needs one and sends it to every other member. */
+  async #rotate(groupId: string): Promise<void> {
+    const log = this.#logs.get(groupId)!;
+    const ring = this.#rings.get(groupId)!;
+    const state = log.state();
+    const r = await ring.rotate(state, { now: this.#deps.clock() });
+    this.#saveRing(groupId);
+    if (!r.rotated) return;
+    await this.#sendToAll(state, r.distribution, SENDER_KEY_CONTENT_TYPE);
+  }
+
+  /**
+   * After a change was applied (made here or received): stores it, sends it
+   * on if made here, brings new members up to date, rotates on a new epoch,
+   * and takes distributions that waited.
+   */
+  async #applied(
+    groupId: string,
+    change: Uint8Array,
+    ours: boolean,
+    before?: GroupState,
+  ): Promise<void> {
+    const log = this.#logs.get(groupId)!;
+    const c = decodeChange(change);
+    this.#store.addChange(groupId, c.hash, change);
+    const state = log.state();
+    const me = this.#deps.identity().id;
+    if (!state.members.some((m) => m.id === me)) {
+      this.#forget(groupId);
+      return;
+    }
+    if (ours) await this.#sendToAll(state, change, GROUP_CHANGE_CONTENT_TYPE);
+    const ring = this.#rings.get(groupId)!;
+    const epochChanged = before !== undefined && before.epoch !== state.epoch;
+    if (c.op.kind === "add") {
+      const added = encodeUserId(c.op.member.signingPublicKey);
+      const m = state.members.find((x) => x.id === added);
+      if (m !== undefined && added !== me) {
+        // An admin brings the new member the whole history of changes.
+        if (ours) {
+          for (const bytes of log.changes()) await this.#send(m, bytes, GROUP_CHANGE_CONTENT_TYPE);
+        }
+        const own = ring.ownChain;
+        if (own !== undefined && own.epoch === state.epoch) {
+          const r = await ring.rotate(state, { now: this.#deps.clock() });
+          await this.#send(m, r.distribution, SENDER_KEY_CONTENT_TYPE);
+        }
+      }
+    }
+    if (epochChanged || ring.ownChain?.epoch !== state.epoch) await this.#rotate(groupId);
+    ring.prune(state, this.#deps.clock());
+    this.#takeEarly(groupId);
+    this.#saveRing(groupId);
+  }
+
+  #takeEarly(groupId: string): void {
+    const waiting = this.#early.get(groupId);
+    if (waiting === undefined) return;
+    const state = this.#logs.get(groupId)!.state();
+    const ring = this.#rings.get(groupId)!;
+    const still = waiting.filter(({ from, bytes }) => {
+      try {
+        ring.acceptDistribution(state, from, bytes, { now: this.#deps.clock() });
+        return false;
+      } catch {
+        return !state.members.some((m) => m.id === encodeUserId(from));
+      }
+    });
+    if (still.length === 0) this.#early.delete(groupId);
+    else this.#early.set(groupId, still);
+  }
+
+  /**
+   * Takes a group control message that arrived in a pairwise session.
+   *
+   * @param incoming The stored message and its sender's verified key.
+   * @returns Whether it was a group's (otherwise someone else's to handle).
+   */
+  take(incoming: IncomingMessage): boolean {
+    const type = incoming.message.contentType;
+    if (
+      type !== GROUP_CHANGE_CONTENT_TYPE && type !== SENDER_KEY_CONTENT_TYPE &&
+      type !== GROUP_MESSAGE_CONTENT_TYPE
+    ) {
+      return false;
+    }
+    this.#serial(() => this.#take(incoming)).catch(() => {
+      // A refused change, distribution or message changes nothing.
+    });
+    return true;
+  }
+
+  async #takeChange(body: Uint8Array, now: number): Promise<void> {
+    const c = decodeChange(body);
+    const groupId = toHex(c.groupId);
+    const me = this.#deps.identity();
+    let log = this.#logs.get(groupId) ?? this.#joining.get(groupId);
+    let before: GroupState | undefined;
+    if (log === undefined) {
+      // A group this user left or was removed from is not joined again by a replayed create.
+      if (c.op.kind !== "create" || this.#store.groups().some((g) => g.groupId === groupId)) return;
+      log = await GroupLog.open(body);
+      if (this.#joining.size >= MAX_JOINING) {
+        this.#joining.delete(this.#joining.keys().next().value!);
+      }
+      this.#joining.set(groupId, log);
+    } else {
+      before = log.state();
+      if ((await log.receive(body)) !== "applied") return;
+    }
+    if (this.#joining.has(groupId)) {
+      // Joined once a change (the create, or an add) makes this user a member.
+      if (!log.state().members.some((m) => m.id === me.id)) return;
+      this.#joining.delete(groupId);
+      this.#logs.set(groupId, log);
+      this.#rings.set(groupId, new GroupKeyring(log.groupId, me.signingPublicKey));
+      this.#store.addGroup(groupId, now);
+      for (const bytes of log.changes()) {
+        this.#store.addChange(groupId, decodeChange(bytes).hash, bytes);
+      }
+      await this.#rotate(groupId);
+      this.#takeEarly(groupId);
+      this.#saveRing(groupId);
+      return;
+    }
+    await this.#applied(groupId, body, false, before);
+  }
+
+  async #take(incoming: IncomingMessage): Promise<void> {
+    const { message, senderSigningKey: from } = incoming;
+    const body = message.body;
+    const now = this.#deps.clock();
+    if (message.contentType === GROUP_CHANGE_CONTENT_TYPE) {
+      await this.#takeChange(body, now);
+      return;
+    }
+    if (message.contentType === SENDER_KEY_CONTENT_TYPE) {
+      const groupId = toHex(body.subarray(1, 17));
+      const log = this.#logs.get(groupId);
+      const senderId = encodeUserId(from);
+      if (log === undefined || !log.state().members.some((m) => m.id === senderId)) {
+        // Its change may come later (from another member's session): held, a few per group.
+        const held = this.#early.get(groupId) ?? [];
+        if (held.length < MAX_EARLY_DISTRIBUTIONS) held.push({ from, bytes: body });
+        this.#early.set(groupId, held);
+        return;
+      }
+      this.#rings.get(groupId)!.acceptDistribution(log.state(), from, body, { now });
+      this.#saveRing(groupId);
+      return;
+    }
+    // A group message: its header names the group (version byte, then the ID).
+    const groupId = toHex(body.subarray(1, 17));
+    const log = this.#logs.get(groupId);
+    if (log === undefined) return;
+    const got = await this.#rings.get(groupId)!.receive(log.state(), body, {
+      now,
+      unwrapped: true,
+    });
+    this.#saveRing(groupId);
+    // The carrier's sender must be the writer: no member relays another's messages.
+    if (got.senderId !== encodeUserId(from)) return;
+    const stored = this.#store.insertMessage({
+      groupId,
+      sender: got.senderId,
+      id: got.plaintext.id,
+      direction: "in",
+      sentAt: got.plaintext.timestamp,
+      receivedAt: now,
+      body: got.plaintext.body,
+    });
+    if (stored !== undefined) this.#deps.onMessage(this.#chat(stored));
+  }
+
+  /**
+   * Whether a group ID is known (joined now).
+   *
+   * @param groupId Hex group ID.
+   * @returns `true` if joined.
+   */
+  has(groupId: string): boolean {
+    return this.#logs.has(groupId);
+  }
+}
