@@ -8,6 +8,13 @@
 import assert from "node:assert/strict";
 import type { Messenger } from "../../lib/messenger/messenger.ts";
 import type { ChatMessage } from "../../lib/profile/chat_message.ts";
+import { DecryptionError } from "../../lib/errors.ts";
+import { GroupKeyring } from "../../lib/group/keyring.ts";
+import { decodeKeyring } from "../../lib/group/keyring_codec.ts";
+import { GroupLog, type GroupState } from "../../lib/group/membership.ts";
+import { GROUP_MESSAGE_CONTENT_TYPE } from "../../lib/messaging/constants.ts";
+import { fromHex } from "../../lib/platform/bytes.ts";
+import { profileParts } from "../../lib/profile/_internals.ts";
 import { FAST_MESSAGING, nextMessages, type TestNet, testNet } from "../_support/network.ts";
 
 /** Waits until `check` holds, polling. */
@@ -62,7 +69,6 @@ Deno.test("a group of three: created, every member writes and reads, delivery co
     assert.equal(x.group?.name, "hikers");
   }
   // Bob writes to Carol, whom he has not added: the group gave him her keys.
-  await until(() => true, "");
   await bob.sendGroup("hikers", "from bob");
   const [fromBob] = await nextGroup(carol);
   assert.equal(fromBob!.text, "from bob");
@@ -77,4 +83,124 @@ Deno.test("a group of three: created, every member writes and reads, delivery co
   assert.deepEqual(alice.groupHistory("hikers").map((m) => m.text), ["hello all", "from bob"]);
   // Group messages never show in the pairwise history.
   assert.deepEqual(bob.profile.history(alice.id).map((m) => m.text), []);
+});
+
+/** The group messages (their ciphertexts, as carried) `m` received from `from`. */
+function carried(m: Messenger, from: Messenger): Uint8Array[] {
+  return profileParts(m.profile).store.messages.incomingWithBody(from.id, [
+    GROUP_MESSAGE_CONTENT_TYPE,
+  ]).map((r) => r.body);
+}
+
+/** A member's keyring as stored now, as a removed member would keep it. */
+function keptKeyring(m: Messenger, groupId: string): GroupKeyring {
+  const parts = profileParts(m.profile);
+  const bytes = parts.store.groups.keyring(groupId)!;
+  return GroupKeyring.restore(
+    fromHex(groupId),
+    parts.identity().signingPublicKey,
+    decodeKeyring(bytes),
+  );
+}
+
+/** The membership as `m` holds it, from its stored changes. */
+async function storedState(m: Messenger, groupId: string): Promise<GroupState> {
+  const [create, ...rest] = profileParts(m.profile).store.groups.changes(groupId);
+  const log = await GroupLog.open(create!);
+  for (const c of rest) await log.receive(c);
+  return log.state();
+}
+
+Deno.test("an added member cannot read older messages; a removed one cannot read later ones", async () => {
+  await using net = await testNet();
+  const { alice, bob, carol } = await trio(net);
+  const dave = await net.user("dave");
+  await alice.addContact("dave", dave.id);
+  const g = await alice.createGroup("club", ["bob", "carol"]);
+  await until(() => bob.groups().length === 1 && carol.groups().length === 1, "the group");
+  await alice.sendGroup("club", "before dave");
+  await nextGroup(bob);
+  await nextGroup(carol);
+  const old = carried(bob, alice);
+  assert.equal(old.length, 1);
+
+  await alice.addMember("club", "dave");
+  await until(() => dave.groups().length === 1, "dave's group");
+  await alice.sendGroup("club", "welcome dave");
+  const [w] = await nextGroup(dave);
+  assert.equal(w!.text, "welcome dave");
+  // Dave never got the older ciphertext, and his keys do not open the copy Bob got.
+  assert.equal(carried(dave, alice).length, 1);
+  const daveState = await storedState(dave, g.id);
+  await assert.rejects(
+    keptKeyring(dave, g.id).receive(daveState, old[0]!, { unwrapped: true }),
+    DecryptionError,
+  );
+  await nextGroup(bob);
+  await nextGroup(carol);
+  // Carol and Bob hand Dave their keys: he reads them.
+  await bob.sendGroup("club", "hi dave, bob here");
+  assert.equal((await nextGroup(dave))[0]!.text, "hi dave, bob here");
+  await nextGroup(alice);
+  await nextGroup(carol);
+
+  // Carol is removed; she keeps what she had.
+  const carolKeys = keptKeyring(carol, g.id);
+  const carolState = await storedState(carol, g.id);
+  const carolHad = carried(carol, alice).length + carried(carol, bob).length;
+  await alice.removeMember("club", carol.id);
+  await until(() => carol.groups()[0]?.left === true, "carol's removal");
+  await until(() => bob.group("club").epoch === 1 && dave.group("club").epoch === 1, "epoch 1");
+  // Every remaining member has each other's new key before writing.
+  await until(
+    () => [alice, bob, dave].every((m) => keptKeyring(m, g.id).chainCount >= 2),
+    "new keys",
+  );
+  await alice.sendGroup("club", "after carol");
+  await bob.sendGroup("club", "bob after carol");
+  const atDave = await nextGroup(dave, 2);
+  assert.deepEqual(atDave.map((m) => m.text).sort(), ["after carol", "bob after carol"]);
+  // Carol received no later ciphertext, and the ones Dave got do not open with her keys.
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(carried(carol, alice).length + carried(carol, bob).length, carolHad);
+  for (const c of [...carried(dave, alice), ...carried(dave, bob)].slice(-2)) {
+    await assert.rejects(carolKeys.receive(carolState, c, { unwrapped: true }), DecryptionError);
+  }
+  assert.equal(carol.groupHistory(g.id).some((m) => m.text.includes("after carol")), false);
+});
+
+Deno.test("a member offline gets the group's messages from the mailbox; a restart keeps the group", async () => {
+  await using net = await testNet(2);
+  const alice = await net.user("alice", { messaging: { ...FAST_MESSAGING, retryBaseMs: 60_000 } });
+  const bob = await net.user("bob");
+  const carol = await net.user("carol");
+  await alice.addContact("bob", bob.id);
+  await alice.addContact("carol", carol.id);
+  await alice.createGroup("trail", ["bob", "carol"]);
+  await until(() => bob.groups().length === 1 && carol.groups().length === 1, "the group");
+  await alice.sendGroup("trail", "first");
+  await nextGroup(bob);
+  await nextGroup(carol);
+  await bob.stop();
+  const sent = [];
+  for (const t of ["while away 1", "while away 2"]) sent.push(await alice.sendGroup("trail", t));
+  await nextGroup(carol, 2);
+  const bob2 = await net.reopen("bob");
+  const got = await nextGroup(bob2, 2, 20_000);
+  assert.deepEqual(got.map((m) => m.text), ["while away 1", "while away 2"]);
+  // Bob's restart kept his keys: he writes and everyone reads.
+  await bob2.sendGroup("trail", "back");
+  assert.equal((await nextGroup(carol))[0]!.text, "back");
+  assert.equal((await nextGroup(alice))[0]!.text, "back");
+  await until(
+    () => alice.groupHistory("trail").filter((m) => m.group?.deliveredTo === 2).length === 3,
+    "all delivered to 2 of 2",
+  );
+  // Alice restarts mid-conversation too.
+  await alice.stop();
+  const alice2 = await net.reopen("alice");
+  assert.equal(alice2.group("trail").members.length, 3);
+  await alice2.sendGroup("trail", "alice again");
+  assert.equal((await nextGroup(bob2))[0]!.text, "alice again");
+  assert.equal((await nextGroup(carol))[0]!.text, "alice again");
 });
