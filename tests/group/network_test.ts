@@ -15,7 +15,7 @@ import { GroupLog, type GroupState } from "../../lib/group/membership.ts";
 import { GROUP_MESSAGE_CONTENT_TYPE } from "../../lib/messaging/constants.ts";
 import { fromHex } from "../../lib/platform/bytes.ts";
 import { profileParts } from "../../lib/profile/_internals.ts";
-import { FAST_MESSAGING, nextMessages, type TestNet, testNet } from "../_support/network.ts";
+import { FAST_MESSAGING, type TestNet, testNet } from "../_support/network.ts";
 
 /** Waits until `check` holds, polling. */
 async function until(check: () => boolean, what: string, ms = 15_000): Promise<void> {
@@ -36,9 +36,23 @@ async function trio(net: TestNet, extra: Record<string, unknown> = {}) {
   return { alice, bob, carol };
 }
 
-/** The next group message `m` receives. */
+/** The next `n` messages `m` receives, each a group message (no timer left behind). */
 async function nextGroup(m: Messenger, n = 1, ms = 15_000): Promise<ChatMessage[]> {
-  const got = await nextMessages(m, n, ms);
+  const got: ChatMessage[] = [];
+  const it = m.messages()[Symbol.asyncIterator]();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${got.length}/${n}`)), ms);
+  });
+  try {
+    while (got.length < n) {
+      const r = await Promise.race([it.next(), timeout]);
+      if (r.done) break;
+      got.push(r.value);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
   for (const x of got) assert.ok(x.group !== undefined, `not a group message: ${x.text}`);
   return got;
 }
