@@ -246,7 +246,7 @@ Deno.test("a flood from many peer IDs of one address still lets a contact's offl
     // would be closer to it than the storage node, and keep no mailboxes.
     for (const s of sybils) await s.stop();
     const sent = await alice.send("bob", "through the junk");
-    await alice.waitFor(sent.seq, { orStored: true, signal: AbortSignal.timeout(10_000) });
+    await alice.waitFor(sent.seq, { orStored: true, signal: AbortSignal.timeout(30_000) });
     const bob2 = await net.reopen("bob");
     const [got] = await nextMessages(bob2, 1, 20_000);
     await sleep(500);
