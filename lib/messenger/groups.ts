@@ -9,7 +9,11 @@
  *   every member in its pairwise session; a new member gets every change of
  *   the group, the create first, in order (one conversation's outbox keeps
  *   its order). A change is accepted only as `GroupLog.receive` allows
- *   (signed, authorized in its causal past, not a replay).
+ *   (signed, authorized in its causal past, not a replay). Every admin
+ *   passes on each change it applies that it did not make, and sends a
+ *   member added by another admin every change it holds: members that two
+ *   admins changed concurrently still get each other's changes, and all
+ *   converge on one membership.
  * - **Sender keys** (`SENDER_KEY_CONTENT_TYPE`): each member distributes its
  *   chain when it joins, to a member added later (at the chain's current
  *   iteration: the newcomer reads nothing older), and, after a removal or
@@ -334,6 +338,31 @@ export class MessengerGroups {
   }
 
   /**
+   * Makes a member an admin (this user must be one).
+   *
+   * @param idOrName The group.
+   * @param member The member's user ID or contact name.
+   * @returns The group.
+   * @throws {GroupError} If there is no such member.
+   * @throws {InvalidGroupChangeError} If this user is not an admin.
+   */
+  promote(idOrName: string, member: string): Promise<GroupInfo> {
+    return this.#serial(async () => {
+      const groupId = this.resolve(idOrName);
+      const log = this.#logs.get(groupId)!;
+      const id = this.#deps.book.find(member)?.userId ?? member;
+      const m = log.state().members.find((m) => m.id === id);
+      if (m === undefined) throw new GroupError(`Cannot promote ${member}: not a member`);
+      const change = await log.append(this.#deps.identity(), {
+        kind: "promote",
+        target: m.signingPublicKey,
+      });
+      await this.#applied(groupId, change, true);
+      return this.#info(groupId);
+    });
+  }
+
+  /**
    * Leaves a group: the members are told and rotate their keys; the history stays.
    *
    * @param idOrName The group.
@@ -510,15 +539,19 @@ export class MessengerGroups {
       this.#forget(groupId);
       return;
     }
-    if (ours) await this.#sendToAll(state, change, GROUP_CHANGE_CONTENT_TYPE);
+    // An admin passes on a change it did not make (once: only a new change
+    // is applied), so that members added concurrently by another admin, who
+    // were unknown to its author, get it too.
+    const admin = state.admins.includes(me);
+    if (ours || admin) await this.#sendToAll(state, change, GROUP_CHANGE_CONTENT_TYPE);
     const ring = this.#rings.get(groupId)!;
     const epochChanged = before !== undefined && before.epoch !== state.epoch;
     if (c.op.kind === "add") {
       const added = encodeUserId(c.op.member.signingPublicKey);
       const m = state.members.find((x) => x.id === added);
       if (m !== undefined && added !== me) {
-        // An admin brings the new member the whole history of changes.
-        if (ours) {
+        // Admins bring the new member the whole history of changes they hold.
+        if (ours || admin) {
           for (const bytes of log.changes()) await this.#send(m, bytes, GROUP_CHANGE_CONTENT_TYPE);
         }
         const own = ring.ownChain;

@@ -12,7 +12,11 @@ import { DecryptionError } from "../../lib/errors.ts";
 import { GroupKeyring } from "../../lib/group/keyring.ts";
 import { decodeKeyring } from "../../lib/group/keyring_codec.ts";
 import { GroupLog, type GroupState } from "../../lib/group/membership.ts";
-import { GROUP_MESSAGE_CONTENT_TYPE } from "../../lib/messaging/constants.ts";
+import { signChange } from "../../lib/group/change.ts";
+import {
+  GROUP_CHANGE_CONTENT_TYPE,
+  GROUP_MESSAGE_CONTENT_TYPE,
+} from "../../lib/messaging/constants.ts";
 import { fromHex } from "../../lib/platform/bytes.ts";
 import { profileParts } from "../../lib/profile/_internals.ts";
 import { FAST_MESSAGING, type TestNet, testNet } from "../_support/network.ts";
@@ -218,3 +222,107 @@ Deno.test("a member offline gets the group's messages from the mailbox; a restar
   assert.equal((await nextGroup(bob2))[0]!.text, "alice again");
   assert.equal((await nextGroup(carol))[0]!.text, "alice again");
 });
+
+Deno.test("two admins change the membership concurrently: every member converges", async () => {
+  await using net = await testNet();
+  const { alice, bob, carol } = await trio(net);
+  const dave = await net.user("dave");
+  const erin = await net.user("erin");
+  await alice.addContact("dave", dave.id);
+  await bob.addContact("erin", erin.id);
+  const g = await alice.createGroup("council", ["bob", "carol"]);
+  await until(() => bob.groups().length === 1 && carol.groups().length === 1, "the group");
+  await alice.groupChats.promote("council", bob.id);
+  await until(() => bob.group("council").admin, "bob an admin");
+  // Concurrently: Alice adds Dave and removes Carol, Bob adds Erin.
+  await Promise.all([
+    alice.addMember("council", "dave").then(() => alice.removeMember("council", carol.id)),
+    bob.addMember("council", "erin"),
+  ]);
+  const ids = [alice, bob, dave, erin].map((m) => m.id).sort();
+  const view = (m: Messenger) => {
+    const s = m.groups().find((x) => x.id === g.id);
+    return s === undefined || s.left ? [] : s.members.map((x) => x.id);
+  };
+  await until(
+    () => [alice, bob, dave, erin].every((m) => JSON.stringify(view(m)) === JSON.stringify(ids)),
+    "the same four members everywhere",
+    20_000,
+  );
+  await until(() => carol.groups()[0]?.left === true, "carol out");
+  const epochs = [alice, bob, dave, erin].map((m) => m.group(g.id).epoch);
+  assert.deepEqual(epochs, [1, 1, 1, 1]);
+  // And they can all talk.
+  await until(
+    () => [alice, bob, dave, erin].every((m) => keptKeyring(m, g.id).chainCount >= 3),
+    "everyone's keys",
+    20_000,
+  );
+  await erin.sendGroup(g.id, "erin here");
+  for (const m of [alice, bob, dave]) {
+    const got = await nextGroupText(m, "erin here");
+    assert.equal(got.peer, erin.id);
+  }
+});
+
+Deno.test("a forged or replayed membership change is refused", async () => {
+  await using net = await testNet();
+  const { alice, bob, carol } = await trio(net);
+  const g = await alice.createGroup("safe", ["bob", "carol"]);
+  await until(() => bob.groups().length === 1 && carol.groups().length === 1, "the group");
+  const take = (m: Messenger, from: Messenger, contentType: number, body: Uint8Array) =>
+    m.groupChats.take({
+      message: {
+        seq: 0,
+        id: crypto.getRandomValues(new Uint8Array(16)),
+        peer: from.id,
+        direction: "in",
+        sentAt: 0,
+        receivedAt: 0,
+        contentType,
+        body,
+        state: "received",
+        via: "direct",
+        protection: "ratchet",
+      },
+      senderSigningKey: profileParts(from.profile).identity().signingPublicKey,
+    });
+  const settle = () => new Promise((r) => setTimeout(r, 300));
+  // Carol, not an admin, signs a removal of Bob and hands it to Alice.
+  const heads = (await storedState(carol, g.id)).heads;
+  const forged = await signChange(profileParts(carol.profile).identity(), {
+    groupId: fromHex(g.id),
+    parents: heads,
+    op: { kind: "remove", target: profileParts(bob.profile).identity().signingPublicKey },
+  });
+  assert.ok(take(alice, carol, GROUP_CHANGE_CONTENT_TYPE, forged));
+  // A change whose signature was tampered with.
+  const tampered = new Uint8Array(forged);
+  tampered[tampered.length - 1]! ^= 1;
+  take(bob, carol, GROUP_CHANGE_CONTENT_TYPE, tampered);
+  await settle();
+  assert.equal(alice.group("safe").members.length, 3);
+  assert.equal(bob.group("safe").members.length, 3);
+  // Alice removes Carol; Carol replays the create and the older changes to come back.
+  await alice.removeMember("safe", carol.id);
+  await until(() => bob.group("safe").members.length === 2, "carol removed at bob");
+  const old = profileParts(carol.profile).store.groups.changes(g.id);
+  for (const c of old) take(bob, carol, GROUP_CHANGE_CONTENT_TYPE, c);
+  for (const c of old) take(carol, alice, GROUP_CHANGE_CONTENT_TYPE, c);
+  await settle();
+  assert.equal(bob.group("safe").members.length, 2);
+  assert.equal(carol.groups()[0]?.left, true, "a replayed create does not rejoin a group");
+  // Carol's messages are refused by members who applied the removal.
+  const before = bob.groupHistory(g.id).length;
+  await assert.rejects(carol.sendGroup(g.id, "still here?"));
+  await settle();
+  assert.equal(bob.groupHistory(g.id).length, before);
+});
+
+/** Waits for a group message with this text. */
+async function nextGroupText(m: Messenger, text: string): Promise<ChatMessage> {
+  for (;;) {
+    const [x] = await nextGroup(m);
+    if (x!.text === text) return x!;
+  }
+}
