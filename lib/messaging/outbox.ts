@@ -55,7 +55,7 @@ import type {
 import { isUnsealed } from "./storage.ts";
 import { envelopeHash } from "./mailbox.ts";
 import { settlesWhenStored } from "./_receipts.ts";
-import type { SessionResult } from "./sessions.ts";
+import type { SessionManager, SessionPeer, SessionResult } from "./sessions.ts";
 import type { FlushOutboxOptions, MessageRecipient, SendOptions } from "./types.ts";
 import {
   GROUP_COMMIT_MS,
@@ -269,31 +269,41 @@ export class Outbox {
       const queue = this.#storage.outbox.list().filter((e) =>
         e.recipient === recipient && isUnsealed(e)
       );
-      for (const entry of queue) {
-        const message = this.#storage.messages.get(entry.messageSeq);
-        if (message === undefined) continue;
-        const sealed = await sessions.encrypt(
-          peer,
-          message.contentType,
-          message.body,
-          bundle === undefined ? { signal } : { signal, bundle },
-        );
-        const { envelope, hash } = await this.#seal(
-          peer,
-          sealed,
-          message.id,
-          message.sentAt,
-        );
-        this.#storage.transaction(() => {
-          sealed.save();
-          this.#storage.outbox.replaceEnvelope(entry.messageSeq, envelope, hash, this.#ctx.clock());
-          if (sealed.protection !== message.protection) {
-            this.#storage.messages.setProtection(entry.messageSeq, sealed.protection);
-          }
-        }, { durable: false });
-      }
-      this.#storage.sync();
+      await this.#reseal(peer, queue, bundle === undefined ? { signal } : { signal, bundle });
     });
+  }
+
+  /**
+   * Seals queued messages again, in order, each saved with its new session
+   * state; durable when it returns. Call inside the session lock.
+   *
+   * @param peer The recipient.
+   * @param entries Their outbox entries.
+   * @param options For `SessionManager.encrypt`.
+   * @param check Refuses a sealing (throws) before it is saved.
+   */
+  async #reseal(
+    peer: SessionPeer,
+    entries: readonly OutboxEntry[],
+    options: Parameters<SessionManager["encrypt"]>[3],
+    check: (sealed: SessionResult) => void = () => {},
+  ): Promise<void> {
+    const sessions = this.#ctx.sessions!;
+    for (const entry of entries) {
+      const message = this.#storage.messages.get(entry.messageSeq);
+      if (message === undefined) continue;
+      const sealed = await sessions.encrypt(peer, message.contentType, message.body, options);
+      check(sealed);
+      const { envelope, hash } = await this.#seal(peer, sealed, message.id, message.sentAt);
+      this.#storage.transaction(() => {
+        sealed.save();
+        this.#storage.outbox.replaceEnvelope(entry.messageSeq, envelope, hash, this.#ctx.clock());
+        if (sealed.protection !== message.protection) {
+          this.#storage.messages.setProtection(entry.messageSeq, sealed.protection);
+        }
+      }, { durable: false });
+    }
+    this.#storage.sync();
   }
 
   /**
@@ -551,34 +561,11 @@ export class Outbox {
           durable: false,
         });
         const queue = this.#storage.outbox.list().filter((e) => e.recipient === recipient);
-        for (const entry of queue) {
-          const message = this.#storage.messages.get(entry.messageSeq);
-          if (message === undefined) continue;
-          const sealed = await sessions.encrypt(peer, message.contentType, message.body, {
-            signal,
-            bundle,
-            oneTimePrekeyId,
-          });
+        await this.#reseal(peer, queue, { signal, bundle, oneTimePrekeyId }, (sealed) => {
           if (sealed.protection !== "ratchet") {
             throw new ProtocolError("Cannot restart session: no prekeys to start it with");
           }
-          const { envelope, hash } = await this.#seal(
-            peer,
-            sealed,
-            message.id,
-            message.sentAt,
-          );
-          this.#storage.transaction(() => {
-            sealed.save();
-            this.#storage.outbox.replaceEnvelope(
-              entry.messageSeq,
-              envelope,
-              hash,
-              this.#ctx.clock(),
-            );
-          }, { durable: false });
-        }
-        this.#storage.sync();
+        });
       });
       return true;
     } catch (err) {
