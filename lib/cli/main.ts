@@ -31,6 +31,7 @@ import {
 import { chatCommand } from "./chat.ts";
 import { configCommand } from "./config_command.ts";
 import { contactCommand } from "./contact.ts";
+import { groupChatCommand, groupCommand, groupSendCommand } from "./group.ts";
 import { Context, type GlobalOptions } from "./context.ts";
 import { daemonCommand } from "./daemon.ts";
 import { describeError, UsageError } from "./errors.ts";
@@ -141,7 +142,38 @@ starts with a dash.
 Options:
   --file <path>             send a file to a contact who is online`,
     options: ["file"],
-    run: (ctx, cl) => sendCommand(ctx, cl.positionals, { file: cl.values.file }),
+    run: (ctx, cl) => {
+      const [to, ...words] = cl.positionals;
+      if (to?.startsWith("@") && cl.values.file === undefined) {
+        if (words.join(" ").trim() === "") {
+          throw new UsageError("missing <text> (usage: dim send @<group> <text>)");
+        }
+        return groupSendCommand(ctx, to.slice(1), words.join(" "));
+      }
+      return sendCommand(ctx, cl.positionals, { file: cl.values.file });
+    },
+  },
+  {
+    name: "group",
+    aliases: ["groups"],
+    usage: "dim group create|add|remove|leave|list|info …",
+    summary: "manage group chats",
+    details: `  dim group create <name> <contact>…
+      make a group of you (its admin) and these contacts
+  dim group add <group> <contact>
+      add a contact (admins only); they read nothing sent before
+  dim group remove <group> <member>
+      remove a member (admins only); every member then changes its keys
+  dim group leave <group>
+      leave the group (its history stays)
+  dim group list
+      your groups
+  dim group info <group>
+      members and admins; members who are not your contacts are marked
+      "group member, not a contact"
+Send with dim send @<group> <text>; chat with dim chat @<group>.`,
+    options: [],
+    run: (ctx, cl) => groupCommand(ctx, cl.positionals),
   },
   {
     name: "inbox",
@@ -184,6 +216,11 @@ Options:
     options: ["limit"],
     run: (ctx, cl) => {
       const [name] = positionals(cl, 1, 1, "dim chat <name>");
+      if (name!.startsWith("@")) {
+        return groupChatCommand(ctx, name!.slice(1), {
+          limit: positiveNumber(cl.values.limit, "limit", 20),
+        });
+      }
       return chatCommand(ctx, name!, {
         limit: positiveNumber(cl.values.limit, "limit", 20),
         version: VERSION,

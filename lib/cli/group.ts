@@ -1,0 +1,180 @@
+/**
+ * `dim group …`, `dim send @<group> <text>` and `dim chat @<group>`: group
+ * chats from the command line. Each command opens the messenger (going
+ * online if it can), does its work, waits a moment for what it queued to
+ * leave (as `dim send` does), and stops. The daemon does not serve groups
+ * yet: with a running dim, stop it first.
+ *
+ * @module
+ */
+import type { Messenger } from "../messenger/messenger.ts";
+import type { GroupInfo } from "../messenger/groups.ts";
+import type { ChatMessage } from "../profile/chat_message.ts";
+import type { Context } from "./context.ts";
+import { UsageError } from "./errors.ts";
+import { formatTime } from "./format.ts";
+
+const GROUP_USAGE = "dim group create|add|remove|leave|list|info …";
+
+/** Runs `fn` with an open messenger, then sends what was queued and stops. */
+async function withMessenger<T>(ctx: Context, fn: (m: Messenger) => Promise<T>): Promise<T> {
+  const messenger = await ctx.openMessenger({ allowOffline: true });
+  try {
+    const result = await fn(messenger);
+    await ctx.sendQueued(messenger);
+    return result;
+  } finally {
+    await messenger.stop();
+  }
+}
+
+function describe(ctx: Context, g: GroupInfo): void {
+  if (ctx.json) {
+    ctx.outJson(g);
+    return;
+  }
+  ctx.out(`${g.name}  (${g.id})${g.left ? "  [left]" : ""}${g.admin ? "  [admin]" : ""}`);
+  for (const m of g.members) {
+    const name = m.self ? "you" : m.contact ?? m.id;
+    const tags = [m.admin ? "admin" : "", m.self ? "" : m.label, m.verified ? "verified" : ""]
+      .filter((t) => t !== "");
+    ctx.out(`  ${name}${tags.length > 0 ? `  (${tags.join(", ")})` : ""}`);
+  }
+}
+
+/**
+ * One line of a group conversation: when, who wrote it, the text, and for
+ * a sent message how many members it reached.
+ *
+ * @param m The message.
+ * @returns The line.
+ */
+export function groupLine(m: ChatMessage): string {
+  const who = m.direction === "out" ? "you" : m.contact ?? m.peer.slice(0, 16);
+  const count = m.direction === "out" && m.group?.members !== undefined
+    ? `  (delivered to ${m.group.deliveredTo ?? 0} of ${m.group.members})`
+    : "";
+  return `[${formatTime(m.sentAt)}] ${who}: ${m.text}${count}`;
+}
+
+/**
+ * `dim group <sub> …`.
+ *
+ * @param ctx The CLI context.
+ * @param args `create <name> <contact>…`, `add <group> <contact>`,
+ *   `remove <group> <member>`, `leave <group>`, `list`, `info <group>`.
+ * @returns The exit code.
+ * @throws {UsageError} On a missing or unknown argument.
+ */
+export function groupCommand(ctx: Context, args: readonly string[]): Promise<number> {
+  const [sub = "list", ...rest] = args;
+  const need = (n: number, usage: string) => {
+    if (rest.length < n) throw new UsageError(`missing arguments (usage: ${usage})`);
+  };
+  switch (sub) {
+    case "create":
+      need(2, "dim group create <name> <contact>…");
+      return withMessenger(ctx, async (m) => {
+        describe(ctx, await m.createGroup(rest[0]!, rest.slice(1)));
+        return 0;
+      });
+    case "add":
+      need(2, "dim group add <group> <contact>");
+      return withMessenger(ctx, async (m) => {
+        describe(ctx, await m.addMember(rest[0]!, rest[1]!));
+        return 0;
+      });
+    case "remove":
+      need(2, "dim group remove <group> <member>");
+      return withMessenger(ctx, async (m) => {
+        describe(ctx, await m.removeMember(rest[0]!, rest[1]!));
+        return 0;
+      });
+    case "leave":
+      need(1, "dim group leave <group>");
+      return withMessenger(ctx, async (m) => {
+        await m.leave(rest[0]!);
+        if (!ctx.json) ctx.out(`left ${rest[0]}`);
+        return 0;
+      });
+    case "list":
+      return withMessenger(ctx, (m) => {
+        const groups = m.groups();
+        if (ctx.json) ctx.outJson(groups);
+        else if (groups.length === 0) ctx.out("no groups");
+        else {
+          for (const g of groups) {
+            ctx.out(`${g.name}  ${g.id}  ${g.members.length} members${g.left ? "  [left]" : ""}`);
+          }
+        }
+        return Promise.resolve(0);
+      });
+    case "info":
+      need(1, "dim group info <group>");
+      return withMessenger(ctx, (m) => {
+        describe(ctx, m.group(rest[0]!));
+        return Promise.resolve(0);
+      });
+    default:
+      throw new UsageError(`unknown subcommand ${sub} (usage: ${GROUP_USAGE})`);
+  }
+}
+
+/**
+ * `dim send @<group> <text>`.
+ *
+ * @param ctx The CLI context.
+ * @param group The group's name or ID (without the `@`).
+ * @param text The text.
+ * @returns The exit code.
+ */
+export function groupSendCommand(ctx: Context, group: string, text: string): Promise<number> {
+  return withMessenger(ctx, async (m) => {
+    const sent = await m.sendGroup(group, text);
+    // The copies go while dim waits for the queue (sendQueued).
+    if (ctx.json) ctx.outJson({ group: sent.group, seq: sent.seq, id: sent.id });
+    else ctx.out(`queued for ${sent.group?.members ?? 0} members of ${sent.group?.name}`);
+    return 0;
+  });
+}
+
+/**
+ * `dim chat @<group>`: the group's last messages (who wrote each, delivery
+ * counts of sent ones), then each input line is sent and each incoming
+ * group message printed, until the input ends.
+ *
+ * @param ctx The CLI context.
+ * @param group The group's name or ID (without the `@`).
+ * @param options `limit`: past messages shown.
+ * @returns The exit code.
+ */
+export function groupChatCommand(
+  ctx: Context,
+  group: string,
+  options: { readonly limit?: number } = {},
+): Promise<number> {
+  return withMessenger(ctx, async (m) => {
+    const g = m.group(group);
+    ctx.out(`— ${g.name}: ${g.members.length} members —`);
+    for (const line of m.groupHistory(g.id, { limit: options.limit ?? 20 })) {
+      ctx.out(groupLine(line));
+    }
+    const onMessage = (e: Event) => {
+      const msg = (e as CustomEvent<ChatMessage>).detail;
+      if (msg.group?.id === g.id) ctx.out(groupLine(msg));
+    };
+    m.addEventListener("message", onMessage);
+    try {
+      for (;;) {
+        const line = await ctx.io.readLine("");
+        if (line === undefined) break;
+        if (line.trim() === "") continue;
+        const sent = await m.sendGroup(g.id, line);
+        ctx.out(groupLine(sent));
+      }
+    } finally {
+      m.removeEventListener("message", onMessage);
+    }
+    return 0;
+  });
+}

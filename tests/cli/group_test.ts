@@ -1,0 +1,58 @@
+/**
+ * `dim group`, `dim send @<group>` and `dim chat @<group>` against a
+ * messenger opened on the other user's data directory.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { dim, LOOPBACK, openUser, pairUsers, storageNode, tempDir, until } from "./_helpers.ts";
+import { nextMessages } from "../_support/network.ts";
+
+Deno.test("dim group create, info, send @group, and chat @group with who wrote each line", async () => {
+  await using r = await storageNode();
+  await using tmp = await tempDir();
+  const { alice, bob } = await pairUsers(tmp.path, r.address);
+  const online = await openUser(bob, r.address);
+  try {
+    const made = await dim(alice, [
+      "group",
+      "create",
+      "hikers",
+      "bob",
+      "--json",
+      "--listen",
+      LOOPBACK,
+    ]);
+    assert.equal(made.code, 0, made.err);
+    const g = JSON.parse(made.out);
+    assert.equal(g.name, "hikers");
+    assert.equal(g.members.length, 2);
+    await until(() => online.groups().length === 1, 15_000, "bob's group");
+    const sent = await dim(alice, ["send", "@hikers", "hello", "group", "--listen", LOOPBACK]);
+    assert.equal(sent.code, 0, sent.err);
+    assert.match(sent.out, /queued for 1 members of hikers/);
+    const [got] = await nextMessages(online, 1);
+    assert.equal(got?.text, "hello group");
+    assert.equal(got?.group?.name, "hikers");
+    await online.sendGroup("hikers", "hi from bob");
+    await new Promise((r) => setTimeout(r, 500));
+    const info = await dim(alice, ["group", "info", "hikers", "--listen", LOOPBACK]);
+    assert.equal(info.code, 0, info.err);
+    assert.match(info.out, /^hikers {2}\([0-9a-f]{32}\) {2}\[admin\]/);
+    assert.match(info.out, /bob {2}\(contact\)/);
+    const list = await dim(alice, ["group", "list", "--listen", LOOPBACK]);
+    assert.match(list.out, /hikers {2}[0-9a-f]{32} {2}2 members/);
+    // The chat shows the history, sends each input line, and ends with the input.
+    const chat = await dim(alice, ["chat", "@hikers", "--listen", LOOPBACK], {
+      lines: ["one more"],
+    });
+    assert.equal(chat.code, 0, chat.err);
+    assert.match(chat.out, /you: hello group {2}\(delivered to 1 of 1\)/);
+    assert.match(chat.out, /bob: hi from bob/);
+    assert.match(chat.out, /you: one more/);
+    const [more] = await nextMessages(online, 1);
+    assert.equal(more?.text, "one more");
+  } finally {
+    await online.stop();
+  }
+});
