@@ -101,6 +101,33 @@ export interface GroupInfo {
 /** A group or a member was not found, or the user may not do what was asked. */
 export class GroupError extends DimError {}
 
+/** The group calls beyond `Messenger`'s own: promotion, deliveries per member, safety numbers. */
+export interface GroupChats {
+  /**
+   * Makes a member an admin (this user must be one).
+   *
+   * @param group The group's ID or name.
+   * @param member The member's user ID or contact name.
+   * @returns The group.
+   */
+  promote(group: string, member: string): Promise<GroupInfo>;
+  /**
+   * How far a sent group message got, member by member.
+   *
+   * @param seq The message's sequence number in the group history.
+   * @returns One entry per member it was sent to.
+   */
+  deliveries(seq: number): GroupDelivery[];
+  /**
+   * A member's safety number, to compare with theirs as with a contact's.
+   *
+   * @param group The group's ID or name.
+   * @param memberId The member's user ID.
+   * @returns 60 digits in 12 groups.
+   */
+  safetyNumber(group: string, memberId: string): Promise<string>;
+}
+
 /** What {@linkcode MessengerGroups} needs of the messenger. */
 export interface GroupDeps {
   /** The unlocked identity. */
@@ -118,7 +145,7 @@ export interface GroupDeps {
 }
 
 /** The groups of one messenger. Operations run one at a time. */
-export class MessengerGroups {
+export class MessengerGroups implements GroupChats {
   readonly #deps: GroupDeps;
   readonly #logs = new Map<string, GroupLog>();
   readonly #rings = new Map<string, GroupKeyring>();

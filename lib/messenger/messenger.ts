@@ -64,13 +64,13 @@ import { type ProfileParts, profileParts } from "../profile/_internals.ts";
 import { CARD_REPUBLISH_MS, Cards, type SignalOptions } from "./cards.ts";
 import type { FileDelivery } from "./file_queue.ts";
 import { MessengerFiles } from "./files.ts";
-import { type GroupInfo, MessengerGroups } from "./groups.ts";
+import { type GroupChats, type GroupInfo, MessengerGroups } from "./groups.ts";
 import type { FileQueueEntry } from "../store/file_queue_store.ts";
 import { Republisher } from "./republish.ts";
 import { transportFor } from "./transport.ts";
 
 export type { SignalOptions } from "./cards.ts";
-export type { GroupInfo, GroupMember } from "./groups.ts";
+export type { GroupChats, GroupInfo, GroupMember } from "./groups.ts";
 
 /**
  * Options of {@linkcode createMessenger}.
@@ -737,7 +737,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   }
 
   /** The group chats' parts beyond these calls: deliveries per member, safety numbers. */
-  get groupChats(): MessengerGroups {
+  get groupChats(): GroupChats {
     return this.#groups;
   }
 

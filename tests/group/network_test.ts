@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import type { Messenger } from "../../lib/messenger/messenger.ts";
+import type { MessengerGroups } from "../../lib/messenger/groups.ts";
 import type { ChatMessage } from "../../lib/profile/chat_message.ts";
 import { DecryptionError } from "../../lib/errors.ts";
 import { GroupKeyring } from "../../lib/group/keyring.ts";
@@ -271,7 +272,7 @@ Deno.test("a forged or replayed membership change is refused", async () => {
   const g = await alice.createGroup("safe", ["bob", "carol"]);
   await until(() => bob.groups().length === 1 && carol.groups().length === 1, "the group");
   const take = (m: Messenger, from: Messenger, contentType: number, body: Uint8Array) =>
-    m.groupChats.take({
+    (m.groupChats as MessengerGroups).take({
       message: {
         seq: 0,
         id: crypto.getRandomValues(new Uint8Array(16)),
