@@ -11,6 +11,7 @@ import { PeerUnreachableError } from "../errors.ts";
 import { contactString, parseContactString } from "../profile/contact_string.ts";
 import type { Contact } from "../profile/contacts.ts";
 import type { DaemonContact } from "../daemon/protocol.ts";
+import { contactInfo } from "../daemon/_methods.ts";
 import { checkMultiaddr, writeConfig } from "./config.ts";
 import type { Context } from "./context.ts";
 import { deadline } from "../platform/signals.ts";
@@ -186,7 +187,7 @@ async function add(ctx: Context, [name, idOrUri]: string[]): Promise<number> {
     if (!ctx.json) ctx.note(`saved ${carried.join(", ")} as your bootstrap node (you had none)`);
   }
   if (ctx.json) {
-    ctx.outJson(contactJson(contact));
+    ctx.outJson(contactInfo(contact));
     return 0;
   }
   ctx.out(`Added ${contact.name}${contact.displayName ? ` (${contact.displayName})` : ""}`);
@@ -217,24 +218,12 @@ function isTimeout(err: unknown): boolean {
 
 function showContact(ctx: Context, c: Contact): void {
   if (ctx.json) {
-    ctx.outJson(contactJson(c));
+    ctx.outJson(contactInfo(c));
     return;
   }
   ctx.out(`  ID:           ${c.id}`);
   ctx.out(`  Fingerprint:  ${c.fingerprint}`);
   ctx.out(`  Trust:        ${trustLabel(c)}`);
-}
-
-function contactJson(c: Contact): Record<string, unknown> {
-  return {
-    name: c.name,
-    id: c.id,
-    displayName: c.displayName,
-    fingerprint: c.fingerprint,
-    verified: c.verified,
-    keyChanged: c.keyChanged,
-    lastSeen: c.lastSeen === 0 ? null : new Date(c.lastSeen).toISOString(),
-  };
 }
 
 async function verify(ctx: Context, name: string, confirm: boolean): Promise<number> {
@@ -280,7 +269,7 @@ async function verify(ctx: Context, name: string, confirm: boolean): Promise<num
     );
   }
   if (ctx.json) {
-    ctx.outJson({ ...contactJson(contact), safetyNumber: number });
+    ctx.outJson({ ...contactInfo(contact), safetyNumber: number });
   } else if (accept) {
     ctx.out(`${contact.name} is now verified.`);
   } else if (!contact.verified || contact.keyChanged) {
@@ -293,7 +282,7 @@ async function list(ctx: Context): Promise<number> {
   await using profile = await ctx.profile();
   const contacts = profile.contacts();
   if (ctx.json) {
-    ctx.outJson(contacts.map(contactJson));
+    ctx.outJson(contacts.map(contactInfo));
     return 0;
   }
   if (contacts.length === 0) {
