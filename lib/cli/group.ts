@@ -16,10 +16,22 @@ import { formatTime } from "./format.ts";
 
 const GROUP_USAGE = "dim group create|add|remove|leave|list|info …";
 
-/** Runs `fn` with an open messenger, then sends what was queued and stops. */
-async function withMessenger<T>(ctx: Context, fn: (m: Messenger) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` with an open messenger, then sends what was queued and stops.
+ * With `fetch`, what waits in the mailbox (changes, keys, messages) is
+ * fetched and handled first.
+ */
+async function withMessenger<T>(
+  ctx: Context,
+  fn: (m: Messenger) => Promise<T>,
+  options: { readonly fetch?: boolean } = {},
+): Promise<T> {
   const messenger = await ctx.openMessenger({ allowOffline: true });
   try {
+    if (options.fetch === true && messenger.node.connections > 0) {
+      await messenger.fetchMailbox({ signal: AbortSignal.timeout(ctx.timeoutMs) }).catch(() => {});
+      await messenger.groupChats.settled();
+    }
     const result = await fn(messenger);
     await ctx.sendQueued(messenger);
     return result;
@@ -108,13 +120,13 @@ export function groupCommand(ctx: Context, args: readonly string[]): Promise<num
           }
         }
         return Promise.resolve(0);
-      });
+      }, { fetch: true });
     case "info":
       need(1, "dim group info <group>");
       return withMessenger(ctx, (m) => {
         describe(ctx, m.group(rest[0]!));
         return Promise.resolve(0);
-      });
+      }, { fetch: true });
     default:
       throw new UsageError(`unknown subcommand ${sub} (usage: ${GROUP_USAGE})`);
   }
@@ -135,7 +147,7 @@ export function groupSendCommand(ctx: Context, group: string, text: string): Pro
     if (ctx.json) ctx.outJson({ group: sent.group, seq: sent.seq, id: sent.id });
     else ctx.out(`queued for ${sent.group?.members ?? 0} members of ${sent.group?.name}`);
     return 0;
-  });
+  }, { fetch: true });
 }
 
 /**
@@ -176,5 +188,5 @@ export function groupChatCommand(
       m.removeEventListener("message", onMessage);
     }
     return 0;
-  });
+  }, { fetch: true });
 }

@@ -126,6 +126,13 @@ export interface GroupChats {
    * @returns 60 digits in 12 groups.
    */
   safetyNumber(group: string, memberId: string): Promise<string>;
+  /**
+   * Settles once every group change, key and message received so far is
+   * handled (they are handled in order, after the pairwise message is stored).
+   *
+   * @returns When they are.
+   */
+  settled(): Promise<void>;
 }
 
 /** What {@linkcode MessengerGroups} needs of the messenger. */
@@ -711,6 +718,20 @@ export class MessengerGroups implements GroupChats {
       body: got.plaintext.body,
     });
     if (stored !== undefined) this.#deps.onMessage(this.#chat(stored));
+  }
+
+  /**
+   * Settles once every change, key and message taken so far is handled:
+   * the messenger waits for it before it closes the store.
+   *
+   * @returns When the queue is empty.
+   */
+  async settled(): Promise<void> {
+    let last;
+    do {
+      last = this.#queue;
+      await last;
+    } while (last !== this.#queue);
   }
 
   /**

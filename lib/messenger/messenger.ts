@@ -775,6 +775,8 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       await this.#files.stop();
       await this.#service.stop();
       await this.#files.settled();
+      // Group messages already acknowledged are stored before the store closes.
+      await this.#groups.settled();
       // The exact mark, now that no state changes any more.
       await this.#sessions.close();
       await this.#node.stop();

@@ -42,6 +42,14 @@ Deno.test("dim group create, info, send @group, and chat @group with who wrote e
     assert.match(info.out, /bob {2}\(contact\)/);
     const list = await dim(alice, ["group", "list", "--listen", LOOPBACK]);
     assert.match(list.out, /hikers {2}[0-9a-f]{32} {2}2 members/);
+    // Bob's message waits in Alice's mailbox until one of her runs fetches it.
+    const end = Date.now() + 30_000;
+    for (;;) {
+      const shown = await dim(alice, ["chat", "@hikers", "--listen", LOOPBACK]);
+      if (shown.out.includes("bob: hi from bob")) break;
+      assert.ok(Date.now() < end, `bob's message never reached alice: ${shown.out} ${shown.err}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
     // The chat shows the history, sends each input line, and ends with the input.
     const chat = await dim(alice, ["chat", "@hikers", "--listen", LOOPBACK], {
       lines: ["one more"],
