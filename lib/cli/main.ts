@@ -335,6 +335,8 @@ Commands:
   send <name> <text>        send one message and exit
   inbox                     fetch and show new messages
   chat <name>               interactive chat
+  group create <name> <contact>…   make a group; add|remove|leave|list|info
+  send @<group> <text>      send to a group; chat @<group> to chat in it
   status                    reachability, relays, peers, addresses, DHT, outbox
   daemon                    stay online and serve the local API until Ctrl-C
   node                      run a bootstrap/storage/relay node until Ctrl-C
