@@ -37,9 +37,8 @@
  *
  * @module
  */
-import { encodeUserId, type Identity } from "../crypto/identity.ts";
+import { encodeUserId } from "../crypto/identity.ts";
 import { safetyNumber } from "../crypto/safety_number.ts";
-import { DimError } from "../errors.ts";
 import { toHex, utf8 } from "../platform/bytes.ts";
 import { decodeChange } from "../group/change.ts";
 import { MAX_GROUP_BODY_LENGTH } from "../group/constants.ts";
@@ -50,106 +49,25 @@ import {
   GROUP_CHANGE_CONTENT_TYPE,
   GROUP_MESSAGE_CONTENT_TYPE,
   type IncomingMessage,
-  type MessagingService,
   SENDER_KEY_CONTENT_TYPE,
 } from "../messaging/mod.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
-import type { ContactBook } from "../profile/contacts.ts";
 import type { GroupDelivery, StoredGroupMessage } from "../store/group_store.ts";
-import type { UserStore } from "../store/user_store.ts";
+import {
+  type GroupChats,
+  type GroupDeps,
+  GroupError,
+  type GroupInfo,
+  NOT_A_CONTACT,
+} from "./group_types.ts";
 
-/** The label of a member who is not one of this user's contacts. */
-export const NOT_A_CONTACT = "group member, not a contact";
+export { GroupError, NOT_A_CONTACT } from "./group_types.ts";
+export type { GroupChats, GroupDeps, GroupInfo, GroupMember } from "./group_types.ts";
 
 /** Distributions held per group while their sender is not yet a member here. */
 const MAX_EARLY_DISTRIBUTIONS = 16;
 /** Groups whose create arrived but whose add of this user has not yet: the newest few. */
 const MAX_JOINING = 16;
-
-/** A group's member as the messenger shows it. */
-export interface GroupMember {
-  /** The user ID. */
-  readonly id: string;
-  /** The contact's local name, if the member is a contact. */
-  readonly contact: string | undefined;
-  /** Whether the member is a contact whose safety number was confirmed. */
-  readonly verified: boolean;
-  /** Whether the member is an admin. */
-  readonly admin: boolean;
-  /** Whether the member is this user. */
-  readonly self: boolean;
-  /** `"you"`, `"contact"`, or {@linkcode NOT_A_CONTACT}. */
-  readonly label: string;
-}
-
-/** A group as the messenger shows it. */
-export interface GroupInfo {
-  /** The group ID in hex. */
-  readonly id: string;
-  /** The name. */
-  readonly name: string;
-  /** The members, sorted by user ID. */
-  readonly members: readonly GroupMember[];
-  /** Whether this user is an admin. */
-  readonly admin: boolean;
-  /** Whether this user left or was removed (the history stays). */
-  readonly left: boolean;
-  /** The membership epoch: sender keys rotate when it changes. */
-  readonly epoch: number;
-}
-
-/** A group or a member was not found, or the user may not do what was asked. */
-export class GroupError extends DimError {}
-
-/** The group calls beyond `Messenger`'s own: promotion, deliveries per member, safety numbers. */
-export interface GroupChats {
-  /**
-   * Makes a member an admin (this user must be one).
-   *
-   * @param group The group's ID or name.
-   * @param member The member's user ID or contact name.
-   * @returns The group.
-   */
-  promote(group: string, member: string): Promise<GroupInfo>;
-  /**
-   * How far a sent group message got, member by member.
-   *
-   * @param seq The message's sequence number in the group history.
-   * @returns One entry per member it was sent to.
-   */
-  deliveries(seq: number): GroupDelivery[];
-  /**
-   * A member's safety number, to compare with theirs as with a contact's.
-   *
-   * @param group The group's ID or name.
-   * @param memberId The member's user ID.
-   * @returns 60 digits in 12 groups.
-   */
-  safetyNumber(group: string, memberId: string): Promise<string>;
-  /**
-   * Settles once every group change, key and message received so far is
-   * handled (they are handled in order, after the pairwise message is stored).
-   *
-   * @returns When they are.
-   */
-  settled(): Promise<void>;
-}
-
-/** What {@linkcode MessengerGroups} needs of the messenger. */
-export interface GroupDeps {
-  /** The unlocked identity. */
-  readonly identity: () => Identity;
-  /** The user's database. */
-  readonly store: UserStore;
-  /** The contact book. */
-  readonly book: ContactBook;
-  /** The messaging service (pairwise sends). */
-  readonly service: Pick<MessagingService, "send">;
-  /** Clock in ms. */
-  readonly clock: () => number;
-  /** Called with each new group message received. */
-  readonly onMessage: (m: ChatMessage) => void;
-}
 
 /** The groups of one messenger. Operations run one at a time. */
 export class MessengerGroups implements GroupChats {

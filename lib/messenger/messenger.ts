@@ -42,11 +42,10 @@ import { CounterFile } from "../platform/counter_file.ts";
 import { SecretBox } from "../crypto/secret_box.ts";
 import { DEFAULT_LISTEN } from "../dht/constants.ts";
 import { isPublicAddress } from "../dht/public_networks.ts";
-import { createDhtNode, type DhtNode, type DhtNodeOptions } from "../dht/node.ts";
+import { createDhtNode, type DhtNode } from "../dht/node.ts";
 import { DimError } from "../errors.ts";
 import {
   type MessagingEventDetail,
-  type MessagingOptions,
   MessagingService,
   type QueuedFile,
   type SendFileOptions,
@@ -67,74 +66,12 @@ import { MessengerFiles } from "./files.ts";
 import { type GroupChats, type GroupInfo, MessengerGroups } from "./groups.ts";
 import type { FileQueueEntry } from "../store/file_queue_store.ts";
 import { Republisher } from "./republish.ts";
+import { type MessengerOptions, reachOptions } from "./options.ts";
 import { transportFor } from "./transport.ts";
 
 export type { SignalOptions } from "./cards.ts";
+export type { MessengerOptions } from "./options.ts";
 export type { GroupChats, GroupInfo, GroupMember } from "./groups.ts";
-
-/**
- * Options of {@linkcode createMessenger}.
- *
- * The node's network options a program usually sets (`listen`, `bootstrap`
- * and the reach options `publicNetworks`, `announce`, `upnp`, `relays`,
- * `relayServer`, `lanDiscovery`) are top-level fields, passed through to
- * {@linkcode createDhtNode} unchanged; `node` carries any other node
- * option, and wins where both set the same one.
- */
-export interface MessengerOptions {
-  /** Multiaddrs to listen on. Default `/ip4/0.0.0.0/tcp/0`. */
-  readonly listen?: readonly string[];
-  /** Multiaddrs (with `/p2p/`) of nodes to join through. */
-  readonly bootstrap?: readonly string[];
-  /**
-   * CIDRs (IPv4 or IPv6) whose addresses count as public besides libp2p's
-   * rule, in the node's reachability decisions and in the choice of the
-   * card's addresses. Default: none.
-   */
-  readonly publicNetworks?: readonly string[];
-  /**
-   * Multiaddrs announced instead of the listen addresses (a port forwarded
-   * by hand). Default: the listen addresses.
-   */
-  readonly announce?: readonly string[];
-  /** Whether to ask a UPnP gateway for a port mapping. Default `false`. */
-  readonly upnp?: boolean;
-  /**
-   * Whether to find DIM peers on the local network over mDNS (see
-   * `DhtNodeOptions.lanDiscovery`). Default `false`.
-   */
-  readonly lanDiscovery?: boolean;
-  /** Relay reservations kept while the node is not publicly reachable. Default 2. */
-  readonly relays?: number;
-  /**
-   * Whether to relay for others: `true`, `false`, or `"auto"` (while this
-   * node is publicly reachable). Default `"auto"`.
-   */
-  readonly relayServer?: boolean | "auto";
-  /** Clock in ms. Default `Date.now`. */
-  readonly clock?: () => number;
-  /** Tunables of the messaging layer. */
-  readonly messaging?: MessagingOptions;
-  /**
-   * Told when the start finds `dim.db` older than its session mark (put
-   * back to an older copy) and dropped the sessions, so that no message key
-   * is used twice; the next message to each contact starts a new session.
-   * Default: a warning on the console.
-   */
-  readonly onSessionRollback?: (rollback: SessionRollback) => void;
-  /** Extra options for the DIM node. */
-  readonly node?: Partial<DhtNodeOptions>;
-  /** Whether to publish the contact card on start. Default `true`. */
-  readonly publish?: boolean;
-  /**
-   * Where files from contacts are saved. Default: none, and every incoming
-   * file is refused. Files from unknown senders, or from contacts whose keys
-   * changed, are always refused.
-   */
-  readonly downloadDir?: string;
-  /** The largest file accepted, in bytes. Default 4 GiB. */
-  readonly maxFileSize?: number;
-}
 
 /** Incoming messages kept for `messages()` while no iterator waits. */
 const MAX_QUEUED_MESSAGES = 10_000;
@@ -205,19 +142,6 @@ export async function createMessenger(
     await profile.stop();
     throw err;
   }
-}
-
-/** The reach options given, and only those, for the node. */
-function reachOptions(options: MessengerOptions): Partial<DhtNodeOptions> {
-  const { publicNetworks, announce, upnp, relays, relayServer, lanDiscovery } = options;
-  return {
-    ...(publicNetworks === undefined ? {} : { publicNetworks }),
-    ...(announce === undefined ? {} : { announce }),
-    ...(upnp === undefined ? {} : { upnp }),
-    ...(relays === undefined ? {} : { relays }),
-    ...(relayServer === undefined ? {} : { relayServer }),
-    ...(lanDiscovery === undefined ? {} : { lanDiscovery }),
-  };
 }
 
 /**
@@ -652,86 +576,44 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     });
   }
 
-  /**
-   * Makes a group of this user (its admin) and contacts; see `groups.ts`.
-   *
-   * @param name The group's name (1 to 100 bytes).
-   * @param contacts The contacts' names or IDs.
-   * @returns The group.
-   */
+  // Groups: the calls are MessengerGroups' (groups.ts), which documents them.
+
+  /** Makes a group of this user (its admin) and contacts; see {@linkcode MessengerGroups.create}. */
   createGroup(name: string, contacts: readonly string[]): Promise<GroupInfo> {
     return this.#groups.create(name, contacts);
   }
 
-  /**
-   * Adds a contact to a group (as its admin); it reads nothing sent before.
-   *
-   * @param group The group's ID or name.
-   * @param contact The contact.
-   * @returns The group.
-   */
+  /** Adds a contact to a group (as its admin); it reads nothing sent before. */
   addMember(group: string, contact: string): Promise<GroupInfo> {
     return this.#groups.addMember(group, contact);
   }
 
-  /**
-   * Removes a member (as an admin); every remaining member rotates its key.
-   *
-   * @param group The group's ID or name.
-   * @param member The member's user ID or contact name.
-   * @returns The group.
-   */
+  /** Removes a member (as an admin); every remaining member rotates its key. */
   removeMember(group: string, member: string): Promise<GroupInfo> {
     return this.#groups.removeMember(group, member);
   }
 
-  /**
-   * Leaves a group; its history stays.
-   *
-   * @param group The group's ID or name.
-   * @returns When the members are told (queued).
-   */
+  /** Leaves a group (its ID or name); its history stays. */
   leave(group: string): Promise<void> {
     return this.#groups.leave(group);
   }
 
-  /**
-   * The groups this user is in or left.
-   *
-   * @returns The groups.
-   */
+  /** The groups this user is in or left. */
   groups(): GroupInfo[] {
     return this.#groups.list();
   }
 
-  /**
-   * One group, its members marked "contact" or "group member, not a contact".
-   *
-   * @param group The group's ID or name.
-   * @returns The group.
-   */
+  /** One group, its members marked "contact" or "group member, not a contact". */
   group(group: string): GroupInfo {
     return this.#groups.group(group);
   }
 
-  /**
-   * Sends a text to a group: encrypted once, one outbox entry per member.
-   *
-   * @param group The group's ID or name.
-   * @param text The text.
-   * @returns The message (`group.deliveredTo` of `group.members`).
-   */
+  /** Sends a text to a group: encrypted once; `group.deliveredTo` of `group.members`. */
   sendGroup(group: string, text: string): Promise<ChatMessage> {
     return this.#groups.send(group, text);
   }
 
-  /**
-   * A group's conversation, oldest first, with who wrote each message.
-   *
-   * @param group The group's ID or name.
-   * @param options `limit` (default 50).
-   * @returns The messages.
-   */
+  /** A group's conversation, oldest first (`limit`, default 50), with who wrote each message. */
   groupHistory(group: string, options: { readonly limit?: number } = {}): ChatMessage[] {
     return this.#groups.history(group, options);
   }
