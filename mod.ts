@@ -148,6 +148,7 @@ export type {
   DaemonMethods,
   DaemonNotification,
   DaemonSendFileResult,
+  DaemonSendGroupResult,
   DaemonSendResult,
   DaemonStatus,
   DaemonVerifyResult,

@@ -8,6 +8,8 @@
 import { isAbsolute } from "node:path";
 import { DimError, InvalidIdError, PeerUnreachableError } from "../errors.ts";
 import { TransferRefusedError } from "../messaging/mod.ts";
+import { MAX_GROUP_MEMBERS } from "../group/constants.ts";
+import type { GroupInfo } from "../messenger/group_types.ts";
 import type { Messenger } from "../messenger/messenger.ts";
 import type { FileDelivery } from "../messenger/file_queue.ts";
 import { toHex } from "../platform/bytes.ts";
@@ -23,6 +25,7 @@ import {
   type DaemonHello,
   type DaemonInbox,
   type DaemonSendFileResult,
+  type DaemonSendGroupResult,
   type DaemonSendResult,
   type DaemonStatus,
   type DaemonVerifyResult,
@@ -141,6 +144,17 @@ function count(p: Params, name: string, fallback: number, max: number): number {
     throw invalid(`${name} must be a whole number from 0 to ${max}`);
   }
   return v;
+}
+
+function names(p: Params, name: string): string[] {
+  const v = p[name];
+  if (
+    !Array.isArray(v) || v.length === 0 || v.length >= MAX_GROUP_MEMBERS ||
+    !v.every((x) => typeof x === "string" && x !== "")
+  ) {
+    throw invalid(`${name} must be a list of 1 to ${MAX_GROUP_MEMBERS - 1} contact names or IDs`);
+  }
+  return v as string[];
 }
 
 /** The `timeout` param in ms: seconds, default 30, at most an hour. */
@@ -303,6 +317,34 @@ export function daemonMethods(host: MethodHost): Readonly<Record<string, Method>
       return { lastShown: host.shown.get() };
     },
     status: () => host.status(),
+    ...groupMethods(messenger),
+  };
+}
+
+/** The group methods (see `lib/messenger/groups.ts`): local, each queues what it sends. */
+function groupMethods(messenger: Messenger): Readonly<Record<string, Method>> {
+  return {
+    listGroups: (): GroupInfo[] => messenger.groups(),
+    groupInfo: (p): GroupInfo => messenger.group(text(p, "group")),
+    createGroup: (p): Promise<GroupInfo> =>
+      messenger.createGroup(text(p, "name"), names(p, "members")),
+    addMember: (p): Promise<GroupInfo> => messenger.addMember(text(p, "group"), text(p, "contact")),
+    removeMember: (p): Promise<GroupInfo> =>
+      messenger.removeMember(text(p, "group"), text(p, "member")),
+    leaveGroup: async (p): Promise<{ left: true }> => {
+      await messenger.leave(text(p, "group"));
+      return { left: true };
+    },
+    sendGroup: async (p): Promise<DaemonSendGroupResult> => {
+      const message = await messenger.sendGroup(text(p, "group"), text(p, "text"))
+        .catch((err) => {
+          throw err instanceof RangeError ? invalid(err.message) : err;
+        });
+      const members = message.group?.members ?? 0;
+      return { message, members, offline: messenger.node.connections === 0 };
+    },
+    groupHistory: (p): ChatMessage[] =>
+      messenger.groupHistory(text(p, "group"), { limit: count(p, "limit", 50, MAX_HISTORY) }),
   };
 }
 

@@ -19,6 +19,7 @@
 import { resolve } from "node:path";
 import { DimError } from "../errors.ts";
 import { dataPaths } from "../platform/paths.ts";
+import type { GroupInfo } from "../messenger/group_types.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
 import {
   DAEMON_API_VERSION,
@@ -32,6 +33,7 @@ import {
   type DaemonNotification,
   DaemonNotRunningError,
   type DaemonSendFileResult,
+  type DaemonSendGroupResult,
   type DaemonSendResult,
   type DaemonStatus,
   type DaemonVerifyResult,
@@ -324,6 +326,90 @@ export class DaemonClient implements AsyncDisposable {
    */
   status(): Promise<DaemonStatus> {
     return this.call("status", {});
+  }
+
+  /**
+   * The groups this user is in or left.
+   *
+   * @returns Each group.
+   */
+  listGroups(): Promise<GroupInfo[]> {
+    return this.call("listGroups", {});
+  }
+
+  /**
+   * One group, its members marked "contact" or "group member, not a contact".
+   *
+   * @param group The group's ID, ID prefix or name.
+   * @returns The group.
+   */
+  groupInfo(group: string): Promise<GroupInfo> {
+    return this.call("groupInfo", { group });
+  }
+
+  /**
+   * Makes a group of this user (its admin) and contacts.
+   *
+   * @param name The group's name (1 to 100 bytes).
+   * @param members The contacts' names or IDs.
+   * @returns The group.
+   */
+  createGroup(name: string, members: readonly string[]): Promise<GroupInfo> {
+    return this.call("createGroup", { name, members: [...members] });
+  }
+
+  /**
+   * Adds a contact to a group (as its admin); it reads nothing sent before.
+   *
+   * @param group The group.
+   * @param contact The contact's name or ID.
+   * @returns The group.
+   */
+  addMember(group: string, contact: string): Promise<GroupInfo> {
+    return this.call("addMember", { group, contact });
+  }
+
+  /**
+   * Removes a member from a group (as its admin).
+   *
+   * @param group The group.
+   * @param member The member's user ID or contact name.
+   * @returns The group.
+   */
+  removeMember(group: string, member: string): Promise<GroupInfo> {
+    return this.call("removeMember", { group, member });
+  }
+
+  /**
+   * Leaves a group; its history stays.
+   *
+   * @param group The group.
+   * @returns `{ left: true }` once the members are told (queued).
+   */
+  leaveGroup(group: string): Promise<{ left: true }> {
+    return this.call("leaveGroup", { group });
+  }
+
+  /**
+   * Sends a text to a group: encrypted once, one outbox entry per member.
+   *
+   * @param group The group.
+   * @param text The text.
+   * @returns The stored message and how many members it was queued for.
+   */
+  sendGroup(group: string, text: string): Promise<DaemonSendGroupResult> {
+    return this.call("sendGroup", { group, text });
+  }
+
+  /**
+   * A group's conversation, oldest first, with who wrote each message.
+   *
+   * @param group The group.
+   * @param options `limit` (default 50).
+   * @returns The messages.
+   */
+  groupHistory(group: string, options: { readonly limit?: number } = {}): Promise<ChatMessage[]> {
+    return this.call("groupHistory", { group, ...options });
   }
 
   /**

@@ -34,6 +34,7 @@
  * @module
  */
 import { DimError } from "../errors.ts";
+import type { GroupInfo } from "../messenger/group_types.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
 
 /** The API version `hello` reports; a change that breaks clients bumps it. */
@@ -173,6 +174,16 @@ export interface DaemonSendResult {
    * Whether the node has no connection: the message is queued on this device
    * only and goes when DIM connects.
    */
+  readonly offline: boolean;
+}
+
+/** What `sendGroup` returns. */
+export interface DaemonSendGroupResult {
+  /** The stored message, with `group.deliveredTo` of `group.members` (0 at first). */
+  readonly message: ChatMessage;
+  /** How many members it was queued for (its outbox entries, one per member). */
+  readonly members: number;
+  /** Whether the node has no connection: the message goes when DIM connects. */
   readonly offline: boolean;
 }
 
@@ -317,7 +328,8 @@ export interface DaemonFileFailed {
  * incoming message), `sent` (a message this user sent, through any
  * client), `status` (an outgoing message changed state: delivered, or
  * stored in the network), `file`, `fileFailed` and
- * `fileProgress`; the requester of a `sendFile` gets its `fileProgress`
+ * `fileProgress`; a group message's `message` carries its `group` (then
+ * `peer` is who wrote it); the requester of a `sendFile` gets its `fileProgress`
  * without subscribing.
  */
 export type DaemonNotification =
@@ -368,6 +380,22 @@ export interface DaemonMethods {
   markShown: { params: { seq: number }; result: { lastShown: number } };
   /** What `dim status --json` reports. */
   status: { params: Record<string, never>; result: DaemonStatus };
+  /** The groups this user is in or left. */
+  listGroups: { params: Record<string, never>; result: GroupInfo[] };
+  /** One group (by ID, ID prefix or name), its members marked contact or not. */
+  groupInfo: { params: { group: string }; result: GroupInfo };
+  /** Makes a group of this user (its admin) and contacts. */
+  createGroup: { params: { name: string; members: string[] }; result: GroupInfo };
+  /** Adds a contact to a group (as its admin); it reads nothing sent before. */
+  addMember: { params: { group: string; contact: string }; result: GroupInfo };
+  /** Removes a member (user ID or contact name) from a group (as its admin). */
+  removeMember: { params: { group: string; member: string }; result: GroupInfo };
+  /** Leaves a group; its history stays. */
+  leaveGroup: { params: { group: string }; result: { left: true } };
+  /** Sends a text to a group: encrypted once, one outbox entry per member. */
+  sendGroup: { params: { group: string; text: string }; result: DaemonSendGroupResult };
+  /** The newest `limit` messages of a group, oldest first, with who wrote each. */
+  groupHistory: { params: { group: string; limit?: number }; result: ChatMessage[] };
   /** Starts the notifications of this connection. */
   subscribe: { params: Record<string, never>; result: { subscribed: true } };
   /** Stops them. */
@@ -392,6 +420,14 @@ export const DAEMON_METHODS: readonly DaemonMethod[] = [
   "inbox",
   "markShown",
   "status",
+  "listGroups",
+  "groupInfo",
+  "createGroup",
+  "addMember",
+  "removeMember",
+  "leaveGroup",
+  "sendGroup",
+  "groupHistory",
   "subscribe",
   "unsubscribe",
 ];
