@@ -35,6 +35,7 @@ import type {
   MessagingOptions,
   MessagingTransport,
   RecipientResolver,
+  WrapOpener,
 } from "./types.ts";
 import { Deadlines } from "../platform/signals.ts";
 
@@ -53,6 +54,8 @@ export class ServiceContext {
   readonly resolve: RecipientResolver;
   /** Forward-secret sessions; without them every message uses the static envelope. */
   readonly sessions: SessionManager | undefined;
+  /** Recognizes wraps before envelopes are opened (see {@linkcode WrapOpener}). */
+  readonly openWrap: WrapOpener;
   /** Clock in ms. */
   readonly clock: () => number;
   /** Receives errors that concern one peer. */
@@ -80,6 +83,7 @@ export class ServiceContext {
       readonly transport: MessagingTransport;
       readonly resolve: RecipientResolver;
       readonly sessions?: SessionManager | undefined;
+      readonly openWrap?: WrapOpener | undefined;
     },
     options: MessagingOptions,
     emit: (detail: MessagingEventDetail) => void,
@@ -88,6 +92,7 @@ export class ServiceContext {
     this.transport = deps.transport;
     this.resolve = deps.resolve;
     this.sessions = deps.sessions;
+    this.openWrap = deps.openWrap ?? (() => undefined);
     this.clock = options.clock ?? Date.now;
     this.onPeerError = options.onPeerError ?? (() => {});
     this.emit = emit;

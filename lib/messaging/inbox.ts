@@ -30,6 +30,12 @@
  * one address share that address's bucket. Only an envelope that opens
  * is hashed and gets a signed acknowledgement; junk gets an unsigned NACK.
  *
+ * A wrap (a group message sealed for this user alone, `lib/group/wire.ts`)
+ * travels as an envelope does; the context's `openWrap` recognizes it
+ * first, by a tag of this user's keys, with no trial decryption, and it is
+ * stored as it comes, outside the pairwise sessions (the group layer checks
+ * its sender's signature). Anything else is opened as an envelope.
+ *
  * The mailbox client stores what it fetches through
  * {@linkcode Inbox.receive}, so both paths store alike.
  *
@@ -178,8 +184,8 @@ export class Inbox {
    */
   async receive(envelope: Uint8Array): Promise<IncomingMessage | "duplicate" | "unreadable"> {
     try {
-      const opened = await openEnvelope(this.#ctx.identity, envelope);
-      return await this.#accept(opened, "mailbox") ?? "duplicate";
+      const { opened, wrapped } = await this.#open(envelope);
+      return await this.#accept(opened, "mailbox", wrapped) ?? "duplicate";
     } catch (err) {
       if (!(err instanceof DecryptionError)) throw err;
       if (err instanceof OutdatedVersionError) this.#ctx.onPeerError(err);
@@ -187,14 +193,25 @@ export class Inbox {
     }
   }
 
+  /** A wrap if `openWrap` knows it (its tag), otherwise an envelope. */
+  async #open(bytes: Uint8Array): Promise<{ opened: OpenedEnvelope; wrapped: boolean }> {
+    const wrap = this.#ctx.openWrap(bytes);
+    if (wrap !== undefined) return { opened: wrap, wrapped: true };
+    return { opened: await openEnvelope(this.#ctx.identity, bytes), wrapped: false };
+  }
+
   /**
-   * Decrypts an opened envelope in its session and stores it, without a
-   * flush of the commit.
+   * Decrypts an opened envelope in its session (a wrap needs none) and
+   * stores it, without a flush of the commit.
    *
    * @returns The new message, or `undefined` if it was a duplicate.
    * @throws {DecryptionError} If it does not decrypt in its session.
    */
-  async #accept(opened: OpenedEnvelope, via: string): Promise<IncomingMessage | undefined> {
+  async #accept(
+    opened: OpenedEnvelope,
+    via: string,
+    wrapped = false,
+  ): Promise<IncomingMessage | undefined> {
     const now = this.#ctx.clock();
     const sender = opened.senderId;
     // A replay is acknowledged again without touching the session.
@@ -217,7 +234,9 @@ export class Inbox {
         return message;
       }, { durable: false });
     const sessions = this.#ctx.sessions;
-    const message = sessions === undefined
+    const message = wrapped
+      ? store({ ...opened, protection: "ratchet", save: () => {} })
+      : sessions === undefined
       ? store({ ...opened, protection: "static", save: () => {} })
       : await sessions.lock(async () =>
         store(
@@ -351,8 +370,8 @@ export class Inbox {
     const allowed = frames.map(() => this.#allow(remotePeer, ip, now));
     const opening = frames.map((frame, i) =>
       frame.type === FrameType.Envelope && allowed[i]
-        ? openEnvelope(this.#ctx.identity, frame.envelope).then(
-          (opened) => ({ opened }),
+        ? this.#open(frame.envelope).then(
+          (opened) => opened,
           (error: unknown) => ({ error }),
         )
         : undefined
@@ -391,7 +410,7 @@ export class Inbox {
         continue;
       }
       try {
-        const message = await this.#accept(result.opened, "direct");
+        const message = await this.#accept(result.opened, "direct", result.wrapped);
         if (message !== undefined) incoming.push(message);
         replies.push({ ack: signing[i]! as Promise<Frame> });
       } catch (err) {

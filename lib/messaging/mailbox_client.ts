@@ -533,7 +533,8 @@ export class MailboxClient {
   async #sendReceipt(envelope: Uint8Array, hash: Uint8Array): Promise<void> {
     let sender: string;
     try {
-      sender = (await openEnvelope(this.#ctx.identity, envelope)).senderId;
+      sender = (this.#ctx.openWrap(envelope) ??
+        await openEnvelope(this.#ctx.identity, envelope)).senderId;
     } catch {
       return;
     }

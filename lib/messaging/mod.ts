@@ -56,6 +56,7 @@ export type {
   PeerTarget,
   RecipientResolver,
   SendOptions,
+  WrapOpener,
 } from "./types.ts";
 export {
   DEFAULT_ATTEMPT_TIMEOUT_MS,

@@ -211,14 +211,49 @@ export class Outbox {
         });
       });
     }
-    // Durable before the caller hears of it, and before any of it is sent.
+    return await this.#queued(recipient.userId, row);
+  }
+
+  /** Queues wraps as envelopes, one transaction and flush; see `MessagingService.sendWrapped`. */
+  async sendWrapped(
+    wraps: readonly { readonly recipient: MessageRecipient; readonly wrap: Uint8Array }[],
+    body: Uint8Array,
+    contentType: number,
+  ): Promise<StoredMessage[]> {
+    const now = this.#ctx.clock();
+    const hashes = await Promise.all(wraps.map(({ wrap }) => envelopeHash(wrap)));
+    const rows = this.#storage.transaction(
+      () =>
+        wraps.map(({ recipient, wrap }, i) =>
+          this.#storage.outbox.enqueue(
+            {
+              id: crypto.getRandomValues(new Uint8Array(16)),
+              peer: recipient.userId,
+              sentAt: now,
+              receivedAt: now,
+              contentType,
+              body,
+              protection: "ratchet",
+            },
+            wrap,
+            hashes[i]!,
+          )
+        ),
+      { durable: false },
+    );
+    for (const row of rows) this.#unflushed.add(row.seq);
+    return await Promise.all(rows.map((row, i) => this.#queued(wraps[i]!.recipient.userId, row)));
+  }
+
+  /** Flushes a stored message (durable before the caller hears of it) and starts its delivery. */
+  async #queued(recipient: string, row: StoredMessage): Promise<StoredMessage> {
     try {
       await this.#flushed();
     } finally {
       this.#unflushed.delete(row.seq);
     }
     // Only this conversation: the periodic scan looks after the others.
-    this.#ctx.track(this.#deliver(recipient.userId));
+    this.#ctx.track(this.#deliver(recipient));
     return row;
   }
 

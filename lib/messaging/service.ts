@@ -64,6 +64,7 @@ import type {
   MessagingTransport,
   RecipientResolver,
   SendOptions,
+  WrapOpener,
 } from "./types.ts";
 import { ServiceContext } from "./_context.ts";
 import { MESSAGE_PROTOCOL } from "./wire.ts";
@@ -100,6 +101,8 @@ export class MessagingService extends EventTarget {
       readonly resolve: RecipientResolver;
       /** Forward-secret sessions; without it every message uses the static envelope. */
       readonly sessions?: SessionManager;
+      /** Recognizes wraps before envelopes are opened (a group's, from the layer above). */
+      readonly openWrap?: WrapOpener;
     },
     options: MessagingOptions = {},
   ) {
@@ -235,6 +238,27 @@ export class MessagingService extends EventTarget {
     options: SendOptions = {},
   ): Promise<StoredMessage> {
     return this.#outbox.send(recipient, body, options);
+  }
+
+  /**
+   * Queues bytes sealed for each recipient by a layer above (a group
+   * message's wraps, which start and are sized as envelopes) as messages'
+   * envelopes: stored with `body` in the history and the outbox (one
+   * transaction, one flush), and delivered, acknowledged and left in
+   * mailboxes as any envelope.
+   *
+   * @param wraps Each recipient with its sealed bytes.
+   * @param body What the history keeps (and what a new session would seal
+   *   again if a recipient cannot read its wrap).
+   * @param contentType The history's content type.
+   * @returns The stored messages (state "pending"), in the order given.
+   */
+  sendWrapped(
+    wraps: readonly { readonly recipient: MessageRecipient; readonly wrap: Uint8Array }[],
+    body: Uint8Array,
+    contentType: number,
+  ): Promise<StoredMessage[]> {
+    return this.#outbox.sendWrapped(wraps, body, contentType);
   }
 
   /**

@@ -25,6 +25,7 @@
 import type { InboxLimits } from "./inbox.ts";
 import type { MailboxLimits, MessageStream, StreamHost } from "./mailbox.ts";
 import type { StoredMessage } from "./storage.ts";
+import type { OpenedEnvelope } from "../crypto/envelope.ts";
 
 /** Where a peer can be reached. */
 export interface PeerTarget {
@@ -167,3 +168,18 @@ export type MessagingEventDetail =
   | { readonly type: "stored"; readonly seq: number; readonly recipient: string }
   | { readonly type: "mailbox"; readonly holders: readonly PeerTarget[] }
   | { readonly type: "file-part"; readonly incoming: IncomingMessage };
+
+/**
+ * Recognizes a wrap among the envelopes that arrive (directly or from the
+ * mailbox): bytes sealed for this user by a layer above (a group message's
+ * per-member wrap, `lib/group/wire.ts`), known by a tag this user's keys
+ * compute, with no trial decryption. The inbox asks it before it opens an
+ * envelope.
+ *
+ * @param bytes What arrived.
+ * @returns What the wrap carries, as an opened envelope (its sender as the
+ *   wrap's content names it, checked by the layer that takes it), or
+ *   `undefined` if the bytes are no wrap of this user's.
+ * @throws {DecryptionError} If the tag matches but the wrap does not open.
+ */
+export type WrapOpener = (bytes: Uint8Array) => OpenedEnvelope | undefined;

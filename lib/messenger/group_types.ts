@@ -93,8 +93,8 @@ export interface GroupDeps {
   readonly store: UserStore;
   /** The contact book. */
   readonly book: ContactBook;
-  /** The messaging service (pairwise sends). */
-  readonly service: Pick<MessagingService, "send">;
+  /** The messaging service (pairwise sends, and wraps queued as envelopes). */
+  readonly service: Pick<MessagingService, "send" | "sendWrapped">;
   /** Clock in ms. */
   readonly clock: () => number;
   /** Called with each new group message received. */

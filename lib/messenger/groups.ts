@@ -21,15 +21,14 @@
  *   arrives before the change that makes its sender a member waits (a few
  *   per group) and is taken when the change is applied.
  * - **Group messages** (`GROUP_MESSAGE_CONTENT_TYPE`) are encrypted and
- *   signed once with the sender's chain; the same ciphertext goes to each
- *   member inside the pairwise session, as one outbox entry per member, so
- *   retries, mailbox copies and receipts are those of any message, and
- *   "delivered to k of n" is the count of those entries delivered.
- *
- * Not wired yet: the per-member wrap of `lib/group/wire.ts` (one AES-GCM
- * per member, no public-key operation) in place of the pairwise session as
- * the carrier; the inbox and mailbox would have to recognize wraps by their
- * hint first.
+ *   signed once with the sender's chain; each member gets the same
+ *   ciphertext in a wrap of its own (`lib/group/wire.ts`: one HMAC, one
+ *   HKDF, one AES-GCM, no public-key operation), queued as that member's
+ *   outbox entry's envelope, so retries, mailbox copies, acknowledgements
+ *   and receipts are those of any message, and "delivered to k of n" is
+ *   the count of those entries delivered; a member whose inbox key this
+ *   user lacks gets it in the pairwise session. The inbox recognizes a wrap
+ *   ({@linkcode MessengerGroups.openWrap}) before it opens an envelope.
  *
  * Members who are not contacts are shown as "group member, not a contact";
  * their safety number ({@linkcode MessengerGroups.safetyNumber}) is checked
@@ -40,11 +39,15 @@
 import { encodeUserId } from "../crypto/identity.ts";
 import { safetyNumber } from "../crypto/safety_number.ts";
 import { toHex, utf8 } from "../platform/bytes.ts";
+import { sha256 } from "@noble/hashes/sha2.js";
+import type { OpenedEnvelope } from "../crypto/envelope.ts";
 import { decodeChange } from "../group/change.ts";
 import { MAX_GROUP_BODY_LENGTH } from "../group/constants.ts";
 import { GroupKeyring } from "../group/keyring.ts";
 import { decodeKeyring, encodeKeyring } from "../group/keyring_codec.ts";
 import { GroupLog, type GroupState } from "../group/membership.ts";
+import { decodeGroupMessageHeader } from "../group/sender_keys.ts";
+import { openWrap } from "../group/wire.ts";
 import {
   GROUP_CHANGE_CONTENT_TYPE,
   GROUP_MESSAGE_CONTENT_TYPE,
@@ -377,8 +380,21 @@ export class MessengerGroups implements GroupChats {
         receivedAt: now,
         body,
       })!;
+      // Wraps queued together share one flush; the others go in their sessions.
+      const wrapped = state.members.filter((m) => out.wraps.has(m.id));
+      const carriers = await this.#deps.service.sendWrapped(
+        wrapped.map((m) => ({
+          recipient: { userId: m.id, encryptionPublicKey: m.encryptionPublicKey },
+          wrap: out.wraps.get(m.id)!,
+        })),
+        out.message,
+        GROUP_MESSAGE_CONTENT_TYPE,
+      );
+      for (const [i, m] of wrapped.entries()) {
+        this.#store.addDelivery(stored.seq, m.id, carriers[i]!.seq);
+      }
       for (const m of state.members) {
-        if (m.id === me) continue;
+        if (m.id === me || out.wraps.has(m.id)) continue;
         const carrier = await this.#send(m, out.message, GROUP_MESSAGE_CONTENT_TYPE);
         this.#store.addDelivery(stored.seq, m.id, carrier);
       }
@@ -650,6 +666,34 @@ export class MessengerGroups implements GroupChats {
       last = this.#queue;
       await last;
     } while (last !== this.#queue);
+  }
+
+  /**
+   * Recognizes a group message's wrap for this user (the inbox asks before
+   * it opens an envelope): one HMAC per inbox key held (one or two per
+   * group), no trial decryption. Stored under an ID hashed from the group
+   * message (a replay is a duplicate); its sender is checked when taken.
+   *
+   * @param bytes What arrived.
+   * @returns The wrapped group message as an opened envelope, or
+   *   `undefined` if the bytes are no wrap of this user's.
+   * @throws {DecryptionError} If a hint matches but the wrap does not open.
+   */
+  openWrap(bytes: Uint8Array): OpenedEnvelope | undefined {
+    if (this.#rings.size === 0) return undefined;
+    const keys = [...this.#rings.values()].flatMap((r) => r.inboxKeys);
+    const opened = openWrap(keys, bytes);
+    if (opened === undefined) return undefined;
+    const body = new Uint8Array(opened.groupMessage);
+    const sender = new Uint8Array(decodeGroupMessageHeader(body).sender);
+    return {
+      senderSigningKey: sender,
+      senderId: encodeUserId(sender),
+      id: new Uint8Array(sha256(body).subarray(0, 16)),
+      timestamp: this.#deps.clock(),
+      contentType: GROUP_MESSAGE_CONTENT_TYPE,
+      body,
+    };
   }
 
   /**

@@ -242,6 +242,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
         transport: transportFor(node),
         resolve: (id, o) => this.#cards.resolvePeer(id, o),
         sessions: this.#sessions,
+        openWrap: (bytes) => this.#groups.openWrap(bytes),
       },
       { clock: this.#clock, ...options.messaging },
     );

@@ -6,6 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { sha256 } from "@noble/hashes/sha2.js";
 import type { Messenger } from "../../lib/messenger/messenger.ts";
 import type { MessengerGroups } from "../../lib/messenger/groups.ts";
 import type { ChatMessage } from "../../lib/profile/chat_message.ts";
@@ -102,6 +103,19 @@ Deno.test("a group of three: created, every member writes and reads, delivery co
   assert.deepEqual(alice.groupHistory("hikers").map((m) => m.text), ["hello all", "from bob"]);
   // Group messages never show in the pairwise history.
   assert.deepEqual(bob.profile.history(alice.id).map((m) => m.text), []);
+
+  // Once Alice holds both members' inbox keys, each gets the message in a
+  // wrap (stored under an ID hashed from the group message), not in a session.
+  await until(() => keptKeyring(alice, g.id).chainCount >= 2, "alice's chains of bob and carol");
+  await alice.sendGroup("hikers", "wrapped");
+  await nextGroup(bob);
+  await nextGroup(carol);
+  for (const m of [bob, carol]) {
+    const last = profileParts(m.profile).store.messages.incomingWithBody(alice.id, [
+      GROUP_MESSAGE_CONTENT_TYPE,
+    ]).at(-1)!;
+    assert.deepEqual(last.id, sha256(last.body).subarray(0, 16), "carried in a wrap");
+  }
 });
 
 /** The group messages (their ciphertexts, as carried) `m` received from `from`. */
