@@ -79,6 +79,8 @@ export class MessengerGroups implements GroupChats {
   readonly #rings = new Map<string, GroupKeyring>();
   readonly #early = new Map<string, { from: Uint8Array; bytes: Uint8Array }[]>();
   readonly #joining = new Map<string, GroupLog>();
+  /** Group messages that arrived together (a mailbox fetch), taken in one turn. */
+  #arrived: IncomingMessage[] = [];
   #queue: Promise<unknown> = Promise.resolve();
 
   /** @param deps What the groups need of the messenger. */
@@ -566,10 +568,38 @@ export class MessengerGroups implements GroupChats {
     ) {
       return false;
     }
+    if (type === GROUP_MESSAGE_CONTENT_TYPE) {
+      if (this.#arrived.push(incoming) === 1) this.#serial(() => this.#takeArrived());
+      return true;
+    }
     this.#serial(() => this.#take(incoming)).catch(() => {
-      // A refused change, distribution or message changes nothing.
+      // A refused change or distribution changes nothing.
     });
     return true;
+  }
+
+  /**
+   * Takes the group messages that arrived together, each sender's in its
+   * chain's order: a wrap's time is its arrival's (the sender's is inside),
+   * so a mailbox fetch may bring one sender's in any order.
+   */
+  async #takeArrived(): Promise<void> {
+    const batch = this.#arrived.splice(0);
+    const order = (m: IncomingMessage) => {
+      try {
+        const h = decodeGroupMessageHeader(m.message.body);
+        return h.epoch * 2 ** 32 + h.iteration;
+      } catch {
+        return 0;
+      }
+    };
+    // Each sender's messages, sorted, go back into that sender's places.
+    const bySender = Map.groupBy(batch, (m) => m.message.peer);
+    for (const list of bySender.values()) list.sort((a, b) => order(a) - order(b));
+    for (const m of batch.map((m) => bySender.get(m.message.peer)!.shift()!)) {
+      // A refused message changes nothing.
+      await this.#take(m).catch(() => {});
+    }
   }
 
   async #takeChange(body: Uint8Array, now: number): Promise<void> {
