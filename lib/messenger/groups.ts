@@ -39,15 +39,12 @@
 import { encodeUserId } from "../crypto/identity.ts";
 import { safetyNumber } from "../crypto/safety_number.ts";
 import { toHex, utf8 } from "../platform/bytes.ts";
-import { sha256 } from "@noble/hashes/sha2.js";
 import type { OpenedEnvelope } from "../crypto/envelope.ts";
 import { decodeChange } from "../group/change.ts";
 import { MAX_GROUP_BODY_LENGTH } from "../group/constants.ts";
 import { GroupKeyring } from "../group/keyring.ts";
 import { decodeKeyring, encodeKeyring } from "../group/keyring_codec.ts";
 import { GroupLog, type GroupState } from "../group/membership.ts";
-import { decodeGroupMessageHeader } from "../group/sender_keys.ts";
-import { openWrap } from "../group/wire.ts";
 import {
   GROUP_CHANGE_CONTENT_TYPE,
   GROUP_MESSAGE_CONTENT_TYPE,
@@ -63,6 +60,7 @@ import {
   type GroupInfo,
   NOT_A_CONTACT,
 } from "./group_types.ts";
+import { inSenderOrder, openGroupWrap } from "./group_wraps.ts";
 
 export { GroupError, NOT_A_CONTACT } from "./group_types.ts";
 export type { GroupChats, GroupDeps, GroupInfo, GroupMember } from "./group_types.ts";
@@ -584,19 +582,7 @@ export class MessengerGroups implements GroupChats {
    * so a mailbox fetch may bring one sender's in any order.
    */
   async #takeArrived(): Promise<void> {
-    const batch = this.#arrived.splice(0);
-    const order = (m: IncomingMessage) => {
-      try {
-        const h = decodeGroupMessageHeader(m.message.body);
-        return h.epoch * 2 ** 32 + h.iteration;
-      } catch {
-        return 0;
-      }
-    };
-    // Each sender's messages, sorted, go back into that sender's places.
-    const bySender = Map.groupBy(batch, (m) => m.message.peer);
-    for (const list of bySender.values()) list.sort((a, b) => order(a) - order(b));
-    for (const m of batch.map((m) => bySender.get(m.message.peer)!.shift()!)) {
+    for (const m of inSenderOrder(this.#arrived.splice(0))) {
       // A refused message changes nothing.
       await this.#take(m).catch(() => {});
     }
@@ -699,31 +685,16 @@ export class MessengerGroups implements GroupChats {
   }
 
   /**
-   * Recognizes a group message's wrap for this user (the inbox asks before
-   * it opens an envelope): one HMAC per inbox key held (one or two per
-   * group), no trial decryption. Stored under an ID hashed from the group
-   * message (a replay is a duplicate); its sender is checked when taken.
+   * Recognizes a wrap for this user (the inbox asks before it opens an
+   * envelope); see {@linkcode openGroupWrap}.
    *
    * @param bytes What arrived.
-   * @returns The wrapped group message as an opened envelope, or
-   *   `undefined` if the bytes are no wrap of this user's.
-   * @throws {DecryptionError} If a hint matches but the wrap does not open.
+   * @returns The wrapped group message as an opened envelope, or `undefined`.
    */
   openWrap(bytes: Uint8Array): OpenedEnvelope | undefined {
     if (this.#rings.size === 0) return undefined;
     const keys = [...this.#rings.values()].flatMap((r) => r.inboxKeys);
-    const opened = openWrap(keys, bytes);
-    if (opened === undefined) return undefined;
-    const body = new Uint8Array(opened.groupMessage);
-    const sender = new Uint8Array(decodeGroupMessageHeader(body).sender);
-    return {
-      senderSigningKey: sender,
-      senderId: encodeUserId(sender),
-      id: new Uint8Array(sha256(body).subarray(0, 16)),
-      timestamp: this.#deps.clock(),
-      contentType: GROUP_MESSAGE_CONTENT_TYPE,
-      body,
-    };
+    return openGroupWrap(keys, bytes, this.#deps.clock());
   }
 
   /**
