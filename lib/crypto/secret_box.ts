@@ -28,7 +28,8 @@
  *
  * @module
  */
-import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from "node:crypto";
+import { createSecretKey, type KeyObject } from "node:crypto";
+import { gcmOpenSync, gcmSealSync } from "./_aead.ts";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, utf8 } from "../platform/bytes.ts";
@@ -173,9 +174,7 @@ export class HistoryBox {
    */
   seal(label: string, value: Uint8Array): Uint8Array {
     const iv = crypto.getRandomValues(new Uint8Array(NONCE_LENGTH));
-    const cipher = createCipheriv("aes-256-gcm", this.#key, iv, { authTagLength: TAG_LENGTH });
-    cipher.setAAD(utf8(label));
-    return concat(iv, cipher.update(value), cipher.final(), cipher.getAuthTag());
+    return concat(iv, gcmSealSync(this.#key, iv, value, utf8(label)));
   }
 
   /**
@@ -189,16 +188,8 @@ export class HistoryBox {
   open(label: string, sealed: Uint8Array): Uint8Array {
     try {
       if (sealed.length < NONCE_LENGTH + TAG_LENGTH) throw new RangeError("too short");
-      const decipher = createDecipheriv(
-        "aes-256-gcm",
-        this.#key,
-        sealed.subarray(0, NONCE_LENGTH),
-        { authTagLength: TAG_LENGTH },
-      );
-      decipher.setAAD(utf8(label));
-      decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH));
-      const body = decipher.update(sealed.subarray(NONCE_LENGTH, sealed.length - TAG_LENGTH));
-      return concat(body, decipher.final());
+      const iv = sealed.subarray(0, NONCE_LENGTH);
+      return gcmOpenSync(this.#key, iv, sealed.subarray(NONCE_LENGTH), utf8(label));
     } catch (cause) {
       throw corrupt(label, cause);
     }
