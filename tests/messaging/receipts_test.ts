@@ -58,7 +58,7 @@ Deno.test("receipts never answer receipts that want no acknowledgement", () => {
 });
 
 /** Waits until `check` holds, polling. */
-async function until(what: string, check: () => boolean, ms = 20_000): Promise<void> {
+async function until(what: string, check: () => boolean, ms = 40_000): Promise<void> {
   const end = Date.now() + ms;
   while (!check()) {
     if (Date.now() > end) throw new Error(`timed out waiting: ${what}`);
