@@ -1,9 +1,9 @@
 /**
  * `dim group …`, `dim send @<group> <text>` and `dim chat @<group>`: group
- * chats from the command line. Each command opens the messenger (going
- * online if it can), does its work, waits a moment for what it queued to
- * leave (as `dim send` does), and stops. The daemon does not serve groups
- * yet: with a running dim, stop it first.
+ * chats from the command line. When a `dim daemon` or `dim chat` holds the
+ * data directory, each command goes through its local API; otherwise it
+ * opens the messenger (going online if it can), does its work, waits a
+ * moment for what it queued to leave (as `dim send` does), and stops.
  *
  * @module
  */
@@ -12,6 +12,7 @@ import type { GroupInfo } from "../messenger/groups.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
 import type { Context } from "./context.ts";
 import { UsageError } from "./errors.ts";
+import { viaRunningDim } from "./remote.ts";
 import { formatTime } from "./format.ts";
 
 const GROUP_USAGE = "dim group create|add|remove|leave|list|info …";
@@ -38,6 +39,50 @@ async function withMessenger<T>(
   } finally {
     await messenger.stop();
   }
+}
+
+/** The group calls a command makes, on a messenger or through a running dim. */
+interface GroupOps {
+  create(name: string, members: readonly string[]): Promise<GroupInfo>;
+  add(group: string, contact: string): Promise<GroupInfo>;
+  remove(group: string, member: string): Promise<GroupInfo>;
+  leave(group: string): Promise<unknown>;
+  list(): Promise<GroupInfo[]>;
+  info(group: string): Promise<GroupInfo>;
+  send(group: string, text: string): Promise<ChatMessage>;
+}
+
+// Runs `fn` through a running dim (daemon or chat) if one holds the data
+// directory, else on a messenger of its own.
+function withGroups<T>(
+  ctx: Context,
+  fn: (ops: GroupOps) => Promise<T>,
+  options: { readonly fetch?: boolean } = {},
+): Promise<T> {
+  return viaRunningDim(
+    ctx,
+    (dim) =>
+      fn({
+        create: (name, members) => dim.createGroup(name, members),
+        add: (group, contact) => dim.addMember(group, contact),
+        remove: (group, member) => dim.removeMember(group, member),
+        leave: (group) => dim.leaveGroup(group),
+        list: () => dim.listGroups(),
+        info: (group) => dim.groupInfo(group),
+        send: async (group, text) => (await dim.sendGroup(group, text)).message,
+      }),
+    () =>
+      withMessenger(ctx, (m) =>
+        fn({
+          create: (name, members) => m.createGroup(name, members),
+          add: (group, contact) => m.addMember(group, contact),
+          remove: (group, member) => m.removeMember(group, member),
+          leave: (group) => m.leave(group),
+          list: () => Promise.resolve(m.groups()),
+          info: (group) => Promise.resolve(m.group(group)),
+          send: (group, text) => m.sendGroup(group, text),
+        }), options),
+  );
 }
 
 function describe(ctx: Context, g: GroupInfo): void {
@@ -86,32 +131,32 @@ export function groupCommand(ctx: Context, args: readonly string[]): Promise<num
   switch (sub) {
     case "create":
       need(2, "dim group create <name> <contact>…");
-      return withMessenger(ctx, async (m) => {
-        describe(ctx, await m.createGroup(rest[0]!, rest.slice(1)));
+      return withGroups(ctx, async (g) => {
+        describe(ctx, await g.create(rest[0]!, rest.slice(1)));
         return 0;
       });
     case "add":
       need(2, "dim group add <group> <contact>");
-      return withMessenger(ctx, async (m) => {
-        describe(ctx, await m.addMember(rest[0]!, rest[1]!));
+      return withGroups(ctx, async (g) => {
+        describe(ctx, await g.add(rest[0]!, rest[1]!));
         return 0;
       });
     case "remove":
       need(2, "dim group remove <group> <member>");
-      return withMessenger(ctx, async (m) => {
-        describe(ctx, await m.removeMember(rest[0]!, rest[1]!));
+      return withGroups(ctx, async (g) => {
+        describe(ctx, await g.remove(rest[0]!, rest[1]!));
         return 0;
       });
     case "leave":
       need(1, "dim group leave <group>");
-      return withMessenger(ctx, async (m) => {
-        await m.leave(rest[0]!);
+      return withGroups(ctx, async (g) => {
+        await g.leave(rest[0]!);
         if (!ctx.json) ctx.out(`left ${rest[0]}`);
         return 0;
       });
     case "list":
-      return withMessenger(ctx, (m) => {
-        const groups = m.groups();
+      return withGroups(ctx, async (ops) => {
+        const groups = await ops.list();
         if (ctx.json) ctx.outJson(groups);
         else if (groups.length === 0) ctx.out("no groups");
         else {
@@ -119,13 +164,13 @@ export function groupCommand(ctx: Context, args: readonly string[]): Promise<num
             ctx.out(`${g.name}  ${g.id}  ${g.members.length} members${g.left ? "  [left]" : ""}`);
           }
         }
-        return Promise.resolve(0);
+        return 0;
       }, { fetch: true });
     case "info":
       need(1, "dim group info <group>");
-      return withMessenger(ctx, (m) => {
-        describe(ctx, m.group(rest[0]!));
-        return Promise.resolve(0);
+      return withGroups(ctx, async (g) => {
+        describe(ctx, await g.info(rest[0]!));
+        return 0;
       }, { fetch: true });
     default:
       throw new UsageError(`unknown subcommand ${sub} (usage: ${GROUP_USAGE})`);
@@ -141,8 +186,8 @@ export function groupCommand(ctx: Context, args: readonly string[]): Promise<num
  * @returns The exit code.
  */
 export function groupSendCommand(ctx: Context, group: string, text: string): Promise<number> {
-  return withMessenger(ctx, async (m) => {
-    const sent = await m.sendGroup(group, text);
+  return withGroups(ctx, async (g) => {
+    const sent = await g.send(group, text);
     // The copies go while dim waits for the queue (sendQueued).
     if (ctx.json) ctx.outJson({ group: sent.group, seq: sent.seq, id: sent.id });
     else ctx.out(`queued for ${sent.group?.members ?? 0} members of ${sent.group?.name}`);
@@ -165,28 +210,50 @@ export function groupChatCommand(
   group: string,
   options: { readonly limit?: number } = {},
 ): Promise<number> {
-  return withMessenger(ctx, async (m) => {
-    const g = m.group(group);
+  const limit = options.limit ?? 20;
+  // Prints the header and history, then sends each input line until the input ends.
+  const converse = async (
+    g: GroupInfo,
+    history: readonly ChatMessage[],
+    send: (text: string) => Promise<ChatMessage>,
+  ): Promise<number> => {
     ctx.out(`— ${g.name}: ${g.members.length} members —`);
-    for (const line of m.groupHistory(g.id, { limit: options.limit ?? 20 })) {
-      ctx.out(groupLine(line));
-    }
-    const onMessage = (e: Event) => {
-      const msg = (e as CustomEvent<ChatMessage>).detail;
-      if (msg.group?.id === g.id) ctx.out(groupLine(msg));
-    };
-    m.addEventListener("message", onMessage);
-    try {
-      for (;;) {
-        const line = await ctx.io.readLine("");
-        if (line === undefined) break;
-        if (line.trim() === "") continue;
-        const sent = await m.sendGroup(g.id, line);
-        ctx.out(groupLine(sent));
-      }
-    } finally {
-      m.removeEventListener("message", onMessage);
+    for (const line of history) ctx.out(groupLine(line));
+    for (;;) {
+      const line = await ctx.io.readLine("");
+      if (line === undefined) break;
+      if (line.trim() === "") continue;
+      ctx.out(groupLine(await send(line)));
     }
     return 0;
-  }, { fetch: true });
+  };
+  return viaRunningDim(
+    ctx,
+    async (dim) => {
+      const g = await dim.groupInfo(group);
+      const subscription = dim.subscribe();
+      (async () => {
+        for await (const n of subscription) {
+          if (n.method === "message" && n.params.group?.id === g.id) ctx.out(groupLine(n.params));
+        }
+      })().catch(() => {});
+      const history = await dim.groupHistory(g.id, { limit });
+      return await converse(g, history, async (text) => (await dim.sendGroup(g.id, text)).message);
+    },
+    () =>
+      withMessenger(ctx, async (m) => {
+        const g = m.group(group);
+        const onMessage = (e: Event) => {
+          const msg = (e as CustomEvent<ChatMessage>).detail;
+          if (msg.group?.id === g.id) ctx.out(groupLine(msg));
+        };
+        m.addEventListener("message", onMessage);
+        try {
+          return await converse(g, m.groupHistory(g.id, { limit }), (text) =>
+            m.sendGroup(g.id, text));
+        } finally {
+          m.removeEventListener("message", onMessage);
+        }
+      }, { fetch: true }),
+  );
 }

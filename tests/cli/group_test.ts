@@ -5,7 +5,17 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { dim, LOOPBACK, openUser, pairUsers, storageNode, tempDir, until } from "./_helpers.ts";
+import {
+  dim,
+  LOOPBACK,
+  openUser,
+  pairUsers,
+  startDim,
+  storageNode,
+  tempDir,
+  until,
+} from "./_helpers.ts";
+import { startDaemon } from "../daemon/_helpers.ts";
 import { nextMessages } from "../_support/network.ts";
 
 Deno.test("dim group create, info, send @group, and chat @group with who wrote each line", async () => {
@@ -61,6 +71,41 @@ Deno.test("dim group create, info, send @group, and chat @group with who wrote e
     const [more] = await nextMessages(online, 1);
     assert.equal(more?.text, "one more");
   } finally {
+    await online.stop();
+  }
+});
+
+Deno.test("with a dim daemon running, dim group, send @group and chat @group go through it", async () => {
+  await using r = await storageNode();
+  await using tmp = await tempDir();
+  const { alice, bob } = await pairUsers(tmp.path, r.address);
+  const online = await openUser(bob, r.address);
+  const daemon = await startDaemon(alice);
+  try {
+    const made = await dim(alice, ["group", "create", "runners", "bob", "--json"]);
+    assert.equal(made.code, 0, made.err);
+    assert.equal(JSON.parse(made.out).members.length, 2);
+    await until(() => online.groups().length === 1, 15_000, "bob's group");
+    const list = await dim(alice, ["group", "list"]);
+    assert.equal(list.code, 0, list.err);
+    assert.match(list.out, /runners {2}[0-9a-f]{32} {2}2 members/);
+    const sent = await dim(alice, ["send", "@runners", "through", "the", "daemon"]);
+    assert.equal(sent.code, 0, sent.err);
+    assert.equal((await nextMessages(online, 1))[0]?.text, "through the daemon");
+    // The chat attaches to the daemon: history, a line sent, a line received.
+    const chat = startDim(alice, ["chat", "@runners"], {
+      lines: ["and the chat"],
+      endInput: false,
+    });
+    await until(() => /you: through the daemon/.test(chat.io.out), 10_000, "the history");
+    const [got] = await nextMessages(online, 1);
+    assert.equal(got?.text, "and the chat");
+    await online.sendGroup("runners", "bob here");
+    await until(() => /bob: bob here/.test(chat.io.out), 15_000, "bob's line in the chat");
+    chat.io.pushLine(undefined);
+    assert.equal((await chat.done).code, 0);
+  } finally {
+    assert.equal((await daemon.stop()).code, 0);
     await online.stop();
   }
 });
