@@ -7,7 +7,12 @@
  */
 import type { Identity } from "../crypto/identity.ts";
 import { DimError } from "../errors.ts";
-import type { MessagingService } from "../messaging/mod.ts";
+import {
+  GROUP_CHANGE_CONTENT_TYPE,
+  GROUP_MESSAGE_CONTENT_TYPE,
+  type MessagingService,
+  SENDER_KEY_CONTENT_TYPE,
+} from "../messaging/mod.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
 import type { ContactBook } from "../profile/contacts.ts";
 import type { GroupDelivery } from "../store/group_store.ts";
@@ -100,3 +105,14 @@ export interface GroupDeps {
   /** Called with each new group message received. */
   readonly onMessage: (m: ChatMessage) => void;
 }
+
+/** The content types of the carriers of group changes, keys and messages. */
+export const GROUP_TYPES: readonly number[] = [
+  GROUP_CHANGE_CONTENT_TYPE,
+  SENDER_KEY_CONTENT_TYPE,
+  GROUP_MESSAGE_CONTENT_TYPE,
+];
+/** Distributions held per group while their sender is not yet a member here. */
+export const MAX_EARLY_DISTRIBUTIONS = 16;
+/** Groups whose create arrived but whose add of this user has not yet: the newest few. */
+export const MAX_JOINING = 16;

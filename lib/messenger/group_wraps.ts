@@ -1,8 +1,8 @@
 /**
  * The receiving side of group wraps in the messenger: a wrap recognized by
  * its hint and opened as the inbox stores it (outside the pairwise
- * sessions), and the order in which wrapped messages that arrived together
- * are taken.
+ * sessions), the order in which wrapped messages that arrived together
+ * are taken, and a stored group message as a chat message.
  *
  * @module
  */
@@ -12,6 +12,8 @@ import type { OpenedEnvelope } from "../crypto/envelope.ts";
 import { decodeGroupMessageHeader } from "../group/sender_keys.ts";
 import { openWrap } from "../group/wire.ts";
 import { GROUP_MESSAGE_CONTENT_TYPE, type IncomingMessage } from "../messaging/mod.ts";
+import type { ChatMessage } from "../profile/chat_message.ts";
+import type { GroupDelivery, StoredGroupMessage } from "../store/group_store.ts";
 
 /**
  * Opens a wrap with one of this user's inbox keys (one HMAC per key, no
@@ -65,4 +67,42 @@ export function inSenderOrder(batch: readonly IncomingMessage[]): IncomingMessag
   const bySender = Map.groupBy(batch, (m) => m.message.peer);
   for (const list of bySender.values()) list.sort((a, b) => order(a) - order(b));
   return batch.map((m) => bySender.get(m.message.peer)!.shift()!);
+}
+
+/**
+ * A stored group message as the history and `messages()` show it.
+ *
+ * @param m The stored message.
+ * @param contact Its writer, if a contact.
+ * @param groupName The group's name.
+ * @param deliveries A sent message's state per member (empty for a received one).
+ * @returns The chat message, with who wrote it and, if sent, its delivery counts.
+ */
+export function groupChatMessage(
+  m: StoredGroupMessage,
+  contact: { readonly name: string; readonly verified?: boolean } | undefined,
+  groupName: string,
+  deliveries: readonly GroupDelivery[],
+): ChatMessage {
+  let counts = {};
+  let deliveredAll = false;
+  if (m.direction === "out") {
+    const delivered = deliveries.filter((x) => x.state === "delivered").length;
+    counts = { deliveredTo: delivered, members: deliveries.length };
+    deliveredAll = delivered === deliveries.length;
+  }
+  return {
+    seq: m.seq,
+    id: m.id,
+    direction: m.direction,
+    peer: m.sender,
+    contact: contact?.name,
+    verified: contact?.verified ?? false,
+    text: m.text,
+    sentAt: m.sentAt,
+    state: m.direction === "in" ? "received" : deliveredAll ? "delivered" : "pending",
+    via: "group",
+    protection: "ratchet",
+    group: { id: m.groupId, name: groupName, ...counts },
+  };
 }

@@ -36,7 +36,7 @@
  *
  * @module
  */
-import { encodeUserId } from "../crypto/identity.ts";
+import { decodeUserId, encodeUserId } from "../crypto/identity.ts";
 import { safetyNumber } from "../crypto/safety_number.ts";
 import { toHex, utf8 } from "../platform/bytes.ts";
 import type { OpenedEnvelope } from "../crypto/envelope.ts";
@@ -54,21 +54,19 @@ import {
 import type { ChatMessage } from "../profile/chat_message.ts";
 import type { GroupDelivery, StoredGroupMessage } from "../store/group_store.ts";
 import {
+  GROUP_TYPES,
   type GroupChats,
   type GroupDeps,
   GroupError,
   type GroupInfo,
+  MAX_EARLY_DISTRIBUTIONS,
+  MAX_JOINING,
   NOT_A_CONTACT,
 } from "./group_types.ts";
-import { inSenderOrder, openGroupWrap } from "./group_wraps.ts";
+import { groupChatMessage, inSenderOrder, openGroupWrap } from "./group_wraps.ts";
 
 export { GroupError, NOT_A_CONTACT } from "./group_types.ts";
 export type { GroupChats, GroupDeps, GroupInfo, GroupMember } from "./group_types.ts";
-
-/** Distributions held per group while their sender is not yet a member here. */
-const MAX_EARLY_DISTRIBUTIONS = 16;
-/** Groups whose create arrived but whose add of this user has not yet: the newest few. */
-const MAX_JOINING = 16;
 
 /** The groups of one messenger. Operations run one at a time. */
 export class MessengerGroups implements GroupChats {
@@ -118,6 +116,12 @@ export class MessengerGroups implements GroupChats {
             ? new GroupKeyring(log.groupId, self.signingPublicKey)
             : GroupKeyring.restore(log.groupId, self.signingPublicKey, decodeKeyring(saved)),
         );
+      }
+      // Carriers stored and acknowledged but not handled (a crash came between, or they waited here).
+      for (const seq of this.#store.unhandled(GROUP_TYPES)) {
+        const message = this.#deps.store.messages.get(seq);
+        if (message === undefined) continue;
+        await this.#handle({ message, senderSigningKey: decodeUserId(message.peer) });
       }
     });
   }
@@ -427,30 +431,9 @@ export class MessengerGroups implements GroupChats {
   }
 
   #chat(m: StoredGroupMessage): ChatMessage {
-    const contact = this.#deps.store.contacts.getById(m.sender);
-    const log = this.#logs.get(m.groupId);
-    let counts = {};
-    let deliveredAll = false;
-    if (m.direction === "out") {
-      const d = this.#store.deliveries(m.seq);
-      const delivered = d.filter((x) => x.state === "delivered").length;
-      counts = { deliveredTo: delivered, members: d.length };
-      deliveredAll = delivered === d.length;
-    }
-    return {
-      seq: m.seq,
-      id: m.id,
-      direction: m.direction,
-      peer: m.sender,
-      contact: contact?.name,
-      verified: contact?.verified ?? false,
-      text: m.text,
-      sentAt: m.sentAt,
-      state: m.direction === "in" ? "received" : deliveredAll ? "delivered" : "pending",
-      via: "group",
-      protection: "ratchet",
-      group: { id: m.groupId, name: log?.state().name ?? "", ...counts },
-    };
+    const deliveries = m.direction === "out" ? this.#store.deliveries(m.seq) : [];
+    const name = this.#logs.get(m.groupId)?.state().name ?? "";
+    return groupChatMessage(m, this.#deps.store.contacts.getById(m.sender), name, deliveries);
   }
 
   #saveRing(groupId: string): void {
@@ -560,20 +543,26 @@ export class MessengerGroups implements GroupChats {
    */
   take(incoming: IncomingMessage): boolean {
     const type = incoming.message.contentType;
-    if (
-      type !== GROUP_CHANGE_CONTENT_TYPE && type !== SENDER_KEY_CONTENT_TYPE &&
-      type !== GROUP_MESSAGE_CONTENT_TYPE
-    ) {
-      return false;
-    }
+    if (!GROUP_TYPES.includes(type)) return false;
     if (type === GROUP_MESSAGE_CONTENT_TYPE) {
       if (this.#arrived.push(incoming) === 1) this.#serial(() => this.#takeArrived());
       return true;
     }
-    this.#serial(() => this.#take(incoming)).catch(() => {
-      // A refused change or distribution changes nothing.
-    });
+    this.#serial(() => this.#handle(incoming));
     return true;
+  }
+
+  /**
+   * Handles one carrier, then marks it handled: a carrier not marked is
+   * taken again on the next start (`load`), so a crash between its storing
+   * and its handling loses nothing. A message's carrier is marked in the
+   * transaction that stores it; one held here (a change or key whose group
+   * is not joined yet) is not marked.
+   */
+  async #handle(incoming: IncomingMessage): Promise<void> {
+    // A refused change, key or message changes nothing.
+    const keep = await this.#take(incoming).catch(() => false);
+    if (!keep) this.#store.markHandled(incoming.message.seq);
   }
 
   /**
@@ -582,13 +571,11 @@ export class MessengerGroups implements GroupChats {
    * so a mailbox fetch may bring one sender's in any order.
    */
   async #takeArrived(): Promise<void> {
-    for (const m of inSenderOrder(this.#arrived.splice(0))) {
-      // A refused message changes nothing.
-      await this.#take(m).catch(() => {});
-    }
+    for (const m of inSenderOrder(this.#arrived.splice(0))) await this.#handle(m);
   }
 
-  async #takeChange(body: Uint8Array, now: number): Promise<void> {
+  /** @returns Whether the change is held until this user joins. */
+  async #takeChange(body: Uint8Array, now: number): Promise<boolean> {
     const c = decodeChange(body);
     const groupId = toHex(c.groupId);
     const me = this.#deps.identity();
@@ -596,7 +583,9 @@ export class MessengerGroups implements GroupChats {
     let before: GroupState | undefined;
     if (log === undefined) {
       // A group this user left or was removed from is not joined again by a replayed create.
-      if (c.op.kind !== "create" || this.#store.groups().some((g) => g.groupId === groupId)) return;
+      if (c.op.kind !== "create" || this.#store.groups().some((g) => g.groupId === groupId)) {
+        return false;
+      }
       log = await GroupLog.open(body);
       if (this.#joining.size >= MAX_JOINING) {
         this.#joining.delete(this.#joining.keys().next().value!);
@@ -604,11 +593,11 @@ export class MessengerGroups implements GroupChats {
       this.#joining.set(groupId, log);
     } else {
       before = log.state();
-      if ((await log.receive(body)) !== "applied") return;
+      if ((await log.receive(body)) !== "applied") return false;
     }
     if (this.#joining.has(groupId)) {
       // Joined once a change (the create, or an add) makes this user a member.
-      if (!log.state().members.some((m) => m.id === me.id)) return;
+      if (!log.state().members.some((m) => m.id === me.id)) return true;
       this.#joining.delete(groupId);
       this.#logs.set(groupId, log);
       this.#rings.set(groupId, new GroupKeyring(log.groupId, me.signingPublicKey));
@@ -619,19 +608,18 @@ export class MessengerGroups implements GroupChats {
       await this.#rotate(groupId);
       this.#takeEarly(groupId);
       this.#saveRing(groupId);
-      return;
+      return false;
     }
     await this.#applied(groupId, body, false, before);
+    return false;
   }
 
-  async #take(incoming: IncomingMessage): Promise<void> {
+  /** @returns Whether the carrier is not to be marked handled now (held here, or marked already). */
+  async #take(incoming: IncomingMessage): Promise<boolean> {
     const { message, senderSigningKey: from } = incoming;
     const body = message.body;
     const now = this.#deps.clock();
-    if (message.contentType === GROUP_CHANGE_CONTENT_TYPE) {
-      await this.#takeChange(body, now);
-      return;
-    }
+    if (message.contentType === GROUP_CHANGE_CONTENT_TYPE) return this.#takeChange(body, now);
     if (message.contentType === SENDER_KEY_CONTENT_TYPE) {
       const groupId = toHex(body.subarray(1, 17));
       const log = this.#logs.get(groupId);
@@ -641,33 +629,38 @@ export class MessengerGroups implements GroupChats {
         const held = this.#early.get(groupId) ?? [];
         if (held.length < MAX_EARLY_DISTRIBUTIONS) held.push({ from, bytes: body });
         this.#early.set(groupId, held);
-        return;
+        return true;
       }
       this.#rings.get(groupId)!.acceptDistribution(log.state(), from, body, { now });
       this.#saveRing(groupId);
-      return;
+      return false;
     }
     // A group message: its header names the group (version byte, then the ID).
     const groupId = toHex(body.subarray(1, 17));
     const log = this.#logs.get(groupId);
-    if (log === undefined) return;
+    if (log === undefined) return false;
     const got = await this.#rings.get(groupId)!.receive(log.state(), body, {
       now,
       unwrapped: true,
     });
-    this.#saveRing(groupId);
-    // The carrier's sender must be the writer: no member relays another's messages.
-    if (got.senderId !== encodeUserId(from)) return;
-    const stored = this.#store.insertMessage({
-      groupId,
-      sender: got.senderId,
-      id: got.plaintext.id,
-      direction: "in",
-      sentAt: got.plaintext.timestamp,
-      receivedAt: now,
-      body: got.plaintext.body,
+    // The chain's step, the message and its carrier's mark: one transaction.
+    const stored = this.#deps.store.transaction(() => {
+      this.#saveRing(groupId);
+      this.#store.markHandled(message.seq);
+      // The carrier's sender must be the writer: no member relays another's messages.
+      if (got.senderId !== encodeUserId(from)) return undefined;
+      return this.#store.insertMessage({
+        groupId,
+        sender: got.senderId,
+        id: got.plaintext.id,
+        direction: "in",
+        sentAt: got.plaintext.timestamp,
+        receivedAt: now,
+        body: got.plaintext.body,
+      });
     });
     if (stored !== undefined) this.#deps.onMessage(this.#chat(stored));
+    return true;
   }
 
   /**

@@ -52,7 +52,14 @@ import { blob, type Connection, type Row, type SchemaPart } from "./connection.t
 
 /** The group tables. */
 export const GROUPS_SCHEMA: SchemaPart = {
-  tables: ["groups", "group_changes", "group_keys", "group_messages", "group_deliveries"],
+  tables: [
+    "groups",
+    "group_changes",
+    "group_keys",
+    "group_messages",
+    "group_deliveries",
+    "group_carriers",
+  ],
   sql: `
 CREATE TABLE IF NOT EXISTS groups (
   group_id TEXT PRIMARY KEY,
@@ -86,6 +93,9 @@ CREATE TABLE IF NOT EXISTS group_deliveries (
   member TEXT NOT NULL,
   carrier_seq INTEGER NOT NULL,
   PRIMARY KEY (message_seq, member)
+);
+CREATE TABLE IF NOT EXISTS group_carriers (
+  seq INTEGER PRIMARY KEY
 );`,
 };
 
@@ -388,6 +398,40 @@ export class GroupStore {
         ),
     ) as Row | undefined;
     return r === undefined ? undefined : Number(r.message_seq);
+  }
+
+  /**
+   * Marks a received pairwise message that carries a group change, key or
+   * message as handled by the group layer (inside the caller's transaction,
+   * if any): the one that stores what it carried, so a crash loses neither.
+   *
+   * @param carrierSeq The pairwise message's sequence number.
+   */
+  markHandled(carrierSeq: number): void {
+    this.#conn.run(
+      "store group carrier",
+      (db) => db.prepare("INSERT OR IGNORE INTO group_carriers (seq) VALUES (?)").run(carrierSeq),
+    );
+  }
+
+  /**
+   * Received pairwise messages of some content types that the group layer
+   * has not marked handled ({@linkcode GroupStore.markHandled}), oldest
+   * first: stored and acknowledged before a crash that came before their
+   * handling, or held until their group is joined. Reads the `messages`
+   * table of the same connection.
+   *
+   * @param contentTypes The carriers' content types.
+   * @returns Their sequence numbers in the `messages` table.
+   */
+  unhandled(contentTypes: readonly number[]): number[] {
+    const types = contentTypes.map((t) => Math.trunc(t)).join(", ");
+    const rows = this.#conn.run("read group carriers", (db) =>
+      db.prepare(
+        `SELECT seq FROM messages WHERE direction = 'in' AND content_type IN (${types})
+           AND seq NOT IN (SELECT seq FROM group_carriers) ORDER BY seq`,
+      ).all()) as Row[];
+    return rows.map((r) => Number(r.seq));
   }
 }
 

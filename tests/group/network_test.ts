@@ -341,3 +341,37 @@ async function nextGroupText(m: Messenger, text: string): Promise<ChatMessage> {
     if (x!.text === text) return x!;
   }
 }
+
+Deno.test("a group carrier stored but not handled before a crash is taken on the next start, once", async () => {
+  await using net = await testNet();
+  const alice = await net.user("alice");
+  const bob = await net.user("bob");
+  await alice.addContact("bob", bob.id);
+  await alice.createGroup("ridge", ["bob"]);
+  await until(() => bob.groups().length === 1, "the group");
+  await alice.sendGroup("ridge", "before");
+  await nextGroup(bob);
+  // The crash: Bob's messenger stores and acknowledges the next carrier, and its group side never
+  // sees it (the messenger asks `take` right after the row is stored).
+  const groups = bob.groupChats as MessengerGroups;
+  let dropped = 0;
+  groups.take = (incoming) =>
+    incoming.message.contentType === GROUP_MESSAGE_CONTENT_TYPE && ++dropped > 0;
+  const sent = await alice.sendGroup("ridge", "lost in the crash?");
+  await until(() => alice.groupHistory("ridge").at(-1)?.group?.deliveredTo === 1, "acknowledged");
+  assert.equal(dropped, 1);
+  assert.deepEqual(bob.groupHistory("ridge").map((m) => m.text), ["before"]);
+  await bob.stop();
+  const bob2 = await net.reopen("bob");
+  await (bob2.groupChats as MessengerGroups).settled();
+  assert.deepEqual(bob2.groupHistory("ridge").map((m) => m.text), ["before", sent.text]);
+  // Taken once: the next start finds nothing left to take.
+  await bob2.stop();
+  const bob3 = await net.reopen("bob");
+  await (bob3.groupChats as MessengerGroups).settled();
+  assert.deepEqual(bob3.groupHistory("ridge").map((m) => m.text), ["before", sent.text]);
+  const types = [GROUP_CHANGE_CONTENT_TYPE, GROUP_MESSAGE_CONTENT_TYPE];
+  assert.deepEqual(profileParts(bob3.profile).store.groups.unhandled(types), []);
+  await bob3.sendGroup("ridge", "still here");
+  assert.equal((await nextGroup(alice))[0]!.text, "still here");
+});
