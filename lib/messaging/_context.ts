@@ -56,6 +56,12 @@ export class ServiceContext {
   readonly sessions: SessionManager | undefined;
   /** Recognizes wraps before envelopes are opened (see {@linkcode WrapOpener}). */
   readonly openWrap: WrapOpener;
+  /**
+   * The pinned encryption key of a sender who is not a contact but whose
+   * key is known otherwise (a group member's, from the signed membership):
+   * sessions check it as a contact's, and its first ones are not a stranger's.
+   */
+  readonly knownKey: (userId: string) => Uint8Array | undefined;
   /** Clock in ms. */
   readonly clock: () => number;
   /** Receives errors that concern one peer. */
@@ -84,6 +90,7 @@ export class ServiceContext {
       readonly resolve: RecipientResolver;
       readonly sessions?: SessionManager | undefined;
       readonly openWrap?: WrapOpener | undefined;
+      readonly knownKey?: ((userId: string) => Uint8Array | undefined) | undefined;
     },
     options: MessagingOptions,
     emit: (detail: MessagingEventDetail) => void,
@@ -93,6 +100,7 @@ export class ServiceContext {
     this.resolve = deps.resolve;
     this.sessions = deps.sessions;
     this.openWrap = deps.openWrap ?? (() => undefined);
+    this.knownKey = deps.knownKey ?? (() => undefined);
     this.clock = options.clock ?? Date.now;
     this.onPeerError = options.onPeerError ?? (() => {});
     this.emit = emit;

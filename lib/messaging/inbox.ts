@@ -244,7 +244,8 @@ export class Inbox {
             {
               userId: sender,
               signingPublicKey: opened.senderSigningKey,
-              encryptionPublicKey: this.#storage.contacts.getById(sender)?.encryptionPublicKey,
+              encryptionPublicKey: this.#storage.contacts.getById(sender)?.encryptionPublicKey ??
+                this.#ctx.knownKey(sender),
             },
             opened.contentType,
             opened.body,

@@ -103,6 +103,11 @@ export class MessagingService extends EventTarget {
       readonly sessions?: SessionManager;
       /** Recognizes wraps before envelopes are opened (a group's, from the layer above). */
       readonly openWrap?: WrapOpener;
+      /**
+       * The pinned encryption key of a sender who is not a contact (a group
+       * member's): checked as a contact's, and not counted as a stranger's.
+       */
+      readonly knownKey?: (userId: string) => Uint8Array | undefined;
     },
     options: MessagingOptions = {},
   ) {

@@ -691,6 +691,21 @@ export class MessengerGroups implements GroupChats {
   }
 
   /**
+   * A member's pinned encryption key, from the membership of a group joined
+   * now: its sessions are checked against it, and are not a stranger's.
+   *
+   * @param userId The member's user ID.
+   * @returns The key, or `undefined` if no group has that member.
+   */
+  memberKey(userId: string): Uint8Array | undefined {
+    for (const log of this.#logs.values()) {
+      const m = log.state().members.find((m) => m.id === userId);
+      if (m !== undefined) return m.encryptionPublicKey;
+    }
+    return undefined;
+  }
+
+  /**
    * Whether a group ID is known (joined now).
    *
    * @param groupId Hex group ID.

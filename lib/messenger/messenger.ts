@@ -243,6 +243,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
         resolve: (id, o) => this.#cards.resolvePeer(id, o),
         sessions: this.#sessions,
         openWrap: (bytes) => this.#groups.openWrap(bytes),
+        knownKey: (userId) => this.#groups.memberKey(userId),
       },
       { clock: this.#clock, ...options.messaging },
     );

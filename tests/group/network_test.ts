@@ -19,6 +19,7 @@ import {
   GROUP_CHANGE_CONTENT_TYPE,
   GROUP_MESSAGE_CONTENT_TYPE,
 } from "../../lib/messaging/constants.ts";
+import { SessionContentType, SessionManager } from "../../lib/messaging/sessions.ts";
 import { fromHex } from "../../lib/platform/bytes.ts";
 import { profileParts } from "../../lib/profile/_internals.ts";
 import { FAST_MESSAGING, type TestNet, testNet } from "../_support/network.ts";
@@ -374,4 +375,30 @@ Deno.test("a group carrier stored but not handled before a crash is taken on the
   assert.deepEqual(profileParts(bob3.profile).store.groups.unhandled(types), []);
   await bob3.sendGroup("ridge", "still here");
   assert.equal((await nextGroup(alice))[0]!.text, "still here");
+});
+
+Deno.test("a group member who is not a contact opens sessions with the pinned key: not a stranger's", async () => {
+  await using net = await testNet();
+  const { alice, bob, carol } = await trio(net);
+  // Every session message from Carol, as each receiver's sessions see its sender.
+  const seen: (Uint8Array | undefined)[] = [];
+  const decrypt = SessionManager.prototype.decrypt;
+  SessionManager.prototype.decrypt = function (sender, contentType, body) {
+    if (sender.userId === carol.id && contentType === SessionContentType.Initial) {
+      seen.push(sender.encryptionPublicKey);
+    }
+    return decrypt.call(this, sender, contentType, body);
+  };
+  try {
+    await alice.createGroup("pines", ["bob", "carol"]);
+    await until(() => bob.groups().length === 1 && carol.groups().length === 1, "the group");
+    await carol.sendGroup("pines", "hello bob");
+    assert.equal((await nextGroup(bob))[0]!.text, "hello bob");
+  } finally {
+    SessionManager.prototype.decrypt = decrypt;
+  }
+  // Bob (Carol is no contact of his) opened Carol's first session with her pinned key, as Alice did.
+  const pinned = profileParts(alice.profile).store.contacts.getById(carol.id)?.encryptionPublicKey;
+  assert.ok(pinned !== undefined && seen.length >= 1, `${seen.length} first messages from Carol`);
+  for (const key of seen) assert.deepEqual(key, pinned, "the pinned key, not a stranger's none");
 });
