@@ -77,7 +77,7 @@
 export { createMessenger, Messenger, sessionRollbackMessage } from "./lib/messenger/messenger.ts";
 export type { MessengerOptions, SignalOptions } from "./lib/messenger/messenger.ts";
 export { GroupError, NOT_A_CONTACT } from "./lib/messenger/groups.ts";
-export type { GroupChats, GroupInfo, GroupMember } from "./lib/messenger/groups.ts";
+export type { GroupChats, GroupInfo, GroupMember, VerifiedMember } from "./lib/messenger/groups.ts";
 export type { GroupDelivery, StoredGroupMessage } from "./lib/store/group_store.ts";
 export { transportFor } from "./lib/messenger/transport.ts";
 export type { FileDelivery, FileQueueEvent } from "./lib/messenger/file_queue.ts";

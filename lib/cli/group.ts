@@ -8,14 +8,14 @@
  * @module
  */
 import type { Messenger } from "../messenger/messenger.ts";
-import type { GroupInfo } from "../messenger/groups.ts";
+import type { GroupInfo, VerifiedMember } from "../messenger/groups.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
 import type { Context } from "./context.ts";
 import { UsageError } from "./errors.ts";
 import { viaRunningDim } from "./remote.ts";
 import { formatTime } from "./format.ts";
 
-const GROUP_USAGE = "dim group create|add|remove|leave|list|info …";
+const GROUP_USAGE = "dim group create|add|remove|leave|list|info|verify …";
 
 /**
  * Runs `fn` with an open messenger, then sends what was queued and stops.
@@ -49,6 +49,7 @@ interface GroupOps {
   leave(group: string): Promise<unknown>;
   list(): Promise<GroupInfo[]>;
   info(group: string): Promise<GroupInfo>;
+  verify(group: string, member: string, confirm: boolean): Promise<VerifiedMember>;
   send(group: string, text: string): Promise<ChatMessage>;
 }
 
@@ -69,6 +70,7 @@ function withGroups<T>(
         leave: (group) => dim.leaveGroup(group),
         list: () => dim.listGroups(),
         info: (group) => dim.groupInfo(group),
+        verify: (group, member, confirm) => dim.verifyMember(group, member, { confirm }),
         send: async (group, text) => (await dim.sendGroup(group, text)).message,
       }),
     () =>
@@ -80,6 +82,7 @@ function withGroups<T>(
           leave: (group) => m.leave(group),
           list: () => Promise.resolve(m.groups()),
           info: (group) => Promise.resolve(m.group(group)),
+          verify: (group, member, confirm) => m.verifyMember(group, member, { confirm }),
           send: (group, text) => m.sendGroup(group, text),
         }), options),
   );
@@ -96,6 +99,26 @@ function describe(ctx: Context, g: GroupInfo): void {
     const tags = [m.admin ? "admin" : "", m.self ? "" : m.label, m.verified ? "verified" : ""]
       .filter((t) => t !== "");
     ctx.out(`  ${name}${tags.length > 0 ? `  (${tags.join(", ")})` : ""}`);
+  }
+}
+
+function showVerified(ctx: Context, m: VerifiedMember): void {
+  if (ctx.json) {
+    ctx.outJson(m);
+    return;
+  }
+  const name = m.contact ?? m.id;
+  ctx.out(`Safety number with ${name} (${m.label}):`);
+  ctx.out("");
+  const groups = m.safetyNumber.split(" ");
+  for (let i = 0; i < groups.length; i += 4) ctx.out(`    ${groups.slice(i, i + 4).join(" ")}`);
+  ctx.out("");
+  if (m.verified) ctx.out(`${name} is verified.`);
+  else {
+    ctx.out(
+      "It must match what they see on their side (dim group verify <group> <your ID>). " +
+        "Compare it in person or on a call; then run this again with --confirm.",
+    );
   }
 }
 
@@ -119,12 +142,21 @@ export function groupLine(m: ChatMessage): string {
  *
  * @param ctx The CLI context.
  * @param args `create <name> <contact>…`, `add <group> <contact>`,
- *   `remove <group> <member>`, `leave <group>`, `list`, `info <group>`.
+ *   `remove <group> <member>`, `leave <group>`, `list`, `info <group>`,
+ *   `verify <group> <member>`.
+ * @param options `confirm` for `verify`: mark the member verified.
  * @returns The exit code.
  * @throws {UsageError} On a missing or unknown argument.
  */
-export function groupCommand(ctx: Context, args: readonly string[]): Promise<number> {
+export function groupCommand(
+  ctx: Context,
+  args: readonly string[],
+  options: { readonly confirm?: boolean | undefined } = {},
+): Promise<number> {
   const [sub = "list", ...rest] = args;
+  if (options.confirm && sub !== "verify") {
+    throw new UsageError("--confirm only goes with dim group verify");
+  }
   const need = (n: number, usage: string) => {
     if (rest.length < n) throw new UsageError(`missing arguments (usage: ${usage})`);
   };
@@ -170,6 +202,12 @@ export function groupCommand(ctx: Context, args: readonly string[]): Promise<num
       need(1, "dim group info <group>");
       return withGroups(ctx, async (g) => {
         describe(ctx, await g.info(rest[0]!));
+        return 0;
+      }, { fetch: true });
+    case "verify":
+      need(2, "dim group verify <group> <member> [--confirm]");
+      return withGroups(ctx, async (g) => {
+        showVerified(ctx, await g.verify(rest[0]!, rest[1]!, options.confirm ?? false));
         return 0;
       }, { fetch: true });
     default:

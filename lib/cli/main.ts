@@ -156,7 +156,7 @@ Options:
   {
     name: "group",
     aliases: ["groups"],
-    usage: "dim group create|add|remove|leave|list|info …",
+    usage: "dim group create|add|remove|leave|list|info|verify …",
     summary: "manage group chats",
     details: `  dim group create <name> <contact>…
       make a group of you (its admin) and these contacts
@@ -171,9 +171,12 @@ Options:
   dim group info <group>
       members and admins; members who are not your contacts are marked
       "group member, not a contact"
+  dim group verify <group> <member> [--confirm]
+      show a member's safety number to compare out of band; --confirm marks
+      them verified (members who are not your contacts too)
 Send with dim send @<group> <text>; chat with dim chat @<group>.`,
-    options: [],
-    run: (ctx, cl) => groupCommand(ctx, cl.positionals),
+    options: ["confirm"],
+    run: (ctx, cl) => groupCommand(ctx, cl.positionals, { confirm: cl.values.confirm }),
   },
   {
     name: "inbox",

@@ -9,7 +9,7 @@ import { isAbsolute } from "node:path";
 import { DimError, InvalidIdError, PeerUnreachableError } from "../errors.ts";
 import { TransferRefusedError } from "../messaging/mod.ts";
 import { MAX_GROUP_MEMBERS } from "../group/constants.ts";
-import type { GroupInfo } from "../messenger/group_types.ts";
+import type { GroupInfo, VerifiedMember } from "../messenger/group_types.ts";
 import type { Messenger } from "../messenger/messenger.ts";
 import type { FileDelivery } from "../messenger/file_queue.ts";
 import { toHex } from "../platform/bytes.ts";
@@ -331,6 +331,8 @@ function groupMethods(messenger: Messenger): Readonly<Record<string, Method>> {
     addMember: (p): Promise<GroupInfo> => messenger.addMember(text(p, "group"), text(p, "contact")),
     removeMember: (p): Promise<GroupInfo> =>
       messenger.removeMember(text(p, "group"), text(p, "member")),
+    verifyMember: (p): Promise<VerifiedMember> =>
+      messenger.verifyMember(text(p, "group"), text(p, "member"), { confirm: flag(p, "confirm") }),
     leaveGroup: async (p): Promise<{ left: true }> => {
       await messenger.leave(text(p, "group"));
       return { left: true };

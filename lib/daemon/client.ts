@@ -19,7 +19,7 @@
 import { resolve } from "node:path";
 import { DimError } from "../errors.ts";
 import { dataPaths } from "../platform/paths.ts";
-import type { GroupInfo } from "../messenger/group_types.ts";
+import type { GroupInfo, VerifiedMember } from "../messenger/group_types.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
 import {
   DAEMON_API_VERSION,
@@ -378,6 +378,24 @@ export class DaemonClient implements AsyncDisposable {
    */
   removeMember(group: string, member: string): Promise<GroupInfo> {
     return this.call("removeMember", { group, member });
+  }
+
+  /**
+   * A group member's safety number, to compare with theirs; with `confirm`,
+   * marks the member verified (one who is not a contact is kept in the
+   * group store).
+   *
+   * @param group The group.
+   * @param member The member's user ID or contact name.
+   * @param options `confirm`: the numbers matched.
+   * @returns The member as `groupInfo` shows it, and the safety number.
+   */
+  verifyMember(
+    group: string,
+    member: string,
+    options: { readonly confirm?: boolean } = {},
+  ): Promise<VerifiedMember> {
+    return this.call("verifyMember", { group, member, ...options });
   }
 
   /**

@@ -34,7 +34,7 @@
  * @module
  */
 import { DimError } from "../errors.ts";
-import type { GroupInfo } from "../messenger/group_types.ts";
+import type { GroupInfo, VerifiedMember } from "../messenger/group_types.ts";
 import type { ChatMessage } from "../profile/chat_message.ts";
 
 /** The API version `hello` reports; a change that breaks clients bumps it. */
@@ -390,6 +390,11 @@ export interface DaemonMethods {
   addMember: { params: { group: string; contact: string }; result: GroupInfo };
   /** Removes a member (user ID or contact name) from a group (as its admin). */
   removeMember: { params: { group: string; member: string }; result: GroupInfo };
+  /** A member's safety number; with `confirm`, marks the member verified. */
+  verifyMember: {
+    params: { group: string; member: string; confirm?: boolean };
+    result: VerifiedMember;
+  };
   /** Leaves a group; its history stays. */
   leaveGroup: { params: { group: string }; result: { left: true } };
   /** Sends a text to a group: encrypted once, one outbox entry per member. */
@@ -425,6 +430,7 @@ export const DAEMON_METHODS: readonly DaemonMethod[] = [
   "createGroup",
   "addMember",
   "removeMember",
+  "verifyMember",
   "leaveGroup",
   "sendGroup",
   "groupHistory",

@@ -27,7 +27,7 @@ export interface GroupMember {
   readonly id: string;
   /** The contact's local name, if the member is a contact. */
   readonly contact: string | undefined;
-  /** Whether the member is a contact whose safety number was confirmed. */
+  /** Whether the member's safety number was confirmed (as a contact's, or as a member's). */
   readonly verified: boolean;
   /** Whether the member is an admin. */
   readonly admin: boolean;
@@ -35,6 +35,12 @@ export interface GroupMember {
   readonly self: boolean;
   /** `"you"`, `"contact"`, or {@linkcode NOT_A_CONTACT}. */
   readonly label: string;
+}
+
+/** A member and the safety number to compare with theirs. */
+export interface VerifiedMember extends GroupMember {
+  /** 60 digits in 12 groups, as a contact's. */
+  readonly safetyNumber: string;
 }
 
 /** A group as the messenger shows it. */
@@ -81,6 +87,21 @@ export interface GroupChats {
    * @returns 60 digits in 12 groups.
    */
   safetyNumber(group: string, memberId: string): Promise<string>;
+  /**
+   * A member's safety number and, with `confirm`, marks the member verified
+   * (a contact as a contact; a member who is not one in the group store,
+   * sealed): `dim group verify`.
+   *
+   * @param group The group's ID or name.
+   * @param member The member's user ID or contact name.
+   * @param options `confirm`: the numbers matched.
+   * @returns The member, and the safety number.
+   */
+  verifyMember(
+    group: string,
+    member: string,
+    options?: { readonly confirm?: boolean },
+  ): Promise<VerifiedMember>;
   /**
    * Settles once every group change, key and message received so far is
    * handled (they are handled in order, after the pairwise message is stored).

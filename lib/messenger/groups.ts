@@ -61,12 +61,19 @@ import {
   type GroupInfo,
   MAX_EARLY_DISTRIBUTIONS,
   MAX_JOINING,
-  NOT_A_CONTACT,
+  type VerifiedMember,
 } from "./group_types.ts";
+import { type PinnedMember, resolveGroup, showGroup, VerifiedMembers } from "./group_members.ts";
 import { groupChatMessage, inSenderOrder, openGroupWrap } from "./group_wraps.ts";
 
 export { GroupError, NOT_A_CONTACT } from "./group_types.ts";
-export type { GroupChats, GroupDeps, GroupInfo, GroupMember } from "./group_types.ts";
+export type {
+  GroupChats,
+  GroupDeps,
+  GroupInfo,
+  GroupMember,
+  VerifiedMember,
+} from "./group_types.ts";
 
 /** The groups of one messenger. Operations run one at a time. */
 export class MessengerGroups implements GroupChats {
@@ -78,10 +85,12 @@ export class MessengerGroups implements GroupChats {
   /** Group messages that arrived together (a mailbox fetch), taken in one turn. */
   #arrived: IncomingMessage[] = [];
   #queue: Promise<unknown> = Promise.resolve();
+  readonly #verified: VerifiedMembers;
 
   /** @param deps What the groups need of the messenger. */
   constructor(deps: GroupDeps) {
     this.#deps = deps;
+    this.#verified = new VerifiedMembers(deps.store.groups);
   }
 
   #serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -127,31 +136,9 @@ export class MessengerGroups implements GroupChats {
   }
 
   #info(groupId: string, left = false): GroupInfo {
-    const log = this.#logs.get(groupId);
-    const selfId = this.#deps.identity().id;
-    if (log === undefined) {
-      return { id: groupId, name: "", members: [], admin: false, left: true, epoch: 0 };
-    }
-    const s = log.state();
-    return {
-      id: groupId,
-      name: s.name,
-      epoch: s.epoch,
-      admin: s.admins.includes(selfId),
-      left,
-      members: s.members.map((m) => {
-        const contact = this.#deps.store.contacts.getById(m.id);
-        const self = m.id === selfId;
-        return {
-          id: m.id,
-          contact: contact?.name,
-          verified: contact?.verified ?? false,
-          admin: s.admins.includes(m.id),
-          self,
-          label: self ? "you" : contact !== undefined ? "contact" : NOT_A_CONTACT,
-        };
-      }),
-    };
+    const contactOf = (id: string) => this.#deps.store.contacts.getById(id);
+    const s = this.#logs.get(groupId)?.state();
+    return showGroup(groupId, s, this.#deps.identity().id, contactOf, this.#verified, left);
   }
 
   /**
@@ -173,16 +160,7 @@ export class MessengerGroups implements GroupChats {
    * @throws {GroupError} If there is no such group, or the name is ambiguous.
    */
   resolve(idOrName: string): string {
-    const ids = [...this.#logs.keys()];
-    const byId = ids.filter((id) => id.startsWith(idOrName.toLowerCase()));
-    if (byId.length === 1) return byId[0]!;
-    const byName = ids.filter((id) => this.#logs.get(id)!.state().name === idOrName);
-    if (byName.length === 1) return byName[0]!;
-    throw new GroupError(
-      byName.length > 1
-        ? `Cannot find group ${idOrName}: several groups have that name; use its ID`
-        : `Cannot find group ${idOrName}`,
-    );
+    return resolveGroup(this.#logs, idOrName);
   }
 
   /**
@@ -205,10 +183,43 @@ export class MessengerGroups implements GroupChats {
    * @throws {GroupError} If there is no such group or member.
    */
   safetyNumber(idOrName: string, memberId: string): Promise<string> {
-    const s = this.#logs.get(this.resolve(idOrName))!.state();
-    const m = s.members.find((m) => m.id === memberId);
-    if (m === undefined) throw new GroupError(`Cannot find member ${memberId} in ${s.name}`);
+    const m = this.#member(idOrName, memberId);
     return Promise.resolve(safetyNumber(this.#deps.identity().public, m));
+  }
+
+  #member(idOrName: string, member: string): PinnedMember {
+    const s = this.#logs.get(this.resolve(idOrName))!.state();
+    const id = this.#deps.book.find(member)?.userId ?? member;
+    const m = s.members.find((m) => m.id === id);
+    if (m === undefined) throw new GroupError(`Cannot find member ${member} in ${s.name}`);
+    return m;
+  }
+
+  /**
+   * A member's safety number; with `confirm`, marks the member verified: a
+   * contact as a contact, a member who is not one in the group store.
+   *
+   * @param idOrName The group.
+   * @param member The member's user ID or contact name.
+   * @param options `confirm`: the numbers matched.
+   * @returns The member as `group()` shows it, and the safety number.
+   * @throws {GroupError} If there is no such group or member, or it is this user.
+   */
+  verifyMember(
+    idOrName: string,
+    member: string,
+    options: { readonly confirm?: boolean } = {},
+  ): Promise<VerifiedMember> {
+    const groupId = this.resolve(idOrName);
+    const m = this.#member(groupId, member);
+    const me = this.#deps.identity();
+    if (m.id === me.id) throw new GroupError("Cannot verify yourself");
+    if (options.confirm === true) {
+      if (this.#deps.store.contacts.getById(m.id) !== undefined) this.#deps.book.verify(m.id);
+      else this.#verified.add(m);
+    }
+    const shown = this.#info(groupId).members.find((x) => x.id === m.id)!;
+    return Promise.resolve({ ...shown, safetyNumber: safetyNumber(me.public, m) });
   }
 
   /**
@@ -703,15 +714,5 @@ export class MessengerGroups implements GroupChats {
       if (m !== undefined) return m.encryptionPublicKey;
     }
     return undefined;
-  }
-
-  /**
-   * Whether a group ID is known (joined now).
-   *
-   * @param groupId Hex group ID.
-   * @returns `true` if joined.
-   */
-  has(groupId: string): boolean {
-    return this.#logs.has(groupId);
   }
 }

@@ -63,7 +63,7 @@ import { type ProfileParts, profileParts } from "../profile/_internals.ts";
 import { CARD_REPUBLISH_MS, Cards, type SignalOptions } from "./cards.ts";
 import type { FileDelivery } from "./file_queue.ts";
 import { MessengerFiles } from "./files.ts";
-import { type GroupChats, type GroupInfo, MessengerGroups } from "./groups.ts";
+import { type GroupChats, type GroupInfo, MessengerGroups, type VerifiedMember } from "./groups.ts";
 import type { FileQueueEntry } from "../store/file_queue_store.ts";
 import { Republisher } from "./republish.ts";
 import { type MessengerOptions, reachOptions } from "./options.ts";
@@ -71,7 +71,7 @@ import { transportFor } from "./transport.ts";
 
 export type { SignalOptions } from "./cards.ts";
 export type { MessengerOptions } from "./options.ts";
-export type { GroupChats, GroupInfo, GroupMember } from "./groups.ts";
+export type { GroupChats, GroupInfo, GroupMember, VerifiedMember } from "./groups.ts";
 
 /** Incoming messages kept for `messages()` while no iterator waits. */
 const MAX_QUEUED_MESSAGES = 10_000;
@@ -608,6 +608,19 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   /** One group, its members marked "contact" or "group member, not a contact". */
   group(group: string): GroupInfo {
     return this.#groups.group(group);
+  }
+
+  /**
+   * A group member's safety number; with `confirm`, marks the member
+   * verified (one who is not a contact in the group store, sealed); see
+   * {@linkcode MessengerGroups.verifyMember}.
+   */
+  verifyMember(
+    group: string,
+    member: string,
+    options: { readonly confirm?: boolean } = {},
+  ): Promise<VerifiedMember> {
+    return this.#groups.verifyMember(group, member, options);
   }
 
   /** Sends a text to a group: encrypted once; `group.deliveredTo` of `group.members`. */

@@ -19,6 +19,8 @@
  * | `group_keys`      | group ID, sealed keyring                                                 |
  * | `group_messages`  | group ID, sender, message ID (unique together), times, sealed body      |
  * | `group_deliveries`| a sent group message's copy for one member: the outbox row carrying it |
+ * | `group_carriers`  | received pairwise messages carrying a group item, once handled         |
+ * | `group_verified`  | one row: the sealed list of members (not contacts) this user verified  |
  *
  * The tables are new in DIM 0.3: an older file gets them on its next open
  * (`CREATE TABLE IF NOT EXISTS`), with no schema bump.
@@ -47,7 +49,7 @@
  */
 import type { HistoryBox } from "../crypto/secret_box.ts";
 import { StorageError } from "../errors.ts";
-import { fromUtf8, toHex } from "../platform/bytes.ts";
+import { fromUtf8, toHex, utf8 } from "../platform/bytes.ts";
 import { blob, type Connection, type Row, type SchemaPart } from "./connection.ts";
 
 /** The group tables. */
@@ -59,6 +61,7 @@ export const GROUPS_SCHEMA: SchemaPart = {
     "group_messages",
     "group_deliveries",
     "group_carriers",
+    "group_verified",
   ],
   sql: `
 CREATE TABLE IF NOT EXISTS groups (
@@ -96,6 +99,10 @@ CREATE TABLE IF NOT EXISTS group_deliveries (
 );
 CREATE TABLE IF NOT EXISTS group_carriers (
   seq INTEGER PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS group_verified (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  members BLOB NOT NULL
 );`,
 };
 
@@ -274,6 +281,37 @@ export class GroupStore {
       | Row
       | undefined;
     return r === undefined ? undefined : this.#key().open(`group-keys:${groupId}`, blob(r.keyring));
+  }
+
+  /**
+   * Replaces the list of members (not contacts) whose safety number this
+   * user confirmed, sealed as one value: a copy of the file does not show
+   * who was verified.
+   *
+   * @param entries One string per member (its user ID and the key it was verified with).
+   */
+  saveVerifiedMembers(entries: readonly string[]): void {
+    const sealed = this.#key().seal("group-verified", utf8(JSON.stringify(entries)));
+    this.#conn.run(
+      "store verified members",
+      (db) =>
+        db.prepare("INSERT OR REPLACE INTO group_verified (id, members) VALUES (1, ?)").run(sealed),
+    );
+  }
+
+  /**
+   * The list {@linkcode GroupStore.saveVerifiedMembers} kept.
+   *
+   * @returns The entries, none if none were kept.
+   */
+  verifiedMembers(): string[] {
+    const r = this.#conn.run(
+      "read verified members",
+      (db) => db.prepare("SELECT members FROM group_verified WHERE id = 1").get(),
+    ) as Row | undefined;
+    if (r === undefined) return [];
+    const list = JSON.parse(fromUtf8(this.#key().open("group-verified", blob(r.members))));
+    return Array.isArray(list) ? list.filter((x): x is string => typeof x === "string") : [];
   }
 
   #label(groupId: string, sender: string, id: Uint8Array | string): string {

@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import {
   dim,
+  initUser,
   LOOPBACK,
+  net,
   openUser,
   pairUsers,
   startDim,
@@ -107,5 +109,54 @@ Deno.test("with a dim daemon running, dim group, send @group and chat @group go 
   } finally {
     assert.equal((await daemon.stop()).code, 0);
     await online.stop();
+  }
+});
+
+Deno.test("dim group verify shows a member's safety number and --confirm marks a member who is not a contact verified", async () => {
+  await using r = await storageNode();
+  await using tmp = await tempDir();
+  const { alice, bob } = await pairUsers(tmp.path, r.address);
+  await initUser(`${tmp.path}/carol`, "Carol", net(r.address));
+  const bobOnline = await openUser(bob, r.address);
+  const carol = await openUser(`${tmp.path}/carol`, r.address);
+  try {
+    await bobOnline.addContact("carol", carol.id);
+    await bobOnline.createGroup("climbers", ["alice", "carol"]);
+    await until(() => carol.groups().length === 1, 15_000, "carol's group");
+    // Alice (offline until each command) gets the group from her mailbox.
+    const end = Date.now() + 30_000;
+    for (;;) {
+      const info = await dim(alice, ["group", "info", "climbers", "--listen", LOOPBACK]);
+      if (info.code === 0) break;
+      assert.ok(Date.now() < end, `the group never reached alice: ${info.err}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const aliceId = JSON.parse((await dim(alice, ["id", "--json"])).out).id;
+    const shown = await dim(alice, ["group", "verify", "climbers", carol.id, "--listen", LOOPBACK]);
+    assert.equal(shown.code, 0, shown.err);
+    assert.match(shown.out, /group member, not a contact/);
+    const theirs = await carol.groupChats.safetyNumber("climbers", aliceId);
+    assert.ok(shown.out.includes(theirs.split(" ").slice(0, 4).join(" ")), shown.out);
+    const asJson = await dim(alice, ["group", "verify", "climbers", carol.id, "--json"]);
+    assert.equal(JSON.parse(asJson.out).safetyNumber, theirs);
+    assert.equal(JSON.parse(asJson.out).verified, false);
+    const confirmed = await dim(alice, [
+      "group",
+      "verify",
+      "climbers",
+      carol.id,
+      "--confirm",
+      "--listen",
+      LOOPBACK,
+    ]);
+    assert.equal(confirmed.code, 0, confirmed.err);
+    assert.match(confirmed.out, /is verified/);
+    const info = await dim(alice, ["group", "info", "climbers", "--listen", LOOPBACK]);
+    assert.match(info.out, /\(group member, not a contact, verified\)/);
+    // --confirm goes with verify only.
+    assert.equal((await dim(alice, ["group", "list", "--confirm"])).code, 2);
+  } finally {
+    await carol.stop();
+    await bobOnline.stop();
   }
 });

@@ -1,7 +1,8 @@
 /**
  * The daemon's group methods through the typed client: a group made over
  * the API, a message each way (the incoming one as a `message`
- * notification with its `group`), history, info, bad params, leaving.
+ * notification with its `group`), history, info, a member verified, bad
+ * params, leaving.
  */
 import assert from "node:assert/strict";
 import {
@@ -88,6 +89,22 @@ Deno.test("the daemon's group methods, from the typed client", async () => {
     await assert.rejects(
       client.sendGroup("friends", "x".repeat(20_000)),
       (e) => e instanceof DaemonError && e.code === DaemonErrorCode.InvalidParams,
+    );
+
+    // A member's safety number, then confirmed (Bob is a contact: verified as one).
+    const aliceId = group.members.find((x) => x.self)!.id;
+    const v = await client.verifyMember("friends", "bob");
+    assert.equal(v.id, bobM.id);
+    assert.equal(v.verified, false);
+    assert.equal(v.safetyNumber, await bobM.groupChats.safetyNumber("friends", aliceId));
+    assert.equal((await client.verifyMember("friends", bobM.id, { confirm: true })).verified, true);
+    assert.equal(
+      (await client.groupInfo("friends")).members.find((x) => x.id === bobM.id)?.verified,
+      true,
+    );
+    await assert.rejects(
+      client.verifyMember("friends", "nobody"),
+      (e) => e instanceof DaemonError && e.code === DaemonErrorCode.Failed,
     );
 
     assert.deepEqual(await client.leaveGroup("friends"), { left: true });
