@@ -7,6 +7,7 @@
  *
  * @module
  */
+import delay from "delay";
 import { PeerUnreachableError } from "../errors.ts";
 import type { Identity } from "../crypto/identity.ts";
 import type { DhtNode } from "../dht/node.ts";
@@ -33,6 +34,10 @@ import { transportFor } from "./transport.ts";
 
 /** How long sending a file looks for an online recipient when given no signal. */
 const FILE_PEER_LOOKUP_MS = 30_000;
+/** Direct attempts before a file goes the slow way (left in the network, or queued). */
+const DIRECT_ATTEMPTS = 2;
+/** The pause between them, in ms. */
+const DIRECT_RETRY_MS = 500;
 
 /** What {@linkcode MessengerFiles} needs from its messenger. */
 export interface MessengerFilesInit {
@@ -179,10 +184,16 @@ export class MessengerFiles {
     path: string,
     options: SendFileOptions = {},
   ): Promise<FileDelivery> {
-    try {
-      return { how: "direct", sent: await this.send(nameOrId, path, options) };
-    } catch (err) {
-      if (!(err instanceof PeerUnreachableError) || options.signal?.aborted) throw err;
+    // Twice before the contact counts as offline: one failed dial or stream
+    // (a reset, a busy moment) must not send the file the slow way.
+    for (let attempt = 1;; attempt++) {
+      try {
+        return { how: "direct", sent: await this.send(nameOrId, path, options) };
+      } catch (err) {
+        if (!(err instanceof PeerUnreachableError) || options.signal?.aborted) throw err;
+        if (attempt === DIRECT_ATTEMPTS) break;
+      }
+      await delay(DIRECT_RETRY_MS, options.signal ? { signal: options.signal } : {});
     }
     if ((await Deno.stat(path)).size <= MAILBOX_FILE_MAX_SIZE) {
       return { how: "mailbox", file: await this.sendLater(nameOrId, path, options) };
