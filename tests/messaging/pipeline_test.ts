@@ -23,8 +23,11 @@ interface Traffic {
   maxOutstanding: number;
 }
 
-/** A transport that counts what goes over its message streams. */
-function counted(inner: MessagingTransport, traffic: Traffic): MessagingTransport {
+/** A transport that hands each message stream it opens to `watch` first. */
+function watchingMessageStreams(
+  inner: MessagingTransport,
+  watch: (stream: Awaited<ReturnType<MessagingTransport["openStream"]>>) => void,
+): MessagingTransport {
   return {
     get peerId() {
       return inner.peerId;
@@ -34,31 +37,37 @@ function counted(inner: MessagingTransport, traffic: Traffic): MessagingTranspor
     closestPeers: (k, o) => inner.closestPeers(k, o),
     async openStream(peer, protocol, options) {
       const stream = await inner.openStream(peer, protocol, options);
-      if (protocol !== MESSAGE_PROTOCOL) return stream;
-      traffic.streams++;
-      const send = stream.send.bind(stream);
-      stream.send = (data: Uint8Array) => {
-        // Count the frames in this write by their length prefixes.
-        const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-        for (let at = 0; at < data.length; at += 4 + view.getUint32(at)) traffic.envelopes++;
-        traffic.maxOutstanding = Math.max(traffic.maxOutstanding, traffic.envelopes - traffic.acks);
-        return send(data);
-      };
-      const iterate = stream[Symbol.asyncIterator].bind(stream);
-      let bytes = 0;
-      Object.defineProperty(stream, Symbol.asyncIterator, {
-        value: async function* () {
-          const chunks = { [Symbol.asyncIterator]: iterate };
-          for await (const chunk of chunks) {
-            bytes += chunk.subarray().length;
-            traffic.acks = Math.floor(bytes / ACK_FRAME_LENGTH);
-            yield chunk;
-          }
-        },
-      });
+      if (protocol === MESSAGE_PROTOCOL) watch(stream);
       return stream;
     },
   };
+}
+
+/** A transport that counts what goes over its message streams. */
+function counted(inner: MessagingTransport, traffic: Traffic): MessagingTransport {
+  return watchingMessageStreams(inner, (stream) => {
+    traffic.streams++;
+    const send = stream.send.bind(stream);
+    stream.send = (data: Uint8Array) => {
+      // Count the frames in this write by their length prefixes.
+      const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+      for (let at = 0; at < data.length; at += 4 + view.getUint32(at)) traffic.envelopes++;
+      traffic.maxOutstanding = Math.max(traffic.maxOutstanding, traffic.envelopes - traffic.acks);
+      return send(data);
+    };
+    const iterate = stream[Symbol.asyncIterator].bind(stream);
+    let bytes = 0;
+    Object.defineProperty(stream, Symbol.asyncIterator, {
+      value: async function* () {
+        const chunks = { [Symbol.asyncIterator]: iterate };
+        for await (const chunk of chunks) {
+          bytes += chunk.subarray().length;
+          traffic.acks = Math.floor(bytes / ACK_FRAME_LENGTH);
+          yield chunk;
+        }
+      },
+    });
+  });
 }
 
 interface Side {
@@ -82,10 +91,11 @@ function serve(
   to: Side,
   transport: MessagingTransport,
   options: MessagingOptions = {},
+  storage: UserStore = s.db,
 ): MessagingService {
   s.service = new MessagingService({
     identity: s.identity,
-    storage: s.db,
+    storage,
     transport,
     resolve: () => Promise.resolve({ peerId: to.node.peerId, addresses: to.node.multiaddrs }),
   }, { retryBaseMs: 60_000, outboxIntervalMs: 60_000, ...options });
@@ -431,32 +441,14 @@ Deno.test("a delivery that runs between a message's commit and its flush does no
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-    const inner = transportFor(a.node);
-    const transport: MessagingTransport = {
-      get peerId() {
-        return inner.peerId;
-      },
-      handle: (p, h) => inner.handle(p, h),
-      unhandle: (p) => inner.unhandle(p),
-      closestPeers: (k, o) => inner.closestPeers(k, o),
-      async openStream(peer, protocol, options) {
-        const stream = await inner.openStream(peer, protocol, options);
-        if (protocol !== MESSAGE_PROTOCOL) return stream;
-        const send = stream.send.bind(stream);
-        stream.send = (data: Uint8Array) => {
-          events.push("send");
-          return send(data);
-        };
-        return stream;
-      },
-    };
-    a.service = new MessagingService({
-      identity: a.identity,
-      storage,
-      transport,
-      resolve: () => Promise.resolve({ peerId: b.node.peerId, addresses: b.node.multiaddrs }),
-    }, { retryBaseMs: 60_000, outboxIntervalMs: 60_000 });
-    const alice = a.service;
+    const transport = watchingMessageStreams(transportFor(a.node), (stream) => {
+      const send = stream.send.bind(stream);
+      stream.send = (data: Uint8Array) => {
+        events.push("send");
+        return send(data);
+      };
+    });
+    const alice = serve(a, b, transport, {}, storage);
     const bob = serve(b, a, transportFor(b.node));
     await bob.start();
     await alice.start();
