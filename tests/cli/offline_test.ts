@@ -34,13 +34,22 @@ async function firstMessage(alice: string, bob: string, address: string): Promis
   }
 }
 
+/**
+ * Alice and Bob, who added each other and have a session (Alice's first
+ * message went through); then the only node Alice knows stops, and Bob is
+ * not running: nobody answers her.
+ */
+async function pairedThenAlone(tmp: string): Promise<{ alice: string; bob: string }> {
+  const first = await storageNode();
+  const users = await pairUsers(tmp, first.address);
+  await firstMessage(users.alice, users.bob, first.address);
+  await first.stop();
+  return users;
+}
+
 Deno.test("a message written with no network is queued (exit 3), shown queued, and sent once on the next start", async () => {
   await using tmp = await tempDir();
-  const first = await storageNode();
-  const { alice, bob } = await pairUsers(tmp.path, first.address);
-  await firstMessage(alice, bob, first.address);
-  // The only node Alice knows goes away, and Bob is not running: nobody answers.
-  await first.stop();
+  const { alice, bob } = await pairedThenAlone(tmp.path);
 
   const queued = await dim(alice, ["send", "bob", "written offline", "--listen", LOOPBACK]);
   assert.equal(queued.code, EXIT_QUEUED, queued.err);
@@ -85,10 +94,7 @@ Deno.test("a message written with no network is queued (exit 3), shown queued, a
 
 Deno.test("inbox with no network shows the messages already here and says the mailbox was not checked", async () => {
   await using tmp = await tempDir();
-  const first = await storageNode();
-  const { alice, bob } = await pairUsers(tmp.path, first.address);
-  await firstMessage(alice, bob, first.address);
-  await first.stop();
+  const { bob } = await pairedThenAlone(tmp.path);
   const shown = await dim(bob, ["inbox", "--all", "--listen", LOOPBACK]);
   assert.equal(shown.code, 0, shown.err);
   assert.match(
@@ -138,10 +144,7 @@ Deno.test("a first message written with no network waits unsealed, then goes wit
 
 Deno.test("chat with no network opens, shows history, queues what is typed and says it is offline", async () => {
   await using tmp = await tempDir();
-  const first = await storageNode();
-  const { alice, bob } = await pairUsers(tmp.path, first.address);
-  await firstMessage(alice, bob, first.address);
-  await first.stop();
+  const { alice } = await pairedThenAlone(tmp.path);
   const earlier = await dim(alice, ["send", "bob", "from before", "--listen", LOOPBACK]);
   assert.equal(earlier.code, EXIT_QUEUED, earlier.err);
 
