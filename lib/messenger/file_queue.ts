@@ -75,6 +75,8 @@ export class FileQueue {
   #again = false;
   #stopped = false;
   readonly #abort = new AbortController();
+  /** The recipients with files waiting, read once, then kept up to date. */
+  #recipients: Set<string> | undefined;
 
   /**
    * @param init The table, the sender, the clock and the event sink.
@@ -104,9 +106,22 @@ export class FileQueue {
       sha256,
       queuedAt: this.#init.clock(),
     });
+    this.#recipients?.add(recipient);
     this.#init.onEvent({ type: "file-queued", entry });
     this.kick();
     return entry;
+  }
+
+  /**
+   * Whether files wait for a contact; answered from memory, so it may be
+   * asked for every incoming message.
+   *
+   * @param recipient The contact's user ID.
+   * @returns `true` if at least one does.
+   */
+  hasWaitingFor(recipient: string): boolean {
+    this.#recipients ??= new Set(this.#init.store.waiting().map((e) => e.recipient));
+    return this.#recipients.has(recipient);
   }
 
   /** The files still waiting, oldest first. */
@@ -164,6 +179,8 @@ export class FileQueue {
       if (this.#stopped) return;
       await this.#attempt(entry);
     }
+    // Files were sent or given up: read who still waits again when asked.
+    this.#recipients = undefined;
   }
 
   async #attempt(entry: FileQueueEntry): Promise<void> {

@@ -119,6 +119,16 @@ export class MessengerFiles {
   }
 
   /**
+   * Tries the files queued for a contact now, if there are any (the contact
+   * just wrote). Asks no database for a contact with none.
+   *
+   * @param userId The contact's user ID.
+   */
+  retryQueuedFor(userId: string): void {
+    if (this.#queue.hasWaitingFor(userId)) this.#queue.retryNow();
+  }
+
+  /**
    * Takes a part of a file left in the mailbox.
    *
    * @param incoming The part, as it arrived.

@@ -272,7 +272,7 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       if (d.type !== "message") return;
       const m = chatMessage(d.incoming.message, store.contacts.getById(d.incoming.message.peer));
       // Someone just wrote: files waiting for them may go now.
-      if (this.#files.queued.some((f) => f.recipient === m.peer)) this.#files.retryQueued();
+      this.#files.retryQueuedFor(m.peer);
       this.#push(m);
     });
     // The layer's own content types: group changes, keys and messages, or file parts.
