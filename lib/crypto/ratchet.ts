@@ -80,20 +80,17 @@
  *
  * @module
  */
-import { hkdf } from "@noble/hashes/hkdf.js";
-import { hmac } from "@noble/hashes/hmac.js";
-import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, constantTimeEqual, u32, utf8 } from "../platform/bytes.ts";
-import { gcmOpen, gcmSeal } from "./_aead.ts";
 import {
-  checkKeyLength,
-  importX25519Public,
-  KEY_LENGTH,
-  refillX25519KeyPairs,
-  takeX25519KeyPair,
-  x25519,
-  x25519PrivateKey,
-} from "./_keys.ts";
+  aeadData,
+  dh,
+  kdfChain,
+  kdfRoot as kdfRootKeys,
+  MAX_MESSAGE_NUMBER,
+  openBody,
+  sealBody,
+} from "./_ratchet_kdf.ts";
+import { checkKeyLength, KEY_LENGTH, refillX25519KeyPairs, takeX25519KeyPair } from "./_keys.ts";
 import {
   DecryptionError,
   EncryptionError,
@@ -121,15 +118,7 @@ export const RATCHET_OVERHEAD: number = RATCHET_HEADER_LENGTH + TAG_LENGTH;
 /** The largest valid message in bytes. */
 export const MAX_RATCHET_MESSAGE_LENGTH: number = RATCHET_OVERHEAD + MAX_RATCHET_PLAINTEXT_LENGTH;
 
-const NONCE_LENGTH = 12;
-// A sending chain stops one short of the u32 limit, so a receiver's count
-// (one past the last message number) always fits in a u32 too.
-const MAX_MESSAGE_NUMBER = 0xfffffffe;
 const ROOT_INFO = utf8("DIM-v1 ratchet root");
-const MESSAGE_INFO = utf8("DIM-v1 ratchet message");
-const ZERO_SALT = new Uint8Array(32);
-const MESSAGE_KEY_INPUT = new Uint8Array([0x01]);
-const CHAIN_KEY_INPUT = new Uint8Array([0x02]);
 
 /** An X25519 key pair in raw form, so that it can be stored. Holds secret material: never log it. */
 export interface RatchetKeyPair {
@@ -177,6 +166,34 @@ export interface RatchetState {
   readonly skippedMessageKeys: readonly SkippedMessageKey[];
   /** AD: the associated data from the key agreement, bound into every message. */
   readonly associatedData: Uint8Array;
+  /**
+   * The header keys of a session with encrypted headers
+   * ({@link "./header_ratchet.ts"}); absent in a session of the original
+   * variant, which this module's functions alone take. In such a session
+   * the skipped keys' `ratchetKey` is the header key of their chain.
+   */
+  readonly headerKeys?: HeaderKeys;
+}
+
+/**
+ * The header keys of a session with encrypted headers (the Double Ratchet
+ * specification's section 4). Holds secret material: never log it.
+ */
+export interface HeaderKeys {
+  /** HKs: the key this side's headers are sealed with; `null` until this side may send. */
+  readonly sending: Uint8Array | null;
+  /** HKr: the key of the current receiving chain's headers; `null` until a message is received. */
+  readonly receiving: Uint8Array | null;
+  /** NHKs: the sending header key after the next DH ratchet step. */
+  readonly nextSending: Uint8Array;
+  /** NHKr: the receiving header key after the next DH ratchet step. */
+  readonly nextReceiving: Uint8Array;
+  /**
+   * HKr of the receiving chains before the current one, newest first: a copy
+   * of a message from one of them is recognized (as one whose key is gone)
+   * rather than taken for junk.
+   */
+  readonly previousReceiving: readonly Uint8Array[];
 }
 
 /** A message's header, as {@linkcode decodeRatchetMessage} shows it. */
@@ -207,71 +224,23 @@ export interface RatchetDecryptResult {
 
 // --- Primitives --------------------------------------------------------------
 
-/**
- * X25519 of each raw private key with one raw public key, computed
- * together; throws `RangeError` on an unusable key or an all-zero result,
- * and then zeroes every output that was computed.
- */
-async function dh(privateKeys: Uint8Array[], publicKey: Uint8Array): Promise<Uint8Array[]> {
-  let pub: CryptoKey;
-  try {
-    pub = await importX25519Public(publicKey);
-  } catch (cause) {
-    throw new RangeError("Cannot complete X25519: the public key is not usable", { cause });
-  }
-  const started = privateKeys.map((k) => x25519PrivateKey(k).then((key) => x25519(key, pub)));
-  refillX25519KeyPairs(); // while the DHs run
-  const results = await Promise.allSettled(started);
-  const failed = results.find((r) => r.status === "rejected");
-  if (failed === undefined) {
-    return results.map((r) => (r as PromiseFulfilledResult<Uint8Array>).value);
-  }
-  for (const r of results) if (r.status === "fulfilled") r.value.fill(0);
-  const cause = failed.reason;
-  if (cause instanceof RangeError) throw cause; // all zeros
-  throw new RangeError("Cannot complete X25519: the public key is not usable", { cause });
-}
-
-/** KDF_RK: HKDF-SHA-256 keyed by the root key over a DH output. */
+/** KDF_RK: [new root key, new chain key]. */
 function kdfRoot(rootKey: Uint8Array, dhOutput: Uint8Array): [Uint8Array, Uint8Array] {
-  const out = hkdf(sha256, dhOutput, rootKey, ROOT_INFO, 64);
-  dhOutput.fill(0);
-  return [out.slice(0, 32), out.slice(32, 64)];
-}
-
-/** KDF_CK: [next chain key, message key]. */
-function kdfChain(chainKey: Uint8Array): [Uint8Array, Uint8Array] {
-  return [hmac(sha256, chainKey, CHAIN_KEY_INPUT), hmac(sha256, chainKey, MESSAGE_KEY_INPUT)];
-}
-
-/** The AES-256-GCM key (32 bytes) and nonce (12) of a message key; zero it after use. */
-function messageCipher(messageKey: Uint8Array): Uint8Array {
-  return hkdf(sha256, messageKey, ZERO_SALT, MESSAGE_INFO, 32 + NONCE_LENGTH);
-}
-
-function aeadData(associatedData: Uint8Array, header: Uint8Array): Uint8Array<ArrayBuffer> {
-  return concat(u32(associatedData.length), associatedData, header);
+  const [root, chain] = kdfRootKeys(rootKey, dhOutput, ROOT_INFO, 2);
+  return [root!, chain!];
 }
 
 /** Opens with one message key; any failure is the uniform {@linkcode DecryptionError}. */
-async function open(
+function open(
   messageKey: Uint8Array,
   associatedData: Uint8Array,
   message: Uint8Array,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  const okm = messageCipher(messageKey);
-  try {
-    return await gcmOpen(
-      okm.subarray(0, 32),
-      okm.subarray(32),
-      message.subarray(RATCHET_HEADER_LENGTH),
-      aeadData(associatedData, message.subarray(0, RATCHET_HEADER_LENGTH)),
-    );
-  } catch {
-    throw new DecryptionError();
-  } finally {
-    okm.fill(0);
-  }
+  return openBody(
+    messageKey,
+    message.subarray(RATCHET_HEADER_LENGTH),
+    aeadData(associatedData, message.subarray(0, RATCHET_HEADER_LENGTH)),
+  );
 }
 
 /**
@@ -436,6 +405,9 @@ export async function ratchetEncrypt(
   if (state.sendingChainKey === null) {
     throw new EncryptionError("Cannot encrypt: the session has not received a message yet");
   }
+  if (state.headerKeys !== undefined) {
+    throw new EncryptionError("Cannot encrypt: the session encrypts its headers");
+  }
   if (state.sendingCount > MAX_MESSAGE_NUMBER) {
     throw new EncryptionError("Cannot encrypt: the sending chain is exhausted");
   }
@@ -451,21 +423,7 @@ export async function ratchetEncrypt(
     u32(state.previousSendingCount),
     u32(state.sendingCount),
   );
-  let ciphertext: Uint8Array;
-  const okm = messageCipher(messageKey);
-  messageKey.fill(0);
-  try {
-    ciphertext = await gcmSeal(
-      okm.subarray(0, 32),
-      okm.subarray(32),
-      plaintext,
-      aeadData(state.associatedData, header),
-    );
-  } catch (cause) {
-    throw new EncryptionError("Cannot encrypt: AES-GCM encryption failed", { cause });
-  } finally {
-    okm.fill(0);
-  }
+  const ciphertext = await sealBody(messageKey, plaintext, aeadData(state.associatedData, header));
   const message = new Uint8Array(RATCHET_HEADER_LENGTH + ciphertext.length);
   message.set(header);
   message.set(ciphertext, RATCHET_HEADER_LENGTH);
@@ -605,7 +563,7 @@ export async function ratchetDecrypt(
   const now = options.now ?? Date.now();
   // 1. Structure, without looking at the state.
   const header = parseHeader(message);
-  if (header === undefined) throw new DecryptionError();
+  if (header === undefined || state.headerKeys !== undefined) throw new DecryptionError();
   const { ratchetKey, previousChainLength: pn, messageNumber: n } = header;
 
   // 2. A key kept for a skipped message.

@@ -11,8 +11,10 @@
  * Version 2 records when each skipped message key was stored, so that
  * {@linkcode expireSkippedKeys} can drop old ones; version 1 (DIM before
  * skipped keys expired) is still read, and its skipped keys count as stored
- * when it is decoded (they then live one full age from the upgrade). Every
- * encoding is written as version 2.
+ * when it is decoded (they then live one full age from the upgrade).
+ * Version 3 is version 2 with the header keys of a session that encrypts
+ * its headers ({@link "./header_ratchet.ts"}). A state without header keys
+ * is written as version 2, one with them as version 3.
  *
  * @example Persist a session between two messages
  * ```ts
@@ -37,6 +39,7 @@
 import { concat, constantTimeEqual, Reader, toHex, u16, u32 } from "../platform/bytes.ts";
 import { checkKeyLength, KEY_LENGTH } from "./_keys.ts";
 import {
+  type HeaderKeys,
   MAX_ASSOCIATED_DATA_LENGTH,
   MAX_SKIPPED_KEYS,
   type RatchetState,
@@ -44,16 +47,24 @@ import {
 } from "./ratchet.ts";
 
 /**
- * The session encoding version {@linkcode encodeSession} writes.
- * {@linkcode decodeSession} reads it and version 1.
+ * The session encoding version {@linkcode encodeSession} writes for a state
+ * without header keys. {@linkcode decodeSession} reads it, version 1 and
+ * {@linkcode HEADER_SESSION_VERSION}.
  */
 export const SESSION_VERSION = 2;
+/** The session encoding version of a state with header keys. */
+export const HEADER_SESSION_VERSION = 3;
 /** Version 1: a skipped entry without the time it was stored. */
 const SESSION_VERSION_1 = 1;
 const SKIPPED_ENTRY_LENGTH = KEY_LENGTH + 4 + 8 + KEY_LENGTH;
-/** The largest valid session encoding in bytes (version 2, the largest). */
+/** The most earlier receiving header keys an encoding holds. */
+const MAX_PREVIOUS_HEADER_KEYS = 255;
+const HEADER_KEYS_MAX_LENGTH = 2 * (1 + KEY_LENGTH) + 2 * KEY_LENGTH + 1 +
+  MAX_PREVIOUS_HEADER_KEYS * KEY_LENGTH;
+/** The largest valid session encoding in bytes (version 3, the largest). */
 export const MAX_SESSION_LENGTH: number = 1 + 3 * KEY_LENGTH + 1 + 2 * KEY_LENGTH + 1 +
-  KEY_LENGTH + 3 * 4 + 2 + MAX_ASSOCIATED_DATA_LENGTH + 2 + MAX_SKIPPED_KEYS * SKIPPED_ENTRY_LENGTH;
+  KEY_LENGTH + 3 * 4 + 2 + MAX_ASSOCIATED_DATA_LENGTH + HEADER_KEYS_MAX_LENGTH + 2 +
+  MAX_SKIPPED_KEYS * SKIPPED_ENTRY_LENGTH;
 
 function checkCount(n: number, what: string): void {
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
@@ -74,7 +85,14 @@ function checkCount(n: number, what: string): void {
  * ```
  *
  * `storedAt` is in ms since the epoch. Version 1 was the same without
- * `storedAt`.
+ * `storedAt`. Version 3 (a state with header keys) has, after `AD`:
+ *
+ * ```text
+ * | hasHKs u8 (0|1) [ HKs (32) ] | hasHKr u8 (0|1) [ HKr (32) ] | NHKs (32) | NHKr (32)
+ * | previousCount u8 | previous HKr (32) × previousCount
+ * ```
+ *
+ * and its skipped entries' `ratchetKey` is their chain's header key.
  *
  * The result holds every secret of the session: store it encrypted.
  *
@@ -113,8 +131,9 @@ export function encodeSession(state: RatchetState): Uint8Array<ArrayBuffer> {
   if (state.skippedMessageKeys.length > MAX_SKIPPED_KEYS) {
     throw new RangeError(`Cannot encode session: more than ${MAX_SKIPPED_KEYS} skipped keys`);
   }
+  const keys = state.headerKeys;
   const parts: Uint8Array[] = [
-    new Uint8Array([SESSION_VERSION]),
+    new Uint8Array([keys === undefined ? SESSION_VERSION : HEADER_SESSION_VERSION]),
     state.rootKey,
     state.sendingRatchetKey.privateKey,
     state.sendingRatchetKey.publicKey,
@@ -138,8 +157,9 @@ export function encodeSession(state: RatchetState): Uint8Array<ArrayBuffer> {
     u32(state.previousSendingCount),
     u16(state.associatedData.length),
     state.associatedData,
-    u16(state.skippedMessageKeys.length),
   );
+  if (keys !== undefined) parts.push(encodeHeaderKeys(keys));
+  parts.push(u16(state.skippedMessageKeys.length));
   // The skipped keys are most of a full session: written in place.
   const skipped = new Uint8Array(state.skippedMessageKeys.length * SKIPPED_ENTRY_LENGTH);
   const view = new DataView(skipped.buffer);
@@ -159,6 +179,42 @@ export function encodeSession(state: RatchetState): Uint8Array<ArrayBuffer> {
   }
   parts.push(skipped);
   return concat(...parts);
+}
+
+function optionalKey(key: Uint8Array | null, what: string): Uint8Array {
+  if (key === null) return new Uint8Array([0]);
+  checkKeyLength(key, what, "encode session with");
+  return concat(new Uint8Array([1]), key);
+}
+
+function encodeHeaderKeys(keys: HeaderKeys): Uint8Array {
+  checkKeyLength(keys.nextSending, "the next sending header key", "encode session with");
+  checkKeyLength(keys.nextReceiving, "the next receiving header key", "encode session with");
+  if (keys.previousReceiving.length > MAX_PREVIOUS_HEADER_KEYS) {
+    throw new RangeError("Cannot encode session: too many earlier header keys");
+  }
+  for (const key of keys.previousReceiving) {
+    checkKeyLength(key, "an earlier header key", "encode session with");
+  }
+  return concat(
+    optionalKey(keys.sending, "the sending header key"),
+    optionalKey(keys.receiving, "the receiving header key"),
+    keys.nextSending,
+    keys.nextReceiving,
+    new Uint8Array([keys.previousReceiving.length]),
+    ...keys.previousReceiving,
+  );
+}
+
+function decodeHeaderKeys(r: Reader): HeaderKeys {
+  const sending = presence(r) ? r.bytes(KEY_LENGTH) : null;
+  const receiving = presence(r) ? r.bytes(KEY_LENGTH) : null;
+  const nextSending = r.bytes(KEY_LENGTH);
+  const nextReceiving = r.bytes(KEY_LENGTH);
+  const count = r.u8();
+  const previousReceiving: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) previousReceiving.push(r.bytes(KEY_LENGTH));
+  return { sending, receiving, nextSending, nextReceiving, previousReceiving };
 }
 
 function presence(r: Reader): boolean {
@@ -202,7 +258,10 @@ export function decodeSession(
   }
   const r = new Reader(bytes);
   const version = r.u8();
-  if (version !== SESSION_VERSION && version !== SESSION_VERSION_1) {
+  if (
+    version !== SESSION_VERSION && version !== SESSION_VERSION_1 &&
+    version !== HEADER_SESSION_VERSION
+  ) {
     throw new SyntaxError(`Cannot decode session: unknown version ${version}`);
   }
   const decodedAt = version === SESSION_VERSION_1 ? options.now ?? Date.now() : 0;
@@ -229,6 +288,15 @@ export function decodeSession(
     throw new SyntaxError("Cannot decode session: associated data too long");
   }
   const associatedData = r.bytes(adLength);
+  const headerKeys = version === HEADER_SESSION_VERSION ? decodeHeaderKeys(r) : undefined;
+  if (headerKeys !== undefined && (headerKeys.sending === null) !== (sendingChainKey === null)) {
+    throw new SyntaxError("Cannot decode session: a sending chain without its header key");
+  }
+  if (
+    headerKeys !== undefined && (headerKeys.receiving === null) !== (receivingChainKey === null)
+  ) {
+    throw new SyntaxError("Cannot decode session: a receiving chain without its header key");
+  }
   const skippedCount = (r.u8() << 8) | r.u8();
   if (skippedCount > MAX_SKIPPED_KEYS) {
     throw new SyntaxError("Cannot decode session: too many skipped keys");
@@ -242,7 +310,7 @@ export function decodeSession(
   for (let i = 0; i < skippedCount; i++) {
     const ratchetKey = r.bytes(KEY_LENGTH);
     const messageNumber = r.u32();
-    const storedAt = version === SESSION_VERSION ? r.u64() : decodedAt;
+    const storedAt = version === SESSION_VERSION_1 ? decodedAt : r.u64();
     const messageKey = r.bytes(KEY_LENGTH);
     if (chain === undefined || !constantTimeEqual(chain.key, ratchetKey)) {
       const id = toHex(ratchetKey);
@@ -256,7 +324,7 @@ export function decodeSession(
     skippedMessageKeys.push({ ratchetKey: chain.key, messageNumber, messageKey, storedAt });
   }
   r.end();
-  return {
+  const state: RatchetState = {
     rootKey,
     sendingRatchetKey,
     receivingRatchetKey,
@@ -268,6 +336,7 @@ export function decodeSession(
     skippedMessageKeys,
     associatedData,
   };
+  return headerKeys === undefined ? state : { ...state, headerKeys };
 }
 
 /**

@@ -26,12 +26,19 @@
  * key her header claims: the caller must check that the two belong together
  * (they are on her signed contact card) before trusting the sender's ID.
  *
- * ## Header wire format (version 1)
+ * ## Header wire format (versions 1 and 2)
  *
  * ```text
- * version u8 (= 1) | initiatorSigningKey (32) | initiatorEncryptionKey (32)
+ * version u8 (1|2) | initiatorSigningKey (32) | initiatorEncryptionKey (32)
  * | ephemeralKey (32) | signedPrekeyId u32 | hasOneTimePrekey u8 (0|1) [ oneTimePrekeyId u32 ]
  * ```
+ *
+ * Version 2 says the session encrypts its headers
+ * ({@link "./header_ratchet.ts"}): both sides then also derive its initial
+ * header keys from the same input as SK, with HKDF infos
+ * `"DIM-v1 X3DH header a"` (`shared_hka`, the initiator's first sending
+ * header key) and `"DIM-v1 X3DH header b"` (`shared_nhkb`, the responder's).
+ * A DIM that knows only version 1 refuses a version-2 header.
  *
  * @example Alice starts a session with offline Bob
  * ```ts
@@ -64,7 +71,7 @@
  */
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concat, Reader, u32, utf8 } from "../platform/bytes.ts";
+import { concat, u32, utf8 } from "../platform/bytes.ts";
 import {
   checkKeyLength,
   importX25519Private,
@@ -76,27 +83,32 @@ import {
   x25519PrivateKey,
 } from "./_keys.ts";
 import { type Identity, verifySignature } from "./identity.ts";
-import {
-  generateRatchetKeyPair,
-  MAX_RATCHET_MESSAGE_LENGTH,
-  RATCHET_OVERHEAD,
-  type RatchetKeyPair,
-} from "./ratchet.ts";
-import { KeyAgreementError, ProtocolError } from "../errors.ts";
+import { generateRatchetKeyPair, type RatchetKeyPair } from "./ratchet.ts";
+import { KeyAgreementError } from "../errors.ts";
 export { KeyAgreementError };
+export {
+  decodeInitialMessage,
+  decodeX3dhHeader,
+  encodeInitialMessage,
+  encodeX3dhHeader,
+  type InitialMessage,
+  MAX_INITIAL_MESSAGE_LENGTH,
+} from "./x3dh_wire.ts";
 
-/** The header format version this module writes and the only one it reads. */
-export const X3DH_HEADER_VERSION = 1;
-/** Length of an X3DH header without a one-time prekey ID. */
-export const X3DH_HEADER_MIN_LENGTH: number = 1 + 3 * KEY_LENGTH + 4 + 1;
-/** Length of an X3DH header with a one-time prekey ID. */
-export const X3DH_HEADER_MAX_LENGTH: number = X3DH_HEADER_MIN_LENGTH + 4;
+export {
+  X3DH_HEADER_MAX_LENGTH,
+  X3DH_HEADER_MIN_LENGTH,
+  X3DH_HEADER_VERSION,
+  X3DH_HEADER_VERSION_HE,
+} from "./x3dh_wire.ts";
 /** Length of the associated data X3DH produces: four 32-byte keys. */
 export const X3DH_ASSOCIATED_DATA_LENGTH: number = 4 * KEY_LENGTH;
 /** The length of an Ed25519 prekey signature. */
 export const PREKEY_SIGNATURE_LENGTH = 64;
 
 const INFO = utf8("DIM-v1 X3DH");
+const HEADER_A_INFO = utf8("DIM-v1 X3DH header a");
+const HEADER_B_INFO = utf8("DIM-v1 X3DH header b");
 const F = new Uint8Array(KEY_LENGTH).fill(0xff);
 const SALT = new Uint8Array(32);
 
@@ -154,6 +166,16 @@ export interface X3dhHeader {
   readonly signedPrekeyId: number;
   /** The ID of the one-time prekey used, or `null` if none was. */
   readonly oneTimePrekeyId: number | null;
+  /** `true` (header version 2) if the session encrypts its headers; absent for version 1. */
+  readonly headerEncryption?: true;
+}
+
+/** The initial header keys of a session that encrypts its headers. Secret material. */
+export interface X3dhHeaderKeys {
+  /** `shared_hka`: the initiator's first sending header key. */
+  readonly initiator: Uint8Array<ArrayBuffer>;
+  /** `shared_nhkb`: the responder's first sending header key. */
+  readonly responder: Uint8Array<ArrayBuffer>;
 }
 
 /** What {@linkcode initiateX3dh} returns. Holds secret material. */
@@ -166,6 +188,8 @@ export interface X3dhInitiation {
   readonly header: X3dhHeader;
   /** The responder's signed prekey: the remote ratchet key for `initSender`. */
   readonly remoteRatchetKey: Uint8Array;
+  /** The initial header keys, if the header says the session encrypts its headers. */
+  readonly headerKeys?: X3dhHeaderKeys;
 }
 
 /** The responder's private prekeys, from which X3DH picks the ones a header names. */
@@ -192,6 +216,8 @@ export interface X3dhResponse {
    * use up a prekey.
    */
   readonly consumeOneTimePrekeyId: number | null;
+  /** The initial header keys, if the header says the session encrypts its headers. */
+  readonly headerKeys?: X3dhHeaderKeys;
 }
 
 function checkId(id: number, what: string): void {
@@ -342,12 +368,19 @@ async function dh(privateKey: CryptoKey, publicKey: Uint8Array): Promise<Uint8Ar
   }
 }
 
-function deriveSharedSecret(outputs: Uint8Array[]): Uint8Array<ArrayBuffer> {
+function deriveSecrets(
+  outputs: Uint8Array[],
+  headerEncryption: boolean,
+): { sharedSecret: Uint8Array<ArrayBuffer>; headerKeys?: X3dhHeaderKeys } {
   const ikm = concat(F, ...outputs);
-  const sk = new Uint8Array(hkdf(sha256, ikm, SALT, INFO, KEY_LENGTH));
+  const derive = (info: Uint8Array) => new Uint8Array(hkdf(sha256, ikm, SALT, info, KEY_LENGTH));
+  const sharedSecret = derive(INFO);
+  const headerKeys = headerEncryption
+    ? { initiator: derive(HEADER_A_INFO), responder: derive(HEADER_B_INFO) }
+    : undefined;
   ikm.fill(0);
   for (const out of outputs) out.fill(0);
-  return sk;
+  return headerKeys === undefined ? { sharedSecret } : { sharedSecret, headerKeys };
 }
 
 /**
@@ -357,6 +390,8 @@ function deriveSharedSecret(outputs: Uint8Array[]): Uint8Array<ArrayBuffer> {
  *
  * @param initiator The local identity.
  * @param bundle The responder's identity keys and prekeys.
+ * @param options `headerEncryption`: start a session that encrypts its
+ *   headers (header version 2, with `headerKeys`). Default `false`.
  * @returns SK, AD, the header to send and the responder's ratchet key.
  * @throws {KeyAgreementError} If the signed prekey's signature is invalid or
  *   a DH output is all zeros.
@@ -385,6 +420,7 @@ function deriveSharedSecret(outputs: Uint8Array[]): Uint8Array<ArrayBuffer> {
 export async function initiateX3dh(
   initiator: X3dhIdentity,
   bundle: X3dhBundle,
+  options: { readonly headerEncryption?: boolean } = {},
 ): Promise<X3dhInitiation> {
   checkKeyLength(bundle.signingPublicKey, "responder signing key");
   checkKeyLength(bundle.encryptionPublicKey, "responder encryption key");
@@ -423,16 +459,18 @@ export async function initiateX3dh(
     throw failed.reason;
   }
   const outputs = settled.slice(1).map((r) => (r as PromiseFulfilledResult<Uint8Array>).value);
+  const he = options.headerEncryption === true;
+  const header: X3dhHeader = {
+    initiatorSigningKey: new Uint8Array(initiator.signingPublicKey),
+    initiatorEncryptionKey: new Uint8Array(initiator.encryptionPublicKey),
+    ephemeralKey: ephemeral.publicKey,
+    signedPrekeyId: signedPrekey.id,
+    oneTimePrekeyId: oneTimePrekey === undefined ? null : oneTimePrekey.id,
+  };
   return {
-    sharedSecret: deriveSharedSecret(outputs),
+    ...deriveSecrets(outputs, he),
     associatedData,
-    header: {
-      initiatorSigningKey: new Uint8Array(initiator.signingPublicKey),
-      initiatorEncryptionKey: new Uint8Array(initiator.encryptionPublicKey),
-      ephemeralKey: ephemeral.publicKey,
-      signedPrekeyId: signedPrekey.id,
-      oneTimePrekeyId: oneTimePrekey === undefined ? null : oneTimePrekey.id,
-    },
+    header: he ? { ...header, headerEncryption: true } : header,
     remoteRatchetKey: new Uint8Array(signedPrekey.publicKey),
   };
 }
@@ -510,7 +548,7 @@ export async function respondX3dh(
     ...(opkPrivate === undefined ? [] : [dh(opkPrivate, header.ephemeralKey)]),
   ]);
   return {
-    sharedSecret: deriveSharedSecret(outputs),
+    ...deriveSecrets(outputs, header.headerEncryption === true),
     associatedData,
     ownRatchetKeyPair: {
       privateKey: new Uint8Array(spk.privateKey),
@@ -519,181 +557,4 @@ export async function respondX3dh(
     initiator,
     consumeOneTimePrekeyId: opk === undefined ? null : opk.id,
   };
-}
-
-/**
- * Encodes an X3DH header in its wire format.
- *
- * @param header The header.
- * @returns {@linkcode X3DH_HEADER_MIN_LENGTH} bytes, or
- *   {@linkcode X3DH_HEADER_MAX_LENGTH} with a one-time prekey ID.
- * @throws {TypeError} If a key is not 32 bytes.
- * @throws {RangeError} If an ID is not a u32.
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { decodeX3dhHeader, encodeX3dhHeader } from "./x3dh.ts";
- *
- * const header = {
- *   initiatorSigningKey: new Uint8Array(32).fill(1),
- *   initiatorEncryptionKey: new Uint8Array(32).fill(2),
- *   ephemeralKey: new Uint8Array(32).fill(3),
- *   signedPrekeyId: 7,
- *   oneTimePrekeyId: null,
- * };
- * assert.deepEqual(decodeX3dhHeader(encodeX3dhHeader(header)), header);
- * ```
- */
-export function encodeX3dhHeader(header: X3dhHeader): Uint8Array<ArrayBuffer> {
-  checkKeyLength(header.initiatorSigningKey, "initiator signing key");
-  checkKeyLength(header.initiatorEncryptionKey, "initiator encryption key");
-  checkKeyLength(header.ephemeralKey, "ephemeral key");
-  checkId(header.signedPrekeyId, "signed prekey");
-  const opk = header.oneTimePrekeyId;
-  if (opk !== null) checkId(opk, "one-time prekey");
-  return concat(
-    new Uint8Array([X3DH_HEADER_VERSION]),
-    header.initiatorSigningKey,
-    header.initiatorEncryptionKey,
-    header.ephemeralKey,
-    u32(header.signedPrekeyId),
-    opk === null ? new Uint8Array([0]) : concat(new Uint8Array([1]), u32(opk)),
-  );
-}
-
-function readHeader(r: Reader): X3dhHeader {
-  const version = r.u8();
-  if (version !== X3DH_HEADER_VERSION) throw new SyntaxError(`unknown version ${version}`);
-  const initiatorSigningKey = r.bytes(KEY_LENGTH);
-  const initiatorEncryptionKey = r.bytes(KEY_LENGTH);
-  const ephemeralKey = r.bytes(KEY_LENGTH);
-  const signedPrekeyId = r.u32();
-  const flag = r.u8();
-  if (flag > 1) throw new SyntaxError("the one-time prekey flag is not 0 or 1");
-  const oneTimePrekeyId = flag === 1 ? r.u32() : null;
-  return {
-    initiatorSigningKey,
-    initiatorEncryptionKey,
-    ephemeralKey,
-    signedPrekeyId,
-    oneTimePrekeyId,
-  };
-}
-
-function decodeFailure(what: string, err: unknown): never {
-  const detail = err instanceof Error ? err.message.replace(/^Cannot decode: /, "") : "malformed";
-  throw new ProtocolError(`Cannot decode ${what}: ${detail}`, { cause: err });
-}
-
-/**
- * Decodes an X3DH header strictly: known version, exact length, flag 0 or 1,
- * no trailing bytes.
- *
- * @param bytes The encoded header.
- * @returns The header.
- * @throws {ProtocolError} If the bytes are not a valid header.
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { ProtocolError } from "../errors.ts";
- * import { decodeX3dhHeader } from "./x3dh.ts";
- *
- * assert.throws(() => decodeX3dhHeader(new Uint8Array(106)), ProtocolError); // version 0
- * ```
- */
-export function decodeX3dhHeader(bytes: Uint8Array): X3dhHeader {
-  if (bytes.length > X3DH_HEADER_MAX_LENGTH) {
-    throw new ProtocolError("Cannot decode X3DH header: it is too long");
-  }
-  try {
-    const r = new Reader(bytes);
-    const header = readHeader(r);
-    r.end();
-    return header;
-  } catch (err) {
-    return decodeFailure("X3DH header", err);
-  }
-}
-
-/** An initial message: the X3DH header and the first ratchet message. */
-export interface InitialMessage {
-  /** The X3DH header. */
-  readonly header: X3dhHeader;
-  /** The ratchet message in its wire format (see {@link "./ratchet.ts"}). */
-  readonly message: Uint8Array;
-}
-
-/** The largest valid initial message in bytes. */
-export const MAX_INITIAL_MESSAGE_LENGTH: number = X3DH_HEADER_MAX_LENGTH +
-  MAX_RATCHET_MESSAGE_LENGTH;
-
-/**
- * Encodes an initial message: `header || ratchetMessage`. The header
- * delimits itself (its flag says whether a prekey ID follows).
- *
- * @param initial The header and the ratchet message.
- * @returns The encoding.
- * @throws {TypeError} If a key in the header is not 32 bytes.
- * @throws {RangeError} If an ID is not a u32 or the ratchet message's length
- *   is out of range.
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { decodeInitialMessage, encodeInitialMessage } from "./x3dh.ts";
- *
- * const header = {
- *   initiatorSigningKey: new Uint8Array(32).fill(1),
- *   initiatorEncryptionKey: new Uint8Array(32).fill(2),
- *   ephemeralKey: new Uint8Array(32).fill(3),
- *   signedPrekeyId: 7,
- *   oneTimePrekeyId: 9,
- * };
- * const message = new Uint8Array(60);
- * assert.deepEqual(decodeInitialMessage(encodeInitialMessage({ header, message })), {
- *   header,
- *   message,
- * });
- * ```
- */
-export function encodeInitialMessage(initial: InitialMessage): Uint8Array<ArrayBuffer> {
-  const { message } = initial;
-  if (message.length < RATCHET_OVERHEAD || message.length > MAX_RATCHET_MESSAGE_LENGTH) {
-    throw new RangeError("Cannot encode initial message: ratchet message length out of range");
-  }
-  return concat(encodeX3dhHeader(initial.header), message);
-}
-
-/**
- * Decodes an initial message strictly. Only the length of the ratchet
- * message is checked here; {@linkcode ratchetDecrypt} checks the rest.
- *
- * @param bytes The encoding.
- * @returns The header and the ratchet message.
- * @throws {ProtocolError} If the bytes are too long or too short, or the
- *   header is invalid.
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { ProtocolError } from "../errors.ts";
- * import { decodeInitialMessage } from "./x3dh.ts";
- *
- * assert.throws(() => decodeInitialMessage(new Uint8Array([1, 2, 3])), ProtocolError);
- * ```
- */
-export function decodeInitialMessage(bytes: Uint8Array): InitialMessage {
-  if (bytes.length > MAX_INITIAL_MESSAGE_LENGTH) {
-    throw new ProtocolError("Cannot decode initial message: it is too long");
-  }
-  let header: X3dhHeader;
-  let r: Reader;
-  try {
-    r = new Reader(bytes);
-    header = readHeader(r);
-  } catch (err) {
-    return decodeFailure("initial message", err);
-  }
-  if (r.remaining < RATCHET_OVERHEAD || r.remaining > MAX_RATCHET_MESSAGE_LENGTH) {
-    throw new ProtocolError("Cannot decode initial message: ratchet message length out of range");
-  }
-  return { header, message: r.bytes(r.remaining) };
 }

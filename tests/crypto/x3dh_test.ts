@@ -336,7 +336,7 @@ Deno.test("the X3DH header round-trips and is decoded strictly", async (t) => {
   await t.step("an unknown version or flag", () => {
     const bytes = encodeX3dhHeader(without);
     for (
-      const [index, value, pattern] of [[0, 2, /unknown version/], [
+      const [index, value, pattern] of [[0, 3, /unknown version/], [
         bytes.length - 1,
         2,
         /flag/,

@@ -1,0 +1,113 @@
+// The Double Ratchet's primitives, shared by both of its variants: the
+// original (ratchet.ts) and the one with encrypted headers
+// (header_ratchet.ts). Private to lib/crypto.
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { hmac } from "@noble/hashes/hmac.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { concat, u32 } from "../platform/bytes.ts";
+import { gcmOpen, gcmSeal } from "./_aead.ts";
+import { importX25519Public, refillX25519KeyPairs, x25519, x25519PrivateKey } from "./_keys.ts";
+import { DecryptionError, EncryptionError } from "../errors.ts";
+
+/** The AES-GCM nonce length. */
+export const NONCE_LENGTH = 12;
+// A sending chain stops one short of the u32 limit, so a receiver's count
+// (one past the last message number) always fits in a u32 too.
+/** The highest message number a chain uses. */
+export const MAX_MESSAGE_NUMBER = 0xfffffffe;
+const MESSAGE_INFO = new TextEncoder().encode("DIM-v1 ratchet message");
+const ZERO_SALT = new Uint8Array(32);
+const MESSAGE_KEY_INPUT = new Uint8Array([0x01]);
+const CHAIN_KEY_INPUT = new Uint8Array([0x02]);
+
+/**
+ * X25519 of each raw private key with one raw public key, computed
+ * together; throws `RangeError` on an unusable key or an all-zero result,
+ * and then zeroes every output that was computed.
+ */
+export async function dh(privateKeys: Uint8Array[], publicKey: Uint8Array): Promise<Uint8Array[]> {
+  let pub: CryptoKey;
+  try {
+    pub = await importX25519Public(publicKey);
+  } catch (cause) {
+    throw new RangeError("Cannot complete X25519: the public key is not usable", { cause });
+  }
+  const started = privateKeys.map((k) => x25519PrivateKey(k).then((key) => x25519(key, pub)));
+  refillX25519KeyPairs(); // while the DHs run
+  const results = await Promise.allSettled(started);
+  const failed = results.find((r) => r.status === "rejected");
+  if (failed === undefined) {
+    return results.map((r) => (r as PromiseFulfilledResult<Uint8Array>).value);
+  }
+  for (const r of results) if (r.status === "fulfilled") r.value.fill(0);
+  const cause = failed.reason;
+  if (cause instanceof RangeError) throw cause; // all zeros
+  throw new RangeError("Cannot complete X25519: the public key is not usable", { cause });
+}
+
+/**
+ * KDF_RK: HKDF-SHA-256 keyed by the root key over a DH output, split into
+ * `count` 32-byte keys (new root key, chain key[, next header key]). The DH
+ * output is zeroed.
+ */
+export function kdfRoot(
+  rootKey: Uint8Array,
+  dhOutput: Uint8Array,
+  info: Uint8Array,
+  count: number,
+): Uint8Array[] {
+  const out = hkdf(sha256, dhOutput, rootKey, info, 32 * count);
+  dhOutput.fill(0);
+  const keys: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) keys.push(out.slice(32 * i, 32 * i + 32));
+  out.fill(0);
+  return keys;
+}
+
+/** KDF_CK: [next chain key, message key]. */
+export function kdfChain(chainKey: Uint8Array): [Uint8Array, Uint8Array] {
+  return [hmac(sha256, chainKey, CHAIN_KEY_INPUT), hmac(sha256, chainKey, MESSAGE_KEY_INPUT)];
+}
+
+/** The associated data of a message body: `adLength u32 | AD | header`. */
+export function aeadData(associatedData: Uint8Array, header: Uint8Array): Uint8Array<ArrayBuffer> {
+  return concat(u32(associatedData.length), associatedData, header);
+}
+
+/** The AES-256-GCM key (32 bytes) and nonce (12) of a message key; zero it after use. */
+function messageCipher(messageKey: Uint8Array): Uint8Array {
+  return hkdf(sha256, messageKey, ZERO_SALT, MESSAGE_INFO, 32 + NONCE_LENGTH);
+}
+
+/** Seals a body with a message key (which it zeroes); failures are {@linkcode EncryptionError}. */
+export async function sealBody(
+  messageKey: Uint8Array,
+  plaintext: Uint8Array,
+  ad: Uint8Array,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const okm = messageCipher(messageKey);
+  messageKey.fill(0);
+  try {
+    return await gcmSeal(okm.subarray(0, 32), okm.subarray(32), plaintext, ad);
+  } catch (cause) {
+    throw new EncryptionError("Cannot encrypt: AES-GCM encryption failed", { cause });
+  } finally {
+    okm.fill(0);
+  }
+}
+
+/** Opens a body with one message key; any failure is the uniform {@linkcode DecryptionError}. */
+export async function openBody(
+  messageKey: Uint8Array,
+  sealed: Uint8Array,
+  ad: Uint8Array,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const okm = messageCipher(messageKey);
+  try {
+    return await gcmOpen(okm.subarray(0, 32), okm.subarray(32), sealed, ad);
+  } catch {
+    throw new DecryptionError();
+  } finally {
+    okm.fill(0);
+  }
+}
