@@ -20,12 +20,26 @@
 // operating node sent, from `DhtNode.stats`), as a table and as one JSON
 // line starting with `dht_bench`.
 //
-// Run: deno bench -A bench/dht_bench.ts (two to three minutes on 2 cores)
+// The floor group times one hop in the 20-node network, between two of its
+// nodes, on a stream kept open: a raw echo of 64 bytes on a protocol of its
+// own, and one kad GET_VALUE request (the server reads its datastore) as
+// DIM's lookups send it. A get or put costs about its sequential hops
+// times this.
+//
+// Run: deno bench -A bench/dht_bench.ts (two to three minutes on 2 cores);
+// DIM_BENCH_SIZES=20 builds only the 20-node networks (one number, or
+// several separated by commas).
 import { Identity } from "../lib/crypto/identity.ts";
 import { createDhtNode, type DhtNode } from "../lib/dht/mod.ts";
+import { libp2pOf } from "../lib/dht/node.ts";
+import { KadClient } from "../lib/dht/_kad_client.ts";
+import { KadMessageType } from "../lib/dht/_kad_wire.ts";
 import { dimSelector, dimValidator, signCard } from "../lib/record/mod.ts";
 
-const SIZES = [20, 100] as const;
+const SIZES: readonly number[] = (Deno.env.get("DIM_BENCH_SIZES") ?? "20,100")
+  .split(",").map((size) => Number(size.trim()));
+const FLOOR_RUNS = { n: 600, warmup: 200 } as const;
+const ECHO_PROTOCOL = "/dim-bench/echo/1.0.0";
 /** Records put while building a network, then read by the get benches. */
 const GET_KEYS = 40;
 /** Owners whose cards the put benches republish, each with a higher seq. */
@@ -43,7 +57,7 @@ interface Network {
 
 interface Samples {
   readonly name: string;
-  readonly op: "get" | "put";
+  readonly op: "get" | "put" | "floor";
   readonly size: number;
   readonly warmup: number;
   readonly ms: number[];
@@ -110,10 +124,78 @@ async function network(size: number): Promise<Network> {
   return current;
 }
 
-function samples(op: "get" | "put", size: number, warmup: number): Samples {
-  const entry = { name: `${op}, ${size} nodes`, op, size, warmup, ms: [], requests: [] };
+function samples(
+  op: Samples["op"],
+  size: number,
+  warmup: number,
+  name = `${op}, ${size} nodes`,
+): Samples {
+  const entry = { name, op, size, warmup, ms: [], requests: [] };
   results.push(entry);
   return entry;
+}
+
+// One hop between two nodes of the smallest network, on kept streams.
+{
+  const size = SIZES[0]!;
+  let hop: { echo: () => Promise<void>; kad: () => Promise<void> } | undefined;
+  const setUp = async () => {
+    const { nodes, keys } = await network(size);
+    const [server, client] = [nodes[1]!, nodes[size - 2]!];
+    await server.handle(ECHO_PROTOCOL, async (stream) => {
+      for await (const chunk of stream) stream.send(chunk.subarray());
+      await stream.close();
+    });
+    const stream = await client.dialProtocol(server.multiaddrs[0]!, ECHO_PROTOCOL);
+    const chunks = stream[Symbol.asyncIterator]();
+    const payload = new Uint8Array(64);
+    const kad = new KadClient(libp2pOf(client), {
+      protocol: client.protocol,
+      maxMessageBytes: 1 << 20,
+      timeoutMs: 5000,
+      idleMs: 60_000,
+    });
+    const serverId = libp2pOf(server).peerId;
+    const key = new TextEncoder().encode(keys[0]!);
+    return {
+      echo: async () => {
+        stream.send(payload);
+        let got = 0;
+        while (got < payload.length) {
+          const { value, done } = await chunks.next();
+          if (done) throw new Error("echo stream ended");
+          got += value.byteLength;
+        }
+      },
+      kad: async () => {
+        await kad.request(serverId, () => [], {
+          type: KadMessageType.GET_VALUE,
+          key,
+        }, AbortSignal.timeout(5000));
+      },
+    };
+  };
+  for (const which of ["echo", "kad"] as const) {
+    const name = which === "echo"
+      ? `one hop, raw echo, ${size} nodes`
+      : `one hop, kad GET_VALUE, ${size} nodes`;
+    const record = samples("floor", size, FLOOR_RUNS.warmup, name);
+    Deno.bench({
+      name,
+      group: "floor",
+      ...FLOOR_RUNS,
+      async fn(b) {
+        hop ??= await setUp();
+        b.start();
+        const started = performance.now();
+        await hop[which]();
+        const elapsed = performance.now() - started;
+        b.end();
+        record.ms.push(elapsed);
+        record.requests.push(1);
+      },
+    });
+  }
 }
 
 for (const size of SIZES) {

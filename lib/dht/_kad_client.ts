@@ -12,15 +12,21 @@
  * request to that peer on it; an idle stream is closed after `idleMs`,
  * well within the server's timeout.
  *
+ * {@linkcode KadClient.requestAll} sends several requests to one peer in
+ * one write on its stream (a put's FIND_NODE and PUT_VALUE), and settles
+ * each answer as it is read.
+ *
  * A request that fails on a reused stream (the server or the connection
- * closed it meanwhile) is sent again once on a new stream: every kad
- * request DIM sends is idempotent. A stream whose request timed out or was
+ * closed it meanwhile) is sent again once on a new stream, with the
+ * requests after it that were not answered yet: every kad request DIM
+ * sends is idempotent. A stream whose request timed out or was
  * aborted is reset, never reused, so answers cannot get out of step.
  *
  * @module
  */
 import type { PeerId, Stream } from "@libp2p/interface";
 import type { Multiaddr } from "@multiformats/multiaddr";
+import { concat } from "../platform/bytes.ts";
 import { encodeKadMessage, type KadMessage, KadStreamReader, sendBytes } from "./_kad_wire.ts";
 
 /** What {@linkcode KadClient} needs from a libp2p node. */
@@ -140,15 +146,54 @@ export class KadClient {
    * @throws {Error} If the peer cannot be reached, the stream fails, the
    *   answer is malformed, or the request times out or is aborted.
    */
-  async request(
+  request(
     peer: PeerId,
     addresses: () => Multiaddr[],
     message: KadMessage,
     signal: AbortSignal,
   ): Promise<KadMessage> {
+    return this.requestAll(peer, addresses, [message], signal)[0]!;
+  }
+
+  /**
+   * Sends several requests to one peer back to back, in one write on one
+   * stream, and reads their answers in order (kad-dht's server answers the
+   * requests of a stream one after another). Each answer's promise settles
+   * as soon as that answer is read, so the first can be used while the
+   * peer still works on the next.
+   *
+   * @param peer The peer.
+   * @param addresses Gives addresses to dial when no connection to the peer
+   *   is open; none: the peer store's.
+   * @param messages The requests, in order.
+   * @param signal Aborts the requests.
+   * @returns One promise per request, for its answer; a request whose
+   *   answer did not come rejects (see {@linkcode KadClient.request}).
+   */
+  requestAll(
+    peer: PeerId,
+    addresses: () => Multiaddr[],
+    messages: readonly KadMessage[],
+    signal: AbortSignal,
+  ): Promise<KadMessage>[] {
+    const answers = messages.map(() => Promise.withResolvers<KadMessage>());
+    for (const { promise } of answers) promise.catch(() => {}); // The caller may await only some.
+    this.#run(peer, addresses, messages, answers, signal).catch((cause) => {
+      for (const { reject } of answers) reject(cause);
+    });
+    return answers.map(({ promise }) => promise);
+  }
+
+  async #run(
+    peer: PeerId,
+    addresses: () => Multiaddr[],
+    messages: readonly KadMessage[],
+    answers: readonly PromiseWithResolvers<KadMessage>[],
+    signal: AbortSignal,
+  ): Promise<void> {
     if (this.#closed) throw new DOMException("The kad client is closed", "AbortError");
     signal.throwIfAborted();
-    const bytes = encodeKadMessage(message);
+    const encoded = messages.map(encodeKadMessage);
     const key = peer.toString();
     const controller = new AbortController();
     const deadline = { at: Date.now() + this.#options.timeoutMs, controller };
@@ -156,12 +201,14 @@ export class KadClient {
     const onAbort = (): void => controller.abort(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
     const scope = controller.signal;
+    // The answers read so far: a retry sends only the requests after them.
+    const progress = { answered: 0, answers };
     try {
       const pooled = this.#take(key);
       if (pooled !== undefined) {
-        this.#reused++;
+        this.#reused += encoded.length;
         try {
-          return await this.#exchange(key, pooled, bytes, scope);
+          return await this.#exchange(key, pooled, encoded, progress, scope);
         } catch (cause) {
           if (scope.aborted) throw cause;
           // The stream had gone stale: try once more on a new one.
@@ -174,7 +221,7 @@ export class KadClient {
       });
       this.#streams++;
       const fresh = { stream, reader: new KadStreamReader(stream, this.#options.maxMessageBytes) };
-      return await this.#exchange(key, fresh, bytes, scope);
+      return await this.#exchange(key, fresh, encoded, progress, scope);
     } finally {
       this.#inFlight.delete(deadline);
       signal.removeEventListener("abort", onAbort);
@@ -219,13 +266,16 @@ export class KadClient {
     await Promise.all(idle.map((pooled) => this.#dispose(pooled)));
   }
 
+  // Sends the requests not answered yet in one write and reads their answers.
   async #exchange(
     key: string,
     pooled: Pooled,
-    bytes: Uint8Array,
+    encoded: readonly Uint8Array[],
+    progress: { answered: number; readonly answers: readonly PromiseWithResolvers<KadMessage>[] },
     signal: AbortSignal,
-  ): Promise<KadMessage> {
-    this.#requests++;
+  ): Promise<void> {
+    const pending = encoded.slice(progress.answered);
+    this.#requests += pending.length;
     const { stream, reader } = pooled;
     const onAbort = (): void => {
       stream.abort(
@@ -235,11 +285,13 @@ export class KadClient {
     signal.addEventListener("abort", onAbort, { once: true });
     try {
       signal.throwIfAborted();
-      await sendBytes(stream, bytes, signal);
-      const answer = await reader.next();
-      signal.throwIfAborted();
-      this.#release(key, pooled);
-      return answer;
+      await sendBytes(stream, pending.length === 1 ? pending[0]! : concat(...pending), signal);
+      while (progress.answered < encoded.length) {
+        const answer = await reader.next();
+        signal.throwIfAborted();
+        if (progress.answered === encoded.length - 1) this.#release(key, pooled);
+        progress.answers[progress.answered++]!.resolve(answer);
+      }
     } catch (cause) {
       stream.abort(cause instanceof Error ? cause : new Error(String(cause)));
       await reader.cancel().catch(() => {});

@@ -15,10 +15,12 @@
  * | --- | --- | --- |
  * | `services.dht.routingTable` (`size`, `closestPeers`, `peer:add`/`peer:remove` events) | lookups, `routingTableSize` | kad-dht's public API has no "closest peers of my table"; DIM's lookup starts from them |
  * | `routingTable.kb` (`root`, leaves' `peers`, `toIterable`, `closest`) | {@linkcode installFastClosest} | kad-dht ranks the table per request by sorted insertion: ≈1 ms per request at 100 peers, a quarter of a request's CPU (`_closest.ts`) |
+ * | `services.dht.peerRouting.getClosestPeersOffline` (the closer peers of every answer the server sends) | {@linkcode installFastCloserPeers} | for a key that is not a peer ID it still tried to parse one, and built and caught an error per request, then hashed the key asynchronously: a third of the server's own work per GET_VALUE |
  * | `services.dht.network` (`peer` events, `dispatchEvent`) | {@linkcode filterPeerEvents}, `records.ts` | repeated "peer seen" events cost a peer-store write and a routing-table job each, a fifth of a request's CPU (`_peer_events.ts`); DIM's lookups announce new peers there as kad-dht's own do |
  * | `peerStore` (the one object all components share; `consumePeerRecord` and `has` call `get`/`patch`) | {@linkcode installPeerStoreCache} | a peer-store read per closer peer and a no-op write per stream, a sixth of a request's CPU (`_peer_store_cache.ts`) |
  * | `components.addressManager._updatePeerStoreAddresses.stop` | {@linkcode cancelAddressUpdate} | a 1 s debounced write that outlives `stop()` and would hit a closed database |
  * | a TCP connection's `maConn.socket` and `maConn.sendData` | {@linkcode coalesceWrites} | one `socket.write` per frame chunk: 8–26 writes per request, a third of a small request's CPU (`_coalesce.ts`) |
+ * | `LengthPrefixedDecoder` of `@libp2p/utils` (`decode`, `lengthDecoder`, `buffer`), which Noise frames with | {@linkcode quietLengthDecoders} | the decoder learns that a chunk is used up when its length decoder throws a new `RangeError`; building that error's stack trace for every chunk received was 4% of a DHT get's CPU |
  * | a stream's `Symbol.asyncIterator` | {@linkcode withReliableIteration} | `@libp2p/utils` 7.4.1's iterator can wait for ever when the remote closes early (`_stream.ts`) |
  * | the circuit-relay transport's `reservationStore` (`addRelay`, `reservations`, `relay:removed` events) and `components.addressManager` (`confirmObservedAddr`, `removeObservedAddr`) | {@linkcode relayInternals}, `_relays.ts` | the transport reserves on relays it discovers itself, on the bootstrap list's terms; DIM picks its relays (hop peers spread over /24s) and gives up a reservation when the node turns public |
  * | the relay server's bound `onHop` | {@linkcode relayInternals}, `_relay_server.ts` | the server has no switch: `relayServer: "auto"` offers the hop protocol only while the node is public, by registering and removing that handler |
@@ -48,10 +50,13 @@
  * @module
  */
 import type { PeerId, PeerStore, Stream } from "@libp2p/interface";
+import { LengthPrefixedDecoder } from "@libp2p/utils";
 import type { Multiaddr } from "@multiformats/multiaddr";
 import { DimError } from "../errors.ts";
 import { ClosestIndex, type ClosestOptions, type KBucketLike } from "./_closest.ts";
 import { coalescedSendData, type SendData, type SocketLike } from "./_coalesce.ts";
+import { DHT_K } from "./constants.ts";
+import { kadId } from "./_distance.ts";
 import type { PeerEventFilter } from "./_peer_events.ts";
 import type { PeerStoreCache } from "./_peer_store_cache.ts";
 import { readStream } from "./_stream.ts";
@@ -92,10 +97,25 @@ export interface RoutingTableInternals extends EventTarget {
   closestPeers(kadId: Uint8Array, options: { count: number }): PeerId[];
 }
 
+/** kad-dht's peer routing, as DIM patches it. */
+export interface PeerRoutingInternals {
+  /**
+   * The peers of the routing table closest to a key, with their addresses,
+   * nearest first (and first of all the peer the key names, if it is a
+   * peer ID): the closer peers of every answer the server sends.
+   */
+  getClosestPeersOffline(
+    key: Uint8Array,
+    options?: { signal?: AbortSignal },
+  ): Promise<{ id: PeerId; multiaddrs: Multiaddr[] }[]>;
+}
+
 /** The parts of a kad-dht service DIM uses. */
 export interface KadInternals {
   /** kad-dht's network layer: emits a `peer` event for each peer it learns of. */
   readonly network: EventTarget;
+  /** kad-dht's peer routing, which its request handlers share. */
+  readonly peerRouting: PeerRoutingInternals;
   /** kad-dht's routing table. */
   readonly routingTable: RoutingTableInternals;
 }
@@ -147,6 +167,10 @@ export function checkLibp2pInternals(libp2p: Libp2pLike): Libp2pInternals {
     [dht?.network instanceof EventTarget, "@libp2p/kad-dht: services.dht.network (an EventTarget)"],
     [table instanceof EventTarget, "@libp2p/kad-dht: services.dht.routingTable (an EventTarget)"],
     [typeof table?.size === "number", "@libp2p/kad-dht: routingTable.size"],
+    [
+      typeof dht?.peerRouting?.getClosestPeersOffline === "function",
+      "@libp2p/kad-dht: services.dht.peerRouting.getClosestPeersOffline()",
+    ],
     [typeof table?.closestPeers === "function", "@libp2p/kad-dht: routingTable.closestPeers()"],
     [typeof kb?.closest === "function", "@libp2p/kad-dht: routingTable.kb.closest()"],
     [typeof kb?.toIterable === "function", "@libp2p/kad-dht: routingTable.kb.toIterable()"],
@@ -295,6 +319,48 @@ export function installFastClosest(
 }
 
 /**
+ * Puts a faster equivalent in place of kad-dht's `getClosestPeersOffline`
+ * for keys that cannot be a peer ID: a multihash that could name a peer
+ * starts with the identity (0x00) or SHA-256 (0x12) code, so for any other
+ * first byte (every DIM key starts with `/`) kad-dht's attempt to parse one
+ * can only fail, and is skipped; the key is hashed with the same SHA-256,
+ * synchronously. The rest is kad-dht's: the routing table's closest peers,
+ * each with its peer-store entry, in order. Other keys go to the original.
+ *
+ * @param peerRouting kad-dht's peer routing (changed in place).
+ * @param routingTable kad-dht's routing table.
+ * @param peerStore The peer store.
+ * @returns Nothing.
+ * @example
+ * ```ts ignore
+ * import { checkLibp2pInternals, installFastCloserPeers } from "./_libp2p_internals.ts";
+ *
+ * const { kad, peerStore } = checkLibp2pInternals(libp2p);
+ * installFastCloserPeers(kad.peerRouting, kad.routingTable, peerStore);
+ * ```
+ */
+export function installFastCloserPeers(
+  peerRouting: PeerRoutingInternals,
+  routingTable: RoutingTableInternals,
+  peerStore: PeerStore,
+): void {
+  const original = peerRouting.getClosestPeersOffline.bind(peerRouting);
+  peerRouting.getClosestPeersOffline = async (key, options) => {
+    if (key.length === 0 || key[0] === 0x00 || key[0] === 0x12) return await original(key, options);
+    options?.signal?.throwIfAborted();
+    const output: { id: PeerId; multiaddrs: Multiaddr[] }[] = [];
+    for (const peerId of routingTable.closestPeers(kadId(key), { count: DHT_K })) {
+      try {
+        output.push(await peerStore.getInfo(peerId, options));
+      } catch (cause) {
+        if ((cause as { name?: unknown } | null)?.name !== "NotFoundError") throw cause;
+      }
+    }
+    return output;
+  };
+}
+
+/**
  * Makes `network` drop the `peer` events `filter` does not admit; other
  * events pass unchanged.
  *
@@ -384,6 +450,58 @@ export function withReliableIteration(stream: Stream): Stream {
     value: () => readStream(stream),
   });
   return stream;
+}
+
+/** The parts of `@libp2p/utils`' `LengthPrefixedDecoder` that {@linkcode quietLengthDecoders} uses. */
+interface LengthDecoderInternals {
+  decode(this: LengthDecoderInternals, chunk: unknown): Generator<unknown>;
+  lengthDecoder: ((data: { readonly byteLength: number }) => number) & { quiet?: true };
+  readonly buffer: { readonly byteLength: number };
+}
+
+// Thrown, already built, when nothing is left to decode: no stack trace per chunk.
+const NOTHING_LEFT = new RangeError("Cannot decode a length prefix: no bytes left");
+
+/**
+ * Makes every `LengthPrefixedDecoder` of `@libp2p/utils` (Noise's framing of
+ * each connection) stop without building an error when its buffer is used
+ * up. Its `decode` reads frames until its length decoder throws a
+ * `RangeError` for too few bytes, which for a whole chunk means every
+ * chunk received ends in a new `RangeError`, stack trace and all; the
+ * length decoders DIM's connections use throw that error for an empty
+ * buffer, so a decoder now gets, once, a length decoder that throws one
+ * prepared `RangeError` instead when its buffer is empty. Nothing else
+ * changes: a partial prefix still goes to the original. Idempotent.
+ *
+ * @returns Whether the decoder had the expected shape (it is then patched).
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { quietLengthDecoders } from "./_libp2p_internals.ts";
+ *
+ * assert.equal(quietLengthDecoders(), true);
+ * ```
+ */
+export function quietLengthDecoders(): boolean {
+  const proto = LengthPrefixedDecoder.prototype as unknown as Partial<LengthDecoderInternals> & {
+    decode: LengthDecoderInternals["decode"] & { quiet?: true };
+  };
+  if (typeof proto.decode !== "function") return false;
+  if (proto.decode.quiet === true) return true;
+  const decode = proto.decode;
+  const quiet = function (this: LengthDecoderInternals, chunk: unknown): Generator<unknown> {
+    const inner = this.lengthDecoder;
+    if (typeof inner === "function" && inner.quiet !== true) {
+      const buffer = this.buffer;
+      this.lengthDecoder = Object.assign((data: { readonly byteLength: number }) => {
+        if (data === buffer && buffer.byteLength === 0) throw NOTHING_LEFT;
+        return inner(data);
+      }, { quiet: true as const });
+    }
+    return decode.call(this, chunk);
+  };
+  proto.decode = Object.assign(quiet, { quiet: true as const });
+  return true;
 }
 
 /** A reservation the circuit-relay transport holds, as DIM reads it. */

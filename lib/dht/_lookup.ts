@@ -69,7 +69,12 @@ export interface LookupAnswer {
 export interface LookupQuorum {
   /** How many agreeing answers end the lookup (at least 1). */
   readonly count: number;
-  /** This node's own valid copy, which takes part in choosing the best value. */
+  /**
+   * This node's own valid copy, which takes part in choosing the best value.
+   * It is read when the first answer is taken into account, so a caller may
+   * set it while the first requests are on their way, as long as `ask`
+   * resolves no answer before then.
+   */
   readonly local?: Uint8Array;
   /** The index of the best of several valid values. */
   readonly select: (values: Uint8Array[]) => number;
@@ -329,7 +334,9 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
     // The valid answers so far, and the best value among them and the local
     // copy, kept as answers arrive (the selector ranks two at a time).
     const valued: Candidate[] = [];
-    let best: Uint8Array | undefined = quorum?.local;
+    // No answer counts before the first one: the local copy joins then.
+    let best: Uint8Array | undefined;
+    let localTaken = false;
     const better = (a: Uint8Array, b: Uint8Array): Uint8Array => {
       if (equalBytes(a, b)) return a;
       const index = quorum!.select([a, b]);
@@ -399,6 +406,10 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
     const onAnswer = (candidate: Candidate, answer: LookupAnswer): void => {
       candidate.state = "answered";
       if (quorum === undefined && needed !== undefined) answered.push(candidate);
+      if (!localTaken) {
+        localTaken = true;
+        best = quorum?.local;
+      }
       if (answer.value !== undefined) {
         candidate.value = answer.value;
         valued.push(candidate);

@@ -543,3 +543,16 @@ export const LAN_MEMORY = 256;
  * a slow Wi-Fi and cost an offline node little.
  */
 export const LAN_JOIN_WAIT_MS = 3_000;
+
+/**
+ * How long a node takes a record value it has validated as valid without
+ * checking it again (its signature, its key and its validity period), for
+ * the same key: a get that reads its own copy, and answers equal to it or
+ * to one checked before, then costs no signature check. Validity periods
+ * are checked with a 10-minute clock-skew tolerance, so this moves their
+ * edge by at most this much.
+ */
+export const VALIDATED_MEMORY_MS = 60_000;
+
+/** How many validated record values a node remembers (one per key). */
+export const VALIDATED_ENTRIES = 1_024;

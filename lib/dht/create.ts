@@ -59,18 +59,23 @@ import {
   PEER_STORE_CACHE_TTL_MS,
   RELAY_MAX_STOP_STREAMS,
   RELAY_RESERVE_TIMEOUT_MS,
+  VALIDATED_ENTRIES,
+  VALIDATED_MEMORY_MS,
 } from "./constants.ts";
 import { ensureDataDirectory, loadOrCreateNodeKey } from "./node_key.ts";
 import { DhtRecords } from "./records.ts";
 import type { DhtNodeOptions } from "./types.ts";
 import { applyDenoCompat } from "./_deno_compat.ts";
 import { KadClient } from "./_kad_client.ts";
+import { ValidatedRecords } from "./_validated.ts";
 import {
   checkLibp2pInternals,
   filterPeerEvents,
+  installFastCloserPeers,
   installFastClosest,
   installPeerStoreCache,
   type Libp2pInternals,
+  quietLengthDecoders,
   relayInternals,
 } from "./_libp2p_internals.ts";
 import { createPortMapper } from "../platform/upnp.ts";
@@ -266,6 +271,11 @@ export async function assembleNode(
   try {
     const inner: Datastore = sqlite ?? new MemoryDatastore();
     const datastore = new RecordGuardDatastore(inner, { selectors, clock, log });
+    const validated = new ValidatedRecords({
+      ms: VALIDATED_MEMORY_MS,
+      maxEntries: VALIDATED_ENTRIES,
+      clock,
+    });
     // kad-dht's alpha is per path: share queryConcurrency among them.
     const concurrency = Math.max(1, Math.ceil(queryConcurrency / disjointPaths));
     const gaterTarget: GaterTarget = {};
@@ -301,7 +311,8 @@ export async function assembleNode(
         dht: kadDHT({
           protocol,
           clientMode: false,
-          validators: { ...validators },
+          // kad-dht's handlers check with the same memory as DIM's lookups.
+          validators: validated.wrap(validators),
           selectors: { ...selectors },
           kBucketSize: DHT_K,
           alpha: concurrency,
@@ -326,6 +337,8 @@ export async function assembleNode(
     });
     filterPeerEvents(internals.kad.network, peerEvents);
     installFastClosest(internals.kad.routingTable.kb, internals.kad.routingTable, DHT_K);
+    installFastCloserPeers(internals.kad.peerRouting, internals.kad.routingTable, libp2p.peerStore);
+    if (!quietLengthDecoders()) log("@libp2p/utils' LengthPrefixedDecoder changed: not patched");
     installPeerStoreCache(
       libp2p.peerStore,
       new PeerStoreCache({
@@ -355,6 +368,7 @@ export async function assembleNode(
       datastore,
       validators,
       selectors,
+      validated,
       clock,
       paths: disjointPaths,
       concurrency,

@@ -9,13 +9,17 @@
  * - **put** validates the value, stores it locally (the replay guard of
  *   `_record_guard.ts` refuses to go backwards), then writes it to a
  *   quorum: a lookup that ends once the `PUT_QUORUM` (3) peers closest to
- *   the key have answered and no closer peer is left to ask, and a
- *   PUT_VALUE to each of them. Once all of them have acknowledged, it
- *   returns, and a lookup of the k = 20 closest peers and the PUT_VALUE to
- *   the rest of them run in the background (a stopping node waits for
- *   them, boundedly). If any of the quorum did not acknowledge, the put
- *   sends to the rest of the k closest before it returns. It returns how
- *   many peers acknowledged by then.
+ *   the key have answered and no closer peer is left to ask. Every peer
+ *   that lookup asks may turn out to be one of them, so its FIND_NODE is
+ *   followed at once, on the same stream and in the same write, by the
+ *   PUT_VALUE (`KadClient.requestAll`): the put needs one round trip per
+ *   hop of the lookup, not a lookup and then a round of PUT_VALUEs. Once
+ *   the 3 closest peers the settled lookup found have all acknowledged, it
+ *   returns; the acknowledgements of the other peers it asked, a lookup of
+ *   the k = 20 closest peers and the PUT_VALUE to the rest of them finish
+ *   in the background (a stopping node waits for them, boundedly). If any
+ *   of the quorum did not acknowledge, the put waits for all of that
+ *   before it returns. It returns how many peers acknowledged by then.
  *
  *   Why the quorum is enough to return on: a get asks the peers closest to
  *   the key before any farther one, and ends early only once the closest
@@ -23,13 +27,24 @@
  *   three closest peers of the network, the closest among them, hold the
  *   new record when the put returns, so a get that sees the same network
  *   hears the new record from its first answers, and its selector prefers
- *   it over any older copy farther away. The background replicas add
- *   durability (up to k copies), not visibility.
+ *   it over any older copy farther away. Sending the PUT_VALUE before the
+ *   lookup has settled changes none of this: the put still returns only on
+ *   the acknowledgements of the 3 closest peers of the settled lookup; a
+ *   peer asked on the way that turns out farther simply holds one more
+ *   replica (one the background would have sent it: it is among the k
+ *   closest). The background replicas add durability (up to k copies),
+ *   not visibility.
  * - **get** asks the closest peers until a quorum of them agree (see the
- *   lookup's module documentation), adds the local copy, returns the value
+ *   lookup's module documentation), adds the local copy (read and checked
+ *   while the first requests are on their way), returns the value
  *   the namespace's selector prefers, and sends it to peers that answered
  *   with another one (and over an older local copy).
  * - **closest peers** is a FIND_NODE lookup.
+ *
+ * A value found valid is not checked again for the same key within
+ * `VALIDATED_MEMORY_MS` (`_validated.ts`; kad-dht's handlers share that
+ * memory): a get's local copy and the equal answers of its peers then cost
+ * no signature check. Only the exact bytes found valid are taken.
  *
  * {@linkcode DhtRecords} does no signal or state bookkeeping of its own:
  * `DhtNode` gives every call a signal that ends with the node, the caller's
@@ -58,13 +73,14 @@ import {
 import type { DhtPeer, DhtSelector, DhtValidator } from "./types.ts";
 import { compareXor, kadId } from "./_distance.ts";
 import type { KadClient } from "./_kad_client.ts";
-import { KadMessageType, type KadPeer } from "./_kad_wire.ts";
+import { type KadMessage, KadMessageType, type KadPeer } from "./_kad_wire.ts";
 import type { KadInternals } from "./_libp2p_internals.ts";
 import { BackgroundWork } from "./_background.ts";
 import { lookup, type LookupQuorum, type LookupResult, peerKey } from "./_lookup.ts";
 import type { PeerEventFilter } from "./_peer_events.ts";
 import { describe, dialAddresses, type StartPeer, toPeerId } from "./_peers.ts";
 import { namespaceOf, recordDatastoreKey, type RecordGuardDatastore } from "./_record_guard.ts";
+import type { ValidatedRecords } from "./_validated.ts";
 
 /** What {@linkcode DhtRecords} needs from its node. */
 export interface DhtRecordsInit {
@@ -82,6 +98,8 @@ export interface DhtRecordsInit {
   readonly validators: Readonly<Record<string, DhtValidator>>;
   /** Record selectors by namespace. */
   readonly selectors: Readonly<Record<string, DhtSelector>>;
+  /** The record values validated recently (shared with kad-dht's validators). */
+  readonly validated: ValidatedRecords;
   /** The clock, in ms since the epoch. */
   readonly clock: () => number;
   /** Disjoint paths per lookup. */
@@ -94,6 +112,20 @@ export interface DhtRecordsInit {
   readonly log: (message: string) => void;
 }
 
+/**
+ * A record a put's quorum lookup sends each peer it asks, right after the
+ * FIND_NODE on the same stream.
+ */
+export interface PipelinedStore {
+  /** The serialized libp2p record. */
+  readonly record: Uint8Array;
+  /** Its value, which an acknowledgement echoes. */
+  readonly value: Uint8Array;
+  /** The acknowledgements, by peer key (`peerKey`); filled by the lookup. */
+  readonly stores: Map<string, Promise<boolean>>;
+}
+
+const VALID = Promise.resolve(true);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -143,8 +175,10 @@ export class DhtRecords {
    */
   async validate(key: string, keyBytes: Uint8Array, value: Uint8Array): Promise<void> {
     const validator = this.#init.validators[namespaceOf(keyBytes) ?? ""];
+    if (validator === undefined || this.#init.validated.knows(keyBytes, value)) return;
     try {
-      await validator?.(keyBytes, value);
+      await validator(keyBytes, value);
+      this.#init.validated.remember(keyBytes, value);
     } catch (cause) {
       throw new InvalidRecordError(`Cannot put record ${key}: it is not valid under its key`, {
         cause,
@@ -183,25 +217,44 @@ export class DhtRecords {
       }
       throw cause;
     }
+    // Each peer the quorum lookup asks may be one of the closest: its
+    // FIND_NODE is followed on the same stream by the PUT_VALUE.
+    const stores = new Map<string, Promise<boolean>>();
     const settled = await this.lookup(
       keyBytes,
       KadMessageType.FIND_NODE,
       signal,
       undefined,
       PUT_QUORUM,
+      { record, value, stores },
     );
     const quorum = settled.responses.slice(0, PUT_QUORUM).map(({ peer }) => peer);
-    const stored = await this.#sendAll(quorum, keyBytes, record, signal);
-    const tried = new Set(quorum.map((peer) => peerKey(peer.id)));
+    const acks = await Promise.all(
+      quorum.map((peer) =>
+        stores.get(peerKey(peer.id)) ?? this.#sendRecord(peer, keyBytes, record, value, signal)
+      ),
+    );
+    const stored = acks.filter(Boolean).length;
+    const quorumKeys = new Set(quorum.map((peer) => peerKey(peer.id)));
+    // The PUT_VALUEs sent along to peers outside the quorum are replicas too.
+    const others = [...stores].filter(([key]) => !quorumKeys.has(key)).map(([, ack]) => ack);
+    const tried = new Set([...quorumKeys, ...stores.keys()]);
+    const rest = async (restSignal: AbortSignal): Promise<number> => {
+      const [along, replicated] = await Promise.all([
+        Promise.all(others),
+        this.#replicate(keyBytes, record, value, tried, restSignal),
+      ]);
+      return along.filter(Boolean).length + replicated;
+    };
     if (stored > 0 && stored === quorum.length) {
       this.#background.run((background) =>
-        this.#replicate(keyBytes, record, tried, background).catch((cause) => {
+        rest(background).catch((cause) => {
           this.#init.log(`could not finish the replicas of ${key}: ${describe(cause)}`);
         })
       );
       return stored;
     }
-    return stored + await this.#replicate(keyBytes, record, tried, signal);
+    return stored + await rest(signal);
   }
 
   /**
@@ -224,23 +277,15 @@ export class DhtRecords {
   async #replicate(
     keyBytes: Uint8Array,
     record: Uint8Array,
+    value: Uint8Array,
     tried: ReadonlySet<string>,
     signal: AbortSignal,
   ): Promise<number> {
     const { responses } = await this.lookup(keyBytes, KadMessageType.FIND_NODE, signal);
     const rest = responses.slice(0, DHT_K).map(({ peer }) => peer)
       .filter((peer) => !tried.has(peerKey(peer.id)));
-    return await this.#sendAll(rest, keyBytes, record, signal);
-  }
-
-  async #sendAll(
-    peers: readonly KadPeer[],
-    keyBytes: Uint8Array,
-    record: Uint8Array,
-    signal: AbortSignal,
-  ): Promise<number> {
     const acks = await Promise.all(
-      peers.map((peer) => this.#sendRecord(peer, keyBytes, record, signal)),
+      rest.map((peer) => this.#sendRecord(peer, keyBytes, record, value, signal)),
     );
     return acks.filter(Boolean).length;
   }
@@ -261,12 +306,26 @@ export class DhtRecords {
     quorum: number,
     signal: AbortSignal,
   ): Promise<Uint8Array | undefined> {
-    const local = await this.readLocal(keyBytes, signal);
-    const result = await this.lookup(keyBytes, KadMessageType.GET_VALUE, signal, {
+    // The local copy is read and checked while the first requests are on
+    // their way; the lookup takes no answer into account before it is known.
+    const spec: { count: number; local?: Uint8Array; select: LookupQuorum["select"] } = {
       count: quorum,
-      ...(local === undefined ? {} : { local }),
       select: (values) => this.#select(keyBytes, values),
+    };
+    const localRead = this.readLocal(keyBytes, signal).then((value) => {
+      if (value !== undefined) spec.local = value;
+      return value;
     });
+    const result = await this.lookup(
+      keyBytes,
+      KadMessageType.GET_VALUE,
+      signal,
+      spec,
+      undefined,
+      undefined,
+      localRead.then(() => {}, () => {}),
+    );
+    const local = await localRead;
     const answers = result.responses.filter((response) => response.value !== undefined);
     const values = [...(local === undefined ? [] : [local]), ...answers.map((a) => a.value!)];
     if (values.length === 0) {
@@ -318,12 +377,11 @@ export class DhtRecords {
     if (receivedAt === undefined || this.#init.clock() - receivedAt > RECORD_MAX_AGE_MS) {
       return undefined;
     }
-    try {
-      await this.#init.validators[namespaceOf(keyBytes) ?? ""]?.(keyBytes, record.value);
-    } catch {
-      return undefined;
-    }
-    return record.value;
+    const validator = this.#init.validators[namespaceOf(keyBytes) ?? ""];
+    if (validator === undefined) return record.value;
+    return (await this.#init.validated.isValid(keyBytes, record.value, validator))
+      ? record.value
+      : undefined;
   }
 
   /**
@@ -375,6 +433,11 @@ export class DhtRecords {
    * @param signal Aborts the lookup.
    * @param quorum The end condition of a value lookup.
    * @param settle Ends a FIND_NODE lookup once this many closest peers answered.
+   * @param store A record to send each asked peer right after its request,
+   *   on the same stream; each acknowledgement (true if the peer stored
+   *   it) goes into `stores` under the peer's key.
+   * @param ready Settles once `quorum.local` is final: no answer is taken
+   *   into account before.
    * @returns The lookup's result.
    */
   async lookup(
@@ -383,6 +446,8 @@ export class DhtRecords {
     signal: AbortSignal,
     quorum?: LookupQuorum,
     settle?: number,
+    store?: PipelinedStore,
+    ready?: Promise<void>,
   ): Promise<LookupResult> {
     const { kad, client, self } = this.#init;
     const target = kadId(keyBytes);
@@ -390,16 +455,13 @@ export class DhtRecords {
       .closestPeers(target, { count: DHT_K })
       .map((peerId) => ({ id: peerId.toMultihash().bytes, addrs: [], peerId }));
     // One check per distinct value a lookup is answered with (few: peers
-    // mostly agree).
+    // mostly agree); the local copy was checked as it was read.
     const checked: { value: Uint8Array; valid: Promise<boolean> }[] = [];
     const isValid = (value: Uint8Array): Promise<boolean> => {
+      if (quorum?.local !== undefined && equalBytes(quorum.local, value)) return VALID;
       const known = checked.find((entry) => equalBytes(entry.value, value));
       if (known !== undefined) return known.valid;
-      const validator = this.#init.validators[namespaceOf(keyBytes) ?? ""];
-      const valid = Promise.resolve(validator?.(keyBytes, value)).then(
-        () => validator !== undefined,
-        () => false,
-      );
+      const valid = this.#isValid(keyBytes, value);
       checked.push({ value, valid });
       return valid;
     };
@@ -423,15 +485,39 @@ export class DhtRecords {
       ...(settle === undefined ? {} : { settle }),
       signal,
       ask: async (peer, askSignal) => {
-        const answer = await client.request(
-          toPeerId(peer),
-          () => dialAddresses(peer),
-          { type, key: keyBytes },
-          askSignal,
-        );
+        const request = { type, key: keyBytes };
+        const peerId = toPeerId(peer);
+        const addresses = () => dialAddresses(peer);
+        let answer: KadMessage;
+        if (store === undefined) {
+          answer = await client.request(peerId, addresses, request, askSignal);
+        } else {
+          const putRequest = {
+            type: KadMessageType.PUT_VALUE,
+            key: keyBytes,
+            record: store.record,
+          };
+          const [found, put] = client.requestAll(
+            peerId,
+            addresses,
+            [request, putRequest],
+            askSignal,
+          );
+          store.stores.set(
+            peerKey(peer.id),
+            put!.then((ack) => this.#acknowledged(ack, store.value), (cause) => {
+              if (!askSignal.aborted) {
+                this.#init.log(`could not store the record on a peer: ${describe(cause)}`);
+              }
+              return false;
+            }),
+          );
+          answer = await found!;
+        }
         if (answer.type !== type) {
           throw new ProtocolError(`Cannot read kad answer: type ${answer.type}, not ${type}`);
         }
+        if (ready !== undefined) await ready;
         const closer = answer.closer ?? [];
         let value: Uint8Array | undefined;
         if (type === KadMessageType.GET_VALUE && answer.record !== undefined) {
@@ -444,6 +530,14 @@ export class DhtRecords {
         return value === undefined ? { closer } : { closer, value };
       },
     });
+  }
+
+  // Whether a value is valid under its key by its namespace's validator
+  // (false without one), unless found valid recently.
+  #isValid(keyBytes: Uint8Array, value: Uint8Array): Promise<boolean> {
+    const validator = this.#init.validators[namespaceOf(keyBytes) ?? ""];
+    if (validator === undefined) return Promise.resolve(false);
+    return this.#init.validated.isValid(keyBytes, value, validator);
   }
 
   #select(keyBytes: Uint8Array, values: Uint8Array[]): number {
@@ -474,6 +568,7 @@ export class DhtRecords {
     peer: KadPeer,
     keyBytes: Uint8Array,
     record: Uint8Array,
+    value: Uint8Array,
     signal: AbortSignal,
   ): Promise<boolean> {
     try {
@@ -483,15 +578,22 @@ export class DhtRecords {
         { type: KadMessageType.PUT_VALUE, key: keyBytes, record },
         signal,
       );
-      return answer.type === KadMessageType.PUT_VALUE && answer.record !== undefined &&
-        equalBytes(
-          Libp2pRecord.deserialize(answer.record).value,
-          Libp2pRecord.deserialize(record).value,
-        );
+      return this.#acknowledged(answer, value);
     } catch (cause) {
       if (!signal.aborted) {
         this.#init.log(`could not store the record on a peer: ${describe(cause)}`);
       }
+      return false;
+    }
+  }
+
+  // Whether a PUT_VALUE answer echoes the record of `value`, as kad-dht's
+  // server does once it stored it.
+  #acknowledged(answer: KadMessage, value: Uint8Array): boolean {
+    if (answer.type !== KadMessageType.PUT_VALUE || answer.record === undefined) return false;
+    try {
+      return equalBytes(Libp2pRecord.deserialize(answer.record).value, value);
+    } catch {
       return false;
     }
   }
@@ -508,7 +610,7 @@ export class DhtRecords {
   ): Promise<void> {
     const record = new Libp2pRecord(keyBytes, chosen, new Date(this.#init.clock())).serialize();
     const jobs: Promise<unknown>[] = stale.map((peer) =>
-      this.#sendRecord(peer, keyBytes, record, signal)
+      this.#sendRecord(peer, keyBytes, record, chosen, signal)
     );
     if (local !== undefined && !equalBytes(local, chosen)) {
       jobs.push(

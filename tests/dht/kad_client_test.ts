@@ -108,3 +108,36 @@ Deno.test("a request that gets no answer times out, and an aborted one rejects a
   );
   await kad.close();
 });
+
+Deno.test("requests sent together share one stream and write, and are answered in order", async () => {
+  await using server = await createDhtNode(testNodeOptions());
+  await using node = await createDhtNode(testNodeOptions());
+  // The server answers the first request, then closes: the first answer
+  // still arrives, and the second request fails (a new stream is tried
+  // only when a reused one fails).
+  await serve(server, 1);
+  const kad = client(node);
+  const to = libp2pOf(server).peerId;
+  const addresses = () => libp2pOf(server).getMultiaddrs();
+  const [first, second] = kad.requestAll(to, addresses, [
+    { type: KadMessageType.FIND_NODE, key: new Uint8Array([1]) },
+    { type: KadMessageType.PUT_VALUE, key: new Uint8Array([2]) },
+  ], AbortSignal.timeout(5000));
+  assert.deepEqual([...(await first!).key!], [1]);
+  await assert.rejects(second!);
+  await kad.close();
+
+  await using other = await createDhtNode(testNodeOptions());
+  await serve(other);
+  const again = client(node);
+  const answers = await Promise.all(
+    again.requestAll(libp2pOf(other).peerId, () => libp2pOf(other).getMultiaddrs(), [
+      { type: KadMessageType.FIND_NODE, key: new Uint8Array([1]) },
+      { type: KadMessageType.PUT_VALUE, key: new Uint8Array([2]) },
+      { type: KadMessageType.GET_VALUE, key: new Uint8Array([3]) },
+    ], AbortSignal.timeout(5000)),
+  );
+  assert.deepEqual(answers.map((a) => [a.type, a.key![0]]), [[4, 1], [0, 2], [1, 3]]);
+  assert.deepEqual(again.stats, { requests: 3, streams: 1, reused: 0 });
+  await again.close();
+});

@@ -9,9 +9,12 @@ import {
   CHECKED_VERSIONS,
   checkLibp2pInternals,
   Libp2pInternalsError,
+  quietLengthDecoders,
 } from "../../lib/dht/_libp2p_internals.ts";
+import { kadId } from "../../lib/dht/_distance.ts";
 import { createDhtNode, libp2pOf } from "../../lib/dht/node.ts";
-import { testNodeOptions } from "./_helpers.ts";
+import { LengthPrefixedDecoder } from "@libp2p/utils";
+import { startNetwork, stopAll, testNodeOptions, waitForFullTables } from "./_helpers.ts";
 
 Deno.test("the pinned versions are the ones deno.json imports", async () => {
   const config = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
@@ -79,4 +82,44 @@ Deno.test("a missing internal part fails the check with a clear error", async (t
         err instanceof Libp2pInternalsError && err.message.includes("connection.maConn.socket"),
     );
   });
+});
+
+Deno.test("a patched length-prefixed decoder reads the same frames, whole or split", () => {
+  assert.equal(quietLengthDecoders(), true);
+  assert.equal(quietLengthDecoders(), true);
+  const decoder = new LengthPrefixedDecoder({
+    lengthDecoder: (data: { subarray(): Uint8Array; byteLength: number }) => {
+      if (data.byteLength < 2) throw new RangeError("short");
+      const bytes = data.subarray();
+      return (bytes[0]! << 8) | bytes[1]!;
+    },
+    encodingLength: () => 2,
+  });
+  const frames = (bytes: number[]) =>
+    [...decoder.decode(new Uint8Array(bytes))].map((frame) => [...frame.subarray()]);
+  assert.deepEqual(frames([0, 2, 7, 8, 0, 1, 9]), [[7, 8], [9]]);
+  // A partial length, then the rest.
+  assert.deepEqual(frames([0]), []);
+  assert.deepEqual(frames([1, 5]), [[5]]);
+  assert.deepEqual(frames([0, 3, 1]), []);
+  assert.deepEqual(frames([2, 3]), [[1, 2, 3]]);
+});
+
+Deno.test("the server's closer peers for a DIM key are the routing table's, as kad-dht gives them", async () => {
+  const nodes = await startNetwork(5);
+  try {
+    await waitForFullTables(nodes);
+    const { kad } = checkLibp2pInternals(libp2pOf(nodes[0]!));
+    const key = new TextEncoder().encode("/test/closer");
+    const expected = kad.routingTable.closestPeers(kadId(key), { count: 20 }).map(String);
+    const closer = await kad.peerRouting.getClosestPeersOffline(key);
+    assert.deepEqual(closer.map(({ id }) => id.toString()), expected);
+    assert.ok(closer.every(({ multiaddrs }) => multiaddrs.length > 0));
+    // A key that is a peer ID still names that peer first (kad-dht's own path).
+    const peer = libp2pOf(nodes[3]!).peerId;
+    const named = await kad.peerRouting.getClosestPeersOffline(peer.toMultihash().bytes);
+    assert.equal(named[0]!.id.toString(), peer.toString());
+  } finally {
+    await stopAll(nodes);
+  }
 });

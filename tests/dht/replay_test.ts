@@ -125,6 +125,8 @@ Deno.test("get returns the best answer and corrects the peers that held an older
     // kad-dht corrects only the peers a query asks: make it ask them all.
     await waitForFullTables(nodes);
     await writer.put("/test/repair", testRecord(1));
+    // Every node holds seq 1 (a background replica must not land after the repair).
+    assert.equal(await writer.settled(5_000), true);
     // Only `fresh` learns seq 2.
     assert.equal(await rawPut(reader, fresh, "/test/repair", testRecord(2)), "accepted");
     // Quorum 0: ask every peer, however early the closest agree.
