@@ -539,10 +539,11 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       (m.state === "delivered" || (options.orStored === true && m.state === "stored"));
     return new Promise((resolve, reject) => {
       const check = (event?: Event) => {
-        // Each status event names one message: only its own costs a read.
-        const about = (event as CustomEvent<ChatMessage> | undefined)?.detail?.seq;
-        if (about !== undefined && about !== seq) return;
-        const m = this.profile.message(seq);
+        // Each status event names one message, as it was just read: only
+        // the first check reads it.
+        const detail = (event as CustomEvent<ChatMessage> | undefined)?.detail;
+        if (detail !== undefined && detail.seq !== seq) return;
+        const m = detail ?? this.profile.message(seq);
         if (done(m)) {
           cleanup();
           resolve(m!);

@@ -3,15 +3,35 @@
  * the tables of the stores that will use it), schema versions and
  * migrations, transactions, group commit, and errors worded for people.
  *
- * It is one SQLite file (`node:sqlite`, built into Deno) in WAL mode with
- * `synchronous=FULL`, so a row whose insert returned is on disk: a message is
- * acknowledged to its sender only after its row is committed.
+ * It is one SQLite file (`node:sqlite`, built into Deno) in WAL mode, and a
+ * row whose durable commit returned is on disk: a message is acknowledged to
+ * its sender only after its row is committed.
  *
  * Writes whose loss costs nothing but a repeat (a delivery mark, a message
  * that will be acknowledged only after {@linkcode Connection.sync}) may commit
  * with `{ durable: false }`: such a commit survives a crash of the process
  * but not yet of the machine, until the next durable commit or `sync()`
  * flushes the log. Many messages then share one flush.
+ *
+ * The flush is the connection's own: SQLite runs with `synchronous=NORMAL`
+ * (a commit writes its pages to the `-wal` file, and the file is synced only
+ * at checkpoints and when the log starts over, header first), and a durable
+ * commit or `sync()` then calls `fdatasync` on the `-wal` file, opened beside
+ * SQLite's own handle. That is the one thing `synchronous=FULL` adds to a
+ * commit in WAL mode (SQLite's `walFrames` syncs the log after the commit's
+ * frames; on Unix with power-safe overwrite it pads nothing), so a flushed
+ * commit is as durable as a FULL one, but `sync()` costs one `fdatasync`
+ * instead of a commit of its own, and no commit toggles the pragma. The log
+ * stays the same file while the connection is open (a checkpoint makes
+ * SQLite write it again from its start, or truncate it, never replace it;
+ * it is removed only when the last connection closes). A database that is
+ * not in WAL mode (`:memory:`, a file system without shared memory) keeps
+ * `synchronous=FULL` and flushes with a durable commit.
+ *
+ * Stores may keep what they read in maps from {@linkcode Connection.cache}:
+ * one process holds a data directory's lock, so a store that updates its
+ * map on each of its writes stays right, and the connection empties every
+ * such map when a transaction rolls back.
  *
  * Each store declares its tables as a {@linkcode SchemaPart}; a connection
  * creates only the parts it is opened with (a storage node opens the
@@ -87,7 +107,9 @@ export interface SqlHandle {
    */
   prepare(sql: string): StatementSync;
   /**
-   * Runs SQL without a result.
+   * Runs SQL without a result. SQL run this way may change any row, so the
+   * connection empties the maps of {@linkcode Connection.cache}: the stores
+   * use it only for schema changes, pragmas and rare bulk changes.
    *
    * @param sql One or more statements.
    */
@@ -160,6 +182,67 @@ function applySchema(db: DatabaseSync, parts: readonly SchemaPart[]): void {
   }
 }
 
+/**
+ * The `-wal` file of a database in WAL mode, opened to flush it, or
+ * `undefined` where SQLite must flush it itself (not in WAL mode, in memory,
+ * or the file cannot be opened).
+ */
+function openLog(db: DatabaseSync): Deno.FsFile | undefined {
+  const mode = db.prepare("PRAGMA journal_mode").get() as Row | undefined;
+  if (mode?.journal_mode !== "wal") return undefined;
+  // The name SQLite itself gives the log: the database's full path (after
+  // it resolved links) with "-wal".
+  const main = (db.prepare("PRAGMA database_list").all() as Row[]).find((r) => r.name === "main");
+  const file = typeof main?.file === "string" ? main.file : "";
+  if (file === "") return undefined;
+  try {
+    return Deno.openSync(`${file}-wal`, { read: true });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Maps of rows a store keeps in memory, by name: every store of a kind on a
+ * connection shares one. Each is bounded: the oldest entry goes first.
+ */
+class Caches {
+  readonly #maps = new Map<string, Map<unknown, unknown>>();
+
+  get<K, V>(name: string): Map<K, V> {
+    let map = this.#maps.get(name);
+    if (map === undefined) {
+      map = new Map();
+      this.#maps.set(name, map);
+    }
+    return map as Map<K, V>;
+  }
+
+  clear(): void {
+    for (const map of this.#maps.values()) map.clear();
+  }
+}
+
+/**
+ * Keeps `value` under `key` in a map from {@linkcode Connection.cache},
+ * dropping the oldest entries beyond `limit`.
+ *
+ * @param map The map.
+ * @param key The key.
+ * @param value The value.
+ * @param limit The most entries the map keeps.
+ * @returns `value`.
+ */
+export function remember<K, V>(map: Map<K, V>, key: K, value: V, limit: number): V {
+  map.delete(key);
+  map.set(key, value);
+  for (const oldest of map.keys()) {
+    if (map.size <= limit) break;
+    map.delete(oldest);
+  }
+  return value;
+}
+
 /** One SQLite connection. Not safe to share between processes without the data-dir lock. */
 export class Connection implements Disposable {
   #db: DatabaseSync;
@@ -167,9 +250,13 @@ export class Connection implements Disposable {
   #inTransaction = false;
   /** Commits made without a flush of the log since the last flush. */
   #unsynced = false;
+  /** The `-wal` file this connection flushes itself, if it does. */
+  #log: Deno.FsFile | undefined;
+  readonly #caches = new Caches();
 
-  private constructor(db: DatabaseSync) {
+  private constructor(db: DatabaseSync, log: Deno.FsFile | undefined) {
     this.#db = db;
+    this.#log = log;
   }
 
   /**
@@ -183,6 +270,7 @@ export class Connection implements Disposable {
    */
   static open(path: string, parts: readonly SchemaPart[]): Connection {
     let db: DatabaseSync | undefined;
+    let log: Deno.FsFile | undefined;
     try {
       privateSqliteFile(path);
       db = new DatabaseSync(path);
@@ -191,14 +279,18 @@ export class Connection implements Disposable {
       db.exec("PRAGMA synchronous = FULL");
       db.exec("PRAGMA foreign_keys = ON");
       applySchema(db, parts);
+      // The log exists now: the schema's reads opened it.
+      log = openLog(db);
+      if (log !== undefined) db.exec("PRAGMA synchronous = NORMAL");
     } catch (cause) {
+      log?.close();
       try {
         db?.close();
       } catch { /* already failing */ }
       if (cause instanceof StorageError) throw cause;
       throw storageError(`open database ${path}`, cause, whyUnopenable(path, cause));
     }
-    return new Connection(db);
+    return new Connection(db, log);
   }
 
   // Compiling SQL costs more than running these small statements: each is
@@ -213,8 +305,16 @@ export class Connection implements Disposable {
       }
       return statement;
     },
-    exec: (sql: string): void => this.#db.exec(sql),
+    exec: (sql: string): void => {
+      this.#caches.clear();
+      this.#db.exec(sql);
+    },
   };
+
+  /** Runs a statement of the connection's own (a transaction's), with errors worded for people. */
+  #exec(action: string, sql: string): void {
+    this.run(action, () => this.#db.exec(sql));
+  }
 
   /**
    * Runs statements, with errors worded for people.
@@ -235,6 +335,31 @@ export class Connection implements Disposable {
   }
 
   /**
+   * A map, by name, for rows a store keeps in memory: every call with the
+   * same name on this connection gets the same map, so two stores of a kind
+   * see each other's updates. The connection empties it when a transaction
+   * rolls back (a store may have updated it inside) and when it closes; a
+   * store updates it after each of its writes succeeds, and empties it when
+   * it cannot tell which entries a write changed. Bound it with
+   * {@linkcode remember}.
+   *
+   * @param name The map's name, e.g. the table's.
+   * @returns The map.
+   */
+  cache<K, V>(name: string): Map<K, V> {
+    return this.#caches.get<K, V>(name);
+  }
+
+  /**
+   * Whether the connection flushes the `-wal` file itself (see the module
+   * doc): a database in WAL mode on disk. Otherwise SQLite flushes each
+   * durable commit, and `sync()` makes one.
+   */
+  get flushesLog(): boolean {
+    return this.#log !== undefined;
+  }
+
+  /**
    * Runs `fn` in one write transaction: all of it is committed, or none.
    *
    * @param fn The work; its return value is returned.
@@ -243,31 +368,52 @@ export class Connection implements Disposable {
    *   and one of the machine once {@linkcode Connection.sync} or a later durable
    *   commit has run. Nested calls join the outer transaction and its mode.
    * @returns What `fn` returned.
-   * @throws {StorageError} If the commit fails; whatever `fn` throws is rethrown after rollback.
+   * @throws {StorageError} If the commit or its flush fails; whatever `fn`
+   *   throws is rethrown after rollback.
    */
   transaction<T>(fn: () => T, options: TransactionOptions = {}): T {
     if (this.#inTransaction) return fn();
     const durable = options.durable ?? true;
-    if (!durable) this.run("begin transaction", (db) => db.exec("PRAGMA synchronous = NORMAL"));
+    // Without its own flush, the connection has SQLite flush a durable
+    // commit (FULL) and skip it for the others.
+    const toggle = !durable && this.#log === undefined;
+    if (toggle) this.#exec("begin transaction", "PRAGMA synchronous = NORMAL");
     try {
-      this.run("begin transaction", (db) => db.exec("BEGIN IMMEDIATE"));
+      this.#exec("begin transaction", "BEGIN IMMEDIATE");
       this.#inTransaction = true;
+      let out: T;
       try {
-        const out = fn();
-        this.run("commit", (db) => db.exec("COMMIT"));
-        this.#unsynced = !durable;
-        return out;
+        out = fn();
+        this.#exec("commit", "COMMIT");
       } catch (err) {
         try {
           this.#db.exec("ROLLBACK");
         } catch { /* the failed statement may have rolled back already */ }
+        // Whatever a store kept in memory inside may not be in the file.
+        this.#caches.clear();
         throw err;
       } finally {
         this.#inTransaction = false;
       }
+      if (!durable) this.#unsynced = true;
+      else if (this.#log !== undefined) this.#flush("commit");
+      else this.#unsynced = false;
+      return out;
     } finally {
-      if (!durable && !this.#closed) this.#db.exec("PRAGMA synchronous = FULL");
+      if (toggle && !this.#closed) this.#db.exec("PRAGMA synchronous = FULL");
     }
+  }
+
+  /** Flushes the log: every commit so far is then on disk. */
+  #flush(action: string): void {
+    if (this.#closed) throw new StorageError(`Cannot ${action}: the database is closed`);
+    try {
+      this.#log!.syncDataSync();
+    } catch (cause) {
+      this.#unsynced = true;
+      throw storageError(action, cause);
+    }
+    this.#unsynced = false;
   }
 
   /**
@@ -279,6 +425,10 @@ export class Connection implements Disposable {
    */
   sync(): void {
     if (!this.#unsynced) return;
+    if (this.#log !== undefined) {
+      this.#flush("flush");
+      return;
+    }
     // A durable commit flushes the whole log, the earlier commits with it;
     // it must change a page, or SQLite has nothing to write and flush.
     this.transaction(() =>
@@ -288,13 +438,20 @@ export class Connection implements Disposable {
            ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1`,
         ).run())
     );
+    // The settings store keeps the meta table's values in this map.
+    this.#caches.get("meta").delete("flushes");
   }
 
   /** Closes the connection. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#db.close();
+    this.#caches.clear();
+    try {
+      this.#log?.close();
+    } finally {
+      this.#db.close();
+    }
   }
 
   /** Closes the connection. */

@@ -23,7 +23,14 @@
  * @module
  */
 import type { ContactLookup } from "../messaging/storage.ts";
-import { blob, type Connection, optionalBlob, type Row, type SchemaPart } from "./connection.ts";
+import {
+  blob,
+  type Connection,
+  optionalBlob,
+  remember,
+  type Row,
+  type SchemaPart,
+} from "./connection.ts";
 
 /** The `contacts` table. */
 export const CONTACTS_SCHEMA: SchemaPart = {
@@ -74,8 +81,11 @@ export interface StoredContact {
   readonly lastSeen?: number;
 }
 
+/** The most contacts (and absent names or IDs) kept in memory. */
+const CACHED_CONTACTS = 512;
+
 function toContact(r: Row): StoredContact {
-  return {
+  return Object.freeze({
     name: String(r.name),
     userId: String(r.user_id),
     signingPublicKey: blob(r.signing_key),
@@ -88,12 +98,21 @@ function toContact(r: Row): StoredContact {
     changedEncryptionKey: optionalBlob(r.changed_encryption_key),
     addedAt: Number(r.added_at),
     lastSeen: Number(r.last_seen),
-  };
+  });
 }
 
-/** The `contacts` table on a shared connection. */
+/**
+ * The `contacts` table on a shared connection. Contacts are read for every
+ * message (its sender's pinned key), so the ones read are kept in memory, by
+ * name and by user ID (a miss too: strangers write as well), and every write
+ * here updates or empties that copy.
+ */
 export class ContactStore implements ContactLookup {
   readonly #conn: Connection;
+  /** Contacts read, by name; `null` for a name that is none. */
+  readonly #byName: Map<string, StoredContact | null>;
+  /** Contacts read, by user ID; `null` for a user who is not one. */
+  readonly #byId: Map<string, StoredContact | null>;
 
   /**
    * Uses a connection opened with {@linkcode CONTACTS_SCHEMA}.
@@ -102,6 +121,25 @@ export class ContactStore implements ContactLookup {
    */
   constructor(conn: Connection) {
     this.#conn = conn;
+    this.#byName = conn.cache("contacts by name");
+    this.#byId = conn.cache("contacts by id");
+  }
+
+  /** Keeps a row read (or its absence) under the key it was read by, and the other. */
+  #keep(map: Map<string, StoredContact | null>, key: string, r: Row | undefined) {
+    const contact = r === undefined ? null : toContact(r);
+    remember(map, key, contact, CACHED_CONTACTS);
+    if (contact !== null) {
+      remember(this.#byName, contact.name, contact, CACHED_CONTACTS);
+      remember(this.#byId, contact.userId, contact, CACHED_CONTACTS);
+    }
+    return contact ?? undefined;
+  }
+
+  /** Forgets every contact kept: a write changed rows by name, maybe IDs too. */
+  #forget(): void {
+    this.#byName.clear();
+    this.#byId.clear();
   }
 
   /**
@@ -110,31 +148,35 @@ export class ContactStore implements ContactLookup {
    * @param c The contact.
    */
   upsert(c: StoredContact): void {
-    this.#conn.run("save contact", (db) =>
-      db.prepare(
-        `INSERT INTO contacts (name, user_id, signing_key, encryption_key, display_name, peer_id,
-           addresses, card_seq, verified, changed_encryption_key, added_at, last_seen)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET user_id = excluded.user_id,
-           signing_key = excluded.signing_key, encryption_key = excluded.encryption_key,
-           display_name = excluded.display_name, peer_id = excluded.peer_id,
-           addresses = excluded.addresses, card_seq = excluded.card_seq,
-           verified = excluded.verified, changed_encryption_key = excluded.changed_encryption_key,
-           last_seen = excluded.last_seen`,
-      ).run(
-        c.name,
-        c.userId,
-        c.signingPublicKey,
-        c.encryptionPublicKey,
-        c.displayName ?? "",
-        c.peerId ?? "",
-        JSON.stringify(c.addresses ?? []),
-        c.cardSeq ?? 0,
-        c.verified ? 1 : 0,
-        c.changedEncryptionKey ?? null,
-        c.addedAt ?? Date.now(),
-        c.lastSeen ?? 0,
-      ));
+    try {
+      this.#conn.run("save contact", (db) =>
+        db.prepare(
+          `INSERT INTO contacts (name, user_id, signing_key, encryption_key, display_name, peer_id,
+             addresses, card_seq, verified, changed_encryption_key, added_at, last_seen)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (name) DO UPDATE SET user_id = excluded.user_id,
+             signing_key = excluded.signing_key, encryption_key = excluded.encryption_key,
+             display_name = excluded.display_name, peer_id = excluded.peer_id,
+             addresses = excluded.addresses, card_seq = excluded.card_seq,
+             verified = excluded.verified, changed_encryption_key = excluded.changed_encryption_key,
+             last_seen = excluded.last_seen`,
+        ).run(
+          c.name,
+          c.userId,
+          c.signingPublicKey,
+          c.encryptionPublicKey,
+          c.displayName ?? "",
+          c.peerId ?? "",
+          JSON.stringify(c.addresses ?? []),
+          c.cardSeq ?? 0,
+          c.verified ? 1 : 0,
+          c.changedEncryptionKey ?? null,
+          c.addedAt ?? Date.now(),
+          c.lastSeen ?? 0,
+        ));
+    } finally {
+      this.#forget();
+    }
   }
 
   /**
@@ -144,11 +186,13 @@ export class ContactStore implements ContactLookup {
    * @returns The contact, or `undefined`.
    */
   get(name: string): StoredContact | undefined {
+    const kept = this.#byName.get(name);
+    if (kept !== undefined) return kept ?? undefined;
     const r = this.#conn.run(
       "read contact",
       (db) => db.prepare("SELECT * FROM contacts WHERE name = ?").get(name),
     ) as Row | undefined;
-    return r === undefined ? undefined : toContact(r);
+    return this.#keep(this.#byName, name, r);
   }
 
   /**
@@ -158,11 +202,13 @@ export class ContactStore implements ContactLookup {
    * @returns The contact, or `undefined`.
    */
   getById(userId: string): StoredContact | undefined {
+    const kept = this.#byId.get(userId);
+    if (kept !== undefined) return kept ?? undefined;
     const r = this.#conn.run(
       "read contact",
       (db) => db.prepare("SELECT * FROM contacts WHERE user_id = ?").get(userId),
     ) as Row | undefined;
-    return r === undefined ? undefined : toContact(r);
+    return this.#keep(this.#byId, userId, r);
   }
 
   /**
@@ -185,11 +231,15 @@ export class ContactStore implements ContactLookup {
    * @returns Whether a contact was removed.
    */
   remove(name: string): boolean {
-    const r = this.#conn.run(
-      "remove contact",
-      (db) => db.prepare("DELETE FROM contacts WHERE name = ?").run(name),
-    );
-    return Number(r.changes) > 0;
+    try {
+      const r = this.#conn.run(
+        "remove contact",
+        (db) => db.prepare("DELETE FROM contacts WHERE name = ?").run(name),
+      );
+      return Number(r.changes) > 0;
+    } finally {
+      this.#forget();
+    }
   }
 
   /**
@@ -203,5 +253,10 @@ export class ContactStore implements ContactLookup {
       "update contact",
       (db) => db.prepare("UPDATE contacts SET last_seen = ? WHERE user_id = ?").run(at, userId),
     );
+    const kept = this.#byId.get(userId);
+    if (kept == null) return;
+    const seen = Object.freeze({ ...kept, lastSeen: at });
+    remember(this.#byId, userId, seen, CACHED_CONTACTS);
+    remember(this.#byName, seen.name, seen, CACHED_CONTACTS);
   }
 }

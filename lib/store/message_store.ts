@@ -53,7 +53,7 @@ import type {
   StoredMessage,
 } from "../messaging/storage.ts";
 import { CONTROL_CONTENT_TYPE_MAX, CONTROL_CONTENT_TYPE_MIN } from "../messaging/constants.ts";
-import { blob, type Connection, type Row, type SchemaPart } from "./connection.ts";
+import { blob, type Connection, remember, type Row, type SchemaPart } from "./connection.ts";
 
 /** How a row's body is kept (the `body_format` column). */
 export const BODY_FORMAT = {
@@ -100,6 +100,14 @@ const SHOWN =
  */
 const CLEARED_LENGTH = 28;
 
+/**
+ * The most messages kept in memory, and the longest body kept: a message
+ * is read again right after it is written (its state, by the sender; the
+ * chat shows it), and file parts need not stay.
+ */
+const CACHED_MESSAGES = 128;
+const CACHED_BODY_LENGTH = 16 * 1024;
+
 /** The associated data of a row's sealed body: what binds it to the row. */
 function bodyLabel(direction: MessageDirection, peer: string, id: Uint8Array): string {
   return `message:${direction}:${peer}:${toHex(id)}`;
@@ -113,6 +121,11 @@ function bodyLabel(direction: MessageDirection, peer: string, id: Uint8Array): s
 export class MessageStore implements HistoryStorage {
   readonly #conn: Connection;
   #box: HistoryBox | undefined;
+  /**
+   * The messages last written or read by number, opened: shared by every
+   * history on the connection, updated by each write here.
+   */
+  readonly #bySeq: Map<number, StoredMessage>;
 
   /**
    * Uses a connection opened with {@linkcode MESSAGES_SCHEMA}.
@@ -121,6 +134,14 @@ export class MessageStore implements HistoryStorage {
    */
   constructor(conn: Connection) {
     this.#conn = conn;
+    this.#bySeq = conn.cache("messages by seq");
+  }
+
+  /** Keeps a message as it now is in the file; returns it. */
+  #remember(m: StoredMessage): StoredMessage {
+    if (m.body.length <= CACHED_BODY_LENGTH) remember(this.#bySeq, m.seq, m, CACHED_MESSAGES);
+    else this.#bySeq.delete(m.seq);
+    return m;
   }
 
   /**
@@ -208,6 +229,19 @@ export class MessageStore implements HistoryStorage {
         kept.format,
       ));
     if (Number(r.changes) === 0) return undefined;
+    this.#remember({
+      seq: Number(r.lastInsertRowid),
+      id: m.id.slice(),
+      peer: m.peer,
+      direction: "in",
+      sentAt: m.sentAt,
+      receivedAt: m.receivedAt,
+      contentType: m.contentType,
+      body: m.body.slice(),
+      state: "received",
+      via: m.via,
+      protection: m.protection,
+    });
     return { ...m, seq: Number(r.lastInsertRowid), direction: "in", state: "received" };
   }
 
@@ -235,6 +269,19 @@ export class MessageStore implements HistoryStorage {
         m.protection,
         kept.format,
       ));
+    this.#remember({
+      seq: Number(r.lastInsertRowid),
+      id: m.id.slice(),
+      peer: m.peer,
+      direction: "out",
+      sentAt: m.sentAt,
+      receivedAt: m.receivedAt,
+      contentType: m.contentType,
+      body: m.body.slice(),
+      state: "pending",
+      via: "direct",
+      protection: m.protection,
+    });
     return {
       ...m,
       seq: Number(r.lastInsertRowid),
@@ -277,6 +324,7 @@ export class MessageStore implements HistoryStorage {
     const box = this.#box;
     if (box === undefined) throw new StorageError("Cannot seal the history: it is locked");
     this.#conn.run("clean up history", (db) => db.exec("PRAGMA secure_delete = ON"));
+    this.#bySeq.clear();
     try {
       const sealed = this.#conn.transaction(() =>
         this.#conn.run("seal history", (db) => {
@@ -324,6 +372,7 @@ export class MessageStore implements HistoryStorage {
    * @throws {StorageError} If the commit fails.
    */
   deleteSealed(): number {
+    this.#bySeq.clear();
     return this.#conn.transaction(() =>
       this.#conn.run("delete history", (db) => {
         const outbox = db.prepare(
@@ -366,11 +415,38 @@ export class MessageStore implements HistoryStorage {
    * @returns The message, or `undefined`.
    */
   get(seq: number): StoredMessage | undefined {
+    // A history without the key reads the file, which refuses sealed bodies.
+    const kept = this.#box === undefined ? undefined : this.#bySeq.get(seq);
+    if (kept !== undefined) return kept;
     const r = this.#conn.run(
       "read message",
       (db) => db.prepare("SELECT * FROM messages WHERE seq = ?").get(seq),
     ) as Row | undefined;
-    return r === undefined ? undefined : this.#toMessage(r);
+    return r === undefined ? undefined : this.#remember(this.#toMessage(r));
+  }
+
+  /**
+   * Moves a message's delivery state (the outbox does, on an
+   * acknowledgement or a mailbox copy).
+   *
+   * @param seq The local sequence number.
+   * @param state The new state.
+   * @param from Only if the message is in this state now. Default: any.
+   */
+  setState(seq: number, state: MessageState, from?: MessageState): void {
+    const r = this.#conn.run(
+      "update message",
+      (db) =>
+        from === undefined
+          ? db.prepare("UPDATE messages SET state = ? WHERE seq = ?").run(state, seq)
+          : db.prepare("UPDATE messages SET state = ? WHERE seq = ? AND state = ?").run(
+            state,
+            seq,
+            from,
+          ),
+    );
+    const kept = this.#bySeq.get(seq);
+    if (kept !== undefined && Number(r.changes) > 0) this.#remember({ ...kept, state });
   }
 
   /**
@@ -380,6 +456,7 @@ export class MessageStore implements HistoryStorage {
    * @param protection How its content is protected.
    */
   setProtection(seq: number, protection: MessageProtection): void {
+    this.#bySeq.delete(seq);
     this.#conn.run(
       "update message",
       (db) =>
@@ -460,6 +537,7 @@ export class MessageStore implements HistoryStorage {
     // An empty body, sealed as any other: a clear one would make the profile
     // reseal (and rebuild) the file.
     const kept = this.#keep(row.direction, row.peer, row.id, new Uint8Array(0));
+    this.#bySeq.delete(seq);
     this.#conn.run(
       "update message",
       (db) =>

@@ -31,7 +31,7 @@ import type {
   OutboxStorage,
   StoredMessage,
 } from "../messaging/storage.ts";
-import { blob, type Connection, type Row, type SchemaPart } from "./connection.ts";
+import { blob, type Connection, remember, type Row, type SchemaPart } from "./connection.ts";
 import { MessageStore } from "./message_store.ts";
 
 /** The `outbox` table; it refers to the `messages` table of the same file. */
@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_by_recipient ON outbox (recipient, message_seq);`,
 };
+
+/** The most recipients whose last queued message is kept in memory. */
+const CACHED_RECIPIENTS = 1024;
 
 function toOutbox(r: Row): OutboxEntry {
   return {
@@ -74,6 +77,14 @@ export class OutboxStore implements OutboxStorage {
   readonly #messages: MessageStore;
 
   /**
+   * No recipient's entry has a larger message number than its value here
+   * (an entry's number never changes, and new messages get larger ones):
+   * a delivery asks for entries after the last one it sent, and most often
+   * there is none, which this tells without a query.
+   */
+  readonly #lastSeq: Map<string, number>;
+
+  /**
    * Uses a connection opened with the messages' and the outbox's schemas.
    *
    * @param conn The connection.
@@ -83,6 +94,7 @@ export class OutboxStore implements OutboxStorage {
   constructor(conn: Connection, messages: MessageStore = new MessageStore(conn)) {
     this.#conn = conn;
     this.#messages = messages;
+    this.#lastSeq = conn.cache("outbox last seq");
   }
 
   /**
@@ -101,6 +113,7 @@ export class OutboxStore implements OutboxStorage {
           `INSERT INTO outbox (message_seq, recipient, envelope, envelope_hash, next_attempt_at)
            VALUES (?, ?, ?, ?, ?)`,
         ).run(message.seq, m.peer, envelope, envelopeHash, m.receivedAt));
+      if (this.#lastSeq.has(m.peer)) this.#lastSeq.set(m.peer, message.seq);
       return message;
     });
   }
@@ -132,6 +145,19 @@ export class OutboxStore implements OutboxStorage {
    * @returns The entries.
    */
   after(recipient: string, afterSeq: number, limit: number): OutboxEntry[] {
+    let last = this.#lastSeq.get(recipient);
+    if (last === undefined) {
+      const r = this.#conn.run(
+        "read outbox",
+        (db) =>
+          db.prepare("SELECT MAX(message_seq) AS last FROM outbox WHERE recipient = ?").get(
+            recipient,
+          ),
+      ) as Row | undefined;
+      last = Number(r?.last ?? 0);
+      remember(this.#lastSeq, recipient, last, CACHED_RECIPIENTS);
+    }
+    if (afterSeq >= last) return [];
     const rows = this.#conn.run("read outbox", (db) =>
       db.prepare(
         `SELECT * FROM outbox WHERE recipient = ? AND message_seq > ?
@@ -233,12 +259,7 @@ export class OutboxStore implements OutboxStorage {
         db.prepare(
           "UPDATE outbox SET stored_offline = MAX(stored_offline, ?) WHERE message_seq = ?",
         ).run(time, messageSeq));
-      this.#conn.run(
-        "update message",
-        (db) =>
-          db.prepare("UPDATE messages SET state = 'stored' WHERE seq = ? AND state = 'pending'")
-            .run(messageSeq),
-      );
+      this.#messages.setState(messageSeq, "stored", "pending");
     });
   }
 
@@ -270,21 +291,15 @@ export class OutboxStore implements OutboxStorage {
   markDelivered(recipient: string, envelopeHash: Uint8Array): number | undefined {
     return this.#conn.transaction(() => {
       const row = this.#conn.run(
-        "read outbox",
+        "update outbox",
         (db) =>
-          db.prepare("SELECT message_seq FROM outbox WHERE envelope_hash = ? AND recipient = ?")
-            .get(envelopeHash, recipient),
+          db.prepare(
+            "DELETE FROM outbox WHERE envelope_hash = ? AND recipient = ? RETURNING message_seq",
+          ).get(envelopeHash, recipient),
       ) as Row | undefined;
       if (row === undefined) return undefined;
       const seq = Number(row.message_seq);
-      this.#conn.run(
-        "update outbox",
-        (db) => db.prepare("DELETE FROM outbox WHERE message_seq = ?").run(seq),
-      );
-      this.#conn.run(
-        "update message",
-        (db) => db.prepare("UPDATE messages SET state = 'delivered' WHERE seq = ?").run(seq),
-      );
+      this.#messages.setState(seq, "delivered");
       return seq;
     });
   }

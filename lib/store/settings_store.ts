@@ -19,7 +19,7 @@
  * @module
  */
 import type { SettingsStorage } from "../messaging/storage.ts";
-import { blob, type Connection, type Row, type SchemaPart } from "./connection.ts";
+import { blob, type Connection, remember, type Row, type SchemaPart } from "./connection.ts";
 
 /** The `secrets` table (the `meta` table comes with every connection). */
 export const SECRETS_SCHEMA: SchemaPart = {
@@ -27,9 +27,18 @@ export const SECRETS_SCHEMA: SchemaPart = {
   sql: "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);",
 };
 
-/** The `meta` and `secrets` tables on a shared connection. */
+/** The most settings kept in memory. */
+const CACHED_SETTINGS = 256;
+
+/**
+ * The `meta` and `secrets` tables on a shared connection. Settings read or
+ * written are kept in memory (some are read with every message, e.g. the
+ * session manager's save counter).
+ */
 export class SettingsStore implements SettingsStorage {
   readonly #conn: Connection;
+  /** Settings read or written, by key; `null` for a key that has none. */
+  readonly #meta: Map<string, string | null>;
 
   /**
    * Uses a connection opened with {@linkcode SECRETS_SCHEMA}.
@@ -38,6 +47,7 @@ export class SettingsStore implements SettingsStorage {
    */
   constructor(conn: Connection) {
     this.#conn = conn;
+    this.#meta = conn.cache("meta");
   }
 
   /**
@@ -47,11 +57,14 @@ export class SettingsStore implements SettingsStorage {
    * @returns Its value, or `undefined`.
    */
   get(key: string): string | undefined {
+    const kept = this.#meta.get(key);
+    if (kept !== undefined) return kept ?? undefined;
     const r = this.#conn.run(
       "read setting",
       (db) => db.prepare("SELECT value FROM meta WHERE key = ?").get(key),
     ) as Row | undefined;
-    return r === undefined ? undefined : String(r.value);
+    const value = r === undefined ? null : String(r.value);
+    return remember(this.#meta, key, value, CACHED_SETTINGS) ?? undefined;
   }
 
   /**
@@ -65,6 +78,7 @@ export class SettingsStore implements SettingsStorage {
       db.prepare(
         "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       ).run(key, value));
+    remember(this.#meta, key, value, CACHED_SETTINGS);
   }
 
   /**

@@ -74,23 +74,50 @@ Deno.test("a storage node upgrades a user's version-1 file for the user too", ()
   });
 });
 
-Deno.test("a commit made without a flush is flushed by sync(), once", () => {
+/**
+ * Runs `fn` counting flushes of files (`fdatasync`) by the process; passes
+ * it the files flushed so far.
+ */
+function countingFlushes(fn: (flushed: Deno.FsFile[]) => void): void {
+  const original = Deno.FsFile.prototype.syncDataSync;
+  const flushed: Deno.FsFile[] = [];
+  Deno.FsFile.prototype.syncDataSync = function (this: Deno.FsFile) {
+    flushed.push(this);
+    return original.call(this);
+  };
+  try {
+    fn(flushed);
+  } finally {
+    Deno.FsFile.prototype.syncDataSync = original;
+  }
+}
+
+Deno.test("a commit made without a flush is flushed by sync(), once: one fdatasync of the log", () => {
   inTempDir((dir) => {
     using db = UserStore.open(`${dir}/dim.db`);
-    const flushes = () => Number(db.settings.get("flushes") ?? 0);
-    db.sync();
-    assert.equal(flushes(), 0, "nothing to flush");
-    db.transaction(() => db.messages.insertIncoming(msg(1, 1)), { durable: false });
-    db.transaction(() => db.messages.insertIncoming(msg(2, 2)), { durable: false });
-    db.sync();
-    assert.equal(flushes(), 1, "one flush for both commits");
-    db.sync();
-    assert.equal(flushes(), 1, "flushed already");
-    db.transaction(() => db.messages.insertIncoming(msg(3, 3)), { durable: false });
-    db.transaction(() => db.messages.insertIncoming(msg(4, 4)));
-    db.sync();
-    assert.equal(flushes(), 1, "a durable commit flushed the earlier one too");
-    // A rolled-back lazy transaction leaves nothing behind and the mode restored.
+    assert.equal(db.connection.flushesLog, true);
+    countingFlushes((flushed) => {
+      db.sync();
+      assert.equal(flushed.length, 0, "nothing to flush");
+      db.transaction(() => db.messages.insertIncoming(msg(1, 1)), { durable: false });
+      db.transaction(() => db.messages.insertIncoming(msg(2, 2)), { durable: false });
+      assert.equal(flushed.length, 0, "commits without a flush");
+      db.sync();
+      assert.equal(flushed.length, 1, "one flush for both commits");
+      db.sync();
+      assert.equal(flushed.length, 1, "flushed already");
+      db.transaction(() => db.messages.insertIncoming(msg(3, 3)), { durable: false });
+      db.transaction(() => db.messages.insertIncoming(msg(4, 4)));
+      assert.equal(flushed.length, 2, "a durable commit is flushed when it returns");
+      db.sync();
+      assert.equal(flushed.length, 2, "a durable commit flushed the earlier one too");
+    });
+    // No commit makes a flush of its own: no meta row, no pragma toggled.
+    assert.equal(db.settings.get("flushes"), undefined);
+    const synchronous = () =>
+      db.connection.run("read", (h) => h.prepare("PRAGMA synchronous").get())?.synchronous;
+    assert.equal(synchronous(), 1, "NORMAL: the connection flushes the log itself");
+    // A rolled-back lazy transaction leaves nothing behind.
     assert.throws(
       () =>
         db.transaction(() => {
@@ -99,9 +126,83 @@ Deno.test("a commit made without a flush is flushed by sync(), once", () => {
         }, { durable: false }),
       /abort/,
     );
+    assert.equal(synchronous(), 1);
     assert.equal(db.messages.hasIncoming("dimpeer", msg(5, 5).id), false);
     assert.equal(db.messages.incomingSince(0).length, 4);
   });
+});
+
+Deno.test("the file sync() flushes is the live -wal file, after a checkpoint empties it too", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/dim.db`;
+    using db = UserStore.open(path);
+    countingFlushes((flushed) => {
+      const write = (n: number) => {
+        db.transaction(() => db.messages.insertIncoming(msg(n, n)), { durable: false });
+        db.sync();
+        const log = flushed.at(-1)!;
+        const live = Deno.statSync(`${path}-wal`);
+        assert.equal(log.statSync().ino, live.ino, "the same file");
+        assert.equal(log.statSync().size, live.size);
+        assert.ok(live.size > 32, "the commit's frames are in it");
+      };
+      write(1);
+      // Truncated to nothing, then written again from its start.
+      db.connection.run("checkpoint", (h) => h.exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+      assert.equal(Deno.statSync(`${path}-wal`).size, 0);
+      write(2);
+      // Checkpointed but kept: the next commit starts the log over.
+      db.connection.run("checkpoint", (h) => h.exec("PRAGMA wal_checkpoint(RESTART)"));
+      write(3);
+      assert.equal(flushed.length, 3);
+    });
+  });
+});
+
+Deno.test("commits flushed by sync() are read back after the connection is closed", () => {
+  inTempDir((dir) => {
+    const path = `${dir}/dim.db`;
+    {
+      using db = UserStore.open(path);
+      db.transaction(() => db.messages.insertIncoming(msg(1, 1)), { durable: false });
+      db.sync();
+    }
+    using db = UserStore.open(path);
+    assert.equal(db.messages.hasIncoming("dimpeer", msg(1, 1).id), true);
+  });
+});
+
+Deno.test("a database not in WAL mode flushes with a durable commit, once", () => {
+  using db = UserStore.open(":memory:");
+  assert.equal(db.connection.flushesLog, false);
+  const flushes = () => Number(db.settings.get("flushes") ?? 0);
+  db.sync();
+  assert.equal(flushes(), 0, "nothing to flush");
+  db.transaction(() => db.messages.insertIncoming(msg(1, 1)), { durable: false });
+  db.transaction(() => db.messages.insertIncoming(msg(2, 2)), { durable: false });
+  db.sync();
+  assert.equal(flushes(), 1, "one flush for both commits");
+  db.sync();
+  assert.equal(flushes(), 1, "flushed already");
+  db.transaction(() => db.messages.insertIncoming(msg(3, 3)), { durable: false });
+  db.transaction(() => db.messages.insertIncoming(msg(4, 4)));
+  db.sync();
+  assert.equal(flushes(), 1, "a durable commit flushed the earlier one too");
+  // A rolled-back lazy transaction leaves nothing behind and the mode restored.
+  assert.throws(
+    () =>
+      db.transaction(() => {
+        db.messages.insertIncoming(msg(5, 5));
+        throw new Error("abort");
+      }, { durable: false }),
+    /abort/,
+  );
+  assert.equal(
+    db.connection.run("read", (h) => h.prepare("PRAGMA synchronous").get())?.synchronous,
+    2,
+  );
+  assert.equal(db.messages.hasIncoming("dimpeer", msg(5, 5).id), false);
+  assert.equal(db.messages.incomingSince(0).length, 4);
 });
 
 Deno.test("a closed store refuses work with a StorageError", () => {

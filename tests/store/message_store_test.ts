@@ -3,6 +3,7 @@ import { DatabaseSync } from "node:sqlite";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { HistoryBox } from "../../lib/crypto/secret_box.ts";
 import { StorageError } from "../../lib/errors.ts";
+import { toHex } from "../../lib/platform/bytes.ts";
 import { UserStore } from "../../lib/store/user_store.ts";
 import { inTempDir, msg } from "./_fixtures.ts";
 
@@ -69,10 +70,11 @@ Deno.test("a sealed body moved to another row does not open", () => {
   db.messages.useKey(KEY);
   const a = db.messages.insertIncoming(msg(1, 10))!;
   const b = db.messages.insertIncoming(msg(2, 20))!;
+  // Behind the store's back, as a raw edit of the file would.
   db.connection.run(
     "swap",
     (h) =>
-      h.prepare("UPDATE messages SET body = ? WHERE seq = ?").run(rawRow(db, a.seq).body, b.seq),
+      h.exec(`UPDATE messages SET body = x'${toHex(rawRow(db, a.seq).body)}' WHERE seq = ${b.seq}`),
   );
   assert.throws(() => db.messages.get(b.seq), (e) => {
     assert.ok(e instanceof StorageError);
