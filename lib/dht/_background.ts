@@ -9,8 +9,8 @@
 import { deadline, settlesWithin } from "../platform/signals.ts";
 
 /**
- * Work a node runs after the call that started it has returned, and waits
- * for (boundedly) before it stops.
+ * Work a node runs after the call that started it has returned (from the
+ * next timer turn), and waits for (boundedly) before it stops.
  *
  * @example
  * ```ts
@@ -53,7 +53,11 @@ export class BackgroundWork {
   run(task: (signal: AbortSignal) => Promise<unknown>): void {
     const limit = deadline(this.#limitMs);
     const signal = AbortSignal.any([limit.signal, this.#controller.signal]);
-    const tracked: Promise<unknown> = Promise.resolve()
+    // Started from a timer, not a microtask: the call that started it
+    // returns to its caller first (a put's background lookup sends a dozen
+    // requests, a fraction of a millisecond of socket writes, before its
+    // first await).
+    const tracked: Promise<unknown> = new Promise((resolve) => setTimeout(resolve, 0))
       .then(() => task(signal))
       .catch(() => {})
       .finally(() => {
