@@ -81,6 +81,12 @@ export interface StoredContact {
   readonly lastSeen?: number;
 }
 
+/**
+ * How precisely a contact's last-seen time is kept: {@linkcode ContactStore.touch}
+ * writes it again only once it is this much older than the new time.
+ */
+export const LAST_SEEN_RESOLUTION_MS = 1000;
+
 /** The most contacts (and absent names or IDs) kept in memory. */
 const CACHED_CONTACTS = 512;
 
@@ -243,12 +249,17 @@ export class ContactStore implements ContactLookup {
   }
 
   /**
-   * Records that a contact was seen now.
+   * Records that a contact was seen now, to the second: a contact seen
+   * again less than {@linkcode LAST_SEEN_RESOLUTION_MS} after the time
+   * kept is not written again (a chat would write the row with every
+   * message).
    *
    * @param userId The contact's user ID.
    * @param at Time in ms.
    */
   touch(userId: string, at: number): void {
+    const known = this.#byId.get(userId)?.lastSeen;
+    if (known !== undefined && at >= known && at - known < LAST_SEEN_RESOLUTION_MS) return;
     this.#conn.run(
       "update contact",
       (db) => db.prepare("UPDATE contacts SET last_seen = ? WHERE user_id = ?").run(at, userId),

@@ -54,9 +54,15 @@ Deno.test("contacts read again reflect every write: added, renamed, seen, remove
   db.contacts.touch(bob.userId, 5000);
   assert.equal(db.contacts.get("bob")?.lastSeen, 5000);
   assert.equal(db.contacts.getById(bob.userId)?.lastSeen, 5000);
-  db.contacts.upsert({ ...bob, userId: "dim-robert", lastSeen: 6000 });
+  // To the second: seen again within it, the row is not written again.
+  db.contacts.touch(bob.userId, 5999);
+  assert.equal(db.contacts.getById(bob.userId)?.lastSeen, 5000);
+  db.contacts.touch(bob.userId, 6000);
+  assert.equal(db.contacts.getById(bob.userId)?.lastSeen, 6000);
+  assert.equal(db.contacts.list()[0]?.lastSeen, 6000, "in the file");
+  db.contacts.upsert({ ...bob, userId: "dim-robert", lastSeen: 7000 });
   assert.equal(db.contacts.getById(bob.userId), undefined, "the name now has another ID");
-  assert.equal(db.contacts.getById("dim-robert")?.lastSeen, 6000);
+  assert.equal(db.contacts.getById("dim-robert")?.lastSeen, 7000);
   assert.equal(db.contacts.remove("bob"), true);
   assert.equal(db.contacts.get("bob"), undefined);
   assert.equal(db.contacts.getById("dim-robert"), undefined);
