@@ -25,8 +25,9 @@
  * stays the same file while the connection is open (a checkpoint makes
  * SQLite write it again from its start, or truncate it, never replace it;
  * it is removed only when the last connection closes). A database that is
- * not in WAL mode (`:memory:`, a file system without shared memory) keeps
- * `synchronous=FULL` and flushes with a durable commit.
+ * not in WAL mode (`:memory:`, a file system without shared memory), and
+ * every database on Windows, keeps `synchronous=FULL` and flushes with a
+ * durable commit.
  *
  * Stores may keep what they read in maps from {@linkcode Connection.cache}:
  * one process holds a data directory's lock, so a store that updates its
@@ -185,9 +186,11 @@ function applySchema(db: DatabaseSync, parts: readonly SchemaPart[]): void {
 /**
  * The `-wal` file of a database in WAL mode, opened to flush it, or
  * `undefined` where SQLite must flush it itself (not in WAL mode, in memory,
- * or the file cannot be opened).
+ * the file cannot be opened, or on Windows, which flushes only a file
+ * opened for writing).
  */
 function openLog(db: DatabaseSync): Deno.FsFile | undefined {
+  if (Deno.build.os === "windows") return undefined;
   const mode = db.prepare("PRAGMA journal_mode").get() as Row | undefined;
   if (mode?.journal_mode !== "wal") return undefined;
   // The name SQLite itself gives the log: the database's full path (after
