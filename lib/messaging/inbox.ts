@@ -34,7 +34,14 @@
  * travels as an envelope does; the context's `openWrap` recognizes it
  * first, by a tag of this user's keys, with no trial decryption, and it is
  * stored as it comes, outside the pairwise sessions (the group layer checks
- * its sender's signature). Anything else is opened as an envelope.
+ * its sender's signature). A session frame (its first byte, see
+ * `_session_frame.ts`) is decrypted in the session its tag names, with no
+ * envelope to open: its sender is that session's peer, a tag no session
+ * has is refused at once (NACK "no session", as its sender may have a
+ * session this user lost), and a copy of a stored message is recognized
+ * by its ID in the sealed header and acknowledged again. Its
+ * acknowledgement is signed once it has decrypted. Anything else is opened
+ * as an envelope.
  *
  * The mailbox client stores what it fetches through
  * {@linkcode Inbox.receive}, so both paths store alike.
@@ -49,6 +56,8 @@
  */
 import { concat } from "../platform/bytes.ts";
 import { MAX_ENVELOPE_LENGTH, type OpenedEnvelope, openEnvelope } from "../crypto/envelope.ts";
+import { decodeUserId } from "../crypto/identity.ts";
+import { SESSION_FRAME_KIND } from "./_session_frame.ts";
 import {
   DecryptionError,
   OutdatedVersionError,
@@ -57,7 +66,12 @@ import {
 } from "../errors.ts";
 import { raceSignal as race } from "race-signal";
 import { ipOf, ipToBytes } from "../dht/public_networks.ts";
-import type { ContactLookup, HistoryStorage, StorageTransactions } from "./storage.ts";
+import type {
+  ContactLookup,
+  HistoryStorage,
+  StorageTransactions,
+  StoredMessage,
+} from "./storage.ts";
 import { envelopeHash, type MessageStream, RateLimiter } from "./mailbox.ts";
 import type { SessionResult } from "./sessions.ts";
 import type { IncomingMessage } from "./types.ts";
@@ -184,8 +198,9 @@ export class Inbox {
    */
   async receive(envelope: Uint8Array): Promise<IncomingMessage | "duplicate" | "unreadable"> {
     try {
-      const { opened, wrapped } = await this.#open(envelope);
-      return await this.#accept(opened, "mailbox", wrapped) ?? "duplicate";
+      const opened = await this.#open(envelope);
+      if (opened === "frame") return await this.#acceptFrame(envelope, "mailbox") ?? "duplicate";
+      return await this.#accept(opened.opened, "mailbox", opened.wrapped) ?? "duplicate";
     } catch (err) {
       if (!(err instanceof DecryptionError)) throw err;
       if (err instanceof OutdatedVersionError) this.#ctx.onPeerError(err);
@@ -193,8 +208,12 @@ export class Inbox {
     }
   }
 
-  /** A wrap if `openWrap` knows it (its tag), otherwise an envelope. */
-  async #open(bytes: Uint8Array): Promise<{ opened: OpenedEnvelope; wrapped: boolean }> {
+  /**
+   * A wrap if `openWrap` knows it (its tag), `"frame"` for a session frame
+   * (decrypted later, in its session), otherwise an envelope.
+   */
+  async #open(bytes: Uint8Array): Promise<{ opened: OpenedEnvelope; wrapped: boolean } | "frame"> {
+    if (bytes[0] === SESSION_FRAME_KIND) return "frame";
     const wrap = this.#ctx.openWrap(bytes);
     if (wrap !== undefined) return { opened: wrap, wrapped: true };
     return { opened: await openEnvelope(this.#ctx.identity, bytes), wrapped: false };
@@ -212,27 +231,11 @@ export class Inbox {
     via: string,
     wrapped = false,
   ): Promise<IncomingMessage | undefined> {
-    const now = this.#ctx.clock();
     const sender = opened.senderId;
     // A replay is acknowledged again without touching the session.
     if (this.#storage.messages.hasIncoming(sender, opened.id)) return undefined;
     const store = (content: SessionResult) =>
-      this.#storage.transaction(() => {
-        const message = this.#storage.messages.insertIncoming({
-          id: opened.id,
-          peer: sender,
-          sentAt: opened.timestamp,
-          receivedAt: now,
-          contentType: content.contentType,
-          body: content.body,
-          via,
-          protection: content.protection,
-        });
-        // Only a new message may move the session on.
-        if (message !== undefined) content.save();
-        this.#storage.contacts.touch(sender, now);
-        return message;
-      }, { durable: false });
+      this.#store(sender, opened.id, opened.timestamp, content, via);
     const sessions = this.#ctx.sessions;
     const message = wrapped
       ? store({ ...opened, protection: "ratchet", save: () => {} })
@@ -254,6 +257,60 @@ export class Inbox {
       );
     if (message === undefined) return undefined;
     return { message, senderSigningKey: opened.senderSigningKey };
+  }
+
+  /**
+   * Stores a decrypted message with its session's new state, in one
+   * transaction without a flush.
+   *
+   * @returns The new message, or `undefined` if it was a duplicate.
+   */
+  #store(
+    sender: string,
+    id: Uint8Array,
+    sentAt: number,
+    content: SessionResult,
+    via: string,
+  ): StoredMessage | undefined {
+    const now = this.#ctx.clock();
+    return this.#storage.transaction(() => {
+      const message = this.#storage.messages.insertIncoming({
+        id,
+        peer: sender,
+        sentAt,
+        receivedAt: now,
+        contentType: content.contentType,
+        body: content.body,
+        via,
+        protection: content.protection,
+      });
+      // Only a new message may move the session on.
+      if (message !== undefined) content.save();
+      this.#storage.contacts.touch(sender, now);
+      return message;
+    }, { durable: false });
+  }
+
+  /**
+   * Decrypts a session frame in the session its tag names and stores it,
+   * without a flush of the commit.
+   *
+   * @returns The new message, or `undefined` if it was a copy of a stored one.
+   * @throws {DecryptionError} If no session has its tag or it does not decrypt.
+   */
+  async #acceptFrame(frame: Uint8Array, via: string): Promise<IncomingMessage | undefined> {
+    const sessions = this.#ctx.sessions;
+    if (sessions === undefined) throw new DecryptionError();
+    const message = await sessions.lock(async () => {
+      const result = await sessions.decryptFrame(
+        frame,
+        (peer, id) => this.#storage.messages.hasIncoming(peer, id),
+      );
+      if (result.duplicate) return undefined;
+      return this.#store(result.peer, result.id, result.timestamp, result, via);
+    });
+    if (message === undefined) return undefined;
+    return { message, senderSigningKey: decodeUserId(message.peer) };
   }
 
   /**
@@ -377,14 +434,15 @@ export class Inbox {
         )
         : undefined
     );
+    type Opened = Awaited<NonNullable<(typeof opening)[number]>>;
     // An acknowledgement is hashed and signed once its envelope has opened
     // (its sender is then known and rate-limited: junk costs no signature),
     // while the envelopes are decrypted and stored, off the critical path;
     // one leaves only for a message that is stored and flushed.
     const signing = frames.map((frame, i) =>
       frame.type === FrameType.Envelope
-        ? opening[i]?.then((result) =>
-          "opened" in result ? this.#signAck(frame.envelope) : undefined
+        ? opening[i]?.then((result: Opened) =>
+          result !== "frame" && "opened" in result ? this.#signAck(frame.envelope) : undefined
         )
         : undefined
     );
@@ -404,6 +462,18 @@ export class Inbox {
         continue;
       }
       const result = await opening[i]!;
+      if (result === "frame") {
+        try {
+          const message = await this.#acceptFrame(frame.envelope, "direct");
+          if (message !== undefined) incoming.push(message);
+          replies.push({ ack: this.#signAck(frame.envelope) });
+        } catch (err) {
+          if (!(err instanceof DecryptionError)) throw err;
+          // Its session is unknown here, or it does not decrypt in it.
+          replies.push({ type: FrameType.Nack, code: NackCode.NoSession });
+        }
+        continue;
+      }
       if ("error" in result) {
         if (!(result.error instanceof DecryptionError)) throw result.error;
         if (result.error instanceof OutdatedVersionError) this.#ctx.onPeerError(result.error);

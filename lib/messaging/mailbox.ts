@@ -6,11 +6,15 @@
  *
  * Storage nodes learn a mailbox address (derived from the recipient's public
  * key), envelope sizes and times, and who stored each copy; never the body
- * or the sender, which are inside the HPKE ciphertext.
+ * or the sender, which are inside the HPKE ciphertext. A session frame
+ * (`_session_frame.ts`) is kept as an envelope is: it shows a pseudorandom
+ * tag, the same for the frames of one sending chain, and nothing of its
+ * sender.
  *
  * Anyone may STORE, so what keeps a stranger from jamming a mailbox is the
- * server's rules: bytes that cannot be an envelope (shorter than
- * `MIN_ENVELOPE_LENGTH`, or of another version) are refused; a node keeps
+ * server's rules: bytes that cannot be an envelope or a session frame
+ * (shorter than `MIN_ENVELOPE_LENGTH` or `MIN_SESSION_FRAME_LENGTH`, or of
+ * another version or kind) are refused; a node keeps
  * mailboxes only for addresses it is among the closest to
  * ({@linkcode MAILBOX_CLOSEST_SLACK}); and copies are counted per storing
  * peer in a mailbox, per mailbox, per storing address and over the node,
@@ -38,6 +42,7 @@ import { ENVELOPE_VERSION, MIN_ENVELOPE_LENGTH } from "../crypto/envelope.ts";
 import { verifySignature } from "../crypto/identity.ts";
 import { ProtocolError } from "../errors.ts";
 import type { MailboxStorage, MailboxStorer } from "./storage.ts";
+import { isSessionFrame } from "./_session_frame.ts";
 import {
   DEFAULT_MAILBOX_ORIGIN_REQUEST_BURST,
   DEFAULT_MAILBOX_ORIGIN_REQUESTS_PER_SECOND,
@@ -461,10 +466,9 @@ export class MailboxServer {
   ): Promise<number> {
     const { envelope, mailbox, expiresAt } = frame;
     if (expiresAt <= now || expiresAt > now + this.#limits.maxTtlMs) return StoreStatus.Invalid;
-    // Junk that cannot be an envelope takes no room.
-    if (envelope.length < MIN_ENVELOPE_LENGTH || envelope[0] !== ENVELOPE_VERSION) {
-      return StoreStatus.Invalid;
-    }
+    // Junk that cannot be an envelope or a session frame takes no room.
+    const isEnvelope = envelope.length >= MIN_ENVELOPE_LENGTH && envelope[0] === ENVELOPE_VERSION;
+    if (!isEnvelope && !isSessionFrame(envelope)) return StoreStatus.Invalid;
     const closer = this.#host?.closerPeerCount?.(mailbox, MAILBOX_CLOSEST_SLACK) ?? 0;
     if (closer >= MAILBOX_CLOSEST_SLACK) return StoreStatus.NotClosest;
     const outcome = this.#store.put({

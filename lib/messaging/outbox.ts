@@ -2,8 +2,9 @@
  * The outbox: sends this user's messages and keeps each one until the
  * recipient acknowledges it.
  *
- * `send` seals a message (in its Double Ratchet session, inside the signed
- * HPKE envelope), stores it in the history and the persistent outbox with
+ * `send` seals a message (in its Double Ratchet session: a session frame
+ * once the session is established, else inside the signed HPKE envelope,
+ * `sessions.ts`), stores it in the history and the persistent outbox with
  * the new session state in one transaction, and flushes: messages sent
  * together share one flush (group commit, up to {@linkcode SEND_WINDOW}
  * messages or {@linkcode GROUP_COMMIT_MS}). Nothing leaves before its
@@ -38,7 +39,7 @@
  *
  * @module
  */
-import { concat, constantTimeEqual } from "../platform/bytes.ts";
+import { concat, constantTimeEqual, toHex } from "../platform/bytes.ts";
 import { sealEnvelope } from "../crypto/envelope.ts";
 import { decodeUserId, verifySignature } from "../crypto/identity.ts";
 import { PeerUnreachableError, ProtocolError } from "../errors.ts";
@@ -106,6 +107,12 @@ export class Outbox {
   #links = new Map<string, Link>();
   /** When a session was last restarted, by recipient. */
   #restartedAt = new Map<string, number>();
+  /**
+   * The envelopes that open a session the recipient has not answered, by
+   * hash: an acknowledgement of one answers the session. In memory only: after
+   * a restart, the recipient's first message answers it instead.
+   */
+  #opening = new Map<string, Uint8Array>();
 
   /**
    * @param deps The service's shared context; the storage; and
@@ -146,10 +153,13 @@ export class Outbox {
   ): Promise<StoredMessage> {
     const contentType = options.contentType ?? 1;
     const caller = options.signal;
-    const seal = async (sealed: SessionResult): Promise<StoredMessage> => {
-      const now = this.#ctx.clock();
-      const id = crypto.getRandomValues(new Uint8Array(16));
+    const seal = async (
+      sealed: SessionResult,
+      id: Uint8Array,
+      now: number,
+    ): Promise<StoredMessage> => {
       const { envelope, hash } = await this.#seal(recipient, sealed, id, now);
+      this.#opens(sealed, hash);
       // The session state is saved with the outbox entry, before anything is
       // sent. The commit is flushed after the lock is released (below), so
       // messages sent together share one flush.
@@ -178,7 +188,11 @@ export class Outbox {
     let row: StoredMessage;
     if (sessions === undefined) {
       caller?.throwIfAborted();
-      row = await seal({ contentType, body, protection: "static", save: () => {} });
+      row = await seal(
+        { contentType, body, protection: "static", save: () => {} },
+        crypto.getRandomValues(new Uint8Array(16)),
+        this.#ctx.clock(),
+      );
     } else {
       // A first message needs the recipient's prekeys from the network:
       // looked up before taking the lock, which every other message waits for.
@@ -197,17 +211,19 @@ export class Outbox {
           // A lookup the caller cut short found nothing: that must not
           // send the message in the static envelope.
           caller?.throwIfAborted();
+          const id = crypto.getRandomValues(new Uint8Array(16));
+          const timestamp = this.#ctx.clock();
           const sealed = await sessions.encrypt(
             { ...recipient, signingPublicKey: decodeUserId(recipient.userId) },
             contentType,
             body,
-            bundle === undefined ? { signal } : { signal, bundle },
+            bundle === undefined ? { signal, id, timestamp } : { signal, bundle, id, timestamp },
           );
           if (caller?.aborted) {
             sealed.ready?.catch(() => {});
             caller.throwIfAborted();
           }
-          return seal(sealed);
+          return seal(sealed, id, timestamp);
         });
       });
     }
@@ -327,9 +343,14 @@ export class Outbox {
     for (const entry of entries) {
       const message = this.#storage.messages.get(entry.messageSeq);
       if (message === undefined) continue;
-      const sealed = await sessions.encrypt(peer, message.contentType, message.body, options);
+      const sealed = await sessions.encrypt(peer, message.contentType, message.body, {
+        ...options,
+        id: message.id,
+        timestamp: message.sentAt,
+      });
       check(sealed);
       const { envelope, hash } = await this.#seal(peer, sealed, message.id, message.sentAt);
+      this.#opens(sealed, hash);
       this.#storage.transaction(() => {
         sealed.save();
         this.#storage.outbox.replaceEnvelope(entry.messageSeq, envelope, hash, this.#ctx.clock());
@@ -341,9 +362,38 @@ export class Outbox {
     this.#storage.sync();
   }
 
+  /** Notes an envelope that opens a session (`SessionResult.opens`). */
+  #opens(sealed: SessionResult, hash: Uint8Array): void {
+    if (sealed.opens === undefined) return;
+    if (this.#opening.size >= MAX_OPENING) this.#opening.clear();
+    this.#opening.set(toHex(hash), sealed.opens);
+  }
+
   /**
-   * Seals a message's envelope and hashes it; the session state, if any, is
-   * sealed for storage meanwhile (`sealed.ready`).
+   * Takes the acknowledgements of envelopes that opened sessions as the
+   * recipient's answer: the next messages go as session frames.
+   */
+  #answered(recipient: string, hashes: readonly Uint8Array[]): void {
+    const sessions = this.#ctx.sessions;
+    const opened: Uint8Array[] = [];
+    for (const hash of hashes) {
+      const key = toHex(hash);
+      const sessionId = this.#opening.get(key);
+      if (sessionId === undefined) continue;
+      this.#opening.delete(key);
+      opened.push(sessionId);
+    }
+    if (sessions === undefined || opened.length === 0) return;
+    this.#ctx.track(sessions.lock(() =>
+      Promise.resolve(this.#storage.transaction(() => {
+        for (const sessionId of opened) sessions.acknowledged(recipient, sessionId);
+      }, { durable: false }))
+    ));
+  }
+
+  /**
+   * Seals a message's envelope (a session frame needs none) and hashes it;
+   * the session state, if any, is sealed for storage meanwhile (`sealed.ready`).
    */
   async #seal(
     recipient: MessageRecipient,
@@ -351,6 +401,10 @@ export class Outbox {
     id: Uint8Array,
     timestamp: number,
   ): Promise<{ envelope: Uint8Array; hash: Uint8Array }> {
+    if (sealed.frame !== undefined) {
+      const [hash] = await Promise.all([envelopeHash(sealed.frame), sealed.ready]);
+      return { envelope: sealed.frame, hash };
+    }
     const [envelope] = await Promise.all([
       sealEnvelope(this.#ctx.identity, {
         signingPublicKey: decodeUserId(recipient.userId),
@@ -662,6 +716,7 @@ export class Outbox {
     for (const seq of delivered) {
       if (seq !== undefined) this.#ctx.emit({ type: "delivered", seq, recipient });
     }
+    this.#answered(recipient, acks.slice(0, done).map(({ entry }) => entry.envelopeHash));
     return { done, failure };
   }
 
@@ -748,6 +803,7 @@ export class Outbox {
     for (const seq of seqs) {
       if (seq !== undefined) this.#ctx.emit({ type: "delivered", seq, recipient });
     }
+    this.#answered(recipient, hashes);
   }
 
   /** Verifies a receipt and marks the message delivered. */
@@ -761,9 +817,13 @@ export class Outbox {
       },
     );
     if (seq !== undefined) this.#ctx.emit({ type: "delivered", seq, recipient });
+    this.#answered(recipient, [hash]);
     return true;
   }
 }
+
+/** The most envelopes `#opening` remembers; past it, it forgets them all (they are rare). */
+const MAX_OPENING = 10_000;
 
 /** The recipient could not decrypt in its sessions (`NACK` code NoSession). */
 class NoSessionError extends ProtocolError {

@@ -3,8 +3,18 @@
  * the DHT to start a session, even to a user who is offline, and the Double
  * Ratchet for every message after it.
  *
- * A session's messages still travel inside the signed HPKE envelope, which
- * authenticates the sender and carries routing; its body is then
+ * A session this DIM starts encrypts its headers
+ * (`lib/crypto/header_ratchet.ts`, X3DH header version 2). Until the peer
+ * answers, the initiator's messages travel inside the signed HPKE envelope
+ * (first contact stays hidden from mailbox nodes and authenticated), with
+ * the body below (content type 0x80). Every later message of the session,
+ * on either side, is a session frame (`_session_frame.ts`): no envelope and
+ * no signature, only symmetric cryptography per message; the recipient
+ * finds its session by the frame's tag, in an index of every session's
+ * receiving header keys ({@linkcode SessionManager.decryptFrame}).
+ *
+ * A session stored by an older DIM (no header keys), or started by one
+ * (X3DH header version 1), keeps the envelope for every message:
  *
  * ```text
  * sessionId (8) | initial message (X3DH header + ratchet message)   content type 0x80
@@ -45,37 +55,25 @@
  * @module
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { compareBytes, concat, constantTimeEqual, toHex } from "../platform/bytes.ts";
-import type { Identity } from "../crypto/identity.ts";
+import { compareBytes, concat, constantTimeEqual } from "../platform/bytes.ts";
 import {
-  initReceiver,
-  initSender,
-  ratchetDecrypt,
-  ratchetEncrypt,
-  type RatchetState,
-} from "../crypto/ratchet.ts";
-import { decodeSession, encodeSession, expireSkippedKeys } from "../crypto/ratchet_session.ts";
+  headerRatchetDecrypt,
+  headerRatchetEncrypt,
+  initHeaderSender,
+} from "../crypto/header_ratchet.ts";
+import type { Identity } from "../crypto/identity.ts";
+import { ratchetDecrypt, ratchetEncrypt, type RatchetState } from "../crypto/ratchet.ts";
 import {
   decodeInitialMessage,
   decodeX3dhHeader,
   encodeInitialMessage,
   encodeX3dhHeader,
   initiateX3dh,
-  respondX3dh,
+  X3DH_HEADER_VERSION_HE,
 } from "../crypto/x3dh.ts";
 import { DecryptionError, PeerUnreachableError } from "../errors.ts";
 import { PrekeyBudget, retryPrekeyChoice } from "./_prekey_policy.ts";
-import { type PrekeyBundle, signPrekeyBundle, toX3dhBundle } from "../record/prekey.ts";
-import {
-  consumeOneTimePrekey,
-  createPrekeySecrets,
-  decodePrekeySecrets,
-  encodePrekeySecrets,
-  type PrekeySecrets,
-  refillOneTimePrekeys,
-  rotateSignedPrekey,
-  SIGNED_PREKEY_ROTATION_MS,
-} from "../record/prekey_secrets.ts";
+import { type PrekeyBundle, toX3dhBundle } from "../record/prekey.ts";
 import type { SignedRecord } from "../record/record.ts";
 import type {
   MessageProtection,
@@ -86,11 +84,17 @@ import type {
 } from "./storage.ts";
 import type { SecretBox } from "../crypto/secret_box.ts";
 import { SaveCounter, type SessionRollback } from "./_save_counter.ts";
+import { SessionStates } from "./_session_states.ts";
+import { SessionPrekeys } from "./_session_prekeys.ts";
 import {
-  MAX_OPENED_SESSION_STATES,
-  PREKEY_REFILL_BELOW,
+  decodeFramePlaintext,
+  encodeFramePlaintext,
+  frameTag,
+  isSessionFrame,
+  SESSION_FRAME_CONTEXT,
+} from "./_session_frame.ts";
+import {
   SESSION_MARK_INTERVAL,
-  SKIPPED_KEY_MAX_AGE_MS,
   STRANGER_PREKEY_BURST,
   STRANGER_PREKEY_REFILL_MS,
 } from "./constants.ts";
@@ -101,8 +105,6 @@ export type { SessionRollback } from "./_save_counter.ts";
 export const SessionContentType = { Initial: 0x80, Ratchet: 0x81 } as const;
 
 const SESSION_ID_LENGTH = 8;
-const PREKEYS_SECRET = "prekeys";
-const PREKEYS_SEQ_META = "prekeys_seq";
 
 /** What a peer's public identity must offer for a session. */
 export interface SessionPeer {
@@ -124,6 +126,17 @@ export interface SessionResult {
   readonly protection: MessageProtection;
   /** Writes the new session state; call it inside the transaction that stores the message. */
   readonly save: () => void;
+  /**
+   * An outgoing message's whole wire form when it is a session frame, sent
+   * in place of an envelope; `contentType` and `body` are then the message's own.
+   */
+  readonly frame?: Uint8Array;
+  /**
+   * An outgoing message's session ID when it opens a session that encrypts
+   * its headers and the peer has not answered: the peer's signed
+   * acknowledgement of it is an answer ({@linkcode SessionManager.acknowledged}).
+   */
+  readonly opens?: Uint8Array;
   /**
    * Resolves once `save` may be called: the new state is still being sealed
    * when an outgoing message is returned, so the sealing can overlap the
@@ -158,6 +171,27 @@ export interface SessionManagerOptions {
   readonly markInterval?: number;
 }
 
+/** What {@linkcode SessionManager.decryptFrame} finds in a session frame. */
+export type FrameResult =
+  | (SessionResult & {
+    /** Not a copy. */
+    readonly duplicate: false;
+    /** The sender: the peer of the session the frame's tag names. */
+    readonly peer: string;
+    /** The message ID. */
+    readonly id: Uint8Array;
+    /** The sender's timestamp (ms). */
+    readonly timestamp: number;
+  })
+  | {
+    /** A copy of a message already stored: acknowledge it again, store nothing. */
+    readonly duplicate: true;
+    /** The sender. */
+    readonly peer: string;
+    /** The message ID. */
+    readonly id: Uint8Array;
+  };
+
 /** Finds a user's prekey bundle in the network, or `undefined`. */
 export type BundleFetcher = (
   userId: string,
@@ -168,15 +202,6 @@ function sessionIdOf(headerBytes: Uint8Array): Uint8Array {
   return sha256(headerBytes).subarray(0, SESSION_ID_LENGTH);
 }
 
-/**
- * The associated data a state is sealed under: the peer, the session and
- * the save counter. Counter 0 is a state sealed before counters, under the
- * peer alone.
- */
-function stateLabel(peer: string, sessionId: Uint8Array, counter: number): string {
-  return counter === 0 ? `session:${peer}` : `session:${peer}:${toHex(sessionId)}:${counter}`;
-}
-
 /** Makes, keeps and uses the Double Ratchet sessions of one identity. */
 export class SessionManager {
   readonly #identity: Identity;
@@ -185,26 +210,12 @@ export class SessionManager {
   readonly #box: SecretBox;
   readonly #fetchBundle: BundleFetcher;
   readonly #clock: () => number;
-  readonly #onPrekeysChanged: () => void;
-  readonly #strangerPrekeys: PrekeyBudget;
+  readonly #prekeys: SessionPrekeys;
   #tail: Promise<unknown> = Promise.resolve();
   #queued = 0;
   #idle: (() => void)[] = [];
-  /**
-   * The last state sealed for each peer, with its sealed bytes: a row that
-   * holds exactly those bytes needs no decryption. States are never changed
-   * in place, so a cached one cannot drift from its bytes.
-   */
-  #opened = new Map<
-    string,
-    {
-      readonly sessionId: Uint8Array;
-      readonly counter: number;
-      readonly sealed: Uint8Array;
-      readonly state: RatchetState;
-    }
-  >();
   readonly #counter: SaveCounter;
+  readonly #states: SessionStates;
   /** The start's check against the mark; every call of `lock` waits for it. */
   readonly #ready: Promise<SessionRollback | undefined>;
 
@@ -236,19 +247,25 @@ export class SessionManager {
     this.#box = deps.box;
     this.#fetchBundle = deps.fetchBundle;
     this.#clock = options.clock ?? Date.now;
-    this.#onPrekeysChanged = options.onPrekeysChanged ?? (() => {});
-    this.#strangerPrekeys = new PrekeyBudget(
-      options.strangerPrekeyBurst ?? STRANGER_PREKEY_BURST,
-      options.strangerPrekeyRefillMs ?? STRANGER_PREKEY_REFILL_MS,
-      this.#clock(),
-    );
+    this.#prekeys = new SessionPrekeys({
+      identity: deps.identity,
+      settings: this.#settings,
+      box: this.#box,
+      strangers: new PrekeyBudget(
+        options.strangerPrekeyBurst ?? STRANGER_PREKEY_BURST,
+        options.strangerPrekeyRefillMs ?? STRANGER_PREKEY_REFILL_MS,
+        this.#clock(),
+      ),
+      onChanged: options.onPrekeysChanged ?? (() => {}),
+    });
     this.#counter = new SaveCounter(
       this.#settings,
       options.mark,
       options.markInterval ?? SESSION_MARK_INTERVAL,
     );
+    this.#states = new SessionStates(this.#sessions, this.#box, this.#counter);
     this.#ready = this.#counter.check(() => {
-      this.#opened.clear();
+      this.#states.reset();
       return this.#sessions.clear();
     }).then((rollback) => {
       if (rollback !== undefined) options.onRollback?.(rollback);
@@ -320,16 +337,6 @@ export class SessionManager {
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
-  async #loadPrekeys(): Promise<PrekeySecrets | undefined> {
-    const sealed = this.#settings.getSecret(PREKEYS_SECRET);
-    if (sealed === undefined) return undefined;
-    return decodePrekeySecrets(await this.#box.open(PREKEYS_SECRET, sealed));
-  }
-
-  async #sealPrekeys(secrets: PrekeySecrets): Promise<Uint8Array> {
-    return await this.#box.seal(PREKEYS_SECRET, encodePrekeySecrets(secrets));
-  }
-
   /**
    * Creates the prekeys if there are none, rotates the signed prekey when it
    * is due, refills one-time prekeys, and signs the bundle to publish.
@@ -337,26 +344,7 @@ export class SessionManager {
    * @returns The signed `prekeys` record.
    */
   prekeyBundle(): Promise<SignedRecord> {
-    return this.lock(async () => {
-      const now = this.#clock();
-      let secrets = await this.#loadPrekeys() ??
-        await createPrekeySecrets(this.#identity, { now });
-      const current = secrets.signedPrekeys[0];
-      if (current === undefined || now - current.createdAt > SIGNED_PREKEY_ROTATION_MS) {
-        secrets = await rotateSignedPrekey(this.#identity, secrets, { now });
-      }
-      if (secrets.oneTimePrekeys.length < PREKEY_REFILL_BELOW) {
-        secrets = await refillOneTimePrekeys(secrets);
-      }
-      const sealed = await this.#sealPrekeys(secrets);
-      this.#settings.setSecret(PREKEYS_SECRET, sealed);
-      // Storage nodes keep the highest sequence number: after the clock went
-      // back, a bundle numbered by the clock alone would be refused, and a
-      // used one-time prekey would stay on offer.
-      const seq = Math.max(now, Number(this.#settings.get(PREKEYS_SEQ_META) ?? 0) + 1);
-      this.#settings.set(PREKEYS_SEQ_META, String(seq));
-      return await signPrekeyBundle(this.#identity, secrets, { now, seq });
-    });
+    return this.lock(() => this.#prekeys.bundle(this.#clock()));
   }
 
   /**
@@ -367,40 +355,6 @@ export class SessionManager {
    */
   hasSession(userId: string): boolean {
     return this.#sessions.list(userId).length > 0;
-  }
-
-  /** The state of a row, without the skipped keys that have expired by `now`. */
-  async #openState(row: StoredSession, now: number): Promise<RatchetState> {
-    const cached = this.#opened.get(row.peer);
-    // The cached state is this row's only if the row is the one it was sealed for.
-    const state = cached !== undefined && cached.counter === row.counter &&
-        constantTimeEqual(cached.sessionId, row.sessionId) &&
-        constantTimeEqual(cached.sealed, row.state)
-      ? cached.state
-      : decodeSession(
-        await this.#box.open(stateLabel(row.peer, row.sessionId, row.counter), row.state),
-        { now },
-      );
-    return expireSkippedKeys(state, now - SKIPPED_KEY_MAX_AGE_MS);
-  }
-
-  /** Seals a state under the next save counter, which the row must keep. */
-  async #sealState(
-    peer: string,
-    sessionId: Uint8Array,
-    state: RatchetState,
-    now: number,
-  ): Promise<{ readonly sealed: Uint8Array; readonly counter: number }> {
-    const counter = this.#counter.next();
-    state = expireSkippedKeys(state, now - SKIPPED_KEY_MAX_AGE_MS);
-    const sealed = await this.#box.seal(
-      stateLabel(peer, sessionId, counter),
-      encodeSession(state),
-    );
-    // Used only once a row with these bytes is read back, that is, committed.
-    if (this.#opened.size >= MAX_OPENED_SESSION_STATES) this.#opened.clear();
-    this.#opened.set(peer, { sessionId, counter, sealed, state });
-    return { sealed, counter };
   }
 
   /**
@@ -481,7 +435,9 @@ export class SessionManager {
   /**
    * Encrypts a message for a peer: in the current session, or in a new one
    * from their prekeys, or (first contact without prekeys) not at all, for
-   * the static-key envelope. Call inside {@linkcode SessionManager.lock}.
+   * the static-key envelope. A session that encrypts its headers gives a
+   * session frame (`frame`) once the peer has answered. Call inside
+   * {@linkcode SessionManager.lock}.
    *
    * @param peer The recipient.
    * @param contentType The message's content type.
@@ -491,8 +447,10 @@ export class SessionManager {
    *   found), so the lookup need not happen inside the lock;
    *   `oneTimePrekeyId`, the one-time prekey a new session uses (`null`:
    *   none; default: one of the bundle's at random), as
-   *   {@linkcode SessionManager.retryPrekeyChoice} tells.
-   * @returns The envelope content type and body, and the state to save.
+   *   {@linkcode SessionManager.retryPrekeyChoice} tells; `id` and
+   *   `timestamp`, the message's ID (16 bytes, default random) and time
+   *   (default now), which a frame carries as an envelope would.
+   * @returns The envelope content type and body (or the frame), and the state to save.
    * @throws {RangeError} If `oneTimePrekeyId` is a number the bundle does not list.
    */
   async encrypt(
@@ -503,6 +461,8 @@ export class SessionManager {
       readonly signal: AbortSignal;
       readonly bundle?: PrekeyBundle | null;
       readonly oneTimePrekeyId?: number | null | undefined;
+      readonly id?: Uint8Array;
+      readonly timestamp?: number;
     },
   ): Promise<SessionResult> {
     const now = this.#clock();
@@ -510,7 +470,7 @@ export class SessionManager {
     let row = this.#sessions.list(peer.userId)[0];
     let state: RatchetState;
     if (row !== undefined) {
-      state = await this.#openState(row, now);
+      state = await this.#states.open(row, now);
     } else {
       let bundle: PrekeyBundle | undefined;
       try {
@@ -531,9 +491,19 @@ export class SessionManager {
       const choice = options.oneTimePrekeyId === undefined
         ? {}
         : { oneTimePrekeyId: options.oneTimePrekeyId };
-      const init = await initiateX3dh(this.#identity, toX3dhBundle(bundle, choice));
+      const init = await initiateX3dh(this.#identity, toX3dhBundle(bundle, choice), {
+        headerEncryption: true,
+      });
       const header = encodeX3dhHeader(init.header);
-      state = await initSender(init.sharedSecret, init.remoteRatchetKey, init.associatedData);
+      state = await initHeaderSender(
+        init.sharedSecret,
+        init.remoteRatchetKey,
+        init.associatedData,
+        {
+          sending: init.headerKeys!.initiator,
+          nextReceiving: init.headerKeys!.responder,
+        },
+      );
       row = {
         peer: peer.userId,
         sessionId: sessionIdOf(header),
@@ -545,14 +515,30 @@ export class SessionManager {
         counter: 0,
       };
     }
-    const { state: next, message } = await ratchetEncrypt(state, plaintext);
+    const id = options.id ?? crypto.getRandomValues(new Uint8Array(16));
+    let next: RatchetState;
+    let message: Uint8Array;
+    let frame: Uint8Array | undefined;
+    if (state.headerKeys === undefined) {
+      ({ state: next, message } = await ratchetEncrypt(state, plaintext));
+    } else if (row.initialHeader !== undefined) {
+      const context = row.initialHeader;
+      ({ state: next, message } = await headerRatchetEncrypt(state, plaintext, { id, context }));
+    } else {
+      const content = encodeFramePlaintext(options.timestamp ?? now, contentType, body);
+      ({ state: next, message } = await headerRatchetEncrypt(state, content, {
+        id,
+        context: SESSION_FRAME_CONTEXT,
+      }));
+      frame = concat(SESSION_FRAME_CONTEXT, message);
+    }
     const payload = row.initialHeader === undefined ? message : encodeInitialMessage({
       header: decodeX3dhHeader(row.initialHeader),
       message,
     });
     let saved: StoredSession | undefined;
     const base = row;
-    const ready = this.#sealState(peer.userId, row.sessionId, next, now).then((sealed) => {
+    const ready = this.#states.seal(peer.userId, row.sessionId, next, now).then((sealed) => {
       saved = {
         ...base,
         state: sealed.sealed,
@@ -561,21 +547,48 @@ export class SessionManager {
         current: true,
       };
     });
-    return {
+    const save = () => {
+      if (saved === undefined) {
+        throw new Error("Cannot save session: its state is not sealed yet");
+      }
+      this.#states.commit(saved, next);
+    };
+    if (frame !== undefined) {
+      return { contentType, body, frame, protection: "ratchet", ready, save };
+    }
+    const result = {
       contentType: row.initialHeader === undefined
         ? SessionContentType.Ratchet
         : SessionContentType.Initial,
       body: concat(row.sessionId, payload),
-      protection: "ratchet",
+      protection: "ratchet" as const,
       ready,
-      save: () => {
-        if (saved === undefined) {
-          throw new Error("Cannot save session: its state is not sealed yet");
-        }
-        this.#sessions.save(saved);
-        this.#counter.saved(saved.counter);
-      },
+      save,
     };
+    const opens = row.initialHeader !== undefined && state.headerKeys !== undefined;
+    return opens ? { ...result, opens: row.sessionId } : result;
+  }
+
+  /**
+   * Takes the peer's signed acknowledgement of a message that opened a
+   * session (`SessionResult.opens`) as the peer's answer: the peer holds the
+   * session, so the next messages in it are session frames, without the
+   * X3DH header and the envelope. It becomes current only if none is (two
+   * sessions started at once converge as the answers say). Call inside
+   * {@linkcode SessionManager.lock} and a transaction.
+   *
+   * @param peer The peer who acknowledged.
+   * @param sessionId The session the acknowledged message opened.
+   */
+  acknowledged(peer: string, sessionId: Uint8Array): void {
+    const rows = this.#sessions.list(peer);
+    const row = rows.find((r) => constantTimeEqual(r.sessionId, sessionId));
+    if (row?.initialHeader?.[0] !== X3DH_HEADER_VERSION_HE) return;
+    this.#sessions.save({
+      ...row,
+      initialHeader: undefined,
+      current: row.current || !rows.some((r) => r.current),
+    });
   }
 
   /**
@@ -610,7 +623,8 @@ export class SessionManager {
     let row = rows.find((r) => constantTimeEqual(r.sessionId, sessionId));
     let message: Uint8Array;
     let state: RatchetState;
-    let prekeys: { secrets: PrekeySecrets; sealed: Uint8Array; stranger: boolean } | undefined;
+    let context: Uint8Array | undefined;
+    let savePrekeys = () => {};
     if (contentType === SessionContentType.Initial) {
       let initial;
       try {
@@ -619,6 +633,7 @@ export class SessionManager {
         throw new DecryptionError();
       }
       const header = encodeX3dhHeader(initial.header);
+      context = header;
       if (!constantTimeEqual(sessionIdOf(header), sessionId)) throw new DecryptionError();
       // The header's identity must be the envelope's signer, and the pinned key if known.
       if (
@@ -628,31 +643,12 @@ export class SessionManager {
       ) throw new DecryptionError();
       message = initial.message;
       if (row !== undefined) {
-        state = await this.#openState(row, now);
+        state = await this.#states.open(row, now);
       } else {
-        const secrets = await this.#loadPrekeys();
-        if (secrets === undefined) throw new DecryptionError();
-        let response;
-        try {
-          response = await respondX3dh(this.#identity, initial.header, secrets);
-        } catch (cause) {
-          throw new DecryptionError({ cause });
-        }
-        state = initReceiver(
-          response.sharedSecret,
-          response.ownRatchetKeyPair,
-          response.associatedData,
-        );
-        // A stranger beyond the budget opens the session with the prekey
-        // it named, and the prekey stays on offer.
         const stranger = sender.encryptionPublicKey === undefined;
-        if (
-          response.consumeOneTimePrekeyId !== null &&
-          (!stranger || this.#strangerPrekeys.allows(now))
-        ) {
-          const left = consumeOneTimePrekey(secrets, response.consumeOneTimePrekeyId);
-          prekeys = { secrets: left, sealed: await this.#sealPrekeys(left), stranger };
-        }
+        const response = await this.#prekeys.respond(initial.header, stranger, now);
+        state = response.state;
+        savePrekeys = response.save;
         // The new session becomes current, unless it races one of ours that
         // the peer has not answered yet and that has the smaller ID.
         const mine = rows.find((r) => r.current);
@@ -672,17 +668,48 @@ export class SessionManager {
     } else {
       if (row === undefined) throw new DecryptionError();
       message = payload;
-      state = await this.#openState(row, now);
+      state = await this.#states.open(row, now);
     }
-    const { state: next, plaintext } = await ratchetDecrypt(state, message, { now });
+    let next: RatchetState;
+    let plaintext: Uint8Array;
+    if (state.headerKeys === undefined) {
+      ({ state: next, plaintext } = await ratchetDecrypt(state, message, { now }));
+    } else {
+      // Such a session's later messages come as frames; a copy is refused
+      // as the original's key is gone (envelopes are deduplicated before).
+      if (context === undefined) throw new DecryptionError();
+      const result = await headerRatchetDecrypt(state, message, { context, now });
+      if (result.gone) throw new DecryptionError();
+      ({ state: next, plaintext } = result);
+    }
     if (plaintext.length < 1) throw new DecryptionError();
     // A ratchet message in a session we started means the peer answered:
     // stop sending the X3DH header, and send in this session from now on.
     const answered = contentType === SessionContentType.Ratchet;
+    const saved = await this.#saved(row, rows, next, answered, now);
+    return {
+      contentType: plaintext[0]!,
+      body: plaintext.subarray(1),
+      protection: "ratchet",
+      save: () => {
+        this.#states.commit(saved, next);
+        savePrekeys();
+      },
+    };
+  }
+
+  /** The row to save after a message was received in it, its new state sealed. */
+  async #saved(
+    row: StoredSession,
+    rows: readonly StoredSession[],
+    state: RatchetState,
+    answered: boolean,
+    now: number,
+  ): Promise<StoredSession> {
     const current = row.current || (answered && row.initialHeader !== undefined) ||
       (answered && !rows.some((r) => r.current));
-    const sealed = await this.#sealState(sender.userId, row.sessionId, next, now);
-    const saved: StoredSession = {
+    const sealed = await this.#states.seal(row.peer, row.sessionId, state, now);
+    return {
       ...row,
       state: sealed.sealed,
       counter: sealed.counter,
@@ -690,20 +717,61 @@ export class SessionManager {
       current,
       usedAt: now,
     };
-    const changedPrekeys = prekeys;
+  }
+
+  /**
+   * Decrypts a session frame: finds its session by the frame's tag in the
+   * index (an unknown tag is refused with no decryption tried; the index is
+   * built from every stored session the first time), and decrypts it there.
+   * Its sender is that session's peer. A frame whose key is gone is a copy
+   * if `isDuplicate` says its ID is stored. Call inside
+   * {@linkcode SessionManager.lock}.
+   *
+   * @param frame The frame as received.
+   * @param isDuplicate Whether a message with this ID from this peer is stored.
+   * @returns The message and the state to save, or `duplicate`.
+   * @throws {DecryptionError} If the tag is unknown or the frame does not
+   *   decrypt in its session; nothing changes then.
+   */
+  async decryptFrame(
+    frame: Uint8Array,
+    isDuplicate: (peer: string, id: Uint8Array) => boolean,
+  ): Promise<FrameResult> {
+    if (!isSessionFrame(frame)) throw new DecryptionError();
+    const now = this.#clock();
+    const index = await this.#states.tagIndex(now);
+    const entry = index.get(frameTag(frame));
+    if (entry === undefined) throw new DecryptionError();
+    const rows = this.#sessions.list(entry.peer);
+    const row = rows.find((r) => constantTimeEqual(r.sessionId, entry.sessionId));
+    if (row === undefined) {
+      index.delete(entry);
+      throw new DecryptionError();
+    }
+    const state = await this.#states.open(row, now);
+    const result = await headerRatchetDecrypt(state, frame.subarray(1), {
+      context: SESSION_FRAME_CONTEXT,
+      now,
+    });
+    if (result.gone) {
+      if (isDuplicate(row.peer, result.id)) {
+        return { duplicate: true, peer: row.peer, id: result.id };
+      }
+      throw new DecryptionError();
+    }
+    const content = decodeFramePlaintext(result.plaintext);
+    if (content === undefined) throw new DecryptionError();
+    // A frame in a session we started means the peer answered.
+    const saved = await this.#saved(row, rows, result.state, true, now);
     return {
-      contentType: plaintext[0]!,
-      body: plaintext.subarray(1),
+      duplicate: false,
+      peer: row.peer,
+      id: result.id,
+      timestamp: content.timestamp,
+      contentType: content.contentType,
+      body: content.body,
       protection: "ratchet",
-      save: () => {
-        this.#sessions.save(saved);
-        this.#counter.saved(saved.counter);
-        if (changedPrekeys !== undefined) {
-          this.#settings.setSecret(PREKEYS_SECRET, changedPrekeys.sealed);
-          if (changedPrekeys.stranger) this.#strangerPrekeys.spend(now);
-          queueMicrotask(this.#onPrekeysChanged);
-        }
-      },
+      save: () => this.#states.commit(saved, result.state),
     };
   }
 }

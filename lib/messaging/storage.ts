@@ -33,6 +33,7 @@
  * @module
  */
 import { ENVELOPE_VERSION } from "../crypto/envelope.ts";
+import { SESSION_FRAME_KIND } from "./_session_frame.ts";
 
 /** Direction of a stored message. */
 export type MessageDirection = "in" | "out";
@@ -112,13 +113,17 @@ export interface OutboxEntry {
 /**
  * Whether an outbox entry still waits to be sealed: its envelope is empty,
  * or of another envelope version (sealed by an older DIM before an upgrade:
- * recipients refuse it, so the outbox seals the message again).
+ * recipients refuse it, so the outbox seals the message again). A session
+ * frame (`_session_frame.ts`) is sealed.
  *
  * @param entry The entry.
- * @returns `true` if its envelope is empty or not of {@linkcode ENVELOPE_VERSION}.
+ * @returns `true` if its envelope is empty, or neither of
+ *   {@linkcode ENVELOPE_VERSION} nor a session frame.
  */
 export function isUnsealed(entry: Pick<OutboxEntry, "envelope">): boolean {
-  return entry.envelope.length === 0 || entry.envelope[0] !== ENVELOPE_VERSION;
+  const first = entry.envelope[0];
+  return entry.envelope.length === 0 ||
+    (first !== ENVELOPE_VERSION && first !== SESSION_FRAME_KIND);
 }
 
 /** A stored Double Ratchet session (its state sealed at rest by the session manager). */
@@ -397,6 +402,13 @@ export interface SessionStorage {
    * @returns The sessions.
    */
   list(peer: string): StoredSession[];
+  /**
+   * Every session with every peer, in no order: the session manager reads
+   * them once to index the tags of incoming session frames.
+   *
+   * @returns The sessions.
+   */
+  listAll(): StoredSession[];
   /**
    * Saves a session (inside the caller's transaction, if any), making it the
    * only current one if it is current, and keeps at most `keep` per peer.

@@ -102,6 +102,19 @@ export class SessionStore implements SessionStorage {
   }
 
   /**
+   * Every session with every peer, in no order.
+   *
+   * @returns The sessions.
+   */
+  listAll(): StoredSession[] {
+    const rows = this.#conn.run(
+      "read sessions",
+      (db) => db.prepare("SELECT * FROM sessions").all(),
+    ) as Row[];
+    return rows.map(toSession);
+  }
+
+  /**
    * Saves a session (inside the caller's transaction, if any), optionally
    * making it the current one, and keeps at most `keep` sessions per peer.
    *

@@ -49,31 +49,55 @@ async function send(from: Party, to: Party, text: string): Promise<SessionResult
 
 async function receive(at: Party, from: Party, sealed: SessionResult): Promise<string> {
   return await at.sessions.lock(async () => {
+    if (sealed.frame !== undefined) {
+      const r = await at.sessions.decryptFrame(sealed.frame, () => false);
+      assert(!r.duplicate);
+      at.db.transaction(() => r.save());
+      return dec(r.body);
+    }
     const r = await at.sessions.decrypt(peerOf(from), sealed.contentType, sealed.body);
     at.db.transaction(() => r.save());
     return dec(r.body);
   });
 }
 
-/** The ratchet message inside a session message's body. */
-function ratchetPart(sealed: SessionResult): Uint8Array {
+/**
+ * The ratchet message inside a session message, where its body's
+ * ciphertext starts, and where the text starts in the plaintext: a session
+ * frame's plaintext is timestamp (8) | contentType | body, an envelope's
+ * contentType | body. A session that encrypts its headers seals them (tag,
+ * nonce, sealed header: 100 bytes) where the original ratchet's are in clear.
+ */
+function ratchetPart(sealed: SessionResult): { bytes: Uint8Array; header: number; text: number } {
+  if (sealed.frame !== undefined) {
+    return { bytes: sealed.frame.subarray(1), header: HEADER_PREFIX, text: 9 };
+  }
   const payload = sealed.body.subarray(8);
-  return sealed.contentType === SessionContentType.Initial
-    ? decodeInitialMessage(payload).message
-    : payload;
+  if (sealed.contentType !== SessionContentType.Initial) {
+    return { bytes: payload, header: RATCHET_HEADER_LENGTH, text: 1 };
+  }
+  const initial = decodeInitialMessage(payload);
+  const header = initial.header.headerEncryption ? HEADER_PREFIX : RATCHET_HEADER_LENGTH;
+  return { bytes: initial.message, header, text: 1 };
 }
 
+const HEADER_PREFIX = 100;
 const xor = (a: Uint8Array, b: Uint8Array) => a.map((x, i) => x ^ b[i]!);
 
 /** Whether two messages were encrypted under the same ratchet header, key and nonce. */
 function reusesKey(m1: SessionResult, t1: string, m2: SessionResult, t2: string) {
-  const r1 = ratchetPart(m1);
-  const r2 = ratchetPart(m2);
-  const sameHeader = dec(r1.subarray(0, RATCHET_HEADER_LENGTH)) ===
-    dec(r2.subarray(0, RATCHET_HEADER_LENGTH));
-  // The plaintext is contentType | body: the body starts one byte in.
-  const c1 = r1.subarray(RATCHET_HEADER_LENGTH + 1, RATCHET_HEADER_LENGTH + 1 + t1.length);
-  const c2 = r2.subarray(RATCHET_HEADER_LENGTH + 1, RATCHET_HEADER_LENGTH + 1 + t2.length);
+  const p1 = ratchetPart(m1);
+  const p2 = ratchetPart(m2);
+  const r1 = p1.bytes;
+  const r2 = p2.bytes;
+  const sameHeader = p1.header === p2.header &&
+    dec(r1.subarray(0, p1.header)) === dec(r2.subarray(0, p2.header));
+  // The same keystream byte encrypts the same plaintext position: the text of
+  // two messages of one form starts at the same place.
+  if (p1.header !== p2.header || p1.text !== p2.text) return { sameHeader, keystream: false };
+  const at = p1.header + p1.text;
+  const c1 = r1.subarray(at, at + t1.length);
+  const c2 = r2.subarray(at, at + t2.length);
   // The keystream is the same exactly when XOR of ciphertexts = XOR of plaintexts.
   const keystream = dec(xor(c1, c2)) === dec(xor(enc(t1), enc(t2)));
   return { sameHeader, keystream };

@@ -15,6 +15,7 @@ import { toHex } from "../../lib/platform/bytes.ts";
 import type { RatchetState } from "../../lib/crypto/ratchet.ts";
 import { SKIPPED_KEY_MAX_AGE_MS } from "../../lib/messaging/constants.ts";
 import type { StoredSession } from "../../lib/messaging/storage.ts";
+import { SESSION_FRAME_KIND } from "../../lib/messaging/_session_frame.ts";
 
 const TEXT = 1;
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -88,8 +89,20 @@ async function send(from: Party, to: Party, text: string) {
   });
 }
 
-async function receive(at: Party, from: Party, sealed: { contentType: number; body: Uint8Array }) {
+async function receive(
+  at: Party,
+  from: Party,
+  sealed: { contentType: number; body: Uint8Array; frame?: Uint8Array },
+) {
   return await at.sessions.lock(async () => {
+    if (sealed.frame !== undefined) {
+      // A session frame names no sender: its session's peer is the sender.
+      const r = await at.sessions.decryptFrame(sealed.frame, () => false);
+      assert(!r.duplicate);
+      assert.equal(r.peer, from.identity.id);
+      at.db.transaction(() => r.save());
+      return { text: dec(r.body), protection: r.protection, contentType: r.contentType };
+    }
     const r = await at.sessions.decrypt(peerOf(from), sealed.contentType, sealed.body);
     at.db.transaction(() => r.save());
     return { text: dec(r.body), protection: r.protection, contentType: r.contentType };
@@ -114,18 +127,20 @@ Deno.test("a first message to an offline user uses their prekeys and consumes on
   assert.equal(after.oneTimePrekeys.length, before - 1);
 });
 
-Deno.test("the initiator sends the X3DH header until the peer answers, then plain ratchet messages", async () => {
+Deno.test("the initiator sends the X3DH header until the peer answers, then session frames", async () => {
   const { alice, bob } = await pair();
   const a1 = await send(alice, bob, "a1");
   const a2 = await send(alice, bob, "a2");
   assert.equal(a2.contentType, SessionContentType.Initial);
+  assert.equal(a2.frame, undefined, "in the envelope until the peer answers");
   assert.equal((await receive(bob, alice, a2)).text, "a2", "out of order is fine");
   assert.equal((await receive(bob, alice, a1)).text, "a1");
   const b1 = await send(bob, alice, "b1");
-  assert.equal(b1.contentType, SessionContentType.Ratchet);
+  assert.equal(b1.frame?.[0], SESSION_FRAME_KIND, "the answer is a session frame");
+  assert.equal(b1.contentType, TEXT);
   assert.equal((await receive(alice, bob, b1)).text, "b1");
   const a3 = await send(alice, bob, "a3");
-  assert.equal(a3.contentType, SessionContentType.Ratchet);
+  assert.equal(a3.frame?.[0], SESSION_FRAME_KIND);
   assert.equal((await receive(bob, alice, a3)).text, "a3");
 });
 
