@@ -9,7 +9,8 @@
  * request itself. kad-dht's server reads requests from a stream until the
  * remote closes it (resetting its 10 s read timeout after each one), so
  * {@linkcode KadClient} keeps one idle stream per peer and sends the next
- * request to that peer on it; an idle stream is closed after `idleMs`,
+ * request to that peer on it; an idle stream is closed `idleMs` to 1.5 ×
+ * `idleMs` after its last answer,
  * well within the server's timeout.
  *
  * {@linkcode KadClient.requestAll} sends several requests to one peer in
@@ -74,7 +75,8 @@ interface Deadline {
 interface Pooled {
   readonly stream: Stream;
   readonly reader: KadStreamReader;
-  timer?: ReturnType<typeof setTimeout>;
+  /** When it was last released, in ms (`Date.now()`). */
+  idleSince?: number;
 }
 
 /**
@@ -108,6 +110,7 @@ export class KadClient {
   readonly #host: KadClientHost;
   readonly #options: KadClientOptions;
   readonly #idle = new Map<string, Pooled>();
+  #idleSweeper: ReturnType<typeof setInterval> | undefined;
   readonly #inFlight = new Set<Deadline>();
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #closed = false;
@@ -261,6 +264,8 @@ export class KadClient {
     this.#inFlight.clear();
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;
+    clearInterval(this.#idleSweeper);
+    this.#idleSweeper = undefined;
     const idle = [...this.#idle.values()];
     this.#idle.clear();
     await Promise.all(idle.map((pooled) => this.#dispose(pooled)));
@@ -305,7 +310,6 @@ export class KadClient {
     const pooled = this.#idle.get(key);
     if (pooled === undefined) return undefined;
     this.#idle.delete(key);
-    clearTimeout(pooled.timer);
     if (pooled.stream.status !== "open" || pooled.stream.writeStatus !== "writable") {
       void this.#dispose(pooled);
       return undefined;
@@ -318,16 +322,32 @@ export class KadClient {
       void this.#dispose(pooled);
       return;
     }
-    pooled.timer = setTimeout(() => {
-      if (this.#idle.get(key) === pooled) this.#idle.delete(key);
-      void this.#dispose(pooled);
-    }, this.#options.idleMs);
-    unrefTimer(pooled.timer);
+    pooled.idleSince = Date.now();
+    this.#sweepIdle();
     this.#idle.set(key, pooled);
   }
 
+  // One timer closes the streams idle longer than `idleMs`, rather than a
+  // timer per request: a stream is closed between `idleMs` and 1.5 × `idleMs`
+  // after its last answer (kad-dht's server waits 10 s for the next request).
+  #sweepIdle(): void {
+    if (this.#idleSweeper !== undefined) return;
+    this.#idleSweeper = setInterval(() => {
+      const now = Date.now();
+      for (const [key, pooled] of this.#idle) {
+        if (now - pooled.idleSince! < this.#options.idleMs) continue;
+        this.#idle.delete(key);
+        void this.#dispose(pooled);
+      }
+      if (this.#idle.size === 0) {
+        clearInterval(this.#idleSweeper);
+        this.#idleSweeper = undefined;
+      }
+    }, Math.max(1, this.#options.idleMs / 2));
+    unrefTimer(this.#idleSweeper);
+  }
+
   async #dispose(pooled: Pooled): Promise<void> {
-    clearTimeout(pooled.timer);
     await pooled.reader.cancel().catch(() => {});
     try {
       await pooled.stream.close({ signal: AbortSignal.timeout(1000) });

@@ -57,6 +57,7 @@ import { ClosestIndex, type ClosestOptions, type KBucketLike } from "./_closest.
 import { coalescedSendData, type SendData, type SocketLike } from "./_coalesce.ts";
 import { DHT_K } from "./constants.ts";
 import { kadId } from "./_distance.ts";
+import { peerKey } from "./_lookup.ts";
 import type { PeerEventFilter } from "./_peer_events.ts";
 import type { PeerStoreCache } from "./_peer_store_cache.ts";
 import { readStream } from "./_stream.ts";
@@ -325,7 +326,10 @@ export function installFastClosest(
  * first byte (every DIM key starts with `/`) kad-dht's attempt to parse one
  * can only fail, and is skipped; the key is hashed with the same SHA-256,
  * synchronously. The rest is kad-dht's: the routing table's closest peers,
- * each with its peer-store entry, in order. Other keys go to the original.
+ * each with its peer-store entry (read anew), in order; the closest peers
+ * of the last 1,024 keys asked for are kept until the table's `peer:add`
+ * or `peer:remove` events say it changed, 1 s at most. Other keys go to
+ * the original.
  *
  * @param peerRouting kad-dht's peer routing (changed in place).
  * @param routingTable kad-dht's routing table.
@@ -345,11 +349,32 @@ export function installFastCloserPeers(
   peerStore: PeerStore,
 ): void {
   const original = peerRouting.getClosestPeersOffline.bind(peerRouting);
+  // The closest peers of recent keys, while the table has not changed since.
+  let version = 0;
+  routingTable.addEventListener("peer:add", () => version++);
+  routingTable.addEventListener("peer:remove", () => version++);
+  const recent = new Map<string, { version: number; size: number; at: number; ids: PeerId[] }>();
+  const closestTo = (key: Uint8Array): PeerId[] => {
+    const name = peerKey(key);
+    const known = recent.get(name);
+    const now = Date.now();
+    if (
+      known?.version === version && known.size === routingTable.size &&
+      now - known.at < CLOSER_KEEP_MS
+    ) {
+      return known.ids;
+    }
+    const ids = routingTable.closestPeers(kadId(key), { count: DHT_K });
+    recent.delete(name);
+    if (recent.size >= CLOSER_KEYS) recent.delete(recent.keys().next().value!);
+    recent.set(name, { version, size: routingTable.size, at: now, ids });
+    return ids;
+  };
   peerRouting.getClosestPeersOffline = async (key, options) => {
     if (key.length === 0 || key[0] === 0x00 || key[0] === 0x12) return await original(key, options);
     options?.signal?.throwIfAborted();
     const output: { id: PeerId; multiaddrs: Multiaddr[] }[] = [];
-    for (const peerId of routingTable.closestPeers(kadId(key), { count: DHT_K })) {
+    for (const peerId of closestTo(key)) {
       try {
         output.push(await peerStore.getInfo(peerId, options));
       } catch (cause) {
@@ -359,6 +384,11 @@ export function installFastCloserPeers(
     return output;
   };
 }
+
+// How many keys' closest peers `installFastCloserPeers` keeps, and how long
+// at most (the table's events say when it changes; this bounds a missed one).
+const CLOSER_KEYS = 1024;
+const CLOSER_KEEP_MS = 1000;
 
 /**
  * Makes `network` drop the `peer` events `filter` does not admit; other
