@@ -357,9 +357,15 @@ export class KadClient {
   }
 }
 
-// An idle stream's timer, or the sweep, must not keep a Deno process alive
-// (a request in flight is awaited by its caller anyway).
+// The sweeps must not keep a Deno process alive (a request in flight is
+// awaited by its caller anyway). Deno 2.9's setTimeout returns a Node.js
+// style timer object, which has `unref()`; older Deno returned a number.
 function unrefTimer(timer: ReturnType<typeof setTimeout>): void {
+  const object = timer as unknown as { unref?: () => void } | number;
+  if (typeof object === "object" && typeof object?.unref === "function") {
+    object.unref();
+    return;
+  }
   const deno = (globalThis as { Deno?: { unrefTimer?: (id: number) => void } }).Deno;
   if (typeof timer === "number") deno?.unrefTimer?.(timer);
 }

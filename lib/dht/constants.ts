@@ -109,7 +109,8 @@ export const KAD_REQUEST_TIMEOUT_MS = 5_000;
 
 /**
  * How long an idle DHT request stream is kept for the next request to the
- * same peer; kad-dht's server closes it after 10 s without a request.
+ * same peer (closed between this and 1.5 times this after its last answer);
+ * kad-dht's server closes it after 10 s without a request.
  */
 export const KAD_STREAM_IDLE_MS = 5_000;
 
