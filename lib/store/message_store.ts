@@ -101,12 +101,13 @@ const SHOWN =
 const CLEARED_LENGTH = 28;
 
 /**
- * The most messages kept in memory, and the longest body kept: a message
- * is read again right after it is written (its state, by the sender; the
- * chat shows it), and file parts need not stay.
+ * The most messages kept in memory, and the longest body kept (so at most
+ * 8 MiB of bodies): a message is read again soon after it is written (its
+ * state, by the sender, for each message of a burst of 2,000; the chat shows
+ * it), and file parts need not stay.
  */
-const CACHED_MESSAGES = 128;
-const CACHED_BODY_LENGTH = 16 * 1024;
+const CACHED_MESSAGES = 2048;
+const CACHED_BODY_LENGTH = 4096;
 
 /** The associated data of a row's sealed body: what binds it to the row. */
 function bodyLabel(direction: MessageDirection, peer: string, id: Uint8Array): string {
