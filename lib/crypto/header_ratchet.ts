@@ -152,7 +152,22 @@ export function headerTrialCount(): number {
  * ```
  */
 export function sessionTag(headerKey: Uint8Array): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(hmac(sha256, headerKey, TAG_INFO).subarray(0, SESSION_TAG_LENGTH));
+  return tagOf(headerKey).slice();
+}
+
+/**
+ * Tags by header key: a state's header keys are never changed in place, and
+ * are shared by the states that follow it, so each key's tag is computed once.
+ */
+const tags = new WeakMap<Uint8Array, Uint8Array<ArrayBuffer>>();
+
+function tagOf(headerKey: Uint8Array): Uint8Array<ArrayBuffer> {
+  let tag = tags.get(headerKey);
+  if (tag === undefined) {
+    tag = new Uint8Array(hmac(sha256, headerKey, TAG_INFO).subarray(0, SESSION_TAG_LENGTH));
+    tags.set(headerKey, tag);
+  }
+  return tag;
 }
 
 /**
@@ -345,7 +360,7 @@ export async function headerRatchetEncrypt(
     throw new EncryptionError(`Cannot encrypt: the message ID is not ${HEADER_ID_LENGTH} bytes`);
   }
   const context = options.context ?? EMPTY;
-  const tag = sessionTag(keys.sending);
+  const tag = tagOf(keys.sending);
   const header = concat(
     state.sendingRatchetKey.publicKey,
     u32(state.previousSendingCount),
@@ -473,7 +488,7 @@ export async function headerRatchetDecrypt(
   const now = options.now ?? Date.now();
   const context = options.context ?? EMPTY;
   const tag = message.subarray(0, SESSION_TAG_LENGTH);
-  const headerKey = candidateKeys(state).find((k) => constantTimeEqual(sessionTag(k), tag));
+  const headerKey = candidateKeys(state).find((k) => constantTimeEqual(tagOf(k), tag));
   if (headerKey === undefined) throw new DecryptionError();
   const header = openHeader(headerKey, message, context);
   if (header === undefined) throw new DecryptionError();

@@ -105,6 +105,7 @@ export type {
   X3dhHeader,
   X3dhIdentity,
   X3dhInitiation,
+  X3dhHeaderKeys,
   X3dhResponderPrekeys,
   X3dhResponse,
 } from "./x3dh.ts";
@@ -126,6 +127,7 @@ export {
   TooManySkippedMessagesError,
 } from "./ratchet.ts";
 export type {
+  HeaderKeys,
   RatchetDecryptResult,
   RatchetEncryptResult,
   RatchetHeader,
@@ -134,9 +136,25 @@ export type {
   SkippedMessageKey,
 } from "./ratchet.ts";
 export {
+  HEADER_ID_LENGTH,
+  HEADER_RATCHET_OVERHEAD,
+  headerRatchetDecrypt,
+  headerRatchetEncrypt,
+  initHeaderReceiver,
+  initHeaderSender,
+  MAX_HEADER_RATCHET_MESSAGE_LENGTH,
+  MAX_PREVIOUS_HEADER_KEYS,
+  receivingTags,
+  SEALED_HEADER_LENGTH,
+  SESSION_TAG_LENGTH,
+  sessionTag,
+} from "./header_ratchet.ts";
+export type { HeaderDecryptResult, HeaderEncryptResult } from "./header_ratchet.ts";
+export {
   decodeSession,
   encodeSession,
   expireSkippedKeys,
+  HEADER_SESSION_VERSION,
   MAX_SESSION_LENGTH,
   SESSION_VERSION,
 } from "./ratchet_session.ts";

@@ -100,6 +100,11 @@ export interface TagEntry {
 export class TagIndex {
   readonly #byTag = new Map<string, TagEntry>();
   readonly #bySession = new Map<string, string[]>();
+  /**
+   * What each session's tags were computed from: a new state that shares
+   * its header keys and skipped keys (as most do) has the same tags.
+   */
+  readonly #from = new Map<string, { keys: unknown; skipped: unknown }>();
 
   /** How many tags are indexed. */
   get size(): number {
@@ -125,12 +130,16 @@ export class TagIndex {
    */
   set(peer: string, sessionId: Uint8Array, state: RatchetState): void {
     const key = `${peer}:${toHex(sessionId)}`;
+    const from = this.#from.get(key);
+    if (from?.keys === state.headerKeys && from?.skipped === state.skippedMessageKeys) return;
     for (const tag of this.#bySession.get(key) ?? []) this.#byTag.delete(tag);
     const tags = receivingTags(state).map((t) => toHex(t.tag));
     if (tags.length === 0) {
       this.#bySession.delete(key);
+      this.#from.delete(key);
       return;
     }
+    this.#from.set(key, { keys: state.headerKeys, skipped: state.skippedMessageKeys });
     const entry = { peer, sessionId: new Uint8Array(sessionId) };
     for (const tag of tags) this.#byTag.set(tag, entry);
     this.#bySession.set(key, tags);
@@ -150,5 +159,6 @@ export class TagIndex {
       }
     }
     this.#bySession.delete(key);
+    this.#from.delete(key);
   }
 }

@@ -12,7 +12,7 @@ import { decodeSession, encodeSession, expireSkippedKeys } from "../crypto/ratch
 import type { SecretBox } from "../crypto/secret_box.ts";
 import type { SessionStorage, StoredSession } from "./storage.ts";
 import type { SaveCounter } from "./_save_counter.ts";
-import { TagIndex } from "./_session_frame.ts";
+import { type TagEntry, TagIndex } from "./_session_frame.ts";
 import { MAX_OPENED_SESSION_STATES, SKIPPED_KEY_MAX_AGE_MS } from "./constants.ts";
 
 /**
@@ -107,6 +107,11 @@ export class SessionStates {
     this.#sessions.save(saved);
     this.#counter.saved(saved.counter);
     this.#index?.set(saved.peer, saved.sessionId, state);
+  }
+
+  /** The session a tag names, if the index is built and has it. */
+  lookup(tag: Uint8Array): TagEntry | undefined {
+    return this.#index?.get(tag);
   }
 
   /**

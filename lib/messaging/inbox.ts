@@ -439,10 +439,18 @@ export class Inbox {
     // (its sender is then known and rate-limited: junk costs no signature),
     // while the envelopes are decrypted and stored, off the critical path;
     // one leaves only for a message that is stored and flushed.
+    // A session frame's is signed as soon as its tag names a session (junk
+    // with a random tag costs none).
     const signing = frames.map((frame, i) =>
       frame.type === FrameType.Envelope
         ? opening[i]?.then((result: Opened) =>
-          result !== "frame" && "opened" in result ? this.#signAck(frame.envelope) : undefined
+          result === "frame"
+            ? this.#ctx.sessions?.frameSender(frame.envelope) !== undefined
+              ? this.#signAck(frame.envelope)
+              : undefined
+            : "opened" in result
+            ? this.#signAck(frame.envelope)
+            : undefined
         )
         : undefined
     );
@@ -466,7 +474,8 @@ export class Inbox {
         try {
           const message = await this.#acceptFrame(frame.envelope, "direct");
           if (message !== undefined) incoming.push(message);
-          replies.push({ ack: this.#signAck(frame.envelope) });
+          const bytes = frame.envelope;
+          replies.push({ ack: signing[i]!.then((ack) => ack ?? this.#signAck(bytes)) });
         } catch (err) {
           if (!(err instanceof DecryptionError)) throw err;
           // Its session is unknown here, or it does not decrypt in it.

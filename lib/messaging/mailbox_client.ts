@@ -37,6 +37,7 @@
  */
 import { toHex } from "../platform/bytes.ts";
 import { openEnvelope } from "../crypto/envelope.ts";
+import { isSessionFrame } from "./_session_frame.ts";
 import { decodeUserId } from "../crypto/identity.ts";
 import { ProtocolError } from "../errors.ts";
 import { raceSignal as race } from "race-signal";
@@ -531,13 +532,17 @@ export class MailboxClient {
   }
 
   async #sendReceipt(envelope: Uint8Array, hash: Uint8Array): Promise<void> {
-    let sender: string;
+    let sender: string | undefined;
     try {
-      sender = (this.#ctx.openWrap(envelope) ??
-        await openEnvelope(this.#ctx.identity, envelope)).senderId;
+      // A session frame's sender is the peer of the session its tag names.
+      sender = isSessionFrame(envelope)
+        ? this.#ctx.sessions?.frameSender(envelope)
+        : (this.#ctx.openWrap(envelope) ??
+          await openEnvelope(this.#ctx.identity, envelope)).senderId;
     } catch {
       return;
     }
+    if (sender === undefined) return;
     const signal = this.#ctx.signal(this.#ctx.options.attemptTimeoutMs);
     const target = await this.#ctx.resolve(sender, { signal });
     const stream = await this.#ctx.transport.openStream(target, MESSAGE_PROTOCOL, { signal });

@@ -145,6 +145,7 @@ export type {
 export { SessionContentType, SessionManager } from "./sessions.ts";
 export type {
   BundleFetcher,
+  FrameResult,
   SessionManagerOptions,
   SessionPeer,
   SessionResult,

@@ -39,8 +39,7 @@
  *
  * @module
  */
-import { concat, constantTimeEqual, toHex } from "../platform/bytes.ts";
-import { sealEnvelope } from "../crypto/envelope.ts";
+import { concat, constantTimeEqual } from "../platform/bytes.ts";
 import { decodeUserId, verifySignature } from "../crypto/identity.ts";
 import { PeerUnreachableError, ProtocolError } from "../errors.ts";
 import { raceSignal as race } from "race-signal";
@@ -56,7 +55,7 @@ import type {
 import { isUnsealed } from "./storage.ts";
 import { envelopeHash } from "./mailbox.ts";
 import { settlesWhenStored } from "./_receipts.ts";
-import type { SessionManager, SessionPeer, SessionResult } from "./sessions.ts";
+import type { SessionResult } from "./sessions.ts";
 import type { FlushOutboxOptions, MessageRecipient, SendOptions } from "./types.ts";
 import {
   GROUP_COMMIT_MS,
@@ -66,6 +65,7 @@ import {
 } from "./constants.ts";
 import type { ServiceContext } from "./_context.ts";
 import { Link, Wake } from "./_link.ts";
+import { Sealer } from "./_outbox_sealer.ts";
 import { encodeFrame, type Frame, FrameType, MESSAGE_PROTOCOL, NackCode } from "./wire.ts";
 
 /**
@@ -107,12 +107,8 @@ export class Outbox {
   #links = new Map<string, Link>();
   /** When a session was last restarted, by recipient. */
   #restartedAt = new Map<string, number>();
-  /**
-   * The envelopes that open a session the recipient has not answered, by
-   * hash: an acknowledgement of one answers the session. In memory only: after
-   * a restart, the recipient's first message answers it instead.
-   */
-  #opening = new Map<string, Uint8Array>();
+  /** Seals envelopes and frames, and seals queued messages again. */
+  readonly #sealer: Sealer;
 
   /**
    * @param deps The service's shared context; the storage; and
@@ -127,6 +123,7 @@ export class Outbox {
     this.#ctx = deps.context;
     this.#storage = deps.storage;
     this.#storeOffline = deps.storeOffline;
+    this.#sealer = new Sealer(deps.context, deps.storage);
   }
 
   /** Closes the streams kept for the next messages (the service is stopping). */
@@ -158,8 +155,7 @@ export class Outbox {
       id: Uint8Array,
       now: number,
     ): Promise<StoredMessage> => {
-      const { envelope, hash } = await this.#seal(recipient, sealed, id, now);
-      this.#opens(sealed, hash);
+      const { envelope, hash } = await this.#sealer.seal(recipient, sealed, id, now);
       // The session state is saved with the outbox entry, before anything is
       // sent. The commit is flushed after the lock is released (below), so
       // messages sent together share one flush.
@@ -276,7 +272,7 @@ export class Outbox {
   /**
    * Stores a message that cannot be sealed yet in the history and the
    * outbox, with an empty envelope and a random placeholder hash (which no
-   * acknowledgement can sign); `#sealQueued` seals it before it is sent.
+   * acknowledgement can sign); `Sealer.sealQueued` seals it before it is sent.
    */
   #queueUnsealed(recipient: string, contentType: number, body: Uint8Array): StoredMessage {
     const now = this.#ctx.clock();
@@ -295,129 +291,6 @@ export class Outbox {
       () => this.#storage.outbox.enqueue(message, new Uint8Array(0), placeholder),
       { durable: false },
     );
-  }
-
-  /**
-   * Seals a conversation's queued messages that wait to be sealed (see
-   * `#queueUnsealed`), in order, now that the recipient's prekeys may be
-   * looked up; durable before it returns.
-   *
-   * @throws {PeerUnreachableError} If the prekeys still cannot be looked up.
-   */
-  async #sealQueued(recipient: string, signal: AbortSignal): Promise<void> {
-    const sessions = this.#ctx.sessions;
-    const contact = this.#storage.contacts.getById(recipient);
-    if (sessions === undefined || contact === undefined) {
-      throw new ProtocolError(`Cannot seal a queued message: ${recipient} is not a contact`);
-    }
-    const peer = {
-      userId: recipient,
-      signingPublicKey: decodeUserId(recipient),
-      encryptionPublicKey: contact.encryptionPublicKey,
-    };
-    const bundle = await sessions.prepare(recipient, { signal });
-    await sessions.lock(async () => {
-      const queue = this.#storage.outbox.list().filter((e) =>
-        e.recipient === recipient && isUnsealed(e)
-      );
-      await this.#reseal(peer, queue, bundle === undefined ? { signal } : { signal, bundle });
-    });
-  }
-
-  /**
-   * Seals queued messages again, in order, each saved with its new session
-   * state; durable when it returns. Call inside the session lock.
-   *
-   * @param peer The recipient.
-   * @param entries Their outbox entries.
-   * @param options For `SessionManager.encrypt`.
-   * @param check Refuses a sealing (throws) before it is saved.
-   */
-  async #reseal(
-    peer: SessionPeer,
-    entries: readonly OutboxEntry[],
-    options: Parameters<SessionManager["encrypt"]>[3],
-    check: (sealed: SessionResult) => void = () => {},
-  ): Promise<void> {
-    const sessions = this.#ctx.sessions!;
-    for (const entry of entries) {
-      const message = this.#storage.messages.get(entry.messageSeq);
-      if (message === undefined) continue;
-      const sealed = await sessions.encrypt(peer, message.contentType, message.body, {
-        ...options,
-        id: message.id,
-        timestamp: message.sentAt,
-      });
-      check(sealed);
-      const { envelope, hash } = await this.#seal(peer, sealed, message.id, message.sentAt);
-      this.#opens(sealed, hash);
-      this.#storage.transaction(() => {
-        sealed.save();
-        this.#storage.outbox.replaceEnvelope(entry.messageSeq, envelope, hash, this.#ctx.clock());
-        if (sealed.protection !== message.protection) {
-          this.#storage.messages.setProtection(entry.messageSeq, sealed.protection);
-        }
-      }, { durable: false });
-    }
-    this.#storage.sync();
-  }
-
-  /** Notes an envelope that opens a session (`SessionResult.opens`). */
-  #opens(sealed: SessionResult, hash: Uint8Array): void {
-    if (sealed.opens === undefined) return;
-    if (this.#opening.size >= MAX_OPENING) this.#opening.clear();
-    this.#opening.set(toHex(hash), sealed.opens);
-  }
-
-  /**
-   * Takes the acknowledgements of envelopes that opened sessions as the
-   * recipient's answer: the next messages go as session frames.
-   */
-  #answered(recipient: string, hashes: readonly Uint8Array[]): void {
-    const sessions = this.#ctx.sessions;
-    const opened: Uint8Array[] = [];
-    for (const hash of hashes) {
-      const key = toHex(hash);
-      const sessionId = this.#opening.get(key);
-      if (sessionId === undefined) continue;
-      this.#opening.delete(key);
-      opened.push(sessionId);
-    }
-    if (sessions === undefined || opened.length === 0) return;
-    this.#ctx.track(sessions.lock(() =>
-      Promise.resolve(this.#storage.transaction(() => {
-        for (const sessionId of opened) sessions.acknowledged(recipient, sessionId);
-      }, { durable: false }))
-    ));
-  }
-
-  /**
-   * Seals a message's envelope (a session frame needs none) and hashes it;
-   * the session state, if any, is sealed for storage meanwhile (`sealed.ready`).
-   */
-  async #seal(
-    recipient: MessageRecipient,
-    sealed: SessionResult,
-    id: Uint8Array,
-    timestamp: number,
-  ): Promise<{ envelope: Uint8Array; hash: Uint8Array }> {
-    if (sealed.frame !== undefined) {
-      const [hash] = await Promise.all([envelopeHash(sealed.frame), sealed.ready]);
-      return { envelope: sealed.frame, hash };
-    }
-    const [envelope] = await Promise.all([
-      sealEnvelope(this.#ctx.identity, {
-        signingPublicKey: decodeUserId(recipient.userId),
-        encryptionPublicKey: recipient.encryptionPublicKey,
-      }, {
-        body: sealed.body,
-        contentType: sealed.contentType,
-        id,
-        timestamp,
-      }),
-      sealed.ready,
-    ]);
-    return { envelope, hash: await envelopeHash(envelope) };
   }
 
   /**
@@ -540,7 +413,7 @@ export class Outbox {
       const signal = this.#ctx.signal(Math.max(0, left));
       try {
         if (next.some(isUnsealed)) {
-          await this.#sealQueued(recipient, signal);
+          await this.#sealer.sealQueued(recipient, signal);
           continue;
         }
         if (next.length > 0) {
@@ -650,7 +523,7 @@ export class Outbox {
           durable: false,
         });
         const queue = this.#storage.outbox.list().filter((e) => e.recipient === recipient);
-        await this.#reseal(peer, queue, { signal, bundle, oneTimePrekeyId }, (sealed) => {
+        await this.#sealer.reseal(peer, queue, { signal, bundle, oneTimePrekeyId }, (sealed) => {
           if (sealed.protection !== "ratchet") {
             throw new ProtocolError("Cannot restart session: no prekeys to start it with");
           }
@@ -716,7 +589,7 @@ export class Outbox {
     for (const seq of delivered) {
       if (seq !== undefined) this.#ctx.emit({ type: "delivered", seq, recipient });
     }
-    this.#answered(recipient, acks.slice(0, done).map(({ entry }) => entry.envelopeHash));
+    this.#sealer.answered(recipient, acks.slice(0, done).map(({ entry }) => entry.envelopeHash));
     return { done, failure };
   }
 
@@ -803,7 +676,7 @@ export class Outbox {
     for (const seq of seqs) {
       if (seq !== undefined) this.#ctx.emit({ type: "delivered", seq, recipient });
     }
-    this.#answered(recipient, hashes);
+    this.#sealer.answered(recipient, hashes);
   }
 
   /** Verifies a receipt and marks the message delivered. */
@@ -817,13 +690,10 @@ export class Outbox {
       },
     );
     if (seq !== undefined) this.#ctx.emit({ type: "delivered", seq, recipient });
-    this.#answered(recipient, [hash]);
+    this.#sealer.answered(recipient, [hash]);
     return true;
   }
 }
-
-/** The most envelopes `#opening` remembers; past it, it forgets them all (they are rare). */
-const MAX_OPENING = 10_000;
 
 /** The recipient could not decrypt in its sessions (`NACK` code NoSession). */
 class NoSessionError extends ProtocolError {

@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { openEnvelope } from "../../lib/crypto/envelope.ts";
-import { initSender, ratchetEncrypt } from "../../lib/crypto/ratchet.ts";
+import { initSender, ratchetDecrypt, ratchetEncrypt } from "../../lib/crypto/ratchet.ts";
+import { decodeSession } from "../../lib/crypto/ratchet_session.ts";
+import { toHex } from "../../lib/platform/bytes.ts";
 import { encodeInitialMessage, encodeX3dhHeader, initiateX3dh } from "../../lib/crypto/x3dh.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { headerTrialCount } from "../../lib/crypto/header_ratchet.ts";
@@ -232,7 +234,7 @@ Deno.test("a frame's sender is found by its tag alone: unknown tags cost no decr
   assert.equal(await receive(bob, alice, await send(alice, bob, "after restart")), "after restart");
 });
 
-Deno.test("a session stored by an older DIM keeps the envelope, and an old initial message still opens one", async () => {
+Deno.test("an older DIM's first message opens a session of the original ratchet, which keeps the envelope both ways", async () => {
   // An older DIM's first message: an X3DH version-1 header and the
   // original ratchet, as `SessionManager` wrote it before frames.
   const network = new Map<string, PrekeyBundle>();
@@ -253,10 +255,29 @@ Deno.test("a session stored by an older DIM keeps the envelope, and an old initi
     return dec(r.body);
   });
   assert.equal(got, "from an older DIM");
-  // Bob's answer in that session keeps the envelope (content type 0x81).
+  // Bob's answer in that session keeps the envelope (content type 0x81),
+  // which the older DIM reads, and its next message reads at Bob.
   const answer = await send(bob, alice, "an envelope for you");
   assert.equal(answer.frame, undefined);
   assert.equal(answer.contentType, 0x81);
+  assert.equal(answer.opens, undefined);
+  const read = await ratchetDecrypt(first.state, answer.body.subarray(8));
+  assert.equal(dec(read.plaintext.subarray(1)), "an envelope for you");
+  const next = await ratchetEncrypt(read.state, new Uint8Array([1, ...enc("and back")]));
+  const back = new Uint8Array([...answer.body.subarray(0, 8), ...next.message]);
+  const again = await bob.sessions.lock(async () => {
+    const r = await bob.sessions.decrypt(peerOf(alice), 0x81, back);
+    bob.db.transaction(() => r.save());
+    return dec(r.body);
+  });
+  assert.equal(again, "and back");
+  // Stored, it is still a state without header keys (encoding version 2).
+  const row = bob.db.sessions.list(alice.identity.id)[0]!;
+  const box = await SecretBox.forIdentity(bob.identity);
+  const label = `session:${alice.identity.id}:${toHex(row.sessionId)}:${row.counter}`;
+  const plain = await box.open(label, row.state);
+  assert.equal(plain[0], 2);
+  assert.equal(decodeSession(plain).headerKeys, undefined);
 });
 
 Deno.test("a mailbox node accepts a session frame's shape and refuses a short one", async () => {
@@ -276,4 +297,30 @@ Deno.test("a mailbox node accepts a session frame's shape and refuses a short on
     type: FrameType.StoreResult,
     status: StoreStatus.Invalid,
   });
+});
+
+Deno.test("the peer's acknowledgement of a first message answers the session: the next message is a frame", async () => {
+  const network = new Map<string, PrekeyBundle>();
+  const alice = await party(network);
+  const bob = await party(network);
+  const first = await send(alice, bob, "first");
+  assert.equal(first.frame, undefined);
+  assert.ok(first.opens !== undefined);
+  const second = await send(alice, bob, "second, before any answer");
+  assert.equal(second.frame, undefined, "still the envelope");
+  assert.equal(await receive(bob, alice, first), "first");
+  // Bob's signed acknowledgement of the first came back (the outbox checks it).
+  await alice.sessions.lock(() =>
+    Promise.resolve(
+      alice.db.transaction(() => alice.sessions.acknowledged(bob.identity.id, first.opens!)),
+    )
+  );
+  const third = await send(alice, bob, "third");
+  assert.equal(third.frame?.[0], SESSION_FRAME_KIND);
+  assert.equal(await receive(bob, alice, third), "third");
+  // The envelope sent before the acknowledgement still reads after the frame.
+  assert.equal(await receive(bob, alice, second), "second, before any answer");
+  // Bob answers in the same session.
+  const answer = await send(bob, alice, "answer");
+  assert.equal(await receive(alice, bob, answer), "answer");
 });
