@@ -103,9 +103,9 @@ export type {
   SignedPrekey,
   X3dhBundle,
   X3dhHeader,
+  X3dhHeaderKeys,
   X3dhIdentity,
   X3dhInitiation,
-  X3dhHeaderKeys,
   X3dhResponderPrekeys,
   X3dhResponse,
 } from "./x3dh.ts";
