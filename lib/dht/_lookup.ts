@@ -348,9 +348,7 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
     const needed = quorum?.count ?? options.settle;
     const answered: Candidate[] = [];
     const counting = (c: Candidate): boolean =>
-      quorum === undefined
-        ? c.state === "answered"
-        : c.value !== undefined && best !== undefined && equalBytes(c.value, best);
+      quorum === undefined ? c.state === "answered" : c.value !== undefined && c.value === best;
 
     const agreed = (): boolean => {
       if (needed === undefined) return false;
@@ -414,7 +412,17 @@ export function lookup<P extends KadPeer>(options: LookupOptions<P>): Promise<Lo
         candidate.value = answer.value;
         valued.push(candidate);
         if (quorum !== undefined) {
-          best = best === undefined ? answer.value : better(best, answer.value);
+          // A value equal to the best is kept as the best's own array, so
+          // that agreement is one comparison of references.
+          if (best !== undefined && equalBytes(best, answer.value)) candidate.value = best;
+          else {
+            best = best === undefined ? answer.value : better(best, answer.value);
+            if (best === answer.value) {
+              for (const other of valued) {
+                if (other.value !== best && equalBytes(other.value!, best)) other.value = best;
+              }
+            }
+          }
         }
       }
       const path = paths[candidate.path]!;

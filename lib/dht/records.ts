@@ -541,7 +541,8 @@ export class DhtRecords {
   }
 
   #select(keyBytes: Uint8Array, values: Uint8Array[]): number {
-    if (values.length < 2) return 0;
+    // Peers mostly agree: equal values need no ranking.
+    if (values.length < 2 || values.every((value) => equalBytes(value, values[0]!))) return 0;
     const selector = this.#init.selectors[namespaceOf(keyBytes) ?? ""];
     if (selector === undefined) return 0;
     const index = selector(keyBytes, values);
@@ -608,11 +609,13 @@ export class DhtRecords {
     chosen: Uint8Array,
     signal: AbortSignal,
   ): Promise<void> {
+    const localStale = local !== undefined && !equalBytes(local, chosen);
+    if (stale.length === 0 && !localStale) return;
     const record = new Libp2pRecord(keyBytes, chosen, new Date(this.#init.clock())).serialize();
     const jobs: Promise<unknown>[] = stale.map((peer) =>
       this.#sendRecord(peer, keyBytes, record, chosen, signal)
     );
-    if (local !== undefined && !equalBytes(local, chosen)) {
+    if (localStale) {
       jobs.push(
         this.#init.datastore.put(recordDatastoreKey(keyBytes), record, { signal }).then(
           () => {},

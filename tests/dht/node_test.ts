@@ -401,3 +401,46 @@ Deno.test("DIM contact cards under /dim/card/ with dimValidator and dimSelector"
     await stopAll(nodes);
   }
 });
+
+Deno.test("a get refuses a forged card from a peer while it remembers the genuine one as valid", async () => {
+  const nodes = await startNetwork(4, {
+    validators: { dim: dimValidator },
+    selectors: { dim: dimSelector },
+  });
+  // A peer that stores and serves anything under /dim/.
+  const liar = await createDhtNode(testNodeOptions({
+    bootstrap: [nodes[0]!.multiaddrs[0]!],
+    validators: { dim: () => Promise.resolve() },
+    selectors: { dim: dimSelector },
+  }));
+  try {
+    await waitForFullTables([...nodes, liar]);
+    const alice = await Identity.generate();
+    const card = (seq: number) =>
+      signCard(alice, { displayName: "Alice", peerId: nodes[0]!.peerId, addresses: [], seq });
+    const genuine = await card(1);
+    await nodes[0]!.put(genuine.key, genuine.bytes);
+    assert.equal(await nodes[0]!.settled(5_000), true);
+    const reader = nodes[3]!;
+    assert.equal((await openCard((await reader.get(genuine.key))!, { key: genuine.key })).seq, 1);
+    // A newer card with a broken signature: the liar keeps it, honest peers refuse it.
+    const forged = (await card(2)).bytes.slice();
+    forged[forged.length - 1]! ^= 1;
+    await liar.put(genuine.key, forged);
+    assert.equal(await liar.settled(5_000), true);
+    assert.deepEqual(await liar.getLocal(genuine.key), forged);
+    // Asked with every peer heard (quorum 0), the reader still returns the genuine card.
+    for (const quorum of [0, 3]) {
+      const found = await reader.get(genuine.key, { quorum });
+      assert.equal((await openCard(found!, { key: genuine.key })).seq, 1, `quorum ${quorum}`);
+    }
+    for (const node of nodes) {
+      assert.equal(
+        (await openCard((await node.getLocal(genuine.key))!, { key: genuine.key })).seq,
+        1,
+      );
+    }
+  } finally {
+    await stopAll([...nodes, liar]);
+  }
+});
