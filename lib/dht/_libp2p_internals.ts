@@ -49,7 +49,7 @@
  *
  * @module
  */
-import type { PeerId, PeerStore, Stream } from "@libp2p/interface";
+import type { PeerId, PeerInfo, PeerStore, Stream } from "@libp2p/interface";
 import { LengthPrefixedDecoder } from "@libp2p/utils";
 import type { Multiaddr } from "@multiformats/multiaddr";
 import { DimError } from "../errors.ts";
@@ -334,6 +334,7 @@ export function installFastClosest(
  * @param peerRouting kad-dht's peer routing (changed in place).
  * @param routingTable kad-dht's routing table.
  * @param peerStore The peer store.
+ * @param peek Its cached entries, read without a wait (`PeerStoreCache.peekInfo`).
  * @returns Nothing.
  * @example
  * ```ts ignore
@@ -347,6 +348,7 @@ export function installFastCloserPeers(
   peerRouting: PeerRoutingInternals,
   routingTable: RoutingTableInternals,
   peerStore: PeerStore,
+  peek: (peer: PeerId) => PeerInfo | undefined = () => undefined,
 ): void {
   const original = peerRouting.getClosestPeersOffline.bind(peerRouting);
   // The closest peers of recent keys, while the table has not changed since.
@@ -375,6 +377,11 @@ export function installFastCloserPeers(
     options?.signal?.throwIfAborted();
     const output: { id: PeerId; multiaddrs: Multiaddr[] }[] = [];
     for (const peerId of closestTo(key)) {
+      const cached = peek(peerId);
+      if (cached !== undefined) {
+        output.push(cached);
+        continue;
+      }
       try {
         output.push(await peerStore.getInfo(peerId, options));
       } catch (cause) {

@@ -146,18 +146,8 @@ export class PeerStoreCache {
     };
     // kad-dht reads 20 of these per request: keep the derived object too.
     const getInfo = async (id: PeerId, options?: Options): Promise<PeerInfo> => {
-      let entry = this.#byObject.get(id);
-      if (entry === undefined || entry.dead === true || this.#expired(entry)) {
-        entry = this.#fresh(keyOf(id));
-        if (entry !== undefined) this.#byObject.set(id, entry);
-      }
-      if (entry !== undefined) {
-        this.#hits++;
-        return entry.info ??= {
-          id: entry.peer.id,
-          multiaddrs: entry.peer.addresses.map(({ multiaddr }) => multiaddr),
-        };
-      }
+      const info = this.peekInfo(id);
+      if (info !== undefined) return info;
       const peer = await cachedGet(id, options);
       return { id: peer.id, multiaddrs: peer.addresses.map(({ multiaddr }) => multiaddr) };
     };
@@ -191,6 +181,28 @@ export class PeerStoreCache {
       patch: cachedPatch,
       save: cachedSave,
       delete: cachedDelete,
+    };
+  }
+
+  /**
+   * A peer's ID and addresses, as the peer store's `getInfo` gives them, if
+   * a cached copy younger than `ttlMs` holds them: without a wait, for a
+   * caller that reads many (kad-dht's closer peers, `_libp2p_internals.ts`).
+   *
+   * @param id The peer.
+   * @returns Its info, or `undefined` if it is not cached.
+   */
+  peekInfo(id: PeerId): PeerInfo | undefined {
+    let entry = this.#byObject.get(id);
+    if (entry === undefined || entry.dead === true || this.#expired(entry)) {
+      entry = this.#fresh(keyOf(id));
+      if (entry !== undefined) this.#byObject.set(id, entry);
+    }
+    if (entry === undefined) return undefined;
+    this.#hits++;
+    return entry.info ??= {
+      id: entry.peer.id,
+      multiaddrs: entry.peer.addresses.map(({ multiaddr }) => multiaddr),
     };
   }
 

@@ -337,16 +337,19 @@ export async function assembleNode(
     });
     filterPeerEvents(internals.kad.network, peerEvents);
     installFastClosest(internals.kad.routingTable.kb, internals.kad.routingTable, DHT_K);
-    installFastCloserPeers(internals.kad.peerRouting, internals.kad.routingTable, libp2p.peerStore);
-    if (!quietLengthDecoders()) log("@libp2p/utils' LengthPrefixedDecoder changed: not patched");
-    installPeerStoreCache(
+    const peerStoreCache = new PeerStoreCache({
+      ttlMs: PEER_STORE_CACHE_TTL_MS,
+      maxEntries: PEER_STORE_CACHE_ENTRIES,
+      clock,
+    });
+    installPeerStoreCache(libp2p.peerStore, peerStoreCache);
+    installFastCloserPeers(
+      internals.kad.peerRouting,
+      internals.kad.routingTable,
       libp2p.peerStore,
-      new PeerStoreCache({
-        ttlMs: PEER_STORE_CACHE_TTL_MS,
-        maxEntries: PEER_STORE_CACHE_ENTRIES,
-        clock,
-      }),
+      (peer) => peerStoreCache.peekInfo(peer),
     );
+    if (!quietLengthDecoders()) log("@libp2p/utils' LengthPrefixedDecoder changed: not patched");
     const client = new KadClient(libp2p, {
       protocol,
       maxMessageBytes: MAX_KAD_MESSAGE_BYTES,
