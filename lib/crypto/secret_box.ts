@@ -6,7 +6,11 @@
  *
  * Each value is AES-256-GCM with a fresh 12-byte nonce, and its label (what
  * the value is, and for whom) as associated data, so a sealed value cannot
- * be moved to another row.
+ * be moved to another row. A small value (a session state, sealed with
+ * every message) is sealed and opened on the calling thread
+ * (`node:crypto`), a large one with WebCrypto, whose hand-off to its
+ * thread pool costs more than the work on a few hundred bytes (see
+ * `_aead.ts`); the bytes are the same either way.
  *
  * @example
  * ```ts
@@ -29,7 +33,7 @@
  * @module
  */
 import { createSecretKey, type KeyObject } from "node:crypto";
-import { gcmOpenSync, gcmSealSync } from "./_aead.ts";
+import { gcmOpenSync, gcmSealSync, SYNC_LIMIT } from "./_aead.ts";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, utf8 } from "../platform/bytes.ts";
@@ -63,9 +67,11 @@ function corrupt(label: string, cause: unknown): StorageError {
 /** Seals and opens labelled secrets with a key derived from an identity. */
 export class SecretBox {
   readonly #key: CryptoKey;
+  readonly #sync: KeyObject;
 
-  private constructor(key: CryptoKey) {
+  private constructor(key: CryptoKey, sync: KeyObject) {
     this.#key = key;
+    this.#sync = sync;
   }
 
   /**
@@ -80,8 +86,9 @@ export class SecretBox {
       "encrypt",
       "decrypt",
     ]);
+    const sync = createSecretKey(raw);
     raw.fill(0);
-    return new SecretBox(key);
+    return new SecretBox(key, sync);
   }
 
   /**
@@ -93,6 +100,9 @@ export class SecretBox {
    */
   async seal(label: string, value: Uint8Array): Promise<Uint8Array> {
     const iv = crypto.getRandomValues(new Uint8Array(NONCE_LENGTH));
+    if (value.length <= SYNC_LIMIT) {
+      return concat(iv, gcmSealSync(this.#sync, iv, value, utf8(label)));
+    }
     const ct = await crypto.subtle.encrypt(
       { name: "AES-GCM", iv, additionalData: utf8(label) },
       this.#key,
@@ -111,6 +121,11 @@ export class SecretBox {
    */
   async open(label: string, sealed: Uint8Array): Promise<Uint8Array> {
     try {
+      if (sealed.length < NONCE_LENGTH + TAG_LENGTH) throw new RangeError("too short");
+      if (sealed.length - NONCE_LENGTH - TAG_LENGTH <= SYNC_LIMIT) {
+        const iv = sealed.subarray(0, NONCE_LENGTH);
+        return gcmOpenSync(this.#sync, iv, sealed.subarray(NONCE_LENGTH), utf8(label));
+      }
       const pt = await crypto.subtle.decrypt(
         {
           name: "AES-GCM",
