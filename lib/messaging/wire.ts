@@ -11,7 +11,10 @@
  * - `/dim/msg/1.0.0` carries sealed envelopes between two online users:
  *   `ENVELOPE` → `ACK` (signed by the recipient over the envelope's SHA-256)
  *   or `NACK`; `RECEIPT` is an `ACK` the recipient sends on its own for an
- *   envelope it fetched from its mailbox.
+ *   envelope it fetched from its mailbox. An `ENVELOPE` frame may hold a
+ *   session frame instead (`_session_frame.ts`: the message of an
+ *   established session, told apart by its first byte), acknowledged the
+ *   same way; "envelope" below means either.
  * - `/dim/mbox/2.0.0` keeps envelopes for offline users on the nodes closest
  *   to the recipient's mailbox address: `STORE` → `STORE_RESULT`, and, signed
  *   by the mailbox owner for one node at one time with a fresh nonce,
@@ -94,9 +97,10 @@ export const FrameType = {
 export const NackCode = { Unreadable: 1, RateLimited: 2, Busy: 3, NoSession: 4 } as const;
 /**
  * The outcome of a mailbox STORE. `Full`: the storing peer is over its
- * share of the mailbox. `Invalid`: the bytes cannot be an envelope, or the
- * expiry is out of range. `NotClosest`: the node is not among the nodes
- * closest to the mailbox address, and keeps no copy for it.
+ * share of the mailbox. `Invalid`: the bytes can be neither an envelope
+ * nor a session frame, or the expiry is out of range. `NotClosest`: the
+ * node is not among the nodes closest to the mailbox address, and keeps no
+ * copy for it.
  */
 export const StoreStatus = { Stored: 0, Duplicate: 1, Full: 2, Invalid: 3, NotClosest: 4 } as const;
 
