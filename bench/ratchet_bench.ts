@@ -14,6 +14,12 @@ import {
   type RatchetState,
 } from "../lib/crypto/ratchet.ts";
 import { decodeSession, encodeSession } from "../lib/crypto/ratchet_session.ts";
+import {
+  headerRatchetDecrypt,
+  headerRatchetEncrypt,
+  initHeaderReceiver,
+  initHeaderSender,
+} from "../lib/crypto/header_ratchet.ts";
 import { generatePrekey, initiateX3dh, respondX3dh, signPrekey } from "../lib/crypto/x3dh.ts";
 
 // --- Setup, outside every timed part ----------------------------------------
@@ -38,7 +44,32 @@ async function sessionPair(): Promise<{ a: RatchetState; b: RatchetState }> {
   return { a, b };
 }
 
+/** The same with encrypted headers (what DIM's sessions use), after one round trip. */
+async function headerPair(): Promise<{ a: RatchetState; b: RatchetState }> {
+  const sk = crypto.getRandomValues(new Uint8Array(32));
+  const hka = crypto.getRandomValues(new Uint8Array(32));
+  const nhkb = crypto.getRandomValues(new Uint8Array(32));
+  const prekey = await generateRatchetKeyPair();
+  let a = await initHeaderSender(sk, prekey.publicKey, ad, { sending: hka, nextReceiving: nhkb });
+  let b = initHeaderReceiver(sk, prekey, ad, { nextSending: nhkb, nextReceiving: hka });
+  const first = await headerRatchetEncrypt(a, body, { id });
+  a = first.state;
+  b = await headerOpen(b, first.message);
+  const reply = await headerRatchetEncrypt(b, body, { id });
+  b = reply.state;
+  a = await headerOpen(a, reply.message);
+  return { a, b };
+}
+
+const id = new Uint8Array(16);
+async function headerOpen(state: RatchetState, message: Uint8Array): Promise<RatchetState> {
+  const got = await headerRatchetDecrypt(state, message);
+  if (got.gone) throw new Error("the message key is gone");
+  return got.state;
+}
+
 const steady = await sessionPair();
+const headerSteady = await headerPair();
 const pingPong = await sessionPair();
 // A session holding the most skipped keys it may: the worst case to persist.
 const full = await (async () => {
@@ -83,6 +114,16 @@ Deno.bench({
     const sent = await ratchetEncrypt(steady.a, body);
     steady.a = sent.state;
     steady.b = (await ratchetDecrypt(steady.b, sent.message)).state;
+  },
+});
+
+Deno.bench({
+  name: "ratchet with encrypted headers: encrypt + decrypt, same chain",
+  group: "1 KiB message",
+  fn: async () => {
+    const sent = await headerRatchetEncrypt(headerSteady.a, body, { id });
+    headerSteady.a = sent.state;
+    headerSteady.b = await headerOpen(headerSteady.b, sent.message);
   },
 });
 
