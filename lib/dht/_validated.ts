@@ -7,11 +7,14 @@
  *
  * Only success is remembered, for the exact bytes of the value, one value
  * per key: a forged or altered record differs in its bytes and is always
- * checked, and a record that failed is checked again next time.
+ * checked, and a record that failed is checked again next time. A value
+ * that is a DIM record is remembered no longer than it is accepted
+ * (`acceptedUntil`), so an expired record is never taken from memory.
  *
  * @module
  */
 import { equalBytes } from "../platform/bytes.ts";
+import { acceptedUntil } from "../record/record.ts";
 import { peerKey } from "./_lookup.ts";
 
 /** What {@linkcode ValidatedRecords} remembers of one key. */
@@ -122,6 +125,7 @@ export class ValidatedRecords {
     if (this.#entries.size >= this.#maxEntries) {
       this.#entries.delete(this.#entries.keys().next().value!);
     }
-    this.#entries.set(name, { value: value.slice(), until: this.#clock() + this.#ms });
+    const until = Math.min(this.#clock() + this.#ms, acceptedUntil(value) ?? Infinity);
+    this.#entries.set(name, { value: value.slice(), until });
   }
 }

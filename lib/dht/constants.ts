@@ -549,9 +549,9 @@ export const LAN_JOIN_WAIT_MS = 3_000;
  * How long a node takes a record value it has validated as valid without
  * checking it again (its signature, its key and its validity period), for
  * the same key: a get that reads its own copy, and answers equal to it or
- * to one checked before, then costs no signature check. Validity periods
- * are checked with a 10-minute clock-skew tolerance, so this moves their
- * edge by at most this much.
+ * to one checked before, then costs no signature check. A DIM record is
+ * remembered no longer than it is accepted (its expiry plus the clock-skew
+ * tolerance), so an expired record is refused as before.
  */
 export const VALIDATED_MEMORY_MS = 60_000;
 

@@ -312,6 +312,35 @@ export function decodeRecord(bytes: Uint8Array): SignedRecord {
   return withKey(parseRecord(bytes));
 }
 
+/**
+ * The last moment (ms since the epoch) at which a record is still accepted:
+ * its `expiresAt` plus {@linkcode CLOCK_SKEW_TOLERANCE_MS}. Structure only,
+ * no signature check: for caches of records already validated, which must
+ * not outlive this.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Identity } from "../crypto/identity.ts";
+ * import { acceptedUntil, CLOCK_SKEW_TOLERANCE_MS, signRecord } from "./record.ts";
+ *
+ * const me = await Identity.generate();
+ * const signed = await signRecord(me, { type: "note", seq: 1, payload: new Uint8Array() });
+ * assert.equal(acceptedUntil(signed.bytes), signed.expiresAt + CLOCK_SKEW_TOLERANCE_MS);
+ * assert.equal(acceptedUntil(new Uint8Array([9])), undefined);
+ * ```
+ *
+ * @param bytes An encoded record.
+ * @returns The time, or undefined if `bytes` is not a record.
+ */
+export function acceptedUntil(bytes: Uint8Array): number | undefined {
+  try {
+    return parseRecord(bytes).expiresAt + CLOCK_SKEW_TOLERANCE_MS;
+  } catch {
+    return undefined;
+  }
+}
+
 function keyText(key: string | Uint8Array): string {
   if (typeof key === "string") return key;
   try {

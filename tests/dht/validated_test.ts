@@ -4,7 +4,9 @@
  * always checked, and the memory is bounded.
  */
 import assert from "node:assert/strict";
+import { Identity } from "../../lib/crypto/identity.ts";
 import { ValidatedRecords } from "../../lib/dht/_validated.ts";
+import { CLOCK_SKEW_TOLERANCE_MS, signRecord, validateRecord } from "../../lib/record/record.ts";
 
 const key = (n: number) => new Uint8Array([47, n]);
 
@@ -54,4 +56,27 @@ Deno.test("wrapped validators remember what they accept and still refuse the res
   memo.remember(key(3), new Uint8Array([3]));
   assert.equal(memo.knows(key(1), new Uint8Array([1])), false);
   assert.equal(memo.knows(key(3), new Uint8Array([3])), true);
+});
+
+Deno.test("a record is remembered no longer than it is accepted: an expired one is checked again, and refused", async () => {
+  const owner = await Identity.generate();
+  const signed = await signRecord(owner, {
+    type: "card",
+    seq: 1,
+    payload: new Uint8Array([1]),
+    ttlMs: 60_000,
+  });
+  const deadline = signed.expiresAt + CLOCK_SKEW_TOLERANCE_MS;
+  let now = deadline - 1_000;
+  const memo = new ValidatedRecords({ ms: 60_000, maxEntries: 10, clock: () => now });
+  const key = new TextEncoder().encode(signed.key);
+  const check = async (k: Uint8Array, v: Uint8Array) => {
+    await validateRecord(k, v, { now });
+  };
+  assert.equal(await memo.isValid(key, signed.bytes, check), true);
+  now = deadline - 1;
+  assert.equal(memo.knows(key, signed.bytes), true);
+  now = deadline;
+  assert.equal(memo.knows(key, signed.bytes), false);
+  assert.equal(await memo.isValid(key, signed.bytes, check), false);
 });
