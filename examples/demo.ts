@@ -66,18 +66,35 @@ try {
     text: string,
     reader: AsyncIterator<{ text: string }>,
     reader_name: string,
+    how: string,
   ) => {
     const start = performance.now();
     const sent = await from.send(to, text);
-    say(from === alice ? "Alice" : "Bob", `→ "${text}" (sealed with HPKE, signed)`);
+    say(from === alice ? "Alice" : "Bob", `→ "${text}" (${how})`);
     const got = await reader.next();
     say(reader_name, `← "${got.value?.text}" (${(performance.now() - start).toFixed(1)} ms)`);
     const acked = await from.waitFor(sent.seq, { signal: AbortSignal.timeout(10_000) });
     say(from === alice ? "Alice" : "Bob", `  ✓ ${acked.state}: signed acknowledgement verified`);
   };
 
-  await exchange(alice, "bob", "Hi Bob, it's Alice. No server in between!", bobInbox, "Bob");
-  await exchange(bob, "alice", "Hi Alice! Only we can read this.", aliceInbox, "Alice");
+  // A session's first message goes in the signed HPKE envelope with the X3DH header; once the
+  // peer holds the session, messages are session frames (encrypted headers, no signature).
+  await exchange(
+    alice,
+    "bob",
+    "Hi Bob, it's Alice. No server in between!",
+    bobInbox,
+    "Bob",
+    "X3DH + ratchet, sealed with HPKE, signed",
+  );
+  await exchange(
+    bob,
+    "alice",
+    "Hi Alice! Only we can read this.",
+    aliceInbox,
+    "Alice",
+    "ratchet, session frame with an encrypted header",
+  );
 
   await bob.stop();
   say("Bob", "goes offline");
@@ -87,7 +104,10 @@ try {
     orStored: true,
     signal: AbortSignal.timeout(15_000),
   });
-  say("Alice", `  … Bob unreachable: envelope ${stored.state} on the nodes nearest his mailbox`);
+  say(
+    "Alice",
+    `  … Bob unreachable: session frame ${stored.state} on the nodes nearest his mailbox`,
+  );
 
   bob = await open("Bob", false);
   bobInbox = inbox(bob);
@@ -100,7 +120,7 @@ try {
   await alice.stop();
   await bob.stop();
   console.log(`\nDone in ${(performance.now() - t0).toFixed(0)} ms. Every message was end-to-end`);
-  console.log("encrypted; the bootstrap nodes only saw sealed envelopes.");
+  console.log("encrypted; the bootstrap nodes only saw sealed envelopes and session frames.");
 } finally {
   for (const r of nodes) await r.stop();
   await Deno.remove(dir, { recursive: true });
