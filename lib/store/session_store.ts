@@ -27,7 +27,18 @@
  * @module
  */
 import type { SessionStorage, StoredSession } from "../messaging/storage.ts";
-import { blob, type Connection, optionalBlob, type Row, type SchemaPart } from "./connection.ts";
+import { constantTimeEqual } from "../platform/bytes.ts";
+import {
+  blob,
+  type Connection,
+  optionalBlob,
+  remember,
+  type Row,
+  type SchemaPart,
+} from "./connection.ts";
+
+/** The most peers whose sessions are kept in memory. */
+const CACHED_PEERS = 256;
 
 /** The `sessions` table. */
 export const SESSIONS_SCHEMA: SchemaPart = {
@@ -71,9 +82,20 @@ function toSession(r: Row): StoredSession {
   };
 }
 
-/** The `sessions` table on a shared connection. */
+/** The order of {@linkcode SessionStore.list}: the current one first, then the latest used, then the newest. */
+function byUse(a: StoredSession, b: StoredSession): number {
+  return Number(b.current) - Number(a.current) || b.usedAt - a.usedAt || b.createdAt - a.createdAt;
+}
+
+/**
+ * The `sessions` table on a shared connection. A peer's sessions are read
+ * for every message to or from it, so the ones read are kept in memory, and
+ * each save here updates that copy.
+ */
 export class SessionStore implements SessionStorage {
   readonly #conn: Connection;
+  /** Each peer's sessions as {@linkcode SessionStore.list} returns them. */
+  readonly #byPeer: Map<string, readonly StoredSession[]>;
 
   /**
    * Uses a connection opened with {@linkcode SESSIONS_SCHEMA}, adding the
@@ -85,6 +107,7 @@ export class SessionStore implements SessionStorage {
   constructor(conn: Connection) {
     this.#conn = conn;
     addCounterColumn(conn);
+    this.#byPeer = conn.cache("sessions by peer");
   }
 
   /**
@@ -94,11 +117,15 @@ export class SessionStore implements SessionStorage {
    * @returns The sessions.
    */
   list(peer: string): StoredSession[] {
+    const kept = this.#byPeer.get(peer);
+    if (kept !== undefined) return [...kept];
     const rows = this.#conn.run("read sessions", (db) =>
       db.prepare(
         "SELECT * FROM sessions WHERE peer = ? ORDER BY current DESC, used_at DESC, created_at DESC",
       ).all(peer)) as Row[];
-    return rows.map(toSession);
+    const sessions = rows.map(toSession);
+    remember(this.#byPeer, peer, sessions, CACHED_PEERS);
+    return [...sessions];
   }
 
   /**
@@ -122,8 +149,13 @@ export class SessionStore implements SessionStorage {
    * @param keep How many sessions per peer to keep (oldest-used dropped). Default 4.
    */
   save(row: StoredSession, keep = 4): void {
+    const kept = this.#byPeer.get(row.peer);
+    const same = (s: StoredSession) => constantTimeEqual(s.sessionId, row.sessionId);
+    // Forgotten until the save is done: a failed statement leaves it unknown.
+    this.#byPeer.delete(row.peer);
     this.#conn.run("save session", (db) => {
-      if (row.current) {
+      // Another current session to demote, unless the sessions kept say there is none.
+      if (row.current && (kept === undefined || kept.some((s) => s.current && !same(s)))) {
         db.prepare(
           "UPDATE sessions SET current = 0 WHERE peer = ? AND session_id != ? AND current = 1",
         ).run(row.peer, row.sessionId);
@@ -141,7 +173,19 @@ export class SessionStore implements SessionStorage {
         row.peer,
         row.sessionId,
       );
-      if (Number(updated.changes) > 0) return;
+      if (Number(updated.changes) > 0) {
+        if (kept !== undefined && kept.some(same)) {
+          const sessions = kept.map((s) =>
+            same(s)
+              ? { ...row, createdAt: s.createdAt }
+              : row.current
+              ? { ...s, current: false }
+              : s
+          );
+          remember(this.#byPeer, row.peer, sessions.sort(byUse), CACHED_PEERS);
+        }
+        return;
+      }
       db.prepare(
         `INSERT INTO sessions
            (peer, session_id, state, initial_header, current, created_at, used_at, counter)
@@ -170,6 +214,7 @@ export class SessionStore implements SessionStorage {
    * @param peer The peer's user ID.
    */
   deleteAll(peer: string): void {
+    this.#byPeer.delete(peer);
     this.#conn.run(
       "delete sessions",
       (db) => db.prepare("DELETE FROM sessions WHERE peer = ?").run(peer),
@@ -182,6 +227,7 @@ export class SessionStore implements SessionStorage {
    * @returns How many sessions were deleted.
    */
   clear(): number {
+    this.#byPeer.clear();
     return this.#conn.run(
       "delete sessions",
       (db) => Number(db.prepare("DELETE FROM sessions").run().changes),

@@ -68,3 +68,37 @@ Deno.test("a sessions table made before the counter gets it, 0 in its rows", asy
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("list() read again after each save, delete and rollback says what the file says", () => {
+  using db = UserStore.open(":memory:");
+  const fromFile = () =>
+    (db.connection.run("read", (h) =>
+      h.prepare(
+        "SELECT session_id, current, state FROM sessions WHERE peer = 'dimpeer' ORDER BY current DESC, used_at DESC, created_at DESC",
+      ).all()) as { session_id: Uint8Array; current: number; state: Uint8Array }[])
+      .map((r) => [r.session_id[0], r.current === 1, r.state[0]]);
+  const listed = () =>
+    db.sessions.list("dimpeer").map((s) => [s.sessionId[0], s.current, s.state[0]]);
+  const same = (what: string) => assert.deepEqual(listed(), fromFile(), what);
+  same("none");
+  db.sessions.save(session(1, 10, true));
+  same("one current");
+  db.sessions.save(session(2, 20, true));
+  same("a new current one");
+  db.sessions.save({ ...session(1, 30, true), state: new Uint8Array([7]) });
+  same("the older made current again, its state moved on");
+  db.sessions.save({ ...session(2, 40), state: new Uint8Array([8]) });
+  same("the other moved on, not current");
+  assert.throws(() =>
+    db.transaction(() => {
+      db.sessions.save({ ...session(2, 50, true), state: new Uint8Array([9]) });
+      same("seen inside the transaction");
+      throw new Error("roll back");
+    }), /roll back/);
+  same("rolled back");
+  db.sessions.deleteAll("dimpeer");
+  same("deleted");
+  db.sessions.save(session(3, 60, true));
+  assert.equal(db.sessions.clear(), 1);
+  same("cleared");
+});
