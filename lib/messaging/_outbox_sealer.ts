@@ -14,7 +14,7 @@ import { ProtocolError } from "../errors.ts";
 import { envelopeHash } from "./mailbox.ts";
 import type { OutboxStore } from "./outbox.ts";
 import type { SessionManager, SessionPeer, SessionResult } from "./sessions.ts";
-import { isUnsealed, type OutboxEntry } from "./storage.ts";
+import { type DeferredCommits, isUnsealed, type OutboxEntry } from "./storage.ts";
 import type { MessageRecipient } from "./types.ts";
 import type { ServiceContext } from "./_context.ts";
 
@@ -84,25 +84,31 @@ export class Sealer {
     check: (sealed: SessionResult) => void = () => {},
   ): Promise<void> {
     const sessions = this.#ctx.sessions!;
-    for (const entry of entries) {
-      const message = this.#storage.messages.get(entry.messageSeq);
-      if (message === undefined) continue;
-      const sealed = await sessions.encrypt(peer, message.contentType, message.body, {
-        ...options,
-        id: message.id,
-        timestamp: message.sentAt,
-      });
-      check(sealed);
-      const { envelope, hash } = await this.seal(peer, sealed, message.id, message.sentAt);
-      this.#storage.transaction(() => {
-        sealed.save();
-        this.#storage.outbox.replaceEnvelope(entry.messageSeq, envelope, hash, this.#ctx.clock());
-        if (sealed.protection !== message.protection) {
-          this.#storage.messages.setProtection(entry.messageSeq, sealed.protection);
-        }
-      }, { durable: false });
+    // The queue's new envelopes and states share one commit and flush.
+    const deferred: DeferredCommits = {};
+    try {
+      for (const entry of entries) {
+        const message = this.#storage.messages.get(entry.messageSeq);
+        if (message === undefined) continue;
+        const sealed = await sessions.encrypt(peer, message.contentType, message.body, {
+          ...options,
+          id: message.id,
+          timestamp: message.sentAt,
+        });
+        check(sealed);
+        const { envelope, hash } = await this.seal(peer, sealed, message.id, message.sentAt);
+        this.#storage.transaction(() => {
+          sealed.save();
+          this.#storage.outbox.replaceEnvelope(entry.messageSeq, envelope, hash, this.#ctx.clock());
+          if (sealed.protection !== message.protection) {
+            this.#storage.messages.setProtection(entry.messageSeq, sealed.protection);
+          }
+        }, { durable: false, deferred });
+      }
+    } finally {
+      // What was saved is flushed before anything is sent, even if one failed.
+      this.#storage.sync(deferred);
     }
-    this.#storage.sync();
   }
 
   /** Notes an envelope that opens a session (`SessionResult.opens`). */

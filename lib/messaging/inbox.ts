@@ -5,9 +5,13 @@
  * Frames are read ahead, up to {@linkcode RECEIVE_BATCH} at a time. The
  * envelopes that arrived together are opened (signature, HPKE) in
  * parallel, decrypted in their sessions and stored in order, each with its
- * new session state in one transaction, then made durable with one flush;
- * only then are their acknowledgements (signed while the rest went on)
- * written back, in order, in one write. Envelopes are deduplicated by
+ * new session state (all of it or none), the whole batch deferred to one
+ * commit, which is made and flushed once after the last
+ * (`TransactionOptions.deferred`); only then are their acknowledgements
+ * (signed while the rest went on) written back, in order, in one write. A
+ * message that does not decrypt stores nothing and leaves the others as
+ * they are; a crash before the commit loses only messages not yet
+ * acknowledged. Envelopes are deduplicated by
  * (sender, message ID), which is persistent: a replay is acknowledged
  * again, never stored twice. An envelope that does not open is refused
  * with NACK "unreadable"; one that opens but does not decrypt in any
@@ -68,6 +72,7 @@ import { raceSignal as race } from "race-signal";
 import { ipOf, ipToBytes } from "../dht/public_networks.ts";
 import type {
   ContactLookup,
+  DeferredCommits,
   HistoryStorage,
   StorageTransactions,
   StoredMessage,
@@ -230,12 +235,13 @@ export class Inbox {
     opened: OpenedEnvelope,
     via: string,
     wrapped = false,
+    deferred?: DeferredCommits,
   ): Promise<IncomingMessage | undefined> {
     const sender = opened.senderId;
     // A replay is acknowledged again without touching the session.
     if (this.#storage.messages.hasIncoming(sender, opened.id)) return undefined;
     const store = (content: SessionResult) =>
-      this.#store(sender, opened.id, opened.timestamp, content, via);
+      this.#store(sender, opened.id, opened.timestamp, content, via, deferred);
     const sessions = this.#ctx.sessions;
     const message = wrapped
       ? store({ ...opened, protection: "ratchet", save: () => {} })
@@ -261,7 +267,8 @@ export class Inbox {
 
   /**
    * Stores a decrypted message with its session's new state, in one
-   * transaction without a flush.
+   * transaction without a flush; with `deferred`, the commit waits for the
+   * batch's `sync(deferred)`.
    *
    * @returns The new message, or `undefined` if it was a duplicate.
    */
@@ -271,6 +278,7 @@ export class Inbox {
     sentAt: number,
     content: SessionResult,
     via: string,
+    deferred?: DeferredCommits,
   ): StoredMessage | undefined {
     const now = this.#ctx.clock();
     return this.#storage.transaction(() => {
@@ -288,7 +296,7 @@ export class Inbox {
       if (message !== undefined) content.save();
       this.#storage.contacts.touch(sender, now);
       return message;
-    }, { durable: false });
+    }, deferred === undefined ? { durable: false } : { durable: false, deferred });
   }
 
   /**
@@ -298,7 +306,11 @@ export class Inbox {
    * @returns The new message, or `undefined` if it was a copy of a stored one.
    * @throws {DecryptionError} If no session has its tag or it does not decrypt.
    */
-  async #acceptFrame(frame: Uint8Array, via: string): Promise<IncomingMessage | undefined> {
+  async #acceptFrame(
+    frame: Uint8Array,
+    via: string,
+    deferred?: DeferredCommits,
+  ): Promise<IncomingMessage | undefined> {
     const sessions = this.#ctx.sessions;
     if (sessions === undefined) throw new DecryptionError();
     const message = await sessions.lock(async () => {
@@ -307,7 +319,7 @@ export class Inbox {
         (peer, id) => this.#storage.messages.hasIncoming(peer, id),
       );
       if (result.duplicate) return undefined;
-      return this.#store(result.peer, result.id, result.timestamp, result, via);
+      return this.#store(result.peer, result.id, result.timestamp, result, via, deferred);
     });
     if (message === undefined) return undefined;
     return { message, senderSigningKey: decodeUserId(message.peer) };
@@ -458,6 +470,10 @@ export class Inbox {
     for (const p of signing) p?.catch(() => {});
     type Reply = Frame | { readonly ack: Promise<Frame> };
     const replies: Reply[] = [];
+    // The batch's messages and session states are one commit, made (and
+    // flushed) by the sync below, before any acknowledgement leaves; a
+    // crash before it loses only unacknowledged messages.
+    const deferred: DeferredCommits = {};
     const incoming: IncomingMessage[] = [];
     for (const [i, frame] of frames.entries()) {
       if (frame.type === FrameType.Receipt) {
@@ -472,7 +488,7 @@ export class Inbox {
       const result = await opening[i]!;
       if (result === "frame") {
         try {
-          const message = await this.#acceptFrame(frame.envelope, "direct");
+          const message = await this.#acceptFrame(frame.envelope, "direct", deferred);
           if (message !== undefined) incoming.push(message);
           const bytes = frame.envelope;
           replies.push({ ack: signing[i]!.then((ack) => ack ?? this.#signAck(bytes)) });
@@ -490,7 +506,7 @@ export class Inbox {
         continue;
       }
       try {
-        const message = await this.#accept(result.opened, "direct", result.wrapped);
+        const message = await this.#accept(result.opened, "direct", result.wrapped, deferred);
         if (message !== undefined) incoming.push(message);
         replies.push({ ack: signing[i]! as Promise<Frame> });
       } catch (err) {
@@ -501,14 +517,20 @@ export class Inbox {
     }
     if (replies.length > 0) {
       // The rows are committed and flushed: only now are the senders told.
-      this.#storage.sync();
-      const encoded = await Promise.all(
-        replies.map(async (reply) => encodeFrame("ack" in reply ? await reply.ack : reply)),
-      );
-      if (!stream.send(encoded.length === 1 ? encoded[0]! : concat(...encoded))) {
-        await stream.onDrain({ signal: this.#ctx.signal(this.#ctx.options.idleTimeoutMs) });
+      this.#storage.sync(deferred);
+      try {
+        const encoded = await Promise.all(
+          replies.map(async (reply) => encodeFrame("ack" in reply ? await reply.ack : reply)),
+        );
+        if (!stream.send(encoded.length === 1 ? encoded[0]! : concat(...encoded))) {
+          await stream.onDrain({ signal: this.#ctx.signal(this.#ctx.options.idleTimeoutMs) });
+        }
+      } finally {
+        // Stored is shown, even when the acknowledgements could not be
+        // written (the sender closed the stream first): its next try is a
+        // duplicate, acknowledged but never shown again.
+        for (const message of incoming) this.#ctx.emit({ type: "message", incoming: message });
       }
     }
-    for (const message of incoming) this.#ctx.emit({ type: "message", incoming: message });
   }
 }

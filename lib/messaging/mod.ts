@@ -119,6 +119,7 @@ export type { FileSinkOptions } from "./file_io.ts";
 export { DimError } from "../errors.ts";
 export type {
   ContactLookup,
+  DeferredCommits,
   HistoryStorage,
   MailboxCopy,
   MailboxPutOutcome,

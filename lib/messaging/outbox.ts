@@ -6,9 +6,10 @@
  * once the session is established, else inside the signed HPKE envelope,
  * `sessions.ts`), stores it in the history and the persistent outbox with
  * the new session state in one transaction, and flushes: messages sent
- * together share one flush (group commit, up to {@linkcode SEND_WINDOW}
- * messages or {@linkcode GROUP_COMMIT_MS}). Nothing leaves before its
- * flush.
+ * together share one commit and one flush (group commit, `_group_commit.ts`, up to
+ * {@linkcode SEND_WINDOW} messages or `GROUP_COMMIT_MS`: their
+ * transactions are deferred, `TransactionOptions.deferred`, to the flush,
+ * which commits them first). Nothing leaves before its flush.
  *
  * Each conversation has one delivery at a time, which sends its queue
  * strictly in order over one stream, with up to {@linkcode SEND_WINDOW}
@@ -57,15 +58,11 @@ import { envelopeHash } from "./mailbox.ts";
 import { settlesWhenStored } from "./_receipts.ts";
 import type { SessionResult } from "./sessions.ts";
 import type { FlushOutboxOptions, MessageRecipient, SendOptions } from "./types.ts";
-import {
-  GROUP_COMMIT_MS,
-  LINK_IDLE_MS,
-  SEND_WINDOW,
-  SESSION_RESTART_INTERVAL_MS,
-} from "./constants.ts";
+import { LINK_IDLE_MS, SEND_WINDOW, SESSION_RESTART_INTERVAL_MS } from "./constants.ts";
 import type { ServiceContext } from "./_context.ts";
 import { Link, Wake } from "./_link.ts";
 import { Sealer } from "./_outbox_sealer.ts";
+import { type FlushGroup, GroupCommit } from "./_group_commit.ts";
 import { encodeFrame, type Frame, FrameType, MESSAGE_PROTOCOL, NackCode } from "./wire.ts";
 
 /**
@@ -93,6 +90,12 @@ export type StoreOffline = (
   envelopes: readonly Uint8Array[],
 ) => Promise<boolean[]>;
 
+/** What was stored, and the group whose flush makes it durable. */
+interface Stored<T = StoredMessage> {
+  readonly row: T;
+  readonly group: FlushGroup;
+}
+
 /** Sends messages and keeps them until they are acknowledged. */
 export class Outbox {
   readonly #ctx: ServiceContext;
@@ -100,7 +103,8 @@ export class Outbox {
   readonly #storeOffline: StoreOffline;
   /** Messages committed but not yet flushed to disk: not sent until they are. */
   #unflushed = new Set<number>();
-  #flushWaiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+  /** Stores messages in groups that share one commit and flush. */
+  readonly #commits: GroupCommit;
   /** The running deliveries, by recipient: each one's wake-up call for new messages. */
   #wakers = new Map<string, Wake>();
   /** Open streams kept between deliveries, by recipient. */
@@ -124,6 +128,7 @@ export class Outbox {
     this.#storage = deps.storage;
     this.#storeOffline = deps.storeOffline;
     this.#sealer = new Sealer(deps.context, deps.storage);
+    this.#commits = new GroupCommit(deps.storage, () => deps.context.sessions);
   }
 
   /** Closes the streams kept for the next messages (the service is stopping). */
@@ -154,12 +159,12 @@ export class Outbox {
       sealed: SessionResult,
       id: Uint8Array,
       now: number,
-    ): Promise<StoredMessage> => {
+    ): Promise<Stored> => {
       const { envelope, hash } = await this.#sealer.seal(recipient, sealed, id, now);
       // The session state is saved with the outbox entry, before anything is
-      // sent. The commit is flushed after the lock is released (below), so
-      // messages sent together share one flush.
-      const row = this.#storage.transaction(() => {
+      // sent. The commit is deferred and made and flushed after the lock is
+      // released (below), so messages sent together share one commit and flush.
+      return this.#store(() => {
         sealed.save();
         return this.#storage.outbox.enqueue(
           {
@@ -174,14 +179,10 @@ export class Outbox {
           envelope,
           hash,
         );
-      }, { durable: false });
-      // In the same synchronous block as the commit: a delivery that runs
-      // before the flush must not send it (a crash would roll the ratchet back).
-      this.#unflushed.add(row.seq);
-      return row;
+      });
     };
     const sessions = this.#ctx.sessions;
-    let row: StoredMessage;
+    let row: Stored;
     if (sessions === undefined) {
       caller?.throwIfAborted();
       row = await seal(
@@ -223,7 +224,21 @@ export class Outbox {
         });
       });
     }
-    return await this.#queued(recipient.userId, row);
+    return await this.#queued(recipient.userId, row.row, row.group);
+  }
+
+  /**
+   * Stores messages in the outbox in a transaction deferred to the next
+   * flush (the current group's), and holds them back from delivery until it.
+   */
+  #store<T extends StoredMessage | StoredMessage[] = StoredMessage>(
+    fn: () => T,
+  ): Stored<T> {
+    const { value: row, group } = this.#commits.store(fn);
+    // In the same synchronous block as the commit: a delivery that runs
+    // before the flush must not send it (a crash would roll the ratchet back).
+    for (const r of Array.isArray(row) ? row : [row]) this.#unflushed.add(r.seq);
+    return { row, group };
   }
 
   /** Queues wraps as envelopes, one transaction and flush; see `MessagingService.sendWrapped`. */
@@ -234,7 +249,7 @@ export class Outbox {
   ): Promise<StoredMessage[]> {
     const now = this.#ctx.clock();
     const hashes = await Promise.all(wraps.map(({ wrap }) => envelopeHash(wrap)));
-    const rows = this.#storage.transaction(
+    const { row: rows, group } = this.#store(
       () =>
         wraps.map(({ recipient, wrap }, i) =>
           this.#storage.outbox.enqueue(
@@ -251,16 +266,16 @@ export class Outbox {
             hashes[i]!,
           )
         ),
-      { durable: false },
     );
-    for (const row of rows) this.#unflushed.add(row.seq);
-    return await Promise.all(rows.map((row, i) => this.#queued(wraps[i]!.recipient.userId, row)));
+    return await Promise.all(
+      rows.map((row, i) => this.#queued(wraps[i]!.recipient.userId, row, group)),
+    );
   }
 
   /** Flushes a stored message (durable before the caller hears of it) and starts its delivery. */
-  async #queued(recipient: string, row: StoredMessage): Promise<StoredMessage> {
+  async #queued(recipient: string, row: StoredMessage, group: FlushGroup): Promise<StoredMessage> {
     try {
-      await this.#flushed();
+      await this.#commits.flushed(group);
     } finally {
       this.#unflushed.delete(row.seq);
     }
@@ -274,7 +289,11 @@ export class Outbox {
    * outbox, with an empty envelope and a random placeholder hash (which no
    * acknowledgement can sign); `Sealer.sealQueued` seals it before it is sent.
    */
-  #queueUnsealed(recipient: string, contentType: number, body: Uint8Array): StoredMessage {
+  #queueUnsealed(
+    recipient: string,
+    contentType: number,
+    body: Uint8Array,
+  ): Stored {
     const now = this.#ctx.clock();
     const message = {
       id: crypto.getRandomValues(new Uint8Array(16)),
@@ -287,45 +306,7 @@ export class Outbox {
       protection: "ratchet" as const,
     };
     const placeholder = crypto.getRandomValues(new Uint8Array(32));
-    return this.#storage.transaction(
-      () => this.#storage.outbox.enqueue(message, new Uint8Array(0), placeholder),
-      { durable: false },
-    );
-  }
-
-  /**
-   * Flushes the database once no other message is being sealed: messages
-   * sent together share one flush (group commit), at most SEND_WINDOW of them.
-   */
-  #flushed(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#flushWaiters.push({ resolve, reject });
-      const sessions = this.#ctx.sessions;
-      if (sessions?.busy && this.#flushWaiters.length < SEND_WINDOW) {
-        if (this.#flushWaiters.length === 1) {
-          // Not longer than GROUP_COMMIT_MS, though, however long the others take.
-          const timer = setTimeout(() => this.#flushNow(), GROUP_COMMIT_MS);
-          sessions.whenIdle().then(() => {
-            clearTimeout(timer);
-            this.#flushNow();
-          });
-        }
-        return;
-      }
-      this.#flushNow();
-    });
-  }
-
-  #flushNow(): void {
-    const waiters = this.#flushWaiters.splice(0);
-    if (waiters.length === 0) return;
-    try {
-      this.#storage.sync();
-    } catch (err) {
-      for (const w of waiters) w.reject(err);
-      return;
-    }
-    for (const w of waiters) w.resolve();
+    return this.#store(() => this.#storage.outbox.enqueue(message, new Uint8Array(0), placeholder));
   }
 
   /**
@@ -583,8 +564,9 @@ export class Outbox {
         acks.slice(0, done).map(({ entry }) =>
           this.#storage.outbox.markDelivered(recipient, entry.envelopeHash)
         ),
-      // Lost in a crash, a mark costs one more delivery, which the recipient deduplicates.
-      { durable: false },
+      // Lost in a crash, a mark costs one more delivery, which the recipient
+      // deduplicates: its commit may wait for the next one.
+      { durable: false, deferred: {} },
     );
     for (const seq of delivered) {
       if (seq !== undefined) this.#ctx.emit({ type: "delivered", seq, recipient });

@@ -215,6 +215,23 @@ export interface TransactionOptions {
    * run, so many messages share one flush.
    */
   readonly durable?: boolean;
+  /**
+   * With `durable: false`, defers the commit itself too: transactions
+   * deferred one after another share one commit, made by the next
+   * {@linkcode StorageTransactions.sync}, the next transaction that is not
+   * deferred, or a short while later. Until then a crash of the process
+   * loses them, so defer only what is told to no one before
+   * `sync(deferred)`. The same object marks the caller's transactions: if
+   * their commit fails, its error is kept in `lost` and `sync(deferred)`
+   * throws it. A storage may commit at once instead.
+   */
+  readonly deferred?: DeferredCommits;
+}
+
+/** Marks a caller's deferred transactions ({@linkcode TransactionOptions.deferred}). */
+export interface DeferredCommits {
+  /** Why a commit of them failed (they are lost), once one has. */
+  lost?: unknown;
 }
 
 /** Atomic, group-committed writes. */
@@ -231,11 +248,14 @@ export interface StorageTransactions {
   transaction<T>(fn: () => T, options?: TransactionOptions): T;
   /**
    * Makes every commit so far durable: after it returns, they survive a
-   * crash of the machine.
+   * crash of the machine. Deferred transactions are committed first.
    *
-   * @throws {StorageError} If the flush fails.
+   * @param deferred The mark of the caller's deferred transactions, if any:
+   *   a failed commit of them fails this call, even if another call met it.
+   * @throws {StorageError} If the flush fails, or a commit of the caller's
+   *   deferred transactions failed.
    */
-  sync(): void;
+  sync(deferred?: DeferredCommits): void;
 }
 
 /** The message history, as far as messaging writes and checks it. */

@@ -13,6 +13,15 @@
  * but not yet of the machine, until the next durable commit or `sync()`
  * flushes the log. Many messages then share one flush.
  *
+ * Such a commit may be deferred too (`{ durable: false, deferred }`): the
+ * transactions are savepoints in one SQLite transaction, left open until
+ * `sync(deferred)`, a transaction that is not deferred, a write outside a
+ * transaction, or `DEFERRED_COMMIT_MS` (50 ms) later commits it, so a
+ * batch of received messages, or of messages sealed together, is one
+ * commit. A crash of the process before then loses them, so a caller
+ * defers only what it tells no one of before `sync(deferred)`, and a
+ * commit of them that fails is kept in their mark for that call to throw.
+ *
  * The flush is the connection's own: SQLite runs with `synchronous=NORMAL`
  * (a commit writes its pages to the `-wal` file, and the file is synced only
  * at checkpoints and when the log starts over, header first), and a durable
@@ -59,7 +68,13 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlit
 import { StorageError } from "../errors.ts";
 import { whyUnopenable } from "../platform/sqlite_errors.ts";
 import { privateSqliteFile } from "../platform/sqlite_files.ts";
-import type { TransactionOptions } from "../messaging/storage.ts";
+import type { DeferredCommits, TransactionOptions } from "../messaging/storage.ts";
+
+/**
+ * The longest deferred transactions wait for their commit when no sync or
+ * other transaction commits them first (ms).
+ */
+const DEFERRED_COMMIT_MS = 50;
 
 /**
  * The schema version this DIM writes; a file from a newer one is refused.
@@ -255,6 +270,12 @@ export class Connection implements Disposable {
   #unsynced = false;
   /** The `-wal` file this connection flushes itself, if it does. */
   #log: Deno.FsFile | undefined;
+  /** While deferred transactions wait for their commit: the marks of their callers. */
+  #deferred: Set<DeferredCommits> | undefined;
+  /** Commits the deferred transactions if nothing else has. */
+  #deferredTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Whether each SQL text run so far writes (not a SELECT). */
+  readonly #writes = new Map<string, boolean>();
   readonly #caches = new Caches();
 
   private constructor(db: DatabaseSync, log: Deno.FsFile | undefined) {
@@ -301,6 +322,11 @@ export class Connection implements Disposable {
   #statements = new Map<string, StatementSync>();
   #handle: SqlHandle = {
     prepare: (sql: string): StatementSync => {
+      // A write outside a transaction commits at once, as it always did:
+      // the deferred transactions first.
+      if (this.#deferred !== undefined && !this.#inTransaction && this.#isWrite(sql)) {
+        this.#commitDeferred();
+      }
       let statement = this.#statements.get(sql);
       if (statement === undefined) {
         statement = this.#db.prepare(sql);
@@ -309,10 +335,20 @@ export class Connection implements Disposable {
       return statement;
     },
     exec: (sql: string): void => {
+      if (this.#deferred !== undefined && !this.#inTransaction) this.#commitDeferred();
       this.#caches.clear();
       this.#db.exec(sql);
     },
   };
+
+  #isWrite(sql: string): boolean {
+    let writes = this.#writes.get(sql);
+    if (writes === undefined) {
+      writes = !/^\s*SELECT\b/i.test(sql);
+      this.#writes.set(sql, writes);
+    }
+    return writes;
+  }
 
   /** Runs a statement of the connection's own (a transaction's), with errors worded for people. */
   #exec(action: string, sql: string): void {
@@ -377,6 +413,31 @@ export class Connection implements Disposable {
   transaction<T>(fn: () => T, options: TransactionOptions = {}): T {
     if (this.#inTransaction) return fn();
     const durable = options.durable ?? true;
+    // Deferred only where the connection flushes the log itself: elsewhere
+    // each commit sets how SQLite flushes it.
+    const deferred = durable || this.#log === undefined ? undefined : options.deferred;
+    if (deferred !== undefined) {
+      if (this.#deferred === undefined) {
+        this.#exec("begin transaction", "BEGIN IMMEDIATE");
+        this.#deferred = new Set();
+        const timer = setTimeout(() => {
+          try {
+            this.#commitDeferred();
+          } catch { /* kept in the callers' marks */ }
+        }, DEFERRED_COMMIT_MS);
+        Deno.unrefTimer(timer);
+        this.#deferredTimer = timer;
+      }
+      this.#deferred.add(deferred);
+      return this.#savepoint(fn);
+    }
+    if (this.#deferred !== undefined) {
+      // Joins the deferred transactions, and commits them with it.
+      const out = this.#savepoint(fn);
+      this.#commitDeferred();
+      if (durable) this.#flush("commit");
+      return out;
+    }
     // Without its own flush, the connection has SQLite flush a durable
     // commit (FULL) and skip it for the others.
     const toggle = !durable && this.#log === undefined;
@@ -407,6 +468,61 @@ export class Connection implements Disposable {
     }
   }
 
+  /** Runs `fn` in a savepoint of the deferred transactions' SQLite transaction. */
+  #savepoint<T>(fn: () => T): T {
+    this.#exec("begin transaction", "SAVEPOINT deferred");
+    this.#inTransaction = true;
+    try {
+      const out = fn();
+      this.#exec("commit", "RELEASE deferred");
+      return out;
+    } catch (err) {
+      try {
+        this.#db.exec("ROLLBACK TO deferred");
+        this.#db.exec("RELEASE deferred");
+      } catch { /* the failed statement may have rolled everything back */ }
+      this.#caches.clear();
+      // A failure that ended the SQLite transaction took the earlier ones with it.
+      if (!this.#db.isTransaction) this.#loseDeferred(err);
+      throw err;
+    } finally {
+      this.#inTransaction = false;
+    }
+  }
+
+  /**
+   * Commits the deferred transactions, if any wait.
+   *
+   * @throws {StorageError} If the commit fails: they are lost, and their
+   *   callers' marks say so.
+   */
+  #commitDeferred(): void {
+    if (this.#deferred === undefined) return;
+    try {
+      this.#exec("commit", "COMMIT");
+    } catch (err) {
+      try {
+        this.#db.exec("ROLLBACK");
+      } catch { /* rolled back already */ }
+      this.#loseDeferred(err);
+      throw err;
+    }
+    clearTimeout(this.#deferredTimer);
+    this.#deferred = undefined;
+    this.#unsynced = true;
+  }
+
+  /** The deferred transactions are lost: their callers' marks say why. */
+  #loseDeferred(err: unknown): void {
+    const marks = this.#deferred ?? new Set();
+    clearTimeout(this.#deferredTimer);
+    this.#deferred = undefined;
+    // Whatever a store kept in memory of them is not in the file.
+    this.#caches.clear();
+    const lost = err instanceof StorageError ? err : storageError("commit", err);
+    for (const mark of marks) mark.lost ??= lost;
+  }
+
   /** Flushes the log: every commit so far is then on disk. */
   #flush(action: string): void {
     if (this.#closed) throw new StorageError(`Cannot ${action}: the database is closed`);
@@ -422,11 +538,17 @@ export class Connection implements Disposable {
   /**
    * Makes every commit so far durable: after it returns, they survive a
    * crash of the machine. Costs one flush if a commit was made with
-   * `durable: false` since the last one, nothing otherwise.
+   * `durable: false` since the last one, nothing otherwise; deferred
+   * transactions are committed first.
    *
-   * @throws {StorageError} If the flush fails.
+   * @param deferred The mark of the caller's deferred transactions, if any:
+   *   a failed commit of them fails this call, even if another call met it.
+   * @throws {StorageError} If the commit or the flush fails, or a commit of
+   *   the caller's deferred transactions failed.
    */
-  sync(): void {
+  sync(deferred?: DeferredCommits): void {
+    this.#commitDeferred();
+    if (deferred?.lost !== undefined) throw deferred.lost;
     if (!this.#unsynced) return;
     if (this.#log !== undefined) {
       this.#flush("flush");
@@ -448,6 +570,9 @@ export class Connection implements Disposable {
   /** Closes the connection. Idempotent. */
   close(): void {
     if (this.#closed) return;
+    try {
+      this.#commitDeferred();
+    } catch { /* kept in the callers' marks; they told no one */ }
     this.#closed = true;
     this.#caches.clear();
     try {

@@ -30,7 +30,11 @@
  *
  * @module
  */
-import type { MessagingStorage, TransactionOptions } from "../messaging/storage.ts";
+import type {
+  DeferredCommits,
+  MessagingStorage,
+  TransactionOptions,
+} from "../messaging/storage.ts";
 import { Connection } from "./connection.ts";
 import { CONTACTS_SCHEMA, ContactStore } from "./contact_store.ts";
 import { MAILBOX_SCHEMA, MailboxStore } from "./mailbox_store.ts";
@@ -112,10 +116,12 @@ export class UserStore implements MessagingStorage, Disposable {
   /**
    * Makes every commit so far durable; one flush, or none if there is nothing to flush.
    *
-   * @throws {StorageError} If the flush fails.
+   * @param deferred The mark of the caller's deferred transactions, if any.
+   * @throws {StorageError} If the flush fails, or a commit of the caller's
+   *   deferred transactions failed.
    */
-  sync(): void {
-    this.connection.sync();
+  sync(deferred?: DeferredCommits): void {
+    this.connection.sync(deferred);
   }
 
   /** Closes the connection. Idempotent. */
