@@ -32,6 +32,13 @@ import type { SessionMarkStorage, SettingsStorage } from "./storage.ts";
 
 const SAVES_META = "session_saves";
 
+/**
+ * How long after a save its commit is made at the latest: a transaction
+ * deferred to a batch's commit is committed within 50 ms
+ * (`lib/store/connection.ts`), so the mark waits longer than that.
+ */
+const DEFERRED_SAVE_MS = 60;
+
 /** What the start found when the database was put back to an older copy. */
 export interface SessionRollback {
   /** The save counter the database held (0 if it had none). */
@@ -52,6 +59,7 @@ export class SaveCounter {
   /** The mark last written (or found) outside the database. */
   #marked = 0;
   #due = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #writes: Promise<void> = Promise.resolve();
 
   constructor(
@@ -129,12 +137,13 @@ export class SaveCounter {
     if (counter > this.#stored()) this.#settings.set(SAVES_META, String(counter));
     if (this.#mark === undefined || this.#due || counter < this.#marked + this.#interval) return;
     this.#due = true;
-    // A transaction is synchronous: by the time this runs it has committed
-    // (or rolled back), so the mark never passes a committed counter.
-    queueMicrotask(() => {
+    // Once the transaction has committed (or rolled back): a deferred one
+    // commits within DEFERRED_SAVE_MS, so the mark never passes a committed counter.
+    this.#timer = setTimeout(() => {
       this.#due = false;
       this.#writeMark();
-    });
+    }, DEFERRED_SAVE_MS);
+    Deno.unrefTimer(this.#timer);
   }
 
   /**
@@ -144,6 +153,8 @@ export class SaveCounter {
    * @returns When it is written.
    */
   close(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#due = false;
     this.#writeMark();
     return this.#writes;
   }

@@ -217,10 +217,15 @@ Deno.test("after a crash, a dim.db put back more than one mark interval is found
     await stop(alice);
     await Deno.copyFile(`${dir}/dim.db`, `${dir}/backup.db`);
     alice = await open();
+    const marked = await Deno.readTextFile(`${dir}/sessions.mark`);
     const sent: SessionResult[] = [];
     for (let i = 0; i < 4; i++) sent.push(await send(alice, bob, `m${i}`));
-    // The mark is written after the save that completes the interval.
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The mark is written after the save that completes the interval (once
+    // its commit, which may be deferred, is made).
+    const end = Date.now() + 5_000;
+    while (await Deno.readTextFile(`${dir}/sessions.mark`) === marked && Date.now() < end) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     await crash(alice);
     await Deno.copyFile(`${dir}/backup.db`, `${dir}/dim.db`);
     alice = await open();

@@ -3,13 +3,16 @@
  * are stored in transactions deferred to one commit, which is made and
  * flushed before any of them is acknowledged, and a frame that does not
  * decrypt leaves the others stored; messages sent together share one
- * commit, made and flushed before any of them leaves. Real libp2p nodes on
- * 127.0.0.1, real SQLite files.
+ * commit, made and flushed before any of them leaves; the session save
+ * counter's mark waits for the commit. Real libp2p nodes on 127.0.0.1, real
+ * SQLite files.
  */
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { Identity } from "../../lib/crypto/identity.ts";
 import { SecretBox } from "../../lib/crypto/secret_box.ts";
 import { createDhtNode } from "../../lib/dht/node.ts";
+import { SaveCounter } from "../../lib/messaging/_save_counter.ts";
 import { SESSION_FRAME_KIND } from "../../lib/messaging/_session_frame.ts";
 import { MessagingService } from "../../lib/messaging/service.ts";
 import { SessionManager } from "../../lib/messaging/sessions.ts";
@@ -310,6 +313,44 @@ Deno.test("messages sent together share one commit, made and flushed before any 
     await bobNode.stop();
     alice.db.close();
     bob.db.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the save counter's mark never passes a committed counter, even when the save's commit is deferred", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dim-batch-" });
+  const db = UserStore.open(`${dir}/dim.db`);
+  const reader = new DatabaseSync(`${dir}/dim.db`);
+  const committed = () =>
+    Number(
+      reader.prepare("SELECT value FROM meta WHERE key = 'session_saves'").get()?.value ?? 0,
+    );
+  const written: { mark: number; committed: number }[] = [];
+  let wrote: () => void = () => {};
+  const mark = {
+    read: () => Promise.resolve(0),
+    write: (value: number) => {
+      written.push({ mark: value, committed: committed() });
+      wrote();
+      return Promise.resolve();
+    },
+  };
+  try {
+    const counter = new SaveCounter(db.settings, mark, 2);
+    await counter.check(() => 0);
+    const done = new Promise<void>((resolve) => wrote = resolve);
+    for (let i = 0; i < 2; i++) {
+      db.transaction(() => counter.saved(counter.next()), { durable: false, deferred: {} });
+    }
+    // The timers are unref'd: a process with nothing else to do keeps them waiting.
+    const alive = setTimeout(() => {}, 5_000);
+    await done;
+    clearTimeout(alive);
+    assert.deepEqual(written, [{ mark: 2, committed: 2 }]);
+    await counter.close();
+  } finally {
+    reader.close();
+    db.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
