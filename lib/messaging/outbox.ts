@@ -103,6 +103,8 @@ export class Outbox {
   readonly #storeOffline: StoreOffline;
   /** Messages committed but not yet flushed to disk: not sent until they are. */
   #unflushed = new Set<number>();
+  /** Messages of `#unflushed` whose flush failed. */
+  #heldBack = new Set<number>();
   /** Stores messages in groups that share one commit and flush. */
   readonly #commits: GroupCommit;
   /** The running deliveries, by recipient: each one's wake-up call for new messages. */
@@ -276,9 +278,13 @@ export class Outbox {
   async #queued(recipient: string, row: StoredMessage, group: FlushGroup): Promise<StoredMessage> {
     try {
       await this.#commits.flushed(group);
-    } finally {
-      this.#unflushed.delete(row.seq);
+    } catch (err) {
+      // Perhaps committed, but not known to be on disk: held back from
+      // delivery until a later flush succeeds (`flush()` tries one).
+      this.#heldBack.add(row.seq);
+      throw err;
     }
+    this.#unflushed.delete(row.seq);
     // Only this conversation: the periodic scan looks after the others.
     this.#ctx.track(this.#deliver(recipient));
     return row;
@@ -320,6 +326,7 @@ export class Outbox {
    */
   async flush(options: FlushOutboxOptions = {}): Promise<void> {
     if (!this.#ctx.running) return;
+    this.#releaseHeldBack();
     if (options.all === true) this.#storage.outbox.retryNow(this.#ctx.clock());
     const due = this.#storage.outbox.due(this.#ctx.clock());
     const attempts = Promise.all(due.map(({ recipient }) => this.#deliver(recipient)));
@@ -330,6 +337,18 @@ export class Outbox {
     // The caller may stop waiting: the service still waits for these when it stops.
     this.#ctx.track(attempts);
     await race(attempts, options.signal);
+  }
+
+  /** Flushes again for messages whose flush failed; once it succeeds, they may leave. */
+  #releaseHeldBack(): void {
+    if (this.#heldBack.size === 0) return;
+    try {
+      this.#storage.sync();
+    } catch {
+      return; // Still held back: tried again at the next scan.
+    }
+    for (const seq of this.#heldBack) this.#unflushed.delete(seq);
+    this.#heldBack.clear();
   }
 
   /**

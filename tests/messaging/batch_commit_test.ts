@@ -317,6 +317,72 @@ Deno.test("messages sent together share one commit, made and flushed before any 
   }
 });
 
+Deno.test("a message whose flush failed is not sent until a later flush succeeds", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dim-batch-" });
+  const network = new Map<string, PrekeyBundle>();
+  const alice = await user(dir, "alice", network);
+  const bob = await user(dir, "bob", network);
+  const aliceNode = await createDhtNode({ listen: LOOPBACK });
+  const bobNode = await createDhtNode({ listen: LOOPBACK });
+  const events: Event[] = [];
+  let failing = false;
+  const sender = new MessagingService({
+    identity: alice.identity,
+    storage: logged(alice.db, events, () => failing),
+    transport: loggedStreams(transportFor(aliceNode), events),
+    resolve: () => Promise.resolve({ peerId: bobNode.peerId, addresses: bobNode.multiaddrs }),
+    sessions: alice.sessions,
+  }, { outboxIntervalMs: 60_000, retryBaseMs: 60_000 });
+  const receiver = new MessagingService({
+    identity: bob.identity,
+    storage: bob.db,
+    transport: transportFor(bobNode),
+    resolve: () => Promise.resolve({ peerId: aliceNode.peerId, addresses: aliceNode.multiaddrs }),
+    sessions: bob.sessions,
+  });
+  const recipient = {
+    userId: bob.identity.id,
+    encryptionPublicKey: bob.identity.encryptionPublicKey,
+  };
+  try {
+    await receiver.start();
+    await sender.start();
+    const delivered = new Promise<void>((resolve) =>
+      sender.addEventListener("delivered", () => resolve(), { once: true })
+    );
+    await sender.send(recipient, enc("one"));
+    await delivered;
+    failing = true;
+    await assert.rejects(sender.send(recipient, enc("two")), /the disk is gone/);
+    events.length = 0;
+    // A scan while the disk still fails: nothing leaves.
+    await sender.flushOutbox({ all: true });
+    assert.equal(events.filter((e) => e.kind === "send").length, 0);
+    failing = false;
+    // The next scan flushes first, and only then sends it.
+    await sender.flushOutbox({ all: true });
+    const firstSend = events.findIndex((e) => e.kind === "send");
+    assert.ok(firstSend > 0, "sent once a flush succeeded");
+    assert.ok(events.slice(0, firstSend).some((e) => e.kind === "sync"));
+    const deadline = Date.now() + 10_000;
+    while (bob.db.messages.history(alice.identity.id).length < 2 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.deepEqual(bob.db.messages.history(alice.identity.id).map((m) => dec(m.body)), [
+      "one",
+      "two",
+    ]);
+  } finally {
+    await sender.stop();
+    await receiver.stop();
+    await aliceNode.stop();
+    await bobNode.stop();
+    alice.db.close();
+    bob.db.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("the save counter's mark never passes a committed counter, even when the save's commit is deferred", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dim-batch-" });
   const db = UserStore.open(`${dir}/dim.db`);
