@@ -24,10 +24,13 @@
  * @module
  */
 import { concat, constantTimeEqual, copy, fromBase32, toBase32, utf8 } from "../platform/bytes.ts";
+import type { KeyObject } from "node:crypto";
 import {
+  ed25519Sign,
+  ed25519SigningKey,
+  ed25519Verify,
   exportOkpPrivate,
   importEd25519Private,
-  importEd25519Public,
   importX25519Private,
   KEY_LENGTH,
   randomSeed,
@@ -81,25 +84,6 @@ const ID_LABEL = utf8("DIM-v1-id\0");
 // loop, which is most of the cost of deriving an ID for every opened envelope.
 function checksum(publicKey: Uint8Array): Uint8Array {
   return sha256(concat(ID_LABEL, publicKey)).subarray(0, CHECKSUM_LENGTH);
-}
-
-// Imported verification keys by key bytes: a chat verifies the same few
-// senders' signatures over and over.
-const VERIFY_KEYS = new Map<string, Promise<CryptoKey>>();
-const VERIFY_KEY_CACHE_SIZE = 256;
-
-function verificationKey(raw: Uint8Array): Promise<CryptoKey> {
-  const id = toBase32(raw);
-  let key = VERIFY_KEYS.get(id);
-  if (key === undefined) {
-    if (VERIFY_KEYS.size >= VERIFY_KEY_CACHE_SIZE) {
-      VERIFY_KEYS.delete(VERIFY_KEYS.keys().next().value!);
-    }
-    key = importEd25519Public(raw);
-    key.catch(() => VERIFY_KEYS.delete(id));
-    VERIFY_KEYS.set(id, key);
-  }
-  return key;
 }
 
 /**
@@ -167,7 +151,8 @@ export function decodeUserId(id: string): Uint8Array<ArrayBuffer> {
 }
 
 /**
- * Verifies a domain-separated Ed25519 signature.
+ * Verifies a domain-separated Ed25519 signature (on the calling thread,
+ * with `node:crypto`).
  *
  * @param domain What the signature must have been made for.
  * @param signingPublicKey The signer's raw 32-byte Ed25519 key.
@@ -183,23 +168,20 @@ export function decodeUserId(id: string): Uint8Array<ArrayBuffer> {
  * assert(await verifySignature("ack", me.signingPublicKey, new Uint8Array([1]), sig));
  * ```
  */
-export async function verifySignature(
+export function verifySignature(
   domain: SignatureDomain,
   signingPublicKey: Uint8Array,
   message: Uint8Array,
   signature: Uint8Array,
 ): Promise<boolean> {
-  if (signature.length !== 64 || signingPublicKey.length !== KEY_LENGTH) return false;
+  if (signature.length !== 64 || signingPublicKey.length !== KEY_LENGTH) {
+    return Promise.resolve(false);
+  }
   try {
-    const key = await verificationKey(signingPublicKey);
-    return await crypto.subtle.verify(
-      "Ed25519",
-      key,
-      new Uint8Array(signature),
-      concat(DOMAIN_PREFIX[domain], message),
-    );
+    const signed = concat(DOMAIN_PREFIX[domain], message);
+    return Promise.resolve(ed25519Verify(signingPublicKey, signed, signature));
   } catch {
-    return false;
+    return Promise.resolve(false);
   }
 }
 
@@ -210,14 +192,15 @@ export class Identity implements PublicIdentity {
   readonly encryptionPublicKey: Uint8Array<ArrayBuffer>;
   /** The X25519 private key, for opening envelopes (non-extractable). */
   readonly encryptionPrivateKey: CryptoKey;
-  #signingKey: CryptoKey;
+  /** The Ed25519 private key, for `node:crypto` (see `ed25519SigningKey`). */
+  #signingKey: KeyObject;
   #seeds: IdentitySeeds;
 
   private constructor(
     id: string,
     signingPublicKey: Uint8Array<ArrayBuffer>,
     encryptionPublicKey: Uint8Array<ArrayBuffer>,
-    signingKey: CryptoKey,
+    signingKey: KeyObject,
     encryptionPrivateKey: CryptoKey,
     seeds: IdentitySeeds,
   ) {
@@ -267,10 +250,8 @@ export class Identity implements PublicIdentity {
       importEd25519Private(signing, true).then(exportOkpPrivate),
       importX25519Private(encryption, true).then(exportOkpPrivate),
     ]);
-    const [signingKey, encryptionKey] = await Promise.all([
-      importEd25519Private(signing),
-      importX25519Private(encryption),
-    ]);
+    const signingKey = ed25519SigningKey(signing);
+    const encryptionKey = await importX25519Private(encryption);
     const id = encodeUserId(signingExport.publicKey);
     return new Identity(
       id,
@@ -307,13 +288,12 @@ export class Identity implements PublicIdentity {
    * @param message The bytes to sign.
    * @returns The 64-byte signature.
    */
-  async sign(domain: SignatureDomain, message: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
-    const sig = await crypto.subtle.sign(
-      "Ed25519",
-      this.#signingKey,
-      concat(DOMAIN_PREFIX[domain], message),
-    );
-    return new Uint8Array(sig);
+  sign(domain: SignatureDomain, message: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+    try {
+      return Promise.resolve(ed25519Sign(this.#signingKey, concat(DOMAIN_PREFIX[domain], message)));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** Keeps seeds out of `console.log` and `JSON.stringify`. */
