@@ -485,8 +485,11 @@ export class Outbox {
   /**
    * Starts a new session with a recipient who could not decrypt in the
    * current one, and seals every queued message to them again in it (same
-   * message IDs, so nothing is shown twice). Only with a fresh prekey bundle
-   * whose keys are the pinned ones: a session is never downgraded to the
+   * message IDs, so nothing is shown twice). Only for a recipient whose key
+   * is pinned (a contact, or a member of a group joined now, who may have
+   * refused a first message whose one-time prekey another member used
+   * first), and only with a fresh prekey bundle whose keys are the pinned
+   * ones: a session is never downgraded to the
    * static envelope. If the refused session was ours, unanswered, and the
    * bundle still lists the one-time prekey it used (a stranger may have
    * used it first), the new one uses none, so it cannot be refused the same
@@ -497,17 +500,19 @@ export class Outbox {
    */
   async #restartSession(recipient: string): Promise<boolean> {
     const sessions = this.#ctx.sessions;
-    const contact = this.#storage.contacts.getById(recipient);
+    // A contact's pinned key, or a group member's (the signed membership pins it).
+    const pinned = this.#storage.contacts.getById(recipient)?.encryptionPublicKey ??
+      this.#ctx.knownKey(recipient);
     const now = this.#ctx.clock();
     const last = this.#restartedAt.get(recipient);
-    if (sessions === undefined || contact === undefined || !this.#ctx.running) return false;
+    if (sessions === undefined || pinned === undefined || !this.#ctx.running) return false;
     if (last !== undefined && now - last < SESSION_RESTART_INTERVAL_MS) return false;
     this.#restartedAt.set(recipient, now);
     const signal = this.#ctx.signal(this.#ctx.options.attemptTimeoutMs);
     const peer = {
       userId: recipient,
       signingPublicKey: decodeUserId(recipient),
-      encryptionPublicKey: contact.encryptionPublicKey,
+      encryptionPublicKey: pinned,
     };
     try {
       const bundle = await sessions.lookupBundle(recipient, { signal });

@@ -20,7 +20,7 @@ import {
   GROUP_MESSAGE_CONTENT_TYPE,
 } from "../../lib/messaging/constants.ts";
 import { SessionContentType, SessionManager } from "../../lib/messaging/sessions.ts";
-import { fromHex } from "../../lib/platform/bytes.ts";
+import { fromHex, toHex } from "../../lib/platform/bytes.ts";
 import { profileParts } from "../../lib/profile/_internals.ts";
 import { FAST_MESSAGING, type TestNet, testNet } from "../_support/network.ts";
 
@@ -417,4 +417,44 @@ Deno.test("a group member who is not a contact opens sessions with the pinned ke
   for (const key of seen) {
     if (key !== "frame") assert.deepEqual(key, pinned, "the pinned key, not a stranger's none");
   }
+});
+
+Deno.test("members who are not contacts and refused each other's first message (its one-time prekey used first) open new sessions", async () => {
+  await using net = await testNet();
+  const { alice, bob, carol } = await trio(net);
+  // The session each of Bob and Carol opens first with the other names a
+  // one-time prekey another member used first: it never decrypts.
+  const firstOf = new Map<string, string>();
+  let refused = 0;
+  const decrypt = SessionManager.prototype.decrypt;
+  SessionManager.prototype.decrypt = function (sender, contentType, body) {
+    if (
+      contentType === SessionContentType.Initial &&
+      (sender.userId === bob.id || sender.userId === carol.id)
+    ) {
+      const id = toHex(body.subarray(0, 16));
+      if (!firstOf.has(sender.userId)) firstOf.set(sender.userId, id);
+      if (firstOf.get(sender.userId) === id) {
+        refused++;
+        return Promise.reject(new DecryptionError());
+      }
+    }
+    return decrypt.call(this, sender, contentType, body);
+  };
+  try {
+    const g = await alice.createGroup("scree", ["bob", "carol"]);
+    await until(() => bob.groups().length === 1 && carol.groups().length === 1, "the group");
+    await until(
+      () => [bob, carol].every((m) => keptKeyring(m, g.id).chainCount >= 2),
+      "bob's and carol's keys at each other",
+      20_000,
+    );
+    await bob.sendGroup("scree", "from bob");
+    assert.equal((await nextGroupText(carol, "from bob")).peer, bob.id);
+    await carol.sendGroup("scree", "from carol");
+    assert.equal((await nextGroupText(bob, "from carol")).peer, carol.id);
+  } finally {
+    SessionManager.prototype.decrypt = decrypt;
+  }
+  assert.ok(refused >= 1, "a first message was refused");
 });
