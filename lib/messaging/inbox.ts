@@ -475,60 +475,71 @@ export class Inbox {
     // crash before it loses only unacknowledged messages.
     const deferred: DeferredCommits = {};
     const incoming: IncomingMessage[] = [];
-    for (const [i, frame] of frames.entries()) {
-      if (frame.type === FrameType.Receipt) {
-        if (allowed[i]) await this.#onReceipt(frame.envelopeHash, frame.signature);
-        continue;
-      }
-      if (frame.type !== FrameType.Envelope) continue;
-      if (!allowed[i]) {
-        replies.push({ type: FrameType.Nack, code: NackCode.RateLimited });
-        continue;
-      }
-      const result = await opening[i]!;
-      if (result === "frame") {
+    // A frame that fails otherwise than by not decrypting ends the stream;
+    // what was stored before it is still committed and passed on.
+    let failure: { readonly error: unknown } | undefined;
+    try {
+      for (const [i, frame] of frames.entries()) {
+        if (frame.type === FrameType.Receipt) {
+          if (allowed[i]) await this.#onReceipt(frame.envelopeHash, frame.signature);
+          continue;
+        }
+        if (frame.type !== FrameType.Envelope) continue;
+        if (!allowed[i]) {
+          replies.push({ type: FrameType.Nack, code: NackCode.RateLimited });
+          continue;
+        }
+        const result = await opening[i]!;
+        if (result === "frame") {
+          try {
+            const message = await this.#acceptFrame(frame.envelope, "direct", deferred);
+            if (message !== undefined) incoming.push(message);
+            const bytes = frame.envelope;
+            replies.push({ ack: signing[i]!.then((ack) => ack ?? this.#signAck(bytes)) });
+          } catch (err) {
+            if (!(err instanceof DecryptionError)) throw err;
+            // Its session is unknown here, or it does not decrypt in it.
+            replies.push({ type: FrameType.Nack, code: NackCode.NoSession });
+          }
+          continue;
+        }
+        if ("error" in result) {
+          if (!(result.error instanceof DecryptionError)) throw result.error;
+          if (result.error instanceof OutdatedVersionError) this.#ctx.onPeerError(result.error);
+          replies.push({ type: FrameType.Nack, code: NackCode.Unreadable });
+          continue;
+        }
         try {
-          const message = await this.#acceptFrame(frame.envelope, "direct", deferred);
+          const message = await this.#accept(result.opened, "direct", result.wrapped, deferred);
           if (message !== undefined) incoming.push(message);
-          const bytes = frame.envelope;
-          replies.push({ ack: signing[i]!.then((ack) => ack ?? this.#signAck(bytes)) });
+          replies.push({ ack: signing[i]! as Promise<Frame> });
         } catch (err) {
           if (!(err instanceof DecryptionError)) throw err;
-          // Its session is unknown here, or it does not decrypt in it.
+          // The sender is verified; its session is what failed.
           replies.push({ type: FrameType.Nack, code: NackCode.NoSession });
         }
-        continue;
       }
-      if ("error" in result) {
-        if (!(result.error instanceof DecryptionError)) throw result.error;
-        if (result.error instanceof OutdatedVersionError) this.#ctx.onPeerError(result.error);
-        replies.push({ type: FrameType.Nack, code: NackCode.Unreadable });
-        continue;
-      }
-      try {
-        const message = await this.#accept(result.opened, "direct", result.wrapped, deferred);
-        if (message !== undefined) incoming.push(message);
-        replies.push({ ack: signing[i]! as Promise<Frame> });
-      } catch (err) {
-        if (!(err instanceof DecryptionError)) throw err;
-        // The sender is verified; its session is what failed.
-        replies.push({ type: FrameType.Nack, code: NackCode.NoSession });
-      }
+    } catch (error) {
+      failure = { error };
     }
-    if (replies.length > 0) {
+    if (replies.length === 0 && failure === undefined) return;
+    let flushed = false;
+    try {
       // The rows are committed and flushed: only now are the senders told.
       this.#storage.sync(deferred);
-      try {
-        const encoded = await Promise.all(
-          replies.map(async (reply) => encodeFrame("ack" in reply ? await reply.ack : reply)),
-        );
-        if (!stream.send(encoded.length === 1 ? encoded[0]! : concat(...encoded))) {
-          await stream.onDrain({ signal: this.#ctx.signal(this.#ctx.options.idleTimeoutMs) });
-        }
-      } finally {
-        // Stored is shown, even when the acknowledgements could not be
-        // written (the sender closed the stream first): its next try is a
-        // duplicate, acknowledged but never shown again.
+      flushed = true;
+      if (failure !== undefined) throw failure.error;
+      const encoded = await Promise.all(
+        replies.map(async (reply) => encodeFrame("ack" in reply ? await reply.ack : reply)),
+      );
+      if (!stream.send(encoded.length === 1 ? encoded[0]! : concat(...encoded))) {
+        await stream.onDrain({ signal: this.#ctx.signal(this.#ctx.options.idleTimeoutMs) });
+      }
+    } finally {
+      // Stored is shown, even when the acknowledgements could not be
+      // written (the sender closed the stream first) or a later frame
+      // failed: its next try is a duplicate, acknowledged but never shown again.
+      if (flushed) {
         for (const message of incoming) this.#ctx.emit({ type: "message", incoming: message });
       }
     }

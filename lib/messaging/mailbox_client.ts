@@ -455,34 +455,39 @@ export class MailboxClient {
     // be read is tried again while other messages still open sessions (a few
     // passes, so junk in the mailbox costs a bounded amount of work).
     let pending = [...items];
-    for (let pass = 0, progress = true; progress && pending.length > 0 && pass < 3; pass++) {
-      caller?.throwIfAborted();
-      progress = false;
-      const unreadable = [];
-      for (const item of pending) {
-        const result = await this.#receive(item.envelope);
-        if (result === "unreadable") {
-          unreadable.push(item);
-          continue;
+    try {
+      for (let pass = 0, progress = true; progress && pending.length > 0 && pass < 3; pass++) {
+        caller?.throwIfAborted();
+        progress = false;
+        const unreadable = [];
+        for (const item of pending) {
+          const result = await this.#receive(item.envelope);
+          if (result === "unreadable") {
+            unreadable.push(item);
+            continue;
+          }
+          progress = true;
+          stored.push(item);
+          if (result === "duplicate") {
+            bare.push(item);
+            continue;
+          }
+          fresh.push(result);
+          const sender = result.message.peer;
+          if (this.#receipts?.canSeal(sender)) batch.add(sender, item.hash, result.message);
+          else bare.push(item);
         }
-        progress = true;
-        stored.push(item);
-        if (result === "duplicate") {
-          bare.push(item);
-          continue;
-        }
-        fresh.push(result);
-        const sender = result.message.peer;
-        if (this.#receipts?.canSeal(sender)) batch.add(sender, item.hash, result.message);
-        else bare.push(item);
+        pending = unreadable;
       }
-      pending = unreadable;
+      // Stored and flushed before any sender hears of it or any copy is deleted.
+      this.#storage.sync();
+    } finally {
+      // Whatever was stored is passed on, even when a later item or the
+      // flush failed: fetched again, it would be a duplicate, not passed on.
+      // In the senders' order.
+      fresh.sort((a, b) => a.message.sentAt - b.message.sentAt);
+      for (const incoming of fresh) this.#ctx.emit({ type: "message", incoming });
     }
-    // Stored and flushed before any sender hears of it or any copy is deleted.
-    this.#storage.sync();
-    // Show them in the senders' order.
-    fresh.sort((a, b) => a.message.sentAt - b.message.sentAt);
-    for (const incoming of fresh) this.#ctx.emit({ type: "message", incoming });
     // None for a copy that could not be read: the sender keeps it. Sealed
     // receipts are queued before the copies are deleted, so a one-shot
     // command leaves with them in its outbox.

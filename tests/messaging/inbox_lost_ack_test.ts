@@ -98,3 +98,67 @@ Deno.test("a message stored while its sender closed the stream is shown once; th
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("when a later message of a batch cannot be stored, the ones stored before it are still shown, once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dim-lost-ack-" });
+  const store = UserStore.open(`${dir}/bob.db`);
+  let transactions = 0;
+  let failAt = 2;
+  // The second transaction of the batch fails, as on a full disk.
+  const storage = new Proxy(store, {
+    get(target, key) {
+      if (key === "transaction") {
+        return <T>(fn: () => T, options?: object): T => {
+          if (++transactions === failAt) throw new Error("the disk is full");
+          return target.transaction(fn, options);
+        };
+      }
+      const value = Reflect.get(target, key);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  try {
+    const bob = await Identity.generate();
+    const alice = await Identity.generate();
+    const shown: string[] = [];
+    const errors: unknown[] = [];
+    const context = new ServiceContext(
+      { identity: bob, transport: noTransport, resolve: () => Promise.reject(new Error("none")) },
+      { idleTimeoutMs: 10_000, onPeerError: (e) => errors.push(e) },
+      (detail) => {
+        if (detail.type === "message") {
+          shown.push(new TextDecoder().decode(detail.incoming.message.body));
+        }
+      },
+    );
+    context.running = true;
+    const inbox = new Inbox({ context, storage, onReceipt: () => Promise.resolve() });
+    const frames = await Promise.all(
+      ["one", "two"].map(async (text) =>
+        encodeFrame({
+          type: FrameType.Envelope,
+          envelope: await sealEnvelope(alice, bob, { body: new TextEncoder().encode(text) }),
+        })
+      ),
+    );
+    const batch = new Uint8Array([...frames[0]!, ...frames[1]!]);
+    const first = new OneShotStream([batch]);
+    await inbox.serve(first, "alice-peer").catch(() => {});
+    assert.deepEqual(shown, ["one"], "the stored message is shown");
+    // However the two arrived (one batch, or one after the other), "two" was
+    // neither acknowledged nor shown: at most "one" was acknowledged.
+    assert.ok(first.written.filter((f) => f.type === FrameType.Ack).length <= 1);
+    assert.equal(errors.length, 1, "the failed store is reported");
+
+    // Alice tries both again: "one" is a duplicate, "two" is stored now.
+    failAt = 0;
+    const again = new OneShotStream([batch]);
+    await inbox.serve(again, "alice-peer");
+    assert.deepEqual(again.written.map((f) => f.type), [FrameType.Ack, FrameType.Ack]);
+    assert.deepEqual(shown, ["one", "two"]);
+    context.deadlines.abort(new Error("test over"));
+  } finally {
+    store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
