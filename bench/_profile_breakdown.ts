@@ -65,7 +65,7 @@ function category(url: string, name: string): string | undefined {
   if (url.includes("/lib/")) return "DIM's own JavaScript";
   return "the bench's own code";
 }
-/** Native hashing and ciphers: Noise's ChaCha20-Poly1305, and the file's SHA-256. */
+/** Native hashing and ciphers: Noise's ChaCha20-Poly1305, and DIM's AES-GCM, Ed25519 and SHA-256. */
 const NODE_CRYPTO = "node:crypto";
 
 /** Milliseconds of the JavaScript thread by category. */
@@ -93,7 +93,7 @@ export function breakdown(profile: CpuProfile): Map<string, number> {
       if (here === NODE_CRYPTO) continue;
       found = here.startsWith("libp2p")
         ? "node:crypto for Noise (ChaCha20-Poly1305)"
-        : "node:crypto for DIM (the file's SHA-256)";
+        : "node:crypto for DIM (AES-GCM, Ed25519, SHA-256)";
       break;
     }
     const result = found ?? "other";
