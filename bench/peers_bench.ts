@@ -46,6 +46,7 @@ import {
   headerRatchetEncrypt,
   initHeaderReceiver,
   initHeaderSender,
+  startFirstSenderStep,
 } from "../lib/crypto/header_ratchet.ts";
 import type { RatchetState } from "../lib/crypto/ratchet.ts";
 import {
@@ -307,6 +308,8 @@ async function decrypt(state: RatchetState, message: Uint8Array, context = FRAME
 }
 
 async function dimSetup(): Promise<{ a: RatchetState; b: RatchetState }> {
+  // As the session manager does: the first ratchet step alongside X3DH's DHs.
+  const step = startFirstSenderStep(spkSigned.publicKey);
   const sent = await initiateX3dh(alice, {
     ...bob.public,
     signedPrekey: spkSigned,
@@ -315,7 +318,7 @@ async function dimSetup(): Promise<{ a: RatchetState; b: RatchetState }> {
   const a0 = await initHeaderSender(sent.sharedSecret, sent.remoteRatchetKey, sent.associatedData, {
     sending: sent.headerKeys!.initiator,
     nextReceiving: sent.headerKeys!.responder,
-  });
+  }, step);
   const header = encodeX3dhHeader(sent.header);
   const first = await encrypt(a0, header);
   const wire = encodeInitialMessage({ header: sent.header, message: first.message });

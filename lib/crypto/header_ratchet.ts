@@ -80,7 +80,7 @@
  */
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concat, constantTimeEqual, u32, utf8 } from "../platform/bytes.ts";
+import { concat, constantTimeEqual, equalBytes, u32, utf8 } from "../platform/bytes.ts";
 import { GCM_TAG_LENGTH, gcmOpenSync, gcmSealSync } from "./_aead.ts";
 import {
   aeadData,
@@ -237,15 +237,20 @@ export async function initHeaderSender(
   remoteRatchetKey: Uint8Array,
   associatedData: Uint8Array,
   headerKeys: { readonly sending: Uint8Array; readonly nextReceiving: Uint8Array },
+  started?: FirstSenderStep,
 ): Promise<RatchetState> {
   checkKeyLength(sharedSecret, "the shared secret");
   checkKeyLength(remoteRatchetKey, "the remote ratchet key");
   checkKeyLength(headerKeys.sending, "the sending header key");
   checkKeyLength(headerKeys.nextReceiving, "the next receiving header key");
   checkAssociatedData(associatedData);
-  const sendingRatchetKey = takeX25519KeyPair();
-  const [out] = await dh([sendingRatchetKey.privateKey], remoteRatchetKey);
-  const [rootKey, sendingChainKey, nextSending] = kdfRoot(sharedSecret, out!, ROOT_INFO, 3);
+  const step = started !== undefined && equalBytes(started.remoteRatchetKey, remoteRatchetKey)
+    ? started
+    : startFirstSenderStep(remoteRatchetKey);
+  const sendingRatchetKey = step.keyPair;
+  const out = await step.output;
+  const [rootKey, sendingChainKey, nextSending] = kdfRoot(sharedSecret, out, ROOT_INFO, 3);
+  out.fill(0);
   return {
     rootKey: rootKey!,
     sendingRatchetKey,
@@ -265,6 +270,35 @@ export async function initHeaderSender(
       previousReceiving: [],
     },
   };
+}
+
+/** The initiator's first DH ratchet step, started ahead: see {@linkcode startFirstSenderStep}. */
+export interface FirstSenderStep {
+  /** The peer's ratchet key (its signed prekey) the step is with. */
+  readonly remoteRatchetKey: Uint8Array;
+  /** The initiator's first sending ratchet key pair. */
+  readonly keyPair: RatchetKeyPair;
+  /** X25519 of the key pair's private key and `remoteRatchetKey`. */
+  readonly output: Promise<Uint8Array>;
+}
+
+/**
+ * Starts the initiator's first DH ratchet step (a fresh key pair and its DH
+ * with the peer's signed prekey), which does not depend on the key
+ * agreement: started before `initiateX3dh`, it runs alongside the X3DH DHs,
+ * and {@linkcode initHeaderSender} takes it. If the key agreement fails
+ * (a forged prekey signature), the step is simply dropped: its key pair was
+ * never used.
+ *
+ * @param remoteRatchetKey The peer's signed prekey.
+ * @returns The step; its `output` rejects with a `RangeError` on an unusable key.
+ */
+export function startFirstSenderStep(remoteRatchetKey: Uint8Array): FirstSenderStep {
+  checkKeyLength(remoteRatchetKey, "the remote ratchet key");
+  const keyPair = takeX25519KeyPair();
+  const output = dh([keyPair.privateKey], remoteRatchetKey).then(([out]) => out!);
+  output.catch(() => {}); // seen by initHeaderSender, or dropped with the step
+  return { remoteRatchetKey: new Uint8Array(remoteRatchetKey), keyPair, output };
 }
 
 /**

@@ -148,8 +148,13 @@ export {
   SEALED_HEADER_LENGTH,
   SESSION_TAG_LENGTH,
   sessionTag,
+  startFirstSenderStep,
 } from "./header_ratchet.ts";
-export type { HeaderDecryptResult, HeaderEncryptResult } from "./header_ratchet.ts";
+export type {
+  FirstSenderStep,
+  HeaderDecryptResult,
+  HeaderEncryptResult,
+} from "./header_ratchet.ts";
 export {
   decodeSession,
   encodeSession,

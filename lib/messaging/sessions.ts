@@ -60,6 +60,7 @@ import {
   headerRatchetDecrypt,
   headerRatchetEncrypt,
   initHeaderSender,
+  startFirstSenderStep,
 } from "../crypto/header_ratchet.ts";
 import type { Identity } from "../crypto/identity.ts";
 import { ratchetDecrypt, ratchetEncrypt, type RatchetState } from "../crypto/ratchet.ts";
@@ -407,9 +408,10 @@ export class SessionManager {
       const choice = options.oneTimePrekeyId === undefined
         ? {}
         : { oneTimePrekeyId: options.oneTimePrekeyId };
-      const init = await initiateX3dh(this.#identity, toX3dhBundle(bundle, choice), {
-        headerEncryption: true,
-      });
+      const x3dhBundle = toX3dhBundle(bundle, choice);
+      // The first ratchet step runs alongside the key agreement's DHs.
+      const step = startFirstSenderStep(x3dhBundle.signedPrekey.publicKey);
+      const init = await initiateX3dh(this.#identity, x3dhBundle, { headerEncryption: true });
       const header = encodeX3dhHeader(init.header);
       state = await initHeaderSender(
         init.sharedSecret,
@@ -419,6 +421,7 @@ export class SessionManager {
           sending: init.headerKeys!.initiator,
           nextReceiving: init.headerKeys!.responder,
         },
+        step,
       );
       row = {
         peer: peer.userId,

@@ -10,6 +10,7 @@ import {
   initHeaderSender,
   receivingTags,
   sessionTag,
+  startFirstSenderStep,
 } from "../../lib/crypto/header_ratchet.ts";
 import { decodeSession, encodeSession } from "../../lib/crypto/ratchet_session.ts";
 import { Identity } from "../../lib/crypto/identity.ts";
@@ -245,4 +246,50 @@ Deno.test("X3DH version 2 gives both sides the same header keys; version 1 gives
   assert.equal(old.headerKeys, undefined);
   const oldGot = await respondX3dh(bob, old.header, { signedPrekeys: [spk], oneTimePrekeys: [] });
   assert.equal(oldGot.headerKeys, undefined);
+});
+
+Deno.test("a first ratchet step started before the key agreement gives a session the responder reads; one for another key is not used", async () => {
+  const alice = await Identity.generate();
+  const bob = await Identity.generate();
+  const spk = await generatePrekey(1);
+  const signedPrekey = { ...spk, signature: await signPrekey(bob, spk) };
+  for (const remote of [signedPrekey.publicKey, (await generatePrekey(9)).publicKey]) {
+    const step = startFirstSenderStep(remote);
+    const sent = await initiateX3dh(alice, { ...bob.public, signedPrekey }, {
+      headerEncryption: true,
+    });
+    const a0 = await initHeaderSender(
+      sent.sharedSecret,
+      sent.remoteRatchetKey,
+      sent.associatedData,
+      {
+        sending: sent.headerKeys!.initiator,
+        nextReceiving: sent.headerKeys!.responder,
+      },
+      step,
+    );
+    const reused = a0.sendingRatchetKey.publicKey === step.keyPair.publicKey;
+    assert.equal(reused, remote === signedPrekey.publicKey);
+    const first = await headerRatchetEncrypt(a0, utf8("hello"), { id: newId() });
+    const got = await respondX3dh(bob, sent.header, { signedPrekeys: [spk], oneTimePrekeys: [] });
+    const b0 = initHeaderReceiver(got.sharedSecret, got.ownRatchetKeyPair, got.associatedData, {
+      nextSending: got.headerKeys!.responder,
+      nextReceiving: got.headerKeys!.initiator,
+    });
+    const opened = await headerRatchetDecrypt(b0, first.message);
+    assert.ok(!opened.gone);
+    assert.equal(text(opened.plaintext), "hello");
+  }
+});
+
+Deno.test("a first ratchet step started for a forged prekey is dropped with the failed key agreement", async () => {
+  const alice = await Identity.generate();
+  const bob = await Identity.generate();
+  const mallory = await Identity.generate();
+  const spk = await generatePrekey(1);
+  const forged = { ...spk, signature: await signPrekey(mallory, spk) };
+  startFirstSenderStep(forged.publicKey);
+  await assert.rejects(
+    initiateX3dh(alice, { ...bob.public, signedPrekey: forged }, { headerEncryption: true }),
+  );
 });
