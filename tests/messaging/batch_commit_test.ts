@@ -241,7 +241,12 @@ Deno.test("frames received together are one commit, flushed before their acknowl
   }
 });
 
-Deno.test("messages sent together share one commit, made and flushed before any of them leaves", async () => {
+/**
+ * Alice's service (its store and streams logged in `events`, its syncs failing
+ * while `failing()` says so) and Bob's, on two nodes; `close` stops and
+ * removes everything.
+ */
+async function sendingPair(failing = () => false) {
   const dir = await Deno.makeTempDir({ prefix: "dim-batch-" });
   const network = new Map<string, PrekeyBundle>();
   const alice = await user(dir, "alice", network);
@@ -249,25 +254,38 @@ Deno.test("messages sent together share one commit, made and flushed before any 
   const aliceNode = await createDhtNode({ listen: LOOPBACK });
   const bobNode = await createDhtNode({ listen: LOOPBACK });
   const events: Event[] = [];
-  const serve = (
-    u: User,
-    node: typeof aliceNode,
-    to: typeof aliceNode,
-    log?: Event[],
-  ) =>
-    new MessagingService({
-      identity: u.identity,
-      storage: log === undefined ? u.db : logged(u.db, log),
-      transport: log === undefined ? transportFor(node) : loggedStreams(transportFor(node), log),
-      resolve: () => Promise.resolve({ peerId: to.peerId, addresses: to.multiaddrs }),
-      sessions: u.sessions,
-    }, { outboxIntervalMs: 60_000, retryBaseMs: 60_000 });
-  const sender = serve(alice, aliceNode, bobNode, events);
-  const receiver = serve(bob, bobNode, aliceNode);
+  const sender = new MessagingService({
+    identity: alice.identity,
+    storage: logged(alice.db, events, failing),
+    transport: loggedStreams(transportFor(aliceNode), events),
+    resolve: () => Promise.resolve({ peerId: bobNode.peerId, addresses: bobNode.multiaddrs }),
+    sessions: alice.sessions,
+  }, { outboxIntervalMs: 60_000, retryBaseMs: 60_000 });
+  const receiver = new MessagingService({
+    identity: bob.identity,
+    storage: bob.db,
+    transport: transportFor(bobNode),
+    resolve: () => Promise.resolve({ peerId: aliceNode.peerId, addresses: aliceNode.multiaddrs }),
+    sessions: bob.sessions,
+  }, { outboxIntervalMs: 60_000, retryBaseMs: 60_000 });
   const recipient = {
     userId: bob.identity.id,
     encryptionPublicKey: bob.identity.encryptionPublicKey,
   };
+  const close = async () => {
+    await sender.stop();
+    await receiver.stop();
+    await aliceNode.stop();
+    await bobNode.stop();
+    alice.db.close();
+    bob.db.close();
+    await Deno.remove(dir, { recursive: true });
+  };
+  return { alice, bob, events, sender, receiver, recipient, close };
+}
+
+Deno.test("messages sent together share one commit, made and flushed before any of them leaves", async () => {
+  const { alice, bob, events, sender, receiver, recipient, close } = await sendingPair();
   const delivered = (n: number) =>
     new Promise<void>((resolve) => {
       let left = n;
@@ -307,43 +325,15 @@ Deno.test("messages sent together share one commit, made and flushed before any 
       ["one", ...rows.map((_, i) => `m${i}`)],
     );
   } finally {
-    await sender.stop();
-    await receiver.stop();
-    await aliceNode.stop();
-    await bobNode.stop();
-    alice.db.close();
-    bob.db.close();
-    await Deno.remove(dir, { recursive: true });
+    await close();
   }
 });
 
 Deno.test("a message whose flush failed is not sent until a later flush succeeds", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "dim-batch-" });
-  const network = new Map<string, PrekeyBundle>();
-  const alice = await user(dir, "alice", network);
-  const bob = await user(dir, "bob", network);
-  const aliceNode = await createDhtNode({ listen: LOOPBACK });
-  const bobNode = await createDhtNode({ listen: LOOPBACK });
-  const events: Event[] = [];
   let failing = false;
-  const sender = new MessagingService({
-    identity: alice.identity,
-    storage: logged(alice.db, events, () => failing),
-    transport: loggedStreams(transportFor(aliceNode), events),
-    resolve: () => Promise.resolve({ peerId: bobNode.peerId, addresses: bobNode.multiaddrs }),
-    sessions: alice.sessions,
-  }, { outboxIntervalMs: 60_000, retryBaseMs: 60_000 });
-  const receiver = new MessagingService({
-    identity: bob.identity,
-    storage: bob.db,
-    transport: transportFor(bobNode),
-    resolve: () => Promise.resolve({ peerId: aliceNode.peerId, addresses: aliceNode.multiaddrs }),
-    sessions: bob.sessions,
-  });
-  const recipient = {
-    userId: bob.identity.id,
-    encryptionPublicKey: bob.identity.encryptionPublicKey,
-  };
+  const { alice, bob, events, sender, receiver, recipient, close } = await sendingPair(() =>
+    failing
+  );
   try {
     await receiver.start();
     await sender.start();
@@ -373,13 +363,7 @@ Deno.test("a message whose flush failed is not sent until a later flush succeeds
       "two",
     ]);
   } finally {
-    await sender.stop();
-    await receiver.stop();
-    await aliceNode.stop();
-    await bobNode.stop();
-    alice.db.close();
-    bob.db.close();
-    await Deno.remove(dir, { recursive: true });
+    await close();
   }
 });
 
