@@ -73,6 +73,8 @@ export class FileQueue {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<void> | undefined;
   #again = false;
+  /** `retryNow()` was asked while a run was going on. */
+  #retryAfterRun = false;
   #stopped = false;
   readonly #abort = new AbortController();
   /** The recipients with files waiting, read once, then kept up to date. */
@@ -141,6 +143,9 @@ export class FileQueue {
   retryNow(): void {
     if (this.#stopped) return;
     this.#init.store.retryNow(this.#init.clock());
+    // An attempt going on may still defer its file: the run after it
+    // makes every file due again.
+    if (this.#running !== undefined) this.#retryAfterRun = true;
     this.kick();
   }
 
@@ -155,6 +160,8 @@ export class FileQueue {
       this.#running = undefined;
       if (this.#again && !this.#stopped) {
         this.#again = false;
+        if (this.#retryAfterRun) this.#init.store.retryNow(this.#init.clock());
+        this.#retryAfterRun = false;
         this.kick();
       } else {
         this.#schedule();

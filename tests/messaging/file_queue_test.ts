@@ -7,7 +7,10 @@
 import assert from "node:assert/strict";
 import { MAILBOX_FILE_MAX_SIZE } from "../../lib/messaging/constants.ts";
 import type { ReceivedFile } from "../../lib/messaging/file_receive.ts";
-import type { FileQueueEvent } from "../../lib/messenger/file_queue.ts";
+import { PeerUnreachableError } from "../../lib/errors.ts";
+import { FileQueue, type FileQueueEvent } from "../../lib/messenger/file_queue.ts";
+import { Connection } from "../../lib/store/connection.ts";
+import { FILE_QUEUE_SCHEMA, FileQueueStore } from "../../lib/store/file_queue_store.ts";
 import { toHex } from "../../lib/platform/bytes.ts";
 import { testNet } from "../_support/network.ts";
 
@@ -76,19 +79,58 @@ Deno.test("a queued file that changed before it could go is given up, with the r
   await bob.stop();
   const path = `${net.dir}/draft.bin`;
   await Deno.writeFile(path, random(MAILBOX_FILE_MAX_SIZE + 1));
-  const delivery = await alice.deliverFile("bob", path, { signal: AbortSignal.timeout(20_000) });
-  assert.equal(delivery.how, "queued");
-  await Deno.writeFile(path, random(MAILBOX_FILE_MAX_SIZE + 1));
+  // Listening from the start: the first attempt, right after queueing, may
+  // already read the file while it is rewritten, and give it up then.
   const ended = new Promise<FileQueueEvent>((resolve) =>
     alice.addEventListener("queued-file", (e) => {
       const event = (e as CustomEvent<FileQueueEvent>).detail;
       if (event.type !== "file-queued" && event.type !== "file-deferred") resolve(event);
     })
   );
+  const delivery = await alice.deliverFile("bob", path, { signal: AbortSignal.timeout(20_000) });
+  assert.equal(delivery.how, "queued");
+  await Deno.writeFile(path, random(MAILBOX_FILE_MAX_SIZE + 1));
   const bob2 = await net.reopen("bob");
   await bob2.send("alice", "here");
   const event = await ended;
   assert.equal(event.type, "file-given-up");
   assert.match(event.type === "file-given-up" ? event.error : "", /changed since it was queued/);
   assert.deepEqual(alice.queuedFiles, []);
+});
+
+Deno.test("a contact who writes while an attempt to them is failing gets the file tried again at once, not after the backoff", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dim-file-queue-" });
+  using conn = Connection.open(`${dir}/dim.db`, [FILE_QUEUE_SCHEMA]);
+  const path = `${dir}/big.bin`;
+  await Deno.writeFile(path, random(1000));
+  let calls = 0;
+  let failFirst!: (err: Error) => void;
+  let secondCall!: () => void;
+  const second = new Promise<void>((resolve) => (secondCall = resolve));
+  const queue = new FileQueue({
+    store: new FileQueueStore(conn),
+    clock: Date.now,
+    onEvent: () => {},
+    send: () => {
+      calls++;
+      if (calls === 1) return new Promise((_, reject) => (failFirst = reject));
+      secondCall();
+      return Promise.reject(new PeerUnreachableError("still away"));
+    },
+  });
+  try {
+    await queue.add("bob", path);
+    while (calls === 0) await new Promise((r) => setTimeout(r, 5));
+    // Bob writes while the first attempt is still going, then it fails.
+    queue.retryNow();
+    failFirst(new PeerUnreachableError("not reachable"));
+    const tried = await Promise.race([
+      second.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 5_000)),
+    ]);
+    assert.equal(tried, true, "tried again after the failed attempt");
+  } finally {
+    await queue.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
