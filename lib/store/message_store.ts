@@ -55,6 +55,12 @@ import type {
 import { CONTROL_CONTENT_TYPE_MAX, CONTROL_CONTENT_TYPE_MIN } from "../messaging/constants.ts";
 import { blob, type Connection, remember, type Row, type SchemaPart } from "./connection.ts";
 
+/**
+ * The connection cache in which the outbox keeps the ends of its queues
+ * (`outbox_store.ts`); whatever deletes outbox rows here clears it.
+ */
+export const OUTBOX_TAILS = "outbox tails";
+
 /** How a row's body is kept (the `body_format` column). */
 export const BODY_FORMAT = {
   /** In the clear. */
@@ -380,6 +386,8 @@ export class MessageStore implements HistoryStorage {
           "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
         ).get();
         if (outbox !== undefined) {
+          // The outbox keeps the ends of its queues in memory.
+          this.#conn.cache(OUTBOX_TAILS).clear();
           db.prepare(
             `DELETE FROM outbox WHERE message_seq IN
                (SELECT seq FROM messages WHERE body_format <> 0)`,

@@ -32,7 +32,7 @@ import type {
   StoredMessage,
 } from "../messaging/storage.ts";
 import { blob, type Connection, remember, type Row, type SchemaPart } from "./connection.ts";
-import { MessageStore } from "./message_store.ts";
+import { MessageStore, OUTBOX_TAILS } from "./message_store.ts";
 
 /** The `outbox` table; it refers to the `messages` table of the same file. */
 export const OUTBOX_SCHEMA: SchemaPart = {
@@ -55,6 +55,17 @@ CREATE INDEX IF NOT EXISTS outbox_by_recipient ON outbox (recipient, message_seq
 
 /** The most recipients whose last queued message is kept in memory. */
 const CACHED_RECIPIENTS = 1024;
+/** The most entries of one recipient's queue tail kept in memory. */
+const CACHED_TAIL = 256;
+
+/**
+ * A recipient's queue in memory from `after` on: every entry of theirs with
+ * a larger message number, oldest first, as the table has it.
+ */
+interface Tail {
+  readonly after: number;
+  readonly entries: OutboxEntry[];
+}
 
 function toOutbox(r: Row): OutboxEntry {
   return {
@@ -85,6 +96,15 @@ export class OutboxStore implements OutboxStorage {
   readonly #lastSeq: Map<string, number>;
 
   /**
+   * The end of each busy conversation's queue, so a delivery finds the
+   * messages just queued without reading them back: set from a read that
+   * returned a recipient's whole queue after some message, extended by
+   * `enqueue`, shortened by `markDelivered`. Any other change to the table
+   * drops it all (`#changed`), as does a rollback (it is a connection cache).
+   */
+  readonly #tails: Map<string, Tail>;
+
+  /**
    * Uses a connection opened with the messages' and the outbox's schemas.
    *
    * @param conn The connection.
@@ -95,6 +115,12 @@ export class OutboxStore implements OutboxStorage {
     this.#conn = conn;
     this.#messages = messages;
     this.#lastSeq = conn.cache("outbox last seq");
+    this.#tails = conn.cache(OUTBOX_TAILS);
+  }
+
+  /** Entries changed other than by queuing or acknowledging: the tails in memory may be stale. */
+  #changed(): void {
+    this.#tails.clear();
   }
 
   /**
@@ -114,6 +140,23 @@ export class OutboxStore implements OutboxStorage {
            VALUES (?, ?, ?, ?, ?)`,
         ).run(message.seq, m.peer, envelope, envelopeHash, m.receivedAt));
       if (this.#lastSeq.has(m.peer)) this.#lastSeq.set(m.peer, message.seq);
+      const tail = this.#tails.get(m.peer);
+      if (tail !== undefined) {
+        if (tail.entries.length >= CACHED_TAIL) this.#tails.delete(m.peer);
+        else {
+          tail.entries.push({
+            messageSeq: message.seq,
+            recipient: m.peer,
+            envelope,
+            envelopeHash,
+            attempts: 0,
+            nextAttemptAt: m.receivedAt,
+            storedOffline: false,
+            storedOfflineAt: 0,
+            lastError: "",
+          });
+        }
+      }
       return message;
     });
   }
@@ -158,12 +201,27 @@ export class OutboxStore implements OutboxStorage {
       remember(this.#lastSeq, recipient, last, CACHED_RECIPIENTS);
     }
     if (afterSeq >= last) return [];
+    const tail = this.#tails.get(recipient);
+    if (tail !== undefined && afterSeq >= tail.after) {
+      const from = tail.entries.findIndex((e) => e.messageSeq > afterSeq);
+      return from < 0 ? [] : tail.entries.slice(from, from + limit);
+    }
     const rows = this.#conn.run("read outbox", (db) =>
       db.prepare(
         `SELECT * FROM outbox WHERE recipient = ? AND message_seq > ?
          ORDER BY message_seq LIMIT ?`,
       ).all(recipient, afterSeq, limit)) as Row[];
-    return rows.map(toOutbox);
+    const entries = rows.map(toOutbox);
+    // Fewer than asked for: this is all of the queue after `afterSeq`.
+    if (entries.length < limit && entries.length < CACHED_TAIL) {
+      remember(
+        this.#tails,
+        recipient,
+        { after: afterSeq, entries: entries.slice() },
+        CACHED_RECIPIENTS,
+      );
+    }
+    return entries;
   }
 
   /**
@@ -201,6 +259,7 @@ export class OutboxStore implements OutboxStorage {
    * @param error What went wrong.
    */
   defer(messageSeq: number, nextAttemptAt: number, error: string): void {
+    this.#changed();
     this.#conn.run("update outbox", (db) =>
       db.prepare(
         `UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
@@ -214,6 +273,7 @@ export class OutboxStore implements OutboxStorage {
    * @param now Time in ms.
    */
   retryNow(now: number): void {
+    this.#changed();
     this.#conn.run(
       "update outbox",
       (db) =>
@@ -236,6 +296,7 @@ export class OutboxStore implements OutboxStorage {
     envelopeHash: Uint8Array,
     now: number,
   ): void {
+    this.#changed();
     this.#conn.run("update outbox", (db) =>
       db.prepare(
         `UPDATE outbox SET envelope = ?, envelope_hash = ?, attempts = 0, next_attempt_at = ?,
@@ -252,6 +313,7 @@ export class OutboxStore implements OutboxStorage {
    * @param at Time in ms. Default now.
    */
   markStoredOffline(messageSeq: number, at: number = Date.now()): void {
+    this.#changed();
     // Never 0 or 1, which say "none" and "before the time was kept".
     const time = Math.max(2, Math.floor(at));
     this.#conn.transaction(() => {
@@ -299,6 +361,9 @@ export class OutboxStore implements OutboxStorage {
       ) as Row | undefined;
       if (row === undefined) return undefined;
       const seq = Number(row.message_seq);
+      const tail = this.#tails.get(recipient);
+      const i = tail?.entries.findIndex((e) => e.messageSeq === seq) ?? -1;
+      if (i >= 0) tail!.entries.splice(i, 1);
       this.#messages.setState(seq, "delivered");
       return seq;
     });

@@ -150,3 +150,60 @@ Deno.test("after() finds a conversation's new entry however it last found none",
   db.outbox.markDelivered(bob.userId, new Uint8Array(32));
   assert.deepEqual(db.outbox.after(bob.userId, 0, 10).map((e) => e.messageSeq), [b.seq]);
 });
+
+Deno.test("after() answers from memory exactly what the table holds, through every change to the queue", () => {
+  using db = open();
+  const hash = (n: number) => new Uint8Array(32).fill(n);
+  const queue = (n: number) =>
+    db.outbox.enqueue(outgoing(bob.userId), new Uint8Array([n]), hash(n)).seq;
+  const table = (after: number) =>
+    db.connection.run("check", (h) =>
+      h.prepare(
+        `SELECT message_seq, envelope, attempts, next_attempt_at, stored_offline, last_error
+         FROM outbox WHERE recipient = ? AND message_seq > ? ORDER BY message_seq`,
+      ).all(bob.userId, after)).map((r) => ({
+        messageSeq: Number(r.message_seq),
+        envelope: new Uint8Array(r.envelope as Uint8Array),
+        attempts: Number(r.attempts),
+        nextAttemptAt: Number(r.next_attempt_at),
+        storedOfflineAt: Number(r.stored_offline),
+        lastError: String(r.last_error),
+      }));
+  const same = (after: number, step: string) => {
+    const seen = db.outbox.after(bob.userId, after, 100).map((e) => ({
+      messageSeq: e.messageSeq,
+      envelope: new Uint8Array(e.envelope),
+      attempts: e.attempts,
+      nextAttemptAt: e.nextAttemptAt,
+      storedOfflineAt: e.storedOfflineAt,
+      lastError: e.lastError,
+    }));
+    assert.deepEqual(seen, table(after), step);
+  };
+  const first = queue(1);
+  same(0, "read from the table once");
+  const second = queue(2);
+  queue(3);
+  same(0, "queued after the read");
+  same(second, "after a later message");
+  db.outbox.markDelivered(bob.userId, hash(2));
+  same(0, "an acknowledged message is gone");
+  db.outbox.defer(first, 9000, "offline");
+  same(0, "a deferral counts its attempt");
+  queue(4);
+  db.outbox.markStoredOffline(first, 5000);
+  same(0, "a mailbox copy");
+  queue(5);
+  db.outbox.replaceEnvelope(first, new Uint8Array([9]), hash(9), 7000);
+  same(0, "a new envelope");
+  queue(6);
+  db.outbox.retryNow(100);
+  same(0, "retried now");
+  same(0, "read again");
+  rolledBack(db, () => void queue(7));
+  same(0, "a rolled-back message is not there");
+  queue(8);
+  same(0, "queued after a rollback");
+  db.messages.deleteSealed();
+  same(0, "the history's sealed rows deleted with their entries");
+});
