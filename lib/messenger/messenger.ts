@@ -188,6 +188,14 @@ export class Messenger extends EventTarget implements AsyncDisposable {
   #stopped = false;
   #queue: ChatMessage[] = [];
   #waiters: ((m: ChatMessage | undefined) => void)[] = [];
+  /**
+   * The calls of {@linkcode Messenger.waitFor} waiting, by message: a status
+   * event reaches only its message's, so thousands of waits cost no more
+   * per event than one.
+   */
+  #statusWaiters = new Map<number, Set<(m: ChatMessage) => void>>();
+  /** Each signal that `waitFor` calls wait with: one abort listener for all of them. */
+  #abortWaiters = new WeakMap<AbortSignal, Set<() => void>>();
 
   /**
    * Use {@linkcode createMessenger}.
@@ -297,7 +305,9 @@ export class Messenger extends EventTarget implements AsyncDisposable {
       this.#service.addEventListener(type, (e) => {
         const d = (e as CustomEvent).detail as { seq: number };
         const m = this.profile.message(d.seq);
-        if (m) this.dispatchEvent(new CustomEvent("status", { detail: m }));
+        if (m === undefined) return;
+        this.dispatchEvent(new CustomEvent("status", { detail: m }));
+        for (const check of this.#statusWaiters.get(m.seq) ?? []) check(m);
       });
     }
   }
@@ -537,30 +547,48 @@ export class Messenger extends EventTarget implements AsyncDisposable {
     const done = (m: ChatMessage | undefined) =>
       m !== undefined &&
       (m.state === "delivered" || (options.orStored === true && m.state === "stored"));
+    const signal = options.signal;
+    // Each status event gives its message as it was just read: only the
+    // first check reads it.
+    const now = this.profile.message(seq);
+    if (done(now)) return Promise.resolve(now!);
+    if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
-      const check = (event?: Event) => {
-        // Each status event names one message, as it was just read: only
-        // the first check reads it.
-        const detail = (event as CustomEvent<ChatMessage> | undefined)?.detail;
-        if (detail !== undefined && detail.seq !== seq) return;
-        const m = detail ?? this.profile.message(seq);
-        if (done(m)) {
-          cleanup();
-          resolve(m!);
-        }
+      const check = (m: ChatMessage) => {
+        if (!done(m)) return;
+        cleanup();
+        resolve(m);
       };
       const onAbort = () => {
         cleanup();
-        reject(options.signal?.reason);
+        reject(signal?.reason);
       };
+      const checks = this.#statusWaiters.get(seq) ?? new Set();
+      this.#statusWaiters.set(seq, checks);
+      checks.add(check);
+      const aborts = signal === undefined ? undefined : this.#abortsOf(signal);
+      aborts?.add(onAbort);
       const cleanup = () => {
-        this.removeEventListener("status", check);
-        options.signal?.removeEventListener("abort", onAbort);
+        checks.delete(check);
+        if (checks.size === 0 && this.#statusWaiters.get(seq) === checks) {
+          this.#statusWaiters.delete(seq);
+        }
+        aborts?.delete(onAbort);
       };
-      this.addEventListener("status", check);
-      options.signal?.addEventListener("abort", onAbort, { once: true });
-      check();
     });
+  }
+
+  /** The abort callbacks of `waitFor` calls waiting with `signal`, which calls them all. */
+  #abortsOf(signal: AbortSignal): Set<() => void> {
+    let aborts = this.#abortWaiters.get(signal);
+    if (aborts === undefined) {
+      const all = aborts = new Set();
+      this.#abortWaiters.set(signal, all);
+      signal.addEventListener("abort", () => {
+        for (const onAbort of [...all]) onAbort();
+      }, { once: true });
+    }
+    return aborts;
   }
 
   /**

@@ -93,6 +93,30 @@ Deno.test("a conversation keeps the sender's order", async () => {
   assert.deepEqual(got.map((m) => m.text), Array.from({ length: 20 }, (_, i) => `m${i}`));
 });
 
+Deno.test("waitFor: hundreds of waits at once each get their own message; one signal's abort ends those still waiting", async () => {
+  await using net = await testNet();
+  const alice = await net.user("alice");
+  const bob = await net.user("bob");
+  await alice.addContact("bob", bob.id);
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const sent = await Promise.all(Array.from({ length: 300 }, (_, i) => alice.send("bob", `m${i}`)));
+  // Two waits per message, and waits for messages that will never be delivered.
+  const waits = sent.flatMap((m) => [alice.waitFor(m.seq, { signal }), alice.waitFor(m.seq)]);
+  const never = Array.from({ length: 50 }, (_, i) => alice.waitFor(1_000_000 + i, { signal }));
+  const got = await Promise.all(waits);
+  assert.deepEqual(got.map((m) => m.seq), sent.flatMap((m) => [m.seq, m.seq]));
+  assert.ok(got.every((m) => m.state === "delivered"));
+  const reason = new Error("gave up");
+  controller.abort(reason);
+  const ended = await Promise.allSettled(never);
+  assert.ok(ended.every((r) => r.status === "rejected" && r.reason === reason));
+  // A delivered message is delivered whatever the signal says; an aborted
+  // signal ends a wait that has no answer yet at once.
+  assert.equal((await alice.waitFor(sent[0]!.seq, { signal })).state, "delivered");
+  await assert.rejects(alice.waitFor(2_000_000, { signal }), (err) => err === reason);
+});
+
 Deno.test("a message from someone who is not a contact is labelled as unknown", async () => {
   await using net = await testNet();
   const alice = await net.user("alice");
