@@ -69,6 +69,16 @@ export function kdfChain(chainKey: Uint8Array): [Uint8Array, Uint8Array] {
   return [hmac(sha256, chainKey, CHAIN_KEY_INPUT), hmac(sha256, chainKey, MESSAGE_KEY_INPUT)];
 }
 
+/**
+ * The chain key `steps` KDF_CK steps after `chainKey`, without the message
+ * keys of the steps between.
+ */
+export function chainKeyAfter(chainKey: Uint8Array, steps: number): Uint8Array {
+  let key = chainKey;
+  for (let i = 0; i < steps; i++) key = hmac(sha256, key, CHAIN_KEY_INPUT);
+  return key;
+}
+
 /** The associated data of a message body: `adLength u32 | AD | header`. */
 export function aeadData(associatedData: Uint8Array, header: Uint8Array): Uint8Array<ArrayBuffer> {
   return concat(u32(associatedData.length), associatedData, header);

@@ -22,14 +22,29 @@ export class FlushGroup {
   readonly done: Promise<void>;
   resolve!: () => void;
   reject!: (err: unknown) => void;
+  /** Settles once the group is committed (its flush may still run), or failed to be. */
+  readonly committed: Promise<void>;
+  commit!: () => void;
+  #failCommit!: (err: unknown) => void;
 
   constructor() {
     this.done = new Promise((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
     });
+    this.committed = new Promise((resolve, reject) => {
+      this.commit = resolve;
+      this.#failCommit = reject;
+    });
     // Each message awaits it; a group flushed with none waiting is no error.
     this.done.catch(() => {});
+    this.committed.catch(() => {});
+  }
+
+  /** The group failed: not committed, or not flushed. */
+  fail(err: unknown): void {
+    this.#failCommit(err);
+    this.reject(err);
   }
 }
 
@@ -89,16 +104,30 @@ export class GroupCommit {
     return group.done;
   }
 
-  /** Commits and flushes a group, unless it was already. */
+  /**
+   * Commits and flushes a group, unless it was already. The flush runs on
+   * another thread where the storage can: messages whose keys are reserved
+   * are on their way meanwhile, and the next group is sealed.
+   */
   #flushNow(group: FlushGroup): void {
     if (group !== this.#group) return;
     this.#group = undefined;
+    if (this.#storage.syncAsync !== undefined) {
+      // The deferred commit is made before syncAsync returns; a failed one
+      // is in the group's mark by then.
+      const flushing = this.#storage.syncAsync(group.deferred);
+      const lost = group.deferred.lost;
+      if (lost === undefined) group.commit();
+      flushing.then(group.resolve, (err) => group.fail(lost ?? err));
+      return;
+    }
     try {
       this.#storage.sync(group.deferred);
     } catch (err) {
-      group.reject(err);
+      group.fail(err);
       return;
     }
+    group.commit();
     group.resolve();
   }
 }

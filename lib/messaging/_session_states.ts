@@ -4,9 +4,22 @@
  * one opened per peer cached, and the tags of incoming session frames
  * indexed (`_session_frame.ts`).
  *
+ * A message key must never be used twice, so a sent message's state must
+ * be on disk before the message leaves. Rather than flush a state for each
+ * message, the state at rest reserves the next keys of the sending chain
+ * ({@linkcode Reservation}): it is saved with the chain already
+ * `RESERVED_SENDING_KEYS` messages ahead. Once that save is flushed, the
+ * chain's next messages need no save of their own and leave as soon as
+ * they are committed; the live state is kept here, ahead of the row. A
+ * state read back from disk (after a crash, or once evicted from memory)
+ * resumes at the reservation's end, past every key that may have been
+ * used; a clean stop saves the live chains (`releases`), so nothing is
+ * skipped then.
+ *
  * @module
  */
-import { constantTimeEqual, toHex } from "../platform/bytes.ts";
+import { constantTimeEqual, equalBytes, toHex } from "../platform/bytes.ts";
+import { chainKeyAfter } from "../crypto/_ratchet_kdf.ts";
 import type { RatchetState } from "../crypto/ratchet.ts";
 import { decodeSession, encodeSession, expireSkippedKeys } from "../crypto/ratchet_session.ts";
 import type { SecretBox } from "../crypto/secret_box.ts";
@@ -24,6 +37,23 @@ function stateLabel(peer: string, sessionId: Uint8Array, counter: number): strin
   return counter === 0 ? `session:${peer}` : `session:${peer}:${toHex(sessionId)}:${counter}`;
 }
 
+/**
+ * The keys of a sending chain reserved at rest: the saved state's chain
+ * stands at message `until`, so messages numbered below it may leave before
+ * their own commit is flushed, once the save that made the reservation is.
+ */
+export interface Reservation {
+  readonly sessionId: Uint8Array;
+  /** The sending chain's ratchet key (public): a DH step starts a new chain. */
+  readonly chain: Uint8Array;
+  /** The number of the first message key not reserved. */
+  readonly until: number;
+  /** The chain key at `until`, which the saved state holds. */
+  readonly chainKey: Uint8Array;
+  /** Whether the save that made it is flushed. */
+  durable: boolean;
+}
+
 /** Opens, seals and saves session states, and indexes their frame tags. */
 export class SessionStates {
   readonly #sessions: SessionStorage;
@@ -31,8 +61,9 @@ export class SessionStates {
   readonly #counter: SaveCounter;
   /**
    * The last state sealed for each peer, with its sealed bytes: a row that
-   * holds exactly those bytes needs no decryption. States are never changed
-   * in place, so a cached one cannot drift from its bytes.
+   * holds exactly those bytes needs no decryption. The state is the live
+   * one: the same as the bytes, or ahead of them in a reserved sending
+   * chain (`advance`).
    */
   #opened = new Map<
     string,
@@ -45,6 +76,8 @@ export class SessionStates {
   >();
   /** The tags of incoming frames, read from every stored session at the first frame. */
   #index: TagIndex | undefined;
+  /** Each peer's reservation in its current session's sending chain. */
+  #reserved = new Map<string, Reservation>();
 
   /**
    * @param sessions Where the rows are kept.
@@ -60,7 +93,98 @@ export class SessionStates {
   /** Forgets every cached state and tag (the sessions were dropped). */
   reset(): void {
     this.#opened.clear();
+    this.#reserved.clear();
     this.#index = undefined;
+  }
+
+  /**
+   * The reservation that covers the next message of a state's sending
+   * chain, if one does.
+   *
+   * @param peer The peer.
+   * @param sessionId The session.
+   * @param state The live state, before the message.
+   */
+  reservation(peer: string, sessionId: Uint8Array, state: RatchetState): Reservation | undefined {
+    const r = this.#reserved.get(peer);
+    return r !== undefined && this.#sameChain(r, sessionId, state) &&
+        state.sendingCount < r.until
+      ? r
+      : undefined;
+  }
+
+  /**
+   * Reserves the next keys of a state's sending chain from the message just
+   * encrypted on: the next sealing of the session saves the chain at the
+   * reservation's end.
+   *
+   * @param peer The peer.
+   * @param sessionId The session.
+   * @param state The live state after the message.
+   * @param count How many keys, the message's own included.
+   */
+  reserve(peer: string, sessionId: Uint8Array, state: RatchetState, count: number): Reservation {
+    const until = state.sendingCount - 1 + count;
+    const reservation: Reservation = {
+      sessionId,
+      chain: state.sendingRatchetKey.publicKey,
+      until,
+      chainKey: chainKeyAfter(state.sendingChainKey!, until - state.sendingCount),
+      durable: false,
+    };
+    this.#reserved.set(peer, reservation);
+    return reservation;
+  }
+
+  /**
+   * The live state after a message whose key was reserved: kept in memory
+   * only, ahead of the row (which holds the reservation's end).
+   */
+  advance(peer: string, sessionId: Uint8Array, state: RatchetState): void {
+    const cached = this.#opened.get(peer);
+    if (cached !== undefined && equalBytes(cached.sessionId, sessionId)) {
+      this.#opened.set(peer, { ...cached, state });
+    }
+  }
+
+  /**
+   * The live states whose sending chains are behind their reservations, to
+   * be saved as they are at a clean stop; forgets the reservations.
+   *
+   * @returns The peers, sessions and live states.
+   */
+  releases(): { peer: string; sessionId: Uint8Array; state: RatchetState }[] {
+    const out = [];
+    for (const [peer, r] of this.#reserved) {
+      const cached = this.#opened.get(peer);
+      if (
+        cached !== undefined && this.#sameChain(r, cached.sessionId, cached.state) &&
+        cached.state.sendingCount < r.until
+      ) {
+        out.push({ peer, sessionId: cached.sessionId, state: cached.state });
+      }
+    }
+    this.#reserved.clear();
+    return out;
+  }
+
+  #sameChain(r: Reservation, sessionId: Uint8Array, state: RatchetState): boolean {
+    return equalBytes(r.sessionId, sessionId) &&
+      equalBytes(r.chain, state.sendingRatchetKey.publicKey) && state.sendingChainKey !== null;
+  }
+
+  /** A live state as it is saved: its sending chain at the end of its reservation, if any. */
+  #atRest(peer: string, sessionId: Uint8Array, state: RatchetState): RatchetState {
+    const r = this.#reserved.get(peer);
+    if (r === undefined || !equalBytes(r.sessionId, sessionId)) return state;
+    if (!this.#sameChain(r, sessionId, state)) {
+      // A DH step started a new chain: the reservation ended with the old one.
+      this.#reserved.delete(peer);
+      return state;
+    }
+    return r.until > state.sendingCount
+      ? { ...state, sendingChainKey: r.chainKey, sendingCount: r.until }
+      : state;
   }
 
   /**
@@ -94,10 +218,14 @@ export class SessionStates {
     state = expireSkippedKeys(state, now - SKIPPED_KEY_MAX_AGE_MS);
     const sealed = await this.#box.seal(
       stateLabel(peer, sessionId, counter),
-      encodeSession(state),
+      encodeSession(this.#atRest(peer, sessionId, state)),
     );
     // Used only once a row with these bytes is read back, that is, committed.
-    if (this.#opened.size >= MAX_OPENED_SESSION_STATES) this.#opened.clear();
+    // The live state may be ahead of them in its sending chain (see the module).
+    if (this.#opened.size >= MAX_OPENED_SESSION_STATES) {
+      this.#opened.clear();
+      this.#reserved.clear();
+    }
     this.#opened.set(peer, { sessionId, counter, sealed, state });
     return { sealed, counter };
   }

@@ -174,6 +174,16 @@ export const DEFAULT_OUTBOX_INTERVAL_MS = 1000;
 export const SEND_WINDOW = 64;
 
 /**
+ * How many message keys of a sending chain a saved session state reserves:
+ * 16. The state at rest has its sending chain that many messages ahead of
+ * the live one, so the next messages in the chain leave as soon as they
+ * are committed, before their flush: after a crash the chain resumes past
+ * every key that may have been used. A crash costs the recipient at most
+ * 15 skipped keys; a clean stop saves the live chain and costs none.
+ */
+export const RESERVED_SENDING_KEYS = 16;
+
+/**
  * The longest a sent message waits for others being sealed to share its
  * flush: 50 ms. Messages submitted together then share flushes
  * (bench/chat_bench.ts: 100 of 1 KiB submitted together cost about 1.2 ms

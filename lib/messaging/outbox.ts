@@ -94,6 +94,10 @@ export type StoreOffline = (
 interface Stored<T = StoredMessage> {
   readonly row: T;
   readonly group: FlushGroup;
+  /** Its session's state at rest already reserves its key: it may leave before the flush. */
+  readonly reserved?: boolean;
+  /** Tells the session the flush is done (`SessionResult.flushed`). */
+  readonly flushed?: () => void;
 }
 
 /** Sends messages and keeps them until they are acknowledged. */
@@ -181,7 +185,7 @@ export class Outbox {
           envelope,
           hash,
         );
-      });
+      }, sealed);
     };
     const sessions = this.#ctx.sessions;
     let row: Stored;
@@ -226,7 +230,7 @@ export class Outbox {
         });
       });
     }
-    return await this.#queued(recipient.userId, row.row, row.group);
+    return await this.#queued(recipient.userId, row);
   }
 
   /**
@@ -235,12 +239,15 @@ export class Outbox {
    */
   #store<T extends StoredMessage | StoredMessage[] = StoredMessage>(
     fn: () => T,
+    sealed?: Pick<SessionResult, "reserved" | "flushed">,
   ): Stored<T> {
     const { value: row, group } = this.#commits.store(fn);
+    const reserved = sealed?.reserved === true;
     // In the same synchronous block as the commit: a delivery that runs
-    // before the flush must not send it (a crash would roll the ratchet back).
-    for (const r of Array.isArray(row) ? row : [row]) this.#unflushed.add(r.seq);
-    return { row, group };
+    // before the flush must not send it (a crash would roll the ratchet
+    // back), unless its key is reserved in a state already flushed.
+    if (!reserved) { for (const r of Array.isArray(row) ? row : [row]) this.#unflushed.add(r.seq); }
+    return { row, group, reserved, ...(sealed?.flushed ? { flushed: sealed.flushed } : {}) };
   }
 
   /** Queues wraps as envelopes, one transaction and flush; see `MessagingService.sendWrapped`. */
@@ -270,23 +277,31 @@ export class Outbox {
         ),
     );
     return await Promise.all(
-      rows.map((row, i) => this.#queued(wraps[i]!.recipient.userId, row, group)),
+      rows.map((row, i) => this.#queued(wraps[i]!.recipient.userId, { row, group })),
     );
   }
 
-  /** Flushes a stored message (durable before the caller hears of it) and starts its delivery. */
-  async #queued(recipient: string, row: StoredMessage, group: FlushGroup): Promise<StoredMessage> {
+  /**
+   * Flushes a stored message (durable before the caller hears of it) and
+   * starts its delivery: after the flush, or at once if its key is reserved.
+   */
+  async #queued(recipient: string, stored: Stored): Promise<StoredMessage> {
+    const { row, group, reserved } = stored;
+    const flushed = this.#commits.flushed(group);
+    // Only this conversation: the periodic scan looks after the others.
+    // A reserved key's message leaves once committed, while the flush runs.
+    if (reserved) group.committed.then(() => this.#ctx.track(this.#deliver(recipient)), () => {});
     try {
-      await this.#commits.flushed(group);
+      await flushed;
     } catch (err) {
       // Perhaps committed, but not known to be on disk: held back from
       // delivery until a later flush succeeds (`flush()` tries one).
-      this.#heldBack.add(row.seq);
+      if (!reserved) this.#heldBack.add(row.seq);
       throw err;
     }
+    stored.flushed?.();
     this.#unflushed.delete(row.seq);
-    // Only this conversation: the periodic scan looks after the others.
-    this.#ctx.track(this.#deliver(recipient));
+    if (!reserved) this.#ctx.track(this.#deliver(recipient));
     return row;
   }
 

@@ -46,6 +46,16 @@ export interface SessionResult {
    * envelope's. Absent when it is ready at once.
    */
   readonly ready?: Promise<void>;
+  /**
+   * An outgoing message whose key a flushed save already reserved: it may
+   * leave once committed, before its flush (the session has nothing to save).
+   */
+  readonly reserved?: boolean;
+  /**
+   * Call once the message's commit is flushed: the next messages of its
+   * sending chain may then leave before their own flushes.
+   */
+  readonly flushed?: () => void;
 }
 
 /** Options of `SessionManager`. */

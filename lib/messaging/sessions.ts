@@ -55,7 +55,7 @@
  * @module
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { compareBytes, concat, constantTimeEqual } from "../platform/bytes.ts";
+import { compareBytes, concat, constantTimeEqual, equalBytes } from "../platform/bytes.ts";
 import {
   headerRatchetDecrypt,
   headerRatchetEncrypt,
@@ -89,6 +89,7 @@ import {
   SESSION_FRAME_CONTEXT,
 } from "./_session_frame.ts";
 import {
+  RESERVED_SENDING_KEYS,
   SESSION_MARK_INTERVAL,
   STRANGER_PREKEY_BURST,
   STRANGER_PREKEY_REFILL_MS,
@@ -216,7 +217,23 @@ export class SessionManager {
   async close(): Promise<void> {
     await this.whenIdle();
     await this.#ready.catch(() => {});
+    await this.lock(() => this.#release()).catch(() => {});
     await this.#counter.close();
+  }
+
+  /**
+   * Saves each sending chain that is behind its reservation as it is, so the
+   * next start skips no key. Not flushed: a state lost with the machine
+   * leaves the reservation at rest, which is safe.
+   */
+  async #release(): Promise<void> {
+    const now = this.#clock();
+    for (const { peer, sessionId, state } of this.#states.releases()) {
+      const row = this.#sessions.list(peer).find((r) => equalBytes(r.sessionId, sessionId));
+      if (row === undefined) continue;
+      const sealed = await this.#states.seal(peer, sessionId, state, now);
+      this.#states.commit({ ...row, state: sealed.sealed, counter: sealed.counter }, state);
+    }
   }
 
   /**
@@ -455,25 +472,9 @@ export class SessionManager {
       header: decodeX3dhHeader(row.initialHeader),
       message,
     });
-    let saved: StoredSession | undefined;
-    const base = row;
-    const ready = this.#states.seal(peer.userId, row.sessionId, next, now).then((sealed) => {
-      saved = {
-        ...base,
-        state: sealed.sealed,
-        counter: sealed.counter,
-        usedAt: now,
-        current: true,
-      };
-    });
-    const save = () => {
-      if (saved === undefined) {
-        throw new Error("Cannot save session: its state is not sealed yet");
-      }
-      this.#states.commit(saved, next);
-    };
+    const reserving = this.#keep(peer.userId, row, state, next, now);
     if (frame !== undefined) {
-      return { contentType, body, frame, protection: "ratchet", ready, save };
+      return { contentType, body, frame, protection: "ratchet", ...reserving };
     }
     const result = {
       contentType: row.initialHeader === undefined
@@ -481,11 +482,51 @@ export class SessionManager {
         : SessionContentType.Initial,
       body: concat(row.sessionId, payload),
       protection: "ratchet" as const,
-      ready,
-      save,
+      ...reserving,
     };
     const opens = row.initialHeader !== undefined && state.headerKeys !== undefined;
     return opens ? { ...result, opens: row.sessionId } : result;
+  }
+
+  /**
+   * How an outgoing message's new state is kept: nothing to save when a
+   * flushed save already reserved its key; otherwise sealed and saved, and
+   * in a saved, current session the save reserves the chain's next keys
+   * (usable once the caller reports the flush).
+   */
+  #keep(
+    peer: string,
+    row: StoredSession,
+    state: RatchetState,
+    next: RatchetState,
+    now: number,
+  ): Pick<SessionResult, "ready" | "save" | "reserved" | "flushed"> {
+    const saved = row.state.length > 0 && row.current;
+    const reservation = saved ? this.#states.reservation(peer, row.sessionId, state) : undefined;
+    if (reservation?.durable === true) {
+      this.#states.advance(peer, row.sessionId, next);
+      return { reserved: true, save: () => {} };
+    }
+    const r = reservation ??
+      (saved ? this.#states.reserve(peer, row.sessionId, next, RESERVED_SENDING_KEYS) : undefined);
+    let saving: StoredSession | undefined;
+    const ready = this.#states.seal(peer, row.sessionId, next, now).then((sealed) => {
+      saving = {
+        ...row,
+        state: sealed.sealed,
+        counter: sealed.counter,
+        usedAt: now,
+        current: true,
+      };
+    });
+    const save = () => {
+      if (saving === undefined) {
+        throw new Error("Cannot save session: its state is not sealed yet");
+      }
+      this.#states.commit(saving, next);
+    };
+    if (r === undefined) return { ready, save };
+    return { ready, save, flushed: () => void (r.durable = true) };
   }
 
   /**

@@ -256,6 +256,15 @@ export interface StorageTransactions {
    *   deferred transactions failed.
    */
   sync(deferred?: DeferredCommits): void;
+  /**
+   * As `sync`, with the flush on another thread, so the caller's thread
+   * runs on meanwhile; a storage without it is flushed with `sync`.
+   *
+   * @param deferred As for `sync`.
+   * @returns When every commit made before the call is durable.
+   * @throws {StorageError} As `sync`.
+   */
+  syncAsync?(deferred?: DeferredCommits): Promise<void>;
 }
 
 /** The message history, as far as messaging writes and checks it. */

@@ -266,8 +266,12 @@ export class Connection implements Disposable {
   #db: DatabaseSync;
   #closed = false;
   #inTransaction = false;
-  /** Commits made without a flush of the log since the last flush. */
-  #unsynced = false;
+  /** Commits made so far. */
+  #commits = 0;
+  /** How many of them a flush has made durable. */
+  #flushedUpTo = 0;
+  /** A flush running on another thread (`syncAsync`), if any. */
+  #flushing: Promise<void> | undefined;
   /** The `-wal` file this connection flushes itself, if it does. */
   #log: Deno.FsFile | undefined;
   /** While deferred transactions wait for their commit: the marks of their callers. */
@@ -459,9 +463,9 @@ export class Connection implements Disposable {
       } finally {
         this.#inTransaction = false;
       }
-      if (!durable) this.#unsynced = true;
-      else if (this.#log !== undefined) this.#flush("commit");
-      else this.#unsynced = false;
+      this.#commits++;
+      if (durable && this.#log !== undefined) this.#flush("commit");
+      else if (durable) this.#flushedUpTo = this.#commits;
       return out;
     } finally {
       if (toggle && !this.#closed) this.#db.exec("PRAGMA synchronous = FULL");
@@ -509,7 +513,7 @@ export class Connection implements Disposable {
     }
     clearTimeout(this.#deferredTimer);
     this.#deferred = undefined;
-    this.#unsynced = true;
+    this.#commits++;
   }
 
   /** The deferred transactions are lost: their callers' marks say why. */
@@ -526,13 +530,13 @@ export class Connection implements Disposable {
   /** Flushes the log: every commit so far is then on disk. */
   #flush(action: string): void {
     if (this.#closed) throw new StorageError(`Cannot ${action}: the database is closed`);
+    const upTo = this.#commits;
     try {
       this.#log!.syncDataSync();
     } catch (cause) {
-      this.#unsynced = true;
       throw storageError(action, cause);
     }
-    this.#unsynced = false;
+    this.#flushedUpTo = Math.max(this.#flushedUpTo, upTo);
   }
 
   /**
@@ -549,7 +553,7 @@ export class Connection implements Disposable {
   sync(deferred?: DeferredCommits): void {
     this.#commitDeferred();
     if (deferred?.lost !== undefined) throw deferred.lost;
-    if (!this.#unsynced) return;
+    if (this.#flushedUpTo >= this.#commits) return;
     if (this.#log !== undefined) {
       this.#flush("flush");
       return;
@@ -567,6 +571,35 @@ export class Connection implements Disposable {
     this.#caches.get("meta").delete("flushes");
   }
 
+  /**
+   * As {@linkcode Connection.sync}, with the flush on another thread: the
+   * JavaScript thread runs on meanwhile, and commits made meanwhile are
+   * not counted as flushed by it.
+   *
+   * @param deferred The mark of the caller's deferred transactions, if any.
+   * @returns When every commit made before the call is durable.
+   * @throws {StorageError} As `sync`.
+   */
+  async syncAsync(deferred?: DeferredCommits): Promise<void> {
+    if (this.#log === undefined) return this.sync(deferred);
+    if (this.#closed) throw new StorageError("Cannot flush: the database is closed");
+    this.#commitDeferred();
+    if (deferred?.lost !== undefined) throw deferred.lost;
+    const upTo = this.#commits;
+    if (this.#flushedUpTo >= upTo) return;
+    const flushing = this.#log.syncData();
+    const settled = flushing.then(() => {}, () => {});
+    this.#flushing = settled;
+    try {
+      await flushing;
+    } catch (cause) {
+      throw storageError("flush", cause);
+    } finally {
+      if (this.#flushing === settled) this.#flushing = undefined;
+    }
+    this.#flushedUpTo = Math.max(this.#flushedUpTo, upTo);
+  }
+
   /** Closes the connection. Idempotent. */
   close(): void {
     if (this.#closed) return;
@@ -576,7 +609,10 @@ export class Connection implements Disposable {
     this.#closed = true;
     this.#caches.clear();
     try {
-      this.#log?.close();
+      // A flush still running on another thread keeps the file open until it ends.
+      const log = this.#log;
+      if (this.#flushing === undefined) log?.close();
+      else this.#flushing.finally(() => log?.close());
     } finally {
       this.#db.close();
     }

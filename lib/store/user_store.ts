@@ -124,6 +124,17 @@ export class UserStore implements MessagingStorage, Disposable {
     this.connection.sync(deferred);
   }
 
+  /**
+   * As {@linkcode UserStore.sync}, with the flush on another thread.
+   *
+   * @param deferred The mark of the caller's deferred transactions, if any.
+   * @returns When every commit made before the call is durable.
+   * @throws {StorageError} As `sync`.
+   */
+  syncAsync(deferred?: DeferredCommits): Promise<void> {
+    return this.connection.syncAsync(deferred);
+  }
+
   /** Closes the connection. Idempotent. */
   close(): void {
     this.connection.close();

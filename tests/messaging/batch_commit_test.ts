@@ -38,7 +38,8 @@ const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 type Event =
   | { readonly kind: "transaction"; readonly deferred: DeferredCommits | undefined }
   | { readonly kind: "sync"; readonly deferred: DeferredCommits | undefined }
-  | { readonly kind: "send" };
+  | { readonly kind: "send" }
+  | { readonly kind: "flushed"; readonly deferred: DeferredCommits | undefined };
 
 /** A store that logs its transactions and syncs, and fails its syncs while `failing` says so. */
 function logged(db: UserStore, events: Event[], failing = () => false): UserStore {
@@ -49,6 +50,16 @@ function logged(db: UserStore, events: Event[], failing = () => false): UserStor
           events.push({ kind: "sync", deferred });
           if (failing()) throw new Error("the disk is gone");
           target.sync(deferred);
+        };
+      }
+      if (key === "syncAsync") {
+        return (deferred?: DeferredCommits) => {
+          events.push({ kind: "sync", deferred });
+          if (failing()) return Promise.reject(new Error("the disk is gone"));
+          // The commit is made in the call; the flush ends later.
+          return target.syncAsync(deferred).then(() => {
+            events.push({ kind: "flushed", deferred });
+          });
         };
       }
       if (key === "transaction") {
@@ -323,6 +334,44 @@ Deno.test("messages sent together share one commit, made and flushed before any 
     assert.deepEqual(
       bob.db.messages.history(alice.identity.id).map((m) => dec(m.body)),
       ["one", ...rows.map((_, i) => `m${i}`)],
+    );
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("a message whose key a flushed save reserved leaves before its own flush; one that opens the reservation waits for it", async () => {
+  const { alice, bob, events, sender, receiver, recipient, close } = await sendingPair();
+  const delivered = () =>
+    new Promise<void>((resolve) =>
+      sender.addEventListener("delivered", () => resolve(), { once: true })
+    );
+  const sendingOrder = async (text: string) => {
+    events.length = 0;
+    const done = delivered();
+    await sender.send(recipient, enc(text));
+    await done;
+    const stored = events.findIndex((e) => e.kind === "transaction" && e.deferred !== undefined);
+    const mark = stored >= 0
+      ? (events[stored] as { deferred?: DeferredCommits }).deferred
+      : undefined;
+    const committed = events.findIndex((e) => e.kind === "sync" && e.deferred === mark);
+    const flushed = events.findIndex((e) => e.kind === "flushed" && e.deferred === mark);
+    const sent = events.findIndex((e, i) => i > stored && e.kind === "send");
+    assert.ok(stored >= 0 && committed > stored && flushed > committed, JSON.stringify(events));
+    assert.ok(sent > committed, "never before its commit");
+    return sent < flushed ? "sent, then flushed" : "flushed, then sent";
+  };
+  try {
+    await receiver.start();
+    await sender.start();
+    assert.equal(await sendingOrder("one"), "flushed, then sent", "a new session");
+    assert.equal(await sendingOrder("two"), "flushed, then sent", "its save reserves keys");
+    assert.equal(await sendingOrder("three"), "sent, then flushed");
+    assert.equal(await sendingOrder("four"), "sent, then flushed");
+    assert.deepEqual(
+      bob.db.messages.history(alice.identity.id).map((m) => dec(m.body)),
+      ["one", "two", "three", "four"],
     );
   } finally {
     await close();

@@ -426,6 +426,12 @@ Deno.test("a delivery that runs between a message's commit and its flush does no
             target.sync();
           };
         }
+        if (key === "syncAsync") {
+          return () => {
+            events.push("sync");
+            return target.syncAsync();
+          };
+        }
         if (key === "transaction") {
           return <T>(fn: () => T, options?: { durable?: boolean }): T => {
             const before = target.outbox.list().length;

@@ -13,7 +13,7 @@ import { SecretBox } from "../../lib/crypto/secret_box.ts";
 import { decodeSession } from "../../lib/crypto/ratchet_session.ts";
 import { toHex } from "../../lib/platform/bytes.ts";
 import type { RatchetState } from "../../lib/crypto/ratchet.ts";
-import { SKIPPED_KEY_MAX_AGE_MS } from "../../lib/messaging/constants.ts";
+import { RESERVED_SENDING_KEYS, SKIPPED_KEY_MAX_AGE_MS } from "../../lib/messaging/constants.ts";
 import type { StoredSession } from "../../lib/messaging/storage.ts";
 import { SESSION_FRAME_KIND } from "../../lib/messaging/_session_frame.ts";
 
@@ -469,4 +469,95 @@ Deno.test("a retry after 'no session' takes no one-time prekey while the bundle 
   // Once Bob has answered, a refusal is not about prekeys.
   await receive(alice, bob, await send(bob, alice, "hi"));
   assert.equal(alice.sessions.retryPrekeyChoice(bob.identity.id, stale), undefined);
+});
+
+/** Sends as the outbox does: the state saved in the message's transaction, then the flush reported. */
+async function sendFlushed(from: Party, to: Party, text: string) {
+  const r = await send(from, to, text);
+  r.flushed?.();
+  return r;
+}
+
+/** Alice's session manager started again on her store, as after a crash or a stop. */
+async function restarted(alice: Party): Promise<Party> {
+  const sessions = new SessionManager({
+    identity: alice.identity,
+    storage: alice.db,
+    box: await SecretBox.forIdentity(alice.identity),
+    fetchBundle: () => Promise.resolve(undefined),
+  });
+  return { ...alice, sessions };
+}
+
+Deno.test("a flushed save reserves the chain's next keys: their messages save nothing, and after a crash the chain resumes past them", async () => {
+  const { alice, bob } = await pair();
+  assert.equal((await receive(bob, alice, await sendFlushed(alice, bob, "open"))).text, "open");
+  // The next message's save reserves keys 1 to 16: at rest, the chain stands at 17.
+  const grant = await sendFlushed(alice, bob, "grant");
+  assert.notEqual(grant.reserved, true, "it waits for its own flush");
+  assert.equal((await storedState(alice, bob)).sendingCount, 1 + RESERVED_SENDING_KEYS);
+  assert.equal((await receive(bob, alice, grant)).text, "grant");
+  const saves = alice.db.sessions.list(bob.identity.id)[0]!.counter;
+  for (let i = 2; i < RESERVED_SENDING_KEYS; i++) {
+    const m = await sendFlushed(alice, bob, `m${i}`);
+    assert.equal(m.reserved, true, `message ${i} may leave before its flush`);
+    assert.equal((await receive(bob, alice, m)).text, `m${i}`);
+  }
+  assert.equal(alice.db.sessions.list(bob.identity.id)[0]!.counter, saves, "no state saved");
+  // A crash: the live chain (at 16) is lost; the one at rest resumes at 17.
+  const again = await restarted(alice);
+  const after = await send(again, bob, "after the crash");
+  assert.notEqual(after.reserved, true);
+  assert.equal((await receive(bob, alice, after)).text, "after the crash");
+  assert.equal((await storedState(bob, alice)).skippedMessageKeys.length, 1, "key 16, never used");
+});
+
+Deno.test("a reservation ends with its chain and its keys: a DH step or the last reserved key makes the next save reserve again", async () => {
+  const { alice, bob } = await pair();
+  await receive(bob, alice, await sendFlushed(alice, bob, "open"));
+  await receive(bob, alice, await sendFlushed(alice, bob, "grant"));
+  const reserved = await sendFlushed(alice, bob, "reserved");
+  assert.equal(reserved.reserved, true);
+  await receive(bob, alice, reserved);
+  // Bob answers: Alice's next message starts a new chain, with no key reserved yet.
+  await receive(alice, bob, await sendFlushed(bob, alice, "answer"));
+  const newChain = await sendFlushed(alice, bob, "new chain");
+  assert.notEqual(newChain.reserved, true);
+  await receive(bob, alice, newChain);
+  let sent = 0;
+  for (; sent < RESERVED_SENDING_KEYS - 1; sent++) {
+    const m = await sendFlushed(alice, bob, `m${sent}`);
+    assert.equal(m.reserved, true);
+    await receive(bob, alice, m);
+  }
+  const past = await sendFlushed(alice, bob, "past the reservation");
+  assert.notEqual(past.reserved, true, "saved and flushed, reserving the next keys");
+  assert.equal((await receive(bob, alice, past)).text, "past the reservation");
+  assert.deepEqual((await storedState(bob, alice)).skippedMessageKeys, []);
+});
+
+Deno.test("a clean stop saves the live chain: the next start skips no key; an unflushed reservation covers nothing", async () => {
+  const { alice, bob } = await pair();
+  await receive(bob, alice, await sendFlushed(alice, bob, "open"));
+  // Saved but its flush never reported: the next messages still save their states.
+  const unflushed = await send(alice, bob, "unflushed");
+  await receive(bob, alice, unflushed);
+  const next = await send(alice, bob, "still saved");
+  assert.notEqual(next.reserved, true);
+  next.flushed?.();
+  await receive(bob, alice, next);
+  for (let i = 0; i < 3; i++) {
+    const m = await sendFlushed(alice, bob, `m${i}`);
+    assert.equal(m.reserved, true);
+    await receive(bob, alice, m);
+  }
+  await alice.sessions.close();
+  assert.equal(
+    (await storedState(alice, bob)).sendingCount,
+    6,
+    "the live chain, not its reservation",
+  );
+  const again = await restarted(alice);
+  assert.equal((await receive(bob, alice, await send(again, bob, "after"))).text, "after");
+  assert.deepEqual((await storedState(bob, alice)).skippedMessageKeys, []);
 });

@@ -144,3 +144,43 @@ Deno.test("a failed commit of deferred transactions is told to each of their cal
     close();
   });
 });
+
+Deno.test("syncAsync() commits the deferred transactions at once and flushes on another thread; a commit made meanwhile still needs a flush", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dim-store-" });
+  const flushes = { sync: 0, async: 0 };
+  const syncDataSync = Deno.FsFile.prototype.syncDataSync;
+  const syncData = Deno.FsFile.prototype.syncData;
+  Deno.FsFile.prototype.syncDataSync = function () {
+    flushes.sync++;
+    return syncDataSync.call(this);
+  };
+  Deno.FsFile.prototype.syncData = function () {
+    flushes.async++;
+    return syncData.call(this);
+  };
+  try {
+    const { conn, committed, close } = open(dir);
+    const mark: DeferredCommits = {};
+    conn.transaction(() => add(conn, "a"), { durable: false, deferred: mark });
+    const flushing = conn.syncAsync(mark);
+    assert.equal(committed(), 1, "committed before the call returned");
+    conn.transaction(() => add(conn, "b"), { durable: false });
+    await flushing;
+    assert.deepEqual(flushes, { sync: 0, async: 1 });
+    conn.sync();
+    assert.deepEqual(flushes, { sync: 1, async: 1 }, "b's commit came after the flush began");
+    await conn.syncAsync();
+    conn.sync();
+    assert.deepEqual(flushes, { sync: 1, async: 1 }, "nothing left to flush");
+    // Closed while a flush runs: the flush still ends well.
+    conn.transaction(() => add(conn, "c"), { durable: false });
+    const last = conn.syncAsync();
+    close();
+    await last;
+    await assert.rejects(conn.syncAsync(), StorageError);
+  } finally {
+    Deno.FsFile.prototype.syncDataSync = syncDataSync;
+    Deno.FsFile.prototype.syncData = syncData;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
