@@ -125,6 +125,17 @@ timedBench(
   () => deliver(sender, "bob", 1),
 );
 
+// --- Throughput: 100 messages, each send awaited ------------------------------
+
+timedBench(
+  "burst100.dim.awaited",
+  "throughput, 100 × 1 KiB, each send awaited, two processes",
+  "Messenger.send, 100 messages of 1 KiB, each awaited, until all are acked by the other process",
+  { n: 12, warmup: 2 },
+  100,
+  () => deliver(sender, "bob", 100),
+);
+
 // --- Throughput: 2,000 messages sent together ---------------------------------
 
 const T2000 = `throughput, ${BURST.toLocaleString("en-US")} × 1 KiB sent together, two processes`;
