@@ -126,6 +126,20 @@ export function encodeUserId(signingPublicKey: Uint8Array): string {
  * ```
  */
 export function decodeUserId(id: string): Uint8Array<ArrayBuffer> {
+  // Every message decodes its peer's ID: the valid ones are remembered.
+  const known = decodedIds.get(id);
+  if (known !== undefined) return known.slice();
+  const key = decodeUserIdOnce(id);
+  if (decodedIds.size >= DECODED_IDS) decodedIds.delete(decodedIds.keys().next().value!);
+  decodedIds.set(id, key.slice());
+  return key;
+}
+
+/** The most decoded user IDs kept. */
+const DECODED_IDS = 1024;
+const decodedIds = new Map<string, Uint8Array<ArrayBuffer>>();
+
+function decodeUserIdOnce(id: string): Uint8Array<ArrayBuffer> {
   const text = id.trim().toLowerCase();
   if (!text.startsWith(USER_ID_PREFIX)) {
     throw new InvalidIdError(`Cannot parse user ID: it must start with "${USER_ID_PREFIX}"`);

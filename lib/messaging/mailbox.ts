@@ -35,11 +35,11 @@
  *
  * @module
  */
-import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import { raceSignal as race } from "race-signal";
 import { concat, constantTimeEqual, toHex, utf8 } from "../platform/bytes.ts";
 import { ENVELOPE_VERSION, MIN_ENVELOPE_LENGTH } from "../crypto/envelope.ts";
 import { verifySignature } from "../crypto/identity.ts";
+import { sha256Now } from "../crypto/_digest.ts";
 import { ProtocolError } from "../errors.ts";
 import type { MailboxStorage, MailboxStorer } from "./storage.ts";
 import { isSessionFrame } from "./_session_frame.ts";
@@ -293,16 +293,16 @@ export async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
 }
 
 /**
- * SHA-256 of an envelope. A small one is hashed on this thread: for a few
- * KiB the JavaScript hash (@noble/hashes) takes microseconds, less than
- * handing the work to WebCrypto's thread and back; a large one goes to
- * WebCrypto, which is faster per byte and does not hold this thread.
+ * SHA-256 of an envelope. A small one is hashed on this thread
+ * (`node:crypto`): for a few KiB that takes microseconds, less than handing
+ * the work to WebCrypto's thread and back; a large one goes to WebCrypto,
+ * which does not hold this thread.
  *
  * @param envelope The sealed envelope.
  * @returns Its 32-byte hash.
  */
 export async function envelopeHash(envelope: Uint8Array): Promise<Uint8Array> {
-  return envelope.length <= SMALL_ENVELOPE_LENGTH ? nobleSha256(envelope) : await sha256(envelope);
+  return envelope.length <= SMALL_ENVELOPE_LENGTH ? sha256Now(envelope) : await sha256(envelope);
 }
 
 /** Options of {@linkcode MailboxServer}. */
