@@ -246,7 +246,9 @@ export class Outbox {
     // In the same synchronous block as the commit: a delivery that runs
     // before the flush must not send it (a crash would roll the ratchet
     // back), unless its key is reserved in a state already flushed.
-    if (!reserved) { for (const r of Array.isArray(row) ? row : [row]) this.#unflushed.add(r.seq); }
+    if (!reserved) {
+      for (const r of Array.isArray(row) ? row : [row]) this.#unflushed.add(r.seq);
+    }
     return { row, group, reserved, ...(sealed?.flushed ? { flushed: sealed.flushed } : {}) };
   }
 

@@ -270,8 +270,8 @@ export class Connection implements Disposable {
   #commits = 0;
   /** How many of them a flush has made durable. */
   #flushedUpTo = 0;
-  /** A flush running on another thread (`syncAsync`), if any. */
-  #flushing: Promise<void> | undefined;
+  /** The flushes running on other threads (`syncAsync`), settled or not failing. */
+  readonly #flushing = new Set<Promise<void>>();
   /** The `-wal` file this connection flushes itself, if it does. */
   #log: Deno.FsFile | undefined;
   /** While deferred transactions wait for their commit: the marks of their callers. */
@@ -589,13 +589,13 @@ export class Connection implements Disposable {
     if (this.#flushedUpTo >= upTo) return;
     const flushing = this.#log.syncData();
     const settled = flushing.then(() => {}, () => {});
-    this.#flushing = settled;
+    this.#flushing.add(settled);
     try {
       await flushing;
     } catch (cause) {
       throw storageError("flush", cause);
     } finally {
-      if (this.#flushing === settled) this.#flushing = undefined;
+      this.#flushing.delete(settled);
     }
     this.#flushedUpTo = Math.max(this.#flushedUpTo, upTo);
   }
@@ -609,10 +609,10 @@ export class Connection implements Disposable {
     this.#closed = true;
     this.#caches.clear();
     try {
-      // A flush still running on another thread keeps the file open until it ends.
+      // Flushes still running on other threads keep the file open until they end.
       const log = this.#log;
-      if (this.#flushing === undefined) log?.close();
-      else this.#flushing.finally(() => log?.close());
+      if (this.#flushing.size === 0) log?.close();
+      else Promise.all(this.#flushing).finally(() => log?.close());
     } finally {
       this.#db.close();
     }

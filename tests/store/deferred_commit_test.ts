@@ -172,11 +172,13 @@ Deno.test("syncAsync() commits the deferred transactions at once and flushes on 
     await conn.syncAsync();
     conn.sync();
     assert.deepEqual(flushes, { sync: 1, async: 1 }, "nothing left to flush");
-    // Closed while a flush runs: the flush still ends well.
+    // Closed while two flushes run: both still end well.
     conn.transaction(() => add(conn, "c"), { durable: false });
-    const last = conn.syncAsync();
+    const first = conn.syncAsync();
+    conn.transaction(() => add(conn, "d"), { durable: false });
+    const second = conn.syncAsync();
     close();
-    await last;
+    await Promise.all([first, second]);
     await assert.rejects(conn.syncAsync(), StorageError);
   } finally {
     Deno.FsFile.prototype.syncDataSync = syncDataSync;
