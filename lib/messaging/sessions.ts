@@ -472,9 +472,9 @@ export class SessionManager {
       header: decodeX3dhHeader(row.initialHeader),
       message,
     });
-    const reserving = this.#keep(peer.userId, row, state, next, now);
+    const kept = this.#keep(peer.userId, row, state, next, now);
     if (frame !== undefined) {
-      return { contentType, body, frame, protection: "ratchet", ...reserving };
+      return { contentType, body, frame, protection: "ratchet", ...kept };
     }
     const result = {
       contentType: row.initialHeader === undefined
@@ -482,7 +482,7 @@ export class SessionManager {
         : SessionContentType.Initial,
       body: concat(row.sessionId, payload),
       protection: "ratchet" as const,
-      ...reserving,
+      ...kept,
     };
     const opens = row.initialHeader !== undefined && state.headerKeys !== undefined;
     return opens ? { ...result, opens: row.sessionId } : result;
