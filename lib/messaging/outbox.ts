@@ -241,8 +241,8 @@ export class Outbox {
     fn: () => T,
     sealed?: Pick<SessionResult, "reserved" | "flushed">,
   ): Stored<T> {
-    const { value: row, group } = this.#commits.store(fn);
     const reserved = sealed?.reserved === true;
+    const { value: row, group } = this.#commits.store(fn, reserved);
     // In the same synchronous block as the commit: a delivery that runs
     // before the flush must not send it (a crash would roll the ratchet
     // back), unless its key is reserved in a state already flushed.
