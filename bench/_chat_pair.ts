@@ -82,6 +82,27 @@ export async function deliver(from: Messenger, to: string, count: number): Promi
 }
 
 /**
+ * One turn of a conversation that alternates: Alice sends Bob 1 KiB, and
+ * once it has arrived he answers with 1 KiB; returns once she has the
+ * answer. Each message starts a new sending chain (a DH ratchet step).
+ *
+ * @param pair Alice and Bob, each the other's contact ("bob", "alice").
+ * @returns When Alice has Bob's answer.
+ */
+export async function exchange(pair: ChatPair): Promise<void> {
+  const arrives = (user: Messenger) =>
+    new Promise<void>((resolve) =>
+      user.addEventListener("message", () => resolve(), { once: true })
+    );
+  const atBob = arrives(pair.bob);
+  await pair.alice.send("bob", TEXT);
+  await atBob;
+  const atAlice = arrives(pair.alice);
+  await pair.bob.send("alice", TEXT);
+  await atAlice;
+}
+
+/**
  * Submits `count` 1 KiB messages at once (they share flushes), then waits
  * for every acknowledgement.
  *

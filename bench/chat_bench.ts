@@ -24,7 +24,7 @@
 // end, and one JSON line starting with `chat_bench` to stdout (read by
 // bench/peers_report.ts).
 import { ECHO_PROTOCOL, echoFrames, RawLink } from "./_acks.ts";
-import { deliver, deliverTogether, openChatPair } from "./_chat_pair.ts";
+import { deliver, deliverTogether, exchange, openChatPair } from "./_chat_pair.ts";
 import { printTimed, timedBench } from "./_timed.ts";
 
 const BATCH = 100;
@@ -42,7 +42,8 @@ const BURST_RUNS = { n: 5, warmup: 1 } as const;
 
 // --- Setup, outside every timed part ----------------------------------------
 
-const { dir, alice, bob } = await openChatPair("dim-chat-bench-");
+const pair = await openChatPair("dim-chat-bench-");
+const { dir, alice, bob } = pair;
 
 // The first message sets up the session (X3DH from Bob's prekeys in the DHT).
 await deliver(alice, "bob", 1);
@@ -55,6 +56,8 @@ for (let i = 0; i < WARM_UP; i++) {
   await raw.frames(1);
   await deliver(alice, "bob", 1);
 }
+// The exchange below: each of its messages starts a new chain.
+for (let i = 0; i < WARM_UP / 4; i++) await exchange(pair);
 
 // One flush: 1 KiB written over the start of a file in the same folder as
 // the users' databases, then fdatasync. Synchronous, as SQLite's are.
@@ -94,6 +97,17 @@ timedBench(
   ROUND_TRIP,
   1,
   () => deliver(alice, "bob", 1),
+);
+// A conversation that alternates: each message starts a new sending chain
+// (a DH ratchet step), so no key of it is reserved and each waits for its
+// own flush. No target; it shows what the reserved keys do not cover.
+timedBench(
+  "exchange.dim",
+  RT,
+  "Alice → Bob, Bob answers → Alice: 1 KiB each way, until Alice has the answer",
+  ROUND_TRIP,
+  2,
+  () => exchange(pair),
 );
 
 // --- Throughput: a burst of messages ------------------------------------------
