@@ -29,6 +29,7 @@ const BURST = 2000;
 const ROUND_TRIP = { n: 300, warmup: 20 } as const;
 const WARM_UP = 1000;
 const BURST_RUNS = { n: 5, warmup: 1 } as const;
+const AWAITED_RUNS = { n: 12, warmup: 2 } as const;
 const SETUP_LIMIT_MS = 60_000;
 
 // --- Setup, outside every timed part ----------------------------------------
@@ -131,7 +132,7 @@ timedBench(
   "burst100.dim.awaited",
   "throughput, 100 × 1 KiB, each send awaited, two processes",
   "Messenger.send, 100 messages of 1 KiB, each awaited, until all are acked by the other process",
-  { n: 12, warmup: 2 },
+  AWAITED_RUNS,
   100,
   () => deliver(sender, "bob", 100),
 );
