@@ -308,13 +308,13 @@ async function decrypt(state: RatchetState, message: Uint8Array, context = FRAME
 }
 
 async function dimSetup(): Promise<{ a: RatchetState; b: RatchetState }> {
-  // As the session manager does: the first ratchet step alongside X3DH's DHs.
-  const step = startFirstSenderStep(spkSigned.publicKey);
+  // As the session manager does.
   const sent = await initiateX3dh(alice, {
     ...bob.public,
     signedPrekey: spkSigned,
     oneTimePrekey: opk,
   }, { headerEncryption: true });
+  const step = startFirstSenderStep(spkSigned.publicKey);
   const a0 = await initHeaderSender(sent.sharedSecret, sent.remoteRatchetKey, sent.associatedData, {
     sending: sent.headerKeys!.initiator,
     nextReceiving: sent.headerKeys!.responder,

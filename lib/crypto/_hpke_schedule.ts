@@ -13,14 +13,15 @@
 import { expand, extract } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, toHex, utf8 } from "../platform/bytes.ts";
+import type { KeyObject } from "node:crypto";
 import {
   checkKeyLength,
-  exportOkpPrivate,
-  importX25519Private,
-  importX25519Public,
   KEY_LENGTH,
-  randomSeed,
+  newX25519KeyPair,
   x25519,
+  type X25519PrivateKey,
+  x25519PrivateKey,
+  x25519PublicKey,
 } from "./_keys.ts";
 import { DecryptionError, EncryptionError } from "../errors.ts";
 
@@ -103,7 +104,7 @@ export function deriveSecretKey(ikm: Uint8Array): Uint8Array<ArrayBuffer> {
 
 /** A private key and its raw public key. */
 export interface KeyPair {
-  readonly privateKey: CryptoKey;
+  readonly privateKey: X25519PrivateKey;
   readonly publicKey: Uint8Array;
 }
 
@@ -123,115 +124,80 @@ function extractAndExpand(dhOutput: Uint8Array, kemContext: Uint8Array): Uint8Ar
   return labeledExpand(KEM_PREFIX, eaePrk, LABEL.sharedSecret, kemContext, HASH_LENGTH);
 }
 
-// A sender usually writes to the same few contacts, so their imported
-// public keys are kept (public data only; bounded, oldest dropped first).
-const RECIPIENT_KEY_CACHE = new Map<string, CryptoKey>();
-const RECIPIENT_KEY_CACHE_LIMIT = 256;
+// A sender usually writes to the same few contacts, and hears from the same
+// few senders, so their imported public keys are kept (public data only;
+// bounded, oldest dropped first).
+const PUBLIC_KEY_CACHE = new Map<string, KeyObject>();
+const PUBLIC_KEY_CACHE_LIMIT = 256;
 
-async function importRecipientKey(raw: Uint8Array): Promise<CryptoKey> {
+function cachedPublicKey(raw: Uint8Array): KeyObject {
   const cacheKey = toHex(raw);
-  const hit = RECIPIENT_KEY_CACHE.get(cacheKey);
+  const hit = PUBLIC_KEY_CACHE.get(cacheKey);
   if (hit !== undefined) return hit;
-  const key = await importX25519Public(raw);
-  if (RECIPIENT_KEY_CACHE.size >= RECIPIENT_KEY_CACHE_LIMIT) {
-    RECIPIENT_KEY_CACHE.delete(RECIPIENT_KEY_CACHE.keys().next().value!);
+  const key = x25519PublicKey(raw);
+  if (PUBLIC_KEY_CACHE.size >= PUBLIC_KEY_CACHE_LIMIT) {
+    PUBLIC_KEY_CACHE.delete(PUBLIC_KEY_CACHE.keys().next().value!);
   }
-  RECIPIENT_KEY_CACHE.set(cacheKey, key);
+  PUBLIC_KEY_CACHE.set(cacheKey, key);
   return key;
 }
 
-/** An ephemeral private key and its `enc`, still being exported. */
-interface Ephemeral {
-  readonly privateKey: CryptoKey;
-  readonly enc: Promise<Uint8Array<ArrayBuffer>>;
-}
-
 /**
- * A fresh ephemeral key: 32 random bytes are an X25519 private key (RFC
- * 7748 §5 clamps any). Importing them makes one CryptoKey where
- * `generateKey` makes two, and Deno keeps every CryptoKey until a full
- * garbage collection, so this roughly halves the collector's work per
- * message. The key is extractable only so its public half can be read; it
- * never leaves `encap`.
+ * A fresh ephemeral key (see `newX25519KeyPair`), used once. Its raw private
+ * key is zeroed at once; only the `node:crypto` key is kept, until `encap`
+ * returns.
  */
-async function newEphemeral(): Promise<Ephemeral> {
-  const seed = randomSeed();
-  const privateKey = await importX25519Private(seed, true);
-  seed.fill(0);
-  const enc = exportOkpPrivate(privateKey).then((exported) => {
-    exported.seed.fill(0);
-    return exported.publicKey;
-  });
-  return { privateKey, enc };
-}
-
-/**
- * The next fresh ephemeral key, made while the current message is sealed so
- * its two WebCrypto calls are off the next message's path. Each key is
- * handed out once and lives only in memory.
- */
-let nextEphemeral: Promise<Ephemeral> | undefined;
-
-function freshEphemeral(): Promise<Ephemeral> {
-  const ephemeral = nextEphemeral ?? newEphemeral();
-  nextEphemeral = newEphemeral();
-  // A failure shows when the key is taken; until then it must not go unhandled.
-  nextEphemeral.catch(() => {});
-  return ephemeral;
+function freshEphemeral(): { privateKey: X25519PrivateKey; enc: Uint8Array<ArrayBuffer> } {
+  const pair = newX25519KeyPair();
+  const privateKey = x25519PrivateKey(pair.privateKey);
+  pair.privateKey.fill(0);
+  return { privateKey, enc: pair.publicKey };
 }
 
 /**
  * Encap / AuthEncap (RFC 9180 §4.1): `sender` selects the auth variant;
- * `ephemeral` replaces the fresh key pair (for test vectors only).
+ * `ephemeral` replaces the fresh key pair (for test vectors only). Runs on
+ * the calling thread.
  */
-export async function encap(
+export function encap(
   recipientPublicKey: Uint8Array,
   ephemeral?: KeyPair,
   sender?: KeyPair,
-): Promise<{ enc: Uint8Array<ArrayBuffer>; sharedSecret: Uint8Array<ArrayBuffer> }> {
+): { enc: Uint8Array<ArrayBuffer>; sharedSecret: Uint8Array<ArrayBuffer> } {
   checkKeyLength(recipientPublicKey, "recipient public key");
   if (ephemeral !== undefined) checkKeyLength(ephemeral.publicKey, "ephemeral public key");
   if (sender !== undefined) checkKeyLength(sender.publicKey, "sender public key");
-  // Steps that do not depend on each other are started together so their
-  // latencies overlap: key import with key generation, export with DH.
-  const [pkR, eph] = await Promise.all([
-    importRecipientKey(recipientPublicKey),
-    ephemeral === undefined ? freshEphemeral() : {
-      privateKey: ephemeral.privateKey,
-      enc: Promise.resolve(new Uint8Array(ephemeral.publicKey)),
-    },
-  ]);
-  const [enc, dhE, dhS] = await Promise.all([
-    eph.enc,
-    x25519(eph.privateKey, pkR),
-    sender === undefined ? undefined : x25519(sender.privateKey, pkR),
-  ]);
-  if (sender === undefined || dhS === undefined) {
+  const pkR = cachedPublicKey(recipientPublicKey);
+  const eph = ephemeral === undefined
+    ? freshEphemeral()
+    : { privateKey: ephemeral.privateKey, enc: new Uint8Array(ephemeral.publicKey) };
+  const enc = eph.enc;
+  const dhE = x25519(eph.privateKey, pkR);
+  if (sender === undefined) {
     return { enc, sharedSecret: extractAndExpand(dhE, concat(enc, recipientPublicKey)) };
   }
+  const dhS = x25519(sender.privateKey, pkR);
   const kemContext = concat(enc, recipientPublicKey, sender.publicKey);
   return { enc, sharedSecret: extractAndExpand(concat(dhE, dhS), kemContext) };
 }
 
-/** Decap / AuthDecap (RFC 9180 §4.1): `senderPublicKey` selects the auth variant. */
-export async function decap(
+/**
+ * Decap / AuthDecap (RFC 9180 §4.1): `senderPublicKey` selects the auth
+ * variant. Runs on the calling thread.
+ */
+export function decap(
   enc: Uint8Array,
   recipient: KeyPair,
   senderPublicKey?: Uint8Array,
-): Promise<Uint8Array<ArrayBuffer>> {
+): Uint8Array<ArrayBuffer> {
   checkKeyLength(enc, "enc");
   checkKeyLength(recipient.publicKey, "recipient public key");
-  const pkE = await importX25519Public(enc);
+  const dhE = x25519(recipient.privateKey, x25519PublicKey(enc));
   if (senderPublicKey === undefined) {
-    const dhOutput = await x25519(recipient.privateKey, pkE);
-    return extractAndExpand(dhOutput, concat(enc, recipient.publicKey));
+    return extractAndExpand(dhE, concat(enc, recipient.publicKey));
   }
   checkKeyLength(senderPublicKey, "sender public key");
-  const pkS = await importX25519Public(senderPublicKey);
-  const [dhE, dhS] = await Promise.all([
-    x25519(recipient.privateKey, pkE),
-    x25519(recipient.privateKey, pkS),
-  ]);
+  const dhS = x25519(recipient.privateKey, cachedPublicKey(senderPublicKey));
   const kemContext = concat(enc, recipient.publicKey, senderPublicKey);
   return extractAndExpand(concat(dhE, dhS), kemContext);
 }
@@ -482,7 +448,7 @@ export async function setupSender(setup: SenderSetup): Promise<{
   if (isAuth !== (setup.sender !== undefined)) {
     throw new TypeError("Cannot set up HPKE: a sender key is required exactly in the auth modes");
   }
-  const { enc, sharedSecret } = await encap(
+  const { enc, sharedSecret } = encap(
     setup.recipientPublicKey,
     setup.ephemeral,
     setup.sender,
@@ -511,7 +477,7 @@ export async function setupRecipient(setup: RecipientSetup): Promise<{
   if (isAuth !== (setup.senderPublicKey !== undefined)) {
     throw new TypeError("Cannot set up HPKE: a sender key is required exactly in the auth modes");
   }
-  const sharedSecret = await decap(setup.enc, setup.recipient, setup.senderPublicKey);
+  const sharedSecret = decap(setup.enc, setup.recipient, setup.senderPublicKey);
   const schedule = keySchedule(setup.mode, sharedSecret, setup.info, setup.psk);
   return { sharedSecret, schedule, context: await RecipientContext.create(schedule) };
 }

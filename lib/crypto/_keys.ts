@@ -1,10 +1,12 @@
-// WebCrypto key import/export for raw 32-byte X25519 and Ed25519 keys, the
-// one key-length check and the one X25519 of lib/crypto. Private to DIM.
+// Raw 32-byte X25519 and Ed25519 keys as WebCrypto and node:crypto keys, the
+// one key-length check, Ed25519 signatures and the one X25519 of lib/crypto.
+// Private to DIM.
 import { Buffer } from "node:buffer";
 import {
   createPrivateKey,
   createPublicKey,
-  type KeyObject,
+  diffieHellman,
+  KeyObject,
   sign as nodeSign,
   verify as nodeVerify,
 } from "node:crypto";
@@ -54,12 +56,6 @@ function importSeed(
 /** Imports a 32-byte X25519 private key for `deriveBits`. */
 export function importX25519Private(seed: Uint8Array, extractable = false): Promise<CryptoKey> {
   return importSeed(seed, "X25519", "deriveBits", extractable);
-}
-
-/** Imports a 32-byte X25519 public key. */
-export function importX25519Public(raw: Uint8Array): Promise<CryptoKey> {
-  checkKeyLength(raw, "X25519 public key", "import");
-  return crypto.subtle.importKey("raw", new Uint8Array(raw), { name: "X25519" }, true, []);
 }
 
 /** Imports a 32-byte Ed25519 private key (seed) for signing. */
@@ -157,22 +153,70 @@ export async function exportOkpPrivate(
 }
 
 /**
- * X25519 with the all-zero check of RFC 7748 §6.1 (required by RFC 9180
- * §7.1.4): a low-order public key would otherwise give a shared secret
- * anyone can compute. WebCrypto's X25519 already refuses an all-zero
- * result; the check stays so the property does not depend on the runtime.
- * Every Diffie-Hellman in lib/crypto (HPKE, X3DH, the ratchet) goes through it.
- *
- * @throws {RangeError} If the shared point is all zeros.
- * @throws {DOMException} If WebCrypto refuses the keys.
+ * An X25519 private key as {@linkcode x25519} takes it: a WebCrypto key (an
+ * identity's) or a `node:crypto` key (from {@linkcode x25519PrivateKey}).
  */
-export async function x25519(
-  privateKey: CryptoKey,
-  publicKey: CryptoKey,
-): Promise<Uint8Array<ArrayBuffer>> {
-  const out = new Uint8Array(
-    await crypto.subtle.deriveBits({ name: "X25519", public: publicKey }, privateKey, 256),
-  );
+export type X25519PrivateKey = CryptoKey | KeyObject;
+
+// The node:crypto form of each WebCrypto key used for X25519, made once.
+const NODE_KEYS = new WeakMap<CryptoKey, KeyObject>();
+
+function nodeKey(key: X25519PrivateKey): KeyObject {
+  if (!(key instanceof CryptoKey)) return key;
+  let found = NODE_KEYS.get(key);
+  if (found === undefined) {
+    found = KeyObject.from(key);
+    NODE_KEYS.set(key, found);
+  }
+  return found;
+}
+
+// The RFC 8410 SubjectPublicKeyInfo prefix of a raw X25519 public key.
+// deno-fmt-ignore
+const X25519_SPKI_PREFIX = new Uint8Array([
+  0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00,
+]);
+
+/**
+ * A raw 32-byte X25519 public key as a `node:crypto` key, for
+ * {@linkcode x25519}. Every 32-byte string encodes a point; the low-order
+ * ones are refused by `x25519`.
+ *
+ * @throws {TypeError} If `raw` is not 32 bytes.
+ */
+export function x25519PublicKey(raw: Uint8Array): KeyObject {
+  checkKeyLength(raw, "X25519 public key", "import");
+  return createPublicKey({
+    key: der(concat(X25519_SPKI_PREFIX, raw)),
+    format: "der",
+    type: "spki",
+  });
+}
+
+/**
+ * X25519 on the calling thread (`node:crypto`), with the all-zero check of
+ * RFC 7748 §6.1 (required by RFC 9180 §7.1.4): a low-order public key would
+ * otherwise give a shared secret anyone can compute. One X25519 takes about
+ * 50 µs here; WebCrypto's took 90 µs awaited one at a time, and 250 µs for
+ * four started together (against 190 µs for four here), as each call waits
+ * for a hand-off to its thread pool and back. Every Diffie-Hellman in
+ * lib/crypto (HPKE, X3DH, the ratchet) goes through it.
+ *
+ * @throws {RangeError} If the shared point is all zeros (the runtime refuses
+ *   it too; either way it is this error).
+ */
+export function x25519(
+  privateKey: X25519PrivateKey,
+  publicKey: KeyObject,
+): Uint8Array<ArrayBuffer> {
+  let out: Uint8Array<ArrayBuffer>;
+  try {
+    out = new Uint8Array(diffieHellman({ privateKey: nodeKey(privateKey), publicKey }));
+  } catch (cause) {
+    // A 32-byte public key is always a point, so the derivation fails only
+    // on the all-zero result of a low-order one.
+    throw new RangeError("Cannot complete X25519: the shared point is all zeros", { cause });
+  }
   let acc = 0;
   for (const b of out) acc |= b;
   if (acc === 0) throw new RangeError("Cannot complete X25519: the shared point is all zeros");
@@ -192,80 +236,50 @@ export interface RawX25519KeyPair {
   readonly publicKey: Uint8Array<ArrayBuffer>;
 }
 
-// The private keys of pairs made here, already imported for deriveBits, with
-// a copy of their bytes: a caller may overwrite a private key's array (x3dh
-// zeroes its ephemeral key), and then the cached key must not be used for it.
-const imported = new WeakMap<
-  Uint8Array,
-  { readonly seed: Uint8Array; readonly key: Promise<CryptoKey> }
->();
+// The private keys of pairs made here, as node:crypto keys, with a copy of
+// their bytes: a caller may overwrite a private key's array (x3dh zeroes its
+// ephemeral key), and then the cached key must not be used for it.
+const imported = new WeakMap<Uint8Array, { readonly seed: Uint8Array; readonly key: KeyObject }>();
 
 // The DER prefix of a raw X25519 public key (RFC 8410 SubjectPublicKeyInfo).
 const X25519_SPKI_LENGTH = 44;
 
+function privateKeyObject(seed: Uint8Array): KeyObject {
+  checkKeyLength(seed, "X25519 private key", "import");
+  const pkcs8 = concat(X25519_PKCS8_PREFIX, seed);
+  try {
+    return createPrivateKey({ key: der(pkcs8), format: "der", type: "pkcs8" });
+  } finally {
+    pkcs8.fill(0);
+  }
+}
+
 /**
- * A new X25519 key pair. The public key comes from `node:crypto`, on the
- * calling thread: a fixed-base scalar multiplication there takes 15–22 µs,
- * where WebCrypto's export of the public key takes 50–60 µs and a hand-off
- * to its thread pool. Importing the private key for WebCrypto's deriveBits
- * is synchronous in Deno (about 5 µs).
+ * A new X25519 key pair, on the calling thread (`node:crypto`): a
+ * fixed-base scalar multiplication there takes 15–22 µs, where WebCrypto's
+ * export of the public key takes 50–60 µs and a hand-off to its thread
+ * pool. The private key stays ready for {@linkcode x25519PrivateKey}. The
+ * caller owns the returned arrays.
  */
-function newX25519KeyPair(): RawX25519KeyPair {
+export function newX25519KeyPair(): RawX25519KeyPair {
   const privateKey = randomSeed();
-  const der = concat(X25519_PKCS8_PREFIX, privateKey);
-  const spki = createPublicKey(createPrivateKey({
-    key: Buffer.from(der.buffer, der.byteOffset, der.length),
-    format: "der",
-    type: "pkcs8",
-  }))
-    .export({ format: "der", type: "spki" });
-  der.fill(0);
+  const key = privateKeyObject(privateKey);
+  const spki = createPublicKey(key).export({ format: "der", type: "spki" });
   if (spki.length !== X25519_SPKI_LENGTH) throw new Error("Cannot generate an X25519 key pair");
   const publicKey = new Uint8Array(spki.subarray(X25519_SPKI_LENGTH - KEY_LENGTH));
-  const key = importX25519Private(privateKey);
-  key.catch(() => {}); // shows when the key is used
   imported.set(privateKey, { seed: new Uint8Array(privateKey), key });
   return { privateKey, publicKey };
 }
 
-// Key pairs made ahead, so that a DH ratchet step or a key agreement does not
-// wait for key generation. Each is handed out once and lives only in memory,
-// as the next HPKE ephemeral key does.
-const SPARE_KEY_PAIRS = 2;
-const spares: RawX25519KeyPair[] = [];
-let refillQueued = false;
-
 /**
- * A fresh X25519 key pair: a spare made ahead of time if there is one (else
- * made now). The caller owns the returned arrays, and calls
- * {@linkcode refillX25519KeyPairs} once it has started its own asynchronous
- * work (its DHs), so that the spares are made while that work runs.
+ * A raw 32-byte X25519 private key as a `node:crypto` key for
+ * {@linkcode x25519}: the one already made if the pair came from
+ * {@linkcode newX25519KeyPair} and its bytes are unchanged, else made now.
+ *
+ * @throws {TypeError} If `seed` is not 32 bytes.
  */
-export function takeX25519KeyPair(): RawX25519KeyPair {
-  return spares.pop() ?? newX25519KeyPair();
-}
-
-/**
- * Makes the spare key pairs in a microtask: it runs at the caller's next
- * `await`, on the JavaScript thread, while WebCrypto's thread pool computes
- * what the caller has handed it.
- */
-export function refillX25519KeyPairs(): void {
-  if (refillQueued) return;
-  refillQueued = true;
-  queueMicrotask(() => {
-    refillQueued = false;
-    while (spares.length < SPARE_KEY_PAIRS) spares.push(newX25519KeyPair());
-  });
-}
-
-/**
- * A raw 32-byte X25519 private key as a WebCrypto key for `deriveBits`: the
- * one already imported if the pair came from {@linkcode takeX25519KeyPair}
- * and its bytes are unchanged, else imported now.
- */
-export function x25519PrivateKey(seed: Uint8Array): Promise<CryptoKey> {
+export function x25519PrivateKey(seed: Uint8Array): KeyObject {
   const hit = imported.get(seed);
   if (hit !== undefined && constantTimeEqual(hit.seed, seed)) return hit.key;
-  return importX25519Private(seed);
+  return privateKeyObject(seed);
 }

@@ -6,7 +6,7 @@ import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, u32 } from "../platform/bytes.ts";
 import { gcmOpen, gcmSeal } from "./_aead.ts";
-import { importX25519Public, refillX25519KeyPairs, x25519, x25519PrivateKey } from "./_keys.ts";
+import { x25519, x25519PrivateKey, x25519PublicKey } from "./_keys.ts";
 import { DecryptionError, EncryptionError } from "../errors.ts";
 
 /** The AES-GCM nonce length. */
@@ -21,28 +21,22 @@ const MESSAGE_KEY_INPUT = new Uint8Array([0x01]);
 const CHAIN_KEY_INPUT = new Uint8Array([0x02]);
 
 /**
- * X25519 of each raw private key with one raw public key, computed
- * together; throws `RangeError` on an unusable key or an all-zero result,
- * and then zeroes every output that was computed.
+ * X25519 of each raw private key with one raw public key; throws
+ * `RangeError` on an all-zero result, and then zeroes every output that was
+ * computed. It computes on the calling thread (see `x25519`), and is async
+ * only so that each failure reaches its caller as a rejection.
  */
+// deno-lint-ignore require-await
 export async function dh(privateKeys: Uint8Array[], publicKey: Uint8Array): Promise<Uint8Array[]> {
-  let pub: CryptoKey;
+  const pub = x25519PublicKey(publicKey);
+  const outputs: Uint8Array[] = [];
   try {
-    pub = await importX25519Public(publicKey);
+    for (const k of privateKeys) outputs.push(x25519(x25519PrivateKey(k), pub));
   } catch (cause) {
-    throw new RangeError("Cannot complete X25519: the public key is not usable", { cause });
+    for (const out of outputs) out.fill(0);
+    throw cause;
   }
-  const started = privateKeys.map((k) => x25519PrivateKey(k).then((key) => x25519(key, pub)));
-  refillX25519KeyPairs(); // while the DHs run
-  const results = await Promise.allSettled(started);
-  const failed = results.find((r) => r.status === "rejected");
-  if (failed === undefined) {
-    return results.map((r) => (r as PromiseFulfilledResult<Uint8Array>).value);
-  }
-  for (const r of results) if (r.status === "fulfilled") r.value.fill(0);
-  const cause = failed.reason;
-  if (cause instanceof RangeError) throw cause; // all zeros
-  throw new RangeError("Cannot complete X25519: the public key is not usable", { cause });
+  return outputs;
 }
 
 /**

@@ -92,7 +92,7 @@ import {
   openBody,
   sealBody,
 } from "./_ratchet_kdf.ts";
-import { checkKeyLength, KEY_LENGTH, takeX25519KeyPair } from "./_keys.ts";
+import { checkKeyLength, KEY_LENGTH, newX25519KeyPair } from "./_keys.ts";
 import {
   type HeaderKeys,
   MAX_ASSOCIATED_DATA_LENGTH,
@@ -285,8 +285,8 @@ export interface FirstSenderStep {
 /**
  * Starts the initiator's first DH ratchet step (a fresh key pair and its DH
  * with the peer's signed prekey), which does not depend on the key
- * agreement: started before `initiateX3dh`, it runs alongside the X3DH DHs,
- * and {@linkcode initHeaderSender} takes it. If the key agreement fails
+ * agreement: it may be started before `initiateX3dh`, and
+ * {@linkcode initHeaderSender} takes it. If the key agreement fails
  * (a forged prekey signature), the step is simply dropped: its key pair was
  * never used.
  *
@@ -295,7 +295,7 @@ export interface FirstSenderStep {
  */
 export function startFirstSenderStep(remoteRatchetKey: Uint8Array): FirstSenderStep {
   checkKeyLength(remoteRatchetKey, "the remote ratchet key");
-  const keyPair = takeX25519KeyPair();
+  const keyPair = newX25519KeyPair();
   const output = dh([keyPair.privateKey], remoteRatchetKey).then(([out]) => out!);
   output.catch(() => {}); // seen by initHeaderSender, or dropped with the step
   return { remoteRatchetKey: new Uint8Array(remoteRatchetKey), keyPair, output };
@@ -579,11 +579,11 @@ export async function headerRatchetDecrypt(
       if (state.receivingChainKey !== null && keys.receiving !== null) {
         skipKeys(state.receivingChainKey, receivingCount, pn, keys.receiving, now, newSkipped);
       }
-      // DHRatchetHE. The new key pair was made ahead, so both DHs run together.
+      // DHRatchetHE.
       previousSendingCount = sendingCount;
       sendingCount = 0;
       receivingCount = 0;
-      const pair = takeX25519KeyPair();
+      const pair = newX25519KeyPair();
       const [receiving, sending] = await dh(
         [sendingRatchetKey.privateKey, pair.privateKey],
         ratchetKey,

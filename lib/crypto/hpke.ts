@@ -9,9 +9,10 @@
  * with every message) and can export secrets bound to the exchange.
  * `sealBase` and `openBase` do setup and one message in a single call.
  *
- * X25519, key generation and AES-GCM come from WebCrypto; HKDF comes from
- * `@noble/hashes`, because HPKE's key schedule extracts and expands in
- * separate steps, which WebCrypto's HKDF cannot do. The implementation
+ * X25519 and key generation come from `node:crypto` (on the calling
+ * thread), AES-GCM from `node:crypto` for small inputs and WebCrypto for
+ * large ones; HKDF comes from `@noble/hashes`, because HPKE's key schedule
+ * extracts and expands in separate steps, which WebCrypto's HKDF cannot do. The implementation
  * passes the RFC 9180 Appendix A.1 test vectors.
  *
  * What does not depend on the message is computed once: the hash of each

@@ -5,9 +5,10 @@
  * {@linkcode SecretBox} that seals secrets at rest. The errors its functions
  * throw are exported too, all under {@linkcode DimError}.
  *
- * Everything runs on WebCrypto (Ed25519, X25519, AES-GCM) plus
- * `@noble/hashes` where WebCrypto has no primitive (argon2id, HKDF's
- * separate extract and expand, synchronous SHA-2).
+ * Everything runs on the platform's primitives (Ed25519, X25519, AES-GCM and
+ * SHA-256 through `node:crypto` on the calling thread, large AES-GCM and key
+ * import through WebCrypto) plus `@noble/hashes` where neither has the
+ * primitive (argon2id, HKDF's separate extract and expand, HMAC).
  *
  * @example Seal a message for Bob and open it
  * ```ts

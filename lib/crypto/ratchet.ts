@@ -11,9 +11,8 @@
  *
  * ## Construction
  *
- * - DH: X25519 (WebCrypto). An all-zero shared secret is refused. Key
- *   pairs are made ahead of time, and a DH ratchet step's two DHs run
- *   together, so a step waits for about one scalar multiplication.
+ * - DH: X25519 (`node:crypto`, on the calling thread). An all-zero shared
+ *   secret is refused.
  * - KDF_RK: HKDF-SHA-256 with salt = root key, IKM = DH output, info =
  *   `"DIM-v1 ratchet root"`, 64 bytes: new root key || new chain key.
  * - KDF_CK: message key = HMAC-SHA-256(chain key, 0x01), next chain key =
@@ -90,7 +89,7 @@ import {
   openBody,
   sealBody,
 } from "./_ratchet_kdf.ts";
-import { checkKeyLength, KEY_LENGTH, refillX25519KeyPairs, takeX25519KeyPair } from "./_keys.ts";
+import { checkKeyLength, KEY_LENGTH, newX25519KeyPair } from "./_keys.ts";
 import {
   DecryptionError,
   EncryptionError,
@@ -258,8 +257,7 @@ function open(
  * ```
  */
 export function generateRatchetKeyPair(): Promise<RatchetKeyPair> {
-  const pair = takeX25519KeyPair();
-  refillX25519KeyPairs();
+  const pair = newX25519KeyPair();
   return Promise.resolve(pair);
 }
 
@@ -328,7 +326,7 @@ export async function initSender(
   checkKeyLength(sharedSecret, "the shared secret");
   checkKeyLength(remoteRatchetKey, "the remote ratchet key");
   checkAssociatedData(associatedData, "start session");
-  const sendingRatchetKey = takeX25519KeyPair();
+  const sendingRatchetKey = newX25519KeyPair();
   const [dhOutput] = await dh([sendingRatchetKey.privateKey], remoteRatchetKey);
   const [rootKey, sendingChainKey] = kdfRoot(sharedSecret, dhOutput!);
   // The responder never sends on its prekey, so there is no chain to
@@ -610,11 +608,11 @@ export async function ratchetDecrypt(
       if (current !== null) {
         skipKeys(state.receivingChainKey!, receivingCount, pn, current, now, newSkipped);
       }
-      // DHRatchet. The new key pair was made ahead, so both DHs run together.
+      // DHRatchet.
       previousSendingCount = sendingCount;
       sendingCount = 0;
       receivingCount = 0;
-      const next = takeX25519KeyPair();
+      const next = newX25519KeyPair();
       const [receiving, sending] = await dh(
         [sendingRatchetKey.privateKey, next.privateKey],
         ratchetKey,

@@ -74,13 +74,12 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, u32, utf8 } from "../platform/bytes.ts";
 import {
   checkKeyLength,
-  importX25519Private,
-  importX25519Public,
   KEY_LENGTH,
-  refillX25519KeyPairs,
-  takeX25519KeyPair,
+  newX25519KeyPair,
   x25519,
+  type X25519PrivateKey,
   x25519PrivateKey,
+  x25519PublicKey,
 } from "./_keys.ts";
 import { type Identity, verifySignature } from "./identity.ts";
 import { generateRatchetKeyPair, type RatchetKeyPair } from "./ratchet.ts";
@@ -356,16 +355,23 @@ export function x3dhAssociatedData(
   );
 }
 
-async function dh(privateKey: CryptoKey, publicKey: Uint8Array): Promise<Uint8Array> {
+// The DHs of one side, on the calling thread (see `x25519`); on a failure the
+// outputs already computed are zeroed.
+function dhAll(pairs: [X25519PrivateKey, Uint8Array][]): Uint8Array[] {
+  const outputs: Uint8Array[] = [];
   try {
-    return await x25519(privateKey, await importX25519Public(publicKey));
+    for (const [privateKey, publicKey] of pairs) {
+      outputs.push(x25519(privateKey, x25519PublicKey(publicKey)));
+    }
   } catch (cause) {
+    for (const out of outputs) out.fill(0);
     // x25519 throws a RangeError only for an all-zero output.
     const reason = cause instanceof RangeError
       ? "a Diffie-Hellman output is all zeros"
       : "a public key is not a usable X25519 key";
     throw new KeyAgreementError(`Cannot agree on a key: ${reason}`, { cause });
   }
+  return outputs;
 }
 
 function deriveSecrets(
@@ -430,35 +436,22 @@ export async function initiateX3dh(
     checkKeyLength(oneTimePrekey.publicKey, "one-time prekey public key");
   }
   const associatedData = x3dhAssociatedData(initiator, bundle);
-  // The signature check and the DHs run together; no output is used, and
-  // every one is zeroed, unless the signature is valid.
-  const ephemeral = takeX25519KeyPair();
-  const ek = await x25519PrivateKey(ephemeral.privateKey);
-  ephemeral.privateKey.fill(0);
-  const valid = verifyPrekeySignature(bundle.signingPublicKey, signedPrekey);
-  const started = [
-    dh(initiator.encryptionPrivateKey, signedPrekey.publicKey),
-    dh(ek, bundle.encryptionPublicKey),
-    dh(ek, signedPrekey.publicKey),
-    ...(oneTimePrekey === undefined ? [] : [dh(ek, oneTimePrekey.publicKey)]),
-  ];
-  refillX25519KeyPairs(); // while the DHs run
-  const settled = await Promise.allSettled([valid, ...started]);
-  const zeroAll = () => {
-    for (const r of settled) {
-      if (r.status === "fulfilled" && r.value instanceof Uint8Array) r.value.fill(0);
-    }
-  };
-  if (settled[0]!.status === "fulfilled" && settled[0]!.value !== true) {
-    zeroAll();
+  // No DH is computed unless the signature is valid.
+  if (!(await verifyPrekeySignature(bundle.signingPublicKey, signedPrekey))) {
     throw new KeyAgreementError("Cannot agree on a key: the signed prekey's signature is invalid");
   }
-  const failed = settled.find((r) => r.status === "rejected");
-  if (failed !== undefined) {
-    zeroAll();
-    throw failed.reason;
-  }
-  const outputs = settled.slice(1).map((r) => (r as PromiseFulfilledResult<Uint8Array>).value);
+  const ephemeral = newX25519KeyPair();
+  const ek = x25519PrivateKey(ephemeral.privateKey);
+  ephemeral.privateKey.fill(0);
+  const outputs = dhAll([
+    [initiator.encryptionPrivateKey, signedPrekey.publicKey],
+    [ek, bundle.encryptionPublicKey],
+    [ek, signedPrekey.publicKey],
+    ...(oneTimePrekey === undefined ? [] : [[ek, oneTimePrekey.publicKey] as [
+      X25519PrivateKey,
+      Uint8Array,
+    ]]),
+  ]);
   const he = options.headerEncryption === true;
   const header: X3dhHeader = {
     initiatorSigningKey: new Uint8Array(initiator.signingPublicKey),
@@ -511,6 +504,7 @@ export async function initiateX3dh(
  * );
  * ```
  */
+// deno-lint-ignore require-await -- async so that every failure is a rejection
 export async function respondX3dh(
   responder: X3dhIdentity,
   header: X3dhHeader,
@@ -537,15 +531,15 @@ export async function respondX3dh(
     encryptionPublicKey: new Uint8Array(header.initiatorEncryptionKey),
   };
   const associatedData = x3dhAssociatedData(initiator, responder);
-  const [spkPrivate, opkPrivate] = await Promise.all([
-    importX25519Private(spk.privateKey),
-    opk === undefined ? undefined : importX25519Private(opk.privateKey),
-  ]);
-  const outputs = await Promise.all([
-    dh(spkPrivate, header.initiatorEncryptionKey),
-    dh(responder.encryptionPrivateKey, header.ephemeralKey),
-    dh(spkPrivate, header.ephemeralKey),
-    ...(opkPrivate === undefined ? [] : [dh(opkPrivate, header.ephemeralKey)]),
+  const spkPrivate = x25519PrivateKey(spk.privateKey);
+  const outputs = dhAll([
+    [spkPrivate, header.initiatorEncryptionKey],
+    [responder.encryptionPrivateKey, header.ephemeralKey],
+    [spkPrivate, header.ephemeralKey],
+    ...(opk === undefined ? [] : [[x25519PrivateKey(opk.privateKey), header.ephemeralKey] as [
+      X25519PrivateKey,
+      Uint8Array,
+    ]]),
   ]);
   return {
     ...deriveSecrets(outputs, header.headerEncryption === true),

@@ -426,9 +426,8 @@ export class SessionManager {
         ? {}
         : { oneTimePrekeyId: options.oneTimePrekeyId };
       const x3dhBundle = toX3dhBundle(bundle, choice);
-      // The first ratchet step runs alongside the key agreement's DHs.
-      const step = startFirstSenderStep(x3dhBundle.signedPrekey.publicKey);
       const init = await initiateX3dh(this.#identity, x3dhBundle, { headerEncryption: true });
+      const step = startFirstSenderStep(x3dhBundle.signedPrekey.publicKey);
       const header = encodeX3dhHeader(init.header);
       state = await initHeaderSender(
         init.sharedSecret,
