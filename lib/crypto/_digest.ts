@@ -1,7 +1,9 @@
 /**
- * SHA-256 on the calling thread through `node:crypto`: for a message-sized
- * input (1.2 KB) 1.8 µs here, against 6.2 µs for `@noble/hashes` and a
- * round trip through WebCrypto's thread pool.
+ * SHA-256 and HKDF-SHA-256 on the calling thread through `node:crypto`: for
+ * a message-sized input (1.2 KB) SHA-256 takes 1.8 µs here, against 6.2 µs
+ * for `@noble/hashes` and a round trip through WebCrypto's thread pool; an
+ * HKDF of a 32-byte key to 44 bytes 5–6 µs, against 11–13 µs. (HMAC of a
+ * few bytes is faster in `@noble/hashes`: 5 µs against 7–8 µs.)
  *
  * @example The digest of "abc" (FIPS 180-2, appendix B.1)
  * ```ts
@@ -17,7 +19,7 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { createHash, hkdfSync } from "node:crypto";
 
 /**
  * SHA-256 of `bytes`, computed at once on this thread.
@@ -29,4 +31,23 @@ export function sha256Now(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(32);
   out.set(createHash("sha256").update(bytes).digest());
   return out;
+}
+
+/**
+ * HKDF-SHA-256 (RFC 5869) of `ikm` with `salt` and `info`, computed at once
+ * on this thread.
+ *
+ * @param ikm The input keying material.
+ * @param salt The salt (an empty one stands for 32 zero bytes).
+ * @param info The context.
+ * @param length The output length, at most 8,160 bytes.
+ * @returns `length` bytes of output keying material.
+ */
+export function hkdfNow(
+  ikm: Uint8Array,
+  salt: Uint8Array,
+  info: Uint8Array,
+  length: number,
+): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(hkdfSync("sha256", ikm, salt, info, length));
 }

@@ -1,11 +1,11 @@
 // The Double Ratchet's primitives, shared by both of its variants: the
 // original (ratchet.ts) and the one with encrypted headers
 // (header_ratchet.ts). Private to lib/crypto.
-import { hkdf } from "@noble/hashes/hkdf.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, u32 } from "../platform/bytes.ts";
 import { gcmOpen, gcmSeal } from "./_aead.ts";
+import { hkdfNow } from "./_digest.ts";
 import { x25519, x25519PrivateKey, x25519PublicKey } from "./_keys.ts";
 import { DecryptionError, EncryptionError } from "../errors.ts";
 
@@ -50,7 +50,7 @@ export function kdfRoot(
   info: Uint8Array,
   count: number,
 ): Uint8Array[] {
-  const out = hkdf(sha256, dhOutput, rootKey, info, 32 * count);
+  const out = hkdfNow(dhOutput, rootKey, info, 32 * count);
   dhOutput.fill(0);
   const keys: Uint8Array[] = [];
   for (let i = 0; i < count; i++) keys.push(out.slice(32 * i, 32 * i + 32));
@@ -80,7 +80,7 @@ export function aeadData(associatedData: Uint8Array, header: Uint8Array): Uint8A
 
 /** The AES-256-GCM key (32 bytes) and nonce (12) of a message key; zero it after use. */
 function messageCipher(messageKey: Uint8Array): Uint8Array {
-  return hkdf(sha256, messageKey, ZERO_SALT, MESSAGE_INFO, 32 + NONCE_LENGTH);
+  return hkdfNow(messageKey, ZERO_SALT, MESSAGE_INFO, 32 + NONCE_LENGTH);
 }
 
 /** Seals a body with a message key (which it zeroes); failures are {@linkcode EncryptionError}. */
