@@ -69,6 +69,7 @@ import { applyDenoCompat } from "./_deno_compat.ts";
 import { KadClient } from "./_kad_client.ts";
 import { ValidatedRecords } from "./_validated.ts";
 import {
+  batchWindowUpdates,
   checkLibp2pInternals,
   filterPeerEvents,
   installFastCloserPeers,
@@ -350,6 +351,7 @@ export async function assembleNode(
       (peer) => peerStoreCache.peekInfo(peer),
     );
     if (!quietLengthDecoders()) log("@libp2p/utils' LengthPrefixedDecoder changed: not patched");
+    if (!batchWindowUpdates()) log("@libp2p/yamux's YamuxStream changed: not patched");
     const client = new KadClient(libp2p, {
       protocol,
       maxMessageBytes: MAX_KAD_MESSAGE_BYTES,

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  batchWindowUpdates,
   checkConnectionInternals,
   CHECKED_VERSIONS,
   checkLibp2pInternals,
@@ -14,11 +15,12 @@ import {
 import { kadId } from "../../lib/dht/_distance.ts";
 import { createDhtNode, libp2pOf } from "../../lib/dht/node.ts";
 import { LengthPrefixedDecoder } from "@libp2p/utils";
+import { StreamState, YamuxStream } from "@libp2p/yamux/stream";
 import { startNetwork, stopAll, testNodeOptions, waitForFullTables } from "./_helpers.ts";
 
 Deno.test("the pinned versions are the ones deno.json imports", async () => {
   const config = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
-  for (const name of ["libp2p", "@libp2p/kad-dht", "@libp2p/tcp"]) {
+  for (const name of ["libp2p", "@libp2p/kad-dht", "@libp2p/tcp", "@libp2p/yamux"]) {
     assert.equal(config.imports[name], `npm:${name}@${CHECKED_VERSIONS[name]}`);
   }
 });
@@ -103,6 +105,91 @@ Deno.test("a patched length-prefixed decoder reads the same frames, whole or spl
   assert.deepEqual(frames([1, 5]), [[5]]);
   assert.deepEqual(frames([0, 3, 1]), []);
   assert.deepEqual(frames([2, 3]), [[1, 2, 3]]);
+});
+
+// A yamux stream as `sendWindowUpdate` uses it, with its frames recorded.
+function windowStub(state: number, used: number) {
+  const frames: { flag: number; length: number }[] = [];
+  return {
+    frames,
+    stream: {
+      state,
+      recvWindow: 256 * 1024,
+      recvWindowCapacity: 256 * 1024 - used,
+      maxStreamWindowSize: 16 * 1024 * 1024,
+      epochStart: Date.now(),
+      getRTT: () => -1,
+      getSendFlags: () => (state === StreamState.SYNReceived ? 2 : 0), // ACK
+      sendFrame: (frame: { flag: number; length: number }) => frames.push(frame),
+    },
+  };
+}
+
+Deno.test("a yamux stream sends a window update once half its window is used, or with a flag", () => {
+  assert.equal(batchWindowUpdates(), true);
+  assert.equal(batchWindowUpdates(), true);
+  const update = (YamuxStream.prototype as unknown as { sendWindowUpdate: () => void })
+    .sendWindowUpdate;
+  for (
+    const [state, used, sent] of [
+      [StreamState.Established, 1024, false],
+      [StreamState.Established, 128 * 1024 - 1, false],
+      [StreamState.Established, 128 * 1024, true],
+      [StreamState.Established, 256 * 1024, true],
+      [StreamState.SYNReceived, 1024, true], // its ACK goes at once
+      [StreamState.Paused, 256 * 1024, false], // as before: nothing while paused
+    ] as const
+  ) {
+    const { frames, stream } = windowStub(state, used);
+    update.call(stream);
+    assert.equal(frames.length, sent ? 1 : 0, `state ${state}, ${used} bytes used`);
+    if (sent) {
+      assert.equal(frames[0]!.length, used);
+      assert.equal(stream.recvWindowCapacity, stream.recvWindow);
+    }
+  }
+});
+
+Deno.test("small messages on a real stream cost no window update each, and a large write still flows", async () => {
+  await using a = await createDhtNode(testNodeOptions());
+  await using b = await createDhtNode(testNodeOptions());
+  const PROTOCOL = "/dim-test/window/1.0.0";
+  let updates = 0;
+  let received = 0;
+  const done = Promise.withResolvers<void>();
+  await a.handle(PROTOCOL, async (stream) => {
+    // The receiving end's frames: count its window updates (type 1).
+    const own = stream as unknown as {
+      sendFrame: (frame: { type: number }, data?: unknown) => boolean;
+    };
+    const send = own.sendFrame;
+    own.sendFrame = (frame, data) => {
+      if (frame.type === 1) updates++;
+      return send(frame, data);
+    };
+    for await (const chunk of stream) {
+      received += chunk.byteLength;
+      if (received === 200 * 1024 + 4 * 1024 * 1024) break;
+    }
+    done.resolve();
+  });
+  const stream = await b.dialProtocol(a.multiaddrs[0]!, PROTOCOL);
+  // 200 messages of 1 KiB, one at a time: without batching, 200 updates.
+  for (let i = 0; i < 200; i++) {
+    stream.send(new Uint8Array(1024));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  const small = updates;
+  assert.ok(small <= 2, `${small} window updates for 200 KiB`);
+  // Then 4 MiB at once: it needs updates to get through at all.
+  if (!stream.send(new Uint8Array(4 * 1024 * 1024))) await stream.onDrain();
+  await Promise.race([
+    done.promise,
+    new Promise((_, reject) => setTimeout(() => reject(new Error("stalled")), 10_000)),
+  ]);
+  assert.equal(received, 200 * 1024 + 4 * 1024 * 1024);
+  assert.ok(updates > small);
+  await stream.close();
 });
 
 Deno.test("the server's closer peers for a DIM key are the routing table's, as kad-dht gives them", async () => {
