@@ -94,6 +94,7 @@ import {
 import type { ServiceContext } from "./_context.ts";
 import { ByteBudget } from "./framing.ts";
 import { encodeFrame, type Frame, FrameQueue, FrameType, NackCode } from "./wire.ts";
+import { tracePoint } from "../platform/trace.ts";
 
 /**
  * What the inbox lets a peer cost it before any envelope of the peer's has
@@ -435,6 +436,7 @@ export class Inbox {
         throw new ProtocolError("Cannot serve stream: unexpected frame type");
       }
     }
+    tracePoint("receive: frames read");
     // Each envelope or receipt costs crypto and a lookup: both are rate-limited.
     const now = this.#ctx.clock();
     const allowed = frames.map(() => this.#allow(remotePeer, ip, now));
@@ -526,12 +528,15 @@ export class Inbox {
     let flushed = false;
     try {
       // The rows are committed and flushed: only now are the senders told.
+      tracePoint("receive: decrypted and stored");
       this.#storage.sync(deferred);
+      tracePoint("receive: committed and flushed");
       flushed = true;
       if (failure !== undefined) throw failure.error;
       const encoded = await Promise.all(
         replies.map(async (reply) => encodeFrame("ack" in reply ? await reply.ack : reply)),
       );
+      tracePoint("receive: acknowledgements signed");
       if (!stream.send(encoded.length === 1 ? encoded[0]! : concat(...encoded))) {
         await stream.onDrain({ signal: this.#ctx.signal(this.#ctx.options.idleTimeoutMs) });
       }

@@ -64,6 +64,7 @@ import { Link, Wake } from "./_link.ts";
 import { Sealer } from "./_outbox_sealer.ts";
 import { type FlushGroup, GroupCommit } from "./_group_commit.ts";
 import { encodeFrame, type Frame, FrameType, MESSAGE_PROTOCOL, NackCode } from "./wire.ts";
+import { tracePoint } from "../platform/trace.ts";
 
 /**
  * What the outbox keeps and reads: the outbox itself, in transactions;
@@ -159,6 +160,7 @@ export class Outbox {
     body: Uint8Array,
     options: SendOptions = {},
   ): Promise<StoredMessage> {
+    tracePoint("send: called");
     const contentType = options.contentType ?? 1;
     const caller = options.signal;
     const seal = async (
@@ -166,6 +168,7 @@ export class Outbox {
       id: Uint8Array,
       now: number,
     ): Promise<Stored> => {
+      tracePoint("send: encrypted");
       const { envelope, hash } = await this.#sealer.seal(recipient, sealed, id, now);
       // The session state is saved with the outbox entry, before anything is
       // sent. The commit is deferred and made and flushed after the lock is
@@ -292,7 +295,12 @@ export class Outbox {
     const flushed = this.#commits.flushed(group);
     // Only this conversation: the periodic scan looks after the others.
     // A reserved key's message leaves once committed, while the flush runs.
-    if (reserved) group.committed.then(() => this.#ctx.track(this.#deliver(recipient)), () => {});
+    if (reserved) {
+      group.committed.then(() => {
+        tracePoint("send: committed");
+        this.#ctx.track(this.#deliver(recipient));
+      }, () => {});
+    }
     try {
       await flushed;
     } catch (err) {
@@ -302,6 +310,7 @@ export class Outbox {
       throw err;
     }
     stored.flushed?.();
+    if (!reserved) tracePoint("send: committed and flushed");
     this.#unflushed.delete(row.seq);
     if (!reserved) this.#ctx.track(this.#deliver(recipient));
     return row;
@@ -447,6 +456,7 @@ export class Outbox {
             encodeFrame({ type: FrameType.Envelope, envelope: e.envelope })
           );
           // One write for all: one stream frame and one encryption, not one per message.
+          tracePoint("send: written to the stream");
           if (!link.stream.send(frames.length === 1 ? frames[0]! : concat(...frames))) {
             await link.stream.onDrain({ signal });
           }
@@ -454,6 +464,7 @@ export class Outbox {
         // The first reply, or a new message to send meanwhile.
         await race(Promise.race([link!.replies.ready(), wake.wait()]), signal);
         const replies = link!.replies.take(sent.length);
+        tracePoint("send: acknowledgements read");
         if (replies.length === 0) {
           if (!link!.replies.done) continue;
           // A recipient may end a long-used stream (it caps frames per
@@ -609,6 +620,7 @@ export class Outbox {
       // deduplicates: its commit may wait for the next one.
       { durable: false, deferred: {} },
     );
+    tracePoint("send: acknowledgements checked, marked delivered");
     for (const seq of delivered) {
       if (seq !== undefined) this.#ctx.emit({ type: "delivered", seq, recipient });
     }
