@@ -16,6 +16,18 @@
  * used; a clean stop saves the live chains (`releases`), so nothing is
  * skipped then.
  *
+ * A received message is stored and flushed before it is acknowledged, but
+ * the state it leaves need not be saved with it when it only moved the
+ * current receiving chain on (`keepReceived`): up to
+ * `UNSAVED_RECEIVED_MESSAGES - 1` such messages in a row are kept in the
+ * live state alone, and the next save of the session (any message that
+ * changes more, a message sent, the limit, a clean stop) writes them with
+ * it. A state read back from disk then stands a few messages back in that
+ * chain: the peer's next message makes it derive the keys of the messages
+ * between, which it already stored; they are kept as skipped keys (a copy
+ * of one of those messages decrypts again and is dropped as a duplicate by
+ * its ID) and expire as any skipped key does.
+ *
  * @module
  */
 import { constantTimeEqual, equalBytes, toHex } from "../platform/bytes.ts";
@@ -26,7 +38,11 @@ import type { SecretBox } from "../crypto/secret_box.ts";
 import type { SessionStorage, StoredSession } from "./storage.ts";
 import type { SaveCounter } from "./_save_counter.ts";
 import { type TagEntry, TagIndex } from "./_session_frame.ts";
-import { MAX_OPENED_SESSION_STATES, SKIPPED_KEY_MAX_AGE_MS } from "./constants.ts";
+import {
+  MAX_OPENED_SESSION_STATES,
+  SKIPPED_KEY_MAX_AGE_MS,
+  UNSAVED_RECEIVED_MESSAGES,
+} from "./constants.ts";
 
 /**
  * The associated data a state is sealed under: the peer, the session and
@@ -78,6 +94,11 @@ export class SessionStates {
   #index: TagIndex | undefined;
   /** Each peer's reservation in its current session's sending chain. */
   #reserved = new Map<string, Reservation>();
+  /**
+   * The peers whose live state (in `#opened`) is ahead of its row by
+   * received messages kept unsaved (`keepReceived`), and how many.
+   */
+  #unsaved = new Map<string, number>();
 
   /**
    * @param sessions Where the rows are kept.
@@ -94,7 +115,66 @@ export class SessionStates {
   reset(): void {
     this.#opened.clear();
     this.#reserved.clear();
+    this.#unsaved.clear();
     this.#index = undefined;
+  }
+
+  /**
+   * Whether the state after a received message may stay in memory only,
+   * ahead of its row ({@linkcode SessionStates.keepReceived}): the message
+   * only moved the current receiving chain on by one (no DH step, no
+   * skipped key stored or used), the live state is the row's, the session
+   * is current and answered, and fewer than `UNSAVED_RECEIVED_MESSAGES - 1`
+   * messages are unsaved in it already (and at most half the cache's worth
+   * of peers have any).
+   *
+   * @param row The session's row, as the message was decrypted in it.
+   * @param before The live state the message was decrypted with.
+   * @param after The state after it.
+   */
+  canKeepReceived(row: StoredSession, before: RatchetState, after: RatchetState): boolean {
+    const cached = this.#opened.get(row.peer);
+    const unsaved = this.#unsaved.get(row.peer) ?? 0;
+    return cached !== undefined && this.#holds(cached, row) && row.current &&
+      row.initialHeader === undefined && unsaved + 1 < UNSAVED_RECEIVED_MESSAGES &&
+      (unsaved > 0 || this.#unsaved.size < MAX_OPENED_SESSION_STATES / 2) &&
+      after.receivingCount === before.receivingCount + 1 &&
+      after.headerKeys === before.headerKeys &&
+      after.skippedMessageKeys.length === before.skippedMessageKeys.length &&
+      before.receivingRatchetKey !== null && after.receivingRatchetKey !== null &&
+      equalBytes(after.receivingRatchetKey, before.receivingRatchetKey);
+  }
+
+  /**
+   * Keeps the state after a received message as the live one, ahead of its
+   * row, which is not saved. Call under the session lock, once the message
+   * is stored, and only when {@linkcode SessionStates.canKeepReceived} said
+   * so in the same turn of the lock.
+   *
+   * @param row The session's row, as the message was decrypted in it.
+   * @param before The live state the message was decrypted with.
+   * @param after The state after it.
+   */
+  keepReceived(row: StoredSession, before: RatchetState, after: RatchetState): void {
+    const cached = this.#opened.get(row.peer);
+    if (cached === undefined || !this.canKeepReceived(row, before, after)) {
+      throw new Error("Cannot keep a received message's state unsaved: the session changed");
+    }
+    this.#opened.set(row.peer, { ...cached, state: after });
+    this.#unsaved.set(row.peer, (this.#unsaved.get(row.peer) ?? 0) + 1);
+  }
+
+  /** Whether a cached entry was sealed for exactly this row. */
+  #holds(
+    cached: {
+      readonly sessionId: Uint8Array;
+      readonly counter: number;
+      readonly sealed: Uint8Array;
+    },
+    row: StoredSession,
+  ): boolean {
+    return cached.counter === row.counter && constantTimeEqual(cached.sessionId, row.sessionId) &&
+      constantTimeEqual(cached.sealed, row.state);
   }
 
   /**
@@ -164,7 +244,15 @@ export class SessionStates {
         out.push({ peer, sessionId: cached.sessionId, state: cached.state });
       }
     }
+    // And those with received messages kept unsaved.
+    for (const peer of this.#unsaved.keys()) {
+      const cached = this.#opened.get(peer);
+      if (cached !== undefined && !out.some((o) => o.peer === peer)) {
+        out.push({ peer, sessionId: cached.sessionId, state: cached.state });
+      }
+    }
     this.#reserved.clear();
+    this.#unsaved.clear();
     return out;
   }
 
@@ -196,14 +284,10 @@ export class SessionStates {
   async open(row: StoredSession, now: number): Promise<RatchetState> {
     const cached = this.#opened.get(row.peer);
     // The cached state is this row's only if the row is the one it was sealed for.
-    const state = cached !== undefined && cached.counter === row.counter &&
-        constantTimeEqual(cached.sessionId, row.sessionId) &&
-        constantTimeEqual(cached.sealed, row.state)
-      ? cached.state
-      : decodeSession(
-        await this.#box.open(stateLabel(row.peer, row.sessionId, row.counter), row.state),
-        { now },
-      );
+    const state = cached !== undefined && this.#holds(cached, row) ? cached.state : decodeSession(
+      await this.#box.open(stateLabel(row.peer, row.sessionId, row.counter), row.state),
+      { now },
+    );
     return expireSkippedKeys(state, now - SKIPPED_KEY_MAX_AGE_MS);
   }
 
@@ -220,21 +304,39 @@ export class SessionStates {
       stateLabel(peer, sessionId, counter),
       encodeSession(this.#atRest(peer, sessionId, state)),
     );
-    // Used only once a row with these bytes is read back, that is, committed.
-    // The live state may be ahead of them in its sending chain (see the module).
-    if (this.#opened.size >= MAX_OPENED_SESSION_STATES) {
-      this.#opened.clear();
-      this.#reserved.clear();
-    }
-    this.#opened.set(peer, { sessionId, counter, sealed, state });
     return { sealed, counter };
   }
 
-  /** Saves a row (in the caller's transaction) and indexes the tags of its state. */
+  /**
+   * Saves a row (in the caller's transaction), indexes the tags of its
+   * state, and keeps that state as the live one: the row's bytes need no
+   * decryption while they are the ones stored. The live state may be ahead
+   * of them in its sending chain (see the module).
+   *
+   * @param saved The row, with the state sealed by {@linkcode SessionStates.seal}.
+   * @param state The live state `saved` holds.
+   */
   commit(saved: StoredSession, state: RatchetState): void {
     this.#sessions.save(saved);
     this.#counter.saved(saved.counter);
     this.#index?.set(saved.peer, saved.sessionId, state);
+    if (this.#opened.size >= MAX_OPENED_SESSION_STATES) {
+      // The states ahead of their rows by unsaved received messages stay.
+      for (const peer of this.#opened.keys()) {
+        if (this.#unsaved.has(peer)) continue;
+        this.#opened.delete(peer);
+        this.#reserved.delete(peer);
+      }
+    }
+    // What the live state had kept unsaved is saved with it now (or, for
+    // another session of the peer, given up as a crash would).
+    this.#unsaved.delete(saved.peer);
+    this.#opened.set(saved.peer, {
+      sessionId: saved.sessionId,
+      counter: saved.counter,
+      sealed: saved.state,
+      state,
+    });
   }
 
   /** The session a tag names, if the index is built and has it. */

@@ -184,6 +184,18 @@ export const SEND_WINDOW = 64;
 export const RESERVED_SENDING_KEYS = 16;
 
 /**
+ * How far a session's saved state may lag behind its live one in the
+ * current receiving chain: 16. Up to 15 received messages in a row that
+ * only move that chain on are stored (and flushed before their
+ * acknowledgement) without a save of the state; the next save writes them
+ * with it. After a crash the state read back stands at most 15 messages
+ * back in that chain, and the peer's next message derives the keys of the
+ * messages between as skipped keys (copies of those messages are dropped by
+ * their IDs); a clean stop saves the live state and costs none.
+ */
+export const UNSAVED_RECEIVED_MESSAGES = 16;
+
+/**
  * The longest a sent message waits for others being sealed to share its
  * flush: 50 ms. Messages submitted together then share flushes
  * (bench/chat_bench.ts: 100 of 1 KiB submitted together cost about 1.2 ms

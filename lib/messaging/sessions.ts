@@ -732,9 +732,7 @@ export class SessionManager {
     }
     const content = decodeFramePlaintext(result.plaintext);
     if (content === undefined) throw new DecryptionError();
-    // A frame in a session we started means the peer answered.
-    const saved = await this.#saved(row, rows, result.state, true, now);
-    return {
+    const message = {
       duplicate: false,
       peer: row.peer,
       id: result.id,
@@ -742,7 +740,14 @@ export class SessionManager {
       contentType: content.contentType,
       body: content.body,
       protection: "ratchet",
-      save: () => this.#states.commit(saved, result.state),
-    };
+    } as const;
+    // A message that only moves the receiving chain on may leave the state
+    // unsaved for a while (see `_session_states.ts`).
+    if (this.#states.canKeepReceived(row, state, result.state)) {
+      return { ...message, save: () => this.#states.keepReceived(row, state, result.state) };
+    }
+    // A frame in a session we started means the peer answered.
+    const saved = await this.#saved(row, rows, result.state, true, now);
+    return { ...message, save: () => this.#states.commit(saved, result.state) };
   }
 }
