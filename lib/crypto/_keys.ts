@@ -81,8 +81,14 @@ const der = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, b
  * deterministic).
  */
 export function ed25519SigningKey(seed: Uint8Array): KeyObject {
-  checkKeyLength(seed, "Ed25519 private key", "import");
-  const pkcs8 = concat(ED25519_PKCS8_PREFIX, seed);
+  return nodePrivateKey(seed, "Ed25519");
+}
+
+// A 32-byte private key (seed) as a `node:crypto` key, through its PKCS#8 form.
+function nodePrivateKey(seed: Uint8Array, curve: "X25519" | "Ed25519"): KeyObject {
+  checkKeyLength(seed, `${curve} private key`, "import");
+  const prefix = curve === "X25519" ? X25519_PKCS8_PREFIX : ED25519_PKCS8_PREFIX;
+  const pkcs8 = concat(prefix, seed);
   try {
     return createPrivateKey({ key: der(pkcs8), format: "der", type: "pkcs8" });
   } finally {
@@ -244,16 +250,6 @@ const imported = new WeakMap<Uint8Array, { readonly seed: Uint8Array; readonly k
 // The DER prefix of a raw X25519 public key (RFC 8410 SubjectPublicKeyInfo).
 const X25519_SPKI_LENGTH = 44;
 
-function privateKeyObject(seed: Uint8Array): KeyObject {
-  checkKeyLength(seed, "X25519 private key", "import");
-  const pkcs8 = concat(X25519_PKCS8_PREFIX, seed);
-  try {
-    return createPrivateKey({ key: der(pkcs8), format: "der", type: "pkcs8" });
-  } finally {
-    pkcs8.fill(0);
-  }
-}
-
 /**
  * A new X25519 key pair, on the calling thread (`node:crypto`): a
  * fixed-base scalar multiplication there takes 15–22 µs, where WebCrypto's
@@ -263,7 +259,7 @@ function privateKeyObject(seed: Uint8Array): KeyObject {
  */
 export function newX25519KeyPair(): RawX25519KeyPair {
   const privateKey = randomSeed();
-  const key = privateKeyObject(privateKey);
+  const key = nodePrivateKey(privateKey, "X25519");
   const spki = createPublicKey(key).export({ format: "der", type: "spki" });
   if (spki.length !== X25519_SPKI_LENGTH) throw new Error("Cannot generate an X25519 key pair");
   const publicKey = new Uint8Array(spki.subarray(X25519_SPKI_LENGTH - KEY_LENGTH));
@@ -281,5 +277,5 @@ export function newX25519KeyPair(): RawX25519KeyPair {
 export function x25519PrivateKey(seed: Uint8Array): KeyObject {
   const hit = imported.get(seed);
   if (hit !== undefined && constantTimeEqual(hit.seed, seed)) return hit.key;
-  return privateKeyObject(seed);
+  return nodePrivateKey(seed, "X25519");
 }
