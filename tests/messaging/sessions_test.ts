@@ -14,6 +14,7 @@ import { decodeSession } from "../../lib/crypto/ratchet_session.ts";
 import { toHex } from "../../lib/platform/bytes.ts";
 import type { RatchetState } from "../../lib/crypto/ratchet.ts";
 import {
+  MAX_OPENED_SESSION_STATES,
   RESERVED_SENDING_KEYS,
   SKIPPED_KEY_MAX_AGE_MS,
   UNSAVED_RECEIVED_MESSAGES,
@@ -648,4 +649,34 @@ Deno.test("after a crash, a state left behind by unsaved messages reads on: thei
   // Its state is not saved unless the message is new (the caller's choice):
   // the skipped key stays until it expires.
   assert.equal((await storedState(bob, alice)).skippedMessageKeys.length, 5);
+});
+
+Deno.test("states with unsaved received messages stay in memory when the cache is full, and at most half the cache's worth of peers have any", async () => {
+  const { bob, make, publish } = await pair();
+  const peers: Party[] = [];
+  // Each peer and Bob start chatting (every state saved at Bob), then the
+  // peer sends one more message: kept unsaved for the first
+  // MAX_OPENED_SESSION_STATES / 2 peers only.
+  for (let i = 0; i <= MAX_OPENED_SESSION_STATES; i++) {
+    const peer = await make();
+    peers.push(peer);
+    await receive(bob, peer, await sendFlushed(peer, bob, "open"));
+    await publish(bob); // the next peer takes another one-time prekey
+    await receive(peer, bob, await sendFlushed(bob, peer, "answer"));
+    await receive(bob, peer, await sendFlushed(peer, bob, "new chain"));
+    const saves = savesOf(bob, peer);
+    await receive(bob, peer, await sendFlushed(peer, bob, "second"));
+    const kept = i < MAX_OPENED_SESSION_STATES / 2;
+    assert.equal(savesOf(bob, peer), kept ? saves : saves + 1, `peer ${i}`);
+  }
+  // More than the cache holds have been opened: the others were evicted,
+  // those with unsaved messages were not. Their next message skips no key.
+  const first = peers[0]!;
+  assert.equal((await receive(bob, first, await sendFlushed(first, bob, "third"))).text, "third");
+  assert.deepEqual((await storedState(bob, first)).skippedMessageKeys, []);
+  // A clean stop saves what each kept.
+  await bob.sessions.close();
+  for (const peer of peers.slice(1, MAX_OPENED_SESSION_STATES / 2)) {
+    assert.equal((await storedState(bob, peer)).receivingCount, 2, "new chain, second");
+  }
 });
