@@ -229,6 +229,25 @@ export function x25519(
   return out;
 }
 
+/**
+ * {@linkcode x25519} of each pair in turn. If one fails, the outputs
+ * already computed are zeroed before its error is thrown.
+ *
+ * @throws {RangeError} If a shared point is all zeros.
+ */
+export function x25519Each(
+  pairs: readonly (readonly [X25519PrivateKey, KeyObject])[],
+): Uint8Array<ArrayBuffer>[] {
+  const outputs: Uint8Array<ArrayBuffer>[] = [];
+  try {
+    for (const [privateKey, publicKey] of pairs) outputs.push(x25519(privateKey, publicKey));
+  } catch (cause) {
+    for (const out of outputs) out.fill(0);
+    throw cause;
+  }
+  return outputs;
+}
+
 /** Generates 32 random bytes. */
 export function randomSeed(): Uint8Array<ArrayBuffer> {
   return crypto.getRandomValues(new Uint8Array(KEY_LENGTH));

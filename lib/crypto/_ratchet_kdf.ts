@@ -6,7 +6,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { concat, u32 } from "../platform/bytes.ts";
 import { gcmOpen, gcmSeal } from "./_aead.ts";
 import { hkdfNow } from "./_digest.ts";
-import { x25519, x25519PrivateKey, x25519PublicKey } from "./_keys.ts";
+import { x25519Each, x25519PrivateKey, x25519PublicKey } from "./_keys.ts";
 import { DecryptionError, EncryptionError } from "../errors.ts";
 
 /** The AES-GCM nonce length. */
@@ -29,14 +29,7 @@ const CHAIN_KEY_INPUT = new Uint8Array([0x02]);
 // deno-lint-ignore require-await
 export async function dh(privateKeys: Uint8Array[], publicKey: Uint8Array): Promise<Uint8Array[]> {
   const pub = x25519PublicKey(publicKey);
-  const outputs: Uint8Array[] = [];
-  try {
-    for (const k of privateKeys) outputs.push(x25519(x25519PrivateKey(k), pub));
-  } catch (cause) {
-    for (const out of outputs) out.fill(0);
-    throw cause;
-  }
-  return outputs;
+  return x25519Each(privateKeys.map((k) => [x25519PrivateKey(k), pub] as const));
 }
 
 /**

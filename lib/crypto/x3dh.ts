@@ -76,7 +76,7 @@ import {
   checkKeyLength,
   KEY_LENGTH,
   newX25519KeyPair,
-  x25519,
+  x25519Each,
   type X25519PrivateKey,
   x25519PrivateKey,
   x25519PublicKey,
@@ -355,23 +355,23 @@ export function x3dhAssociatedData(
   );
 }
 
-// The DHs of one side, on the calling thread (see `x25519`); on a failure the
-// outputs already computed are zeroed.
+// The DHs of one side, on the calling thread (see `x25519Each`: on a failure
+// the outputs already computed are zeroed).
 function dhAll(pairs: [X25519PrivateKey, Uint8Array][]): Uint8Array[] {
-  const outputs: Uint8Array[] = [];
   try {
-    for (const [privateKey, publicKey] of pairs) {
-      outputs.push(x25519(privateKey, x25519PublicKey(publicKey)));
-    }
+    return x25519Each(pairs.map(([privateKey, publicKey]) =>
+      [
+        privateKey,
+        x25519PublicKey(publicKey),
+      ] as const
+    ));
   } catch (cause) {
-    for (const out of outputs) out.fill(0);
     // x25519 throws a RangeError only for an all-zero output.
     const reason = cause instanceof RangeError
       ? "a Diffie-Hellman output is all zeros"
       : "a public key is not a usable X25519 key";
     throw new KeyAgreementError(`Cannot agree on a key: ${reason}`, { cause });
   }
-  return outputs;
 }
 
 function deriveSecrets(
